@@ -1,0 +1,65 @@
+"""git-ml: version datasets and ML checkpoints the way git versions code.
+
+The Python surface (every function takes ``repo``: a path inside the git
+repository, default the current directory)::
+
+    import mlgit
+    path = mlgit.checkout("data~1")          # read-only local copy of that version
+    with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
+    mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
+    mlgit.show("data").snapshot.parents
+    [e.name for e in mlgit.ls()]
+
+Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
+TensorFlow support lives in :mod:`mlgit.tf` and is imported only when used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
+from mlgit.errors import MlgitError
+
+__all__ = ["AddResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo", "__version__", "add",
+           "checkout", "ls", "open", "show"]
+__version__ = "0.1.0"
+
+RepoPath = str | os.PathLike[str] | None
+
+
+def checkout(rev: str, repo: RepoPath = None) -> Path:
+    """Path of a read-only local copy of snapshot ``rev``, materialized once and reused.
+
+    Safe to call from several processes at once: each gets a complete tree.
+    For a snapshot of a single file the path is that file.
+    """
+    with Repo(repo) as r:
+        return r.checkout(rev)
+
+
+def add(path: str | os.PathLike[str], *, name: str | None = None, message: str = "",
+        repo: RepoPath = None) -> AddResult:
+    """Snapshot ``path`` as a dataset, as ``git ml add`` does; return the result."""
+    with Repo(repo if repo is not None else Path(path).absolute().parent) as r:
+        return r.add([Path(path).absolute()], name=name, message=message)[0]
+
+
+def open(rev: str, path: str = "", repo: RepoPath = None) -> BinaryIO:
+    """A binary file object over ``path`` in snapshot ``rev`` that reads chunks on demand."""
+    r = Repo(repo)
+    return r.open(rev, path)
+
+
+def show(rev: str, repo: RepoPath = None, files: bool = True) -> SnapshotInfo:
+    """Snapshot ``rev`` with its metadata (and file list unless ``files`` is False)."""
+    with Repo(repo) as r:
+        return r.show(rev, files=files)
+
+
+def ls(repo: RepoPath = None) -> list[ListEntry]:
+    """Every dataset and checkpoint run with its newest snapshot."""
+    with Repo(repo) as r:
+        return r.ls()

@@ -1,0 +1,462 @@
+"""The :class:`Repo`: every git-ml operation on one repository.
+
+The CLI and the module-level functions in :mod:`mlgit` are thin layers over
+this class. Contracts common to all methods: bad input raises an
+:class:`~mlgit.errors.MlgitError` subclass before anything is changed; objects
+are durable before any ref, pointer file or stat cache names them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mlgit.api.events import Events
+from mlgit.errors import BadPathError, FormatError, PointerError
+from mlgit.format.config import StoreConfig
+from mlgit.format.ids import ObjectID
+from mlgit.format.names import check_ref_name, is_ref_name
+from mlgit.format.pointer import POINTER_SUFFIX, Pointer
+from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.gitlink import index as gitindex
+from mlgit.gitlink.pointers import (
+    list_pointers,
+    pointer_path_for,
+    read_pointer,
+    tracked_path_for,
+    write_pointer,
+)
+from mlgit.gitlink.repo import GitRepo, discover
+from mlgit.snapshot import statcache
+from mlgit.snapshot.build import build_tree
+from mlgit.snapshot.materialize import materialize_readonly, update_worktree
+from mlgit.snapshot.reader import SnapshotFile
+from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
+from mlgit.store.refs import REF_KINDS
+from mlgit.store.revision import resolve_revision
+from mlgit.store.store import Store
+
+__all__ = ["AddResult", "FileInfo", "ListEntry", "Repo", "SnapshotInfo", "StatusEntry"]
+
+
+@dataclass
+class AddResult:
+    """The outcome of adding one path: the snapshot id and whether it is new."""
+
+    path: str
+    pointer: str
+    name: str
+    id: ObjectID
+    created: bool
+    files: int
+    bytes: int
+    hashed_files: int
+    hashed_bytes: int
+    stored_bytes: int
+
+
+@dataclass
+class StatusEntry:
+    """One tracked path compared with the snapshot its pointer pins.
+
+    ``state`` is ``clean``, ``modified`` or ``missing`` (the data path does not exist).
+    """
+
+    path: str
+    pointer: str
+    name: str
+    id: ObjectID
+    state: str
+    changes: list[Change] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as ``git ml status --json`` prints it."""
+        return {"path": self.path, "pointer": self.pointer, "name": self.name, "id": self.id,
+                "state": self.state, "changes": [c.to_json() for c in self.changes]}
+
+
+@dataclass
+class FileInfo:
+    """A file or symlink in a snapshot."""
+
+    path: str
+    type: str
+    size: int
+    executable: bool = False
+    target: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        d: dict[str, Any] = {"path": self.path, "type": self.type, "size": self.size}
+        if self.type == "file":
+            d["executable"] = self.executable
+        if self.target is not None:
+            d["target"] = self.target
+        return d
+
+
+@dataclass
+class SnapshotInfo:
+    """A snapshot with its id (and, when asked for, its files)."""
+
+    id: ObjectID
+    snapshot: Snapshot
+    files: list[FileInfo] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: the documented schema of ``git ml show --json``."""
+        d = {"id": self.id, **self.snapshot.to_json()}
+        if self.files is not None:
+            d["file_list"] = [f.to_json() for f in self.files]
+        return d
+
+
+@dataclass
+class ListEntry:
+    """A dataset or checkpoint run and its newest snapshot."""
+
+    kind: str
+    name: str
+    id: ObjectID
+    snapshot: Snapshot
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as ``git ml ls --json`` prints it."""
+        s = self.snapshot
+        return {"kind": self.kind, "name": self.name, "id": self.id, "time": s.time,
+                "files": s.files, "bytes": s.bytes, "message": s.message}
+
+
+def _author(repo: GitRepo) -> str:
+    try:
+        sig = repo.git.default_signature
+        return f"{sig.name} <{sig.email}>"
+    except (KeyError, ValueError, Exception):  # pygit2 raises KeyError/GitError when unset
+        return "unknown <unknown>"
+
+
+class Repo:
+    """A git repository with (or about to have) a git-ml store.
+
+    ``path`` is any directory inside the repository (default: the current one).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.git = discover(Path(path) if path is not None else Path.cwd())
+        self._store: Store | None = None
+
+    # -- setup ---------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] | None = None,
+             config: StoreConfig | None = None) -> tuple[Repo, bool]:
+        """Create the store if absent (hooks come with the remotes work); return (repo, created)."""
+        repo = cls(path)
+        store, created = Store.init(repo.git.ml_dir, config)
+        repo._store = store
+        return repo, created
+
+    @property
+    def store(self) -> Store:
+        """The opened store; NotInitializedError if ``git ml init`` was never run."""
+        if self._store is None:
+            self._store = Store.open(self.git.ml_dir)
+        return self._store
+
+    def close(self) -> None:
+        """Release the store's file descriptors."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- revisions -----------------------------------------------------------
+    def resolve(self, rev: str) -> ObjectID:
+        """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""
+        return resolve_revision(self.store, rev)
+
+    def snapshot(self, oid: ObjectID) -> Snapshot:
+        """Read a snapshot by id."""
+        return self.store.objects.get_snapshot(oid)
+
+    # -- add -----------------------------------------------------------------
+    def _check_add_path(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
+        rel = self.git.relpath(Path(path))
+        if not rel or rel == ".":
+            raise BadPathError("cannot add the whole work tree; name a directory or file in it")
+        full = self.git.require_workdir() / rel
+        if not os.path.lexists(full):
+            raise BadPathError(f"{path}: no such file or directory")
+        if full.is_symlink():
+            raise BadPathError(f"{path} is a symlink; add the directory or file it points to")
+        if not (full.is_dir() or full.is_file()):
+            raise BadPathError(f"{path} is not a regular file or directory")
+        if rel.endswith(POINTER_SUFFIX):
+            raise BadPathError(f"{path} is a git-ml pointer file")
+        tracked = gitindex.tracked_under(self.git, rel)
+        if tracked:
+            flag = " -r" if full.is_dir() else ""
+            raise BadPathError(
+                f"{rel} is tracked by git; untrack it with `git rm{flag} --cached {rel}` "
+                "(the files stay) and add it again")
+        return rel, full.is_file()
+
+    def add(self, paths: list[str | os.PathLike[str]], *, name: str | None = None,
+            message: str = "", events: Events | None = None) -> list[AddResult]:
+        """Snapshot each path as a dataset; write and stage its pointer and .gitignore.
+
+        Every path is checked before anything is written. A path whose content
+        equals its current snapshot makes no new snapshot (``created`` False).
+        """
+        ev = events or Events()
+        if not paths:
+            raise BadPathError("nothing to add: name a directory or file")
+        if name is not None and len(paths) > 1:
+            raise BadPathError("--name works with one path at a time")
+        store = self.store
+        plans = []
+        names_seen: dict[str, str] = {}
+        for p in paths:
+            rel, is_file = self._check_add_path(p)
+            pointer_rel = pointer_path_for(rel)
+            existing = read_pointer(self.git, pointer_rel)
+            ds = name or (existing.name if existing else rel.rsplit("/", 1)[-1])
+            if not is_ref_name(ds):
+                if name is not None or existing is not None:
+                    check_ref_name(ds)
+                raise BadPathError(f"{rel}: {ds!r} is not a valid dataset name; pass --name NAME")
+            if names_seen.get(ds, rel) != rel:
+                raise BadPathError(f"{names_seen[ds]} and {rel} would both be dataset {ds!r}")
+            names_seen[ds] = rel
+            self._check_name_free(ds, pointer_rel)
+            plans.append((rel, is_file, pointer_rel, existing, ds))
+        return [self._add_one(store, *plan, message, ev) for plan in plans]
+
+    def _check_name_free(self, ds: str, pointer_rel: str) -> None:
+        for other in list_pointers(self.git):
+            if other == pointer_rel:
+                continue
+            try:
+                op = read_pointer(self.git, other)
+            except PointerError:
+                continue
+            if op is not None and op.name == ds:
+                raise BadPathError(
+                    f"dataset name {ds!r} is already used by {tracked_path_for(other)}; "
+                    "choose another with --name")
+
+    def _add_one(self, store: Store, rel: str, is_file: bool, pointer_rel: str,
+                 existing: Pointer | None, ds: str, message: str, ev: Events) -> AddResult:
+        work = self.git.require_workdir()
+        full = work / rel
+        cpath = statcache.cache_path(store.cache_dir, full)
+        old = statcache.load(cpath)
+        ev.start(f"adding {rel}", 0, 0)
+        try:
+            built = build_tree(store, os.fsencode(full), is_file=is_file, old=old,
+                               warn=ev.warn, progress=ev.advance,
+                               on_total=lambda f, b: ev.start(f"adding {rel}", f, b))
+        except BaseException:
+            store.objects.abort()
+            raise
+        finally:
+            ev.finish()
+        head = store.refs.get("datasets", ds)
+        parent = existing.id if existing is not None and existing.name == ds else head
+        root_kind = ROOT_FILE if is_file else ROOT_DIR
+        tree_hex = built.root.hex()
+        created = True
+        oid: ObjectID
+        if parent is not None:
+            psnap = store.objects.get_snapshot(parent)
+            if psnap.tree == tree_hex and psnap.root == root_kind and psnap.name == ds:
+                created = False
+                oid = parent
+        if created:
+            tz = time.localtime().tm_gmtoff // 60
+            snap = Snapshot(KIND_DATASET, ds, ObjectID(tree_hex), root_kind,
+                            (parent,) if parent else (), int(time.time()), tz,
+                            _author(self.git), message, built.files, built.total_bytes,
+                            {"path": rel})
+            oid = store.objects.put_snapshot(snap)
+        store.objects.flush()  # objects durable before anything names them
+        if created or head is None:
+            store.refs.update("datasets", ds, oid, head)
+        write_pointer(self.git, pointer_rel, Pointer(KIND_DATASET, ds, oid))
+        ignore_rel = gitindex.ensure_ignored(self.git, rel)
+        gitindex.stage(self.git, [pointer_rel, ignore_rel])
+        built.cache.snapshot = oid
+        statcache.save(cpath, built.cache, built.stat_time_ns)
+        return AddResult(rel, pointer_rel, ds, oid, created, built.files, built.total_bytes,
+                         built.hashed_files, built.hashed_bytes, store.objects.bytes_written)
+
+    # -- status / diff ---------------------------------------------------------
+    def tracked(self) -> list[tuple[str, Pointer]]:
+        """Every pointer file in the work tree and index as (pointer path, pointer)."""
+        out = []
+        for pointer_rel in list_pointers(self.git):
+            p = read_pointer(self.git, pointer_rel)
+            if p is not None:
+                out.append((pointer_rel, p))
+        return out
+
+    def status(self, events: Events | None = None) -> list[StatusEntry]:
+        """Compare each tracked path with the snapshot its pointer pins."""
+        ev = events or Events()
+        store = self.store
+        work = self.git.require_workdir()
+        out = []
+        for pointer_rel, p in self.tracked():
+            rel = tracked_path_for(pointer_rel)
+            full = work / rel
+            entry = StatusEntry(rel, pointer_rel, p.name, p.id, "clean")
+            out.append(entry)
+            if not os.path.lexists(full):
+                entry.state = "missing"
+                continue
+            cpath = statcache.cache_path(store.cache_dir, full)
+            old = statcache.load(cpath)
+            if old.snapshot != p.id:
+                old = statcache.StatCache()
+            snap_tree = old.tree if old.tree else self.snapshot(p.id).tree
+            built = build_tree(store, os.fsencode(full), is_file=full.is_file(), old=old,
+                               dry=True, warn=ev.warn)
+            if built.root.hex() == snap_tree:
+                if built.hashed_files:  # refresh the cache so the next status is instant
+                    built.cache.snapshot = p.id
+                    statcache.save(cpath, built.cache, built.stat_time_ns)
+                continue
+            entry.state = "modified"
+
+            def get_cur(t: bytes, trees: dict[bytes, list[TreeEntry]] = built.trees
+                        ) -> list[TreeEntry]:
+                got = trees.get(t)
+                return got if got is not None else store.objects.get_tree(t)
+
+            entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
+                                            get_cur, built.root))
+        return out
+
+    def diff(self, a: str, b: str) -> list[Change]:
+        """Files added (A), removed (D), modified (M) or changed type (T) from ``a`` to ``b``."""
+        sa, sb = self.snapshot(self.resolve(a)), self.snapshot(self.resolve(b))
+        get = self.store.objects.get_tree
+        return list(diff_trees(get, bytes.fromhex(sa.tree), get, bytes.fromhex(sb.tree)))
+
+    # -- show / ls -------------------------------------------------------------
+    def show(self, rev: str, *, files: bool = True) -> SnapshotInfo:
+        """A snapshot, with its file list unless ``files`` is False."""
+        oid = self.resolve(rev)
+        snap = self.snapshot(oid)
+        info = SnapshotInfo(oid, snap)
+        if files:
+            info.files = []
+            for path, e in flatten(self.store.objects.get_tree, bytes.fromhex(snap.tree)):
+                if e.type == TYPE_FILE:
+                    info.files.append(FileInfo(path, "file", e.size, e.executable))
+                else:
+                    info.files.append(FileInfo(path, "symlink", e.size,
+                                               target=os.fsdecode(e.target)))
+        return info
+
+    def ls(self) -> list[ListEntry]:
+        """Every dataset and checkpoint run with its newest snapshot."""
+        out: list[ListEntry] = []
+        for kind in REF_KINDS:
+            for name, oid in self.store.refs.list(kind).items():
+                out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid)))
+        return out
+
+    def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
+        """A snapshot and its first-parent ancestors, newest first."""
+        oid: ObjectID | None = self.resolve(rev)
+        out: list[SnapshotInfo] = []
+        while oid is not None and (limit is None or len(out) < limit):
+            snap = self.snapshot(oid)
+            out.append(SnapshotInfo(oid, snap))
+            oid = snap.parents[0] if snap.parents else None
+        return out
+
+    # -- checkout --------------------------------------------------------------
+    def checkout(self, rev: str, events: Events | None = None) -> Path:
+        """A read-only directory (or file) holding snapshot ``rev``, materialized once."""
+        ev = events or Events()
+        oid = self.resolve(rev)
+        snap = self.snapshot(oid)
+        ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
+        try:
+            return materialize_readonly(self.store, oid, snap, progress=ev.advance)
+        finally:
+            ev.finish()
+
+    def checkout_worktree(self, paths: list[str] | None = None, *, force: bool = False,
+                          events: Events | None = None) -> list[tuple[str, ObjectID]]:
+        """Make tracked paths (all, or those named) match their pointer files.
+
+        Returns (path, id) for each path updated. Refuses, changing nothing for
+        that path, to discard local changes not saved in the store unless ``force``.
+        """
+        ev = events or Events()
+        store = self.store
+        work = self.git.require_workdir()
+        pointers = self.tracked()
+        if paths:
+            wanted = {self.git.relpath(Path(p)).removesuffix(POINTER_SUFFIX) for p in paths}
+            known = {tracked_path_for(pr) for pr, _ in pointers}
+            unknown = sorted(wanted - known)
+            if unknown:
+                raise BadPathError(f"not tracked by git-ml: {', '.join(unknown)}")
+            pointers = [(pr, p) for pr, p in pointers if tracked_path_for(pr) in wanted]
+        done = []
+        for pointer_rel, p in pointers:
+            rel = tracked_path_for(pointer_rel)
+            full = work / rel
+            snap = self.snapshot(p.id)
+            cpath = statcache.cache_path(store.cache_dir, full)
+            old = statcache.load(cpath)
+            label = f"checking out {rel}"
+
+            def on_total(files: int, nbytes: int, label: str = label) -> None:
+                ev.start(label, files, nbytes)
+
+            try:
+                cache, stat_time = update_worktree(
+                    store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
+                    on_total=on_total)
+            finally:
+                ev.finish()
+            cache.snapshot = p.id
+            statcache.save(cpath, cache, stat_time)
+            done.append((rel, p.id))
+        return done
+
+    def open(self, rev: str, path: str = "") -> BinaryIO:
+        """A binary, seekable file object over one file of a snapshot; reads chunks on demand.
+
+        For a file snapshot ``path`` may be empty.
+        """
+        snap = self.snapshot(self.resolve(rev))
+        get = self.store.objects.get_tree
+        root = bytes.fromhex(snap.tree)
+        if snap.root == ROOT_FILE and not path.strip("/"):
+            entries = get(root)
+            if len(entries) != 1:
+                raise FormatError(f"file snapshot {snap.name} does not hold exactly one file")
+            entry = entries[0]
+        else:
+            entry = lookup(get, root, path)
+        if entry.type == TYPE_DIR:
+            raise BadPathError(f"{path!r} is a directory")
+        if entry.type != TYPE_FILE:
+            raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
+        raw = SnapshotFile(self.store.objects, entry, path or os.fsdecode(entry.name))
+        return io.BufferedReader(raw, buffer_size=1 << 20)

@@ -1,0 +1,1 @@
+"""The git-ml command line."""

@@ -1,0 +1,103 @@
+"""Every error git-ml raises on purpose, with its exit code.
+
+Each class carries the exit code the CLI returns for it (``exit_code``) and
+whether a traceback is worth showing (``traceback``: only for internal bugs).
+Messages are one line, say what is wrong and, where there is one, how to fix it.
+``docs/exit-codes.md`` is the table of these codes; keep the two in step
+(``tests/test_errors.py`` checks they agree).
+
+Every layer may import this module; it imports nothing from git-ml.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRevisionError",
+    "BadPathError",
+    "ConflictError",
+    "CorruptObjectError",
+    "FileChangedError",
+    "FormatError",
+    "MlgitError",
+    "NotARepositoryError",
+    "NotInitializedError",
+    "PointerError",
+    "RevisionError",
+    "UnsupportedFormatError",
+]
+
+
+class MlgitError(Exception):
+    """Base of every error git-ml raises on purpose; ``str()`` is one line."""
+
+    exit_code = 1
+    traceback = False
+
+
+class NotARepositoryError(MlgitError):
+    """The current directory (or the ``repo`` given) is not inside a git repository."""
+
+    exit_code = 3
+
+
+class NotInitializedError(MlgitError):
+    """The repository has no sidecar store yet: ``git ml init`` was never run."""
+
+    exit_code = 4
+
+
+class RevisionError(MlgitError):
+    """A revision names no snapshot (unknown name, unknown id, ``~N`` past the root)."""
+
+    exit_code = 5
+
+
+class AmbiguousRevisionError(RevisionError):
+    """An id prefix matches more than one snapshot; the message lists them."""
+
+    exit_code = 5
+
+
+class BadPathError(MlgitError):
+    """A path argument that cannot be used: missing, outside the work tree, in .git, tracked."""
+
+    exit_code = 6
+
+
+class FormatError(MlgitError):
+    """Bytes that do not decode: a malformed object, pack, index, ref or config.
+
+    Every decoder in :mod:`mlgit.format` raises this and only this on bad input.
+    """
+
+    exit_code = 7
+
+
+class CorruptObjectError(FormatError):
+    """An object's bytes do not hash to its id, or it is missing from the store."""
+
+    exit_code = 7
+
+
+class PointerError(FormatError):
+    """A pointer file (``*.mlgit``) that does not parse."""
+
+    exit_code = 7
+
+
+class UnsupportedFormatError(MlgitError):
+    """The store (or an object) was written by a newer git-ml format version."""
+
+    exit_code = 8
+
+
+class ConflictError(MlgitError):
+    """A ref moved under us (compare-and-swap lost) or a lock is held by someone else."""
+
+    exit_code = 9
+
+
+class FileChangedError(MlgitError):
+    """A file kept changing while it was being read; nothing of it was stored."""
+
+    exit_code = 10

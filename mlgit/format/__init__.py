@@ -1,0 +1,1 @@
+"""Pure functions over bytes: object ids, object codecs, chunking. No I/O."""

@@ -1,0 +1,170 @@
+r"""Pack files and their indexes (see docs/format.md, "Packs").
+
+Pack file::
+
+    magic  8  b"MLGPACK\x01"
+    entry* header (26 bytes) + stored bytes, back to back:
+           id[16] type u8 codec u8 raw_len u32 stored_len u32
+
+Each entry header repeats what the index says, so a pack can be re-indexed
+(and checked) without its index.
+
+Index file (``pack-<name>.idx``)::
+
+    magic    8  b"MLGIDX\x00\x01"
+    count    u32, reserved u32 (0)
+    entry*   count times, sorted strictly by id, 34 bytes each:
+             id[16] offset u64 stored_len u32 raw_len u32 type u8 codec u8
+    checksum 16 XXH3-128 of all bytes before it
+
+``offset`` points at the entry header inside the pack. All integers
+little-endian. The decoders raise FormatError and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from mlgit.errors import FormatError
+from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD
+from mlgit.format.ids import ID_LEN, digest_bytes
+
+__all__ = [
+    "ENTRY_HEADER",
+    "INDEX_ENTRY",
+    "INDEX_MAGIC",
+    "MAX_OBJECT_LEN",
+    "OBJ_BLOB",
+    "OBJ_CHUNK",
+    "OBJ_SNAPSHOT",
+    "OBJ_TREE",
+    "OBJECT_TYPE_NAMES",
+    "PACK_MAGIC",
+    "IndexEntry",
+    "decode_entry_header",
+    "decode_index",
+    "encode_entry_header",
+    "encode_index",
+    "iter_pack_entries",
+]
+
+PACK_MAGIC = b"MLGPACK\x01"
+INDEX_MAGIC = b"MLGIDX\x00\x01"
+OBJ_CHUNK = 1
+OBJ_TREE = 2
+OBJ_SNAPSHOT = 3
+OBJ_BLOB = 4
+OBJECT_TYPE_NAMES = {OBJ_CHUNK: "chunk", OBJ_TREE: "tree", OBJ_SNAPSHOT: "snapshot",
+                     OBJ_BLOB: "blob"}
+MAX_OBJECT_LEN = 256 << 20
+
+ENTRY_HEADER = struct.Struct("<16sBBII")
+INDEX_ENTRY = struct.Struct("<16sQIIBB")
+_INDEX_HEAD = struct.Struct("<8sII")
+_CHECKSUM_LEN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """Where one object lives in a pack. ``oid`` is the 16 raw id bytes."""
+
+    oid: bytes
+    offset: int
+    stored_len: int
+    raw_len: int
+    type: int
+    codec: int
+
+
+def _check_fields(type_: int, codec: int, raw_len: int, stored_len: int) -> None:
+    if type_ not in OBJECT_TYPE_NAMES:
+        raise FormatError(f"unknown object type {type_}")
+    if codec not in (CODEC_RAW, CODEC_ZSTD):
+        raise FormatError(f"unknown compression codec {codec}")
+    if raw_len > MAX_OBJECT_LEN or stored_len > MAX_OBJECT_LEN:
+        raise FormatError(f"object of {raw_len} bytes exceeds the {MAX_OBJECT_LEN} limit")
+    if codec == CODEC_RAW and raw_len != stored_len:
+        raise FormatError("raw object whose stored and raw lengths differ")
+
+
+def encode_entry_header(oid: bytes, type_: int, codec: int, raw_len: int, stored_len: int) -> bytes:
+    """Encode the 26-byte header that precedes each object in a pack."""
+    if len(oid) != ID_LEN:
+        raise FormatError("object id must be 16 bytes")
+    _check_fields(type_, codec, raw_len, stored_len)
+    return ENTRY_HEADER.pack(oid, type_, codec, raw_len, stored_len)
+
+
+def decode_entry_header(data: bytes | memoryview, pos: int = 0) -> IndexEntry:
+    """Decode the entry header at ``pos``; the result's ``offset`` is ``pos``."""
+    try:
+        oid, type_, codec, raw_len, stored_len = ENTRY_HEADER.unpack_from(data, pos)
+    except struct.error:
+        raise FormatError("truncated pack entry header") from None
+    _check_fields(type_, codec, raw_len, stored_len)
+    return IndexEntry(oid, pos, stored_len, raw_len, type_, codec)
+
+
+def iter_pack_entries(data: bytes | memoryview) -> Iterator[IndexEntry]:
+    """Walk a whole pack's bytes, yielding each entry; FormatError if it is malformed."""
+    if bytes(data[:8]) != PACK_MAGIC:
+        raise FormatError("not a pack file (bad magic)")
+    pos = 8
+    end = len(data)
+    while pos < end:
+        e = decode_entry_header(data, pos)
+        pos += ENTRY_HEADER.size + e.stored_len
+        if pos > end:
+            raise FormatError("truncated pack: last object runs past the end")
+        yield e
+
+
+def encode_index(entries: Sequence[IndexEntry]) -> bytes:
+    """Encode index bytes for ``entries`` (any order; ids must be unique)."""
+    ordered = sorted(entries, key=lambda e: e.oid)
+    parts = [_INDEX_HEAD.pack(INDEX_MAGIC, len(ordered), 0)]
+    prev = b""
+    for e in ordered:
+        if e.oid == prev:
+            raise FormatError("duplicate id in pack index")
+        prev = e.oid
+        _check_fields(e.type, e.codec, e.raw_len, e.stored_len)
+        parts.append(INDEX_ENTRY.pack(e.oid, e.offset, e.stored_len, e.raw_len, e.type, e.codec))
+    body = b"".join(parts)
+    return body + digest_bytes(body)
+
+
+def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
+    """Decode index bytes, checking checksum, order and (given ``pack_size``) bounds."""
+    if len(data) < _INDEX_HEAD.size + _CHECKSUM_LEN:
+        raise FormatError("truncated pack index")
+    magic, count, reserved = _INDEX_HEAD.unpack_from(data, 0)
+    if magic != INDEX_MAGIC:
+        if magic[:7] == INDEX_MAGIC[:7]:
+            raise FormatError(f"pack index version {magic[7]} is not supported")
+        raise FormatError("not a pack index (bad magic)")
+    if reserved != 0:
+        raise FormatError("pack index reserved field is not zero")
+    expect = _INDEX_HEAD.size + count * INDEX_ENTRY.size + _CHECKSUM_LEN
+    if len(data) != expect:
+        raise FormatError(f"pack index is {len(data)} bytes, {count} entries need {expect}")
+    if digest_bytes(data[:-_CHECKSUM_LEN]) != data[-_CHECKSUM_LEN:]:
+        raise FormatError("pack index checksum mismatch")
+    out: list[IndexEntry] = []
+    prev = b""
+    pos = _INDEX_HEAD.size
+    for _ in range(count):
+        oid, off, slen, rlen, type_, codec = INDEX_ENTRY.unpack_from(data, pos)
+        pos += INDEX_ENTRY.size
+        if oid <= prev and out:
+            raise FormatError("pack index entries not strictly sorted")
+        prev = oid
+        _check_fields(type_, codec, rlen, slen)
+        if off < len(PACK_MAGIC) or (
+            pack_size is not None and off + ENTRY_HEADER.size + slen > pack_size
+        ):
+            raise FormatError(f"pack index entry {oid.hex()} points past its pack")
+        out.append(IndexEntry(oid, off, slen, rlen, type_, codec))
+    return out

@@ -1,0 +1,1 @@
+"""What git itself carries: pointer files, .gitignore, the index (via pygit2)."""

@@ -1,0 +1,1 @@
+"""Snapshots from files and back: scan, stat cache, build, materialize, diff, read."""

@@ -1,0 +1,223 @@
+"""Build the tree of a directory or file: stat cache first, hash only what changed.
+
+:func:`build_tree` scans the path, hashes the files whose stat the cache does
+not vouch for (on a thread pool: reading and zstd release the GIL), stores
+their new chunks, and writes the trees bottom-up. With ``dry=True`` nothing is
+stored: chunk ids and trees are computed and trees kept in memory, which is
+how ``status`` compares a working tree with a snapshot.
+
+Files are read in bounded chunks, never whole. A file whose stat changes while
+it is read is read again (up to 3 times), then refused with FileChangedError,
+so a torn file is never stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import xxhash
+
+from mlgit.errors import BadPathError, FileChangedError
+from mlgit.format.chunking import Chunker
+from mlgit.format.ids import digest_bytes
+from mlgit.format.pack import OBJ_CHUNK, OBJ_TREE
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry, encode_tree
+from mlgit.snapshot.scan import DirNode, FileStat, scan_dir, scan_file
+from mlgit.snapshot.statcache import DirCache, StatCache
+from mlgit.store.store import Store
+
+__all__ = ["BuildResult", "Progress", "build_tree", "hash_file"]
+
+Progress = Callable[[int, int], None]
+"""Called with (files, bytes) hashed since the last call."""
+
+_RETRIES = 3
+_WORKERS = min(4, (os.cpu_count() or 1) + 1)
+
+
+@dataclass
+class BuildResult:
+    """The root tree and what it took to build it.
+
+    ``trees`` holds every tree built in dry mode (id to entries) so that they
+    can be read without the store. ``cache`` is the stat cache to save and
+    ``stat_time_ns`` the moment before the scan (for the racy check).
+    """
+
+    root: bytes
+    files: int
+    total_bytes: int
+    hashed_files: int
+    hashed_bytes: int
+    cache: StatCache
+    stat_time_ns: int
+    trees: dict[bytes, list[TreeEntry]] = field(default_factory=dict)
+    new_chunks: set[bytes] = field(default_factory=set)
+
+
+def hash_file(path: bytes, expect: FileStat, store: Store | None, chunker: Chunker,
+              progress: Progress | None = None) -> TreeEntry:
+    """Chunk, hash and (unless ``store`` is None) store one regular file.
+
+    Returns its tree entry (name is the basename). Retries when the file
+    changes under us; FileChangedError after :data:`_RETRIES` attempts.
+    """
+    for _attempt in range(_RETRIES):
+        entry = _hash_once(path, expect, store, chunker)
+        if entry is not None:
+            if progress:
+                progress(1, entry.size)
+            return entry
+        try:
+            expect = FileStat.of(os.lstat(path))
+        except FileNotFoundError:
+            raise FileChangedError(f"{os.fsdecode(path)} vanished while being read") from None
+    raise FileChangedError(
+        f"{os.fsdecode(path)} kept changing while being read; stop writing to it and retry"
+    )
+
+
+def _hash_once(path: bytes, expect: FileStat, store: Store | None,
+               chunker: Chunker) -> TreeEntry | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise FileChangedError(f"{os.fsdecode(path)} vanished while being read") from None
+    except OSError as e:
+        raise BadPathError(f"cannot read {os.fsdecode(path)}: {e.strerror}") from None
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        before = FileStat.of(os.fstat(fd))
+        if before != expect:
+            return None
+        whole = xxhash.xxh3_128()
+        chunks: list[tuple[bytes, int]] = []
+        total = 0
+        if before.size <= chunker.min_size:
+            pieces = chunker.chunks_of(f.read(before.size + 1))
+        else:
+            pieces = chunker.chunks(f)
+        for data in pieces:
+            whole.update(data)
+            cid = digest_bytes(data)
+            if store is not None:
+                store.objects.put(OBJ_CHUNK, data, cid)
+            chunks.append((cid, len(data)))
+            total += len(data)
+        after = FileStat.of(os.fstat(fd))
+    if after != before or total != before.size:
+        return None
+    name = os.path.basename(path)
+    return TreeEntry(name, TYPE_FILE, total, before.executable, whole.digest(), tuple(chunks))
+
+
+def _dir_summary(entries: list[TreeEntry]) -> tuple[int, int]:
+    files = sum(1 for e in entries if e.type != TYPE_DIR) + sum(
+        e.files for e in entries if e.type == TYPE_DIR)
+    size = sum(e.size for e in entries if e.type == TYPE_FILE) + sum(
+        e.size for e in entries if e.type == TYPE_DIR)
+    return files, size
+
+
+def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry: bool = False,
+               warn: Callable[[str], None] = lambda _m: None,
+               progress: Progress | None = None,
+               on_total: Callable[[int, int], None] | None = None) -> BuildResult:
+    """Build (and unless ``dry``, store) the tree of ``path``.
+
+    ``old`` is the stat cache from the last build or materialization of the
+    same path; its trees must be in the store. ``on_total`` is told the number
+    of files and bytes that need hashing before hashing starts.
+    """
+    stat_time = time.time_ns()
+    root_node = scan_file(path) if is_file else scan_dir(path, warn)
+    chunker = Chunker(store.config.chunk_min, store.config.chunk_avg, store.config.chunk_max)
+    nodes = root_node.walk()
+
+    # Decide, per file, whether the cache vouches for it.
+    todo: list[tuple[DirNode, bytes, FileStat]] = []
+    for node in nodes:
+        dc = old.dirs.get(node.rel)
+        for name, st in node.files.items():
+            if dc is None or dc.files.get(name) != st:
+                todo.append((node, name, st))
+    if on_total:
+        on_total(len(todo), sum(st.size for _, _, st in todo))
+
+    hashed: dict[tuple[str, bytes], TreeEntry] = {}
+    target_store = None if dry else store
+    if todo:
+        def job(item: tuple[DirNode, bytes, FileStat]) -> TreeEntry:
+            node, name, st = item
+            return hash_file(os.path.join(node.path, name), st, target_store, chunker, progress)
+
+        if len(todo) == 1:
+            results = [job(todo[0])]
+        else:
+            with ThreadPoolExecutor(_WORKERS) as pool:
+                results = list(pool.map(job, todo))
+        for (node, name, _), entry in zip(todo, results, strict=True):
+            hashed[(node.rel, name)] = entry
+
+    result = BuildResult(b"", 0, 0, len(todo), sum(e.size for e in hashed.values()),
+                         StatCache(), stat_time)
+    result.root = _build_node(store, root_node, old, hashed, result, dry)
+    result.files, result.total_bytes = _dir_summary(_get_tree(store, result.root, result))
+    result.cache.tree = result.root.hex()
+    return result
+
+
+def _build_node(store: Store, node: DirNode, old: StatCache,
+                hashed: dict[tuple[str, bytes], TreeEntry], result: BuildResult,
+                dry: bool) -> bytes:
+    sub_ids = {name: _build_node(store, child, old, hashed, result, dry)
+               for name, child in node.dirs.items()}
+    dc = old.dirs.get(node.rel)
+    any_hashed = any((node.rel, n) in hashed for n in node.files)
+    new_dc = DirCache(b"", dict(node.files), dict(node.links), set(node.dirs))
+    if (
+        dc is not None and not any_hashed and dc.files.keys() == node.files.keys()
+        and dc.links == node.links and dc.dirs == new_dc.dirs
+        and all(old.dirs[child.rel].tree == sub_ids[name]
+                for name, child in node.dirs.items() if child.rel in old.dirs)
+        and all(child.rel in old.dirs for child in node.dirs.values())
+    ):
+        # Nothing in this directory changed: reuse its tree without reading the store.
+        new_dc.tree = dc.tree
+        result.cache.dirs[node.rel] = new_dc
+        return dc.tree
+    old_by_name: dict[bytes, TreeEntry] = {}
+    if dc is not None and any((node.rel, n) not in hashed for n in node.files):
+        old_by_name = {e.name: e for e in _get_tree(store, dc.tree, result)}
+    entries: list[TreeEntry] = []
+    for name in node.files:
+        e = hashed.get((node.rel, name)) or old_by_name.get(name)
+        if e is None or e.type != TYPE_FILE:
+            raise FileChangedError(
+                f"stat cache out of step for {node.rel}/{os.fsdecode(name)}; "
+                "delete .git/ml/cache and retry")
+        entries.append(e)
+    for name, target in node.links.items():
+        entries.append(TreeEntry(name, TYPE_SYMLINK, len(target), target=target))
+    for name in node.dirs:
+        nfiles, nbytes = _dir_summary(_get_tree(store, sub_ids[name], result))
+        entries.append(TreeEntry(name, TYPE_DIR, nbytes, subtree=sub_ids[name], files=nfiles))
+    data = encode_tree(entries)
+    tree_id = digest_bytes(data)
+    ordered = sorted(entries, key=lambda e: e.name)
+    if dry:
+        result.trees[tree_id] = ordered
+    else:
+        store.objects.put(OBJ_TREE, data, tree_id)
+        store.objects.remember_tree(tree_id, ordered)
+    new_dc.tree = tree_id
+    result.cache.dirs[node.rel] = new_dc
+    return tree_id
+
+
+def _get_tree(store: Store, tree_id: bytes, result: BuildResult) -> list[TreeEntry]:
+    got = result.trees.get(tree_id)
+    return got if got is not None else store.objects.get_tree(tree_id)

@@ -1,0 +1,68 @@
+"""A read-only, seekable file object over a file in a snapshot; reads chunks on demand."""
+
+from __future__ import annotations
+
+import bisect
+import io
+from itertools import accumulate
+
+from mlgit.format.tree import TreeEntry
+from mlgit.store.objects import ObjectStore
+
+__all__ = ["SnapshotFile"]
+
+
+class SnapshotFile(io.RawIOBase):
+    """Raw binary reader of one file entry. Only the chunks a read touches are fetched.
+
+    Wrap it in ``io.BufferedReader`` for line iteration; :func:`mlgit.open`
+    does that.
+    """
+
+    def __init__(self, objects: ObjectStore, entry: TreeEntry, name: str) -> None:
+        super().__init__()
+        self._objects = objects
+        self._chunks = entry.chunks
+        self._starts = [0, *accumulate(n for _, n in entry.chunks)][:-1] if entry.chunks else []
+        self._size = entry.size
+        self._pos = 0
+        self._cached: tuple[int, bytes] | None = None
+        self.name = name
+
+    def readable(self) -> bool:
+        """Always True."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always True."""
+        return True
+
+    def tell(self) -> int:
+        """Current position."""
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position as ``io.IOBase.seek`` does."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        pos = base + offset
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def _chunk(self, i: int) -> bytes:
+        if self._cached is None or self._cached[0] != i:
+            self._cached = (i, self._objects.get(self._chunks[i][0]))
+        return self._cached[1]
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Read up to ``len(b)`` bytes into ``b``; 0 at end of file."""
+        if self._pos >= self._size or len(b) == 0:
+            return 0
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        data = self._chunk(i)
+        off = self._pos - self._starts[i]
+        n = min(len(b), len(data) - off)
+        b[:n] = data[off : off + n]
+        self._pos += n
+        return n

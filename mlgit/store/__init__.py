@@ -1,0 +1,1 @@
+"""The sidecar object store in ``.git/ml/``: packs, indexes, refs, locks."""

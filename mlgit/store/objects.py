@@ -1,0 +1,194 @@
+"""The object store: every object in every pack, by id.
+
+Readers trust nothing: :meth:`ObjectStore.get` checks every object against
+its id. Writers go through one :class:`PackWriter`; objects become visible to
+other processes only when their pack is committed (:meth:`ObjectStore.flush`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from mlgit.errors import CorruptObjectError, FormatError
+from mlgit.format.compression import compress
+from mlgit.format.ids import ObjectID, digest_bytes, hex_to_raw, raw_to_hex
+from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
+from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
+from mlgit.store.packs import PackReader, PackWriter
+
+__all__ = ["ObjectStore"]
+
+
+class ObjectStore:
+    """All packs under ``packs_dir``; new objects go to packs written via ``tmp_dir``."""
+
+    def __init__(self, packs_dir: Path, tmp_dir: Path, pack_size: int) -> None:
+        self.packs_dir = packs_dir
+        self.tmp_dir = tmp_dir
+        self._lock = threading.RLock()
+        self._readers: dict[str, PackReader] = {}
+        self._index: dict[bytes, tuple[PackReader, IndexEntry]] | None = None
+        self._writer = PackWriter(tmp_dir, packs_dir, pack_size, self._on_commit)
+        self._tree_cache: dict[bytes, list[TreeEntry]] = {}
+
+    # -- index -----------------------------------------------------------
+    def _load(self) -> dict[bytes, tuple[PackReader, IndexEntry]]:
+        with self._lock:
+            if self._index is None:
+                self._index = {}
+                self._scan()
+            return self._index
+
+    def _scan(self) -> bool:
+        """Open packs that appeared since the last scan; True if any did."""
+        assert self._index is not None
+        found = False
+        try:
+            names = sorted(os.listdir(self.packs_dir))
+        except FileNotFoundError:
+            return False
+        for name in names:
+            if not name.endswith(".idx"):
+                continue
+            stem = name[:-4]
+            if stem in self._readers:
+                continue
+            pack = self.packs_dir / (stem + ".pack")
+            if not pack.exists():
+                raise CorruptObjectError(f"pack index {name} has no pack file")
+            self._add_reader(stem, PackReader(pack, self.packs_dir / name))
+            found = True
+        return found
+
+    def _add_reader(self, stem: str, reader: PackReader) -> None:
+        assert self._index is not None
+        self._readers[stem] = reader
+        for e in reader.entries:
+            self._index.setdefault(e.oid, (reader, e))
+
+    def _on_commit(self, pack: Path, idx: Path) -> None:
+        with self._lock:
+            if self._index is None:
+                return  # nothing loaded yet: the next scan finds it
+            stem = idx.name[:-4]
+            if stem not in self._readers:
+                self._add_reader(stem, PackReader(pack, idx))
+
+    def _find(self, oid: bytes) -> tuple[PackReader, IndexEntry] | None:
+        index = self._load()
+        hit = index.get(oid)
+        if hit is None:
+            with self._lock:
+                if self._scan():
+                    hit = index.get(oid)
+        return hit
+
+    # -- queries -----------------------------------------------------------
+    def has(self, oid: bytes) -> bool:
+        """True if the object is in a committed pack or pending in this writer."""
+        return oid in self._writer.pending or self._find(oid) is not None
+
+    def has_committed(self, oid: bytes) -> bool:
+        """True if the object is in a committed pack (durable, visible to others)."""
+        return self._find(oid) is not None
+
+    def ids(self, type_: int | None = None) -> list[bytes]:
+        """Ids of every committed object (of one type, if given), sorted."""
+        index = self._load()
+        with self._lock:
+            self._scan()
+            return sorted(k for k, (_, e) in index.items() if type_ is None or e.type == type_)
+
+    def get(self, oid: bytes) -> bytes:
+        """The verified bytes of an object; CorruptObjectError if missing or damaged."""
+        hit = self._find(oid)
+        if hit is None:
+            if oid in self._writer.pending:
+                self.flush()
+                hit = self._find(oid)
+            if hit is None:
+                raise CorruptObjectError(f"object {raw_to_hex(oid)} is missing from the store")
+        reader, entry = hit
+        return reader.read(entry)
+
+    def get_tree(self, oid: bytes) -> list[TreeEntry]:
+        """Decode a tree object (cached; trees are immutable)."""
+        cached = self._tree_cache.get(oid)
+        if cached is None:
+            try:
+                cached = decode_tree(self.get(oid))
+            except CorruptObjectError:
+                raise
+            except FormatError as e:
+                raise FormatError(f"tree {raw_to_hex(oid)}: {e}") from None
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.clear()
+            self._tree_cache[oid] = cached
+        return cached
+
+    def get_snapshot(self, oid: ObjectID) -> Snapshot:
+        """Decode a snapshot object by hex id."""
+        try:
+            return decode_snapshot(self.get(hex_to_raw(oid)))
+        except CorruptObjectError:
+            raise
+        except FormatError as e:
+            raise FormatError(f"snapshot {oid}: {e}") from None
+
+    # -- writes ------------------------------------------------------------
+    def put(self, type_: int, data: bytes, oid: bytes | None = None) -> bytes:
+        """Store an object unless present; return its raw id.
+
+        ``oid``, if given, must be ``digest_bytes(data)`` (callers that already
+        hashed pass it to avoid hashing twice). Compression runs outside any
+        lock, so several threads can store objects at once.
+        """
+        if oid is None:
+            oid = digest_bytes(data)
+        if self.has(oid):
+            return oid
+        codec, stored = compress(data)
+        self._writer.add(oid, type_, codec, len(data), stored)
+        return oid
+
+    def put_tree(self, entries: list[TreeEntry]) -> bytes:
+        """Encode and store a tree; return its raw id."""
+        data = encode_tree(entries)
+        oid = self.put(OBJ_TREE, data)
+        self._tree_cache[oid] = sorted(entries, key=lambda e: e.name)
+        return oid
+
+    def remember_tree(self, oid: bytes, entries: list[TreeEntry]) -> None:
+        """Seed the tree cache with entries the caller just encoded as ``oid``."""
+        if len(self._tree_cache) > 4096:
+            self._tree_cache.clear()
+        self._tree_cache[oid] = entries
+
+    def put_snapshot(self, s: Snapshot) -> ObjectID:
+        """Encode and store a snapshot; return its hex id."""
+        return raw_to_hex(self.put(OBJ_SNAPSHOT, encode_snapshot(s)))
+
+    def flush(self) -> None:
+        """Commit pending objects: after return they are durable and visible."""
+        self._writer.commit()
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes this process appended to packs (after compression)."""
+        return self._writer.bytes_written
+
+    def abort(self) -> None:
+        """Discard the pack being written."""
+        self._writer.abort()
+
+    def close(self) -> None:
+        """Abort uncommitted writes and close every pack."""
+        self.abort()
+        with self._lock:
+            for r in self._readers.values():
+                r.close()
+            self._readers.clear()
+            self._index = None

@@ -1,0 +1,173 @@
+"""Reading and writing pack files and their indexes.
+
+Write ordering (docs/format.md, "Write ordering"): objects are appended to a
+pack in ``tmp/``; on commit the pack is fsynced and renamed into ``packs/``,
+then its index is written to a temporary file, fsynced and renamed, and the
+directory fsynced. Only then may a ref name anything in it. Readers consider a
+pack to exist only when its ``.idx`` exists, so a crash at any point leaves at
+worst an unindexed pack or a temp file, which ``gc`` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from mlgit.errors import CorruptObjectError, FormatError
+from mlgit.format.compression import decompress
+from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.pack import (
+    ENTRY_HEADER,
+    PACK_MAGIC,
+    IndexEntry,
+    decode_entry_header,
+    decode_index,
+    encode_entry_header,
+    encode_index,
+)
+from mlgit.store.fsutil import fsync_dir, unique_tmp_name
+
+__all__ = ["PackReader", "PackWriter"]
+
+
+class PackReader:
+    """One pack file opened for random reads, with its decoded index."""
+
+    def __init__(self, pack_path: Path, idx_path: Path) -> None:
+        self.path = pack_path
+        self.fd = os.open(pack_path, os.O_RDONLY)
+        try:
+            size = os.fstat(self.fd).st_size
+            self.entries = decode_index(idx_path.read_bytes(), pack_size=size)
+        except FormatError as e:
+            os.close(self.fd)
+            raise FormatError(f"{idx_path.name}: {e}") from None
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def read(self, e: IndexEntry) -> bytes:
+        """Return the verified, decompressed bytes of entry ``e``.
+
+        Raises CorruptObjectError if the pack's entry header disagrees with the
+        index, the data does not decompress, or it does not hash to its id.
+        """
+        want = ENTRY_HEADER.size + e.stored_len
+        buf = os.pread(self.fd, want, e.offset)
+        oid = raw_to_hex(e.oid)
+        if len(buf) != want:
+            raise CorruptObjectError(f"object {oid} is truncated in {self.path.name}")
+        try:
+            head = decode_entry_header(buf)
+            if (head.oid, head.stored_len, head.raw_len, head.codec) != (
+                e.oid, e.stored_len, e.raw_len, e.codec
+            ):
+                raise FormatError("entry header disagrees with the index")
+            data = decompress(e.codec, buf[ENTRY_HEADER.size :], e.raw_len)
+        except FormatError as err:
+            raise CorruptObjectError(
+                f"object {oid} in {self.path.name} is corrupt: {err}") from None
+        if digest_bytes(data) != e.oid:
+            raise CorruptObjectError(
+                f"object {oid} in {self.path.name} is corrupt: its bytes do not match its id"
+            )
+        return data
+
+    def close(self) -> None:
+        """Close the pack's file descriptor."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class PackWriter:
+    """Appends objects to packs in ``tmp/`` and commits them into ``packs/``.
+
+    Thread-safe: :meth:`add` may be called from several threads. A pack is
+    committed when it reaches ``pack_size`` bytes and on :meth:`commit`. The
+    ``on_commit`` callback receives each committed pack's paths so the object
+    store can start serving it.
+    """
+
+    def __init__(self, tmp_dir: Path, packs_dir: Path, pack_size: int,
+                 on_commit: Callable[[Path, Path], None]) -> None:
+        self.tmp_dir = tmp_dir
+        self.packs_dir = packs_dir
+        self.pack_size = pack_size
+        self._on_commit = on_commit
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+        self._entries: list[IndexEntry] = []
+        self._pos = 0
+        self.pending: set[bytes] = set()
+        self.bytes_written = 0
+
+    def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
+        """Append one object (already compressed) unless it is pending in this writer."""
+        header = encode_entry_header(oid, type_, codec, raw_len, len(stored))
+        with self._lock:
+            if oid in self.pending:
+                return
+            if self._file is None:
+                self._open()
+            f = self._file
+            assert f is not None
+            f.write(header)
+            f.write(stored)
+            self._entries.append(IndexEntry(oid, self._pos, len(stored), raw_len, type_, codec))
+            self._pos += len(header) + len(stored)
+            self.bytes_written += len(header) + len(stored)
+            self.pending.add(oid)
+            if self._pos >= self.pack_size:
+                self._commit_locked()
+
+    def _open(self) -> None:
+        self._path = self.tmp_dir / unique_tmp_name("pack")
+        f = open(self._path, "xb")  # noqa: SIM115 - closed in _commit_locked / abort
+        f.write(PACK_MAGIC)
+        self._file = f
+        self._pos = len(PACK_MAGIC)
+        self._entries = []
+
+    def commit(self) -> None:
+        """Make every object added so far durable and visible in ``packs/``."""
+        with self._lock:
+            if self._file is not None:
+                self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        f, tmp = self._file, self._path
+        assert f is not None and tmp is not None
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        self._file = None
+        index = encode_index(self._entries)
+        name = "pack-" + digest_bytes(index).hex()
+        pack_path = self.packs_dir / (name + ".pack")
+        idx_path = self.packs_dir / (name + ".idx")
+        os.replace(tmp, pack_path)
+        fsync_dir(self.packs_dir)
+        idx_tmp = self.tmp_dir / unique_tmp_name(name + ".idx")
+        with open(idx_tmp, "xb") as g:
+            g.write(index)
+            g.flush()
+            os.fsync(g.fileno())
+        os.replace(idx_tmp, idx_path)
+        fsync_dir(self.packs_dir)
+        self._entries = []
+        self._on_commit(pack_path, idx_path)
+
+    def abort(self) -> None:
+        """Drop the pack being written (objects in committed packs stay)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+                if self._path is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._path)

@@ -1,0 +1,81 @@
+"""Sidecar refs: ``refs/<kind>/<name>`` files holding the newest snapshot id of a name.
+
+``kind`` is ``datasets`` or ``checkpoints``. An update is a compare-and-swap
+under the ref's lock file: the caller says what it expects the ref to hold now,
+and the update fails with ConflictError if someone else moved it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlgit.errors import ConflictError, FormatError
+from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.names import check_ref_name, is_ref_name
+from mlgit.store.fsutil import atomic_write
+from mlgit.store.lock import lock_file
+
+__all__ = ["REF_KINDS", "RefStore", "ref_kind_for"]
+
+REF_KINDS = ("datasets", "checkpoints")
+
+
+def ref_kind_for(snapshot_kind: str) -> str:
+    """Map a snapshot kind (``dataset``/``checkpoint``) to its ref folder name."""
+    return snapshot_kind + "s"
+
+
+class RefStore:
+    """Reads and updates the refs under one ``refs/`` directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, kind: str, name: str) -> Path:
+        if kind not in REF_KINDS:
+            raise FormatError(f"unknown ref kind {kind!r}")
+        return self.root / kind / check_ref_name(name)
+
+    def get(self, kind: str, name: str) -> ObjectID | None:
+        """The id a ref holds, or None if it does not exist; FormatError if it is garbage."""
+        path = self._path(kind, name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return parse_object_id(data.decode("ascii").strip())
+        except (UnicodeDecodeError, FormatError):
+            raise FormatError(f"ref {kind}/{name} is corrupt ({path})") from None
+
+    def list(self, kind: str) -> dict[str, ObjectID]:
+        """Every ref of a kind, name to id, sorted by name (lock and temp files skipped)."""
+        folder = self.root / kind
+        out: dict[str, ObjectID] = {}
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return out
+        for name in names:
+            if is_ref_name(name):
+                oid = self.get(kind, name)
+                if oid is not None:
+                    out[name] = oid
+        return out
+
+    def update(self, kind: str, name: str, new: ObjectID, expect: ObjectID | None) -> None:
+        """Set a ref to ``new`` if it still holds ``expect`` (None: must not exist).
+
+        The caller must have made ``new`` and everything it reaches durable first.
+        """
+        path = self._path(kind, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_file(path):
+            current = self.get(kind, name)
+            if current != expect:
+                raise ConflictError(
+                    f"{kind}/{name} moved to {current} while this command ran "
+                    f"(expected {expect}); run it again"
+                )
+            atomic_write(path, (new + "\n").encode())

@@ -1,0 +1,90 @@
+"""A sidecar store on disk: the ``.git/ml/`` directory tree and what lives in it.
+
+Layout (docs/format.md, "Directory tree")::
+
+    .git/ml/config                  format version, hash, chunker, pack size (JSON)
+    .git/ml/packs/pack-<h>.pack     objects
+    .git/ml/packs/pack-<h>.idx      sorted index of that pack
+    .git/ml/refs/datasets/<name>    newest snapshot id of a dataset
+    .git/ml/refs/checkpoints/<run>  newest snapshot id of a checkpoint run
+    .git/ml/tmp/                    packs and files being written
+    .git/ml/cache/                  stat caches (safe to delete)
+    .git/ml/checkouts/<id>/         read-only materialized snapshots
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlgit.errors import FormatError, NotInitializedError
+from mlgit.format.config import StoreConfig, decode_config, encode_config
+from mlgit.store.fsutil import atomic_write
+from mlgit.store.objects import ObjectStore
+from mlgit.store.refs import REF_KINDS, RefStore
+
+__all__ = ["Store"]
+
+_DIRS = ("packs", "refs/datasets", "refs/checkpoints", "tmp", "cache", "checkouts")
+
+
+class Store:
+    """An opened sidecar store: its config, objects and refs."""
+
+    def __init__(self, root: Path, config: StoreConfig) -> None:
+        self.root = root
+        self.config = config
+        self.objects = ObjectStore(root / "packs", root / "tmp", config.pack_size)
+        self.refs = RefStore(root / "refs")
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the store's filesystem (for atomic renames)."""
+        return self.root / "tmp"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived data that may be deleted at any time."""
+        return self.root / "cache"
+
+    @property
+    def checkouts_dir(self) -> Path:
+        """Where :func:`mlgit.checkout` materializes read-only snapshots."""
+        return self.root / "checkouts"
+
+    @classmethod
+    def init(cls, root: Path, config: StoreConfig | None = None) -> tuple[Store, bool]:
+        """Create the store at ``root`` if absent; return it and whether it was created.
+
+        Running it on an existing store changes nothing (its config is kept).
+        """
+        created = not (root / "config").exists()
+        for d in _DIRS:
+            (root / d).mkdir(parents=True, exist_ok=True)
+        if created:
+            atomic_write(root / "config", encode_config(config or StoreConfig()))
+        return cls.open(root), created
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        """Open an existing store; NotInitializedError if there is none."""
+        try:
+            data = (root / "config").read_bytes()
+        except FileNotFoundError:
+            raise NotInitializedError(
+                "this repository has no git-ml store yet; run `git ml init`"
+            ) from None
+        try:
+            config = decode_config(data)
+        except FormatError as e:
+            raise FormatError(f"{root / 'config'}: {e}") from None
+        for d in _DIRS:
+            (root / d).mkdir(parents=True, exist_ok=True)
+        return cls(root, config)
+
+    def ref_kinds(self) -> tuple[str, ...]:
+        """The ref folders (``datasets``, ``checkpoints``)."""
+        return REF_KINDS
+
+    def close(self) -> None:
+        """Release file descriptors and drop uncommitted writes."""
+        self.objects.close()
