@@ -1,0 +1,117 @@
+"""Shared fixtures. Every test is hermetic: a temporary HOME, no system git config,
+a fixed git identity, no inherited GIT_* variables, and the installed ``git-ml``
+(from this interpreter's environment) first on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mlgit.api.repo import Repo
+from mlgit.format.config import StoreConfig
+
+BIN = Path(sys.executable).parent
+
+# Small sizes so that little test data exercises many chunks and many packs.
+SMALL_CONFIG = StoreConfig(chunk_min=1024, chunk_avg=4096, chunk_max=16384, pack_size=64 << 10)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("home")
+    for key in list(os.environ):
+        if key.startswith("GIT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Author")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.com")
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test Author\n\temail = author@example.com\n"
+        "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+    )
+    yield
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real git binary."""
+    return subprocess.run(["git", *args], cwd=cwd, check=check, capture_output=True, text=True)
+
+
+def run_gitml(cwd: Path, *args: str, check: bool = True,
+              input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``git ml ARGS`` through the real git and the installed git-ml."""
+    p = subprocess.run(["git", "ml", *args], cwd=cwd, capture_output=True, text=True,
+                       input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(
+            f"git ml {' '.join(args)} exited {p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
+    return p
+
+
+@pytest.fixture
+def gitml() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_gitml
+
+
+@pytest.fixture
+def bare_git_repo(tmp_path: Path) -> Path:
+    """A git repository with no git-ml store."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    return root
+
+
+@pytest.fixture
+def repo_dir(bare_git_repo: Path) -> Path:
+    """A git repository with a git-ml store using small chunks and packs."""
+    r, _ = Repo.init(bare_git_repo, SMALL_CONFIG)
+    r.close()
+    return bare_git_repo
+
+
+@pytest.fixture
+def repo(repo_dir: Path) -> Iterator[Repo]:
+    """An opened :class:`Repo` on ``repo_dir``."""
+    r = Repo(repo_dir)
+    yield r
+    r.close()
+
+
+def make_tree(root: Path, files: dict[str, bytes | str]) -> None:
+    """Create files (``a/b.txt``: content) under root."""
+    for rel, content in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content.encode() if isinstance(content, str) else content)
+
+
+def read_tree(root: Path) -> dict[str, bytes | str]:
+    """Files under root: regular files as bytes, symlinks as 'link:<target>', empty dirs '<dir>'."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        for d in list(dirnames):
+            p = Path(dirpath) / d
+            if p.is_symlink():
+                out[str(rel_dir / d)] = f"link:{os.readlink(p)}"
+                dirnames.remove(d)
+            elif not any(p.iterdir()):
+                out[str(rel_dir / d)] = "<dir>"
+        for f in filenames:
+            p = Path(dirpath) / f
+            key = str(rel_dir / f)
+            out[key] = f"link:{os.readlink(p)}" if p.is_symlink() else p.read_bytes()
+    return out

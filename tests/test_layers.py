@@ -1,0 +1,75 @@
+"""The layers of docs/architecture.md: imports point downward, only the CLI prints."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "mlgit"
+# Higher number = higher layer. A module may import only its own layer or lower ones.
+LAYERS = {"errors": 0, "format": 1, "store": 2, "snapshot": 3, "gitlink": 3, "api": 5,
+          "tf": 6, "sync": 4, "hooks": 4, "cli": 7, "__init__": 6}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for p in PKG.rglob("*.py"):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        out.append((name.removesuffix(".__init__") if rel.name == "__init__" else name, p))
+    return out
+
+
+def test_imports_point_downward() -> None:
+    bad = []
+    for name, path in _modules():
+        own = _layer(name) if name != "mlgit" else "__init__"
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlgit"):
+                targets.append(node.module)
+            elif isinstance(node, ast.Import):
+                targets += [a.name for a in node.names if a.name.startswith("mlgit")]
+            for t in targets:
+                other = "__init__" if t == "mlgit" else _layer(t)
+                if LAYERS[other] > LAYERS[own]:
+                    bad.append(f"{name} imports {t}")
+    assert bad == []
+
+
+def test_only_cli_prints_or_reads_environment() -> None:
+    bad = []
+    for name, path in _modules():
+        if _layer(name) == "cli":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                node.func.id == "print"
+            ):
+                bad.append(f"{name}: print()")
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and (
+                isinstance(node.value, ast.Name) and node.value.id == "os"
+            ):
+                bad.append(f"{name}: os.{node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "echo" and (
+                isinstance(node.value, ast.Name) and node.value.id == "click"
+            ):
+                bad.append(f"{name}: click.echo")
+    assert bad == []
+
+
+def test_core_commands_never_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mlgit, mlgit.cli.main; "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
