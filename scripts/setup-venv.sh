@@ -19,7 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 EXTRAS="${1:-}"
 if [ -n "$EXTRAS" ]; then
-    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+    "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e ".[$EXTRAS]"
 else
-    "$VENV/bin/python" -m pip install -q -e .
+    "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e .
 fi

@@ -276,11 +276,17 @@ class Repo:
         tree_hex = built.root.hex()
         created = True
         oid: ObjectID
+        unchanged_cache = old.snapshot == parent and old.tree == tree_hex and not built.hashed_files
         if parent is not None:
-            psnap = store.objects.get_snapshot(parent)
-            if psnap.tree == tree_hex and psnap.root == root_kind and psnap.name == ds:
+            # The stat cache remembers the parent's tree, saving a read of the store.
+            if unchanged_cache and existing is not None and existing.name == ds:
                 created = False
                 oid = parent
+            else:
+                psnap = store.objects.get_snapshot(parent)
+                if psnap.tree == tree_hex and psnap.root == root_kind and psnap.name == ds:
+                    created = False
+                    oid = parent
         if created:
             tz = time.localtime().tm_gmtoff // 60
             snap = Snapshot(KIND_DATASET, ds, ObjectID(tree_hex), root_kind,
@@ -295,7 +301,8 @@ class Repo:
         ignore_rel = gitindex.ensure_ignored(self.git, rel)
         gitindex.stage(self.git, [pointer_rel, ignore_rel])
         built.cache.snapshot = oid
-        statcache.save(cpath, built.cache, built.stat_time_ns)
+        if not (unchanged_cache and oid == parent):
+            statcache.save(cpath, built.cache, built.stat_time_ns)
         return AddResult(rel, pointer_rel, ds, oid, created, built.files, built.total_bytes,
                          built.hashed_files, built.hashed_bytes, store.objects.bytes_written)
 

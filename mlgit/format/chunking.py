@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from typing import BinaryIO
-
-from pyfastcdc import FastCDC
+from typing import Any, BinaryIO
 
 __all__ = ["Chunker"]
 
@@ -19,7 +18,20 @@ class Chunker:
 
     def __init__(self, min_size: int, avg_size: int, max_size: int) -> None:
         self.min_size = min_size
-        self._cdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
+        self._params = (avg_size, min_size, max_size)
+        self._local = threading.local()
+
+    @property
+    def _cdc(self) -> Any:
+        # One FastCDC per thread (it is not safe to share), imported on first use:
+        # an unchanged re-add never chunks anything.
+        cdc = getattr(self._local, "cdc", None)
+        if cdc is None:
+            from pyfastcdc import FastCDC
+
+            avg, lo, hi = self._params
+            cdc = self._local.cdc = FastCDC(avg, min_size=lo, max_size=hi)
+        return cdc
 
     def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         """Yield the stream's chunks as bytes; reads in bounded buffers, never the whole file."""

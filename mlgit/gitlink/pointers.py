@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlgit.errors import PointerError
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer, encode_pointer
+from mlgit.gitlink.index import indexed_pointers
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write
 
@@ -46,7 +47,7 @@ def list_pointers(repo: GitRepo) -> list[str]:
 
     Sorted, relative to the work tree.
     """
-    found = {e.path for e in repo.git.index if e.path.endswith(POINTER_SUFFIX)}
+    found = set(indexed_pointers(repo))
     work = repo.require_workdir()
     for e in os.scandir(work):
         if e.name.endswith(POINTER_SUFFIX) and e.is_file(follow_symlinks=False):

@@ -1,24 +1,46 @@
-"""Finding the git repository and its work tree."""
+"""Finding the git repository and its work tree; running git for index queries.
+
+Discovery walks up from a directory as git does (a ``.git`` directory, a
+``.git`` file naming the git dir of a linked worktree, or a bare repository)
+without importing pygit2, which costs more start-up time than a whole
+``git ml status`` on unchanged data may take. The pygit2 handle is opened on
+first use of :attr:`GitRepo.git`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import pygit2
-
-from mlgit.errors import BadPathError, NotARepositoryError
+from mlgit.errors import BadPathError, MlgitError, NotARepositoryError
 
 __all__ = ["GitRepo", "discover"]
 
 
 @dataclass
 class GitRepo:
-    """A git repository: its pygit2 handle, git dir and work tree (None if bare)."""
+    """A git repository: its git dir, the store's git dir and the work tree (None if bare).
 
-    git: pygit2.Repository
+    ``own_git_dir`` is this work tree's git dir; ``git_dir`` is the common one
+    (they differ in a linked worktree, which shares the main repository's store).
+    """
+
+    own_git_dir: Path
     git_dir: Path
     workdir: Path | None
+    _git: Any = field(default=None, repr=False)
+
+    @property
+    def git(self) -> Any:
+        """The ``pygit2.Repository`` (imported and opened on first use)."""
+        if self._git is None:
+            import pygit2  # 60 ms of start-up: only when needed
+
+            self._git = pygit2.Repository(str(self.own_git_dir))
+        return self._git
 
     @property
     def ml_dir(self) -> Path:
@@ -30,6 +52,18 @@ class GitRepo:
         if self.workdir is None:
             raise BadPathError("this command needs a work tree, and this repository is bare")
         return self.workdir
+
+    def run_git(self, *args: str) -> bytes:
+        """Run the real ``git`` on this repository and return its stdout."""
+        cmd = ["git", f"--git-dir={self.own_git_dir}"]
+        if self.workdir is not None:
+            cmd.append(f"--work-tree={self.workdir}")
+        p = subprocess.run([*cmd, *args], capture_output=True,
+                           cwd=self.workdir or self.own_git_dir)
+        if p.returncode != 0:
+            err = p.stderr.decode(errors="replace").strip().splitlines()
+            raise MlgitError(f"git {args[0]} failed: {err[-1] if err else p.returncode}")
+        return p.stdout
 
     def relpath(self, path: Path) -> str:
         """``path`` relative to the work tree, ``/``-separated; BadPathError if outside or in .git.
@@ -46,24 +80,43 @@ class GitRepo:
             rel = full.relative_to(work)
         except ValueError:
             raise BadPathError(f"{path} is outside the repository at {work}") from None
-        if (rel.parts and rel.parts[0] == ".git") or full == self.git_dir or (
-            self.git_dir in full.parents
+        if (rel.parts and rel.parts[0] == ".git") or full in (self.git_dir, self.own_git_dir) or (
+            self.git_dir in full.parents or self.own_git_dir in full.parents
         ):
             raise BadPathError(f"{path} is inside the git directory")
         return rel.as_posix()
 
 
+def _is_git_dir(d: Path) -> bool:
+    return (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir()
+
+
+def _common_dir(git_dir: Path) -> Path:
+    common = git_dir / "commondir"
+    if common.is_file():
+        return (git_dir / common.read_text().strip()).resolve()
+    return git_dir
+
+
 def discover(start: Path) -> GitRepo:
     """The repository containing ``start``; NotARepositoryError if there is none."""
-    found = pygit2.discover_repository(str(start))
-    if found is None:
-        raise NotARepositoryError(
-            f"not a git repository (or any parent up to /): {start}; run `git init` first"
-        )
-    repo = pygit2.Repository(found)
-    git_dir = Path(repo.path).resolve()
-    common = git_dir / "commondir"
-    if common.is_file():  # a linked worktree shares the main repository's store
-        git_dir = (git_dir / common.read_text().strip()).resolve()
-    workdir = Path(repo.workdir).resolve() if repo.workdir else None
-    return GitRepo(repo, git_dir, workdir)
+    here = Path(os.path.abspath(start))
+    if not here.is_dir():
+        raise NotARepositoryError(f"{start} is not a directory")
+    here = here.resolve()
+    for d in (here, *here.parents):
+        dotgit = d / ".git"
+        if dotgit.is_dir() and _is_git_dir(dotgit):
+            return GitRepo(dotgit, _common_dir(dotgit), d)
+        if dotgit.is_file():
+            text = dotgit.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                own = (d / text[len("gitdir:"):].strip()).resolve()
+                if _is_git_dir(own):
+                    return GitRepo(own, _common_dir(own), d)
+        if _is_git_dir(d) and d.name != ".git":
+            return GitRepo(d, _common_dir(d), None)
+        if d.name == ".git" and _is_git_dir(d):
+            return GitRepo(d, _common_dir(d), d.parent)
+    raise NotARepositoryError(
+        f"not a git repository (or any parent up to /): {start}; run `git init` first")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import xxhash
@@ -157,6 +156,8 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
         if len(todo) == 1:
             results = [job(todo[0])]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # start-up time
+
             with ThreadPoolExecutor(_WORKERS) as pool:
                 results = list(pool.map(job, todo))
         for (node, name, _), entry in zip(todo, results, strict=True):
@@ -165,8 +166,12 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     result = BuildResult(b"", 0, 0, len(todo), sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
     result.root = _build_node(store, root_node, old, hashed, result, dry)
-    result.files, result.total_bytes = _dir_summary(_get_tree(store, result.root, result))
+    if old.tree == result.root.hex():
+        result.files, result.total_bytes = old.files, old.nbytes
+    else:
+        result.files, result.total_bytes = _dir_summary(_get_tree(store, result.root, result))
     result.cache.tree = result.root.hex()
+    result.cache.files, result.cache.nbytes = result.files, result.total_bytes
     return result
 
 

@@ -312,7 +312,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                  else os.lstat(p).st_mode & 0o7666)
     # Let the timestamp tick pass so every file we wrote can be cached (see statcache).
     time.sleep(RACY_NS / 1e9)
-    new = StatCache(snapshot="", tree=snap.tree)
+    new = StatCache(snapshot="", tree=snap.tree, files=snap.files, nbytes=snap.bytes)
     stat_time = time.time_ns()
     if is_file:
         (e,) = store.objects.get_tree(want_root)

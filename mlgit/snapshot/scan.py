@@ -10,13 +10,13 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["DirNode", "FileStat", "scan_dir", "scan_file"]
 
 
-@dataclass(frozen=True, slots=True)
-class FileStat:
-    """What the stat cache keys a regular file on."""
+class FileStat(NamedTuple):
+    """What the stat cache keys a regular file on (a plain tuple, for speed)."""
 
     size: int
     mtime_ns: int
@@ -49,6 +49,10 @@ class DirNode:
         return out
 
 
+def _rel(rel: str, name: bytes) -> str:
+    return f"{rel}/{os.fsdecode(name)}" if rel else os.fsdecode(name)
+
+
 def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "") -> DirNode:
     """Scan the directory at ``path`` recursively."""
     node = DirNode(path, rel)
@@ -56,20 +60,20 @@ def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "") -> DirNode
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
         name: bytes = e.name if isinstance(e.name, bytes) else os.fsencode(e.name)
-        child_rel = f"{rel}/{os.fsdecode(name)}" if rel else os.fsdecode(name)
         if name.lower() == b".git":
-            warn(f"skipping {child_rel}: nested git directory")
+            warn(f"skipping {_rel(rel, name)}: nested git directory")
             continue
         st = e.stat(follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISREG(mode):
-            node.files[name] = FileStat.of(st)
+            node.files[name] = FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                                        bool(mode & 0o100))
         elif stat.S_ISDIR(mode):
-            node.dirs[name] = scan_dir(os.path.join(path, name), warn, child_rel)
+            node.dirs[name] = scan_dir(os.path.join(path, name), warn, _rel(rel, name))
         elif stat.S_ISLNK(mode):
             node.links[name] = os.readlink(os.path.join(path, name))
         else:
-            warn(f"skipping {child_rel}: not a regular file, directory or symlink")
+            warn(f"skipping {_rel(rel, name)}: not a regular file, directory or symlink")
     return node
 
 

@@ -44,6 +44,8 @@ class StatCache:
     snapshot: str = ""
     tree: str = ""
     dirs: dict[str, DirCache] = field(default_factory=dict)
+    files: int = 0
+    nbytes: int = 0
 
 
 def cache_path(cache_dir: Path, tracked: Path) -> Path:
@@ -61,14 +63,13 @@ def load(path: Path) -> StatCache:
         dirs = {
             rel: DirCache(
                 bytes.fromhex(tree),
-                {os.fsencode(n): FileStat(v[0], v[1], v[2], v[3], bool(v[4]))
-                 for n, v in files.items()},
+                {os.fsencode(n): FileStat._make(v) for n, v in files.items()},
                 {os.fsencode(n): os.fsencode(t) for n, t in links.items()},
                 {os.fsencode(n) for n in dirs},
             )
             for rel, (tree, files, links, dirs) in obj["dirs"].items()
         }
-        return StatCache(obj["snapshot"], obj["tree"], dirs)
+        return StatCache(obj["snapshot"], obj["tree"], dirs, obj["files"], obj["bytes"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return StatCache()
 
@@ -85,6 +86,7 @@ def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
         }
         links = {os.fsdecode(n): os.fsdecode(t) for n, t in dc.links.items()}
         dirs[rel] = [dc.tree.hex(), files, links, sorted(os.fsdecode(n) for n in dc.dirs)]
-    obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs}
+    obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs,
+           "files": cache.files, "bytes": cache.nbytes}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(obj, separators=(",", ":")).encode())
