@@ -238,3 +238,17 @@ def test_special_files_are_skipped_with_warning(repo_dir: Path) -> None:
     assert "warning" in p.stderr and "fifo" in p.stderr
     show = json.loads(run_gitml(repo_dir, "show", "--json", "d").stdout)
     assert [f["path"] for f in show["file_list"]] == ["f.txt"]
+
+
+def test_add_when_pointer_names_a_snapshot_missing_here(repo_dir: Path) -> None:
+    make_tree(repo_dir, {"d/x": "x"})
+    run_gitml(repo_dir, "add", "d")
+    old_id = (repo_dir / "d.mlgit").read_text().split("id: ")[1].split()[0]
+    import shutil
+
+    shutil.rmtree(repo_dir / ".git/ml")
+    run_gitml(repo_dir, "init")
+    p = run_gitml(repo_dir, "add", "d")
+    assert "not in the local store" in p.stderr
+    show = json.loads(run_gitml(repo_dir, "show", "--json", "d").stdout)
+    assert show["parents"] == [old_id]

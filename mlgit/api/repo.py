@@ -282,6 +282,9 @@ class Repo:
             if unchanged_cache and existing is not None and existing.name == ds:
                 created = False
                 oid = parent
+            elif not store.objects.has_committed(bytes.fromhex(parent)):
+                ev.warn(f"{ds}: parent version {parent[:12]} is not in the local store; "
+                        "recording it as the parent anyway")
             else:
                 psnap = store.objects.get_snapshot(parent)
                 if psnap.tree == tree_hex and psnap.root == root_kind and psnap.name == ds:

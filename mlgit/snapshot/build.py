@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import xxhash
 
@@ -29,12 +31,17 @@ from mlgit.snapshot.scan import DirNode, FileStat, scan_dir, scan_file
 from mlgit.snapshot.statcache import DirCache, StatCache
 from mlgit.store.store import Store
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
 __all__ = ["BuildResult", "Progress", "build_tree", "hash_file"]
 
 Progress = Callable[[int, int], None]
 """Called with (files, bytes) hashed since the last call."""
 
 _RETRIES = 3
+_PIPELINE_MIN = 4 << 20
+_IN_FLIGHT = 16
 _WORKERS = min(4, (os.cpu_count() or 1) + 1)
 
 
@@ -99,13 +106,27 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
             pieces = chunker.chunks_of(f.read(before.size + 1))
         else:
             pieces = chunker.chunks(f)
-        for data in pieces:
-            whole.update(data)
-            cid = digest_bytes(data)
-            if store is not None:
-                store.objects.put(OBJ_CHUNK, data, cid)
-            chunks.append((cid, len(data)))
-            total += len(data)
+        # A large file's chunks are compressed on a small pool while the next ones are
+        # cut (zstd releases the GIL); at most _IN_FLIGHT chunks wait, bounding memory.
+        objects = store.objects if store is not None else None
+        pool = objects.compress_pool() if objects is not None and (
+            before.size > _PIPELINE_MIN) else None
+        waiting: deque[Future[bytes]] = deque()
+        try:
+            for data in pieces:
+                whole.update(data)
+                cid = digest_bytes(data)
+                if pool is not None and objects is not None:
+                    waiting.append(pool.submit(objects.put, OBJ_CHUNK, data, cid))
+                    if len(waiting) > _IN_FLIGHT:
+                        waiting.popleft().result()
+                elif objects is not None:
+                    objects.put(OBJ_CHUNK, data, cid)
+                chunks.append((cid, len(data)))
+                total += len(data)
+        finally:
+            for fut in waiting:
+                fut.result()
         after = FileStat.of(os.fstat(fd))
     if after != before or total != before.size:
         return None

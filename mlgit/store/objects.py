@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import compress
@@ -18,6 +19,9 @@ from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
 from mlgit.store.packs import PackReader, PackWriter
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["ObjectStore"]
 
@@ -33,6 +37,7 @@ class ObjectStore:
         self._index: dict[bytes, tuple[PackReader, IndexEntry]] | None = None
         self._writer = PackWriter(tmp_dir, packs_dir, pack_size, self._on_commit)
         self._tree_cache: dict[bytes, list[TreeEntry]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- index -----------------------------------------------------------
     def _load(self) -> dict[bytes, tuple[PackReader, IndexEntry]]:
@@ -171,6 +176,16 @@ class ObjectStore:
         """Encode and store a snapshot; return its hex id."""
         return raw_to_hex(self.put(OBJ_SNAPSHOT, encode_snapshot(s)))
 
+    def compress_pool(self) -> ThreadPoolExecutor:
+        """A shared pool for storing chunks in parallel (created on first use)."""
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor  # start-up time
+
+                self._pool = ThreadPoolExecutor(max(2, os.cpu_count() or 1),
+                                                thread_name_prefix="mlgit-compress")
+            return self._pool
+
     def flush(self) -> None:
         """Commit pending objects: after return they are durable and visible."""
         self._writer.commit()
@@ -188,6 +203,9 @@ class ObjectStore:
         """Abort uncommitted writes and close every pack."""
         self.abort()
         with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             for r in self._readers.values():
                 r.close()
             self._readers.clear()
