@@ -11,7 +11,7 @@ repository, default the current directory)::
     [e.name for e in mlgit.ls()]
 
 Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
-TensorFlow support lives in :mod:`mlgit.tf` and is imported only when used.
+TensorFlow support (to come, as ``mlgit.tf``) will be imported only when used.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each class carries the exit code the CLI returns for it (``exit_code``) and
 whether a traceback is worth showing (``traceback``: only for internal bugs).
 Messages are one line, say what is wrong and, where there is one, how to fix it.
 ``docs/exit-codes.md`` is the table of these codes; keep the two in step
-(``tests/test_errors.py`` checks they agree).
+(``tests/test_docs.py`` checks they agree).
 
 Every layer may import this module; it imports nothing from git-ml.
 """
@@ -18,12 +18,14 @@ __all__ = [
     "CorruptObjectError",
     "FileChangedError",
     "FormatError",
+    "GitCommandError",
     "MlgitError",
     "NotARepositoryError",
     "NotInitializedError",
     "PointerError",
     "RevisionError",
     "UnsupportedFormatError",
+    "UsageError",
 ]
 
 
@@ -85,10 +87,27 @@ class PointerError(FormatError):
     exit_code = 7
 
 
-class UnsupportedFormatError(MlgitError):
-    """The store (or an object) was written by a newer git-ml format version."""
+class UnsupportedFormatError(FormatError):
+    """The store (or an object) was written by a newer git-ml format version.
+
+    A FormatError too, so that "every decoder raises FormatError" still holds.
+    """
 
     exit_code = 8
+
+
+class UsageError(MlgitError):
+    """An argument that is not usable as given (an invalid name, options that clash)."""
+
+    exit_code = 2
+
+
+class GitCommandError(MlgitError):
+    """The git binary failed; ``stderr`` holds all it said."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
 
 
 class ConflictError(MlgitError):

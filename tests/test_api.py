@@ -97,3 +97,18 @@ def test_checkout_fails_on_corrupt_pack_and_leaves_nothing(repo_dir: Path) -> No
     with pytest.raises(CorruptObjectError):
         mlgit.checkout("data", repo=repo_dir)
     assert list((repo_dir / ".git/ml/checkouts").iterdir()) == []
+
+
+def test_failed_add_then_retry_on_the_same_repo_stores_everything(repo_dir: Path) -> None:
+    """An aborted pack must not leave its ids looking stored (they were never committed)."""
+    from mlgit.api.repo import Repo
+    from mlgit.format.pack import OBJ_CHUNK
+
+    with Repo(repo_dir) as r:
+        blob = os.urandom(3000)
+        r.store.objects.put(OBJ_CHUNK, blob)
+        r.store.objects.abort()  # as a failed add does
+        make_tree(repo_dir, {"data/x.bin": blob})
+        r.add([repo_dir / "data"])
+    with Repo(repo_dir) as r:
+        assert (r.checkout("data") / "x.bin").read_bytes() == blob

@@ -252,3 +252,42 @@ def test_add_when_pointer_names_a_snapshot_missing_here(repo_dir: Path) -> None:
     assert "not in the local store" in p.stderr
     show = json.loads(run_gitml(repo_dir, "show", "--json", "d").stdout)
     assert show["parents"] == [old_id]
+
+
+def test_two_adds_at_once_in_one_repo(repo_dir: Path) -> None:
+    import subprocess
+
+    for n in range(4):
+        make_tree(repo_dir, {f"set{n}/f{i}.bin": os.urandom(5000) for i in range(30)})
+    procs = [subprocess.Popen(["git", "ml", "add", f"set{n}"], cwd=repo_dir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for n in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    ignore = set((repo_dir / ".gitignore").read_text().splitlines())
+    assert ignore == {f"/set{n}" for n in range(4)}
+    staged = set(git(repo_dir, "diff", "--cached", "--name-only").stdout.split())
+    assert staged == {".gitignore"} | {f"set{n}.mlgit" for n in range(4)}
+    names = {e["name"] for e in json.loads(run_gitml(repo_dir, "ls", "--json").stdout)}
+    assert names == {f"set{n}" for n in range(4)}
+    for n in range(4):
+        shutil_rm = __import__("shutil").rmtree
+        want = read_tree(repo_dir / f"set{n}")
+        shutil_rm(repo_dir / f"set{n}")
+        run_gitml(repo_dir, "checkout", f"set{n}")
+        assert read_tree(repo_dir / f"set{n}") == want
+
+
+def test_file_dataset_follows_a_renamed_pointer(repo_dir: Path) -> None:
+    content = os.urandom(3000)
+    (repo_dir / "a.bin").write_bytes(content)
+    run_gitml(repo_dir, "add", "a.bin")
+    git(repo_dir, "commit", "-qm", "a")
+    git(repo_dir, "mv", "a.bin.mlgit", "b.bin.mlgit")
+    (repo_dir / "a.bin").write_bytes(b"unrelated local file")
+    run_gitml(repo_dir, "checkout")
+    assert (repo_dir / "b.bin").read_bytes() == content
+    assert (repo_dir / "a.bin").read_bytes() == b"unrelated local file"
+    st = json.loads(run_gitml(repo_dir, "status", "--json").stdout)
+    assert {e["path"]: e["state"] for e in st} == {"b.bin": "clean"}

@@ -166,7 +166,7 @@ def test_name_clash_between_paths(repo_dir: Path) -> None:
 def test_invalid_name(repo_dir: Path) -> None:
     make_tree(repo_dir, {"d/x": "x"})
     p = run_gitml(repo_dir, "add", "--name", "bad name~1", "d", check=False)
-    assert_error(p, errors.FormatError.exit_code, "invalid name")
+    assert_error(p, errors.UsageError.exit_code, "invalid name")
 
 
 def test_usage_error_exit_code(repo_dir: Path) -> None:

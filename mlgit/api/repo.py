@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlgit.api.events import Events
-from mlgit.errors import BadPathError, FormatError, PointerError
+from mlgit.errors import BadPathError, FormatError, GitCommandError, PointerError, UsageError
 from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID
-from mlgit.format.names import check_ref_name, is_ref_name
+from mlgit.format.names import is_ref_name
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
@@ -73,6 +73,7 @@ class StatusEntry:
     id: ObjectID
     state: str
     changes: list[Change] = field(default_factory=list)
+    is_file: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml status --json`` prints it."""
@@ -133,11 +134,13 @@ class ListEntry:
 
 
 def _author(repo: GitRepo) -> str:
+    """The author git would record (``git var GIT_AUTHOR_IDENT``: environment, then config)."""
     try:
-        sig = repo.git.default_signature
-        return f"{sig.name} <{sig.email}>"
-    except (KeyError, ValueError, Exception):  # pygit2 raises KeyError/GitError when unset
+        ident = repo.run_git("var", "GIT_AUTHOR_IDENT").decode("utf-8", "replace").strip()
+    except GitCommandError:
         return "unknown <unknown>"
+    name, sep, _ = ident.rpartition(">")
+    return name + sep if sep else ident
 
 
 class Repo:
@@ -221,7 +224,10 @@ class Repo:
         if not paths:
             raise BadPathError("nothing to add: name a directory or file")
         if name is not None and len(paths) > 1:
-            raise BadPathError("--name works with one path at a time")
+            raise UsageError("--name works with one path at a time")
+        if name is not None and not is_ref_name(name):
+            raise UsageError(f"invalid name {name!r}: use letters, digits, '.', '_' and '-', "
+                             "starting with a letter or digit")
         store = self.store
         plans = []
         names_seen: dict[str, str] = {}
@@ -231,9 +237,7 @@ class Repo:
             existing = read_pointer(self.git, pointer_rel)
             ds = name or (existing.name if existing else rel.rsplit("/", 1)[-1])
             if not is_ref_name(ds):
-                if name is not None or existing is not None:
-                    check_ref_name(ds)
-                raise BadPathError(f"{rel}: {ds!r} is not a valid dataset name; pass --name NAME")
+                raise UsageError(f"{rel}: {ds!r} is not a valid dataset name; pass --name NAME")
             if names_seen.get(ds, rel) != rel:
                 raise BadPathError(f"{names_seen[ds]} and {rel} would both be dataset {ds!r}")
             names_seen[ds] = rel
@@ -260,6 +264,7 @@ class Repo:
         full = work / rel
         cpath = statcache.cache_path(store.cache_dir, full)
         old = statcache.load(cpath)
+        written_before = store.objects.bytes_written
         ev.start(f"adding {rel}", 0, 0)
         try:
             built = build_tree(store, os.fsencode(full), is_file=is_file, old=old,
@@ -307,7 +312,8 @@ class Repo:
         if not (unchanged_cache and oid == parent):
             statcache.save(cpath, built.cache, built.stat_time_ns)
         return AddResult(rel, pointer_rel, ds, oid, created, built.files, built.total_bytes,
-                         built.hashed_files, built.hashed_bytes, store.objects.bytes_written)
+                         built.hashed_files, built.hashed_bytes,
+                         store.objects.bytes_written - written_before)
 
     # -- status / diff ---------------------------------------------------------
     def tracked(self) -> list[tuple[str, Pointer]]:
@@ -338,7 +344,8 @@ class Repo:
             if old.snapshot != p.id:
                 old = statcache.StatCache()
             snap_tree = old.tree if old.tree else self.snapshot(p.id).tree
-            built = build_tree(store, os.fsencode(full), is_file=full.is_file(), old=old,
+            entry.is_file = full.is_file()
+            built = build_tree(store, os.fsencode(full), is_file=entry.is_file, old=old,
                                dry=True, warn=ev.warn)
             if built.root.hex() == snap_tree:
                 if built.hashed_files:  # refresh the cache so the next status is instant

@@ -142,7 +142,8 @@ def status(c: Ctx, as_json: bool) -> None:
         else:
             click.echo(f"{e.path}: modified ({len(e.changes)} changes from {e.name} {e.id[:12]})")
             for ch in e.changes:
-                click.echo(f"  {_STATUS_WORDS[ch.status]:<9} {e.path}/{ch.path}")
+                where = e.path if e.is_file else f"{e.path}/{ch.path}"
+                click.echo(f"  {_STATUS_WORDS[ch.status]:<9} {where}")
 
 
 _STATUS_WORDS = {"A": "added", "D": "removed", "M": "modified", "T": "typechange"}
@@ -219,7 +220,7 @@ def ls_cmd(c: Ctx, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("rev")
-@click.option("-n", "--max-count", type=int, help="Show at most N versions.")
+@click.option("-n", "--max-count", type=click.IntRange(1), help="Show at most N versions.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def history(c: Ctx, rev: str, max_count: int | None, as_json: bool) -> None:
@@ -261,13 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn errors into one line and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="git ml", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="git ml", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except MlgitError as e:
         if debug or e.traceback:
             traceback.print_exc()
         click.echo(f"git-ml: error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()

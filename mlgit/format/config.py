@@ -9,7 +9,7 @@ from typing import Any
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.ids import HASH_NAME
 
-__all__ = ["FORMAT_VERSION", "StoreConfig", "decode_config", "encode_config"]
+__all__ = ["FORMAT_VERSION", "StoreConfig", "check_config", "decode_config", "encode_config"]
 
 FORMAT_VERSION = 1
 
@@ -42,8 +42,8 @@ def decode_config(data: bytes) -> StoreConfig:
     """Parse a config; UnsupportedFormatError for a newer format, FormatError for garbage."""
     try:
         obj: Any = json.loads(data)
-    except ValueError as e:
-        raise FormatError(f"store config is not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise FormatError(f"store config is not JSON: {str(e)[:100]}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("format"), int):
         raise FormatError("store config has no format version")
     if obj["format"] > FORMAT_VERSION:
@@ -58,9 +58,22 @@ def decode_config(data: bytes) -> StoreConfig:
         c = StoreConfig(**obj)
     except TypeError as e:
         raise FormatError(f"store config has unknown fields: {e}") from None
-    ints = (c.chunk_min, c.chunk_avg, c.chunk_max, c.pack_size)
-    if not all(isinstance(v, int) and v > 0 for v in ints) or not (
-        64 <= c.chunk_min <= c.chunk_avg <= c.chunk_max <= (16 << 20)
-    ):
-        raise FormatError("store config has invalid chunker or pack sizes")
+    check_config(c)
     return c
+
+
+def check_config(c: StoreConfig) -> None:
+    """Raise FormatError unless every setting is usable (the chunker's own limits included)."""
+    ints = (c.chunk_min, c.chunk_avg, c.chunk_max, c.pack_size, c.format)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        raise FormatError("store config sizes must be integers")
+    if c.format < 1:
+        raise FormatError(f"store config format {c.format} is not a version")
+    if not (64 <= c.chunk_min <= 1 << 20 and 256 <= c.chunk_avg <= 4 << 20
+            and 1024 <= c.chunk_max <= 16 << 20 and c.chunk_min <= c.chunk_avg <= c.chunk_max):
+        raise FormatError("store config has chunk sizes outside FastCDC's limits "
+                          "(min 64 B-1 MiB, avg 256 B-4 MiB, max 1 KiB-16 MiB, min <= avg <= max)")
+    if not 1024 <= c.pack_size <= 1 << 32:
+        raise FormatError("store config pack_size must be between 1 KiB and 4 GiB")
+    if c.compression != "zstd":
+        raise UnsupportedFormatError(f"store compression {c.compression!r} is not supported")

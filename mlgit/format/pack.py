@@ -27,8 +27,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from mlgit.errors import FormatError
-from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD
+from mlgit.errors import FormatError, UnsupportedFormatError
+from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, MAX_OBJECT_LEN
 from mlgit.format.ids import ID_LEN, digest_bytes
 
 __all__ = [
@@ -58,7 +58,6 @@ OBJ_SNAPSHOT = 3
 OBJ_BLOB = 4
 OBJECT_TYPE_NAMES = {OBJ_CHUNK: "chunk", OBJ_TREE: "tree", OBJ_SNAPSHOT: "snapshot",
                      OBJ_BLOB: "blob"}
-MAX_OBJECT_LEN = 256 << 20
 
 ENTRY_HEADER = struct.Struct("<16sBBII")
 INDEX_ENTRY = struct.Struct("<16sQIIBB")
@@ -131,6 +130,8 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
             raise FormatError("duplicate id in pack index")
         prev = e.oid
         _check_fields(e.type, e.codec, e.raw_len, e.stored_len)
+        if e.offset < len(PACK_MAGIC):
+            raise FormatError(f"pack index entry {e.oid.hex()} points into the pack header")
         parts.append(INDEX_ENTRY.pack(e.oid, e.offset, e.stored_len, e.raw_len, e.type, e.codec))
     body = b"".join(parts)
     return body + digest_bytes(body)
@@ -143,7 +144,8 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
     magic, count, reserved = _INDEX_HEAD.unpack_from(data, 0)
     if magic != INDEX_MAGIC:
         if magic[:7] == INDEX_MAGIC[:7]:
-            raise FormatError(f"pack index version {magic[7]} is not supported")
+            raise UnsupportedFormatError(f"pack index version {magic[7]} is not supported; "
+                                         "upgrade git-ml")
         raise FormatError("not a pack index (bad magic)")
     if reserved != 0:
         raise FormatError("pack index reserved field is not zero")

@@ -2,7 +2,7 @@
 
 Text, UTF-8, LF line endings::
 
-    # git-ml pointer: pins one version of the data at ``<path>``. Managed by `git ml`.
+    # git-ml pointer: pins one version of the data beside it. Managed by `git ml`.
     mlgit-pointer: 1
     kind: dataset
     name: <name>

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlgit.errors import FormatError
+from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.names import check_ref_name
 
@@ -42,8 +42,8 @@ class Snapshot:
     ``tree`` is the root tree. ``root`` says what the tracked path was: ``"dir"``
     (the tree is the directory) or ``"file"`` (the tree holds exactly that one
     file). ``time`` is Unix seconds and ``tz`` the author's UTC offset in
-    minutes. ``files`` and ``bytes`` count regular files and symlinks and their
-    bytes. ``meta`` is free-form JSON (checkpoint lineage lives there).
+    minutes. ``files`` counts regular files and symlinks; ``bytes`` is the
+    regular files' content size. ``meta`` is free-form JSON (checkpoint lineage lives there).
     """
 
     kind: str
@@ -87,13 +87,14 @@ def decode_snapshot(data: bytes) -> Snapshot:
     """Decode canonical snapshot bytes; FormatError for anything else."""
     if data[:8] != SNAPSHOT_MAGIC:
         if data[:7] == SNAPSHOT_MAGIC[:7] and len(data) > 7:
-            raise FormatError(f"snapshot format version {data[7]} is not supported")
+            raise UnsupportedFormatError(f"snapshot format version {data[7]} is not supported; "
+                                         "upgrade git-ml")
         raise FormatError("not a snapshot object (bad magic)")
     body = data[8:]
     try:
-        obj = json.loads(body.decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise FormatError(f"snapshot is not valid JSON: {e}") from None
+        obj = json.loads(body.decode("ascii"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"snapshot is not valid JSON: {str(e)[:100]}") from None
     if not isinstance(obj, dict) or set(obj) != _KEYS:
         raise FormatError("snapshot JSON has missing or unknown fields")
     try:
@@ -106,9 +107,17 @@ def decode_snapshot(data: bytes) -> Snapshot:
     except TypeError as e:
         raise FormatError(f"bad snapshot: {e}") from None
     _validate(s)
-    if _canonical(obj) != body:
+    try:
+        canonical = _canonical(obj)
+    except (TypeError, ValueError, RecursionError):
+        raise FormatError("snapshot JSON is not in canonical form") from None
+    if canonical != body:
         raise FormatError("snapshot JSON is not in canonical form")
     return s
+
+
+def _reject_constant(name: str) -> None:
+    raise FormatError(f"snapshot JSON contains {name}")
 
 
 def _int(v: Any) -> bool:

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mlgit.errors import FormatError
+from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.ids import ID_LEN
 from mlgit.format.names import check_entry_name
 
@@ -137,8 +137,9 @@ def decode_tree(data: bytes) -> list[TreeEntry]:
 
 def _decode(mv: memoryview) -> list[TreeEntry]:
     if bytes(mv[:8]) != TREE_MAGIC:
-        if bytes(mv[:7]) == TREE_MAGIC[:7]:
-            raise FormatError(f"tree format version {mv[7]} is not supported")
+        if len(mv) >= 8 and bytes(mv[:7]) == TREE_MAGIC[:7]:
+            raise UnsupportedFormatError(f"tree format version {mv[7]} is not supported; "
+                                         "upgrade git-ml")
         raise FormatError("not a tree object (bad magic)")
     (count,) = _HEAD.unpack_from(mv, 8)
     pos = 12

@@ -1,19 +1,26 @@
 """The git index: is a path tracked, which pointer files does git know, stage files.
 
-Queries run the real ``git ls-files`` (a few milliseconds); staging goes
-through pygit2 and happens only when the staged blob differs from the file.
+Queries and staging run the real git: ``git ls-files`` answers in a few
+milliseconds, and ``git add`` takes git's own ``index.lock`` for its whole
+read-modify-write, so concurrent git-ml processes (and git itself) never lose
+each other's staging. Staging is skipped when the index already holds the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from pathlib import Path
 
-from mlgit.errors import BadPathError
+from mlgit.errors import BadPathError, GitCommandError
 from mlgit.format.pointer import POINTER_SUFFIX
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write
+from mlgit.store.lock import lock_file
 
 __all__ = ["ensure_ignored", "indexed_pointers", "stage", "tracked_under"]
+
+_INDEX_LOCK_WAIT = 30.0
 
 
 def _split(out: bytes) -> list[str]:
@@ -51,11 +58,15 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
             if r not in staged or _blob_id((work / r).read_bytes(), len(staged[r])) != staged[r]]
     if not todo:
         return
-    index = repo.git.index
-    index.read()
-    for rel in todo:
-        index.add(rel)
-    index.write()
+    deadline = time.monotonic() + _INDEX_LOCK_WAIT
+    while True:
+        try:
+            repo.run_git("add", "-f", "--", *(f":(literal){r}" for r in todo))
+            return
+        except GitCommandError as e:
+            if "index.lock" not in e.stderr or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def ensure_ignored(repo: GitRepo, rel: str) -> str:
@@ -70,11 +81,18 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
     ignore_rel = f"{parent}/.gitignore" if parent else ".gitignore"
     path = work / ignore_rel
     line = f"/{name}"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = ""
-    if line not in text.splitlines():
-        sep = "" if not text or text.endswith("\n") else "\n"
-        atomic_write(path, (text + sep + line + "\n").encode())
+    if line in _read(path).splitlines():
+        return ignore_rel
+    with lock_file(path):  # read-modify-write: another git-ml may be adding a line too
+        text = _read(path)
+        if line not in text.splitlines():
+            sep = "" if not text or text.endswith("\n") else "\n"
+            atomic_write(path, (text + sep + line + "\n").encode())
     return ignore_rel
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgit.errors import BadPathError, MlgitError, NotARepositoryError
+from mlgit.errors import BadPathError, GitCommandError, NotARepositoryError
 
 __all__ = ["GitRepo", "discover"]
 
@@ -61,8 +61,11 @@ class GitRepo:
         p = subprocess.run([*cmd, *args], capture_output=True,
                            cwd=self.workdir or self.own_git_dir)
         if p.returncode != 0:
-            err = p.stderr.decode(errors="replace").strip().splitlines()
-            raise MlgitError(f"git {args[0]} failed: {err[-1] if err else p.returncode}")
+            stderr = p.stderr.decode(errors="replace")
+            lines = stderr.strip().splitlines()
+            first = next((ln for ln in lines if ln.startswith(("fatal:", "error:"))),
+                         lines[-1] if lines else f"exit code {p.returncode}")
+            raise GitCommandError(f"git {args[0]} failed: {first}", stderr)
         return p.stdout
 
     def relpath(self, path: Path) -> str:

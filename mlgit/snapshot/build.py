@@ -28,7 +28,7 @@ from mlgit.format.ids import digest_bytes
 from mlgit.format.pack import OBJ_CHUNK, OBJ_TREE
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry, encode_tree
 from mlgit.snapshot.scan import DirNode, FileStat, scan_dir, scan_file
-from mlgit.snapshot.statcache import DirCache, StatCache
+from mlgit.snapshot.statcache import DirCache, StatCache, dir_signature
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
@@ -159,10 +159,15 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
 
     # Decide, per file, whether the cache vouches for it.
     todo: list[tuple[DirNode, bytes, FileStat]] = []
+    sigs: dict[str, bytes] = {}
     for node in nodes:
+        sig = sigs[node.rel] = dir_signature(node.files, node.links, node.dirs)
         dc = old.dirs.get(node.rel)
+        if dc is not None and dc.sig == sig:
+            continue  # listing and every stat unchanged: all files vouched for
+        cached = dc.files if dc is not None else {}
         for name, st in node.files.items():
-            if dc is None or dc.files.get(name) != st:
+            if cached.get(name) != st:
                 todo.append((node, name, st))
     if on_total:
         on_total(len(todo), sum(st.size for _, _, st in todo))
@@ -186,7 +191,7 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
 
     result = BuildResult(b"", 0, 0, len(todo), sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
-    result.root = _build_node(store, root_node, old, hashed, result, dry)
+    result.root = _build_node(store, root_node, old, sigs, hashed, result, dry)
     if old.tree == result.root.hex():
         result.files, result.total_bytes = old.files, old.nbytes
     else:
@@ -196,20 +201,17 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     return result
 
 
-def _build_node(store: Store, node: DirNode, old: StatCache,
+def _build_node(store: Store, node: DirNode, old: StatCache, sigs: dict[str, bytes],
                 hashed: dict[tuple[str, bytes], TreeEntry], result: BuildResult,
                 dry: bool) -> bytes:
-    sub_ids = {name: _build_node(store, child, old, hashed, result, dry)
+    sub_ids = {name: _build_node(store, child, old, sigs, hashed, result, dry)
                for name, child in node.dirs.items()}
     dc = old.dirs.get(node.rel)
-    any_hashed = any((node.rel, n) in hashed for n in node.files)
-    new_dc = DirCache(b"", dict(node.files), dict(node.links), set(node.dirs))
+    new_dc = DirCache(b"", sigs[node.rel], node.files)
     if (
-        dc is not None and not any_hashed and dc.files.keys() == node.files.keys()
-        and dc.links == node.links and dc.dirs == new_dc.dirs
-        and all(old.dirs[child.rel].tree == sub_ids[name]
-                for name, child in node.dirs.items() if child.rel in old.dirs)
-        and all(child.rel in old.dirs for child in node.dirs.values())
+        dc is not None and dc.sig == new_dc.sig
+        and all(child.rel in old.dirs and old.dirs[child.rel].tree == sub_ids[name]
+                for name, child in node.dirs.items())
     ):
         # Nothing in this directory changed: reuse its tree without reading the store.
         new_dc.tree = dc.tree

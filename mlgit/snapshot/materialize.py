@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import shutil
 import stat
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mlgit.errors import BadPathError, FormatError
@@ -33,8 +33,8 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry
 from mlgit.snapshot.build import build_tree
-from mlgit.snapshot.scan import FileStat
-from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache
+from mlgit.snapshot.scan import TMP_PREFIX, FileStat
+from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache, dir_signature
 from mlgit.snapshot.treewalk import TreeGetter
 from mlgit.store.fsutil import unique_tmp_name
 from mlgit.store.store import Store
@@ -48,7 +48,7 @@ _WORKERS = min(4, (os.cpu_count() or 1) + 1)
 def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
     """Write entry ``e`` at ``dest`` via a temp file and rename (replacing a file there)."""
     parent = os.path.dirname(dest) or b"."
-    tmp = os.path.join(parent, os.fsencode(unique_tmp_name(".mlgit")))
+    tmp = os.path.join(parent, os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1])))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                  0o777 if e.executable else 0o666)
     try:
@@ -99,6 +99,8 @@ def _run(store: Store, jobs: list[tuple[TreeEntry, bytes]], progress: Progress |
         for j in jobs:
             one(j)
         return
+    from concurrent.futures import ThreadPoolExecutor  # start-up time
+
     with ThreadPoolExecutor(_WORKERS) as pool:
         for _ in pool.map(one, jobs):
             pass
@@ -196,10 +198,10 @@ def _stat_cache_for(get: TreeGetter, tree: bytes, dest: bytes, rel: str,
             dirs.add(e.name)
             sub = f"{rel}/{os.fsdecode(e.name)}" if rel else os.fsdecode(e.name)
             _stat_cache_for(get, e.subtree, p, sub, cache)
-    cache.dirs[rel] = DirCache(tree, files, links, dirs)
+    cache.dirs[rel] = DirCache(tree, dir_signature(files, links, dirs), files)
 
 
-def _plan(store: Store, get_cur: TreeGetter, cur: bytes | None, want: bytes | None,
+def _plan(get_want: TreeGetter, get_cur: TreeGetter, cur: bytes | None, want: bytes | None,
           dest: bytes, writes: list[tuple[TreeEntry, bytes]],
           removes: list[bytes], lost: list[tuple[bytes, TreeEntry]],
           mkdirs: list[bytes], links: list[tuple[TreeEntry, bytes]],
@@ -208,13 +210,13 @@ def _plan(store: Store, get_cur: TreeGetter, cur: bytes | None, want: bytes | No
     if cur == want:
         return
     ce = {e.name: e for e in get_cur(cur)} if cur is not None else {}
-    we = {e.name: e for e in store.objects.get_tree(want)} if want is not None else {}
+    we = {e.name: e for e in get_want(want)} if want is not None else {}
     for name in sorted(ce.keys() | we.keys()):
         c, w = ce.get(name), we.get(name)
         p = os.path.join(dest, name)
         if c is not None and w is not None and c.type == w.type:
             if w.type == TYPE_DIR:
-                _plan(store, get_cur, c.subtree, w.subtree, p, writes, removes, lost, mkdirs,
+                _plan(get_want, get_cur, c.subtree, w.subtree, p, writes, removes, lost, mkdirs,
                       links, chmods)
                 continue
             if w.type == TYPE_FILE and c.digest == w.digest:
@@ -231,7 +233,7 @@ def _plan(store: Store, get_cur: TreeGetter, cur: bytes | None, want: bytes | No
             continue
         if w.type == TYPE_DIR:
             mkdirs.append(p)
-            _plan(store, get_cur, None, w.subtree, p, writes, removes, lost, mkdirs, links,
+            _plan(get_want, get_cur, None, w.subtree, p, writes, removes, lost, mkdirs, links,
                   chmods)
         elif w.type == TYPE_FILE:
             writes.append((w, p))
@@ -285,7 +287,20 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     links: list[tuple[TreeEntry, bytes]] = []
     chmods: list[tuple[TreeEntry, bytes]] = []
     base = os.path.dirname(tpath) if is_file else tpath
-    _plan(store, get_cur, cur_root, want_root, base, writes, removes, lost, mkdirs, links, chmods)
+    get_want: TreeGetter = store.objects.get_tree
+    if is_file:
+        # A file snapshot lands at the pointer's path, whatever name its tree recorded
+        # (the pointer may have been renamed with `git mv`).
+        entries = store.objects.get_tree(want_root)
+        if len(entries) != 1 or entries[0].type == TYPE_DIR:
+            raise FormatError(f"file snapshot {snap.name} does not hold exactly one file")
+        renamed = [dataclasses.replace(entries[0], name=os.path.basename(tpath))]
+
+        def get_want(t: bytes) -> list[TreeEntry]:
+            return renamed if t == want_root else store.objects.get_tree(t)
+
+    _plan(get_want, get_cur, cur_root, want_root, base, writes, removes, lost, mkdirs, links,
+          chmods)
     if not force:
         unsafe = [p for p, e in lost
                   if not all(store.objects.has_committed(cid) for cid, _ in e.chunks)]
@@ -315,9 +330,10 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     new = StatCache(snapshot="", tree=snap.tree, files=snap.files, nbytes=snap.bytes)
     stat_time = time.time_ns()
     if is_file:
-        (e,) = store.objects.get_tree(want_root)
-        new.dirs[""] = DirCache(want_root, {e.name: FileStat.of(os.lstat(tpath))}
-                                if e.type == TYPE_FILE else {}, {}, set())
+        (e,) = get_want(want_root)
+        one_file = {e.name: FileStat.of(os.lstat(tpath))} if e.type == TYPE_FILE else {}
+        one_link = {e.name: e.target} if e.type == TYPE_SYMLINK else {}
+        new.dirs[""] = DirCache(want_root, dir_signature(one_file, one_link, ()), one_file)
     else:
         _stat_cache_for(store.objects.get_tree, want_root, tpath, "", new)
     return new, stat_time

@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["DirNode", "FileStat", "scan_dir", "scan_file"]
+__all__ = ["TMP_PREFIX", "DirNode", "FileStat", "scan_dir", "scan_file"]
+
+TMP_PREFIX = b".mlgit."
+"""Names of temporary files checkout writes beside their targets; scans skip them."""
 
 
 class FileStat(NamedTuple):
@@ -62,6 +65,9 @@ def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "") -> DirNode
         name: bytes = e.name if isinstance(e.name, bytes) else os.fsencode(e.name)
         if name.lower() == b".git":
             warn(f"skipping {_rel(rel, name)}: nested git directory")
+            continue
+        if name.startswith(TMP_PREFIX) and name.endswith(b".tmp"):
+            warn(f"skipping {_rel(rel, name)}: left behind by an interrupted git-ml checkout")
             continue
         st = e.stat(follow_symlinks=False)
         mode = st.st_mode

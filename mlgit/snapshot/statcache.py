@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,25 +23,62 @@ from mlgit.format.ids import digest_bytes
 from mlgit.snapshot.scan import FileStat
 from mlgit.store.fsutil import atomic_write
 
-__all__ = ["RACY_NS", "DirCache", "StatCache", "cache_path"]
+__all__ = ["RACY_NS", "DirCache", "StatCache", "cache_path", "dir_signature", "load", "save"]
 
 RACY_NS = 30_000_000
-_VERSION = 1
+_VERSION = 2
+_SIG = struct.Struct("<HqqqQ?")
 
 
-@dataclass(slots=True)
+def dir_signature(files: dict[bytes, FileStat], links: dict[bytes, bytes],
+                  dirs: Iterable[bytes]) -> bytes:
+    """A digest of a directory listing: every name, file stat, symlink target and subdir name.
+
+    Equal signatures mean the listing and every file's stat are unchanged, so
+    the whole directory can be vouched for without looking at single entries.
+    """
+    parts = [b"F"]
+    for name, st in sorted(files.items()):
+        parts.append(_SIG.pack(len(name), st[0], st[1], st[2], st[3], st[4]))
+        parts.append(name)
+    parts.append(b"L")
+    for name, target in sorted(links.items()):
+        parts += [name, b"\0", target, b"\0"]
+    parts.append(b"D")
+    for name in sorted(dirs):
+        parts += [name, b"\0"]
+    return digest_bytes(b"".join(parts))
+
+
 class DirCache:
-    """The cached state of one directory: its tree id and its files' stats."""
+    """The cached state of one directory: tree id, listing signature, files' stats.
 
-    tree: bytes
-    files: dict[bytes, FileStat] = field(default_factory=dict)
-    links: dict[bytes, bytes] = field(default_factory=dict)
-    dirs: set[bytes] = field(default_factory=set)
+    ``sig`` is empty when some entry could not be cached (racy), which forces a
+    per-file comparison. The per-file stats are parsed from the cache file only
+    when asked for (most directories of a large unchanged dataset never are).
+    """
+
+    __slots__ = ("_files", "_raw", "sig", "tree")
+
+    def __init__(self, tree: bytes, sig: bytes, files: dict[bytes, FileStat] | None = None,
+                 raw: str | None = None) -> None:
+        self.tree = tree
+        self.sig = sig
+        self._files = files
+        self._raw = raw
+
+    @property
+    def files(self) -> dict[bytes, FileStat]:
+        """Each regular file's stat, by name."""
+        if self._files is None:
+            obj = json.loads(self._raw) if self._raw else {}
+            self._files = {os.fsencode(n): FileStat._make(v) for n, v in obj.items()}
+        return self._files
 
 
 @dataclass
 class StatCache:
-    """Snapshot id and tree the path last matched, and per-directory entries."""
+    """Snapshot id and tree the path last matched, per-directory entries, and totals."""
 
     snapshot: str = ""
     tree: str = ""
@@ -60,15 +99,8 @@ def load(path: Path) -> StatCache:
         obj = json.loads(path.read_bytes())
         if obj.get("v") != _VERSION:
             return StatCache()
-        dirs = {
-            rel: DirCache(
-                bytes.fromhex(tree),
-                {os.fsencode(n): FileStat._make(v) for n, v in files.items()},
-                {os.fsencode(n): os.fsencode(t) for n, t in links.items()},
-                {os.fsencode(n) for n in dirs},
-            )
-            for rel, (tree, files, links, dirs) in obj["dirs"].items()
-        }
+        dirs = {rel: DirCache(bytes.fromhex(tree), bytes.fromhex(sig), raw=raw)
+                for rel, (tree, sig, raw) in obj["dirs"].items()}
         return StatCache(obj["snapshot"], obj["tree"], dirs, obj["files"], obj["bytes"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return StatCache()
@@ -84,8 +116,8 @@ def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
             for n, s in dc.files.items()
             if s.mtime_ns < limit and s.ctime_ns < limit
         }
-        links = {os.fsdecode(n): os.fsdecode(t) for n, t in dc.links.items()}
-        dirs[rel] = [dc.tree.hex(), files, links, sorted(os.fsdecode(n) for n in dc.dirs)]
+        sig = dc.sig if len(files) == len(dc.files) else b""
+        dirs[rel] = [dc.tree.hex(), sig.hex(), json.dumps(files, separators=(",", ":"))]
     obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs,
            "files": cache.files, "bytes": cache.nbytes}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,7 @@ class ObjectStore:
             except CorruptObjectError:
                 raise
             except FormatError as e:
-                raise FormatError(f"tree {raw_to_hex(oid)}: {e}") from None
+                raise type(e)(f"tree {raw_to_hex(oid)}: {e}") from None
             if len(self._tree_cache) > 4096:
                 self._tree_cache.clear()
             self._tree_cache[oid] = cached
@@ -141,7 +141,7 @@ class ObjectStore:
         except CorruptObjectError:
             raise
         except FormatError as e:
-            raise FormatError(f"snapshot {oid}: {e}") from None
+            raise type(e)(f"snapshot {oid}: {e}") from None
 
     # -- writes ------------------------------------------------------------
     def put(self, type_: int, data: bytes, oid: bytes | None = None) -> bytes:
@@ -201,11 +201,12 @@ class ObjectStore:
 
     def close(self) -> None:
         """Abort uncommitted writes and close every pack."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)  # before abort: no job may append after it
         self.abort()
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
             for r in self._readers.values():
                 r.close()
             self._readers.clear()

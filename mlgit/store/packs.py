@@ -5,7 +5,8 @@ pack in ``tmp/``; on commit the pack is fsynced and renamed into ``packs/``,
 then its index is written to a temporary file, fsynced and renamed, and the
 directory fsynced. Only then may a ref name anything in it. Readers consider a
 pack to exist only when its ``.idx`` exists, so a crash at any point leaves at
-worst an unindexed pack or a temp file, which ``gc`` removes.
+worst an unindexed pack or a temp file, which nothing reads (a later ``gc``
+removes them).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class PackReader:
             self.entries = decode_index(idx_path.read_bytes(), pack_size=size)
         except FormatError as e:
             os.close(self.fd)
-            raise FormatError(f"{idx_path.name}: {e}") from None
+            raise type(e)(f"{idx_path.name}: {e}") from None
         except BaseException:
             os.close(self.fd)
             raise
@@ -63,8 +64,8 @@ class PackReader:
             raise CorruptObjectError(f"object {oid} is truncated in {self.path.name}")
         try:
             head = decode_entry_header(buf)
-            if (head.oid, head.stored_len, head.raw_len, head.codec) != (
-                e.oid, e.stored_len, e.raw_len, e.codec
+            if (head.oid, head.type, head.stored_len, head.raw_len, head.codec) != (
+                e.oid, e.type, e.stored_len, e.raw_len, e.codec
             ):
                 raise FormatError("entry header disagrees with the index")
             data = decompress(e.codec, buf[ENTRY_HEADER.size :], e.raw_len)
@@ -103,14 +104,17 @@ class PackWriter:
         self._path: Path | None = None
         self._entries: list[IndexEntry] = []
         self._pos = 0
+        # Ids in the pack being written (not yet committed). Committed ids are found
+        # through the committed indexes; aborted ones are forgotten.
         self.pending: set[bytes] = set()
+        self._committed: set[bytes] = set()  # by this writer: exact dedup across threads
         self.bytes_written = 0
 
     def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
-        """Append one object (already compressed) unless it is pending in this writer."""
+        """Append one object (already compressed) unless this writer already wrote it."""
         header = encode_entry_header(oid, type_, codec, raw_len, len(stored))
         with self._lock:
-            if oid in self.pending:
+            if oid in self.pending or oid in self._committed:
                 return
             if self._file is None:
                 self._open()
@@ -159,8 +163,12 @@ class PackWriter:
             os.fsync(g.fileno())
         os.replace(idx_tmp, idx_path)
         fsync_dir(self.packs_dir)
+        committed = self._entries
         self._entries = []
         self._on_commit(pack_path, idx_path)
+        ids = [e.oid for e in committed]
+        self._committed.update(ids)
+        self.pending.difference_update(ids)
 
     def abort(self) -> None:
         """Drop the pack being written (objects in committed packs stay)."""
@@ -171,3 +179,5 @@ class PackWriter:
                 if self._path is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self._path)
+            self.pending.difference_update(e.oid for e in self._entries)
+            self._entries = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlgit.errors import FormatError, NotInitializedError
-from mlgit.format.config import StoreConfig, decode_config, encode_config
+from mlgit.format.config import StoreConfig, check_config, decode_config, encode_config
 from mlgit.store.fsutil import atomic_write
 from mlgit.store.objects import ObjectStore
 from mlgit.store.refs import REF_KINDS, RefStore
@@ -58,6 +58,8 @@ class Store:
         Running it on an existing store changes nothing (its config is kept).
         """
         created = not (root / "config").exists()
+        if created:
+            check_config(config or StoreConfig())
         for d in _DIRS:
             (root / d).mkdir(parents=True, exist_ok=True)
         if created:
@@ -76,7 +78,7 @@ class Store:
         try:
             config = decode_config(data)
         except FormatError as e:
-            raise FormatError(f"{root / 'config'}: {e}") from None
+            raise type(e)(f"{root / 'config'}: {e}") from None
         for d in _DIRS:
             (root / d).mkdir(parents=True, exist_ok=True)
         return cls(root, config)
