@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mlgit.api.events import Events
-from mlgit.errors import BadPathError, FormatError, GitCommandError, PointerError, UsageError
+from mlgit.errors import (
+    BadPathError,
+    FormatError,
+    GitCommandError,
+    MlgitError,
+    PointerError,
+    UsageError,
+)
 from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
@@ -32,6 +39,7 @@ from mlgit.gitlink.pointers import (
     write_pointer,
 )
 from mlgit.gitlink.repo import GitRepo, discover
+from mlgit.hooks.install import HookResult, hooks_enabled, install_hooks, run_chained
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.materialize import materialize_readonly, update_worktree
@@ -156,12 +164,39 @@ class Repo:
     # -- setup ---------------------------------------------------------------
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None,
-             config: StoreConfig | None = None) -> tuple[Repo, bool]:
-        """Create the store if absent (hooks come with the remotes work); return (repo, created)."""
+             config: StoreConfig | None = None, *, hooks: bool = True) -> tuple[Repo, bool]:
+        """Create the store if absent and (unless ``hooks`` is False) install the git hooks.
+
+        Returns (repo, created). Harmless to repeat: an existing store keeps its config.
+        """
         repo = cls(path)
         store, created = Store.init(repo.git.ml_dir, config)
         repo._store = store
+        if hooks and repo.git.workdir is not None:
+            repo.install_hooks()
         return repo, created
+
+    def install_hooks(self) -> list[HookResult]:
+        """Install post-checkout and post-merge hooks, chaining any hook already there."""
+        return install_hooks(self.git)
+
+    def run_hook(self, name: str, args: list[str], events: Events | None = None) -> int:
+        """Run git-ml's part of hook ``name`` after the hook it chained; return the exit code.
+
+        git-ml's own failures become warnings (a hook must not fail git's checkout
+        because data could not be updated); a chained hook's failure is passed on.
+        """
+        ev = events or Events()
+        rc = run_chained(self.git, name, args, None)
+        if not hooks_enabled(self.git) or not (self.git.ml_dir / "config").exists():
+            return rc
+        if name == "post-checkout" and (len(args) < 3 or args[2] != "1"):
+            return rc  # a file checkout, not a branch or commit switch
+        try:
+            self.checkout_worktree(events=ev)
+        except MlgitError as e:
+            ev.warn(f"{name}: data not updated: {e}; run `git ml checkout` when ready")
+        return rc
 
     @property
     def store(self) -> Store:

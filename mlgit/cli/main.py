@@ -94,10 +94,17 @@ def init(c: Ctx, pack_size: int | None, chunk_size: int | None) -> None:
         chunk_min=(chunk_size // 4) if chunk_size else defaults.chunk_min,
         chunk_max=(chunk_size * 4) if chunk_size else defaults.chunk_max,
     )
-    repo, created = Repo.init(c.cwd, config)
+    repo, created = Repo.init(c.cwd, config, hooks=False)
     with repo:
         verb = "Initialized empty" if created else "Reinitialized existing"
         click.echo(f"{verb} git-ml store in {repo.git.ml_dir}")
+        if repo.git.workdir is not None:
+            for h in repo.install_hooks():
+                if h.action == "chained":
+                    click.echo(f"hook {h.name}: installed; the existing hook runs first "
+                               f"({h.path.name}.mlgit-chained)")
+                elif h.action != "current":
+                    click.echo(f"hook {h.name}: {h.action}")
 
 
 @cli.command()
@@ -247,6 +254,18 @@ def checkout(c: Ctx, paths: tuple[Path, ...], force: bool) -> None:
         done = repo.checkout_worktree(abs_paths or None, force=force, events=c.events)
     for rel, oid in done:
         click.echo(f"{rel}: {oid[:12]}")
+
+
+@cli.command(hidden=True)
+@click.argument("name", type=click.Choice(["post-checkout", "post-merge"]))
+@click.argument("args", nargs=-1)
+@pass_ctx
+def hook(c: Ctx, name: str, args: tuple[str, ...]) -> None:
+    """Run git-ml's part of a git hook (called by the installed hook scripts)."""
+    with c.repo() as repo:
+        rc = repo.run_hook(name, list(args), events=c.events)
+    if rc:
+        sys.exit(rc)
 
 
 @cli.command(name="path")
