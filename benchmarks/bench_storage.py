@@ -20,6 +20,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -294,6 +295,7 @@ class Runner:
     def __init__(self, env: dict[str, str], timeout: float) -> None:
         self.env = env
         self.timeout = timeout
+        self.last_cpu = 0.0
         self.time_bin = shutil.which("time", path="/usr/bin") if os.path.exists(
             "/usr/bin/time") else None
 
@@ -314,13 +316,21 @@ class Runner:
         return dt, p
 
     def timed(self, cmds: list[list[str]], cwd: Path) -> tuple[float, str]:
-        """Run commands in order; return total wall time and combined stdout."""
+        """Run commands in order; return total wall time and combined stdout.
+
+        The CPU time (user + sys) of the commands and their waited-for children
+        is left in self.last_cpu: less sensitive than wall time to other load
+        on a shared machine.
+        """
         total = 0.0
         out = []
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         for c in cmds:
             dt, p = self.run(c, cwd)
             total += dt
             out.append(p.stdout)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.last_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         return total, "".join(out)
 
     def timed_rss(self, cmds: list[list[str]], cwd: Path) -> tuple[float, int | None, str]:
@@ -408,20 +418,26 @@ class GitMl(Tool):
     checkout_desc = "git ml checkout"
 
     def version(self, runner: Runner, cwd: Path) -> str | None:
+        # `git ml --help` would be turned into `git help ml` (a man page) by git, so
+        # the usability check calls the git-ml executable directly.
         if not shutil.which("git-ml", path=runner.env["PATH"]):
             return None
         try:
-            runner.run(["git", "ml", "--help"], cwd)
+            runner.run(["git-ml", "--help"], cwd)
         except (CmdError, OSError) as e:
-            log(f"[git-ml] installed but `git ml --help` fails: {e}")
+            log(f"[git-ml] installed but `git-ml --help` fails: {e}")
             return None
-        for argv in (["git-ml", "--version"], ["git", "ml", "version"]):
-            try:
-                _, p = runner.run(argv, cwd)
-                return (p.stdout.strip() or p.stderr.strip()).splitlines()[0]
-            except (CmdError, OSError, IndexError):
-                continue
-        return shutil.which("git-ml", path=runner.env["PATH"])
+        try:
+            _, p = runner.run(["git-ml", "--version"], cwd)
+            return (p.stdout.strip() or p.stderr.strip()).splitlines()[0]
+        except (CmdError, OSError, IndexError):
+            return str(shutil.which("git-ml", path=runner.env["PATH"]))
+
+    def status_shows_change(self, out: str, path: str) -> bool:
+        # `git ml status` prints "data: clean (...)" or "data: modified (...)" /
+        # "data: missing (...)"; a line naming the dataset without "clean" is a change.
+        lines = [ln for ln in out.splitlines() if re.match(rf"\s*{re.escape(path)}\b", ln)]
+        return any("clean" not in ln for ln in lines)
 
     def init(self) -> list[list[str]]:
         return [GIT_INIT, ["git", "ml", "init"]]
@@ -611,6 +627,7 @@ class Bench:
             log(f"[{name}] not installed")
             return
         log(f"[{name}] {ver}")
+        res["loadavg_start"] = round(os.getloadavg()[0], 2)
         if name == "git-lfs":
             runner.run(["git", "lfs", "install", "--skip-repo"], base)
         for scenario in (self.scenario_files, self.scenario_weights, self.scenario_csv,
@@ -622,6 +639,7 @@ class Bench:
             except CmdError as e:
                 res.setdefault("errors", {})[scenario.__name__] = e.describe()
                 log(f"  !! {scenario.__name__}: {e.describe()}")
+        res["loadavg_end"] = round(os.getloadavg()[0], 2)
         if not self.args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -632,61 +650,62 @@ class Bench:
         ds.copy_to(repo / "data")
         rep = self.args.repeat
 
-        dt = self._step(res, "add", lambda: runner.timed(tool.add("data"), repo)[0])
-        if dt is None:
+        def measure(key: str, cmds: list[list[str]], repeat: int = 1) -> str | None:
+            """Time cmds (median of `repeat` runs) into res[key_s] and res[key_cpu_s]."""
+
+            def go() -> str:
+                walls, cpus, out = [], [], ""
+                for _ in range(repeat):
+                    t, out = runner.timed(cmds, repo)
+                    walls.append(t)
+                    cpus.append(runner.last_cpu)
+                res[f"{key}_s"] = statistics.median(walls)
+                res[f"{key}_cpu_s"] = statistics.median(cpus)
+                if repeat > 1:
+                    res[f"{key}_all_s"] = walls
+                return out
+
+            out = self._step(res, key, go)
+            if out is not None:
+                runs = ""
+                if repeat > 1:
+                    runs = f"  (runs {', '.join(f'{x:.3f}' for x in res[key + '_all_s'])})"
+                log(f"  {key:18s}{res[key + '_s']:8.3f} s  cpu {res[key + '_cpu_s']:7.3f} s{runs}")
+            return out
+
+        if measure("add", tool.add("data")) is None:
             return
-        res["add_s"] = dt
-        log(f"  add               {dt:8.3f} s")
         self._commit(runner, repo, "add data")
         res["store_after_add_bytes"] = tool.store_bytes(repo)
 
-        def repeated(cmds: list[list[str]]) -> tuple[float, list[float], str]:
-            times, out = [], ""
-            for _ in range(rep):
-                t, out = runner.timed(cmds, repo)
-                times.append(t)
-            return statistics.median(times), times, out
-
-        r = self._step(res, "readd_unchanged", lambda: repeated(tool.readd("data")))
-        if r:
-            res["readd_unchanged_s"], res["readd_unchanged_all_s"], _ = r
-            log(f"  re-add unchanged  {r[0]:8.3f} s  (runs {', '.join(f'{x:.3f}' for x in r[1])})")
+        if measure("readd_unchanged", tool.readd("data"), rep) is not None:
             porcelain = runner.run(["git", "status", "--porcelain"], repo)[1].stdout
             if porcelain.strip():
                 res["readd_unchanged_dirty"] = porcelain.strip()[:400]
-        r = self._step(res, "status_unchanged", lambda: repeated(tool.status()))
-        if r:
-            res["status_unchanged_s"], res["status_unchanged_all_s"], out = r
+        out = measure("status_unchanged", tool.status(), rep)
+        if out is not None:
             res["status_unchanged_output"] = out.strip()[:400]
             if tool.name == "git-ml":
                 res["status_unchanged_clean"] = not tool.status_shows_change(out, "data")
-            log(f"  status unchanged  {r[0]:8.3f} s  (runs {', '.join(f'{x:.3f}' for x in r[1])})")
 
         changed = ds.apply_change(repo / "data")
-        r = self._step(res, "status_changed", lambda: runner.timed(tool.status(), repo))
-        if r:
-            res["status_changed_s"] = r[0]
-            res["status_changed_detects"] = tool.status_shows_change(r[1], "data")
-            log(f"  status 1% changed {r[0]:8.3f} s  detects change: "
-                f"{res['status_changed_detects']}")
-        dt = self._step(res, "readd_changed", lambda: runner.timed(tool.readd("data"), repo)[0])
-        if dt is not None:
-            res["readd_changed_s"] = dt
+        out = measure("status_changed", tool.status())
+        if out is not None:
+            res["status_changed_detects"] = tool.status_shows_change(out, "data")
+            log(f"  status sees the change: {res['status_changed_detects']}")
+        if measure("readd_changed", tool.readd("data")) is not None:
             res["changed_files"] = len(changed)
-            log(f"  re-add 1% changed {dt:8.3f} s  ({len(changed)} files)")
             self._commit(runner, repo, "change 1%")
         res["store_files_bytes"] = tool.store_bytes(repo)
 
         shutil.rmtree(repo / "data")
-        dt = self._step(res, "checkout", lambda: runner.timed(tool.checkout("data"), repo)[0])
-        if dt is not None:
-            res["checkout_s"] = dt
+        if measure("checkout", tool.checkout("data")) is not None:
             expected = ds.hash_after if "readd_changed_s" in res else ds.hash_before
             ok, missing, wrong = ds.verify(repo / "data", expected)
             res["checkout_verify"] = {"ok": ok, "missing": missing, "wrong": wrong}
             links = sum(1 for rel in ds.rel[:200] if (repo / "data" / rel).is_symlink())
             res["checkout_symlinks"] = links > 0
-            log(f"  checkout          {dt:8.3f} s  verify ok={ok} missing={missing} "
+            log(f"  checkout verify ok={ok} missing={missing} "
                 f"wrong={wrong}{' (symlinks)' if links else ''}")
         if not self.args.keep:
             shutil.rmtree(repo, ignore_errors=True)
@@ -767,6 +786,15 @@ ROWS: list[tuple[str, str, str]] = [
     ("large_rss_bytes", "add {large} MiB file: peak RSS", "b"),
 ]
 
+CPU_ROWS: list[tuple[str, str, str]] = [
+    ("add_cpu_s", "add {n} files", "s"),
+    ("readd_unchanged_cpu_s", "re-add unchanged (median)", "s"),
+    ("status_unchanged_cpu_s", "status unchanged (median)", "s"),
+    ("status_changed_cpu_s", "status after 1% change", "s"),
+    ("readd_changed_cpu_s", "re-add after 1% change", "s"),
+    ("checkout_cpu_s", "checkout {n} files after rm -rf", "s"),
+]
+
 
 def fmt(v: Any, unit: str) -> str:
     if v is None:
@@ -788,30 +816,41 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
     lines.append("Tools:")
     for t in tools:
         lines.append(f"  {t:10s} {res[t]['version'] or 'not installed'}")
-    lines.append("")
-    w_label = 34
-    col = 14
-    header = f"{'step':{w_label}s}" + "".join(f"{t:>{col}s}" for t in tools)
+        if res[t].get("installed"):
+            lines.append(f"  {'':10s} 1-min load average at start/end of its run: "
+                         f"{res[t].get('loadavg_start')} / {res[t].get('loadavg_end')} "
+                         f"({os.cpu_count()} cpus)")
     ratio_cols = [t for t in others if gm_ok and res[t].get("installed")]
-    header += "".join(f"{'git-ml/' + t:>{col + 4}s}" for t in ratio_cols)
-    lines.append(header)
-    lines.append("-" * len(header))
-    for key, label, unit in ROWS:
-        label = label.format(n=args.files, large=args.large_mib)
-        row = f"{label:{w_label}s}"
-        for t in tools:
-            if not res[t].get("installed"):
-                cell = "not inst."
-            elif key in res[t]:
-                cell = fmt(res[t][key], unit)
-            else:
-                cell = "ERROR" if res[t].get("errors") else "-"
-            row += f"{cell:>{col}s}"
-        for t in ratio_cols:
-            a, b = gm.get(key), res[t].get(key)
-            cell = f"{a / b:.2f}x" if a is not None and b else "-"
-            row += f"{cell:>{col + 4}s}"
-        lines.append(row)
+
+    def table(title: str, rows: list[tuple[str, str, str]]) -> None:
+        w_label = 34
+        col = 14
+        lines.append("")
+        lines.append(title)
+        header = f"{'step':{w_label}s}" + "".join(f"{t:>{col}s}" for t in tools)
+        header += "".join(f"{'git-ml/' + t:>{col + 4}s}" for t in ratio_cols)
+        lines.append(header)
+        lines.append("-" * len(header))
+        for key, label, unit in rows:
+            label = label.format(n=args.files, large=args.large_mib)
+            row = f"{label:{w_label}s}"
+            for t in tools:
+                if not res[t].get("installed"):
+                    cell = "not inst."
+                elif key in res[t]:
+                    cell = fmt(res[t][key], unit)
+                else:
+                    cell = "ERROR" if res[t].get("errors") else "-"
+                row += f"{cell:>{col}s}"
+            for t in ratio_cols:
+                a, b = gm.get(key), res[t].get(key)
+                cell = f"{a / b:.2f}x" if a is not None and b else "-"
+                row += f"{cell:>{col + 4}s}"
+            lines.append(row)
+
+    table("Wall time (perf_counter around subprocess.run) and store sizes:", ROWS)
+    table("CPU time (user+sys of the commands and their children; less load-sensitive):",
+          CPU_ROWS)
     lines.append("")
     # correctness / notes
     for t in tools:

@@ -107,6 +107,16 @@ def test_init_creates_layout_and_twice_is_harmless(root: Path) -> None:
     s2.close()
 
 
+@pytest.mark.parametrize("config", [StoreConfig(chunk_min=1), StoreConfig(pack_size=0),
+                                    StoreConfig(chunk_min=1 << 20, chunk_avg=1 << 10)])
+def test_init_refuses_an_unusable_config(root: Path, config: StoreConfig) -> None:
+    with pytest.raises(FormatError):
+        Store.init(root, config)
+    assert not (root / "config").exists()
+    with pytest.raises(NotInitializedError):
+        Store.open(root)
+
+
 def test_init_default_config(root: Path) -> None:
     s, _ = Store.init(root)
     assert s.config == StoreConfig()
