@@ -20,11 +20,13 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from mlgit.api.checkpoints import CkptResult
 from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
 from mlgit.errors import MlgitError
 
-__all__ = ["AddResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo", "__version__", "add",
-           "checkout", "ls", "open", "show"]
+__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
+           "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",
+           "show"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -51,6 +53,24 @@ def open(rev: str, path: str = "", repo: RepoPath = None) -> BinaryIO:
     """A binary file object over ``path`` in snapshot ``rev`` that reads chunks on demand."""
     r = Repo(repo)
     return r.open(rev, path)
+
+
+def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = None,
+                metrics: dict[str, float] | None = None,
+                config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
+                datasets: list[str] | None = None, parent: str | None = None,
+                repo: RepoPath = None) -> CkptResult:
+    """Store a checkpoint with its lineage, as ``git ml commit-ckpt`` does."""
+    with Repo(repo) as r:
+        return r.commit_ckpt(path, run=run, step=step, metrics=metrics,
+                             config_files=config_files, message=message, datasets=datasets,
+                             parent=parent)
+
+
+def latest_checkpoint(run: str, repo: RepoPath = None) -> Path:
+    """Path of ``run``'s newest checkpoint (read-only), e.g. to resume training."""
+    with Repo(repo) as r:
+        return r.latest_checkpoint(run)
 
 
 def show(rev: str, repo: RepoPath = None, files: bool = True) -> SnapshotInfo:

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlgit.api import checkpoints, history, notes
+from mlgit.api.checkpoints import CkptResult, LineageEntry
 from mlgit.api.events import Events
+from mlgit.api.history import LogEntry
+from mlgit.api.notes import NoteView
 from mlgit.errors import (
     BadPathError,
     FormatError,
@@ -28,7 +32,7 @@ from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
-from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
+from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
@@ -216,6 +220,49 @@ class Repo:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def author(self) -> str:
+        """The author git would record for a commit made now (``Name <email>``)."""
+        return _author(self.git)
+
+    # -- checkpoints and notes (mlgit/api/checkpoints.py, notes.py, history.py) --
+    def commit_ckpt(self, path: str | os.PathLike[str], *, run: str, step: int | None = None,
+                    metrics: dict[str, Any] | None = None,
+                    config_files: list[str | os.PathLike[str]] | None = None,
+                    message: str = "", datasets: list[str] | None = None,
+                    parent: str | None = None, log: str | os.PathLike[str] | None = None,
+                    graph: str | os.PathLike[str] | None = None,
+                    events: Events | None = None) -> CkptResult:
+        """Store a checkpoint of ``run`` with its lineage; see :func:`checkpoints.commit_ckpt`."""
+        return checkpoints.commit_ckpt(
+            self, path, run=run, step=step, metrics=metrics, config_files=config_files,
+            message=message, datasets=datasets, parent=parent, log=log, graph=graph,
+            events=events)
+
+    def latest_checkpoint(self, run: str) -> Path:
+        """Path of ``run``'s newest checkpoint (read-only; the prefix for TF checkpoints)."""
+        return checkpoints.latest_checkpoint(self, run)
+
+    def lineage(self, rev: str, limit: int | None = None) -> list[LineageEntry]:
+        """A checkpoint and its ancestors across runs, newest first."""
+        return checkpoints.lineage(self, rev, limit)
+
+    def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+                 graph: str | os.PathLike[str] | None = None,
+                 results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+                 events: Events | None = None) -> list[dict[str, Any]]:
+        """Attach a training log, graph definition and/or test results to a commit."""
+        return notes.add_note(self, commit, log=log, graph=graph, results=results,
+                              dataset=dataset, events=events)
+
+    def show_note(self, commit: str = "HEAD") -> NoteView:
+        """A commit's ML records (malformed lines reported, not fatal)."""
+        return notes.show_note(self, commit)
+
+    def history(self, rev_range: str | None = None, *, run: str | None = None,
+                limit: int | None = None) -> list[LogEntry]:
+        """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
+        return history.log(self, rev_range, run=run, limit=limit)
 
     # -- revisions -----------------------------------------------------------
     def resolve(self, rev: str) -> ObjectID:
@@ -440,15 +487,23 @@ class Repo:
 
     # -- checkout --------------------------------------------------------------
     def checkout(self, rev: str, events: Events | None = None) -> Path:
-        """A read-only directory (or file) holding snapshot ``rev``, materialized once."""
+        """A read-only directory (or file) holding snapshot ``rev``, materialized once.
+
+        For a checkpoint stored from a TensorFlow prefix, the path is that prefix
+        inside the directory (what ``tf.train.Checkpoint.restore`` expects).
+        """
         ev = events or Events()
         oid = self.resolve(rev)
         snap = self.snapshot(oid)
         ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
         try:
-            return materialize_readonly(self.store, oid, snap, progress=ev.advance)
+            path = materialize_readonly(self.store, oid, snap, progress=ev.advance)
         finally:
             ev.finish()
+        source = snap.meta.get("source") if snap.kind == KIND_CHECKPOINT else None
+        if isinstance(source, dict) and source.get("type") == "tf-prefix":
+            return path / str(source.get("prefix", ""))
+        return path
 
     def checkout_worktree(self, paths: list[str] | None = None, *, force: bool = False,
                           events: Events | None = None) -> list[tuple[str, ObjectID]]:

@@ -9,6 +9,7 @@ shown only with ``--debug``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -20,9 +21,10 @@ from typing import Any, TypeVar
 import click
 
 from mlgit import __version__
+from mlgit.api.history import LogEntry
 from mlgit.api.repo import Repo
 from mlgit.cli.progress import TerminalEvents
-from mlgit.errors import MlgitError
+from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
 
 __all__ = ["cli", "main"]
@@ -197,6 +199,8 @@ def show(c: Ctx, rev: str, as_json: bool, no_files: bool) -> None:
     click.echo(f"author  {s.author}")
     click.echo(f"date    {_when(s.time, s.tz)}")
     click.echo(f"files   {s.files} ({_human(s.bytes)})")
+    if s.kind == "checkpoint":
+        _show_checkpoint_meta(s.meta)
     if s.message:
         click.echo("")
         for line in s.message.splitlines():
@@ -207,6 +211,21 @@ def show(c: Ctx, rev: str, as_json: bool, no_files: bool) -> None:
             extra = f" -> {f.target}" if f.target is not None else ""
             mode = "x" if f.executable else " "
             click.echo(f"{mode} {f.size:>12}  {f.path}{extra}")
+
+
+def _show_checkpoint_meta(meta: dict[str, Any]) -> None:
+    click.echo(f"run     step {meta.get('step', '-')}  {_fmt_metrics(meta.get('metrics'))}")
+    code = meta.get("code") or {}
+    if code.get("commit"):
+        dirty = f" (dirty, diff {str(code.get('diff'))[:12]})" if code.get("dirty") else ""
+        click.echo(f"code    {code['commit']}{dirty}")
+    for d in meta.get("datasets") or []:
+        click.echo(f"data    {d.get('name')} {d.get('id')}")
+    for cf in meta.get("config") or []:
+        click.echo(f"config  {cf.get('name')} {cf.get('id')} ({cf.get('size')} B)")
+    source = meta.get("source") or {}
+    if source:
+        click.echo(f"source  {source.get('type')} {source.get('path')}")
 
 
 @cli.command(name="ls")
@@ -254,6 +273,217 @@ def checkout(c: Ctx, paths: tuple[Path, ...], force: bool) -> None:
         done = repo.checkout_worktree(abs_paths or None, force=force, events=c.events)
     for rel, oid in done:
         click.echo(f"{rel}: {oid[:12]}")
+
+
+def _parse_metric(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"--metric needs NAME=NUMBER, got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"--metric {name}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UsageError(f"--metric {name}: {value!r} is not a finite number")
+    return name.strip(), number
+
+
+def _abs(c: Ctx, p: Path | None) -> Path | None:
+    return None if p is None else (p if p.is_absolute() else c.cwd / p)
+
+
+@cli.command(name="commit-ckpt")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--run", required=True, help="The training run this checkpoint belongs to.")
+@click.option("--step", type=click.IntRange(0), help="Training step (or epoch).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME=VALUE",
+              help="A metric of this checkpoint (repeatable).")
+@click.option("--config", "configs", multiple=True, type=click.Path(path_type=Path),
+              help="A config file to keep with it, e.g. hyperparameters (repeatable).")
+@click.option("-m", "--message", default="", help="Describe this checkpoint.")
+@click.option("--dataset", "datasets", multiple=True, metavar="REV",
+              help="Dataset trained on (repeatable; default: those HEAD's pointer files pin).")
+@click.option("--parent", metavar="REV",
+              help="Checkpoint this one was trained from (default: the run's previous one).")
+@click.option("--log", "log_file", type=click.Path(path_type=Path),
+              help="Training log to note with it.")
+@click.option("--graph", "graph_file", type=click.Path(path_type=Path),
+              help="Graph definition to note with it.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the id.")
+@pass_ctx
+def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[str, ...],
+                configs: tuple[Path, ...], message: str, datasets: tuple[str, ...],
+                parent: str | None, log_file: Path | None, graph_file: Path | None,
+                quiet: bool) -> None:
+    """Store a checkpoint (file, directory or TF prefix) with its lineage; print its id."""
+    parsed = dict(_parse_metric(m) for m in metrics)
+    with c.repo() as repo:
+        r = repo.commit_ckpt(
+            c.cwd / path, run=run, step=step, metrics=parsed,
+            config_files=[c.cwd / p for p in configs], message=message,
+            datasets=list(datasets) if datasets else None, parent=parent,
+            log=_abs(c, log_file), graph=_abs(c, graph_file), events=c.events)
+    if quiet:
+        click.echo(r.id)
+        return
+    where = f"; noted on {r.note_commit[:12]}" if r.note_commit else ""
+    parent_txt = f"parent {r.parent[:12]}" if r.parent else "no parent"
+    click.echo(f"{r.run} {r.id} (step {r.step if r.step is not None else '-'}, {parent_txt}, "
+               f"{r.files} files, {_human(r.bytes)}, stored {_human(r.stored_bytes)}{where})")
+
+
+@cli.group()
+def note() -> None:
+    """Attach training logs, graph definitions and test results to commits."""
+
+
+@note.command(name="add")
+@click.argument("commit", default="HEAD")
+@click.option("--log", "log_file", type=click.Path(path_type=Path),
+              help="Training log: TF event file or dir, Keras CSVLogger CSV, JSON Lines, text.")
+@click.option("--graph", "graph_file", type=click.Path(path_type=Path),
+              help="Graph: Keras model JSON, GraphDef (.pb/.pbtxt), SavedModel.")
+@click.option("--results", "results_file", type=click.Path(path_type=Path),
+              help="Test results: a JSON object of metrics or JUnit XML.")
+@click.option("--dataset", metavar="REV", help="The test dataset the results were measured on.")
+@pass_ctx
+def note_add(c: Ctx, commit: str, log_file: Path | None, graph_file: Path | None,
+             results_file: Path | None, dataset: str | None) -> None:
+    """Store files and attach one record each to COMMIT's note (default HEAD)."""
+    with c.repo() as repo:
+        recs = repo.add_note(commit, log=_abs(c, log_file), graph=_abs(c, graph_file),
+                             results=_abs(c, results_file), dataset=dataset, events=c.events)
+    for r in recs:
+        click.echo(f"{r['type']} {r['name']} ({r['format']}) -> {r['object'][:12]}")
+
+
+@note.command(name="show")
+@click.argument("commit", default="HEAD")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def note_show(c: Ctx, commit: str, as_json: bool) -> None:
+    """Show COMMIT's ML records (default HEAD)."""
+    with c.repo() as repo:
+        view = repo.show_note(commit)
+    for problem in view.problems:
+        c.events.warn(f"note on {view.commit[:12]}: {problem} (skipped)")
+    if as_json:
+        _echo_json(view.to_json())
+        return
+    for r in view.records:
+        click.echo(_record_line(r))
+
+
+def _fmt_metrics(m: Any, only: str | None = None) -> str:
+    if not isinstance(m, dict):
+        return ""
+    items = [(k, v) for k, v in m.items() if only is None or k == only]
+    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in items)
+
+
+def _record_line(r: dict[str, Any]) -> str:
+    t = r.get("type")
+    if t == "checkpoint":
+        step = r.get("step")
+        return (f"checkpoint {r.get('run')}@{str(r.get('id'))[:12]}"
+                f"{f'  step {step}' if step is not None else ''}  "
+                f"{_fmt_metrics(r.get('metrics'))}{'  (dirty tree)' if r.get('dirty') else ''}")
+    if t == "results":
+        ds = r.get("dataset")
+        on = f" on {ds['name']}@{ds['id'][:12]}" if isinstance(ds, dict) else ""
+        return f"results    {r.get('name')}{on}: {_fmt_metrics(r.get('metrics'))}"
+    if t == "log":
+        sc = r.get("scalars") or {}
+        parts = [f"{k} last {v.get('last'):g} best {v.get('best'):g}"
+                 for k, v in list(sc.items())[:4] if isinstance(v, dict)]
+        return f"log        {r.get('name')} ({r.get('format')}): {'; '.join(parts)}"
+    if t == "graph":
+        s = r.get("summary") or {}
+        size = s.get("layers", s.get("ops", ""))
+        return f"graph      {r.get('name')} ({r.get('format')}) {size}"
+    return f"{t}: {json.dumps(r, sort_keys=True)[:100]}"
+
+
+def _metric_of(entry: LogEntry, metric: str) -> float | None:
+    values: list[float] = [float(r["metrics"][metric]) for r in entry.checkpoints + entry.results
+              if isinstance(r.get("metrics"), dict)
+              and isinstance(r["metrics"].get(metric), (int, float))]
+    if not values:
+        return None
+    return min(values) if _lower_is_better(metric) else max(values)
+
+
+def _lower_is_better(metric: str) -> bool:
+    return any(w in metric.lower() for w in ("loss", "error", "mae", "mse", "perplexity"))
+
+
+@cli.command(name="log")
+@click.argument("rev_range", required=False)
+@click.option("--run", help="Show only this run's checkpoints.")
+@click.option("--metric", help="Add a column with this metric; the best value is starred.")
+@click.option("-n", "--max-count", type=click.IntRange(1), help="Show at most N commits.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
+            max_count: int | None, as_json: bool) -> None:
+    """Git history with each commit's datasets, checkpoints, test results and logs."""
+    with c.repo() as repo:
+        entries = repo.history(rev_range, run=run, limit=max_count)
+    for e in entries:
+        for problem in e.problems:
+            c.events.warn(f"note on {e.commit.id[:12]}: {problem} (skipped)")
+    if as_json:
+        _echo_json([e.to_json() for e in entries])
+        return
+    best: float | None = None
+    if metric:
+        values = [v for v in (_metric_of(e, metric) for e in entries) if v is not None]
+        if values:
+            best = min(values) if _lower_is_better(metric) else max(values)
+        click.echo(f"{'commit':<10} {'date':<10} {metric:>10}  {'data':<28} {'checkpoint':<24} "
+                   "summary")
+    for e in entries:
+        cm = e.commit
+        date = time.strftime("%Y-%m-%d", time.gmtime(cm.time + cm.tz * 60))
+        if metric:
+            v = _metric_of(e, metric)
+            cell = "" if v is None else f"{v:g}{'*' if v == best else ''}"
+            data = ",".join(f"{d.name}@{d.id[:8]}{'+' if d.changed else ''}"
+                            for d in e.datasets if d.kind == "dataset")
+            ck = ",".join(f"{r.get('run')}:{r.get('step')}" for r in e.checkpoints)
+            click.echo(f"{cm.id[:10]} {date:<10} {cell:>10}  {data:<28} {ck:<24} {cm.summary}")
+            continue
+        click.echo(f"{cm.id[:10]}  {date}  {cm.author.split(' <')[0]}  {cm.summary}")
+        if not e.has_records:
+            continue
+        for d in e.datasets:
+            mark = "  (changed)" if d.changed else ""
+            click.echo(f"    {d.kind:<10} {d.name:<20} {d.id[:12]}{mark}")
+        for r in e.checkpoints + e.results + e.logs + e.graphs + e.other:
+            click.echo(f"    {_record_line(r)}")
+
+
+@cli.command()
+@click.argument("rev")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def lineage(c: Ctx, rev: str, as_json: bool) -> None:
+    """The ancestry of checkpoint REV: parents across runs, with their code and data."""
+    with c.repo() as repo:
+        entries = repo.lineage(rev)
+    if as_json:
+        _echo_json([e.to_json() for e in entries])
+        return
+    for depth, e in enumerate(entries):
+        code = e.code or {}
+        commit = str(code.get("commit") or "-")[:10]
+        dirty = " (dirty)" if code.get("dirty") else ""
+        data = ", ".join(f"{d.get('name')}@{str(d.get('id'))[:12]}" for d in e.datasets) or "-"
+        step = e.step if e.step is not None else "-"
+        arrow = "  " * depth + ("<- " if depth else "")
+        click.echo(f"{arrow}{e.run}@{e.id[:12]}  step {step}  {_fmt_metrics(e.metrics)}")
+        click.echo(f"{'  ' * depth}{'   ' if depth else ''}   code {commit}{dirty}  data {data}")
 
 
 @cli.command(hidden=True)

@@ -145,15 +145,18 @@ def _dir_summary(entries: list[TreeEntry]) -> tuple[int, int]:
 def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry: bool = False,
                warn: Callable[[str], None] = lambda _m: None,
                progress: Progress | None = None,
-               on_total: Callable[[int, int], None] | None = None) -> BuildResult:
+               on_total: Callable[[int, int], None] | None = None,
+               only: frozenset[bytes] | None = None) -> BuildResult:
     """Build (and unless ``dry``, store) the tree of ``path``.
 
     ``old`` is the stat cache from the last build or materialization of the
     same path; its trees must be in the store. ``on_total`` is told the number
-    of files and bytes that need hashing before hashing starts.
+    of files and bytes that need hashing before hashing starts. ``only``
+    limits a directory's top level to those names (a TensorFlow checkpoint
+    prefix's files).
     """
     stat_time = time.time_ns()
-    root_node = scan_file(path) if is_file else scan_dir(path, warn)
+    root_node = scan_file(path) if is_file else scan_dir(path, warn, only=only)
     chunker = Chunker(store.config.chunk_min, store.config.chunk_avg, store.config.chunk_max)
     nodes = root_node.walk()
 

@@ -56,11 +56,14 @@ def _rel(rel: str, name: bytes) -> str:
     return f"{rel}/{os.fsdecode(name)}" if rel else os.fsdecode(name)
 
 
-def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "") -> DirNode:
-    """Scan the directory at ``path`` recursively."""
+def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "",
+             only: frozenset[bytes] | None = None) -> DirNode:
+    """Scan the directory at ``path`` recursively (its top level limited to ``only``, if given)."""
     node = DirNode(path, rel)
     with os.scandir(path) as it:
         entries = sorted(it, key=lambda e: e.name)
+    if only is not None:
+        entries = [e for e in entries if os.fsencode(e.name) in only]
     for e in entries:
         name: bytes = e.name if isinstance(e.name, bytes) else os.fsencode(e.name)
         if name.lower() == b".git":

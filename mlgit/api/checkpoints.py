@@ -1,0 +1,267 @@
+"""Checkpoints with lineage: ``commit-ckpt``, ``latest_checkpoint``, ``lineage``.
+
+A checkpoint is a snapshot of kind ``checkpoint`` named after its run; its
+metadata records the step, metrics, config files, the code (HEAD and whether
+the work tree was dirty), the datasets it was trained on and where it came
+from. Its parent is the run's previous checkpoint, or another run's checkpoint
+for a fine-tune. docs/notes.md documents the metadata.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlgit.api.events import Events
+from mlgit.api.payloads import payload_records
+from mlgit.errors import BadPathError, ConflictError, RevisionError, UsageError
+from mlgit.format.ids import ObjectID, raw_to_hex
+from mlgit.format.names import is_ref_name
+from mlgit.format.pack import OBJ_BLOB
+from mlgit.format.records import RECORD_VERSION, encode_record
+from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
+from mlgit.gitlink.commits import code_state, head_commit, pointers_in_tree
+from mlgit.gitlink.notes import append_note_lines
+from mlgit.snapshot import statcache
+from mlgit.snapshot.build import build_tree
+
+if TYPE_CHECKING:
+    from mlgit.api.repo import Repo
+
+__all__ = ["CkptResult", "LineageEntry", "commit_ckpt", "latest_checkpoint", "lineage",
+           "resolve_source"]
+
+MAX_CONFIG_FILE = 16 << 20
+_CAS_TRIES = 50
+
+
+@dataclass
+class CkptResult:
+    """A committed checkpoint: its id, run, step, parent, and the commit its note is on."""
+
+    id: ObjectID
+    run: str
+    step: int | None
+    parent: ObjectID | None
+    files: int
+    bytes: int
+    stored_bytes: int
+    note_commit: str | None
+    created: bool = True
+
+
+@dataclass
+class LineageEntry:
+    """One checkpoint in an ancestry: where it sits and what it was trained from."""
+
+    id: ObjectID
+    run: str
+    step: int | None
+    metrics: dict[str, float]
+    code: dict[str, Any]
+    datasets: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as ``git ml lineage --json`` prints it."""
+        return {"id": self.id, "run": self.run, "step": self.step, "metrics": self.metrics,
+                "code": self.code, "datasets": self.datasets}
+
+
+def resolve_source(path: Path) -> tuple[Path, str, frozenset[bytes] | None]:
+    """What ``path`` names: (path to scan, ``file``/``dir``/``tf-prefix``, prefix's file names).
+
+    A TensorFlow checkpoint prefix ``ckpt-1200`` stands for ``ckpt-1200.index``
+    and ``ckpt-1200.data-*`` in its directory.
+    """
+    if path.is_dir():
+        return path, "dir", None
+    if path.is_file():
+        return path, "file", None
+    parent, name = path.parent, path.name
+    if parent.is_dir() and name:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            names = []
+        index = name + ".index"
+        data = [n for n in names if n.startswith(name + ".data-")]
+        if index in names and data:
+            return parent, "tf-prefix", frozenset(os.fsencode(n) for n in [index, *data])
+        if index in names or data:
+            raise BadPathError(f"{path}: a TensorFlow checkpoint prefix needs both {index} and "
+                               f"{name}.data-* files")
+    raise BadPathError(f"{path}: not a file, a directory or a TensorFlow checkpoint prefix "
+                       f"(no {name}.index beside it)")
+
+
+def _check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in (metrics or {}).items():
+        if not isinstance(k, str) or not k or len(k) > 200:
+            raise UsageError(f"bad metric name {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UsageError(f"metric {k} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise UsageError(f"metric {k} must be finite, got {v!r}")
+        out[k] = int(v) if isinstance(v, int) else float(v)
+    return out
+
+
+def _datasets(repo: Repo, revs: list[str] | None) -> list[dict[str, str]]:
+    if revs is not None:
+        out = []
+        for rev in revs:
+            oid = repo.resolve(rev)
+            snap = repo.snapshot(oid)
+            if snap.kind != KIND_DATASET:
+                raise UsageError(f"{rev!r} is a {snap.kind}, not a dataset")
+            out.append({"name": snap.name, "id": oid})
+        return out
+    head = head_commit(repo.git)
+    if head is None:
+        return []
+    tree = str(repo.git.git[head].tree_id)
+    return [{"name": p.name, "id": p.id, "path": path.removesuffix(".mlgit")}
+            for path, p in pointers_in_tree(repo.git, tree) if p.kind == KIND_DATASET]
+
+
+def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int | None = None,
+                metrics: dict[str, Any] | None = None,
+                config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
+                datasets: list[str] | None = None, parent: str | None = None,
+                log: str | os.PathLike[str] | None = None,
+                graph: str | os.PathLike[str] | None = None,
+                events: Events | None = None) -> CkptResult:
+    """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
+
+    Everything is validated before anything is written. Concurrent commits to
+    one run are serialized by the ref's compare-and-swap: a loser re-parents its
+    snapshot on the new head and tries again, so no checkpoint is lost.
+    """
+    ev = events or Events()
+    if not is_ref_name(run):
+        raise UsageError(f"invalid run name {run!r}: use letters, digits, '.', '_' and '-'")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        raise UsageError(f"step must be a non-negative integer, got {step!r}")
+    clean_metrics = _check_metrics(metrics)
+    target, kind, only = resolve_source(Path(path))
+    configs = []
+    for cf in config_files or []:
+        p = Path(cf)
+        if not p.is_file():
+            raise BadPathError(f"config file {cf}: no such file")
+        if p.stat().st_size > MAX_CONFIG_FILE:
+            raise BadPathError(f"config file {cf} is larger than 16 MiB; commit it as data")
+        configs.append((p.name, p.read_bytes()))
+    explicit_parent: ObjectID | None = None
+    if parent is not None:
+        explicit_parent = repo.resolve(parent)
+        psnap = repo.snapshot(explicit_parent)
+        if psnap.kind != KIND_CHECKPOINT:
+            raise UsageError(f"--parent {parent!r} is a {psnap.kind}, not a checkpoint")
+    used = _datasets(repo, datasets)
+    store = repo.store
+    payload_lines = payload_records(repo, log=log, graph=graph, results=None, dataset=None)
+    code = code_state(repo.git)
+
+    written_before = store.objects.bytes_written
+    cache_key = target / only_key(only) if only else target
+    cpath = statcache.cache_path(store.cache_dir, cache_key.absolute())
+    ev.start(f"committing {run}", 0, 0)
+    try:
+        def on_total(files: int, nbytes: int) -> None:
+            ev.start(f"committing {run}", files, nbytes)
+
+        built = build_tree(store, os.fsencode(target.absolute()), is_file=kind == "file",
+                           old=statcache.load(cpath), warn=ev.warn, progress=ev.advance,
+                           on_total=on_total, only=only)
+        config_meta = []
+        for name, data in configs:
+            oid = raw_to_hex(store.objects.put(OBJ_BLOB, data))
+            config_meta.append({"name": name, "id": oid, "size": len(data)})
+    except BaseException:
+        store.objects.abort()
+        raise
+    finally:
+        ev.finish()
+    meta: dict[str, Any] = {
+        "step": step, "metrics": clean_metrics, "config": config_meta,
+        "code": code.to_json(), "datasets": used,
+        "source": {"type": kind, "path": str(path),
+                   **({"prefix": Path(path).name} if kind == "tf-prefix" else {})},
+    }
+    tz = time.localtime().tm_gmtoff // 60
+    author = repo.author()
+    for _ in range(_CAS_TRIES):
+        head = store.refs.get("checkpoints", run)
+        parent_id = explicit_parent or head
+        snap = Snapshot(KIND_CHECKPOINT, run, ObjectID(built.root.hex()),
+                        ROOT_FILE if kind == "file" else ROOT_DIR,
+                        (parent_id,) if parent_id else (), int(time.time()), tz, author,
+                        message, built.files, built.total_bytes, meta)
+        oid = store.objects.put_snapshot(snap)
+        store.objects.flush()  # objects durable before the ref names them
+        try:
+            store.refs.update("checkpoints", run, oid, head)
+            break
+        except ConflictError:
+            continue
+    else:
+        raise ConflictError(f"checkpoints/{run} kept moving; try again")
+    built.cache.snapshot = oid
+    statcache.save(cpath, built.cache, built.stat_time_ns)
+
+    note_commit = code.commit
+    if note_commit is None:
+        ev.warn("no commit yet: the checkpoint is stored, but there is no commit to note it on")
+    else:
+        record = {"type": "checkpoint", "v": RECORD_VERSION, "id": oid, "run": run,
+                  "step": step, "metrics": clean_metrics, "parent": parent_id,
+                  "datasets": [{"name": d["name"], "id": d["id"]} for d in used],
+                  "dirty": code.dirty, "time": snap.time, "author": author,
+                  "message": message.splitlines()[0] if message else ""}
+        lines = [encode_record(record)]
+        for rec in payload_lines:
+            lines.append(encode_record({**rec, "checkpoint": oid}))
+        append_note_lines(repo.git, note_commit, lines)
+    return CkptResult(oid, run, step, parent_id, built.files, built.total_bytes,
+                      store.objects.bytes_written - written_before, note_commit)
+
+
+def only_key(only: frozenset[bytes]) -> str:
+    """A stable stat-cache key suffix for a checkpoint prefix's file set."""
+    return "#" + ",".join(sorted(os.fsdecode(n) for n in only))
+
+
+def latest_checkpoint(repo: Repo, run: str) -> Path:
+    """Path of ``run``'s newest checkpoint, materialized read-only (the prefix for TF ones)."""
+    oid = repo.store.refs.get("checkpoints", run) if is_ref_name(run) else None
+    if oid is None:
+        raise RevisionError(f"no checkpoint run named {run!r}")
+    return checkpoint_path(repo, oid)
+
+
+def checkpoint_path(repo: Repo, oid: ObjectID) -> Path:
+    """Materialize a checkpoint; for a TF prefix checkpoint return the prefix inside it."""
+    return repo.checkout(oid)
+
+
+def lineage(repo: Repo, rev: str, limit: int | None = None) -> list[LineageEntry]:
+    """A checkpoint and its ancestors (first parents, across runs), newest first."""
+    oid: ObjectID | None = repo.resolve(rev)
+    out: list[LineageEntry] = []
+    while oid is not None and (limit is None or len(out) < limit):
+        snap = repo.snapshot(oid)
+        if snap.kind != KIND_CHECKPOINT:
+            if not out:
+                raise UsageError(f"{rev!r} is a {snap.kind}, not a checkpoint")
+            break
+        meta = snap.meta
+        out.append(LineageEntry(oid, snap.name, meta.get("step"), meta.get("metrics", {}),
+                                meta.get("code", {}), list(meta.get("datasets", []))))
+        oid = snap.parents[0] if snap.parents else None
+    return out

@@ -1,0 +1,117 @@
+"""``git ml log``: git history with each commit's datasets, checkpoints and test results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlgit.format.pointer import Pointer
+from mlgit.format.records import decode_note
+from mlgit.gitlink.commits import (
+    CommitInfo,
+    head_commit,
+    pointers_in_tree,
+    resolve_commit,
+    walk_commits,
+)
+from mlgit.gitlink.notes import read_note
+
+if TYPE_CHECKING:
+    from mlgit.api.repo import Repo
+
+__all__ = ["DatasetPin", "LogEntry", "log"]
+
+
+@dataclass
+class DatasetPin:
+    """A pointer file in a commit: the version it pins, and if that changed from the parent."""
+
+    path: str
+    name: str
+    kind: str
+    id: str
+    changed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"path": self.path, "name": self.name, "kind": self.kind, "id": self.id,
+                "changed": self.changed}
+
+
+@dataclass
+class LogEntry:
+    """One commit and its ML record."""
+
+    commit: CommitInfo
+    datasets: list[DatasetPin] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    graphs: list[dict[str, Any]] = field(default_factory=list)
+    other: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def has_records(self) -> bool:
+        """True when the commit changes data or carries any note record."""
+        return bool(any(d.changed for d in self.datasets) or self.checkpoints or self.results
+                    or self.logs or self.graphs or self.other)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as ``git ml log --json`` prints it."""
+        c = self.commit
+        return {"commit": c.id, "parents": list(c.parents), "author": c.author, "time": c.time,
+                "tz": c.tz, "summary": c.summary,
+                "datasets": [d.to_json() for d in self.datasets],
+                "checkpoints": self.checkpoints, "results": self.results, "logs": self.logs,
+                "graphs": self.graphs, "other": self.other, "problems": self.problems}
+
+
+def _range(repo: Repo, rev_range: str | None) -> tuple[list[str], list[str]]:
+    if rev_range is None:
+        head = head_commit(repo.git)
+        return ([head] if head else []), []
+    if ".." in rev_range:
+        a, _, b = rev_range.partition("..")
+        include = [resolve_commit(repo.git, b or "HEAD")]
+        exclude = [resolve_commit(repo.git, a or "HEAD")]
+        return include, exclude
+    return [resolve_commit(repo.git, rev_range)], []
+
+
+def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
+        limit: int | None = None) -> list[LogEntry]:
+    """Commits of ``rev_range`` (default: HEAD's history), newest first, with their records.
+
+    ``run`` keeps only that run's checkpoint records. Malformed note lines are
+    reported in each entry's ``problems`` and skipped; the others are kept.
+    """
+    include, exclude = _range(repo, rev_range)
+    if not include:
+        return []
+    cache: dict[str, list[tuple[str, Pointer]]] = {}
+    out = []
+    for c in walk_commits(repo.git, include, exclude, limit):
+        pins = pointers_in_tree(repo.git, c.tree, cache)
+        before: dict[str, str] = {}
+        if c.parents:
+            ptree = str(repo.git.git[c.parents[0]].tree_id)
+            before = {path: p.id for path, p in pointers_in_tree(repo.git, ptree, cache)}
+        entry = LogEntry(c, [DatasetPin(path.removesuffix(".mlgit"), p.name, p.kind, p.id,
+                                        before.get(path) != p.id) for path, p in pins])
+        records, entry.problems = decode_note(read_note(repo.git, c.id) or "")
+        for r in records:
+            t = r.get("type")
+            if t == "checkpoint":
+                if run is None or r.get("run") == run:
+                    entry.checkpoints.append(r)
+            elif t == "results":
+                entry.results.append(r)
+            elif t == "log":
+                entry.logs.append(r)
+            elif t == "graph":
+                entry.graphs.append(r)
+            else:
+                entry.other.append(r)
+        out.append(entry)
+    return out

@@ -1,0 +1,55 @@
+"""Records on commits: ``git ml note add`` and ``git ml note show``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlgit.api.events import Events
+from mlgit.api.payloads import payload_records
+from mlgit.errors import UsageError
+from mlgit.format.records import decode_note, encode_record
+from mlgit.gitlink.commits import resolve_commit
+from mlgit.gitlink.notes import append_note_lines, read_note
+
+if TYPE_CHECKING:
+    from mlgit.api.repo import Repo
+
+__all__ = ["NoteView", "add_note", "show_note"]
+
+
+@dataclass
+class NoteView:
+    """A commit's ML records, and the lines of its note that were skipped as malformed."""
+
+    commit: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as ``git ml note show --json`` prints it."""
+        return {"commit": self.commit, "records": self.records, "problems": self.problems}
+
+
+def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+             graph: str | os.PathLike[str] | None = None,
+             results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+             events: Events | None = None) -> list[dict[str, Any]]:
+    """Store the given files and append one record each to ``commit``'s note; return them."""
+    if log is None and graph is None and results is None:
+        raise UsageError("nothing to note: give --log, --graph and/or --results")
+    target = resolve_commit(repo.git, commit)
+    recs = payload_records(repo, log=log, graph=graph, results=results, dataset=dataset)
+    lines = [encode_record(r) for r in recs]
+    repo.store.objects.flush()  # payload objects durable before the note names them
+    append_note_lines(repo.git, target, lines)
+    return recs
+
+
+def show_note(repo: Repo, commit: str = "HEAD") -> NoteView:
+    """Parse ``commit``'s note; malformed lines are reported in ``problems``, never fatal."""
+    target = resolve_commit(repo.git, commit)
+    text = read_note(repo.git, target) or ""
+    records, problems = decode_note(text)
+    return NoteView(target, records, problems)

@@ -1,0 +1,86 @@
+"""Payload files for notes (training logs, graph definitions, test results).
+
+Each file (or directory, for TensorBoard logs and SavedModels) is stored whole
+as a sidecar object tree; the record that names it carries a short summary
+made by :mod:`mlgit.records`. Summaries are computed for every file before any
+is stored, so an unknown format changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlgit.errors import BadPathError, UsageError
+from mlgit.format.records import RECORD_VERSION
+from mlgit.format.snapshot import KIND_DATASET
+from mlgit.snapshot.build import build_tree
+from mlgit.snapshot.statcache import StatCache
+
+if TYPE_CHECKING:
+    from mlgit.api.repo import Repo
+
+__all__ = ["payload_records", "store_payload"]
+
+_MAX_SCALARS = 64
+
+
+def store_payload(repo: Repo, path: Path) -> tuple[str, int]:
+    """Store a file or directory as an object tree; return (root tree id, bytes)."""
+    built = build_tree(repo.store, os.fsencode(path.absolute()), is_file=path.is_file(),
+                       old=StatCache())
+    return built.root.hex(), built.total_bytes
+
+
+def _existing(p: str | os.PathLike[str], what: str) -> Path:
+    path = Path(p)
+    if not (path.is_file() or path.is_dir()):
+        raise BadPathError(f"{what} {p}: no such file or directory")
+    return path
+
+
+def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
+                    graph: str | os.PathLike[str] | None,
+                    results: str | os.PathLike[str] | None,
+                    dataset: str | None) -> list[dict[str, Any]]:
+    """Summarize, then store, the given payload files; return their note records."""
+    if log is None and graph is None and results is None:
+        if dataset is not None:
+            raise UsageError("--dataset names the test dataset of --results; give --results too")
+        return []
+    from mlgit import records  # parsers; TensorFlow itself only when a format needs it
+
+    planned: list[tuple[Path, dict[str, Any]]] = []
+    now = int(time.time())
+    if log is not None:
+        p = _existing(log, "log")
+        s = records.summarize_log(p)
+        scalars = dict(list(s.scalars.items())[:_MAX_SCALARS])
+        planned.append((p, {"type": "log", "format": s.format,
+                            "scalars": {k: v.to_json() for k, v in scalars.items()}}))
+    if graph is not None:
+        p = _existing(graph, "graph")
+        g = records.summarize_graph(p)
+        planned.append((p, {"type": "graph", "format": g.format, "summary": g.summary}))
+    if results is not None:
+        p = _existing(results, "results")
+        r = records.summarize_results(p)
+        ds: dict[str, str] | None = None
+        if dataset is not None:
+            oid = repo.resolve(dataset)
+            snap = repo.snapshot(oid)
+            if snap.kind != KIND_DATASET:
+                raise UsageError(f"--dataset {dataset!r} is a {snap.kind}, not a dataset")
+            ds = {"name": snap.name, "id": oid}
+        planned.append((p, {"type": "results", "format": r.format, "metrics": r.metrics,
+                            "dataset": ds}))
+    elif dataset is not None:
+        raise UsageError("--dataset names the test dataset of --results; give --results too")
+    out = []
+    for path, rec in planned:
+        obj, size = store_payload(repo, path)
+        out.append({**rec, "v": RECORD_VERSION, "object": obj, "name": path.name,
+                    "size": size, "time": now})
+    return out
