@@ -19,6 +19,8 @@ import click
 import pytest
 
 import mlgit.errors as errors_mod
+from mlgit.api.checkpoints import LineageEntry
+from mlgit.api.history import LogEntry
 from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
@@ -27,6 +29,7 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.pack import ENTRY_HEADER, INDEX_ENTRY, INDEX_MAGIC, MAX_OBJECT_LEN, PACK_MAGIC
 from mlgit.format.snapshot import SNAPSHOT_MAGIC, Snapshot
 from mlgit.format.tree import TREE_MAGIC
+from mlgit.gitlink.commits import CommitInfo
 from mlgit.snapshot.statcache import RACY_NS
 from mlgit.snapshot.treewalk import Change
 
@@ -233,6 +236,8 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `status --json`": set(
             StatusEntry("data", "data.mlgit", "data", oid, "modified", [change]).to_json()),
         "#### `diff --json`": set(change.to_json()),
+        "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
+        "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, {}).to_json()),
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading
