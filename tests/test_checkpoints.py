@@ -210,3 +210,58 @@ def test_bad_checkpoint_input_changes_nothing(repo_dir: Path, args: list[str], c
 def test_latest_checkpoint_of_unknown_run(repo_dir: Path) -> None:
     with pytest.raises(errors.RevisionError):
         mlgit.latest_checkpoint("nope", repo=repo_dir)
+
+
+def test_note_add_results_log_and_graph(repo_dir: Path) -> None:
+    _setup(repo_dir)
+    make_tree(repo_dir, {"testset/x.csv": "1,2\n"})
+    run_gitml(repo_dir, "add", "testset")
+    test_id = (repo_dir / "testset.mlgit").read_text().split("id: ")[1].split()[0]
+    git(repo_dir, "commit", "-qm", "testset")
+    work = repo_dir.parent
+    (work / "eval.json").write_text('{"acc": 0.91, "per_class": {"cat": 0.9, "dog": 0.92}}')
+    (work / "train.csv").write_text("epoch,loss,acc\n0,0.9,0.5\n1,0.5,0.7\n2,0.6,0.8\n")
+    (work / "model.json").write_text(json.dumps(
+        {"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "InputLayer", "config": {"batch_shape": [None, 4]}},
+            {"class_name": "Dense", "config": {"units": 2}}]}}))
+    out = run_gitml(repo_dir, "note", "add", "--results", str(work / "eval.json"), "--dataset",
+                    "testset", "--log", str(work / "train.csv"), "--graph",
+                    str(work / "model.json")).stdout
+    assert "results eval.json (json)" in out and "log train.csv (csv)" in out
+    recs = {r["type"]: r for r in _note(repo_dir)}
+    assert recs["results"]["dataset"] == {"name": "testset", "id": test_id}
+    assert recs["results"]["metrics"] == {"acc": 0.91, "per_class/cat": 0.9,
+                                          "per_class/dog": 0.92}
+    loss = recs["log"]["scalars"]["loss"]
+    assert (loss["last"], loss["best"], loss["mode"]) == (0.6, 0.5, "min")
+    assert recs["log"]["scalars"]["acc"]["best"] == 0.8
+    assert recs["graph"]["format"] == "keras-json"
+    # the whole file is an object in the store, named by the record
+    with mlgit.Repo(repo_dir) as r:
+        entries = r.store.objects.get_tree(bytes.fromhex(recs["log"]["object"]))
+        assert [e.name for e in entries] == [b"train.csv"]
+    table = run_gitml(repo_dir, "log", "--metric", "acc").stdout
+    assert "0.91*" in table
+
+
+def test_note_add_bad_input_changes_nothing(repo_dir: Path) -> None:
+    _setup(repo_dir)
+    work = repo_dir.parent
+    (work / "eval.json").write_text('{"acc": 0.9}')
+    (work / "weird.bin").write_bytes(b"\x00\x01\x02binary\xff" * 20)
+    cases = [
+        (["--results", str(work / "eval.json"), "--dataset", "nosuch"],
+         errors.RevisionError.exit_code, "nosuch"),
+        (["--log", str(work / "weird.bin")], errors.UsageError.exit_code, "known"),
+        (["--graph", str(work / "eval.json")], errors.UsageError.exit_code, "known"),
+        (["--results", str(work / "missing.json")], errors.BadPathError.exit_code, "missing"),
+        ([], errors.UsageError.exit_code, "nothing to note"),
+        (["--results", str(work / "eval.json"), "nosuchcommit"], errors.RevisionError.exit_code,
+         "nosuchcommit"),
+    ]
+    for args, code, needle in cases:
+        p = run_gitml(repo_dir, "note", "add", *args, check=False)
+        assert p.returncode == code, (args, p.stderr)
+        assert needle in p.stderr, (args, p.stderr)
+        assert git(repo_dir, "notes", "--ref", "ml", "list", check=False).stdout == ""

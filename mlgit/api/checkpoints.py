@@ -169,15 +169,20 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
     code = code_state(repo.git)
 
     written_before = store.objects.bytes_written
+    # A stat cache pays only for a path that is committed again (inside the work tree);
+    # checkpoints saved to fresh temporary directories would each leave a dead cache file.
+    work = repo.git.workdir
+    cached = work is not None and work in target.absolute().resolve().parents
     cache_key = target / only_key(only) if only else target
     cpath = statcache.cache_path(store.cache_dir, cache_key.absolute())
+    old_cache = statcache.load(cpath) if cached else statcache.StatCache()
     ev.start(f"committing {run}", 0, 0)
     try:
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"committing {run}", files, nbytes)
 
         built = build_tree(store, os.fsencode(target.absolute()), is_file=kind == "file",
-                           old=statcache.load(cpath), warn=ev.warn, progress=ev.advance,
+                           old=old_cache, warn=ev.warn, progress=ev.advance,
                            on_total=on_total, only=only)
         config_meta = []
         for name, data in configs:
@@ -196,6 +201,19 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
     }
     tz = time.localtime().tm_gmtoff // 60
     author = repo.author()
+
+    def checkpoint_record(oid: str, parent_id: str | None, when: int) -> dict[str, Any]:
+        return {"type": "checkpoint", "v": RECORD_VERSION, "id": oid, "run": run,
+                "step": step, "metrics": clean_metrics, "parent": parent_id,
+                "datasets": [{"name": d["name"], "id": d["id"]} for d in used],
+                "dirty": code.dirty, "time": when, "author": author,
+                "message": message.splitlines()[0] if message else ""}
+
+    # Encode the note lines once before any ref moves: a record that cannot be
+    # written must fail the command while nothing names the checkpoint yet.
+    encode_record(checkpoint_record("0" * 32, "0" * 32, 0))
+    payload_encoded = [encode_record({**rec, "checkpoint": "0" * 32}) for rec in payload_lines]
+    del payload_encoded
     for _ in range(_CAS_TRIES):
         head = store.refs.get("checkpoints", run)
         parent_id = explicit_parent or head
@@ -212,19 +230,15 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
             continue
     else:
         raise ConflictError(f"checkpoints/{run} kept moving; try again")
-    built.cache.snapshot = oid
-    statcache.save(cpath, built.cache, built.stat_time_ns)
+    if cached:
+        built.cache.snapshot = oid
+        statcache.save(cpath, built.cache, built.stat_time_ns)
 
     note_commit = code.commit
     if note_commit is None:
         ev.warn("no commit yet: the checkpoint is stored, but there is no commit to note it on")
     else:
-        record = {"type": "checkpoint", "v": RECORD_VERSION, "id": oid, "run": run,
-                  "step": step, "metrics": clean_metrics, "parent": parent_id,
-                  "datasets": [{"name": d["name"], "id": d["id"]} for d in used],
-                  "dirty": code.dirty, "time": snap.time, "author": author,
-                  "message": message.splitlines()[0] if message else ""}
-        lines = [encode_record(record)]
+        lines = [encode_record(checkpoint_record(oid, parent_id, snap.time))]
         for rec in payload_lines:
             lines.append(encode_record({**rec, "checkpoint": oid}))
         append_note_lines(repo.git, note_commit, lines)

@@ -50,7 +50,7 @@ def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
         if dataset is not None:
             raise UsageError("--dataset names the test dataset of --results; give --results too")
         return []
-    from mlgit import records  # parsers; TensorFlow itself only when a format needs it
+    import mlgit.records as records  # parsers; TensorFlow itself only when a format needs it
 
     planned: list[tuple[Path, dict[str, Any]]] = []
     now = int(time.time())
@@ -74,7 +74,8 @@ def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
             if snap.kind != KIND_DATASET:
                 raise UsageError(f"--dataset {dataset!r} is a {snap.kind}, not a dataset")
             ds = {"name": snap.name, "id": oid}
-        planned.append((p, {"type": "results", "format": r.format, "metrics": r.metrics,
+        metrics = dict(list(r.metrics.items())[:_MAX_SCALARS])
+        planned.append((p, {"type": "results", "format": r.format, "metrics": metrics,
                             "dataset": ds}))
     elif dataset is not None:
         raise UsageError("--dataset names the test dataset of --results; give --results too")
