@@ -52,4 +52,64 @@ run git ml checkout
 run git ml status
 run python3 -c "import mlgit; p = mlgit.checkout('data~1'); print(p); print(sorted(x.name for x in p.iterdir()))"
 run python3 -c "import mlgit; print(mlgit.open('data', 'part0/rows0.csv').read()[:40])"
+
+printf '\n\033[1m# Part 2: the ML loop (TensorFlow on the CPU)\033[0m\n'
+if ! "$VENV/bin/python" -c "import tensorflow" >/dev/null 2>&1; then
+    echo "# installing tensorflow-cpu into $VENV (once)"
+    "$VENV/bin/python" -m pip install -q "tensorflow-cpu>=2.16" "tensorboard>=2.16"
+fi
+export TF_CPP_MIN_LOG_LEVEL=3
+cat > make_data.py <<'PY'
+import os, random
+random.seed(3)
+def blob(n, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("x1,x2,label\n")
+        for _ in range(n):
+            label = random.randint(0, 1)
+            c = 1.5 if label else -1.5
+            f.write(f"{random.gauss(c, 1.2):.4f},{random.gauss(-c, 1.2):.4f},{label}\n")
+blob(600, "points/train.csv")
+blob(200, "testset/test.csv")
+PY
+cat > train.py <<'PY'
+import numpy as np, keras, mlgit
+from mlgit.tf import CheckpointCallback
+rows = np.loadtxt(mlgit.checkout("points") / "train.csv", delimiter=",", skiprows=1)
+x, y = rows[:, :2], rows[:, 2]
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy",
+              metrics=["accuracy"])
+model.fit(x, y, epochs=4, validation_split=0.25, verbose=0,
+          callbacks=[CheckpointCallback("blobs", datasets=["points"], config={"lr": 0.05})])
+PY
+cat > evaluate.py <<'PY'
+import json, sys, numpy as np, mlgit, mlgit.tf
+rev = sys.argv[1]
+rows = np.loadtxt(mlgit.checkout("testset") / "test.csv", delimiter=",", skiprows=1)
+model = mlgit.tf.load(rev)
+loss, acc = model.evaluate(rows[:, :2], rows[:, 2], verbose=0)
+json.dump({"accuracy": round(float(acc), 4), "loss": round(float(loss), 4)}, open("eval.json", "w"))
+print(f"{rev}: test accuracy {acc:.3f}")
+PY
+run python3 make_data.py
+run git ml add points testset
+run git add make_data.py train.py evaluate.py
+run git commit -qm "model code and data"
+run python3 train.py
+run git ml lineage blobs
+BEST=$(python3 -c "
+import mlgit
+with mlgit.Repo() as r:
+    best = max(r.lineage('blobs'), key=lambda e: e.metrics.get('val_accuracy', 0))
+print(best.id)")
+printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
+run python3 evaluate.py "$BEST"
+run git ml note add --results eval.json --dataset testset
+run git ml log --metric accuracy
+run git ml log -n 1
+run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

@@ -460,8 +460,18 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
         for d in e.datasets:
             mark = "  (changed)" if d.changed else ""
             click.echo(f"    {d.kind:<10} {d.name:<20} {d.id[:12]}{mark}")
-        for r in e.checkpoints + e.results + e.logs + e.graphs + e.other:
+        for r in e.checkpoints + e.results:
             click.echo(f"    {_record_line(r)}")
+        # Logs and graphs a checkpoint brought along are summarized in one line;
+        # `git ml note show` and --json list them all.
+        own = [r for r in e.logs + e.graphs if "checkpoint" not in r]
+        for r in own + e.other:
+            click.echo(f"    {_record_line(r)}")
+        attached = [r for r in e.logs + e.graphs if "checkpoint" in r]
+        if attached:
+            nlogs = sum(1 for r in attached if r.get("type") == "log")
+            click.echo(f"    + {nlogs} logs and {len(attached) - nlogs} graphs attached to "
+                       "checkpoints (git ml note show)")
 
 
 @cli.command()
