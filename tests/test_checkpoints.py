@@ -265,3 +265,21 @@ def test_note_add_bad_input_changes_nothing(repo_dir: Path) -> None:
         assert p.returncode == code, (args, p.stderr)
         assert needle in p.stderr, (args, p.stderr)
         assert git(repo_dir, "notes", "--ref", "ml", "list", check=False).stdout == ""
+
+
+def test_two_clones_annotating_one_commit_merge_with_cat_sort_uniq(repo_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    _setup(repo_dir)
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(repo_dir), str(other))
+    run_gitml(other, "init")
+    # Both sides note the same commit independently.
+    run_gitml(repo_dir, "commit-ckpt", str(_ckpt_dir(repo_dir, "mine", 1)), "--run", "mine")
+    run_gitml(other, "commit-ckpt", str(_ckpt_dir(other, "theirs", 1)), "--run", "theirs")
+    git(repo_dir, "fetch", "-q", str(other), "refs/notes/ml:refs/notes/ml-theirs")
+    git(repo_dir, "notes", "--ref", "ml", "merge", "-q", "-s", "cat_sort_uniq",
+        "refs/notes/ml-theirs")
+    runs = sorted(str(r["run"]) for r in _note(repo_dir))
+    assert runs == ["mine", "theirs"]
+    view = json.loads(run_gitml(repo_dir, "note", "show", "--json").stdout)
+    assert view["problems"] == []
