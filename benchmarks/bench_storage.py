@@ -42,6 +42,7 @@ CHANGED_TENSOR_FRACTION = 0.10
 CHANGED_FILE_FRACTION = 0.01
 RSS_LIMIT_BYTES = 300 * 1000 * 1000  # "300 MB"
 FAST_LIMIT_S = 0.25
+DATA_GENERATOR_VERSION = 1  # bump when the generated content changes (invalidates caches)
 
 ALL_TOOLS = ("git-ml", "dvc", "git-lfs", "git-annex")
 
@@ -138,7 +139,8 @@ class Dataset:
         marker = self.root / "manifest.json"
         if marker.exists():
             m = json.loads(marker.read_text())
-            if m.get("n_files") == self.n_files and m.get("seed") == self.seed:
+            if (m.get("n_files"), m.get("seed"), m.get("generator")) == (
+                    self.n_files, self.seed, DATA_GENERATOR_VERSION):
                 self.hash_before = m["hash_before"]
                 self.hash_after = m["hash_after"]
                 self.csv_bytes_on_disk = m["csv_bytes"]
@@ -169,7 +171,8 @@ class Dataset:
         self.csv_bytes_on_disk = csv_total
         self.total_bytes = total
         marker.write_text(json.dumps({
-            "n_files": self.n_files, "seed": self.seed, "hash_before": self.hash_before,
+            "n_files": self.n_files, "seed": self.seed, "generator": DATA_GENERATOR_VERSION,
+            "hash_before": self.hash_before,
             "hash_after": self.hash_after, "csv_bytes": csv_total, "total_bytes": total,
         }))
         log(f"[data] generated {total / MIB:.1f} MiB in {time.perf_counter() - t0:.1f} s")
@@ -574,6 +577,35 @@ def hermetic_env(home: Path, tmp: Path) -> dict[str, str]:
     return env
 
 
+def merge_rounds(res: dict[str, Any], rounds: list[dict[str, Any]]) -> None:
+    """Fold the files-scenario rounds into res: median of each timing, worst of each check."""
+    if not rounds:
+        return
+    keys = {k for r in rounds for k in r}
+    for k in sorted(keys):
+        vals = [r[k] for r in rounds if k in r]
+        if k == "loadavg":
+            continue
+        if k == "errors":
+            for i, r in enumerate(rounds):
+                for ek, ev in r.get("errors", {}).items():
+                    tag = f"{ek} (round {i + 1})" if len(rounds) > 1 else ek
+                    res.setdefault("errors", {})[tag] = ev
+        elif k.endswith("_all_s"):
+            res[k] = [x for v in vals for x in v]
+        elif k.endswith("_s") and all(isinstance(v, (int, float)) for v in vals):
+            res[k] = statistics.median(vals)
+            if len(rounds) > 1:
+                res[k.removesuffix("_s") + "_rounds_s"] = vals
+        elif k == "checkout_verify":
+            res[k] = max(vals, key=lambda v: v["missing"] + v["wrong"])
+        elif isinstance(vals[0], bool):
+            # "detects the change" / "clean when unchanged": must hold in every round
+            res[k] = all(vals)
+        else:
+            res[k] = vals[-1]
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -614,34 +646,53 @@ class Bench:
         return repo
 
     # the measured scenarios ---------------------------------------------
-    def run_tool(self, name: str) -> None:
-        tool = ADAPTERS[name]()
-        base = self.workdir / "runs" / name
-        shutil.rmtree(base, ignore_errors=True)
-        runner = Runner(hermetic_env(base / "home", base / "tmp"), self.args.timeout)
-        ver = tool.version(runner, base)
-        self.versions[name] = ver
-        res: dict[str, Any] = {"installed": ver is not None, "version": ver}
-        self.results[name] = res
-        if ver is None:
-            log(f"[{name}] not installed")
-            return
-        log(f"[{name}] {ver}")
-        res["loadavg_start"] = round(os.getloadavg()[0], 2)
-        if name == "git-lfs":
-            runner.run(["git", "lfs", "install", "--skip-repo"], base)
-        for scenario in (self.scenario_files, self.scenario_weights, self.scenario_csv,
-                         self.scenario_large):
-            if scenario.__name__.split("_", 1)[1] not in self.args.scenarios:
+    def run_all(self) -> None:
+        """Set every tool up, run the files scenario in interleaved rounds, then the rest."""
+        active: list[tuple[Tool, Runner, Path, dict[str, Any]]] = []
+        for name in self.args.tools:
+            tool = ADAPTERS[name]()
+            base = self.workdir / "runs" / name
+            shutil.rmtree(base, ignore_errors=True)
+            runner = Runner(hermetic_env(base / "home", base / "tmp"), self.args.timeout)
+            ver = tool.version(runner, base)
+            self.versions[name] = ver
+            res: dict[str, Any] = {"installed": ver is not None, "version": ver, "loadavg": []}
+            self.results[name] = res
+            if ver is None:
+                log(f"[{name}] not installed")
                 continue
+            log(f"[{name}] {ver}")
+            if name == "git-lfs":
+                runner.run(["git", "lfs", "install", "--skip-repo"], base)
+            active.append((tool, runner, base, res))
+
+        def guarded(scenario: Callable[[Tool, Runner, Path, dict[str, Any]], None],
+                    tool: Tool, runner: Runner, base: Path, res: dict[str, Any]) -> None:
+            res["loadavg"].append(round(os.getloadavg()[0], 2))
             try:
                 scenario(tool, runner, base, res)
             except CmdError as e:
                 res.setdefault("errors", {})[scenario.__name__] = e.describe()
                 log(f"  !! {scenario.__name__}: {e.describe()}")
-        res["loadavg_end"] = round(os.getloadavg()[0], 2)
-        if not self.args.keep:
-            shutil.rmtree(base, ignore_errors=True)
+
+        if "files" in self.args.scenarios:
+            rounds = max(1, self.args.rounds)
+            per_round: dict[str, list[dict[str, Any]]] = {t.name: [] for t, *_ in active}
+            for r in range(rounds):
+                for tool, runner, base, res in active:
+                    if rounds > 1:
+                        log(f"[{tool.name}] round {r + 1}/{rounds}")
+                    one: dict[str, Any] = {"loadavg": res["loadavg"]}
+                    guarded(self.scenario_files, tool, runner, base, one)
+                    per_round[tool.name].append(one)
+            for tool, _runner, _base, res in active:
+                merge_rounds(res, per_round[tool.name])
+        for tool, runner, base, res in active:
+            for scenario in (self.scenario_weights, self.scenario_csv, self.scenario_large):
+                if scenario.__name__.split("_", 1)[1] in self.args.scenarios:
+                    guarded(scenario, tool, runner, base, res)
+            if not self.args.keep:
+                shutil.rmtree(base, ignore_errors=True)
 
     def scenario_files(self, tool: Tool, runner: Runner, base: Path, res: dict[str, Any]) -> None:
         ds = self.dataset
@@ -817,9 +868,9 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
     for t in tools:
         lines.append(f"  {t:10s} {res[t]['version'] or 'not installed'}")
         if res[t].get("installed"):
-            lines.append(f"  {'':10s} 1-min load average at start/end of its run: "
-                         f"{res[t].get('loadavg_start')} / {res[t].get('loadavg_end')} "
-                         f"({os.cpu_count()} cpus)")
+            loads = res[t].get("loadavg") or []
+            lines.append(f"  {'':10s} 1-min load average as its scenarios started: "
+                         f"{', '.join(str(x) for x in loads)} ({os.cpu_count()} cpus)")
     ratio_cols = [t for t in others if gm_ok and res[t].get("installed")]
 
     def table(title: str, rows: list[tuple[str, str, str]]) -> None:
@@ -869,6 +920,11 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
         if r.get("readd_unchanged_dirty"):
             notes.append("git status not clean after re-add of unchanged data: "
                          + r["readd_unchanged_dirty"].replace("\n", " | ")[:200])
+        rounds = [(k, v) for k, v in r.items() if k.endswith("_rounds_s")]
+        if rounds:
+            notes.append("per round: " + "; ".join(
+                f"{k.removesuffix('_rounds_s')} " + ", ".join(f"{x:.3f}" for x in v)
+                for k, v in rounds if not k.endswith("_cpu_rounds_s")))
         if "weights_add_s" in r:
             notes.append("weights add per version: "
                          + ", ".join(f"{x:.2f}" for x in r["weights_add_s"]) + " s")
@@ -903,6 +959,26 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
     def installed(t: str) -> bool:
         return bool(res.get(t, {}).get("installed"))
 
+    def scenario_of(key: str) -> str:
+        for prefix in ("weights", "csv", "large"):
+            if key.startswith(prefix):
+                return prefix
+        return "files"
+
+    def no_figure(target: str, key: str, who: list[str]) -> None:
+        scen = scenario_of(key)
+        if scen not in bench.args.scenarios:
+            return add(target, "SKIP", f"scenario '{scen}' not run")
+        # the error of this step, else the one that stopped its scenario, else any
+        step = key.removesuffix("_s").removesuffix("_bytes")
+        errs: list[tuple[int, str]] = []
+        for t in who:
+            for k, e in res.get(t, {}).get("errors", {}).items():
+                rank = 0 if k == step else 1 if scenario_of(k) == scen else 2
+                errs.append((rank, f"{t}: {e}"))
+        msg = min(errs)[1].replace("\n", " | ")[:300] if errs else "see errors"
+        add(target, "FAIL", "no figure; " + msg)
+
     def ratio_target(target: str, key: str, other: str, limit: float,
                      extra_fail: str | None = None) -> None:
         if not installed("git-ml"):
@@ -913,7 +989,7 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
             return add(target, "SKIP", f"{other} not installed")
         a, b = gm.get(key), res[other].get(key)
         if a is None or not b:
-            return add(target, "FAIL", f"no figure (git-ml={a}, {other}={b}); see errors")
+            return no_figure(target, key, ["git-ml", other])
         unit = "s" if key.endswith("_s") else "b"
         ok = a <= limit * b and extra_fail is None
         detail = f"git-ml {fmt(a, unit)} vs {other} {fmt(b, unit)} = {a / b:.2f}x (limit {limit}x)"
@@ -927,7 +1003,7 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
         if not installed("git-ml"):
             add(label, "SKIP", "git-ml not installed")
         elif gm.get(key) is None:
-            add(label, "FAIL", "no figure; see errors")
+            no_figure(label, key, ["git-ml"])
         else:
             extra = ""
             ok = gm[key] < FAST_LIMIT_S
@@ -942,7 +1018,7 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
     if not installed("git-ml"):
         add(t, "SKIP", "git-ml not installed")
     elif gm.get("csv_store_bytes") is None:
-        add(t, "FAIL", "no figure; see errors")
+        no_figure(t, "csv_store_bytes", ["git-ml"])
     else:
         a, b = gm["csv_store_bytes"], gm["csv_disk_bytes"]
         add(t, "PASS" if a < b else "FAIL",
@@ -956,7 +1032,7 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
     if not installed("git-ml"):
         add(t, "SKIP", "git-ml not installed")
     elif gm.get("large_rss_bytes") is None:
-        add(t, "FAIL", "no figure; see errors")
+        no_figure(t, "large_rss_bytes", ["git-ml"])
     else:
         rss = gm["large_rss_bytes"]
         add(t, "PASS" if rss < RSS_LIMIT_BYTES else "FAIL",
@@ -980,6 +1056,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of the idempotent steps (re-add/status unchanged); median kept")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of the files scenario, interleaved across tools; the median "
+                         "of each timing is reported (the other scenarios run once)")
     ap.add_argument("--timeout", type=float, default=3600, help="per-command timeout (s)")
     ap.add_argument("--scenarios", default="files,weights,csv,large",
                     help="comma-separated subset of files,weights,csv,large")
@@ -1011,8 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.scenarios & {"files", "csv"}:
             bench.dataset.ensure()
-        for t in args.tools:
-            bench.run_tool(t)
+        bench.run_all()
         report, targets = build_report(bench)
         print(f"data: {bench.dataset.total_bytes / MIB:.1f} MiB in {args.files} files, CSV half "
               f"{bench.dataset.csv_bytes_on_disk / MIB:.1f} MiB")
