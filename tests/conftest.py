@@ -115,3 +115,15 @@ def read_tree(root: Path) -> dict[str, bytes | str]:
             key = str(rel_dir / f)
             out[key] = f"link:{os.readlink(p)}" if p.is_symlink() else p.read_bytes()
     return out
+
+
+# Fixtures of the remote transports live in their own modules (a real sshd, moto's S3
+# server); they are imported here so every test module can use them.
+try:
+    from fixtures_ssh import *  # noqa: F403
+except ImportError:  # pragma: no cover - until the module exists
+    pass
+try:
+    from fixtures_s3 import *  # noqa: F403
+except ImportError:  # pragma: no cover
+    pass

@@ -1,0 +1,1 @@
+"""Remotes: where a remote's sidecar store is, how to reach it, and what to send."""

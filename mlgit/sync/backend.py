@@ -1,0 +1,192 @@
+"""Where a remote's sidecar store lives, behind one small interface.
+
+A :class:`Backend` knows nothing of objects: it stores the files of a store's
+layout (``config``, ``packs/pack-<h>.pack`` and ``.idx``, ``refs/<kind>/<name>``)
+and offers the few operations sync needs. Every backend (a local path, SSH, S3)
+passes the same conformance suite (``tests/test_backends.py``), as restic's
+backends do. Contracts every implementation keeps:
+
+- A pack is visible (in :meth:`Backend.list_packs`) only once both its pack file
+  and its index are completely written: :meth:`Backend.put_pack` writes the pack,
+  then the index, each atomically.
+- :meth:`Backend.update_ref` is a compare-and-swap: it fails with ConflictError,
+  changing nothing, when the ref does not hold ``expect``.
+- Reads return exactly the bytes asked for or raise; no method retries silently
+  forever, and none prints or reads the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from mlgit.errors import ConflictError, FormatError
+from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.names import is_ref_name
+from mlgit.store.fsutil import atomic_write, fsync_dir, unique_tmp_name
+from mlgit.store.lock import lock_file
+
+__all__ = ["Backend", "LocalBackend", "check_pack_name", "check_ref_path"]
+
+_PACK_RE = re.compile(r"pack-[0-9a-f]{32}\Z")
+_REF_KINDS = ("datasets", "checkpoints")
+
+
+def check_pack_name(name: str) -> str:
+    """Return ``name`` if it is a pack stem (``pack-<32 hex>``), else raise FormatError."""
+    if not _PACK_RE.match(name):
+        raise FormatError(f"bad pack name {name[:80]!r}")
+    return name
+
+
+def check_ref_path(ref: str) -> str:
+    """Return ``ref`` if it is ``datasets/<name>`` or ``checkpoints/<name>``, else FormatError."""
+    kind, _, name = ref.partition("/")
+    if kind not in _REF_KINDS or not is_ref_name(name):
+        raise FormatError(f"bad ref {ref[:80]!r}")
+    return ref
+
+
+class Backend(ABC):
+    """The operations sync needs from a remote store. ``url`` is safe to print."""
+
+    url: str
+
+    @abstractmethod
+    def read_config(self) -> bytes | None:
+        """The store's config file, or None when there is no store there yet."""
+
+    @abstractmethod
+    def init(self, config: bytes) -> None:
+        """Create the store with this config if there is none (a no-op otherwise)."""
+
+    @abstractmethod
+    def list_packs(self) -> list[str]:
+        """Stems (``pack-<h>``) of every pack whose index is complete, sorted."""
+
+    @abstractmethod
+    def read_index(self, stem: str) -> bytes:
+        """The whole index file of pack ``stem``."""
+
+    @abstractmethod
+    def read_pack(self, stem: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of pack ``stem`` from ``offset`` (a ranged read)."""
+
+    @abstractmethod
+    def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
+        """Upload a pack (from a local file) and then its index; idempotent."""
+
+    @abstractmethod
+    def list_refs(self) -> dict[str, ObjectID]:
+        """Every sidecar ref (``datasets/<name>``, ``checkpoints/<run>``) and its id."""
+
+    @abstractmethod
+    def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
+        """Set ``ref`` to ``new`` if it holds ``expect`` (None: absent); else ConflictError."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class LocalBackend(Backend):
+    """A store on a mounted filesystem: another repository's ``.git/ml``."""
+
+    def __init__(self, root: Path, url: str | None = None) -> None:
+        self.root = root
+        self.url = url or str(root)
+
+    def read_config(self) -> bytes | None:
+        """See :meth:`Backend.read_config`."""
+        try:
+            return (self.root / "config").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def init(self, config: bytes) -> None:
+        """See :meth:`Backend.init`."""
+        for d in ("packs", "refs/datasets", "refs/checkpoints", "tmp"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        if not (self.root / "config").exists():
+            atomic_write(self.root / "config", config)
+
+    def list_packs(self) -> list[str]:
+        """See :meth:`Backend.list_packs`."""
+        try:
+            names = os.listdir(self.root / "packs")
+        except FileNotFoundError:
+            return []
+        stems = {n[:-4] for n in names if n.endswith(".idx")}
+        return sorted(s for s in stems if _PACK_RE.match(s) and f"{s}.pack" in names)
+
+    def read_index(self, stem: str) -> bytes:
+        """See :meth:`Backend.read_index`."""
+        return (self.root / "packs" / f"{check_pack_name(stem)}.idx").read_bytes()
+
+    def read_pack(self, stem: str, offset: int, length: int) -> bytes:
+        """See :meth:`Backend.read_pack`."""
+        path = self.root / "packs" / f"{check_pack_name(stem)}.pack"
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        if len(data) != length:
+            raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
+        return data
+
+    def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
+        """See :meth:`Backend.put_pack`."""
+        check_pack_name(stem)
+        packs = self.root / "packs"
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        if not (packs / f"{stem}.pack").exists():
+            tmp = tmp_dir / unique_tmp_name(stem)
+            try:
+                shutil.copyfile(pack, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, packs / f"{stem}.pack")
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            fsync_dir(packs)
+        if not (packs / f"{stem}.idx").exists():
+            atomic_write(packs / f"{stem}.idx", index)
+
+    def list_refs(self) -> dict[str, ObjectID]:
+        """See :meth:`Backend.list_refs`."""
+        out: dict[str, ObjectID] = {}
+        for kind in _REF_KINDS:
+            try:
+                names = sorted(os.listdir(self.root / "refs" / kind))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if is_ref_name(name):
+                    oid = self._get(f"{kind}/{name}")
+                    if oid is not None:
+                        out[f"{kind}/{name}"] = oid
+        return out
+
+    def _get(self, ref: str) -> ObjectID | None:
+        try:
+            text = (self.root / "refs" / check_ref_path(ref)).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return parse_object_id(text.decode("ascii").strip())
+        except (UnicodeDecodeError, FormatError):
+            raise FormatError(f"{self.url}: ref {ref} is corrupt") from None
+
+    def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
+        """See :meth:`Backend.update_ref`."""
+        path = self.root / "refs" / check_ref_path(ref)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_file(path):
+            current = self._get(ref)
+            if current != expect:
+                raise ConflictError(f"{self.url}: {ref} is at {current}, not {expect}")
+            atomic_write(path, (new + "\n").encode())

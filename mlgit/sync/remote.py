@@ -1,0 +1,120 @@
+"""Resolve a remote (a git remote's name, or a URL) to a :class:`Backend`.
+
+``git config ml.<remote>.url`` wins (for S3: ``s3://bucket/prefix``, with
+``ml.<remote>.endpoint`` for S3-compatible services); otherwise the git
+remote's own URL is used: a local path or ``file://`` (the other repository's
+``.git/ml``, or ``ml/`` in a bare one), ``ssh://[user@]host[:port]/path`` or
+``[user@]host:path`` (the same path on that host, reached by running git-ml
+there over ssh).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlgit.errors import GitCommandError, UsageError
+from mlgit.gitlink.repo import GitRepo
+from mlgit.sync.backend import Backend, LocalBackend
+
+__all__ = ["RemoteSpec", "default_remote", "open_backend", "parse_url", "resolve_remote"]
+
+_SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
+_SSH_RE = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A parsed remote location. ``kind`` is ``local``, ``ssh`` or ``s3``."""
+
+    name: str
+    url: str
+    kind: str
+    path: str
+    host: str = ""
+    user: str = ""
+    port: int | None = None
+    endpoint: str | None = None
+
+
+def _config(git: GitRepo, key: str) -> str | None:
+    try:
+        out = git.run_git("config", "--get", key).decode().strip()
+    except GitCommandError:
+        return None
+    return out or None
+
+
+def default_remote(git: GitRepo) -> str:
+    """The current branch's remote, else ``origin``."""
+    try:
+        branch = git.run_git("symbolic-ref", "-q", "--short", "HEAD").decode().strip()
+    except GitCommandError:
+        branch = ""
+    if branch:
+        name = _config(git, f"branch.{branch}.remote")
+        if name and name != ".":
+            return name
+    return "origin"
+
+
+def parse_url(name: str, url: str, base: Path, endpoint: str | None = None) -> RemoteSpec:
+    """Classify ``url``; relative local paths are taken relative to ``base``."""
+    if url.startswith("s3://"):
+        return RemoteSpec(name, url, "s3", url[len("s3://"):], endpoint=endpoint)
+    m = _SSH_RE.match(url)
+    if m:
+        return RemoteSpec(name, url, "ssh", m["path"], m["host"], m["user"] or "",
+                          int(m["port"]) if m["port"] else None)
+    if url.startswith("file://"):
+        return RemoteSpec(name, url, "local", url[len("file://"):])
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise UsageError(f"remote {name!r}: git-ml cannot reach {scheme}:// URLs; set "
+                         f"`git config ml.{name}.url` to a path, an ssh:// or an s3:// URL")
+    m = _SCP_RE.match(url)
+    if m and not url.startswith(("/", ".")) and "/" not in m["host"]:
+        return RemoteSpec(name, url, "ssh", m["path"], m["host"], m["user"] or "")
+    path = Path(url)
+    return RemoteSpec(name, url, "local", str(path if path.is_absolute() else base / path))
+
+
+def resolve_remote(git: GitRepo, name: str | None) -> RemoteSpec:
+    """The remote called ``name`` (default: see :func:`default_remote`); a URL works too."""
+    remote = name or default_remote(git)
+    base = git.workdir or git.git_dir
+    url = _config(git, f"ml.{remote}.url")
+    endpoint = _config(git, f"ml.{remote}.endpoint")
+    if url is None:
+        url = _config(git, f"remote.{remote}.url")
+    if url is None:
+        if name is not None and ("/" in name or ":" in name):
+            return parse_url(name, name, base, endpoint)
+        raise UsageError(f"unknown remote {remote!r}: add it with `git remote add {remote} URL`"
+                         f" or set `git config ml.{remote}.url URL`")
+    return parse_url(remote, url, base, endpoint)
+
+
+def _local_store(spec: RemoteSpec) -> Path:
+    root = Path(spec.path)
+    if (root / ".git").is_dir():
+        return root / ".git" / "ml"
+    if (root / "HEAD").is_file() and (root / "objects").is_dir():
+        return root / "ml"
+    if root.name == "ml" and (root / "config").is_file():
+        return root
+    raise UsageError(f"remote {spec.name!r}: {spec.path} is not a git repository")
+
+
+def open_backend(spec: RemoteSpec) -> Backend:
+    """Connect to the remote's store (it may not exist yet: see ``read_config``)."""
+    if spec.kind == "local":
+        return LocalBackend(_local_store(spec), spec.url)
+    if spec.kind == "ssh":
+        from mlgit.sync.ssh import SSHBackend  # only when used
+
+        return SSHBackend(spec)
+    from mlgit.sync.s3 import S3Backend  # boto3 only when used
+
+    return S3Backend(spec)
