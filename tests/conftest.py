@@ -119,11 +119,11 @@ def read_tree(root: Path) -> dict[str, bytes | str]:
 
 # Fixtures of the remote transports live in their own modules (a real sshd, moto's S3
 # server); they are imported here so every test module can use them.
-try:
+try:  # noqa: SIM105 - a star import cannot go in a with block's expression
     from fixtures_ssh import *  # noqa: F403
 except ImportError:  # pragma: no cover - until the module exists
     pass
-try:
+try:  # noqa: SIM105
     from fixtures_s3 import *  # noqa: F403
 except ImportError:  # pragma: no cover
     pass
