@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mlgit.api import checkpoints, history, notes
+from mlgit.api import checkpoints, history, notes, sync
 from mlgit.api.checkpoints import CkptResult, LineageEntry
 from mlgit.api.events import Events
 from mlgit.api.history import LogEntry
 from mlgit.api.notes import NoteView
+from mlgit.api.sync import PushResult, RemoteRef
 from mlgit.errors import (
     BadPathError,
     FormatError,
     GitCommandError,
     MlgitError,
     PointerError,
+    RevisionError,
     UsageError,
 )
 from mlgit.format.config import StoreConfig
@@ -52,6 +54,7 @@ from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
 from mlgit.store.refs import REF_KINDS
 from mlgit.store.revision import resolve_revision
 from mlgit.store.store import Store
+from mlgit.sync.remote import resolve_remote
 
 __all__ = ["AddResult", "FileInfo", "ListEntry", "Repo", "SnapshotInfo", "StatusEntry"]
 
@@ -184,23 +187,47 @@ class Repo:
         """Install post-checkout and post-merge hooks, chaining any hook already there."""
         return install_hooks(self.git)
 
-    def run_hook(self, name: str, args: list[str], events: Events | None = None) -> int:
+    def run_hook(self, name: str, args: list[str], events: Events | None = None,
+                 stdin: bytes | None = None) -> int:
         """Run git-ml's part of hook ``name`` after the hook it chained; return the exit code.
 
-        git-ml's own failures become warnings (a hook must not fail git's checkout
-        because data could not be updated); a chained hook's failure is passed on.
+        post-checkout/post-merge: git-ml's own failures become warnings (a hook
+        must not fail git's checkout because data could not be updated); a
+        chained hook's failure is passed on. pre-push: the data the pushed
+        commits pin is pushed first; if that fails the push is stopped (exit 1),
+        so a remote never gets commits whose data it cannot have.
         """
         ev = events or Events()
-        rc = run_chained(self.git, name, args, None)
+        rc = run_chained(self.git, name, args, stdin)
         if not hooks_enabled(self.git) or not (self.git.ml_dir / "config").exists():
             return rc
+        if name == "pre-push":
+            if rc:
+                return rc
+            commits = [line.split()[1] for line in (stdin or b"").decode().splitlines()
+                       if len(line.split()) == 4 and set(line.split()[1]) != {"0"}]
+            try:
+                self.push(args[0] if args else None, commits=commits, events=ev)
+            except MlgitError as e:
+                ev.warn(f"pre-push: git-ml data not pushed: {e}")
+                return 1
+            return 0
         if name == "post-checkout" and (len(args) < 3 or args[2] != "1"):
             return rc  # a file checkout, not a branch or commit switch
         try:
+            self._fetch_pinned(ev)
             self.checkout_worktree(events=ev)
         except MlgitError as e:
             ev.warn(f"{name}: data not updated: {e}; run `git ml checkout` when ready")
         return rc
+
+    def _fetch_pinned(self, ev: Events) -> None:
+        """Fetch (lazily, when allowed) the snapshots the work tree's pointers pin but we lack."""
+        missing = sorted({p.id for _, p in self.tracked()
+                          if not self.store.objects.has_committed(bytes.fromhex(p.id))})
+        remote = self._lazy_remote() if missing else None
+        if missing and remote is not None:
+            sync.fetch(self, remote, [str(m) for m in missing], history=False, events=ev)
 
     @property
     def store(self) -> Store:
@@ -263,6 +290,85 @@ class Repo:
                 limit: int | None = None) -> list[LogEntry]:
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         return history.log(self, rev_range, run=run, limit=limit)
+
+    # -- remotes (mlgit/api/sync.py) -------------------------------------------------
+    def push(self, remote: str | None = None, *, force: bool = False,
+             commits: list[str] | None = None, events: Events | None = None) -> PushResult:
+        """Send sidecar objects, refs and notes to ``remote``."""
+        return sync.push(self, remote, force=force, commits=commits, events=events)
+
+    def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
+              events: Events | None = None) -> PushResult:
+        """Bring objects, remote-tracking refs and notes from ``remote``."""
+        return sync.fetch(self, remote, revs, events=events)
+
+    def pull(self, remote: str | None = None, *, events: Events | None = None
+             ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
+        """Fetch what HEAD's pointer files pin, then materialize it."""
+        return sync.pull(self, remote, events=events)
+
+    def ls_remote(self, remote: str | None = None) -> list[RemoteRef]:
+        """The datasets and runs a remote holds."""
+        return sync.ls_remote(self, remote)
+
+    def _lazy_remote(self) -> str | None:
+        """The remote to fetch missing data from, or None when lazy fetching is off."""
+        try:
+            off = self.git.run_git("config", "--bool", "ml.lazyFetch").decode().strip()
+        except GitCommandError:
+            off = "true"
+        if off == "false":
+            return None
+        try:
+            return self.git.run_git("config", "--get", "ml.remote").decode().strip() or None
+        except GitCommandError:
+            pass
+        try:
+            return resolve_remote(self.git, None).name
+        except UsageError:
+            return None  # no remote to fetch from
+
+    def _resolve_fetching(self, rev: str, whole: bool = True) -> ObjectID:
+        """Resolve ``rev`` locally, else fetch it from the lazy-fetch remote (when allowed).
+
+        With ``whole`` the snapshot's data comes too; otherwise only its snapshot
+        and trees (the caller fetches the chunks it needs).
+        """
+        try:
+            oid = self.resolve(rev)
+        except RevisionError:
+            remote = self._lazy_remote()
+            if remote is None:
+                raise
+            try:
+                sync.fetch(self, remote, [rev], history=False, notes=False, chunks_too=whole)
+            except (UsageError, GitCommandError):
+                raise RevisionError(f"unknown revision {rev!r} (not here, and the remote "
+                                    f"{remote!r} could not supply it)") from None
+            oid = self.resolve(rev)
+        if not self.store.objects.has_committed(bytes.fromhex(oid)) or (
+                whole and not self._complete(oid)):
+            remote = self._lazy_remote()
+            if remote is not None:
+                sync.fetch(self, remote, [oid], history=False, notes=False, chunks_too=whole)
+        return oid
+
+    def _complete(self, oid: ObjectID) -> bool:
+        """True if the snapshot and everything below it is in the local store."""
+        objects = self.store.objects
+        if not objects.has_committed(bytes.fromhex(oid)):
+            return False
+        stack = [bytes.fromhex(self.snapshot(oid).tree)]
+        while stack:
+            t = stack.pop()
+            if not objects.has_committed(t):
+                return False
+            for e in objects.get_tree(t):
+                if e.type == TYPE_DIR:
+                    stack.append(e.subtree)
+                elif e.type == TYPE_FILE and not all(objects.has_committed(c) for c, _ in e.chunks):
+                    return False
+        return True
 
     # -- revisions -----------------------------------------------------------
     def resolve(self, rev: str) -> ObjectID:
@@ -493,7 +599,7 @@ class Repo:
         inside the directory (what ``tf.train.Checkpoint.restore`` expects).
         """
         ev = events or Events()
-        oid = self.resolve(rev)
+        oid = self._resolve_fetching(rev)
         snap = self.snapshot(oid)
         ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
         try:
@@ -551,7 +657,10 @@ class Repo:
 
         For a file snapshot ``path`` may be empty.
         """
-        snap = self.snapshot(self.resolve(rev))
+        oid = self._resolve_fetching(rev, whole=False)
+        if not self.store.objects.has_committed(bytes.fromhex(oid)):
+            raise RevisionError(f"snapshot {oid} is not in the local store")
+        snap = self.snapshot(oid)
         get = self.store.objects.get_tree
         root = bytes.fromhex(snap.tree)
         if snap.root == ROOT_FILE and not path.strip("/"):
@@ -565,5 +674,9 @@ class Repo:
             raise BadPathError(f"{path!r} is a directory")
         if entry.type != TYPE_FILE:
             raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
+        missing = [c for c, _ in entry.chunks if not self.store.objects.has_committed(c)]
+        remote = self._lazy_remote() if missing else None
+        if missing and remote is not None:
+            sync.fetch_chunks(self, remote, missing)
         raw = SnapshotFile(self.store.objects, entry, path or os.fsdecode(entry.name))
         return io.BufferedReader(raw, buffer_size=1 << 20)

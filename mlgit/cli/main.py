@@ -229,10 +229,23 @@ def _show_checkpoint_meta(meta: dict[str, Any]) -> None:
 
 
 @cli.command(name="ls")
+@click.argument("remote", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def ls_cmd(c: Ctx, as_json: bool) -> None:
-    """List every dataset and checkpoint run with its newest version."""
+def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
+    """List every dataset and checkpoint run with its newest version (here, or on REMOTE)."""
+    if remote is not None:
+        with c.repo() as repo:
+            remote_entries = repo.ls_remote(remote)
+        if as_json:
+            _echo_json([e.to_json() for e in remote_entries])
+            return
+        for r in remote_entries:
+            s = r.snapshot
+            detail = (f"{s.files:>8} files {_human(s.bytes):>10}  {_when(s.time, s.tz)}"
+                      if s else "")
+            click.echo(f"{r.kind:<10} {r.name:<24} {r.id[:12]}  {detail}")
+        return
     with c.repo() as repo:
         entries = repo.ls()
     if as_json:
@@ -496,14 +509,61 @@ def lineage(c: Ctx, rev: str, as_json: bool) -> None:
         click.echo(f"{'  ' * depth}{'   ' if depth else ''}   code {commit}{dirty}  data {data}")
 
 
+def _report_transfer(verb: str, r: Any) -> None:
+    refs = f"; refs: {', '.join(r.refs)}" if r.refs else ""
+    notes = "; notes synced" if r.notes else ""
+    click.echo(f"{verb} {r.remote} ({r.url}): {r.objects} objects, {_human(r.bytes)} in "
+               f"{r.packs} packs{refs}{notes}" if verb == "pushed to" else
+               f"{verb} {r.remote} ({r.url}): {r.objects} objects, {_human(r.bytes)}"
+               f"{refs}{notes}")
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.option("-f", "--force", is_flag=True, help="Replace remote versions that are not ancestors.")
+@pass_ctx
+def push(c: Ctx, remote: str | None, force: bool) -> None:
+    """Send datasets, checkpoints and notes to REMOTE (default: the branch's, else origin)."""
+    with c.repo() as repo:
+        r = repo.push(remote, force=force, events=c.events)
+    _report_transfer("pushed to", r)
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.argument("revs", nargs=-1)
+@pass_ctx
+def fetch(c: Ctx, remote: str | None, revs: tuple[str, ...]) -> None:
+    """Bring objects, remote-tracking refs and notes from REMOTE (all, or just REVS)."""
+    with c.repo() as repo:
+        r = repo.fetch(remote, list(revs) or None, events=c.events)
+    _report_transfer("fetched from", r)
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@pass_ctx
+def pull(c: Ctx, remote: str | None) -> None:
+    """Fetch the data HEAD's pointer files pin (and the notes), then check it out."""
+    repo, created = Repo.init(c.cwd)  # a fresh clone has no store yet: set it up
+    with repo:
+        if created:
+            click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")
+        r, done = repo.pull(remote, events=c.events)
+    _report_transfer("fetched from", r)
+    for rel, oid in done:
+        click.echo(f"{rel}: {oid[:12]}")
+
+
 @cli.command(hidden=True)
-@click.argument("name", type=click.Choice(["post-checkout", "post-merge"]))
+@click.argument("name", type=click.Choice(["post-checkout", "post-merge", "pre-push"]))
 @click.argument("args", nargs=-1)
 @pass_ctx
 def hook(c: Ctx, name: str, args: tuple[str, ...]) -> None:
     """Run git-ml's part of a git hook (called by the installed hook scripts)."""
+    stdin = sys.stdin.buffer.read() if name == "pre-push" else None
     with c.repo() as repo:
-        rc = repo.run_hook(name, list(args), events=c.events)
+        rc = repo.run_hook(name, list(args), events=c.events, stdin=stdin)
     if rc:
         sys.exit(rc)
 
@@ -515,6 +575,11 @@ def path_cmd(c: Ctx, rev: str) -> None:
     """Print the path of a read-only copy of REV (as mlgit.checkout does)."""
     with c.repo() as repo:
         click.echo(str(repo.checkout(rev, events=c.events)))
+
+
+from mlgit.cli.serve import serve_store  # noqa: E402
+
+cli.add_command(serve_store)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,8 @@ from mlgit.errors import GitCommandError
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
-__all__ = ["NOTES_REF", "append_note_lines", "read_note"]
+__all__ = ["NOTES_REF", "append_note_lines", "fetch_notes", "merge_notes", "push_notes",
+           "read_note"]
 
 NOTES_REF = "refs/notes/ml"
 
@@ -50,3 +51,58 @@ def append_note_lines(repo: GitRepo, commit: str, lines: list[str]) -> None:
             repo.git.create_note(text, sig, sig, commit, NOTES_REF, True)
         except Exception as e:  # pygit2.GitError
             raise GitCommandError(f"cannot write the note on {commit[:12]}: {e}") from None
+
+
+def _tracking_ref(remote: str) -> str:
+    return f"refs/notes/remotes/{remote}/ml"
+
+
+def fetch_notes(repo: GitRepo, remote: str) -> bool:
+    """Fetch the remote's ``refs/notes/ml`` into a tracking ref; False if it has none."""
+    try:
+        repo.run_git("fetch", "-q", "--no-write-fetch-head", remote,
+                     f"+{NOTES_REF}:{_tracking_ref(remote)}")
+    except GitCommandError as e:
+        if "couldn't find remote ref" in e.stderr.lower():
+            return False
+        raise
+    return True
+
+
+def merge_notes(repo: GitRepo, remote: str) -> None:
+    """Merge the fetched notes into ours with ``cat_sort_uniq``: both sides' lines survive."""
+    with lock_file(repo.ml_dir / "notes"):
+        try:
+            repo.run_git("rev-parse", "-q", "--verify", NOTES_REF)
+            have_local = True
+        except GitCommandError:
+            have_local = False
+        if not have_local:
+            repo.run_git("update-ref", NOTES_REF, _tracking_ref(remote))
+            return
+        repo.run_git("notes", "--ref", NOTES_REF, "merge", "-q", "-s", "cat_sort_uniq",
+                     _tracking_ref(remote))
+
+
+def push_notes(repo: GitRepo, remote: str, tries: int = 3) -> bool:
+    """Fetch, merge and push ``refs/notes/ml``; False when there are no local notes.
+
+    A push that loses a race (someone pushed notes meanwhile) fetches, merges and
+    tries again. ``--no-verify`` keeps git's pre-push hook from running again.
+    """
+    try:
+        repo.run_git("rev-parse", "-q", "--verify", NOTES_REF)
+    except GitCommandError:
+        if fetch_notes(repo, remote):
+            merge_notes(repo, remote)
+        return False
+    for attempt in range(tries):
+        if fetch_notes(repo, remote):
+            merge_notes(repo, remote)
+        try:
+            repo.run_git("push", "-q", "--no-verify", remote, f"{NOTES_REF}:{NOTES_REF}")
+            return True
+        except GitCommandError:
+            if attempt == tries - 1:
+                raise
+    return True

@@ -21,7 +21,7 @@ from mlgit.store.fsutil import atomic_write
 __all__ = ["CHAINED_SUFFIX", "HOOK_NAMES", "HookResult", "hooks_dir", "hooks_enabled",
            "install_hooks", "run_chained", "scripts_dir"]
 
-HOOK_NAMES = ("post-checkout", "post-merge")
+HOOK_NAMES = ("post-checkout", "post-merge", "pre-push")
 CHAINED_SUFFIX = ".mlgit-chained"
 _MARKER = b"git-ml hook"
 

@@ -119,6 +119,24 @@ class ObjectStore:
         reader, entry = hit
         return reader.read(entry)
 
+    def entry(self, oid: bytes) -> IndexEntry | None:
+        """The index entry of a committed object, or None."""
+        hit = self._find(oid)
+        return hit[1] if hit else None
+
+    def get_stored(self, oid: bytes) -> tuple[IndexEntry, bytes]:
+        """An object's index entry and stored (still compressed) bytes, to send elsewhere."""
+        hit = self._find(oid)
+        if hit is None:
+            raise CorruptObjectError(f"object {raw_to_hex(oid)} is missing from the store")
+        reader, e = hit
+        return e, reader.read_stored(e)
+
+    def put_stored(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
+        """Add an object received as stored bytes; the caller has verified it against ``oid``."""
+        if not self.has(oid):
+            self._writer.add(oid, type_, codec, raw_len, stored)
+
     def get_tree(self, oid: bytes) -> list[TreeEntry]:
         """Decode a tree object (cached; trees are immutable)."""
         cached = self._tree_cache.get(oid)

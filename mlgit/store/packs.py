@@ -78,6 +78,13 @@ class PackReader:
             )
         return data
 
+    def read_stored(self, e: IndexEntry) -> bytes:
+        """The entry's bytes as stored (compressed, unverified), for copying to another store."""
+        buf = os.pread(self.fd, e.stored_len, e.offset + ENTRY_HEADER.size)
+        if len(buf) != e.stored_len:
+            raise CorruptObjectError(f"object {raw_to_hex(e.oid)} is truncated in {self.path.name}")
+        return buf
+
     def close(self) -> None:
         """Close the pack's file descriptor."""
         with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ there over ssh).
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,10 +112,8 @@ def open_backend(spec: RemoteSpec) -> Backend:
     """Connect to the remote's store (it may not exist yet: see ``read_config``)."""
     if spec.kind == "local":
         return LocalBackend(_local_store(spec), spec.url)
-    if spec.kind == "ssh":
-        from mlgit.sync.ssh import SSHBackend  # only when used
-
-        return SSHBackend(spec)
-    from mlgit.sync.s3 import S3Backend  # boto3 only when used
-
-    return S3Backend(spec)
+    # The transports are imported only when used (S3 needs boto3, an optional extra).
+    module, cls = ("mlgit.sync.ssh", "SSHBackend") if spec.kind == "ssh" else (
+        "mlgit.sync.s3", "S3Backend")
+    backend: Backend = getattr(importlib.import_module(module), cls)(spec)
+    return backend

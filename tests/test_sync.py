@@ -1,0 +1,189 @@
+"""Remotes end to end over a local path: push, fetch, pull, ls, hooks, lazy fetch, notes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import git, make_tree, read_tree, run_gitml
+
+import mlgit
+from mlgit import errors
+
+
+def _ids(root: Path, name: str = "data") -> str:
+    return (root / f"{name}.mlgit").read_text().split("id: ")[1].split()[0]
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """A bare repository to push to."""
+    r = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(r))
+    return r
+
+
+@pytest.fixture
+def alice(tmp_path: Path, origin: Path) -> Path:
+    """A work repository with data, a checkpoint and notes, whose origin is ``origin``."""
+    a = tmp_path / "alice"
+    a.mkdir()
+    git(a, "init", "-q")
+    run_gitml(a, "init", "--pack-size", "65536", "--chunk-size", "4096")
+    make_tree(a, {f"data/part{i % 4}/f{i}.bin": os.urandom(3000) for i in range(40)})
+    make_tree(a, {"data/README": "hello\n", "train.py": "print(1)\n"})
+    run_gitml(a, "add", "data")
+    git(a, "add", "train.py")
+    git(a, "commit", "-qm", "v1")
+    ck = a.parent / "ck"
+    make_tree(ck, {"w.bin": os.urandom(10_000)})
+    run_gitml(a, "commit-ckpt", str(ck), "--run", "r1", "--step", "1", "--metric", "acc=0.5")
+    git(a, "remote", "add", "origin", str(origin))
+    return a
+
+
+def test_git_push_with_hooks_then_clone_and_pull(alice: Path, origin: Path,
+                                                 tmp_path: Path) -> None:
+    want = read_tree(alice / "data")
+    p = git(alice, "push", "-q", "-u", "origin", "main")
+    assert p.returncode == 0
+    assert (origin / "ml" / "refs" / "datasets" / "data").read_text().strip() == _ids(alice)
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    assert not (bob / "data").exists()
+    out = run_gitml(bob, "pull").stdout
+    assert "Initialized git-ml store" in out
+    assert read_tree(bob / "data") == want
+    log = json.loads(run_gitml(bob, "log", "--json").stdout)
+    assert [c["run"] for c in log[0]["checkpoints"]] == ["r1"]
+    listing = json.loads(run_gitml(bob, "ls", "origin", "--json").stdout)
+    assert {(e["kind"], e["name"]) for e in listing} == {("dataset", "data"),
+                                                          ("checkpoint", "r1")}
+
+
+def test_push_sends_only_what_is_missing(alice: Path) -> None:
+    first = run_gitml(alice, "push").stdout
+    assert "pushed to origin" in first
+    again = run_gitml(alice, "push").stdout
+    assert "0 objects" in again
+    (alice / "data/part0/f0.bin").write_bytes(os.urandom(3000))
+    run_gitml(alice, "add", "data")
+    small = run_gitml(alice, "push").stdout
+    n = int(small.split(": ")[1].split(" objects")[0])
+    assert 1 <= n <= 6, small  # the new chunk(s), two trees, one snapshot
+
+
+def test_non_fast_forward_is_refused_unless_forced(alice: Path, tmp_path: Path,
+                                                   origin: Path) -> None:
+    git(alice, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "pull")
+    (alice / "data/README").write_text("alice\n")
+    run_gitml(alice, "add", "data")
+    run_gitml(alice, "push")
+    (bob / "data/README").write_text("bob\n")
+    run_gitml(bob, "add", "data")
+    p = run_gitml(bob, "push", check=False)
+    assert p.returncode == errors.ConflictError.exit_code
+    assert "datasets/data" in p.stderr and "git ml fetch origin" in p.stderr
+    assert (origin / "ml/refs/datasets/data").read_text().strip() == _ids(alice)
+    run_gitml(bob, "push", "--force")
+    assert (origin / "ml/refs/datasets/data").read_text().strip() == _ids(bob)
+
+
+def test_fetch_makes_remote_tracking_refs_and_merges_notes(alice: Path, tmp_path: Path,
+                                                          origin: Path) -> None:
+    git(alice, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "init")
+    # Both annotate the same commit; neither loses the other's record.
+    ck = tmp_path / "ck2"
+    make_tree(ck, {"w.bin": os.urandom(5000)})
+    run_gitml(bob, "commit-ckpt", str(ck), "--run", "bobs")
+    run_gitml(bob, "push")
+    make_tree(ck, {"w.bin": os.urandom(5000)})
+    run_gitml(alice, "commit-ckpt", str(ck), "--run", "alices")
+    run_gitml(alice, "push")
+    run_gitml(bob, "fetch")
+    view = json.loads(run_gitml(bob, "note", "show", "--json").stdout)
+    runs = {r["run"] for r in view["records"]}
+    assert runs == {"r1", "bobs", "alices"}
+    tracking = bob / ".git/ml/refs/remotes/origin/checkpoints/alices"
+    assert tracking.exists() and not (bob / ".git/ml/refs/checkpoints/alices").exists()
+    assert mlgit.latest_checkpoint("bobs", repo=bob).is_dir()
+
+
+def test_lazy_fetch_in_python(alice: Path, tmp_path: Path, origin: Path) -> None:
+    want = read_tree(alice / "data")
+    data_id = _ids(alice)
+    git(alice, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "init")
+    with mlgit.open(data_id, "part1/f1.bin", repo=bob) as f:
+        assert f.read() == (alice / "data/part1/f1.bin").read_bytes()
+    with mlgit.Repo(bob) as r:
+        assert not r._complete(data_id)  # only that file's chunks came
+    path = mlgit.checkout(data_id, repo=bob)
+    assert read_tree(path) == want
+    git(bob, "config", "ml.lazyFetch", "false")
+    with pytest.raises(errors.RevisionError):
+        mlgit.checkout("r1", repo=bob)
+
+
+def test_post_checkout_hook_fetches_lazily(alice: Path, tmp_path: Path, origin: Path) -> None:
+    git(alice, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "init")
+    (alice / "data/README").write_text("v2\n")
+    run_gitml(alice, "add", "data")
+    git(alice, "commit", "-qam", "v2")
+    git(alice, "push", "-q")
+    git(bob, "pull", "-q", "--ff-only")  # post-merge: fetch v2's data, materialize it
+    assert (bob / "data/README").read_text() == "v2\n"
+    git(bob, "checkout", "-q", "HEAD~1")  # post-checkout: v1's data (fetched on demand)
+    assert (bob / "data/README").read_text() == "hello\n"
+
+
+def test_remote_corruption_is_refused_naming_the_remote(alice: Path, tmp_path: Path,
+                                                       origin: Path) -> None:
+    git(alice, "push", "-q", "-u", "origin", "main")
+    for pack in (origin / "ml/packs").glob("*.pack"):
+        raw = bytearray(pack.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        pack.write_bytes(bytes(raw))
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    p = run_gitml(bob, "pull", check=False)
+    assert p.returncode == errors.CorruptObjectError.exit_code
+    assert str(origin) in p.stderr and "nothing of it was kept" in p.stderr
+    assert not (bob / "data").exists()
+
+
+@pytest.mark.parametrize(("remote", "needle"), [
+    ("nosuch", "unknown remote 'nosuch'"),
+    ("https://example.invalid/x.git", "cannot reach https://"),
+])
+def test_bad_remotes(alice: Path, remote: str, needle: str) -> None:
+    if remote.startswith("https"):
+        git(alice, "remote", "add", "web", remote)
+        remote = "web"
+    p = run_gitml(alice, "push", remote, check=False)
+    assert p.returncode == errors.UsageError.exit_code
+    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_remote_with_newer_store_format(alice: Path, origin: Path) -> None:
+    run_gitml(alice, "push")
+    cfg = origin / "ml/config"
+    obj = json.loads(cfg.read_text())
+    obj["format"] = 99
+    cfg.write_text(json.dumps(obj))
+    p = run_gitml(alice, "fetch", check=False)
+    assert p.returncode == errors.UnsupportedFormatError.exit_code
+    assert "newer" in p.stderr and str(origin) in p.stderr
