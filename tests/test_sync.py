@@ -187,3 +187,56 @@ def test_remote_with_newer_store_format(alice: Path, origin: Path) -> None:
     p = run_gitml(alice, "fetch", check=False)
     assert p.returncode == errors.UnsupportedFormatError.exit_code
     assert "newer" in p.stderr and str(origin) in p.stderr
+
+
+def test_git_pull_brings_notes(alice: Path, tmp_path: Path, origin: Path) -> None:
+    git(alice, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "pull")
+    git(alice, "commit", "-q", "--allow-empty", "-m", "train more")
+    ck = tmp_path / "ck3"
+    make_tree(ck, {"w.bin": os.urandom(5000)})
+    run_gitml(alice, "commit-ckpt", str(ck), "--run", "late", "--metric", "acc=0.9")
+    git(alice, "push", "-q")  # pre-push hook: data, refs and notes
+    git(bob, "pull", "-q", "--ff-only")  # post-merge hook: data and notes
+    log = json.loads(run_gitml(bob, "log", "--json", "-n", "1").stdout)
+    assert [c["run"] for c in log[0]["checkpoints"]] == ["late"]
+
+
+def test_interrupted_push_resumes_sending_only_what_is_missing(alice: Path,
+                                                                origin: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    make_tree(alice, {"big/blob.bin": os.urandom(6 << 20)})  # ~100 packs at 64 KiB
+    run_gitml(alice, "add", "big")
+    # Its own process group, so that the kill reaches git-ml and not only the git above it.
+    proc = subprocess.Popen(["git", "ml", "push"], cwd=alice, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    packs = origin / "ml" / "packs"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if packs.exists() and len(list(packs.glob("*.idx"))) >= 10:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode != 0, "push finished before it could be interrupted"
+    # The remote is valid: no ref names anything incomplete, every index decodes.
+    assert not (origin / "ml/refs/datasets/big").exists()
+    from mlgit.format.pack import decode_index
+
+    on_remote: set[bytes] = set()
+    for idx in packs.glob("*.idx"):
+        entries = decode_index(idx.read_bytes(), (idx.with_suffix(".pack")).stat().st_size)
+        on_remote.update(e.oid for e in entries)
+    assert len(on_remote) > 10
+    out = run_gitml(alice, "push").stdout
+    resent = int(out.split(": ")[1].split(" objects")[0])
+    with mlgit.Repo(alice) as r:
+        local = set(r.store.objects.ids())
+    # Exactly what the remote still lacked was sent; nothing that arrived before the kill.
+    assert resent == len(local - on_remote)
+    assert (origin / "ml/refs/datasets/big").read_text().strip() == _ids(alice, "big")

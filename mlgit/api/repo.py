@@ -37,6 +37,7 @@ from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.gitlink import index as gitindex
+from mlgit.gitlink.notes import fetch_notes, merge_notes
 from mlgit.gitlink.pointers import (
     list_pointers,
     pointer_path_for,
@@ -219,6 +220,14 @@ class Repo:
             self.checkout_worktree(events=ev)
         except MlgitError as e:
             ev.warn(f"{name}: data not updated: {e}; run `git ml checkout` when ready")
+        if name == "post-merge":  # `git pull`: bring the remote's notes along
+            try:
+                remote = self._lazy_remote()
+                if remote is not None and sync.is_git_remote(self, remote) and (
+                        fetch_notes(self.git, remote)):
+                    merge_notes(self.git, remote)
+            except MlgitError as e:
+                ev.warn(f"post-merge: notes not fetched: {e}; run `git ml fetch`")
         return rc
 
     def _fetch_pinned(self, ev: Events) -> None:

@@ -37,8 +37,8 @@ from mlgit.sync.transfer import (
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
 
-__all__ = ["PushResult", "RemoteRef", "fetch", "fetch_chunks", "ls_remote", "pull", "push",
-           "tracking_refs"]
+__all__ = ["PushResult", "RemoteRef", "fetch", "fetch_chunks", "is_git_remote", "ls_remote", "pull",
+           "push", "tracking_refs"]
 
 
 @dataclass
@@ -76,7 +76,8 @@ def _connect(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
     return spec, open_backend(spec)
 
 
-def _is_git_remote(repo: Repo, name: str) -> bool:
+def is_git_remote(repo: Repo, name: str) -> bool:
+    """True when ``name`` is one of git's remotes (so notes can travel with git)."""
     try:
         repo.git.run_git("config", "--get", f"remote.{name}.url")
         return True
@@ -155,19 +156,22 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 "the remote's version (or push with --force to replace it)")
         roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
-        ev.start(f"pushing to {spec.name}", 0, 0)
+        def on_total(files: int, nbytes: int) -> None:
+            ev.start(f"pushing to {spec.name}", files, nbytes)
+
         try:
-            stats = push_objects(store, backend, roots, index, progress=ev.advance)
+            stats = push_objects(store, backend, roots, index, progress=ev.advance,
+                                 on_total=on_total)
         finally:
             ev.finish()
         result.objects, result.bytes, result.packs = stats.objects, stats.bytes, stats.packs
         for ref, new, old in updates:
             try:
                 backend.update_ref(ref, new, old)
-            except ConflictError:
+            except ConflictError as e:
                 raise ConflictError(
-                    f"{ref} on {spec.name} moved while pushing (someone else pushed); run "
-                    f"`git ml fetch {spec.name}` and push again") from None
+                    f"{ref} on {spec.name} could not be updated ({e}); if someone else pushed, "
+                    f"run `git ml fetch {spec.name}` and push again") from None
             result.refs.append(ref)
         tracking = tracking_refs(store, spec.name) if is_ref_name(spec.name) else None
         if tracking is not None:
@@ -176,7 +180,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 tracking.update(kind, name, new, tracking.get(kind, name))
     finally:
         backend.close()
-    if _is_git_remote(repo, spec.name):
+    if is_git_remote(repo, spec.name):
         result.notes = push_notes(repo.git, spec.name)
     return result
 
@@ -215,10 +219,13 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
         wanted = ([_resolve_remote_rev(r, refs, index) for r in revs] if revs
                   else sorted(set(refs.values())))
-        ev.start(f"fetching from {spec.name}", 0, 0)
+        def on_total(files: int, nbytes: int) -> None:
+            ev.start(f"fetching from {spec.name}", files, nbytes)
+
         try:
             stats = fetch_objects(store, backend, [bytes.fromhex(w) for w in wanted], index,
-                                  history=history, chunks_too=chunks_too, progress=ev.advance)
+                                  history=history, chunks_too=chunks_too, progress=ev.advance,
+                                  on_total=on_total)
         finally:
             ev.finish()
         result.objects, result.bytes = stats.objects, stats.bytes
@@ -234,7 +241,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
                     result.refs.append(ref)
     finally:
         backend.close()
-    if notes and _is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
+    if notes and is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
         merge_notes(repo.git, spec.name)
         result.notes = True
     return result
@@ -281,7 +288,7 @@ def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
     else:
         spec = resolve_remote(repo.git, remote)
         result = PushResult(spec.name, spec.url)
-        if _is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
+        if is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
             merge_notes(repo.git, spec.name)
             result.notes = True
     return result, repo.checkout_worktree(events=events)

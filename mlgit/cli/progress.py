@@ -28,6 +28,7 @@ class TerminalEvents(Events):
         self._done = [0, 0]
         self._last = 0.0
         self._drawn = False
+        self._started = time.monotonic()
 
     def warn(self, message: str) -> None:
         """Print a warning line (above the bar)."""
@@ -40,6 +41,7 @@ class TerminalEvents(Events):
         with self._lock:
             self._label, self._total = label, (files, nbytes)
             self._done = [0, 0]
+            self._started = time.monotonic()
             self._draw(force=True)
 
     def advance(self, files: int, nbytes: int) -> None:
@@ -63,8 +65,11 @@ class TerminalEvents(Events):
         self._last = now
         files, nbytes = self._total
         pct = 100 * self._done[1] // nbytes if nbytes else 100
-        sys.stderr.write(f"\r\x1b[K{self._label}: {pct:3d}% {self._done[0]}/{files} files, "
-                         f"{_mib(self._done[1])}/{_mib(nbytes)}")
+        elapsed = now - self._started
+        rate = f", {_mib(int(self._done[1] / elapsed))}/s" if elapsed > 0.5 else ""
+        noun = "objects" if self._label.startswith(("pushing", "fetching")) else "files"
+        sys.stderr.write(f"\r\x1b[K{self._label}: {pct:3d}% {self._done[0]}/{files} {noun}, "
+                         f"{_mib(self._done[1])}/{_mib(nbytes)}{rate}")
         sys.stderr.flush()
         self._drawn = True
 

@@ -9,10 +9,12 @@ each other's staging. Staging is skipped when the index already holds the file.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
 from mlgit.errors import BadPathError, GitCommandError
+from mlgit.format.ids import digest_bytes
 from mlgit.format.pointer import POINTER_SUFFIX
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write
@@ -83,7 +85,10 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
     line = f"/{name}"
     if line in _read(path).splitlines():
         return ignore_rel
-    with lock_file(path):  # read-modify-write: another git-ml may be adding a line too
+    # Read-modify-write: another git-ml may be adding a line too. The lock lives in the
+    # store, not beside the .gitignore, so the work tree stays clean.
+    key = digest_bytes(os.fsencode(str(path))).hex()
+    with lock_file(repo.ml_dir / "tmp" / f"gitignore-{key}"):
         text = _read(path)
         if line not in text.splitlines():
             sep = "" if not text or text.endswith("\n") else "\n"

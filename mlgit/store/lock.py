@@ -1,8 +1,16 @@
-"""Lock files (``<file>.lock``, created with O_EXCL), as git uses them."""
+"""Advisory locks: ``flock(2)`` on a ``<file>.lock`` beside the file they guard.
+
+The kernel releases a lock when its holder dies, so a crash (kill -9, power
+loss) never leaves a stale lock behind, unlike git's ``O_EXCL`` lock files.
+Lock files are never deleted: deleting one while another process waits on it
+would let two processes believe they hold the lock. Their names end in
+``.lock``, which no ref name may, so they are never mistaken for refs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -15,29 +23,26 @@ __all__ = ["lock_file"]
 
 @contextlib.contextmanager
 def lock_file(path: Path, timeout: float = 10.0) -> Iterator[Path]:
-    """Hold ``<path>.lock`` for the duration of the ``with`` block.
+    """Hold an exclusive lock on ``<path>.lock`` for the duration of the ``with`` block.
 
-    Waits up to ``timeout`` seconds for another holder, then raises
-    ConflictError naming the lock so a user can remove a stale one.
+    Waits up to ``timeout`` seconds for another holder, then raises ConflictError.
     """
     lock = path.with_name(path.name + ".lock")
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            if time.monotonic() >= deadline:
-                raise ConflictError(
-                    f"{lock} is held by another process; if no git-ml is running, remove it"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.close(fd)
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConflictError(
+                        f"{lock} is held by another git-ml process; try again when it is done"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
         yield lock
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
+        os.close(fd)  # releases the lock

@@ -202,9 +202,13 @@ class _PackBuilder:
 
 
 def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
-                 progress: Progress | None = None) -> TransferStats:
+                 progress: Progress | None = None,
+                 on_total: Callable[[int, int], None] | None = None) -> TransferStats:
     """Send every object reachable from ``roots`` that the remote lacks, as packs."""
     todo = closure_postorder(store, roots, remote.has)
+    if on_total:
+        sizes = [store.objects.entry(o) for o in todo]
+        on_total(len(todo), sum(e.stored_len for e in sizes if e is not None))
     stats = TransferStats()
 
     def emit(path: Path, entries: list[IndexEntry]) -> None:
@@ -274,7 +278,8 @@ def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
 
 def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
                   *, history: bool = True, chunks_too: bool = True,
-                  progress: Progress | None = None) -> TransferStats:
+                  progress: Progress | None = None,
+                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
     """Bring every object reachable from ``roots`` that the local store lacks.
 
     ``history`` False skips snapshots' parents (just these versions);
@@ -342,6 +347,8 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
     for c in chunk_ids:
         if not remote.has(c):
             raise CorruptObjectError(f"remote {backend.url} lacks object {raw_to_hex(c)}")
+    if on_total:
+        on_total(len(chunk_ids), sum(remote.entries[c][1].stored_len for c in chunk_ids))
     # Leaves first, in batches that bound memory, then structure from the bottom up.
     batch: list[bytes] = []
     size = 0
