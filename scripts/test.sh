@@ -3,6 +3,15 @@
 # test dependencies, then runs ruff, mypy and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The SSH transport's tests start a real OpenSSH server on 127.0.0.1.
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            openssh-server openssh-client >/dev/null
+    else
+        echo "openssh-server is needed for the SSH tests: apt-get install openssh-server" >&2
+    fi
+fi
 scripts/setup-venv.sh test
 VENV="${MLGIT_VENV:-.venv}"
 # The TensorFlow tests run on the CPU: the CPU-only build is a quarter of the size of
