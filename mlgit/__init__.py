@@ -18,11 +18,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api.checkpoints import CkptResult
 from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
 from mlgit.errors import MlgitError
+
+if TYPE_CHECKING:
+    from mlgit.api.checkpoints import CkptResult
+
+
+def __getattr__(name: str) -> Any:
+    """Load rarely used names on first use (keeps ``git ml status`` start-up short)."""
+    if name == "CkptResult":
+        from mlgit.api.checkpoints import CkptResult
+
+        return CkptResult
+    raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
 __all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
            "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",

@@ -18,13 +18,13 @@ checks git-ml, not moto's thread scheduling.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,7 +65,11 @@ run, lock = server.run_simple, threading.Lock()
 def serialized(app):
     def handle(environ, start_response):
         with lock:
-            return list(app(environ, start_response))
+            body = app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                getattr(body, "close", lambda: None)()
     return handle
 server.run_simple = lambda host, port, app, **kw: run(host, port, serialized(app), **kw)
 server.main(sys.argv[1:])
@@ -79,12 +83,13 @@ def _free_port() -> int:
 
 
 def _answers(endpoint: str) -> bool:
+    """True once moto's API answers at ``endpoint`` (directly: no proxy)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1):
+        with opener.open(f"{endpoint}/moto-api/data.json", timeout=1) as resp:
+            json.load(resp)
             return True
-    except urllib.error.HTTPError:
-        return True  # it answered, even if with an error
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 

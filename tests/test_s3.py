@@ -150,7 +150,8 @@ def _set_moto_auth(endpoint: str, count: str) -> None:
     """Turn moto's IAM authentication on ("0") or off ("inf"), server-wide."""
     req = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=count.encode(),
                                  headers={"Content-Type": "text/plain"}, method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as resp:
         assert json.load(resp)["status"] == "ok"
 
 
@@ -414,3 +415,59 @@ def test_a_retried_update_whose_first_attempt_won(
         b.update_ref("datasets/d", OID_A, OID_B)
     assert other.list_refs() == {"datasets/d": OID_C}
     real.close()
+
+
+# -------------------------------------------------------------------- end to end
+
+
+def test_push_and_pull_through_s3(s3_env: S3Env, tmp_path: Path) -> None:
+    """`git ml push`/`pull` with `ml.origin.url s3://...` and `ml.origin.endpoint`."""
+    from conftest import git, make_tree, read_tree, run_gitml
+
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    url = f"s3://{s3_env.bucket}/team/store"
+
+    def use_s3(repo: Path) -> None:
+        git(repo, "config", "ml.origin.url", url)
+        git(repo, "config", "ml.origin.endpoint", s3_env.endpoint)
+
+    alice = tmp_path / "alice"
+    alice.mkdir()
+    git(alice, "init", "-q")
+    run_gitml(alice, "init", "--pack-size", "65536", "--chunk-size", "4096")
+    make_tree(alice, {f"data/part{i % 3}/f{i}.bin": os.urandom(2000) for i in range(30)})
+    run_gitml(alice, "add", "data")
+    git(alice, "add", "-A")
+    git(alice, "commit", "-qm", "v1")
+    git(alice, "remote", "add", "origin", str(origin))
+    use_s3(alice)
+    run_gitml(alice, "push")
+    git(alice, "push", "-q", "-u", "origin", "main")
+    keys = [o["Key"] for o in s3_env.client.list_objects_v2(
+        Bucket=s3_env.bucket, Prefix="team/store/")["Contents"]]
+    assert "team/store/config" in keys and "team/store/refs/datasets/data" in keys
+    assert any(k.endswith(".pack") for k in keys)
+
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    use_s3(bob)
+    run_gitml(bob, "pull")
+    assert read_tree(bob / "data") == read_tree(alice / "data")
+    listing = json.loads(run_gitml(bob, "ls", "origin", "--json").stdout)
+    assert ("dataset", "data") in {(e["kind"], e["name"]) for e in listing}
+
+
+def test_cli_errors_are_one_line_and_keep_the_secret(s3_env: S3Env, tmp_path: Path) -> None:
+    from conftest import git, run_gitml
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    run_gitml(repo, "init")
+    git(repo, "config", "ml.origin.url", "s3://no-such-bucket-mlgit/x")
+    git(repo, "config", "ml.origin.endpoint", s3_env.endpoint)
+    p = run_gitml(repo, "push", check=False)
+    assert p.returncode == UsageError.exit_code, p.stderr
+    assert "bucket 'no-such-bucket-mlgit' does not exist" in p.stderr
+    assert "Traceback" not in p.stderr and s3_env.secret_key not in p.stdout + p.stderr

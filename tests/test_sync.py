@@ -240,3 +240,26 @@ def test_interrupted_push_resumes_sending_only_what_is_missing(alice: Path,
     # Exactly what the remote still lacked was sent; nothing that arrived before the kill.
     assert resent == len(local - on_remote)
     assert (origin / "ml/refs/datasets/big").read_text().strip() == _ids(alice, "big")
+
+
+def test_git_push_and_pull_over_ssh(alice: Path, sshd: object, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same round trip through a real OpenSSH server: git's ssh command is git-ml's."""
+    import shlex
+
+    server = tmp_path / "srv.git"
+    git(tmp_path, "init", "-q", "--bare", str(server))
+    url = f"ssh://{sshd.user}@{sshd.host}{server}"  # type: ignore[attr-defined]
+    monkeypatch.setenv("GIT_SSH_COMMAND", shlex.join(sshd.ssh_command))  # type: ignore[attr-defined]
+    git(alice, "remote", "add", "srv", url)
+    want = read_tree(alice / "data")
+    git(alice, "push", "-q", "srv", "main")  # pre-push hook pushes the data over ssh
+    assert (server / "ml/refs/datasets/data").read_text().strip() == _ids(alice)
+    bob = tmp_path / "bob-ssh"
+    git(tmp_path, "clone", "-q", url, str(bob))
+    run_gitml(bob, "pull")
+    assert read_tree(bob / "data") == want
+    listing = json.loads(run_gitml(bob, "ls", "origin", "--json").stdout)
+    assert {e["name"] for e in listing} == {"data", "r1"}
+    log = json.loads(run_gitml(bob, "log", "--json").stdout)
+    assert [c["run"] for c in log[0]["checkpoints"]] == ["r1"]

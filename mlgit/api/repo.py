@@ -13,14 +13,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api import checkpoints, history, notes, sync
-from mlgit.api.checkpoints import CkptResult, LineageEntry
 from mlgit.api.events import Events
-from mlgit.api.history import LogEntry
-from mlgit.api.notes import NoteView
-from mlgit.api.sync import PushResult, RemoteRef
 from mlgit.errors import (
     BadPathError,
     FormatError,
@@ -37,7 +32,6 @@ from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.gitlink import index as gitindex
-from mlgit.gitlink.notes import fetch_notes, merge_notes
 from mlgit.gitlink.pointers import (
     list_pointers,
     pointer_path_for,
@@ -46,16 +40,19 @@ from mlgit.gitlink.pointers import (
     write_pointer,
 )
 from mlgit.gitlink.repo import GitRepo, discover
-from mlgit.hooks.install import HookResult, hooks_enabled, install_hooks, run_chained
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
-from mlgit.snapshot.materialize import materialize_readonly, update_worktree
-from mlgit.snapshot.reader import SnapshotFile
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
 from mlgit.store.refs import REF_KINDS
 from mlgit.store.revision import resolve_revision
 from mlgit.store.store import Store
-from mlgit.sync.remote import resolve_remote
+
+if TYPE_CHECKING:
+    from mlgit.api.checkpoints import CkptResult, LineageEntry
+    from mlgit.api.history import LogEntry
+    from mlgit.api.notes import NoteView
+    from mlgit.api.sync import PushResult, RemoteRef
+    from mlgit.hooks.install import HookResult
 
 __all__ = ["AddResult", "FileInfo", "ListEntry", "Repo", "SnapshotInfo", "StatusEntry"]
 
@@ -168,6 +165,9 @@ class Repo:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.git = discover(Path(path) if path is not None else Path.cwd())
         self._store: Store | None = None
+        # The ssh client for SSH remotes when the caller has one (the CLI passes
+        # GIT_SSH_COMMAND); otherwise core.sshCommand, else `ssh`.
+        self.ssh_command: str | None = None
 
     # -- setup ---------------------------------------------------------------
     @classmethod
@@ -186,6 +186,7 @@ class Repo:
 
     def install_hooks(self) -> list[HookResult]:
         """Install post-checkout and post-merge hooks, chaining any hook already there."""
+        from mlgit.hooks.install import install_hooks  # imported when used: start-up time
         return install_hooks(self.git)
 
     def run_hook(self, name: str, args: list[str], events: Events | None = None,
@@ -198,6 +199,15 @@ class Repo:
         commits pin is pushed first; if that fails the push is stopped (exit 1),
         so a remote never gets commits whose data it cannot have.
         """
+        from mlgit.api import sync  # imported when used: start-up time
+        from mlgit.gitlink.notes import (  # imported when used: start-up time
+            fetch_notes,
+            merge_notes,
+        )
+        from mlgit.hooks.install import (  # imported when used: start-up time
+            hooks_enabled,
+            run_chained,
+        )
         ev = events or Events()
         rc = run_chained(self.git, name, args, stdin)
         if not hooks_enabled(self.git) or not (self.git.ml_dir / "config").exists():
@@ -232,6 +242,7 @@ class Repo:
 
     def _fetch_pinned(self, ev: Events) -> None:
         """Fetch (lazily, when allowed) the snapshots the work tree's pointers pin but we lack."""
+        from mlgit.api import sync  # imported when used: start-up time
         missing = sorted({p.id for _, p in self.tracked()
                           if not self.store.objects.has_committed(bytes.fromhex(p.id))})
         remote = self._lazy_remote() if missing else None
@@ -270,6 +281,7 @@ class Repo:
                     graph: str | os.PathLike[str] | None = None,
                     events: Events | None = None) -> CkptResult:
         """Store a checkpoint of ``run`` with its lineage; see :func:`checkpoints.commit_ckpt`."""
+        from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.commit_ckpt(
             self, path, run=run, step=step, metrics=metrics, config_files=config_files,
             message=message, datasets=datasets, parent=parent, log=log, graph=graph,
@@ -277,10 +289,12 @@ class Repo:
 
     def latest_checkpoint(self, run: str) -> Path:
         """Path of ``run``'s newest checkpoint (read-only; the prefix for TF checkpoints)."""
+        from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.latest_checkpoint(self, run)
 
     def lineage(self, rev: str, limit: int | None = None) -> list[LineageEntry]:
         """A checkpoint and its ancestors across runs, newest first."""
+        from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.lineage(self, rev, limit)
 
     def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
@@ -288,40 +302,50 @@ class Repo:
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:
         """Attach a training log, graph definition and/or test results to a commit."""
+        from mlgit.api import notes  # imported when used: start-up time
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
                               dataset=dataset, events=events)
 
     def show_note(self, commit: str = "HEAD") -> NoteView:
         """A commit's ML records (malformed lines reported, not fatal)."""
+        from mlgit.api import notes  # imported when used: start-up time
         return notes.show_note(self, commit)
 
     def history(self, rev_range: str | None = None, *, run: str | None = None,
                 limit: int | None = None) -> list[LogEntry]:
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
+        from mlgit.api import (
+            history,  # imported when used: start-up time
+            )
         return history.log(self, rev_range, run=run, limit=limit)
 
     # -- remotes (mlgit/api/sync.py) -------------------------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
              commits: list[str] | None = None, events: Events | None = None) -> PushResult:
         """Send sidecar objects, refs and notes to ``remote``."""
+        from mlgit.api import sync  # imported when used: start-up time
         return sync.push(self, remote, force=force, commits=commits, events=events)
 
     def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
               events: Events | None = None) -> PushResult:
         """Bring objects, remote-tracking refs and notes from ``remote``."""
+        from mlgit.api import sync  # imported when used: start-up time
         return sync.fetch(self, remote, revs, events=events)
 
     def pull(self, remote: str | None = None, *, events: Events | None = None
              ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
         """Fetch what HEAD's pointer files pin, then materialize it."""
+        from mlgit.api import sync  # imported when used: start-up time
         return sync.pull(self, remote, events=events)
 
     def ls_remote(self, remote: str | None = None) -> list[RemoteRef]:
         """The datasets and runs a remote holds."""
+        from mlgit.api import sync  # imported when used: start-up time
         return sync.ls_remote(self, remote)
 
     def _lazy_remote(self) -> str | None:
         """The remote to fetch missing data from, or None when lazy fetching is off."""
+        from mlgit.sync.remote import resolve_remote  # imported when used: start-up time
         try:
             off = self.git.run_git("config", "--bool", "ml.lazyFetch").decode().strip()
         except GitCommandError:
@@ -343,6 +367,7 @@ class Repo:
         With ``whole`` the snapshot's data comes too; otherwise only its snapshot
         and trees (the caller fetches the chunks it needs).
         """
+        from mlgit.api import sync  # imported when used: start-up time
         try:
             oid = self.resolve(rev)
         except RevisionError:
@@ -607,6 +632,9 @@ class Repo:
         For a checkpoint stored from a TensorFlow prefix, the path is that prefix
         inside the directory (what ``tf.train.Checkpoint.restore`` expects).
         """
+        from mlgit.snapshot.materialize import (
+            materialize_readonly,  # imported when used: start-up time
+        )
         ev = events or Events()
         oid = self._resolve_fetching(rev)
         snap = self.snapshot(oid)
@@ -627,6 +655,7 @@ class Repo:
         Returns (path, id) for each path updated. Refuses, changing nothing for
         that path, to discard local changes not saved in the store unless ``force``.
         """
+        from mlgit.snapshot.materialize import update_worktree  # imported when used: start-up time
         ev = events or Events()
         store = self.store
         work = self.git.require_workdir()
@@ -666,6 +695,8 @@ class Repo:
 
         For a file snapshot ``path`` may be empty.
         """
+        from mlgit.api import sync  # imported when used: start-up time
+        from mlgit.snapshot.reader import SnapshotFile  # imported when used: start-up time
         oid = self._resolve_fetching(rev, whole=False)
         if not self.store.objects.has_committed(bytes.fromhex(oid)):
             raise RevisionError(f"snapshot {oid} is not in the local store")

@@ -72,7 +72,7 @@ class RemoteRef:
 
 
 def _connect(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
-    spec = resolve_remote(repo.git, remote)
+    spec = resolve_remote(repo.git, remote, repo.ssh_command)
     return spec, open_backend(spec)
 
 

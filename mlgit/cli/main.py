@@ -16,16 +16,18 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from mlgit import __version__
-from mlgit.api.history import LogEntry
 from mlgit.api.repo import Repo
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+
+if TYPE_CHECKING:
+    from mlgit.api.history import LogEntry
 
 __all__ = ["cli", "main"]
 
@@ -63,8 +65,10 @@ class Ctx:
         self.events = TerminalEvents(sys.stderr.isatty())
 
     def repo(self) -> Repo:
-        """The repository around ``cwd``."""
-        return Repo(self.cwd)
+        """The repository around ``cwd``, with git's ssh command for SSH remotes."""
+        repo = Repo(self.cwd)
+        repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+        return repo
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -546,6 +550,7 @@ def fetch(c: Ctx, remote: str | None, revs: tuple[str, ...]) -> None:
 def pull(c: Ctx, remote: str | None) -> None:
     """Fetch the data HEAD's pointer files pin (and the notes), then check it out."""
     repo, created = Repo.init(c.cwd)  # a fresh clone has no store yet: set it up
+    repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
     with repo:
         if created:
             click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")

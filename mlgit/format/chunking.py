@@ -18,6 +18,9 @@ class Chunker:
 
     def __init__(self, min_size: int, avg_size: int, max_size: int) -> None:
         self.min_size = min_size
+        # A file up to half the largest chunk is one chunk: content-defined cuts
+        # inside it would gain little deduplication and cost a FastCDC pass.
+        self.single_max = max_size // 2
         self._params = (avg_size, min_size, max_size)
         self._local = threading.local()
 
@@ -41,7 +44,7 @@ class Chunker:
 
     def chunks_of(self, data: bytes) -> Iterator[bytes]:
         """Yield the chunks of an in-memory buffer."""
-        if len(data) <= self.min_size:
+        if len(data) <= self.single_max:
             if data:
                 yield data
             return

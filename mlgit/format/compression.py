@@ -17,6 +17,8 @@ CODEC_ZSTD = 1
 _LEVEL = 1  # measured: 2x faster than 3 on CSV, same ratio; weights do not compress
 # Keep the zstd output only when it saves at least this fraction of the bytes.
 _MIN_SAVING = 1 / 32
+_PROBE = 4096
+_PROBE_KEEP = 0.97
 _local = threading.local()
 
 
@@ -38,10 +40,16 @@ def compress(data: bytes | memoryview) -> tuple[int, bytes]:
     """Return ``(codec, stored_bytes)`` for ``data``.
 
     zstd output is kept only if it is meaningfully smaller; otherwise the raw
-    bytes are stored (weights, JPEGs). Releases the GIL while compressing, so
-    callers may run it on several threads (each thread has its own compressor).
+    bytes are stored (weights, JPEGs). For objects over twice :data:`_PROBE`
+    bytes, the first :data:`_PROBE` bytes are compressed first, and if they do
+    not shrink the object is stored raw without compressing the rest (random
+    bytes cost a tenth as much). Releases the GIL while compressing, so callers
+    may run it on several threads (each thread has its own compressor).
     """
-    out = _compressor().compress(data)
+    c = _compressor()
+    if len(data) > 2 * _PROBE and len(c.compress(data[:_PROBE])) > _PROBE * _PROBE_KEEP:
+        return CODEC_RAW, bytes(data)
+    out = c.compress(data)
     if len(out) <= len(data) - len(data) * _MIN_SAVING:
         return CODEC_ZSTD, out
     return CODEC_RAW, bytes(data)

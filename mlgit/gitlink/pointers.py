@@ -38,8 +38,15 @@ def read_pointer(repo: GitRepo, pointer_rel: str) -> Pointer | None:
 
 
 def write_pointer(repo: GitRepo, pointer_rel: str, p: Pointer) -> None:
-    """Write a pointer file atomically."""
-    atomic_write(repo.require_workdir() / pointer_rel, encode_pointer(p))
+    """Write a pointer file atomically (nothing is written when it already says this)."""
+    path = repo.require_workdir() / pointer_rel
+    data = encode_pointer(p)
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write(path, data)
 
 
 def list_pointers(repo: GitRepo) -> list[str]:

@@ -102,7 +102,7 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         whole = xxhash.xxh3_128()
         chunks: list[tuple[bytes, int]] = []
         total = 0
-        if before.size <= chunker.min_size:
+        if before.size <= chunker.single_max:
             pieces = chunker.chunks_of(f.read(before.size + 1))
         else:
             pieces = chunker.chunks(f)

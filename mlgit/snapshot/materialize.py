@@ -46,11 +46,22 @@ _WORKERS = min(4, (os.cpu_count() or 1) + 1)
 
 
 def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
-    """Write entry ``e`` at ``dest`` via a temp file and rename (replacing a file there)."""
-    parent = os.path.dirname(dest) or b"."
-    tmp = os.path.join(parent, os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1])))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                 0o777 if e.executable else 0o666)
+    """Write entry ``e`` at ``dest``.
+
+    A file that exists is replaced through a temp file and a rename, so it is
+    never seen half-written. A new one is created in place with ``O_EXCL`` (as
+    git checks files out): a crash can leave it short, which ``status`` then
+    reports as modified and ``checkout --force`` repairs.
+    """
+    mode = 0o777 if e.executable else 0o666
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    tmp: bytes | None = None
+    try:
+        fd = os.open(dest, flags, mode)
+    except FileExistsError:
+        parent = os.path.dirname(dest) or b"."
+        tmp = os.path.join(parent, os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1])))
+        fd = os.open(tmp, flags, mode)
     try:
         for cid, _n in e.chunks:
             view = memoryview(store.objects.get(cid))
@@ -58,12 +69,13 @@ def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
                 view = view[os.write(fd, view):]
         os.close(fd)
         fd = -1
-        os.replace(tmp, dest)
+        if tmp is not None:
+            os.replace(tmp, dest)
     except BaseException:
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp if tmp is not None else dest)
         raise
 
 

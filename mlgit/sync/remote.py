@@ -10,8 +10,10 @@ there over ssh).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,8 @@ class RemoteSpec:
     user: str = ""
     port: int | None = None
     endpoint: str | None = None
+    ssh_command: tuple[str, ...] | None = None
+    remote_command: str | None = None
 
 
 def _config(git: GitRepo, key: str) -> str | None:
@@ -81,8 +85,14 @@ def parse_url(name: str, url: str, base: Path, endpoint: str | None = None) -> R
     return RemoteSpec(name, url, "local", str(path if path.is_absolute() else base / path))
 
 
-def resolve_remote(git: GitRepo, name: str | None) -> RemoteSpec:
-    """The remote called ``name`` (default: see :func:`default_remote`); a URL works too."""
+def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = None
+                   ) -> RemoteSpec:
+    """The remote called ``name`` (default: see :func:`default_remote`); a URL works too.
+
+    For SSH remotes the ssh client is ``ssh_command`` (the caller passes
+    ``GIT_SSH_COMMAND``), else ``git config core.sshCommand``, else ``ssh``; the
+    command run on the remote is ``git config ml.<remote>.gitml``, else ``git-ml``.
+    """
     remote = name or default_remote(git)
     base = git.workdir or git.git_dir
     url = _config(git, f"ml.{remote}.url")
@@ -91,10 +101,18 @@ def resolve_remote(git: GitRepo, name: str | None) -> RemoteSpec:
         url = _config(git, f"remote.{remote}.url")
     if url is None:
         if name is not None and ("/" in name or ":" in name):
-            return parse_url(name, name, base, endpoint)
-        raise UsageError(f"unknown remote {remote!r}: add it with `git remote add {remote} URL`"
-                         f" or set `git config ml.{remote}.url URL`")
-    return parse_url(remote, url, base, endpoint)
+            spec = parse_url(name, name, base, endpoint)
+        else:
+            raise UsageError(f"unknown remote {remote!r}: add it with `git remote add {remote} "
+                             f"URL` or set `git config ml.{remote}.url URL`")
+    else:
+        spec = parse_url(remote, url, base, endpoint)
+    if spec.kind == "ssh":
+        command = ssh_command or _config(git, "core.sshCommand")
+        spec = dataclasses.replace(
+            spec, ssh_command=tuple(shlex.split(command)) if command else None,
+            remote_command=_config(git, f"ml.{remote}.gitml"))
+    return spec
 
 
 def _local_store(spec: RemoteSpec) -> Path:
@@ -115,5 +133,10 @@ def open_backend(spec: RemoteSpec) -> Backend:
     # The transports are imported only when used (S3 needs boto3, an optional extra).
     module, cls = ("mlgit.sync.ssh", "SSHBackend") if spec.kind == "ssh" else (
         "mlgit.sync.s3", "S3Backend")
-    backend: Backend = getattr(importlib.import_module(module), cls)(spec)
+    factory = getattr(importlib.import_module(module), cls)
+    if spec.kind == "ssh":
+        backend: Backend = factory(spec, ssh_command=list(spec.ssh_command or ()) or None,
+                                   remote_command=spec.remote_command)
+    else:
+        backend = factory(spec)
     return backend

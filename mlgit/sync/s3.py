@@ -33,16 +33,19 @@ Limits of that choice:
 
 - It needs a service that honours ``If-Match``/``If-None-Match`` on PutObject:
   AWS S3 (since Nov 2024), MinIO, Cloudflare R2, recent Ceph RGW, and moto (the
-  test double; it checks the condition but does not lock around check-and-write,
-  so its atomicity under a race is weaker than real S3's). A service that ignores
+  test double: it checks the condition but not atomically with the write, so two
+  racing PUTs can both pass; the tests' fixture serializes moto's requests to give
+  it S3's atomicity). A service that ignores
   the headers would silently turn the CAS into "last writer wins"; to catch that,
   ``init`` re-sends its conditional create when it has just made a store and
   refuses (UsageError) if the service accepts it. A service that rejects the
   headers (501 NotImplemented) is reported as such.
-- It needs boto3/botocore that know the ``IfMatch`` parameter (late 2024 and
-  later); an older boto3 is refused with a UsageError naming the fix.
-- No locking: nothing here stops two clients from uploading the same pack at
-  once; that is harmless (same name, same bytes, last complete upload wins).
+- It needs a boto3/botocore that knows PutObject's ``IfMatch`` parameter (from
+  late 2024; 1.36 and later certainly); an older one is refused with a UsageError
+  naming the fix.
+- No locking of packs: two clients may upload the same pack at once; that is
+  harmless (a pack's name is the hash of its index, so same name, same bytes; the
+  last complete upload wins and the index is created only once).
 
 Errors: every botocore/boto3 exception is turned into a one-line MlgitError that
 names the remote URL, the bucket or the endpoint, and never the keys, a signature
