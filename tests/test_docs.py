@@ -32,6 +32,7 @@ from mlgit.format.tree import TREE_MAGIC
 from mlgit.gitlink.commits import CommitInfo
 from mlgit.snapshot.statcache import RACY_NS
 from mlgit.snapshot.treewalk import Change
+from mlgit.store.fsck import FsckReport
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
@@ -238,6 +239,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `diff --json`": set(change.to_json()),
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
         "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, {}).to_json()),
+        "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading

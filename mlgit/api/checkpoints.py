@@ -9,6 +9,7 @@ for a fine-tune. docs/notes.md documents the metadata.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -24,13 +25,14 @@ from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_BLOB
 from mlgit.format.records import RECORD_VERSION, encode_record
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
-from mlgit.gitlink.commits import code_state, head_commit, pointers_in_tree
+from mlgit.gitlink.commits import CodeState, code_state, head_commit, pointers_in_tree
 from mlgit.gitlink.notes import append_note_lines
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
+    from mlgit.store.store import Store
 
 __all__ = ["CkptResult", "LineageEntry", "commit_ckpt", "latest_checkpoint", "lineage",
            "resolve_source"]
@@ -165,7 +167,6 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
             raise UsageError(f"--parent {parent!r} is a {psnap.kind}, not a checkpoint")
     used = _datasets(repo, datasets)
     store = repo.store
-    payload_lines = payload_records(repo, log=log, graph=graph, results=None, dataset=None)
     code = code_state(repo.git)
 
     written_before = store.objects.bytes_written
@@ -177,6 +178,25 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
     cpath = statcache.cache_path(store.cache_dir, cache_key.absolute())
     old_cache = statcache.load(cpath) if cached else statcache.StatCache()
     ev.start(f"committing {run}", 0, 0)
+    held = contextlib.ExitStack()
+    held.enter_context(store.writing())  # gc waits until the ref names the checkpoint
+    try:
+        payload_lines = payload_records(repo, log=log, graph=graph, results=None, dataset=None)
+        return _commit_locked(repo, store, run, step, message, kind, target, only, cpath,
+                              old_cache, cached, configs, explicit_parent, used, code,
+                              payload_lines, clean_metrics, path, written_before, ev)
+    finally:
+        held.close()
+
+
+def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message: str,
+                   kind: str, target: Path, only: frozenset[bytes] | None, cpath: Path,
+                   old_cache: statcache.StatCache, cached: bool,
+                   configs: list[tuple[str, bytes]], explicit_parent: ObjectID | None,
+                   used: list[dict[str, str]], code: CodeState,
+                   payload_lines: list[dict[str, Any]], clean_metrics: dict[str, float],
+                   path: str | os.PathLike[str], written_before: int, ev: Events) -> CkptResult:
+    """The write phase of :func:`commit_ckpt`, under the store's shared gc lock."""
     try:
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"committing {run}", files, nbytes)

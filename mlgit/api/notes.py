@@ -40,10 +40,11 @@ def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | 
     if log is None and graph is None and results is None:
         raise UsageError("nothing to note: give --log, --graph and/or --results")
     target = resolve_commit(repo.git, commit)
-    recs = payload_records(repo, log=log, graph=graph, results=results, dataset=dataset)
-    lines = [encode_record(r) for r in recs]
-    repo.store.objects.flush()  # payload objects durable before the note names them
-    append_note_lines(repo.git, target, lines)
+    with repo.store.writing():  # gc must not prune what the payloads reuse
+        recs = payload_records(repo, log=log, graph=graph, results=results, dataset=dataset)
+        lines = [encode_record(r) for r in recs]
+        repo.store.objects.flush()  # payload objects durable before the note names them
+        append_note_lines(repo.git, target, lines)
     return recs
 
 

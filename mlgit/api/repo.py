@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from mlgit.api.notes import NoteView
     from mlgit.api.sync import PushResult, RemoteRef
     from mlgit.hooks.install import HookResult
+    from mlgit.store.fsck import FsckReport
+    from mlgit.store.gc import GcReport
 
 __all__ = ["AddResult", "FileInfo", "ListEntry", "Repo", "SnapshotInfo", "StatusEntry"]
 
@@ -319,6 +321,26 @@ class Repo:
             )
         return history.log(self, rev_range, run=run, limit=limit)
 
+    # -- maintenance (mlgit/api/maintenance.py) ---------------------------------------
+    def fsck(self, events: Events | None = None) -> FsckReport:
+        """Check every object and that everything the roots reach is complete."""
+        from mlgit.api import maintenance
+
+        return maintenance.fsck(self, events)
+
+    def repair(self, remote: str | None, report: FsckReport,
+               events: Events | None = None) -> int:
+        """Fetch good copies of what ``report`` found damaged or missing; return the count."""
+        from mlgit.api import maintenance
+
+        return maintenance.repair(self, remote, report, events)
+
+    def gc(self, *, prune: str = "2.weeks.ago", dry_run: bool = False) -> GcReport:
+        """Remove unreachable objects from packs older than ``prune``; repack the rest."""
+        from mlgit.api import maintenance
+
+        return maintenance.collect_garbage(self, prune=prune, dry_run=dry_run)
+
     # -- remotes (mlgit/api/sync.py) -------------------------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
              commits: list[str] | None = None, events: Events | None = None) -> PushResult:
@@ -465,7 +487,8 @@ class Repo:
             names_seen[ds] = rel
             self._check_name_free(ds, pointer_rel)
             plans.append((rel, is_file, pointer_rel, existing, ds))
-        return [self._add_one(store, *plan, message, ev) for plan in plans]
+        with store.writing():  # gc must not prune what this add reuses
+            return [self._add_one(store, *plan, message, ev) for plan in plans]
 
     def _check_name_free(self, ds: str, pointer_rel: str) -> None:
         for other in list_pointers(self.git):

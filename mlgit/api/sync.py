@@ -223,9 +223,10 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
             ev.start(f"fetching from {spec.name}", files, nbytes)
 
         try:
-            stats = fetch_objects(store, backend, [bytes.fromhex(w) for w in wanted], index,
-                                  history=history, chunks_too=chunks_too, progress=ev.advance,
-                                  on_total=on_total)
+            with store.writing():
+                stats = fetch_objects(store, backend, [bytes.fromhex(w) for w in wanted], index,
+                                      history=history, chunks_too=chunks_too,
+                                      progress=ev.advance, on_total=on_total)
         finally:
             ev.finish()
         result.objects, result.bytes = stats.objects, stats.bytes
@@ -301,6 +302,14 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[bytes]) -> None:
         if not check_remote_config(backend, repo.store, create=False):
             raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-        fetch_objects(repo.store, backend, chunks, index)
+        with repo.store.writing():
+            fetch_objects(repo.store, backend, chunks, index)
     finally:
         backend.close()
+
+
+def fetch_objects_closure(repo: Repo, backend: Backend, index: RemoteIndex,
+                          oids: list[bytes]) -> None:
+    """Fetch these objects and everything below them that is missing locally."""
+    with repo.store.writing():
+        fetch_objects(repo.store, backend, oids, index)

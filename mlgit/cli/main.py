@@ -560,6 +560,53 @@ def pull(c: Ctx, remote: str | None) -> None:
         click.echo(f"{rel}: {oid[:12]}")
 
 
+@cli.command()
+@click.option("--repair", "repair_from", is_flag=False, flag_value="", default=None,
+              metavar="[REMOTE]", help="Fetch good copies of damaged or missing objects "
+              "from REMOTE (default: the default remote).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def fsck(c: Ctx, repair_from: str | None, as_json: bool) -> None:
+    """Check every object against its id and that all refs, pointers and notes are complete."""
+    with c.repo() as repo:
+        report = repo.fsck(events=c.events)
+        repaired = None
+        if repair_from is not None and not report.ok:
+            repaired = repo.repair(repair_from or None, report, events=c.events)
+            report = repo.fsck(events=c.events)
+    if as_json:
+        out = report.to_json()
+        if repaired is not None:
+            out["repaired"] = repaired
+        _echo_json(out)
+    else:
+        if repaired is not None:
+            click.echo(f"repaired {repaired} objects from the remote")
+        for p in report.problems:
+            where = f" (referenced by {p.referenced_by})" if p.referenced_by else ""
+            click.echo(f"{p.kind}: {p.message}{where}")
+        state = "ok" if report.ok else f"{len(report.problems)} problems"
+        click.echo(f"checked {report.packs} packs, {report.objects} objects, "
+                   f"{report.snapshots} snapshots: {state}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--prune", default="2.weeks.ago", metavar="AGE",
+              help="Only touch packs older than AGE (2.weeks.ago, 3d, 1h, now; default "
+              "2.weeks.ago).")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@pass_ctx
+def gc(c: Ctx, prune: str, dry_run: bool) -> None:
+    """Remove objects nothing reaches and repack the rest into fewer packs."""
+    with c.repo() as repo:
+        r = repo.gc(prune=prune, dry_run=dry_run)
+    verb = "would remove" if r.dry_run else "removed"
+    click.echo(f"{verb} {r.removed_objects} objects ({_human(r.freed_bytes)}); "
+               f"{r.live_objects} live objects; packs {r.packs_before} -> {r.packs_after}")
+
+
 @cli.command(hidden=True)
 @click.argument("name", type=click.Choice(["post-checkout", "post-merge", "pre-push"]))
 @click.argument("args", nargs=-1)

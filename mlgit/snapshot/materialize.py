@@ -298,7 +298,13 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     mkdirs: list[bytes] = []
     links: list[tuple[TreeEntry, bytes]] = []
     chmods: list[tuple[TreeEntry, bytes]] = []
-    base = os.path.dirname(tpath) if is_file else tpath
+    # A directory that does not exist yet is built beside its place and renamed into
+    # it at the end, so a failure (a corrupt object, a full disk) leaves nothing behind.
+    fresh_dir = not is_file and cur_root is None
+    staging = os.path.join(os.path.dirname(tpath) or b".",
+                           os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1]))) if (
+        fresh_dir) else tpath
+    base = os.path.dirname(tpath) if is_file else staging
     get_want: TreeGetter = store.objects.get_tree
     if is_file:
         # A file snapshot lands at the pointer's path, whatever name its tree recorded
@@ -324,19 +330,29 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                 "`git ml add` them first, or use --force to discard them")
     if on_total:
         on_total(len(writes), sum(e.size for e, _ in writes))
-    if not is_file:
+    if fresh_dir:
+        os.makedirs(os.path.dirname(tpath) or b".", exist_ok=True)
+        os.mkdir(staging)
+    elif not is_file:
         os.makedirs(tpath, exist_ok=True)
-    for p in removes:
-        with contextlib.suppress(FileNotFoundError):
-            _remove(p)
-    for p in mkdirs:
-        os.mkdir(p)
-    _run(store, writes, progress)
-    for e, p in links:
-        os.symlink(e.target, p)
-    for e, p in chmods:
-        os.chmod(p, os.lstat(p).st_mode & 0o7777 | 0o111 if e.executable
-                 else os.lstat(p).st_mode & 0o7666)
+    try:
+        for p in removes:
+            with contextlib.suppress(FileNotFoundError):
+                _remove(p)
+        for p in mkdirs:
+            os.mkdir(p)
+        _run(store, writes, progress)
+        for e, p in links:
+            os.symlink(e.target, p)
+        for e, p in chmods:
+            os.chmod(p, os.lstat(p).st_mode & 0o7777 | 0o111 if e.executable
+                     else os.lstat(p).st_mode & 0o7666)
+        if fresh_dir:
+            os.rename(staging, tpath)
+    except BaseException:
+        if fresh_dir:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     # Let the timestamp tick pass so every file we wrote can be cached (see statcache).
     time.sleep(RACY_NS / 1e9)
     new = StatCache(snapshot="", tree=snap.tree, files=snap.files, nbytes=snap.bytes)

@@ -22,10 +22,11 @@ __all__ = ["lock_file"]
 
 
 @contextlib.contextmanager
-def lock_file(path: Path, timeout: float = 10.0) -> Iterator[Path]:
-    """Hold an exclusive lock on ``<path>.lock`` for the duration of the ``with`` block.
+def lock_file(path: Path, timeout: float = 10.0, shared: bool = False) -> Iterator[Path]:
+    """Hold a lock on ``<path>.lock`` for the duration of the ``with`` block.
 
-    Waits up to ``timeout`` seconds for another holder, then raises ConflictError.
+    Exclusive by default; ``shared`` locks coexist with each other but not with
+    an exclusive one. Waits up to ``timeout`` seconds, then raises ConflictError.
     """
     lock = path.with_name(path.name + ".lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -34,7 +35,7 @@ def lock_file(path: Path, timeout: float = 10.0) -> Iterator[Path]:
         delay = 0.001
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:

@@ -117,7 +117,22 @@ class ObjectStore:
             if hit is None:
                 raise CorruptObjectError(f"object {raw_to_hex(oid)} is missing from the store")
         reader, entry = hit
-        return reader.read(entry)
+        try:
+            return reader.read(entry)
+        except CorruptObjectError:
+            # Another pack may hold a good copy (e.g. one `fsck --repair` fetched).
+            for other in list(self._readers.values()):
+                e = other.find(oid) if other is not reader else None
+                if e is not None:
+                    try:
+                        data = other.read(e)
+                    except CorruptObjectError:
+                        continue
+                    with self._lock:
+                        if self._index is not None:
+                            self._index[oid] = (other, e)
+                    return data
+            raise
 
     def entry(self, oid: bytes) -> IndexEntry | None:
         """The index entry of a committed object, or None."""
@@ -132,10 +147,21 @@ class ObjectStore:
         reader, e = hit
         return e, reader.read_stored(e)
 
-    def put_stored(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
-        """Add an object received as stored bytes; the caller has verified it against ``oid``."""
-        if not self.has(oid):
+    def put_stored(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes,
+                   force: bool = False) -> None:
+        """Add an object received as stored bytes; the caller has verified it against ``oid``.
+
+        ``force`` writes it even if a copy exists (repairing a damaged copy).
+        """
+        if force or not self.has(oid):
             self._writer.add(oid, type_, codec, raw_len, stored)
+
+    def readers(self) -> list[PackReader]:
+        """Every committed pack (scanning for new ones first)."""
+        self._load()
+        with self._lock:
+            self._scan()
+            return list(self._readers.values())
 
     def get_tree(self, oid: bytes) -> list[TreeEntry]:
         """Decode a tree object (cached; trees are immutable)."""

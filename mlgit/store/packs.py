@@ -11,6 +11,7 @@ removes them).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import threading
@@ -40,6 +41,7 @@ class PackReader:
 
     def __init__(self, pack_path: Path, idx_path: Path) -> None:
         self.path = pack_path
+        self._oids: list[bytes] | None = None
         self.fd = os.open(pack_path, os.O_RDONLY)
         try:
             size = os.fstat(self.fd).st_size
@@ -50,6 +52,14 @@ class PackReader:
         except BaseException:
             os.close(self.fd)
             raise
+
+    def find(self, oid: bytes) -> IndexEntry | None:
+        """Return this pack's entry for ``oid`` (binary search of the sorted index), or None."""
+        oids = self._oids
+        if oids is None:
+            oids = self._oids = [e.oid for e in self.entries]
+        i = bisect.bisect_left(oids, oid)
+        return self.entries[i] if i < len(oids) and oids[i] == oid else None
 
     def read(self, e: IndexEntry) -> bytes:
         """Return the verified, decompressed bytes of entry ``e``.

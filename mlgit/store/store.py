@@ -14,11 +14,13 @@ Layout (docs/format.md, "Directory tree")::
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from mlgit.errors import FormatError, NotInitializedError
 from mlgit.format.config import StoreConfig, check_config, decode_config, encode_config
 from mlgit.store.fsutil import atomic_write
+from mlgit.store.lock import lock_file
 from mlgit.store.objects import ObjectStore
 from mlgit.store.refs import REF_KINDS, RefStore
 
@@ -82,6 +84,14 @@ class Store:
         for d in _DIRS:
             (root / d).mkdir(parents=True, exist_ok=True)
         return cls(root, config)
+
+    def writing(self, timeout: float = 600.0) -> contextlib.AbstractContextManager[Path]:
+        """Hold while writing objects that refs will name: gc waits for it to be released.
+
+        Shared among writers; ``gc`` takes it exclusively while it deletes, so it
+        never removes an object a concurrent writer has just found and reused.
+        """
+        return lock_file(self.root / "gc", timeout=timeout, shared=True)
 
     def ref_kinds(self) -> tuple[str, ...]:
         """The ref folders (``datasets``, ``checkpoints``)."""

@@ -1,0 +1,155 @@
+"""``git ml fsck`` and ``git ml gc``: what the store must keep, and checking and pruning it.
+
+Roots (what must stay and be complete): every sidecar ref (datasets, runs, and
+remote-tracking refs), the snapshot named by every pointer file in every commit
+of every local branch, tag and remote-tracking branch and in the work tree, and
+every object a note record names (checkpoints, stored logs, graphs, results and
+their test datasets).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from mlgit.api.events import Events
+from mlgit.errors import GitCommandError, UsageError
+from mlgit.format.ids import is_hex_prefix, raw_to_hex
+from mlgit.format.pointer import Pointer
+from mlgit.format.records import decode_note
+from mlgit.gitlink.commits import pointers_in_tree
+from mlgit.gitlink.notes import NOTES_REF
+from mlgit.store import fsck as fsck_mod
+from mlgit.store import gc as gc_mod
+from mlgit.store.refs import REF_KINDS, RefStore
+
+if TYPE_CHECKING:
+    from mlgit.api.repo import Repo
+
+__all__ = ["collect_garbage", "fsck", "roots"]
+
+DEFAULT_PRUNE = "2.weeks.ago"
+
+
+def _sidecar_refs(repo: Repo) -> list[tuple[str, str]]:
+    store = repo.store
+    out: list[tuple[str, str]] = [(oid, f"ref {kind}/{name}") for kind in REF_KINDS
+           for name, oid in store.refs.list(kind).items()]
+    remotes = store.root / "refs" / "remotes"
+    for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
+        tracking = RefStore(remotes / remote)
+        out += [(oid, f"ref remotes/{remote}/{kind}/{name}") for kind in REF_KINDS
+                for name, oid in tracking.list(kind).items()]
+    return out
+
+
+def _commits(repo: Repo) -> list[str]:
+    try:
+        out = repo.git.run_git("rev-list", "--branches", "--tags", "--remotes", "HEAD", "--")
+    except GitCommandError:
+        try:
+            out = repo.git.run_git("rev-list", "--branches", "--tags", "--remotes", "--")
+        except GitCommandError:
+            return []
+    return out.decode().split()
+
+
+def _note_roots(repo: Repo) -> list[tuple[str, str]]:
+    try:
+        listing = repo.git.run_git("notes", "--ref", NOTES_REF, "list").decode().split("\n")
+    except GitCommandError:
+        return []
+    out: list[tuple[str, str]] = []
+    for line in listing:
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        blob, commit = parts
+        text = repo.git.git[blob].data.decode("utf-8", "replace")
+        records, _ = decode_note(text)
+        where = f"note on {commit[:12]}"
+        for r in records:
+            for key in ("id", "object"):
+                v = r.get(key)
+                if isinstance(v, str) and len(v) == 32 and is_hex_prefix(v):
+                    out.append((v, f"{r.get('type')} record, {where}"))
+            ds = r.get("dataset")
+            if isinstance(ds, dict) and isinstance(ds.get("id"), str) and len(ds["id"]) == 32:
+                out.append((ds["id"], f"results record, {where}"))
+    return out
+
+
+def roots(repo: Repo) -> list[tuple[str, str]]:
+    """Every (id, what names it) that the store must keep, complete."""
+    out = _sidecar_refs(repo)
+    cache: dict[str, list[tuple[str, Pointer]]] = {}
+    for commit in _commits(repo):
+        tree = str(repo.git.git[commit].tree_id)
+        out += [(p.id, f"{path} in commit {commit[:12]}")
+                for path, p in pointers_in_tree(repo.git, tree, cache)]
+    if repo.git.workdir is not None:
+        out += [(p.id, f"{path} in the work tree") for path, p in repo.tracked()]
+    out += _note_roots(repo)
+    return out
+
+
+def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
+    """Check every pack, index and object, and that everything roots reach is complete."""
+    ev = events or Events()
+    report = fsck_mod.FsckReport()
+    ev.start("checking objects", 0, 0)
+    try:
+        good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
+    finally:
+        ev.finish()
+    fsck_mod.check_reachable(repo.store, good, roots(repo), report)
+    return report
+
+
+def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
+           events: Events | None = None) -> int:
+    """Fetch good copies of damaged and missing objects from ``remote``; return how many.
+
+    The damaged copies stay where they are (readers fall back to the good one);
+    ``gc`` drops them.
+    """
+    from mlgit.api import sync
+    from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
+
+    wanted = sorted(report.corrupt | report.missing)
+    if not wanted:
+        return 0
+    spec, backend = sync._connect(repo, remote)
+    store = repo.store
+    try:
+        if not check_remote_config(backend, store, create=False):
+            raise UsageError(f"remote {spec.name} has no git-ml data to repair from")
+        index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
+        have = [o for o in wanted if index.has(o)]
+        lacking = [raw_to_hex(o) for o in wanted if not index.has(o)]
+        if lacking:
+            (events or Events()).warn(f"{spec.name} lacks {len(lacking)} of the objects "
+                                      f"(first {lacking[0]})")
+        with store.writing():
+            for oid, (e, stored) in read_objects(backend, index, have).items():
+                store.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored, force=True)
+            store.objects.flush()
+        # Missing objects' children may be missing too: fetch their closures.
+        missing = [o for o in report.missing if index.has(o)]
+        if missing:
+            sync.fetch_objects_closure(repo, backend, index, missing)
+        return len(have)
+    finally:
+        backend.close()
+
+
+def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False
+                    ) -> gc_mod.GcReport:
+    """Remove what no root reaches from packs older than ``prune`` (an age or ``now``)."""
+    try:
+        cutoff = gc_mod.parse_prune(prune, time.time())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return gc_mod.collect(repo.store, lambda: [oid for oid, _ in roots(repo)],
+                          prune_before=cutoff, dry_run=dry_run)

@@ -1,0 +1,230 @@
+"""Garbage collection: remove what nothing reaches, repack the rest into fewer packs.
+
+Only packs older than the grace period are touched (as git's ``gc.pruneExpire``):
+a pack a writer is still filling, or one whose objects a writer is about to name,
+is young. While it sweeps, gc holds the store's ``gc`` lock exclusively; writers
+hold it shared while they write (:meth:`Store.writing`), so gc never deletes an
+object that a concurrent ``add`` found and reused. New packs are durable before
+any old pack is deleted (index first, then pack), so a crash at any point loses
+nothing: at worst an object exists twice until the next gc.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mlgit.errors import CorruptObjectError, FormatError
+from mlgit.format.ids import raw_to_hex
+from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
+from mlgit.format.snapshot import decode_snapshot
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, decode_tree
+from mlgit.store.lock import lock_file
+from mlgit.store.packs import PackReader, PackWriter
+from mlgit.store.store import Store
+
+__all__ = ["GcReport", "collect", "mark"]
+
+
+@dataclass
+class GcReport:
+    """What gc did (or, with ``dry_run``, would do)."""
+
+    live_objects: int = 0
+    removed_objects: int = 0
+    freed_bytes: int = 0
+    packs_before: int = 0
+    packs_after: int = 0
+    removed_files: int = 0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return dict(self.__dict__)
+
+
+def mark(store: Store, roots: Iterable[str]) -> set[bytes]:
+    """Every object reachable from the given snapshot or tree ids (missing ones skipped)."""
+    live: set[bytes] = set()
+    stack = [bytes.fromhex(r) for r in roots]
+    objects = store.objects
+    while stack:
+        oid = stack.pop()
+        if oid in live:
+            continue
+        entry = objects.entry(oid)
+        if entry is None:
+            continue
+        live.add(oid)
+        if entry.type == OBJ_SNAPSHOT:
+            s = decode_snapshot(objects.get(oid))
+            stack.append(bytes.fromhex(s.tree))
+            stack.extend(bytes.fromhex(p) for p in s.parents)
+            stack.extend(bytes.fromhex(c["id"]) for c in s.meta.get("config", []) or []
+                         if isinstance(c, dict) and isinstance(c.get("id"), str))
+        elif entry.type == OBJ_TREE:
+            for t in decode_tree(objects.get(oid)):
+                if t.type == TYPE_DIR:
+                    stack.append(t.subtree)
+                elif t.type == TYPE_FILE:
+                    stack.extend(c for c, _ in t.chunks)
+    return live
+
+
+def _readable(r: PackReader, e: Any) -> bool:
+    try:
+        r.read(e)
+        return True
+    except (CorruptObjectError, FormatError):
+        return False
+
+
+def _remove_tree(path: str) -> None:
+    for dirpath, dirnames, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: float,
+            dry_run: bool = False, lock_timeout: float = 600.0) -> GcReport:
+    """Remove unreachable objects from packs older than ``prune_before`` (a Unix time).
+
+    ``roots`` is called once the lock is held: roots read before it could miss a
+    snapshot that a writer finished in between, and gc would delete it.
+    """
+    report = GcReport(dry_run=dry_run)
+    with lock_file(store.root / "gc", timeout=lock_timeout):
+        live = mark(store, roots())
+        readers = store.objects.readers()
+        report.packs_before = len(readers)
+        report.live_objects = len(live)
+        old = [r for r in readers if os.stat(r.path).st_mtime < prune_before]
+        # An object stored twice (a repair, or two writers racing) may have a damaged
+        # copy: check every copy of such objects, and rewrite packs holding a bad one.
+        copies: dict[bytes, list[PackReader]] = {}
+        for r in readers:
+            for e in r.entries:
+                copies.setdefault(e.oid, []).append(r)
+        bad: set[tuple[int, bytes]] = set()
+        for oid, holders in copies.items():
+            if len(holders) > 1:
+                for r in holders:
+                    found = r.find(oid)
+                    if found is not None and not _readable(r, found):
+                        bad.add((id(r), oid))
+        holds_bad = {rid for rid, _ in bad}
+        keep_whole = []
+        rewrite = []
+        for r in old:
+            dead = sum(1 for e in r.entries if e.oid not in live)
+            small = os.stat(r.path).st_size < store.config.pack_size // 2
+            if dead or (small and len(old) > 1) or id(r) in holds_bad:
+                rewrite.append(r)
+            else:
+                keep_whole.append(r)
+        copied: set[bytes] = {e.oid for r in keep_whole for e in r.entries
+                              if (id(r), e.oid) not in bad}
+        for r in readers:
+            if r not in old:
+                copied.update(e.oid for e in r.entries if (id(r), e.oid) not in bad)
+        unreadable: list[tuple[PackReader, bytes]] = []
+        new_packs: list[str] = []
+        writer = PackWriter(store.tmp_dir, store.root / "packs", store.config.pack_size,
+                            lambda pack, idx: new_packs.append(idx.name[:-4]))
+        for r in rewrite:
+            for e in r.entries:
+                if e.oid not in live:
+                    report.removed_objects += 1
+                    report.freed_bytes += e.stored_len
+                    continue
+                if e.oid in copied:
+                    continue
+                if not _readable(r, e):  # never copy a damaged object forward
+                    unreadable.append((r, e.oid))
+                    continue
+                copied.add(e.oid)
+                if not dry_run:
+                    writer.add(e.oid, e.type, e.codec, e.raw_len, r.read_stored(e))
+        # A live object with no good copy anywhere: keep the pack that has it (fsck
+        # reports it; `fsck --repair` can still fetch it), never delete the last copy.
+        must_keep = {id(r) for r, oid in unreadable if oid not in copied}
+        if not dry_run:
+            writer.commit()  # the new packs are durable before any old one goes
+            for r in rewrite:
+                if r.path.with_suffix(".idx").name[:-4] in new_packs or id(r) in must_keep:
+                    continue  # identical content rewritten under the same name, or kept
+                r.path.with_suffix(".idx").unlink(missing_ok=True)
+                r.path.unlink(missing_ok=True)
+                report.removed_files += 2
+        report.packs_after = (report.packs_before - len(rewrite) + len(new_packs)
+                              + len(must_keep))
+        if not dry_run:
+            report.removed_files += _sweep_files(store, prune_before, live)
+    return report
+
+
+def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
+    """Old temp files, packs without an index, checkouts of dead snapshots, stat caches."""
+    removed = 0
+    for d in (store.tmp_dir, store.root / "packs"):
+        for name in os.listdir(d) if d.exists() else []:
+            p = d / name
+            if name.endswith(".lock"):
+                continue  # lock files are never deleted (see mlgit.store.lock)
+            if d.name == "packs" and (name.endswith(".idx") or (
+                    name.endswith(".pack") and (d / (name[:-5] + ".idx")).exists())):
+                continue
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if st.st_mtime < prune_before and stat.S_ISREG(st.st_mode):
+                p.unlink(missing_ok=True)
+                removed += 1
+    checkouts = store.checkouts_dir
+    for name in os.listdir(checkouts) if checkouts.exists() else []:
+        stale_tmp = name.startswith(".") and os.lstat(checkouts / name).st_mtime < prune_before
+        dead = not name.startswith(".") and len(name) == 32 and bytes.fromhex(name) not in live
+        if stale_tmp or dead:
+            _remove_tree(str(checkouts / name))
+            removed += 1
+    stat_dir = store.cache_dir / "stat"
+    if stat_dir.exists():
+        shutil.rmtree(stat_dir, ignore_errors=True)  # may name trees just removed
+    return removed
+
+
+def parse_prune(value: str, now: float | None = None) -> float:
+    """``now``, ``never``, a Unix time, or an age like ``2.weeks.ago``/``3d``/``1h`` -> a cutoff."""
+    now = time.time() if now is None else now
+    v = value.strip().lower().removesuffix(".ago").removesuffix(" ago")
+    if v == "now":
+        return now + 1
+    if v == "never":
+        return 0.0
+    units = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60,
+             "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
+             "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
+    for sep in (".", " ", ""):
+        num, _, unit = v.partition(sep) if sep else (v.rstrip("abcdefghijklmnopqrstuvwxyz"),
+                                                       "", v.lstrip("0123456789."))
+        try:
+            n = float(num)
+        except ValueError:
+            continue
+        if unit in units:
+            return now - n * units[unit]
+    raise ValueError(f"cannot read {value!r} as an age (try 2.weeks.ago, 3d, 1h or now)")
+
+
+def _hex(oids: Iterable[bytes]) -> list[str]:
+    return [raw_to_hex(o) for o in oids]
