@@ -134,11 +134,19 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                  for name, oid in store.refs.list(kind).items()}
         heads = commits if commits is not None else [c for c in [head_commit(repo.git)] if c]
         pinned = _pinned(repo, heads)
-        absent = sorted(p for p in pinned if not store.objects.has_committed(bytes.fromhex(p)))
+        remote_refs = backend.list_refs()
+        named_there = set(remote_refs.values())
+        if all(remote_refs.get(ref) == oid for ref, oid in local.items()) and (
+                pinned <= named_there):
+            # Everything is named by a remote ref, and a remote ref only ever names a
+            # complete snapshot: nothing to send, and no index needs reading.
+            result.notes = _notes_after(repo, spec)
+            return result
+        absent = sorted(p for p in pinned - set(local.values())
+                        if not store.objects.has_committed(bytes.fromhex(p)))
         for p in absent:
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
-        remote_refs = backend.list_refs()
         updates: list[tuple[str, ObjectID, ObjectID | None]] = []
         refused: list[str] = []
         for ref, new in sorted(local.items()):
@@ -180,9 +188,13 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 tracking.update(kind, name, new, tracking.get(kind, name))
     finally:
         backend.close()
-    if is_git_remote(repo, spec.name):
-        result.notes = push_notes(repo.git, spec.name)
+    result.notes = _notes_after(repo, spec)
     return result
+
+
+def _notes_after(repo: Repo, spec: RemoteSpec) -> bool:
+    """Push the notes when the remote is one of git's (objects and refs went first)."""
+    return is_git_remote(repo, spec.name) and push_notes(repo.git, spec.name)
 
 
 def _remote_snapshot_ids(index: RemoteIndex) -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, MAX_OBJECT_LEN
@@ -65,9 +65,11 @@ _INDEX_HEAD = struct.Struct("<8sII")
 _CHECKSUM_LEN = 16
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """Where one object lives in a pack. ``oid`` is the 16 raw id bytes."""
+class IndexEntry(NamedTuple):
+    """Where one object lives in a pack. ``oid`` is the 16 raw id bytes.
+
+    A named tuple: millions of these are built when indexes load.
+    """
 
     oid: bytes
     offset: int
@@ -154,19 +156,17 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
         raise FormatError(f"pack index is {len(data)} bytes, {count} entries need {expect}")
     if digest_bytes(data[:-_CHECKSUM_LEN]) != data[-_CHECKSUM_LEN:]:
         raise FormatError("pack index checksum mismatch")
-    out: list[IndexEntry] = []
-    prev = b""
-    pos = _INDEX_HEAD.size
-    for _ in range(count):
-        oid, off, slen, rlen, type_, codec = INDEX_ENTRY.unpack_from(data, pos)
-        pos += INDEX_ENTRY.size
-        if oid <= prev and out:
-            raise FormatError("pack index entries not strictly sorted")
-        prev = oid
-        _check_fields(type_, codec, rlen, slen)
-        if off < len(PACK_MAGIC) or (
-            pack_size is not None and off + ENTRY_HEADER.size + slen > pack_size
-        ):
+    rows = list(INDEX_ENTRY.iter_unpack(memoryview(data)[_INDEX_HEAD.size:-_CHECKSUM_LEN]))
+    # Checks in bulk (this runs for every pack a command opens), then per row on failure.
+    oids = [r[0] for r in rows]
+    if oids != sorted(set(oids)):  # strictly increasing (done in C)
+        raise FormatError("pack index entries not strictly sorted")
+    limit = pack_size if pack_size is not None else 1 << 66  # above any u64 offset + length
+    header = len(PACK_MAGIC)
+    for oid, off, slen, rlen, type_, codec in rows:
+        if (type_ not in OBJECT_TYPE_NAMES or codec > CODEC_ZSTD or rlen > MAX_OBJECT_LEN
+                or slen > MAX_OBJECT_LEN or (codec == CODEC_RAW and rlen != slen)):
+            _check_fields(type_, codec, rlen, slen)
+        if off < header or off + ENTRY_HEADER.size + slen > limit:
             raise FormatError(f"pack index entry {oid.hex()} points past its pack")
-        out.append(IndexEntry(oid, off, slen, rlen, type_, codec))
-    return out
+    return list(map(IndexEntry._make, rows))
