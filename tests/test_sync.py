@@ -263,3 +263,44 @@ def test_git_push_and_pull_over_ssh(alice: Path, sshd: object, tmp_path: Path,
     assert {e["name"] for e in listing} == {"data", "r1"}
     log = json.loads(run_gitml(bob, "log", "--json").stdout)
     assert [c["run"] for c in log[0]["checkpoints"]] == ["r1"]
+
+
+def test_interrupted_fetch_resumes_and_leaves_the_clone_valid(alice: Path, origin: Path,
+                                                               tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    make_tree(alice, {"big/blob.bin": os.urandom(6 << 20)})
+    run_gitml(alice, "add", "big")
+    git(alice, "commit", "-qm", "big")
+    git(alice, "push", "-q", "-u", "origin", "main")
+    want = (alice / "big/blob.bin").read_bytes()
+    bob = tmp_path / "bob-int"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "init", "--pack-size", "65536")
+    packs = bob / ".git/ml/packs"
+    proc = subprocess.Popen(["git", "ml", "pull"], cwd=bob, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(packs.glob("*.idx"))) >= 10:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode != 0, "pull finished before it could be interrupted"
+    assert not (bob / "big").exists()
+    report = json.loads(run_gitml(bob, "fsck", "--json", check=False).stdout)
+    assert {p["kind"] for p in report["problems"]} <= {"orphan-pack"}
+    # What was missing is only what the pointer names and was not fetched yet.
+    with mlgit.Repo(bob) as r:
+        had = set(r.store.objects.ids())
+    out = run_gitml(bob, "pull").stdout
+    fetched = int(out.split(": ")[1].split(" objects")[0])
+    with mlgit.Repo(bob) as r:
+        now = set(r.store.objects.ids())
+    assert fetched == len(now - had)  # nothing fetched twice
+    assert (bob / "big/blob.bin").read_bytes() == want
+    clean = json.loads(run_gitml(bob, "fsck", "--json", check=False).stdout)
+    assert {p["kind"] for p in clean["problems"]} <= {"orphan-pack"}

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mlgit.api.events import Events
-from mlgit.errors import GitCommandError, UsageError
+from mlgit.errors import FormatError, GitCommandError, UsageError
 from mlgit.format.ids import is_hex_prefix, raw_to_hex
 from mlgit.format.pointer import Pointer
 from mlgit.format.records import decode_note
@@ -103,8 +103,22 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
         good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
     finally:
         ev.finish()
-    fsck_mod.check_reachable(repo.store, good, roots(repo), report)
+    fsck_mod.check_reachable(repo.store, good, roots(repo), report, _promised(repo))
     return report
+
+
+def _promised(repo: Repo) -> set[bytes]:
+    """Ids a remote is known to hold: the cached copies of remotes' pack indexes."""
+    from mlgit.format.pack import decode_index
+
+    out: set[bytes] = set()
+    cache = repo.store.cache_dir / "remotes"
+    for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
+        try:
+            out.update(e.oid for e in decode_index(idx.read_bytes()))
+        except (OSError, ValueError, FormatError):
+            continue  # a damaged cache file only means less is known
+    return out
 
 
 def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,

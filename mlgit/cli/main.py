@@ -586,8 +586,10 @@ def fsck(c: Ctx, repair_from: str | None, as_json: bool) -> None:
             where = f" (referenced by {p.referenced_by})" if p.referenced_by else ""
             click.echo(f"{p.kind}: {p.message}{where}")
         state = "ok" if report.ok else f"{len(report.problems)} problems"
+        later = (f" ({report.not_fetched} objects not fetched yet, held by a remote)"
+                 if report.not_fetched else "")
         click.echo(f"checked {report.packs} packs, {report.objects} objects, "
-                   f"{report.snapshots} snapshots: {state}")
+                   f"{report.snapshots} snapshots: {state}{later}")
     if not report.ok:
         sys.exit(1)
 

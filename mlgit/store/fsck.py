@@ -46,6 +46,7 @@ class FsckReport:
     packs: int = 0
     objects: int = 0
     snapshots: int = 0
+    not_fetched: int = 0
     problems: list[Problem] = field(default_factory=list)
     corrupt: set[bytes] = field(default_factory=set)
     missing: set[bytes] = field(default_factory=set)
@@ -58,7 +59,8 @@ class FsckReport:
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml fsck --json`` prints it."""
         return {"ok": self.ok, "packs": self.packs, "objects": self.objects,
-                "snapshots": self.snapshots, "problems": [p.to_json() for p in self.problems]}
+                "snapshots": self.snapshots, "not_fetched": self.not_fetched,
+                "problems": [p.to_json() for p in self.problems]}
 
 
 def check_objects(store: Store, report: FsckReport,
@@ -103,8 +105,13 @@ def check_objects(store: Store, report: FsckReport,
 
 
 def check_reachable(store: Store, good: set[bytes], roots: Iterable[tuple[str, str]],
-                    report: FsckReport) -> None:
-    """Walk from each (snapshot or tree id, label) root; report what is missing or unreadable."""
+                    report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
+                    ) -> None:
+    """Walk from each (snapshot or tree id, label) root; report what is missing or unreadable.
+
+    An absent object in ``promised`` (a remote is known to have it: a clone that
+    fetched only some versions) is counted as not fetched, not as missing.
+    """
     seen: set[bytes] = set()
     stack: list[tuple[bytes, str]] = []
     for oid_hex, label in roots:
@@ -115,7 +122,9 @@ def check_reachable(store: Store, good: set[bytes], roots: Iterable[tuple[str, s
             continue
         seen.add(oid)
         if oid not in good:
-            if oid not in report.corrupt:
+            if oid in promised and oid not in report.corrupt:
+                report.not_fetched += 1
+            elif oid not in report.corrupt:
                 report.missing.add(oid)
                 report.problems.append(Problem(
                     "missing", f"object {raw_to_hex(oid)} is missing (needed by {parent})",
