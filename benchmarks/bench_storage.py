@@ -42,6 +42,8 @@ CHANGED_TENSOR_FRACTION = 0.10
 CHANGED_FILE_FRACTION = 0.01
 RSS_LIMIT_BYTES = 300 * 1000 * 1000  # "300 MB"
 FAST_LIMIT_S = 0.25
+EMPTY_PUSH_LIMIT_S = 0.3
+PUSH_DELTA_LIMIT = 0.02  # a push after the 1% change sends at most 2% of the dataset's bytes
 DATA_GENERATOR_VERSION = 1  # bump when the generated content changes (invalidates caches)
 
 ALL_TOOLS = ("git-ml", "dvc", "git-lfs", "git-annex")
@@ -256,6 +258,21 @@ def write_big_file(path: Path, size: int, seed: int) -> None:
             left -= n
 
 
+_UNITS = {"B": 1, "KiB": KIB, "MiB": MIB, "GiB": 1024 * MIB, "KB": 1000, "MB": 10**6,
+          "GB": 10**9}
+
+
+def gitml_push_report(out: str) -> dict[str, Any] | None:
+    """Parse `git ml push` output: "pushed to R (URL): N objects, X MiB in P packs"."""
+    m = re.search(r"(\d+) objects?, ([\d.]+) ?([KMG]?i?B)(?: in (\d+) packs?)?", out)
+    if not m:
+        return None
+    return {"objects": int(m.group(1)),
+            "bytes": round(float(m.group(2)) * _UNITS.get(m.group(3), 1)),
+            "packs": int(m.group(4)) if m.group(4) else None,
+            "line": m.group(0)}
+
+
 def dir_bytes(path: Path) -> int:
     """Apparent size of regular files under path, each inode once (like `du -sb`, minus dirs)."""
     if not path.exists():
@@ -294,11 +311,16 @@ class CmdError(Exception):
                 f"{self.seconds:.2f} s: {tail}")
 
 
+Cmd = list[str] | tuple[list[str], Path]  # argv, or argv and the directory to run it in
+
+
 class Runner:
     def __init__(self, env: dict[str, str], timeout: float) -> None:
         self.env = env
         self.timeout = timeout
         self.last_cpu = 0.0
+        self.last_parts: list[tuple[str, float]] = []
+        self.last_output = ""
         self.time_bin = shutil.which("time", path="/usr/bin") if os.path.exists(
             "/usr/bin/time") else None
 
@@ -318,20 +340,27 @@ class Runner:
             raise CmdError(argv, cwd, p.returncode, p.stdout, p.stderr, dt)
         return dt, p
 
-    def timed(self, cmds: list[list[str]], cwd: Path) -> tuple[float, str]:
+    def timed(self, cmds: Sequence[Cmd], cwd: Path) -> tuple[float, str]:
         """Run commands in order; return total wall time and combined stdout.
 
+        A command is an argv list (run in cwd) or an (argv, directory) pair.
         The CPU time (user + sys) of the commands and their waited-for children
         is left in self.last_cpu: less sensitive than wall time to other load
-        on a shared machine.
+        on a shared machine. Each command's wall time is left in self.last_parts
+        and stdout+stderr of all of them in self.last_output.
         """
         total = 0.0
         out = []
+        self.last_parts = []
+        self.last_output = ""
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         for c in cmds:
-            dt, p = self.run(c, cwd)
+            argv, where = (c[0], c[1]) if isinstance(c, tuple) else (c, cwd)
+            dt, p = self.run(argv, where)
             total += dt
             out.append(p.stdout)
+            self.last_parts.append((" ".join(argv), dt))
+            self.last_output += p.stdout + p.stderr
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.last_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         return total, "".join(out)
@@ -398,6 +427,27 @@ class Tool:
     def store_bytes(self, repo: Path) -> int:
         return dir_bytes(repo / self.store_dir)
 
+    # Remotes. `bare` is a fresh bare git repository, added as `origin`; `store` is a
+    # directory for a tool whose data remote is not a git repository (dvc). The
+    # commands of remote_setup run in the working repository (untimed, then committed).
+    push_desc = ""
+    clone_desc = ""
+    remote_store_desc = ""
+
+    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
+        return [["git", "init", "-q", "--bare", str(bare)],
+                ["git", "remote", "add", "origin", str(bare)]]
+
+    def push(self) -> list[Cmd]:
+        raise NotImplementedError
+
+    def remote_bytes(self, bare: Path, store: Path) -> int:
+        """Bytes of data in the remote's store (git's object database not counted)."""
+        raise NotImplementedError
+
+    def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
+        raise NotImplementedError
+
     def status_shows_change(self, out: str, path: str) -> bool:
         return path in out
 
@@ -454,6 +504,20 @@ class GitMl(Tool):
     def checkout(self, path: str) -> list[list[str]]:
         return [["git", "ml", "checkout"]]
 
+    push_desc = "git push origin main (the pre-push hook runs git-ml's push)"
+    clone_desc = "git clone; git ml pull"
+    remote_store_desc = "<bare>/ml/packs"
+
+    def push(self) -> list[Cmd]:
+        return [["git", "push", "-q", "origin", "main"]]
+
+    def remote_bytes(self, bare: Path, store: Path) -> int:
+        return dir_bytes(bare / "ml" / "packs")
+
+    def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
+        return [(["git", "clone", "-q", str(bare), str(dst)], dst.parent),
+                (["git", "ml", "pull"], dst)]
+
 
 class Dvc(Tool):
     name = "dvc"
@@ -477,6 +541,24 @@ class Dvc(Tool):
 
     def checkout(self, path: str) -> list[list[str]]:
         return [["dvc", "checkout", "-q"]]
+
+    push_desc = "git push origin main; dvc push (local directory remote)"
+    clone_desc = "git clone; dvc pull"
+    remote_store_desc = "the dvc remote directory"
+
+    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
+        return super().remote_setup(bare, store) + [
+            ["dvc", "remote", "add", "-d", "store", str(store)]]
+
+    def push(self) -> list[Cmd]:
+        return [["git", "push", "-q", "origin", "main"], ["dvc", "push", "-q"]]
+
+    def remote_bytes(self, bare: Path, store: Path) -> int:
+        return dir_bytes(store)
+
+    def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
+        return [(["git", "clone", "-q", str(bare), str(dst)], dst.parent),
+                (["dvc", "pull", "-q"], dst)]
 
     def status_shows_change(self, out: str, path: str) -> bool:
         return "modified" in out or "changed" in out
@@ -506,6 +588,22 @@ class GitLfs(Tool):
     def checkout(self, path: str) -> list[list[str]]:
         return [["git", "checkout", "--", path]]
 
+    push_desc = ("git push origin main (git-lfs pre-push sends the objects to the bare "
+                 "repo's lfs/objects with its standalone file transfer)")
+    clone_desc = "GIT_LFS_SKIP_SMUDGE=1 git clone; git lfs pull"
+    remote_store_desc = "<bare>/lfs/objects"
+
+    def push(self) -> list[Cmd]:
+        return [["git", "push", "-q", "origin", "main"]]
+
+    def remote_bytes(self, bare: Path, store: Path) -> int:
+        return dir_bytes(bare / "lfs" / "objects")
+
+    def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
+        return [(["env", "GIT_LFS_SKIP_SMUDGE=1", "git", "clone", "-q", str(bare), str(dst)],
+                 dst.parent),
+                (["git", "lfs", "pull"], dst)]
+
 
 class GitAnnex(Tool):
     name = "git-annex"
@@ -529,6 +627,28 @@ class GitAnnex(Tool):
 
     def checkout(self, path: str) -> list[list[str]]:
         return [["git", "checkout", "--", path], ["git", "annex", "get", "-q", path]]
+
+    push_desc = ("git annex copy --to origin data; git push origin main (the bare remote "
+                 "records what it holds in its own git-annex branch)")
+    clone_desc = "git clone; git annex init; git annex get data"
+    remote_store_desc = "<bare>/annex/objects"
+
+    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
+        return [["git", "init", "-q", "--bare", str(bare)],
+                (["git", "annex", "init", "-q", "origin"], bare),
+                ["git", "remote", "add", "origin", str(bare)]]
+
+    def push(self) -> list[Cmd]:
+        return [["git", "annex", "copy", "-q", "--to", "origin", "data"],
+                ["git", "push", "-q", "origin", "main"]]
+
+    def remote_bytes(self, bare: Path, store: Path) -> int:
+        return dir_bytes(bare / "annex" / "objects")
+
+    def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
+        return [(["git", "clone", "-q", str(bare), str(dst)], dst.parent),
+                (["git", "annex", "init", "-q", "clone"], dst),
+                (["git", "annex", "get", "-q", "data"], dst)]
 
 
 ADAPTERS: dict[str, type[Tool]] = {
@@ -597,7 +717,7 @@ def merge_rounds(res: dict[str, Any], rounds: list[dict[str, Any]]) -> None:
             res[k] = statistics.median(vals)
             if len(rounds) > 1:
                 res[k.removesuffix("_s") + "_rounds_s"] = vals
-        elif k == "checkout_verify":
+        elif k in ("checkout_verify", "clone_verify"):
             res[k] = max(vals, key=lambda v: v["missing"] + v["wrong"])
         elif isinstance(vals[0], bool):
             # "detects the change" / "clean when unchanged": must hold in every round
@@ -615,6 +735,7 @@ class Bench:
         self.dataset = Dataset(workdir / f"source-n{args.files}-s{args.seed}", args.files,
                                args.seed)
         self.weights = Weights(args.weights_mib, args.seed)
+        self.round = 0
 
     # helpers --------------------------------------------------------------
     def _commit(self, runner: Runner, repo: Path, msg: str) -> None:
@@ -683,6 +804,7 @@ class Bench:
                     if rounds > 1:
                         log(f"[{tool.name}] round {r + 1}/{rounds}")
                     one: dict[str, Any] = {"loadavg": res["loadavg"]}
+                    self.round = r
                     guarded(self.scenario_files, tool, runner, base, one)
                     per_round[tool.name].append(one)
             for tool, _runner, _base, res in active:
@@ -712,6 +834,8 @@ class Bench:
                     cpus.append(runner.last_cpu)
                 res[f"{key}_s"] = statistics.median(walls)
                 res[f"{key}_cpu_s"] = statistics.median(cpus)
+                if len(runner.last_parts) > 1:
+                    res[f"{key}_parts"] = [[c, round(t, 3)] for c, t in runner.last_parts]
                 if repeat > 1:
                     res[f"{key}_all_s"] = walls
                 return out
@@ -739,6 +863,37 @@ class Bench:
             if tool.name == "git-ml":
                 res["status_unchanged_clean"] = not tool.status_shows_change(out, "data")
 
+        # remote: initial push of the committed dataset
+        remote = "remote" in self.args.scenarios and self.round < self.args.remote_rounds
+        rdir = base / "remote"
+        bare, store, plain = rdir / "origin.git", rdir / "store", rdir / "plain.git"
+        if remote:
+            shutil.rmtree(rdir, ignore_errors=True)
+            rdir.mkdir(parents=True)
+
+            def setup() -> None:
+                runner.timed(tool.remote_setup(bare, store), repo)
+                runner.run(["git", "add", "-A"], repo)
+                runner.run(["git", "commit", "-q", "--no-verify", "--allow-empty", "-m",
+                            "remote"], repo)
+                if tool.name == "git-ml":
+                    runner.run(["git", "init", "-q", "--bare", str(plain)], repo)
+                    runner.run(["git", "remote", "add", "plain", str(plain)], repo)
+                return True
+
+            if self._step(res, "remote_setup", setup) is None:
+                remote = False
+        if remote:
+            if measure("push_initial", tool.push()) is None:
+                remote = False
+            else:
+                res["push_initial_bytes"] = tool.remote_bytes(bare, store)
+                log(f"  push_initial sent {res['push_initial_bytes'] / MIB:.1f} MiB")
+            if tool.name == "git-ml":
+                # the same data push without git: `git ml push` to a second empty bare repo
+                if measure("push_plain", [["git", "ml", "push", "plain"]]) is not None:
+                    res["push_plain_report"] = gitml_push_report(runner.last_output)
+
         changed = ds.apply_change(repo / "data")
         out = measure("status_changed", tool.status())
         if out is not None:
@@ -747,7 +902,14 @@ class Bench:
         if measure("readd_changed", tool.readd("data")) is not None:
             res["changed_files"] = len(changed)
             self._commit(runner, repo, "change 1%")
+        else:
+            remote = False
         res["store_files_bytes"] = tool.store_bytes(repo)
+
+        if remote:
+            self.remote_after_change(tool, runner, repo, res, measure, bare, store, plain, rdir)
+        if "remote" in self.args.scenarios and not self.args.keep:
+            shutil.rmtree(rdir, ignore_errors=True)
 
         shutil.rmtree(repo / "data")
         if measure("checkout", tool.checkout("data")) is not None:
@@ -760,6 +922,41 @@ class Bench:
                 f"wrong={wrong}{' (symlinks)' if links else ''}")
         if not self.args.keep:
             shutil.rmtree(repo, ignore_errors=True)
+
+    def remote_after_change(self, tool: Tool, runner: Runner, repo: Path, res: dict[str, Any],
+                            measure: Callable[..., str | None], bare: Path, store: Path,
+                            plain: Path, rdir: Path) -> None:
+        """Push the 1% change, push with nothing to send, clone + pull and verify."""
+        ds = self.dataset
+        rep = self.args.repeat
+        before = tool.remote_bytes(bare, store)
+        if measure("push_changed", tool.push()) is not None:
+            res["push_changed_bytes"] = tool.remote_bytes(bare, store) - before
+            res["push_changed_dataset_bytes"] = ds.total_bytes
+            log(f"  push_changed sent {res['push_changed_bytes'] / MIB:.2f} MiB "
+                f"({100 * res['push_changed_bytes'] / ds.total_bytes:.2f}% of the dataset)")
+        if tool.name == "git-ml" and "push_plain_s" in res:
+            before_plain = dir_bytes(plain / "ml" / "packs")
+            if measure("push_plain_changed", [["git", "ml", "push", "plain"]]) is not None:
+                res["push_plain_changed_report"] = gitml_push_report(runner.last_output)
+                res["push_plain_changed_bytes"] = dir_bytes(plain / "ml" / "packs") - before_plain
+        before = tool.remote_bytes(bare, store)
+        measure("push_empty", tool.push(), rep)
+        if "push_empty_s" in res:
+            res["push_empty_bytes"] = tool.remote_bytes(bare, store) - before
+        if tool.name == "git-ml":
+            if measure("push_empty_ml", [["git", "ml", "push", "origin"]], rep) is not None:
+                res["push_empty_ml_report"] = gitml_push_report(runner.last_output)
+        clone = rdir / "clone"
+        shutil.rmtree(clone, ignore_errors=True)
+        if measure("clone_pull", tool.clone_pull(bare, clone)) is not None:
+            ok, missing, wrong = ds.verify(clone / "data", ds.hash_after)
+            res["clone_verify"] = {"ok": ok, "missing": missing, "wrong": wrong}
+            links = sum(1 for rel in ds.rel[:200] if (clone / "data" / rel).is_symlink())
+            res["clone_symlinks"] = links > 0
+            log(f"  clone verify ok={ok} missing={missing} "
+                f"wrong={wrong}{' (symlinks)' if links else ''}")
+        shutil.rmtree(clone, ignore_errors=True)
 
     def scenario_weights(self, tool: Tool, runner: Runner, base: Path,
                          res: dict[str, Any]) -> None:
@@ -835,7 +1032,18 @@ ROWS: list[tuple[str, str, str]] = [
     ("csv_store_bytes", "CSV half in store", "b"),
     ("large_add_s", "add {large} MiB file", "s"),
     ("large_rss_bytes", "add {large} MiB file: peak RSS", "b"),
+    ("push_initial_s", "push {n} files (initial)", "s"),
+    ("push_initial_bytes", "  data in remote after it", "b"),
+    ("push_plain_s", "  git ml push alone, initial", "s"),
+    ("push_changed_s", "push after 1% change", "s"),
+    ("push_changed_bytes", "  data bytes sent", "b"),
+    ("push_plain_changed_s", "  git ml push alone, 1% change", "s"),
+    ("push_empty_s", "push, nothing to send (median)", "s"),
+    ("push_empty_ml_s", "  git ml push, nothing (median)", "s"),
+    ("clone_pull_s", "clone + pull {n} files", "s"),
 ]
+GITML_ONLY = {"push_plain_s", "push_plain_changed_s", "push_empty_ml_s",
+              "push_plain_cpu_s", "push_plain_changed_cpu_s", "push_empty_ml_cpu_s"}
 
 CPU_ROWS: list[tuple[str, str, str]] = [
     ("add_cpu_s", "add {n} files", "s"),
@@ -844,7 +1052,24 @@ CPU_ROWS: list[tuple[str, str, str]] = [
     ("status_changed_cpu_s", "status after 1% change", "s"),
     ("readd_changed_cpu_s", "re-add after 1% change", "s"),
     ("checkout_cpu_s", "checkout {n} files after rm -rf", "s"),
+    ("push_initial_cpu_s", "push {n} files (initial)", "s"),
+    ("push_plain_cpu_s", "  git ml push alone, initial", "s"),
+    ("push_changed_cpu_s", "push after 1% change", "s"),
+    ("push_empty_cpu_s", "push, nothing to send (median)", "s"),
+    ("push_empty_ml_cpu_s", "  git ml push, nothing (median)", "s"),
+    ("clone_pull_cpu_s", "clone + pull {n} files", "s"),
 ]
+
+
+def scenario_of(key: str) -> str:
+    """The scenario a result or error key belongs to."""
+    key = key.removeprefix("scenario_")
+    for prefix in ("weights", "csv", "large"):
+        if key.startswith(prefix):
+            return prefix
+    if key.startswith(("push", "clone", "remote")):
+        return "remote"
+    return "files"
 
 
 def fmt(v: Any, unit: str) -> str:
@@ -888,10 +1113,16 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
             for t in tools:
                 if not res[t].get("installed"):
                     cell = "not inst."
+                elif key in GITML_ONLY and t != "git-ml":
+                    cell = "n/a"
                 elif key in res[t]:
                     cell = fmt(res[t][key], unit)
                 else:
-                    cell = "ERROR" if res[t].get("errors") else "-"
+                    scen = scenario_of(key)
+                    errs = [k for k in res[t].get("errors", {})
+                            if scenario_of(k) == scen
+                            or (scen == "remote" and k.startswith("scenario_files"))]
+                    cell = "ERROR" if errs else "-"
                 row += f"{cell:>{col}s}"
             for t in ratio_cols:
                 a, b = gm.get(key), res[t].get(key)
@@ -913,6 +1144,24 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
         if v:
             notes.append(f"checkout verify ok={v['ok']} missing={v['missing']} wrong={v['wrong']}"
                          + (" (symlinks into the annex)" if r.get("checkout_symlinks") else ""))
+        v = r.get("clone_verify")
+        if v:
+            notes.append(f"clone + pull verify ok={v['ok']} missing={v['missing']} "
+                         f"wrong={v['wrong']}"
+                         + (" (symlinks into the annex)" if r.get("clone_symlinks") else ""))
+        for k in ("push_initial", "push_changed", "push_empty", "clone_pull"):
+            if f"{k}_parts" in r:
+                notes.append(f"{k} (last run) per command: " + "; ".join(
+                    f"`{c}` {t:.3f} s" for c, t in r[f"{k}_parts"]))
+        for k in ("push_plain_report", "push_plain_changed_report", "push_empty_ml_report"):
+            if r.get(k):
+                notes.append(f"{k.removesuffix('_report')} output: {r[k]['line']}")
+        if "push_changed_bytes" in r:
+            notes.append(f"data sent after the 1% change: {r['push_changed_bytes']} bytes "
+                         f"({100 * r['push_changed_bytes'] / r['push_changed_dataset_bytes']:.2f}%"
+                         f" of {r['push_changed_dataset_bytes']} dataset bytes)"
+                         + (f"; a second push with nothing new added {r['push_empty_bytes']} bytes"
+                            if r.get("push_empty_bytes") else ""))
         if "status_changed_detects" in r:
             notes.append(f"status sees the 1% change: {r['status_changed_detects']}")
         if "status_unchanged_clean" in r:
@@ -958,12 +1207,6 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
 
     def installed(t: str) -> bool:
         return bool(res.get(t, {}).get("installed"))
-
-    def scenario_of(key: str) -> str:
-        for prefix in ("weights", "csv", "large"):
-            if key.startswith(prefix):
-                return prefix
-        return "files"
 
     def no_figure(target: str, key: str, who: list[str]) -> None:
         scen = scenario_of(key)
@@ -1028,6 +1271,43 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
     if v and (v["missing"] or v["wrong"]):
         bad = f"checkout content wrong: {v['missing']} missing, {v['wrong']} wrong"
     ratio_target("checkout <= 0.5x dvc checkout", "checkout_s", "dvc", 0.5, bad)
+    # remotes
+    ratio_target("push <= 0.5x dvc push (git push + dvc push)", "push_initial_s", "dvc", 0.5)
+    v = gm.get("clone_verify")
+    bad = None
+    if v and (v["missing"] or v["wrong"]):
+        bad = f"cloned content wrong: {v['missing']} missing, {v['wrong']} wrong"
+    ratio_target("clone + pull <= 0.5x dvc clone + pull", "clone_pull_s", "dvc", 0.5, bad)
+    t = "push after 1% change sends <= 2% of the dataset's bytes"
+    if not installed("git-ml"):
+        add(t, "SKIP", "git-ml not installed")
+    elif gm.get("push_changed_bytes") is None:
+        no_figure(t, "push_changed_bytes", ["git-ml"])
+    else:
+        a, b = gm["push_changed_bytes"], gm["push_changed_dataset_bytes"]
+        rep_ = gm.get("push_plain_changed_report")
+        extra = (f"; `git ml push` to a second remote reported \"{rep_['line']}\"" if rep_
+                 else "")
+        add(t, "PASS" if a <= PUSH_DELTA_LIMIT * b else "FAIL",
+            f"{a / MIB:.2f} MiB new in the remote's packs vs {b / MIB:.1f} MiB dataset = "
+            f"{100 * a / b:.2f}% (limit {100 * PUSH_DELTA_LIMIT:.0f}%){extra}")
+    for key, label in (("push_empty_ml_s", "git ml push with nothing to send < 0.3 s"),
+                       ("push_empty_s", "git push origin main with nothing to send < 0.3 s")):
+        if not installed("git-ml"):
+            add(label, "SKIP", "git-ml not installed")
+        elif gm.get(key) is None:
+            no_figure(label, key, ["git-ml"])
+        else:
+            extra = ""
+            ok = gm[key] < EMPTY_PUSH_LIMIT_S
+            rep_ = gm.get("push_empty_ml_report") if key == "push_empty_ml_s" else None
+            if rep_ and rep_["objects"]:
+                ok = False
+                extra = f" but it sent data: {rep_['line']}"
+            if key == "push_empty_s" and gm.get("push_empty_bytes"):
+                ok = False
+                extra = f" but {gm['push_empty_bytes']} bytes were added to the remote"
+            add(label, "PASS" if ok else "FAIL", f"{gm[key]:.3f} s (median){extra}")
     t = f"add of a {bench.args.large_mib} MiB file: peak RSS < 300 MB"
     if not installed("git-ml"):
         add(t, "SKIP", "git-ml not installed")
@@ -1039,6 +1319,24 @@ def check_targets(bench: Bench) -> list[dict[str, Any]]:
             f"{rss / 1e6:.0f} MB ({gm.get('rss_method')}), add took {gm['large_add_s']:.2f} s"
             + ("" if bench.args.large_mib >= 4096 else "; the 4 GiB target needs --large-mib 4096"))
     return out
+
+
+def gitml_code_state() -> str:
+    """HEAD and uncommitted changes of the git-ml checkout the editable install runs."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %cd",
+                               "--date=format:%H:%M:%S"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "mlgit"], capture_output=True, text=True,
+                               timeout=30).stdout.split("\n")
+        dirty = [ln for ln in dirty if ln.strip()]
+        newest = max((f.stat().st_mtime for f in (root / "mlgit").rglob("*.py")), default=0)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (f"HEAD {head}, {len(dirty)} uncommitted change(s) under mlgit/, newest mlgit/*.py "
+            f"modified {time.strftime('%H:%M:%S', time.gmtime(newest))} UTC")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1059,9 +1357,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1,
                     help="rounds of the files scenario, interleaved across tools; the median "
                          "of each timing is reported (the other scenarios run once)")
+    ap.add_argument("--remote-rounds", type=int, default=None,
+                    help="run the remote steps in only the first N rounds of the files "
+                         "scenario (default: every round)")
     ap.add_argument("--timeout", type=float, default=3600, help="per-command timeout (s)")
-    ap.add_argument("--scenarios", default="files,weights,csv,large",
-                    help="comma-separated subset of files,weights,csv,large")
+    ap.add_argument("--scenarios", default="files,remote,weights,csv,large",
+                    help="comma-separated subset of files,remote,weights,csv,large (remote "
+                         "runs inside the files scenario, so it implies files)")
     ap.add_argument("--keep", action="store_true", help="keep the repos in the workdir")
     args = ap.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -1069,6 +1371,13 @@ def main(argv: list[str] | None = None) -> int:
         if t not in ADAPTERS:
             ap.error(f"unknown tool {t!r}; choose from {', '.join(ALL_TOOLS)}")
     args.scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    unknown = args.scenarios - {"files", "remote", "weights", "csv", "large"}
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(sorted(unknown))}")
+    if "remote" in args.scenarios:
+        args.scenarios.add("files")
+    if args.remote_rounds is None:
+        args.remote_rounds = max(1, args.rounds)
 
     own_tmp = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="mlgit-bench-")) if own_tmp else args.workdir
@@ -1085,7 +1394,11 @@ def main(argv: list[str] | None = None) -> int:
           f"1% change = {len(bench.dataset.changed_idx)} files rewritten")
     print(f"weights: {WEIGHT_VERSIONS} versions x {bench.weights.size // MIB} MiB float32, "
           f"{bench.weights.n_tensors} tensors of 4 MiB, {bench.weights.n_change} change/version; "
-          f"large file: {args.large_mib} MiB; repeat={args.repeat}")
+          f"large file: {args.large_mib} MiB; repeat={args.repeat}; rounds={args.rounds}"
+          + (f" (remote steps in the first {min(args.remote_rounds, args.rounds)})"
+             if "remote" in args.scenarios else ""))
+    code_start = gitml_code_state()
+    print(f"git-ml code at start: {code_start}")
     sys.stdout.flush()
     try:
         if args.scenarios & {"files", "csv"}:
@@ -1095,6 +1408,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {bench.dataset.total_bytes / MIB:.1f} MiB in {args.files} files, CSV half "
               f"{bench.dataset.csv_bytes_on_disk / MIB:.1f} MiB")
         print(report)
+        code_end = gitml_code_state()
+        print(f"\ngit-ml code at end:   {code_end}")
+        if code_end != code_start:
+            print("WARNING: the git-ml code changed during the run (editable install), so "
+                  "different rounds/scenarios may have measured different code")
         print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
         if args.json:
             args.json.write_text(json.dumps({

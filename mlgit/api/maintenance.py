@@ -103,7 +103,10 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
         good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
     finally:
         ev.finish()
-    fsck_mod.check_reachable(repo.store, good, roots(repo), report, _promised(repo))
+    try:
+        fsck_mod.check_reachable(repo.store, good, roots(repo), report, _promised(repo))
+    finally:
+        fsck_mod.close(good)
     return report
 
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mlgit.errors import BadPathError, FormatError
+from mlgit.errors import BadPathError, CorruptObjectError, FormatError
 from mlgit.format.ids import ObjectID
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry
@@ -63,8 +63,12 @@ def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
         tmp = os.path.join(parent, os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1])))
         fd = os.open(tmp, flags, mode)
     try:
-        for cid, _n in e.chunks:
-            view = memoryview(store.objects.get(cid))
+        for cid, n in e.chunks:
+            data = store.objects.get(cid)
+            if len(data) != n:
+                raise CorruptObjectError(f"chunk {cid.hex()} has {len(data)} bytes, its tree "
+                                         f"says {n}; nothing was written for {os.fsdecode(dest)}")
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
         os.close(fd)
@@ -162,6 +166,10 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
     For a file snapshot the returned path is the file inside that directory.
     """
     final = store.checkouts_dir / oid
+    if snap.root == ROOT_FILE:
+        entries = store.objects.get_tree(bytes.fromhex(snap.tree))
+        if len(entries) != 1 or entries[0].type == TYPE_DIR:
+            raise FormatError(f"file snapshot {oid} does not hold exactly one file")
     if not final.exists():
         tmp = store.checkouts_dir / unique_tmp_name(f".{oid}")
         tmp.mkdir()

@@ -6,6 +6,7 @@ import bisect
 import io
 from itertools import accumulate
 
+from mlgit.errors import CorruptObjectError
 from mlgit.format.tree import TreeEntry
 from mlgit.store.objects import ObjectStore
 
@@ -52,7 +53,12 @@ class SnapshotFile(io.RawIOBase):
 
     def _chunk(self, i: int) -> bytes:
         if self._cached is None or self._cached[0] != i:
-            self._cached = (i, self._objects.get(self._chunks[i][0]))
+            cid, n = self._chunks[i]
+            data = self._objects.get(cid)
+            if len(data) != n:
+                raise CorruptObjectError(f"chunk {cid.hex()} has {len(data)} bytes, its tree "
+                                         f"says {n}")
+            self._cached = (i, data)
         return self._cached[1]
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]

@@ -16,12 +16,10 @@ from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, OBJECT_TYPE_NAMES
-from mlgit.format.snapshot import decode_snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, decode_tree
+from mlgit.store import walk
 from mlgit.store.store import Store
 
-__all__ = ["FsckReport", "Problem", "check_objects", "check_reachable"]
+__all__ = ["FsckReport", "Located", "Problem", "check_objects", "check_reachable", "close"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,19 @@ class FsckReport:
                 "problems": [p.to_json() for p in self.problems]}
 
 
+Located = dict[bytes, tuple[Any, Any]]
+"""Good objects: id to (open PackReader, IndexEntry)."""
+
+
 def check_objects(store: Store, report: FsckReport,
-                  progress: Callable[[int, int], None] | None = None) -> set[bytes]:
-    """Read every index and every object in every pack; return the ids of good objects."""
+                  progress: Callable[[int, int], None] | None = None) -> Located:
+    """Read every index and every object in every pack; return where the good ones are.
+
+    A bad index is reported and its pack skipped; the rest is still checked. The
+    returned readers stay open for :func:`check_reachable`; call :func:`close`.
+    """
     packs_dir = store.root / "packs"
-    good: set[bytes] = set()
+    good: Located = {}
     names = sorted(os.listdir(packs_dir)) if packs_dir.exists() else []
     stems = {n[:-4] for n in names if n.endswith(".idx")}
     for n in names:
@@ -76,6 +82,7 @@ def check_objects(store: Store, report: FsckReport,
                 "orphan-pack", f"{n} has no index (an interrupted write; gc removes it)"))
     from mlgit.store.packs import PackReader
 
+    bad_copies: list[Problem] = []
     for stem in sorted(stems):
         report.packs += 1
         try:
@@ -83,72 +90,73 @@ def check_objects(store: Store, report: FsckReport,
         except (FormatError, OSError) as err:
             report.problems.append(Problem("bad-index", f"{stem}: {err}"))
             continue
-        try:
-            for e in reader.entries:
-                report.objects += 1
-                try:
-                    reader.read(e)
-                    good.add(e.oid)
-                except CorruptObjectError as err:
-                    report.corrupt.add(e.oid)
-                    report.problems.append(Problem(
-                        "corrupt", str(err), raw_to_hex(e.oid)))
-                if progress:
-                    progress(1, e.stored_len)
-        finally:
-            reader.close()
+        for e in reader.entries:
+            report.objects += 1
+            try:
+                reader.read(e)
+                good.setdefault(e.oid, (reader, e))
+            except CorruptObjectError as err:
+                report.corrupt.add(e.oid)
+                bad_copies.append(Problem("corrupt", str(err), raw_to_hex(e.oid)))
+            if progress:
+                progress(1, e.stored_len)
     # An object with one good copy is fine even if another copy is damaged.
-    report.corrupt -= good
-    report.problems = [p for p in report.problems if not (
-        p.kind == "corrupt" and p.object is not None and bytes.fromhex(p.object) in good)]
+    report.corrupt -= good.keys()
+    report.problems += [p for p in bad_copies
+                        if p.object is None or bytes.fromhex(p.object) not in good]
     return good
 
 
-def check_reachable(store: Store, good: set[bytes], roots: Iterable[tuple[str, str]],
+def close(located: Located) -> None:
+    """Close the readers :func:`check_objects` left open."""
+    for reader in {id(r): r for r, _ in located.values()}.values():
+        reader.close()
+
+
+def check_reachable(store: Store, good: Located, roots: Iterable[tuple[str, str]],
                     report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
                     ) -> None:
     """Walk from each (snapshot or tree id, label) root; report what is missing or unreadable.
 
-    An absent object in ``promised`` (a remote is known to have it: a clone that
-    fetched only some versions) is counted as not fetched, not as missing.
+    Every object is decoded in the role it is referenced in (see
+    :mod:`mlgit.store.walk`), and every chunk's length is checked against the
+    tree. An absent object in ``promised`` (a remote is known to have it: a clone
+    that fetched only some versions) is counted as not fetched, not as missing.
     """
-    seen: set[bytes] = set()
-    stack: list[tuple[bytes, str]] = []
-    for oid_hex, label in roots:
-        stack.append((bytes.fromhex(oid_hex), label))
+    seen: set[tuple[bytes, str]] = set()
+    stack: list[tuple[bytes, str, int | None, str]] = [
+        (bytes.fromhex(oid_hex), walk.ANY, None, label) for oid_hex, label in roots]
     while stack:
-        oid, parent = stack.pop()
-        if oid in seen:
+        oid, role, length, parent = stack.pop()
+        if (oid, role) in seen:
             continue
-        seen.add(oid)
-        if oid not in good:
+        seen.add((oid, role))
+        hit = good.get(oid)
+        if hit is None:
             if oid in promised and oid not in report.corrupt:
                 report.not_fetched += 1
-            elif oid not in report.corrupt:
+            elif oid not in report.corrupt and oid not in report.missing:
                 report.missing.add(oid)
                 report.problems.append(Problem(
                     "missing", f"object {raw_to_hex(oid)} is missing (needed by {parent})",
                     raw_to_hex(oid), parent))
             continue
-        entry = store.objects.entry(oid)
-        if entry is None:
+        reader, entry = hit
+        role = walk.resolve_role(role, entry.type)
+        if length is not None and entry.raw_len != length:
+            report.problems.append(Problem(
+                "corrupt", f"chunk {raw_to_hex(oid)} has {entry.raw_len} bytes, {parent} "
+                f"says {length}", raw_to_hex(oid), parent))
             continue
-        here = f"{OBJECT_TYPE_NAMES.get(entry.type, 'object')} {raw_to_hex(oid)}"
+        if role == walk.LEAF:
+            continue
+        here = f"{role} {raw_to_hex(oid)}"
+        if role == walk.SNAPSHOT:
+            report.snapshots += 1
         try:
-            if entry.type == OBJ_SNAPSHOT:
-                report.snapshots += 1
-                s = decode_snapshot(store.objects.get(oid))
-                stack.append((bytes.fromhex(s.tree), here))
-                stack.extend((bytes.fromhex(p), here) for p in s.parents)
-                for c in s.meta.get("config", []) or []:
-                    if isinstance(c, dict) and isinstance(c.get("id"), str):
-                        stack.append((bytes.fromhex(c["id"]), here))
-            elif entry.type == OBJ_TREE:
-                for t in decode_tree(store.objects.get(oid)):
-                    if t.type == TYPE_DIR:
-                        stack.append((t.subtree, here))
-                    elif t.type == TYPE_FILE:
-                        stack.extend((c, here) for c, _ in t.chunks)
+            refs = walk.references(role, reader.read(entry))
         except (FormatError, ValueError) as err:
-            report.problems.append(Problem("corrupt", f"{here} does not decode: {err}",
-                                           raw_to_hex(oid), parent))
+            report.problems.append(Problem("corrupt", f"{here} does not decode as a {role}: "
+                                           f"{err}", raw_to_hex(oid), parent))
+            continue
+        stack.extend((c, r, n, here) for c, r, n in refs)

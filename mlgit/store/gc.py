@@ -21,9 +21,7 @@ from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
-from mlgit.format.snapshot import decode_snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, decode_tree
+from mlgit.store import walk
 from mlgit.store.lock import lock_file
 from mlgit.store.packs import PackReader, PackWriter
 from mlgit.store.store import Store
@@ -51,28 +49,25 @@ class GcReport:
 def mark(store: Store, roots: Iterable[str]) -> set[bytes]:
     """Every object reachable from the given snapshot or tree ids (missing ones skipped)."""
     live: set[bytes] = set()
-    stack = [bytes.fromhex(r) for r in roots]
+    seen: set[tuple[bytes, str]] = set()
+    stack = [(bytes.fromhex(r), walk.ANY) for r in roots]
     objects = store.objects
     while stack:
-        oid = stack.pop()
-        if oid in live:
+        oid, role = stack.pop()
+        if (oid, role) in seen:
             continue
+        seen.add((oid, role))
         entry = objects.entry(oid)
         if entry is None:
             continue
         live.add(oid)
-        if entry.type == OBJ_SNAPSHOT:
-            s = decode_snapshot(objects.get(oid))
-            stack.append(bytes.fromhex(s.tree))
-            stack.extend(bytes.fromhex(p) for p in s.parents)
-            stack.extend(bytes.fromhex(c["id"]) for c in s.meta.get("config", []) or []
-                         if isinstance(c, dict) and isinstance(c.get("id"), str))
-        elif entry.type == OBJ_TREE:
-            for t in decode_tree(objects.get(oid)):
-                if t.type == TYPE_DIR:
-                    stack.append(t.subtree)
-                elif t.type == TYPE_FILE:
-                    stack.extend(c for c, _ in t.chunks)
+        role = walk.resolve_role(role, entry.type)
+        if role != walk.LEAF:
+            try:
+                refs = walk.references(role, objects.get(oid))
+            except FormatError:
+                continue  # fsck reports it; what it names cannot be known
+            stack.extend((c, r) for c, r, _ in refs)
     return live
 
 

@@ -154,7 +154,18 @@ class LocalBackend(Backend):
                     os.unlink(tmp)
             fsync_dir(packs)
         if not (packs / f"{stem}.idx").exists():
-            atomic_write(packs / f"{stem}.idx", index)
+            # Through tmp/, as the pack: packs/ only ever holds complete, final names.
+            tmp = tmp_dir / unique_tmp_name(stem + ".idx")
+            try:
+                with open(tmp, "xb") as f:
+                    f.write(index)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, packs / f"{stem}.idx")
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            fsync_dir(packs)
 
     def list_refs(self) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""

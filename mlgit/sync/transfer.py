@@ -26,8 +26,6 @@ from mlgit.format.config import decode_config, encode_config
 from mlgit.format.ids import digest_bytes, raw_to_hex
 from mlgit.format.pack import (
     ENTRY_HEADER,
-    OBJ_SNAPSHOT,
-    OBJ_TREE,
     PACK_MAGIC,
     IndexEntry,
     decode_entry_header,
@@ -35,8 +33,7 @@ from mlgit.format.pack import (
     encode_entry_header,
     encode_index,
 )
-from mlgit.format.snapshot import decode_snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, decode_tree
+from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, unique_tmp_name
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
@@ -113,52 +110,45 @@ class RemoteIndex:
 
 
 # -- push ---------------------------------------------------------------------------
-def _children(store: Store, oid: bytes, type_: int) -> list[bytes]:
-    if type_ == OBJ_SNAPSHOT:
-        s = store.objects.get_snapshot(raw_to_hex(oid))
-        return [bytes.fromhex(s.tree), *(bytes.fromhex(p) for p in s.parents),
-                *(bytes.fromhex(str(c["id"])) for c in s.meta.get("config", []) or []
-                  if isinstance(c, dict) and isinstance(c.get("id"), str))]
-    if type_ == OBJ_TREE:
-        out: list[bytes] = []
-        for e in store.objects.get_tree(oid):
-            if e.type == TYPE_DIR:
-                out.append(e.subtree)
-            elif e.type == TYPE_FILE:
-                out.extend(cid for cid, _ in e.chunks)
-        return out
-    return []
-
-
 def closure_postorder(store: Store, roots: Iterable[bytes], have: Callable[[bytes], bool]
                       ) -> list[bytes]:
     """Objects reachable from ``roots`` that ``have`` lacks, every object after its children.
 
-    An object ``have`` reports is not descended into: a store with an object
-    has everything it references (the invariant above).
+    Objects are decoded in the role they are referenced in (:mod:`mlgit.store.walk`).
+    A snapshot or chunk ``have`` reports is not descended into (a store with a
+    snapshot has all of it); trees are always walked, so bytes the other side
+    holds in another role never hide what a tree references.
     """
     order: list[bytes] = []
-    seen: set[bytes] = set()
+    emitted: set[bytes] = set()
+    seen: set[tuple[bytes, str]] = set()
     for root in roots:
-        if root in seen or have(root):
-            continue
-        stack: list[tuple[bytes, bool]] = [(root, False)]
+        stack: list[tuple[bytes, str, bool]] = [(root, walk.ANY, False)]
         while stack:
-            oid, expanded = stack.pop()
+            oid, role, expanded = stack.pop()
             if expanded:
-                order.append(oid)
+                if oid not in emitted and not have(oid):
+                    emitted.add(oid)
+                    order.append(oid)
                 continue
-            if oid in seen:
+            if (oid, role) in seen:
                 continue
-            seen.add(oid)
+            seen.add((oid, role))
             entry = store.objects.entry(oid)
             if entry is None:
+                if have(oid):
+                    continue
                 raise CorruptObjectError(f"object {raw_to_hex(oid)} is missing from the local "
                                          "store; run `git ml fetch` first")
-            stack.append((oid, True))
-            for child in reversed(_children(store, oid, entry.type)):
-                if child not in seen and not have(child):
-                    stack.append((child, False))
+            role = walk.resolve_role(role, entry.type)
+            if role != walk.TREE and have(oid):
+                continue
+            stack.append((oid, role, True))
+            if role != walk.LEAF:
+                refs = walk.references(role, store.objects.get(oid))
+                for child, child_role, _ in reversed(refs):
+                    if (child, child_role) not in seen:
+                        stack.append((child, child_role, False))
     return order
 
 
@@ -292,61 +282,66 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
     """
     stats = TransferStats()
     have = store.objects.has_committed
-    level = list(dict.fromkeys(roots))
-    missing = [r for r in level if not have(r) and not remote.has(r)]
+    level: list[tuple[bytes, str]] = [(r, walk.ANY) for r in dict.fromkeys(roots)]
+    missing = [r for r, _ in level if not have(r) and not remote.has(r)]
     if missing:
         raise CorruptObjectError(f"remote {backend.url} lacks object {raw_to_hex(missing[0])}")
     structure: dict[bytes, tuple[IndexEntry, bytes]] = {}  # snapshots and trees
     kids: dict[bytes, list[bytes]] = {}
     chunks: list[bytes] = []
-    seen: set[bytes] = set(level)
+    lengths: dict[bytes, int] = {}
+    seen: set[tuple[bytes, str]] = set(level)
     while level:
-        got = read_objects(backend, remote, [o for o in level if not have(o)])
-        nxt: list[bytes] = []
-        for oid in level:
+        got = read_objects(backend, remote,
+                           list(dict.fromkeys(o for o, _ in level if not have(o))))
+        nxt: list[tuple[bytes, str]] = []
+        for oid, role in level:
             local_entry = store.objects.entry(oid)
             if local_entry is not None:
-                if local_entry.type not in (OBJ_SNAPSHOT, OBJ_TREE):
+                role = walk.resolve_role(role, local_entry.type)
+                if role == walk.LEAF:
                     continue  # a chunk or blob we have
-                e, data = local_entry, store.objects.get(oid)
-                stored = b""
+                e, data, stored = local_entry, store.objects.get(oid), b""
             else:
                 e, stored = got[oid]
+                role = walk.resolve_role(role, e.type)
+                if role == walk.LEAF:
+                    chunks.append(oid)
+                    continue
                 data = decompress(e.codec, stored, e.raw_len)
-            children: list[bytes] = []
-            if e.type == OBJ_SNAPSHOT:
-                s = decode_snapshot(data)
-                children.append(bytes.fromhex(s.tree))
-                if history:
-                    children.extend(bytes.fromhex(p) for p in s.parents)
-                for c in s.meta.get("config", []) or []:
-                    if isinstance(c, dict) and isinstance(c.get("id"), str):
-                        children.append(bytes.fromhex(c["id"]))
-            elif e.type == OBJ_TREE:
-                for t in decode_tree(data):
-                    if t.type == TYPE_DIR:
-                        children.append(t.subtree)
-                    elif t.type == TYPE_FILE and chunks_too:
-                        chunks.extend(c for c, _ in t.chunks if c not in seen and not have(c))
-                        seen.update(c for c, _ in t.chunks)
-            else:
-                chunks.append(oid)
-                continue
+            try:
+                refs = walk.references(role, data, history=history, chunks=chunks_too)
+            except FormatError as err:
+                raise CorruptObjectError(f"remote {backend.url}: {role} {raw_to_hex(oid)} "
+                                         f"does not decode: {err}") from None
+            children = [c for c, r, _ in refs if r != walk.LEAF]
+            for c, r, n in refs:
+                if r == walk.LEAF and n is not None:
+                    lengths[c] = n
             if local_entry is None:
                 structure[oid] = (e, stored)
                 kids[oid] = children
-            for c in children:
-                if c not in seen:
-                    if not have(c) and not remote.has(c):
-                        raise CorruptObjectError(f"remote {backend.url} lacks object "
-                                                 f"{raw_to_hex(c)}")
-                    seen.add(c)
-                    nxt.append(c)
+            for c, r, _ in refs:
+                if (c, r) in seen:
+                    continue
+                seen.add((c, r))
+                if not have(c) and not remote.has(c):
+                    raise CorruptObjectError(f"remote {backend.url} lacks object "
+                                             f"{raw_to_hex(c)}")
+                if r == walk.LEAF:
+                    if not have(c):
+                        chunks.append(c)
+                else:
+                    nxt.append((c, r))
         level = nxt
     chunk_ids = list(dict.fromkeys(chunks))
     for c in chunk_ids:
         if not remote.has(c):
             raise CorruptObjectError(f"remote {backend.url} lacks object {raw_to_hex(c)}")
+        n = lengths.get(c)
+        if n is not None and remote.entries[c][1].raw_len != n:
+            raise CorruptObjectError(f"remote {backend.url} sent chunk {raw_to_hex(c)} of "
+                                     f"{remote.entries[c][1].raw_len} bytes; its tree says {n}")
     if on_total:
         on_total(len(chunk_ids), sum(remote.entries[c][1].stored_len for c in chunk_ids))
     # Leaves first, in batches that bound memory, then structure from the bottom up.
