@@ -547,8 +547,8 @@ class Dvc(Tool):
     remote_store_desc = "the dvc remote directory"
 
     def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
-        return super().remote_setup(bare, store) + [
-            ["dvc", "remote", "add", "-d", "store", str(store)]]
+        return [*super().remote_setup(bare, store),
+                ["dvc", "remote", "add", "-d", "store", str(store)]]
 
     def push(self) -> list[Cmd]:
         return [["git", "push", "-q", "origin", "main"], ["dvc", "push", "-q"]]
@@ -889,10 +889,10 @@ class Bench:
             else:
                 res["push_initial_bytes"] = tool.remote_bytes(bare, store)
                 log(f"  push_initial sent {res['push_initial_bytes'] / MIB:.1f} MiB")
-            if tool.name == "git-ml":
-                # the same data push without git: `git ml push` to a second empty bare repo
-                if measure("push_plain", [["git", "ml", "push", "plain"]]) is not None:
-                    res["push_plain_report"] = gitml_push_report(runner.last_output)
+            # the same data push without git: `git ml push` to a second empty bare repo
+            if tool.name == "git-ml" and measure(
+                    "push_plain", [["git", "ml", "push", "plain"]]) is not None:
+                res["push_plain_report"] = gitml_push_report(runner.last_output)
 
         changed = ds.apply_change(repo / "data")
         out = measure("status_changed", tool.status())
@@ -944,9 +944,9 @@ class Bench:
         measure("push_empty", tool.push(), rep)
         if "push_empty_s" in res:
             res["push_empty_bytes"] = tool.remote_bytes(bare, store) - before
-        if tool.name == "git-ml":
-            if measure("push_empty_ml", [["git", "ml", "push", "origin"]], rep) is not None:
-                res["push_empty_ml_report"] = gitml_push_report(runner.last_output)
+        if tool.name == "git-ml" and measure(
+                "push_empty_ml", [["git", "ml", "push", "origin"]], rep) is not None:
+            res["push_empty_ml_report"] = gitml_push_report(runner.last_output)
         clone = rdir / "clone"
         shutil.rmtree(clone, ignore_errors=True)
         if measure("clone_pull", tool.clone_pull(bare, clone)) is not None:
