@@ -36,7 +36,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.scan import TMP_PREFIX, FileStat
 from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache, dir_signature
 from mlgit.snapshot.treewalk import TreeGetter
-from mlgit.store.fsutil import unique_tmp_name
+from mlgit.store.fsutil import force_remove, unique_tmp_name
 from mlgit.store.store import Store
 
 __all__ = ["materialize_readonly", "update_worktree"]
@@ -149,16 +149,6 @@ def _make_readonly(root: Path) -> None:
     os.chmod(root, 0o555)
 
 
-def _force_remove(path: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
                          progress: Progress | None = None) -> Path:
     """Return ``checkouts/<id>/`` (the snapshot's files, read-only), creating it once.
@@ -191,9 +181,9 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
             except OSError:
                 if not final.exists():
                     raise
-                _force_remove(tmp)  # another process won the race with the same tree
+                force_remove(tmp)  # another process won the race with the same tree
         except BaseException:
-            _force_remove(tmp)
+            force_remove(tmp)
             raise
     if snap.root == ROOT_FILE:
         names = os.listdir(final)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "unique_tmp_name"]
+__all__ = ["atomic_write", "force_remove", "fsync_dir", "unique_tmp_name"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -42,3 +43,14 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def force_remove(path: str | os.PathLike[str]) -> None:
+    """Delete a directory tree made read-only (a materialized checkout); never follows links."""
+    for dirpath, dirnames, _ in os.walk(path):
+        os.chmod(dirpath, 0o755)
+        for d in dirnames:
+            p = os.path.join(dirpath, d)
+            if not os.path.islink(p):
+                os.chmod(p, 0o755)
+    shutil.rmtree(path, ignore_errors=True)

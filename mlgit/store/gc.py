@@ -22,6 +22,7 @@ from typing import Any
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
 from mlgit.store import walk
+from mlgit.store.fsutil import force_remove
 from mlgit.store.lock import lock_file
 from mlgit.store.packs import PackReader, PackWriter
 from mlgit.store.store import Store
@@ -77,16 +78,6 @@ def _readable(r: PackReader, e: Any) -> bool:
         return True
     except (CorruptObjectError, FormatError):
         return False
-
-
-def _remove_tree(path: str) -> None:
-    for dirpath, dirnames, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: float,
@@ -190,7 +181,7 @@ def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
         stale_tmp = name.startswith(".") and os.lstat(checkouts / name).st_mtime < prune_before
         dead = not name.startswith(".") and len(name) == 32 and bytes.fromhex(name) not in live
         if stale_tmp or dead:
-            _remove_tree(str(checkouts / name))
+            force_remove(checkouts / name)
             removed += 1
     stat_dir = store.cache_dir / "stat"
     if stat_dir.exists():

@@ -28,12 +28,12 @@ from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.names import is_ref_name
 from mlgit.store.fsutil import atomic_write, fsync_dir, unique_tmp_name
-from mlgit.store.lock import lock_file
+from mlgit.store.refs import REF_KINDS, RefStore
 
 __all__ = ["Backend", "LocalBackend", "check_pack_name", "check_ref_path"]
 
 _PACK_RE = re.compile(r"pack-[0-9a-f]{32}\Z")
-_REF_KINDS = ("datasets", "checkpoints")
+
 
 
 def check_pack_name(name: str) -> str:
@@ -46,7 +46,7 @@ def check_pack_name(name: str) -> str:
 def check_ref_path(ref: str) -> str:
     """Return ``ref`` if it is ``datasets/<name>`` or ``checkpoints/<name>``, else FormatError."""
     kind, _, name = ref.partition("/")
-    if kind not in _REF_KINDS or not is_ref_name(name):
+    if kind not in REF_KINDS or not is_ref_name(name):
         raise FormatError(f"bad ref {ref[:80]!r}")
     return ref
 
@@ -169,35 +169,14 @@ class LocalBackend(Backend):
 
     def list_refs(self) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
-        out: dict[str, ObjectID] = {}
-        for kind in _REF_KINDS:
-            try:
-                names = sorted(os.listdir(self.root / "refs" / kind))
-            except FileNotFoundError:
-                continue
-            for name in names:
-                if is_ref_name(name):
-                    oid = self._get(f"{kind}/{name}")
-                    if oid is not None:
-                        out[f"{kind}/{name}"] = oid
-        return out
-
-    def _get(self, ref: str) -> ObjectID | None:
-        try:
-            text = (self.root / "refs" / check_ref_path(ref)).read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return parse_object_id(text.decode("ascii").strip())
-        except (UnicodeDecodeError, FormatError):
-            raise FormatError(f"{self.url}: ref {ref} is corrupt") from None
+        refs = RefStore(self.root / "refs")
+        return {f"{kind}/{name}": oid for kind in REF_KINDS
+                for name, oid in refs.list(kind).items()}
 
     def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
-        """See :meth:`Backend.update_ref`."""
-        path = self.root / "refs" / check_ref_path(ref)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_file(path):
-            current = self._get(ref)
-            if current != expect:
-                raise ConflictError(f"{self.url}: {ref} is at {current}, not {expect}")
-            atomic_write(path, (new + "\n").encode())
+        """See :meth:`Backend.update_ref` (a RefStore compare-and-swap)."""
+        kind, _, name = check_ref_path(ref).partition("/")
+        try:
+            RefStore(self.root / "refs").update(kind, name, parse_object_id(new), expect)
+        except ConflictError as e:
+            raise ConflictError(f"{self.url}: {e}") from None

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from mlgit.errors import CorruptObjectError, FormatError, UnsupportedFormatError
 from mlgit.format.compression import decompress
@@ -153,7 +154,11 @@ def closure_postorder(store: Store, roots: Iterable[bytes], have: Callable[[byte
 
 
 class _PackBuilder:
-    """Writes stored objects into local temp packs and hands each finished one to ``emit``."""
+    """Writes stored objects into a local temp pack and hands each finished one to ``emit``.
+
+    Unlike :class:`~mlgit.store.packs.PackWriter` the pack is not committed into
+    this store: ``emit`` uploads it, and the temp file is removed afterwards.
+    """
 
     def __init__(self, tmp_dir: Path, pack_size: int,
                  emit: Callable[[Path, list[IndexEntry]], None]) -> None:
@@ -161,34 +166,43 @@ class _PackBuilder:
         self.pack_size = pack_size
         self.emit = emit
         self.path: Path | None = None
-        self.f: object | None = None
+        self.f: BinaryIO | None = None
         self.entries: list[IndexEntry] = []
         self.pos = 0
 
     def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
-        if self.path is None:
+        """Append one object; the pack is emitted once it reaches ``pack_size``."""
+        if self.f is None:
             self.path = self.tmp_dir / unique_tmp_name("push")
-            with open(self.path, "wb") as f:
-                f.write(PACK_MAGIC)
+            self.f = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
+            self.f.write(PACK_MAGIC)
             self.pos = len(PACK_MAGIC)
             self.entries = []
-        with open(self.path, "ab") as f:
-            f.write(encode_entry_header(oid, type_, codec, raw_len, len(stored)))
-            f.write(stored)
+        self.f.write(encode_entry_header(oid, type_, codec, raw_len, len(stored)))
+        self.f.write(stored)
         self.entries.append(IndexEntry(oid, self.pos, len(stored), raw_len, type_, codec))
         self.pos += ENTRY_HEADER.size + len(stored)
         if self.pos >= self.pack_size:
             self.finish()
 
     def finish(self) -> None:
-        if self.path is None:
+        """Emit the pack being built, if any, and remove its temp file."""
+        if self.f is None or self.path is None:
             return
+        self.f.close()
         path, entries = self.path, self.entries
-        self.path = None
+        self.f, self.path = None, None
         try:
             self.emit(path, entries)
         finally:
             path.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Drop the pack being built."""
+        if self.f is not None and self.path is not None:
+            self.f.close()
+            self.path.unlink(missing_ok=True)
+        self.f, self.path = None, None
 
 
 def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
@@ -208,14 +222,18 @@ def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote:
         stats.packs += 1
 
     builder = _PackBuilder(store.tmp_dir, store.config.pack_size, emit)
-    for oid in todo:
-        e, stored = store.objects.get_stored(oid)
-        builder.add(oid, e.type, e.codec, e.raw_len, stored)
-        stats.objects += 1
-        stats.bytes += len(stored)
-        if progress:
-            progress(1, len(stored))
-    builder.finish()
+    try:
+        for oid in todo:
+            e, stored = store.objects.get_stored(oid)
+            builder.add(oid, e.type, e.codec, e.raw_len, stored)
+            stats.objects += 1
+            stats.bytes += len(stored)
+            if progress:
+                progress(1, len(stored))
+        builder.finish()
+    except BaseException:
+        builder.abort()
+        raise
     remote.refresh()
     return stats
 
