@@ -86,6 +86,18 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
     ctx.obj = Ctx(cwd, debug)
 
 
+@cli.result_callback()
+@click.pass_context
+def _exit_on_problems(ctx: click.Context, /, result: Any, **_params: Any) -> None:
+    """A command that skipped bad input (already printed) exits with the first one's code.
+
+    Hooks are the exception: they only warn, so that git's own command is not failed.
+    """
+    problems = getattr(ctx.obj.events, "problems", [])
+    if problems and ctx.invoked_subcommand != "hook":
+        sys.exit(problems[0].exit_code)
+
+
 @cli.command()
 @click.option("--pack-size", type=click.IntRange(1024), hidden=True)
 @click.option("--chunk-size", type=click.IntRange(256, 4 << 20), hidden=True,

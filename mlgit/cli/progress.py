@@ -9,6 +9,7 @@ import time
 import click
 
 from mlgit.api.events import Events
+from mlgit.errors import MlgitError
 
 __all__ = ["TerminalEvents"]
 
@@ -35,6 +36,13 @@ class TerminalEvents(Events):
         with self._lock:
             self._clear()
             click.echo(f"git-ml: warning: {message}", err=True)
+
+    def problem(self, error: MlgitError) -> None:
+        """Print the error line at once (above the bar) and keep it for the exit code."""
+        super().problem(error)
+        with self._lock:
+            self._clear()
+            click.echo(f"git-ml: error: {error}", err=True)
 
     def start(self, label: str, files: int, nbytes: int) -> None:
         """Begin (or re-size) a phase."""

@@ -1,0 +1,77 @@
+"""Every bound git-ml puts on what it reads, in one place (docs/format.md, "Limits").
+
+Everything git-ml reads may be hostile: a teammate's commit, a remote store, an
+SSH server, an S3 bucket. Each kind of input has a size (or count, or depth)
+limit here; readers refuse input past it with a FormatError before they
+allocate for it, so memory stays bounded by the size of legitimate data. The
+values are part of the format: a writer MUST NOT produce anything past them.
+
+Pure constants; imports nothing.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_CONFIG_LEN",
+    "MAX_FILES",
+    "MAX_GITIGNORE_LEN",
+    "MAX_INDEX_ENTRIES",
+    "MAX_INDEX_LEN",
+    "MAX_JSON_DEPTH",
+    "MAX_NOTE_LEN",
+    "MAX_PACK_LEN",
+    "MAX_PATH_LEN",
+    "MAX_POINTER_LEN",
+    "MAX_REF_LEN",
+    "MAX_SNAPSHOT_LEN",
+    "MAX_SNAPSHOT_BYTES",
+    "MAX_TIME",
+    "MAX_TREE_DEPTH",
+]
+
+MAX_POINTER_LEN = 4096
+"""A pointer file (``*.mlgit``), in the work tree or as a git blob."""
+
+MAX_REF_LEN = 256
+"""A sidecar ref file (32 hex digits and a newline; some slack for whitespace)."""
+
+MAX_CONFIG_LEN = 64 << 10
+"""A store's ``config`` file, local or remote."""
+
+MAX_INDEX_ENTRIES = 1 << 20
+"""Objects in one pack (so one index); writers close a pack when it holds this many."""
+
+MAX_INDEX_LEN = 16 + 34 * MAX_INDEX_ENTRIES + 16
+"""A pack index file: header, ``MAX_INDEX_ENTRIES`` entries of 34 bytes, checksum."""
+
+MAX_PACK_LEN = 1 << 40
+"""A pack file (1 TiB). Index offsets and lengths are checked against it when the
+pack's real size is not known (a remote's pack)."""
+
+MAX_SNAPSHOT_LEN = 4 << 20
+"""A snapshot object's canonical bytes."""
+
+MAX_JSON_DEPTH = 32
+"""Nesting of JSON objects and arrays in snapshot metadata and note records."""
+
+MAX_TIME = 253402300799
+"""The last second of the year 9999: snapshot and record times are 0 to this."""
+
+MAX_FILES = 1 << 40
+"""Files (and symlinks) one snapshot or directory entry may claim."""
+
+MAX_SNAPSHOT_BYTES = (1 << 63) - 1
+"""Bytes one snapshot or directory entry may claim (a signed 64-bit size)."""
+
+MAX_TREE_DEPTH = 1024
+"""Directory levels below a snapshot's root tree. Walks are iterative at any depth;
+this bounds the paths a snapshot can make a reader build."""
+
+MAX_PATH_LEN = 4096
+"""A tracked path (a pointer file's path without ``.mlgit``), in bytes."""
+
+MAX_NOTE_LEN = 16 << 20
+"""One commit's note under ``refs/notes/ml`` (JSON Lines)."""
+
+MAX_GITIGNORE_LEN = 16 << 20
+"""A ``.gitignore`` git-ml reads to add a line to."""
