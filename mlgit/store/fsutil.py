@@ -1,13 +1,62 @@
-"""Durable file writes: write to a temporary file, fsync, rename, fsync the directory."""
+"""Files on disk: durable writes and bounded reads of files that may be hostile.
+
+Writes go to a temporary file, fsync, rename, fsync the directory.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
-__all__ = ["atomic_write", "force_remove", "fsync_dir", "unique_tmp_name"]
+from mlgit.errors import FormatError
+
+__all__ = ["atomic_write", "force_remove", "fsync_dir", "read_bounded", "unique_tmp_name"]
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, what: str | None = None,
+                 error: type[FormatError] = FormatError) -> bytes:
+    """The whole content of the regular file at ``path``, which must be at most ``limit`` bytes.
+
+    For every file git-ml reads that another party may have written (refs,
+    configs, indexes, pointer files, a remote's files). The file is opened with
+    ``O_NOFOLLOW | O_NONBLOCK``: a symlink in the last component, a FIFO, a
+    device, a socket or a directory is refused without being read (and a FIFO
+    never blocks the open); a file larger than ``limit`` is refused before
+    anything is read, and one that grows past it while being read, once the
+    limit is reached. Refusals raise ``error`` (a FormatError class) naming
+    ``what`` (default: the path). A missing file raises FileNotFoundError, as
+    :func:`open` does.
+    """
+    label = what or os.fsdecode(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise error(f"{label} is a symbolic link, not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{label} is not a regular file")
+        if st.st_size > limit:
+            raise error(f"{label} is {st.st_size} bytes, more than the {limit} allowed")
+        parts: list[bytes] = []
+        got = 0
+        while got <= limit:
+            piece = os.read(fd, min(limit + 1 - got, 1 << 20))
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        if got > limit:
+            raise error(f"{label} grew past the {limit} bytes allowed while being read")
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
