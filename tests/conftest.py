@@ -12,11 +12,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mlgit.api.repo import Repo
 from mlgit.format.config import StoreConfig
 
 BIN = Path(sys.executable).parent
+
+# Property tests are reproducible: the same examples on every run (CI must not fail at
+# random), and no example database written into the work tree.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.load_profile(os.environ.get("MLGIT_HYPOTHESIS_PROFILE", "deterministic"))
 
 # Small sizes so that little test data exercises many chunks and many packs.
 SMALL_CONFIG = StoreConfig(chunk_min=1024, chunk_avg=4096, chunk_max=16384, pack_size=64 << 10)
