@@ -91,13 +91,26 @@ class GitRepo:
 
 
 def _is_git_dir(d: Path) -> bool:
-    return (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir()
+    """True for a git dir: HEAD, and objects/ and refs/ here or in its common dir.
+
+    A linked worktree's git dir (``.git/worktrees/<name>``) has its own HEAD but
+    shares objects and refs with the main repository through ``commondir``.
+    """
+    if not (d / "HEAD").is_file():
+        return False
+    common = _common_dir(d)
+    return (common / "objects").is_dir() and (common / "refs").is_dir()
 
 
 def _common_dir(git_dir: Path) -> Path:
+    """The common git dir of ``git_dir`` (itself, unless it is a linked worktree's)."""
     common = git_dir / "commondir"
     if common.is_file():
-        return (git_dir / common.read_text().strip()).resolve()
+        try:
+            text = common.read_text(errors="replace").strip()
+        except OSError:
+            return git_dir
+        return (git_dir / text).resolve() if text else git_dir
     return git_dir
 
 

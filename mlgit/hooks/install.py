@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlgit.errors import MlgitError
+from mlgit.gitlink.notes import NOTES_REF
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write
 
-__all__ = ["CHAINED_SUFFIX", "HOOK_NAMES", "HookResult", "hooks_dir", "hooks_enabled",
+__all__ = ["CHAINED_SUFFIX", "HOOK_NAMES", "HookResult", "carry_notes_on_rewrite", "hooks_dir",
+           "hooks_enabled",
            "install_hooks", "run_chained", "scripts_dir"]
 
 HOOK_NAMES = ("post-checkout", "post-merge", "pre-push")
@@ -80,7 +82,24 @@ def install_hooks(repo: GitRepo) -> list[HookResult]:
         atomic_write(target, ours, mode=0o755)
         target.chmod(0o755)
         results.append(HookResult(name, action, target))
+    carry_notes_on_rewrite(repo)
     return results
+
+
+def carry_notes_on_rewrite(repo: GitRepo) -> None:
+    """Make ``git rebase`` and ``git commit --amend`` copy ``refs/notes/ml`` to new commits.
+
+    Adds ``refs/notes/ml`` to the multi-valued ``notes.rewriteRef`` unless it is
+    there (other values are kept). git's defaults then do the rest
+    (``notes.rewrite.amend`` and ``notes.rewrite.rebase`` are true, and
+    ``notes.rewriteMode`` is ``concatenate``, which keeps every record line).
+    """
+    try:
+        have = repo.run_git("config", "--get-all", "notes.rewriteRef").decode().split()
+    except MlgitError:
+        have = []  # unset
+    if NOTES_REF not in have:
+        repo.run_git("config", "--add", "notes.rewriteRef", NOTES_REF)
 
 
 def run_chained(repo: GitRepo, name: str, args: list[str], stdin: bytes | None) -> int:
