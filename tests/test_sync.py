@@ -304,3 +304,39 @@ def test_interrupted_fetch_resumes_and_leaves_the_clone_valid(alice: Path, origi
     assert (bob / "big/blob.bin").read_bytes() == want
     clean = json.loads(run_gitml(bob, "fsck", "--json", check=False).stdout)
     assert {p["kind"] for p in clean["problems"]} <= {"orphan-pack"}
+
+
+def test_names_resolve_through_remote_tracking_refs(alice: Path, origin: Path,
+                                                    tmp_path: Path) -> None:
+    """As git resolves a branch to origin/NAME: a name with no local ref is the one
+    remote's tracking ref; REMOTE/NAME names it explicitly; ls marks remote entries."""
+    run_gitml(alice, "push")
+    data_id, run_id = _ids(alice), run_gitml(alice, "show", "r1", "--json").stdout
+    run_id = json.loads(run_id)["id"]
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "init")
+    run_gitml(bob, "fetch")
+    assert json.loads(run_gitml(bob, "show", "data", "--json").stdout)["id"] == data_id
+    assert json.loads(run_gitml(bob, "show", "origin/r1", "--json").stdout)["id"] == run_id
+    assert json.loads(run_gitml(bob, "show", "r1~0", "--json").stdout)["id"] == run_id
+    listing = json.loads(run_gitml(bob, "ls", "--json").stdout)
+    assert {(e["remote"], e["kind"], e["name"]) for e in listing} == {
+        ("origin", "dataset", "data"), ("origin", "checkpoint", "r1")}
+    assert "origin/data" in run_gitml(bob, "ls").stdout
+    path = mlgit.latest_checkpoint("r1", repo=bob)
+    assert read_tree(path) == read_tree(alice.parent / "ck")
+    p = run_gitml(bob, "show", "upstream/data", check=False)
+    assert p.returncode == 5, p.stderr
+    # A second remote that has "data" at another version makes the bare name ambiguous.
+    other = tmp_path / "other.git"
+    git(tmp_path, "init", "-q", "--bare", str(other))
+    git(alice, "remote", "add", "other", str(other))
+    (alice / "data/README").write_text("changed\n")
+    run_gitml(alice, "add", "data")
+    run_gitml(alice, "push", "other")
+    git(bob, "remote", "add", "other", str(other))
+    run_gitml(bob, "fetch", "other")
+    p = run_gitml(bob, "show", "data", check=False)
+    assert p.returncode == 5 and "origin/data" in p.stderr and "other/data" in p.stderr
+    assert json.loads(run_gitml(bob, "show", "other/data", "--json").stdout)["id"] != data_id

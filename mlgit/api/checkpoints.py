@@ -29,6 +29,7 @@ from mlgit.gitlink.commits import CodeState, code_state, head_commit, pointers_i
 from mlgit.gitlink.notes import append_note_lines
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
+from mlgit.store.revision import resolve_name
 
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
@@ -273,7 +274,7 @@ def only_key(only: frozenset[bytes]) -> str:
 
 def latest_checkpoint(repo: Repo, run: str) -> Path:
     """Path of ``run``'s newest checkpoint, materialized read-only (the prefix for TF ones)."""
-    oid = repo.store.refs.get("checkpoints", run) if is_ref_name(run) else None
+    oid = resolve_name(repo.store, run, ("checkpoints",))
     if oid is None:
         raise RevisionError(f"no checkpoint run named {run!r}")
     return checkpoint_path(repo, oid)

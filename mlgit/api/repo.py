@@ -44,7 +44,7 @@ from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
 from mlgit.store.refs import REF_KINDS
-from mlgit.store.revision import resolve_revision
+from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
@@ -134,18 +134,23 @@ class SnapshotInfo:
 
 @dataclass
 class ListEntry:
-    """A dataset or checkpoint run and its newest snapshot."""
+    """A dataset or checkpoint run and its newest snapshot.
+
+    ``remote`` is None for a local ref, else the remote whose remote-tracking ref
+    this is (what ``git ml fetch`` last saw there).
+    """
 
     kind: str
     name: str
     id: ObjectID
     snapshot: Snapshot
+    remote: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml ls --json`` prints it."""
         s = self.snapshot
-        return {"kind": self.kind, "name": self.name, "id": self.id, "time": s.time,
-                "files": s.files, "bytes": s.bytes, "message": s.message}
+        return {"kind": self.kind, "name": self.name, "remote": self.remote, "id": self.id,
+                "time": s.time, "files": s.files, "bytes": s.bytes, "message": s.message}
 
 
 def _author(repo: GitRepo) -> str:
@@ -631,11 +636,20 @@ class Repo:
         return info
 
     def ls(self) -> list[ListEntry]:
-        """Every dataset and checkpoint run with its newest snapshot."""
+        """Every dataset and checkpoint run with its newest snapshot.
+
+        Local refs first, then each remote's remote-tracking refs (datasets before
+        runs within each).
+        """
         out: list[ListEntry] = []
         for kind in REF_KINDS:
             for name, oid in self.store.refs.list(kind).items():
                 out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid)))
+        for remote in remote_names(self.store):
+            refs = tracking_refs(self.store, remote)
+            for kind in REF_KINDS:
+                for name, oid in refs.list(kind).items():
+                    out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid), remote))
         return out
 
     def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:

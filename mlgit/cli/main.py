@@ -269,7 +269,8 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
         return
     for e in entries:
         s = e.snapshot
-        click.echo(f"{e.kind:<10} {e.name:<24} {e.id[:12]}  {s.files:>8} files "
+        name = f"{e.remote}/{e.name}" if e.remote else e.name
+        click.echo(f"{e.kind:<10} {name:<24} {e.id[:12]}  {s.files:>8} files "
                    f"{_human(s.bytes):>10}  {_when(s.time, s.tz)}")
 
 

@@ -3,7 +3,10 @@
 Accepted forms (docs/revisions.md):
 
 - a full id (32 hex) or a unique prefix of 4+ hex characters of a snapshot id;
-- ``name``: the newest snapshot of a dataset or checkpoint run;
+- ``name``: the newest snapshot of a dataset or checkpoint run: the local ref, else
+  the remote-tracking ref of the one remote that has it (as git resolves a branch
+  name to ``origin/NAME``);
+- ``remote/name``: what ``git ml fetch REMOTE`` last saw of ``name`` there;
 - ``name@<prefix>``: a snapshot of that name by id prefix;
 - any of these followed by ``~N``: N first-parents back.
 
@@ -12,16 +15,18 @@ A name wins over an id prefix that happens to look the same, as in git.
 
 from __future__ import annotations
 
+import os
 import re
 
 from mlgit.errors import AmbiguousRevisionError, RevisionError
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 
-__all__ = ["resolve_revision", "snapshot_ids_with_prefix"]
+__all__ = ["RemoteName", "remote_names", "resolve_name", "resolve_revision",
+           "snapshot_ids_with_prefix", "tracking_refs"]
 
 _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
 
@@ -32,14 +37,68 @@ def snapshot_ids_with_prefix(store: Store, prefix: str) -> list[ObjectID]:
     return [h for h in (raw_to_hex(r) for r in raw_ids) if h.startswith(prefix)]
 
 
-def _by_name(store: Store, name: str) -> ObjectID | None:
-    found = [store.refs.get(kind, name) for kind in REF_KINDS]
-    hits = [f for f in found if f is not None]
-    if len(hits) > 1 and hits[0] != hits[1]:
+RemoteName = tuple[str, str, str, ObjectID]
+"""A remote-tracking ref: (remote, kind, name, id)."""
+
+
+def tracking_refs(store: Store, remote: str) -> RefStore:
+    """The remote-tracking refs of ``remote``: ``refs/remotes/<remote>/<kind>/<name>``."""
+    return RefStore(store.root / "refs" / "remotes" / remote)
+
+
+def remote_names(store: Store) -> list[str]:
+    """The remotes that have remote-tracking refs here, sorted."""
+    try:
+        found = os.listdir(store.root / "refs" / "remotes")
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in found if is_ref_name(n))
+
+
+def _one(hits: list[ObjectID], name: str) -> ObjectID | None:
+    if len(set(hits)) > 1:
         raise AmbiguousRevisionError(
             f"{name!r} is both a dataset and a checkpoint run; use its id"
         )
     return hits[0] if hits else None
+
+
+def _local(store: Store, name: str, kinds: tuple[str, ...]) -> ObjectID | None:
+    return _one([f for f in (store.refs.get(k, name) for k in kinds) if f is not None], name)
+
+
+def _tracked(store: Store, remote: str, name: str, kinds: tuple[str, ...]) -> ObjectID | None:
+    refs = tracking_refs(store, remote)
+    return _one([f for f in (refs.get(k, name) for k in kinds) if f is not None],
+                f"{remote}/{name}")
+
+
+def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS
+                 ) -> ObjectID | None:
+    """The id a name stands for among refs of ``kinds``; None if no ref has it.
+
+    ``NAME``: the local ref; else the remote-tracking ref of the one remote that
+    has ``NAME`` (several remotes that agree on its id count as one; several that
+    disagree are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
+    AmbiguousRevisionError when a name is a dataset and a run at different ids.
+    """
+    remote, slash, rest = name.partition("/")
+    if slash:
+        if not (is_ref_name(remote) and is_ref_name(rest)):
+            return None
+        return _tracked(store, remote, rest, kinds)
+    if not is_ref_name(name):
+        return None
+    local = _local(store, name, kinds)
+    if local is not None:
+        return local
+    found = {r: oid for r in remote_names(store)
+             if (oid := _tracked(store, r, name, kinds)) is not None}
+    if len(set(found.values())) > 1:
+        raise AmbiguousRevisionError(
+            f"{name!r} is on several remotes at different versions: "
+            f"{', '.join(f'{r}/{name}' for r in sorted(found))}; name one of them")
+    return next(iter(found.values()), None)
 
 
 def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
@@ -76,7 +135,7 @@ def resolve_revision(store: Store, rev: str) -> ObjectID:
             )
         oid = cands[0]
     else:
-        oid = _by_name(store, base) if is_ref_name(base) else None
+        oid = resolve_name(store, base)
         if oid is None:
             if not is_hex_prefix(base.lower()):
                 raise RevisionError(f"unknown revision {rev!r}")
