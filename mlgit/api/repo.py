@@ -493,6 +493,7 @@ class Repo:
             raise BadPathError(f"{path} is not a regular file or directory")
         if rel.endswith(POINTER_SUFFIX):
             raise BadPathError(f"{path} is a git-ml pointer file")
+        gitindex.check_ignorable(self.git, rel)  # refused now, not after the snapshot
         tracked = gitindex.tracked_under(self.git, rel)
         if tracked:
             flag = " -r" if full.is_dir() else ""

@@ -21,7 +21,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["ensure_ignored", "indexed_pointers", "stage", "tracked_files_at", "tracked_under"]
+__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "stage", "tracked_files_at",
+           "tracked_under"]
 
 _INDEX_LOCK_WAIT = 30.0
 _PATHSPEC_BATCH = 256 << 10
@@ -93,12 +94,12 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
             time.sleep(0.05)
 
 
-def ensure_ignored(repo: GitRepo, rel: str) -> str:
-    """Add ``/<name>`` to the ``.gitignore`` beside ``rel``; return that .gitignore's path.
+def _ignore_line(repo: GitRepo, rel: str) -> tuple[Path, str, str, str]:
+    """(.gitignore path, its path in the work tree, the line for ``rel``, its current text).
 
-    Leaves the file alone when the line is already there. The .gitignore is read
-    without following a link and only if it is a regular file of at most
-    ``MAX_GITIGNORE_LEN`` bytes (else BadPathError).
+    BadPathError if ``rel``'s name cannot be written as a literal pattern, or if the
+    .gitignore is not a regular file of at most ``MAX_GITIGNORE_LEN`` bytes (it is
+    read without following a link).
     """
     work = repo.require_workdir()
     parent, _, name = rel.rstrip("/").rpartition("/")
@@ -106,8 +107,23 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
         raise BadPathError(f"{rel!r} has characters a .gitignore pattern cannot hold literally")
     ignore_rel = f"{parent}/.gitignore" if parent else ".gitignore"
     path = work / ignore_rel
-    line = f"/{name}"
-    if line in _read(path, ignore_rel).splitlines():
+    return path, ignore_rel, f"/{name}", _read(path, ignore_rel)
+
+
+def check_ignorable(repo: GitRepo, rel: str) -> None:
+    """Raise BadPathError now if :func:`ensure_ignored` would refuse ``rel`` later."""
+    _ignore_line(repo, rel)
+
+
+def ensure_ignored(repo: GitRepo, rel: str) -> str:
+    """Add ``/<name>`` to the ``.gitignore`` beside ``rel``; return that .gitignore's path.
+
+    Leaves the file alone when the line is already there. The .gitignore is read
+    without following a link and only if it is a regular file of at most
+    ``MAX_GITIGNORE_LEN`` bytes (else BadPathError).
+    """
+    path, ignore_rel, line, text = _ignore_line(repo, rel)
+    if line in text.splitlines():
         return ignore_rel
     # Read-modify-write: another git-ml may be adding a line too. The lock lives in the
     # store, not beside the .gitignore, so the work tree stays clean.

@@ -8,8 +8,9 @@ where git-ml will write data. Before anything touches the disk,
 - breaks git's own rules for tracked paths (``check_tracked_path``: ``.mlgit``
   itself, whose data path is the work tree's root; any ``.git`` component in any
   of the spellings git refuses; ``.``/``..``; empty components);
-- overlaps another pointer (one data path inside another, a pointer file inside
-  another's data path, a data path that is another's pointer file);
+- overlaps another pointer: both are refused when one data path lies inside the
+  other; a pointer whose data path is another pointer's file is refused (the
+  other is not);
 - has its data path at or above a file git itself tracks (``README.md.mlgit``
   would replace ``README.md``), or at, above or inside the git directory;
 - lies below a symlinked directory of the work tree (materializing there would
@@ -159,9 +160,10 @@ def list_pointers(repo: GitRepo) -> list[str]:
 def _overlaps(paths: dict[str, str], guarded: list[str]) -> dict[str, str]:
     """Pointers (pointer path -> data path) whose paths collide, with why.
 
-    Collisions: a data path at or above another pointer's data path (so at or
-    above its pointer file too), a data path that is another pointer's file, and
-    a data path at, above or inside one of ``guarded`` (git directories).
+    Refused: both pointers when one data path lies inside the other (they would
+    fight over the same files); a pointer whose data path is another pointer's
+    file (it would replace it; the other is fine); a data path at, above or
+    inside one of ``guarded`` (git directories).
     """
     owner = {rel: ptr for ptr, rel in paths.items()}
     bad: dict[str, str] = {}
@@ -174,7 +176,6 @@ def _overlaps(paths: dict[str, str], guarded: list[str]) -> dict[str, str]:
                 bad.setdefault(o, f"its data path holds the pointer file {ptr[:300]!r}")
         o = owner.get(ptr)
         if o is not None:
-            bad.setdefault(ptr, f"it is the data path of {o[:300]!r}")
             bad.setdefault(o, f"its data path is the pointer file {ptr[:300]!r}")
         for g in guarded:
             if g == rel or g.startswith(rel + "/") or rel.startswith(g + "/"):
