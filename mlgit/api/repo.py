@@ -651,6 +651,7 @@ class Repo:
         first problem is raised once the rest is done.
         """
         ev = events or Events()
+        self.store  # noqa: B018 - NotInitializedError before anything else
         out = []
         for pointer_rel, p in self.tracked(ev):
             try:
