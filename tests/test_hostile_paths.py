@@ -564,6 +564,55 @@ def test_pointer_1200_directories_deep_in_a_git_tree(victim: Path) -> None:
     assert run_gitml(victim, "gc", "--prune", "now", check=False).returncode == 0
 
 
+def test_pre_push_walks_a_deep_tree(victim: Path, tmp_path: Path) -> None:
+    """``git push`` of a commit with a pointer 1,200 directories deep: the pre-push hook
+    finds what it pins (iteratively) and pushes it."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(victim, "remote", "add", "origin", str(origin))
+    sid = mlgit.show("good", repo=victim).id
+    blob = _loose(victim, "blob", pointer_text("good", sid))
+    path = "/".join(["d"] * 1200) + "/deep.mlgit"
+    _commit(victim, _tree_at(victim, path, ("100644", blob), []))
+    p = git(victim, "push", "-q", "origin", "evil", check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (origin / "ml/refs/datasets/good").read_text().strip() == sid
+
+
+class _CountingGit:
+    """A pygit2 repository that counts object lookups (to see the cache at work)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.lookups = inner, 0
+
+    def __getitem__(self, key: object) -> object:
+        self.lookups += 1
+        return self.inner[key]  # type: ignore[index]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_tree_walk_cache_reads_a_shared_subtree_once(victim: Path) -> None:
+    sid = mlgit.show("good", repo=victim).id
+    blob = _loose(victim, "blob", pointer_text("good", sid))
+    shared = _tree_at(victim, "/".join(["s"] * 50) + "/x.mlgit", ("100644", blob), [])
+    a = _tree(victim, [("40000", b"shared", shared), ("100644", b"a.txt", blob)])
+    b = _tree(victim, [("40000", b"shared", shared), ("100644", b"b.txt", blob)])
+    with Repo(victim) as r:
+        counting = _CountingGit(r.git.git)
+        r.git._git = counting
+        cache: dict[str, object] = {}
+        first = pointers_in_tree(r.git, a, cache)
+        after_first = counting.lookups
+        second = pointers_in_tree(r.git, b, cache)
+        assert [p for p, _ in first] == [p for p, _ in second] == [
+            "shared/" + "/".join(["s"] * 50) + "/x.mlgit"]
+        assert after_first >= 52 and counting.lookups - after_first == 1  # b's root only
+        assert pointers_in_tree(r.git, a, cache) == first
+        assert counting.lookups - after_first == 1  # a whole tree from the cache
+
+
 def test_git_tree_deeper_than_any_path_is_not_walked_to_the_bottom(victim: Path) -> None:
     """5,000 levels (paths past MAX_PATH_LEN): the walk stops, says so, and goes on."""
     leaf = _loose(victim, "blob", b"x")
