@@ -201,8 +201,9 @@ def load_pointers(repo: GitRepo, rels: list[str] | None = None
     ``rels`` defaults to :func:`list_pointers`. Every check of the module
     docstring runs before any pointer is read; the only disk access before that
     is one ``lstat`` per parent directory and one ``git ls-files`` for all
-    pointers. Pointers listed in the index but absent from the work tree are
-    left out of both lists. Both lists are sorted by pointer path.
+    pointers. A pointer listed in the index but absent from the work tree is
+    not in the good list (and is a problem only if its path is refused). Both
+    lists are sorted by pointer path.
     """
     work = repo.require_workdir()
     problems: list[PointerProblem] = []
@@ -226,8 +227,8 @@ def load_pointers(repo: GitRepo, rels: list[str] | None = None
     for ptr, rel in paths.items():
         why = refused.get(ptr)
         if why is None and not _parents_are_dirs(work, rel, seen):
-            why = "a directory above it is a symbolic link (data there would be written " \
-                  "outside the work tree)"
+            why = ("a directory above it is a symbolic link (data there would be written "
+                   "outside the work tree)")
         if why is not None:
             problems.append((ptr, _refuse(ptr, why)))
             continue
