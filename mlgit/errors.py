@@ -82,7 +82,11 @@ class CorruptObjectError(FormatError):
 
 
 class PointerError(FormatError):
-    """A pointer file (``*.mlgit``) that does not parse."""
+    """A pointer file (``*.mlgit``) that does not parse, or that git-ml must not use.
+
+    (Its data path breaks git's path rules or collides with another path, or the
+    file is a symlink, FIFO, directory or too large.)
+    """
 
     exit_code = 7
 

@@ -41,6 +41,7 @@ from mlgit.format.ids import (
     raw_to_hex,
 )
 from mlgit.format.names import MAX_ENTRY_NAME, check_entry_name, check_ref_name, is_ref_name
+from mlgit.format.paths import is_git_dir_name
 from mlgit.format.pointer import Pointer, decode_pointer, encode_pointer
 from mlgit.format.snapshot import (
     KIND_CHECKPOINT,
@@ -108,7 +109,7 @@ hex_ids = raw_ids.map(lambda b: b.hex())
 
 
 def _valid_entry_name(name: bytes) -> bool:
-    return name not in (b".", b"..") and name.lower() != b".git"
+    return name not in (b".", b"..") and not is_git_dir_name(name)
 
 
 def _clean_name(b: bytes) -> bytes:
@@ -288,7 +289,10 @@ def test_ref_name_accepted(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [b"", b".", b"..", b".git", b".GIT", b".Git", b".gIT", b"a/b",
-                                  b"/", b"a\0b", b"\0", b"x" * (MAX_ENTRY_NAME + 1)])
+                                  b"/", b"a\0b", b"\0", b"x" * (MAX_ENTRY_NAME + 1),
+                                  b".git ", b".Git. ", b"git~1", b"GIT~1",
+                                  b".git::$INDEX_ALLOCATION", b"a\\.git", b".g\xe2\x80\x8cit",
+                                  b"\xef\xbb\xbf.git"])
 def test_check_entry_name_hostile(name: bytes) -> None:
     with pytest.raises(FormatError):
         check_entry_name(name)

@@ -78,8 +78,12 @@ def resolve_source(path: Path) -> tuple[Path, str, frozenset[bytes] | None]:
     """What ``path`` names: (path to scan, ``file``/``dir``/``tf-prefix``, prefix's file names).
 
     A TensorFlow checkpoint prefix ``ckpt-1200`` stands for ``ckpt-1200.index``
-    and ``ckpt-1200.data-*`` in its directory.
+    and ``ckpt-1200.data-*`` in its directory. A file or directory given as a
+    symlink is stored as what the link points to (a checkpoint is its content,
+    never a link to somewhere else).
     """
+    if path.is_symlink():
+        path = path.resolve()
     if path.is_dir():
         return path, "dir", None
     if path.is_file():

@@ -28,12 +28,15 @@ from mlgit.errors import (
 from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
+from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
+    PointerProblem,
     list_pointers,
+    load_pointers,
     pointer_path_for,
     read_pointer,
     tracked_path_for,
@@ -163,6 +166,40 @@ def _author(repo: GitRepo) -> str:
     return name + sep if sep else ident
 
 
+def _about(where: str, e: FormatError) -> FormatError:
+    """``e`` with ``where`` (the pointer file it concerns) in front of its message."""
+    return e if str(e).startswith((where, f"pointer file {where!r}")) else type(e)(
+        f"{where}: {e}")
+
+
+class _HookEvents(Events):
+    """Events for git's hooks: bad input becomes a warning, so git's own command succeeds."""
+
+    def __init__(self, inner: Events, hook: str) -> None:
+        self.inner, self.hook = inner, hook
+
+    def warn(self, message: str) -> None:
+        """Pass the warning on."""
+        self.inner.warn(message)
+
+    def problem(self, error: MlgitError) -> None:
+        """Record it, and pass it on as a warning naming the hook."""
+        super().problem(error)
+        self.inner.warn(f"{self.hook}: skipped: {error}")
+
+    def start(self, label: str, files: int, nbytes: int) -> None:
+        """Pass progress on."""
+        self.inner.start(label, files, nbytes)
+
+    def advance(self, files: int, nbytes: int) -> None:
+        """Pass progress on."""
+        self.inner.advance(files, nbytes)
+
+    def finish(self) -> None:
+        """Pass progress on."""
+        self.inner.finish()
+
+
 class Repo:
     """A git repository with (or about to have) a git-ml store.
 
@@ -233,8 +270,11 @@ class Repo:
         if name == "post-checkout" and (len(args) < 3 or args[2] != "1"):
             return rc  # a file checkout, not a branch or commit switch
         try:
-            self._fetch_pinned(ev)
-            self.checkout_worktree(events=ev)
+            # A bad pointer (a teammate's commit) is reported and skipped; the rest
+            # is fetched and checked out, and git's own command still succeeds.
+            hook_ev = _HookEvents(ev, name)
+            self._fetch_pinned(hook_ev)
+            self.checkout_worktree(events=hook_ev)
         except MlgitError as e:
             ev.warn(f"{name}: data not updated: {e}; run `git ml checkout` when ready")
         if name == "post-merge":  # `git pull`: bring the remote's notes along
@@ -250,7 +290,7 @@ class Repo:
     def _fetch_pinned(self, ev: Events) -> None:
         """Fetch (lazily, when allowed) the snapshots the work tree's pointers pin but we lack."""
         from mlgit.api import sync  # imported when used: start-up time
-        missing = sorted({p.id for _, p in self.tracked()
+        missing = sorted({p.id for _, p in self.tracked()  # checkout reports bad ones
                           if not self.store.objects.has_committed(bytes.fromhex(p.id))})
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
@@ -445,6 +485,10 @@ class Repo:
         rel = self.git.relpath(Path(path))
         if not rel or rel == ".":
             raise BadPathError("cannot add the whole work tree; name a directory or file in it")
+        try:
+            check_tracked_path(rel)
+        except FormatError as e:
+            raise BadPathError(f"{path}: {e}; git-ml cannot track data there") from None
         full = self.git.require_workdir() / rel
         if not os.path.lexists(full):
             raise BadPathError(f"{path}: no such file or directory")
@@ -454,6 +498,7 @@ class Repo:
             raise BadPathError(f"{path} is not a regular file or directory")
         if rel.endswith(POINTER_SUFFIX):
             raise BadPathError(f"{path} is a git-ml pointer file")
+        gitindex.check_ignorable(self.git, rel)  # refused now, not after the snapshot
         tracked = gitindex.tracked_under(self.git, rel)
         if tracked:
             flag = " -r" if full.is_dir() else ""
@@ -566,52 +611,96 @@ class Repo:
                          store.objects.bytes_written - written_before)
 
     # -- status / diff ---------------------------------------------------------
-    def tracked(self) -> list[tuple[str, Pointer]]:
-        """Every pointer file in the work tree and index as (pointer path, pointer)."""
-        out = []
-        for pointer_rel in list_pointers(self.git):
-            p = read_pointer(self.git, pointer_rel)
-            if p is not None:
-                out.append((pointer_rel, p))
-        return out
+    def tracked(self, events: Events | None = None) -> list[tuple[str, Pointer]]:
+        """The usable pointer files of the work tree and index as (pointer path, pointer).
+
+        Pointers git-ml must not use (see :mod:`mlgit.gitlink.pointers`: a data path
+        into a git directory or onto a git-tracked file, overlapping pointers, a
+        symlinked parent, a symlink or FIFO, a malformed file) are left out; each is
+        reported to ``events`` (:meth:`Events.problem`) when it is given.
+        """
+        good, problems = load_pointers(self.git)
+        if events is not None:
+            for _, err in problems:
+                events.problem(err)
+        return good
+
+    def _tracked_for(self, paths: list[str] | None, ev: Events) -> list[tuple[str, Pointer]]:
+        """:meth:`tracked`, narrowed to ``paths`` (work-tree paths; data or pointer files).
+
+        Problems are reported for the pointers asked for only; a path that names
+        no pointer at all is a BadPathError.
+        """
+        good, problems = load_pointers(self.git)
+        if not paths:
+            for _, err in problems:
+                ev.problem(err)
+            return good
+        wanted = {self.git.relpath(Path(p)).removesuffix(POINTER_SUFFIX) for p in paths}
+        bad: list[PointerProblem] = [pe for pe in problems
+                                     if pe[0].removesuffix(POINTER_SUFFIX) in wanted]
+        known = {tracked_path_for(pr) for pr, _ in good} | {
+            pr.removesuffix(POINTER_SUFFIX) for pr, _ in bad}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise BadPathError(f"not tracked by git-ml: {', '.join(unknown)}")
+        for _, err in bad:
+            ev.problem(err)
+        return [(pr, p) for pr, p in good if tracked_path_for(pr) in wanted]
 
     def status(self, events: Events | None = None) -> list[StatusEntry]:
-        """Compare each tracked path with the snapshot its pointer pins."""
+        """Compare each tracked path with the snapshot its pointer pins.
+
+        A bad pointer file, or one whose snapshot cannot be read, is reported to
+        ``events`` and left out; the others are compared. Without ``events`` the
+        first problem is raised once the rest is done.
+        """
         ev = events or Events()
-        store = self.store
-        work = self.git.require_workdir()
+        self.store  # noqa: B018 - NotInitializedError before anything else
         out = []
-        for pointer_rel, p in self.tracked():
-            rel = tracked_path_for(pointer_rel)
-            full = work / rel
-            entry = StatusEntry(rel, pointer_rel, p.name, p.id, "clean")
+        for pointer_rel, p in self.tracked(ev):
+            try:
+                entry = self._status_one(pointer_rel, p, ev)
+            except FormatError as e:
+                ev.problem(_about(pointer_rel, e))
+                continue
             out.append(entry)
-            if not os.path.lexists(full):
-                entry.state = "missing"
-                continue
-            cpath = statcache.cache_path(store.cache_dir, full)
-            old = statcache.load(cpath)
-            if old.snapshot != p.id:
-                old = statcache.StatCache()
-            snap_tree = old.tree if old.tree else self.snapshot(p.id).tree
-            entry.is_file = full.is_file()
-            built = build_tree(store, os.fsencode(full), is_file=entry.is_file, old=old,
-                               dry=True, warn=ev.warn)
-            if built.root.hex() == snap_tree:
-                if built.hashed_files:  # refresh the cache so the next status is instant
-                    built.cache.snapshot = p.id
-                    statcache.save(cpath, built.cache, built.stat_time_ns)
-                continue
-            entry.state = "modified"
-
-            def get_cur(t: bytes, trees: dict[bytes, list[TreeEntry]] = built.trees
-                        ) -> list[TreeEntry]:
-                got = trees.get(t)
-                return got if got is not None else store.objects.get_tree(t)
-
-            entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
-                                            get_cur, built.root))
+        if events is None:
+            ev.raise_problems()
         return out
+
+    def _status_one(self, pointer_rel: str, p: Pointer, ev: Events) -> StatusEntry:
+        """One tracked path compared with its pinned snapshot."""
+        store = self.store
+        rel = tracked_path_for(pointer_rel)
+        full = self.git.require_workdir() / rel
+        entry = StatusEntry(rel, pointer_rel, p.name, p.id, "clean")
+        if not os.path.lexists(full):
+            entry.state = "missing"
+            return entry
+        cpath = statcache.cache_path(store.cache_dir, full)
+        old = statcache.load(cpath)
+        if old.snapshot != p.id:
+            old = statcache.StatCache()
+        snap_tree = old.tree if old.tree else self.snapshot(p.id).tree
+        entry.is_file = full.is_file()
+        built = build_tree(store, os.fsencode(full), is_file=entry.is_file, old=old,
+                           dry=True, warn=ev.warn)
+        if built.root.hex() == snap_tree:
+            if built.hashed_files:  # refresh the cache so the next status is instant
+                built.cache.snapshot = p.id
+                statcache.save(cpath, built.cache, built.stat_time_ns)
+            return entry
+        entry.state = "modified"
+
+        def get_cur(t: bytes, trees: dict[bytes, list[TreeEntry]] = built.trees
+                    ) -> list[TreeEntry]:
+            got = trees.get(t)
+            return got if got is not None else store.objects.get_tree(t)
+
+        entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
+                                        get_cur, built.root))
+        return entry
 
     def diff(self, a: str, b: str) -> list[Change]:
         """Files added (A), removed (D), modified (M) or changed type (T) from ``a`` to ``b``."""
@@ -675,15 +764,37 @@ class Repo:
         ev = events or Events()
         oid = self._resolve_fetching(rev)
         snap = self.snapshot(oid)
+        prefix = self._tf_prefix(oid, snap)  # checked before anything is written
         ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
         try:
             path = materialize_readonly(self.store, oid, snap, progress=ev.advance)
         finally:
             ev.finish()
+        return path / prefix if prefix is not None else path
+
+    def _tf_prefix(self, oid: ObjectID, snap: Snapshot) -> str | None:
+        """The TensorFlow prefix a checkpoint was stored from (``meta.source.prefix``), or None.
+
+        The prefix is stored data, so it is checked as a path: one valid path
+        component whose ``<prefix>.index`` file is in the snapshot's root tree.
+        Anything else is a FormatError (never a path outside the checkout).
+        """
         source = snap.meta.get("source") if snap.kind == KIND_CHECKPOINT else None
-        if isinstance(source, dict) and source.get("type") == "tf-prefix":
-            return path / str(source.get("prefix", ""))
-        return path
+        if not (isinstance(source, dict) and source.get("type") == "tf-prefix"):
+            return None
+        prefix = source.get("prefix")
+        where = f"checkpoint {snap.name} {oid[:12]}: meta.source.prefix"
+        if not isinstance(prefix, str):
+            raise FormatError(f"{where} is not a string")
+        check_component(prefix, where)
+        if snap.root != ROOT_DIR:
+            raise FormatError(f"{where}: a TensorFlow prefix needs a directory snapshot")
+        index = os.fsencode(prefix + ".index")
+        if not any(e.name == index and e.type == TYPE_FILE
+                   for e in self.store.objects.get_tree(bytes.fromhex(snap.tree))):
+            raise FormatError(f"{where} {prefix[:80]!r} has no {prefix[:80]!r}.index file in "
+                              "the snapshot")
+        return prefix
 
     def checkout_worktree(self, paths: list[str] | None = None, *, force: bool = False,
                           events: Events | None = None) -> list[tuple[str, ObjectID]]:
@@ -691,24 +802,24 @@ class Repo:
 
         Returns (path, id) for each path updated. Refuses, changing nothing for
         that path, to discard local changes not saved in the store unless ``force``.
+        A bad pointer file (see :meth:`tracked`), or one whose snapshot is malformed,
+        is reported to ``events`` and skipped, and the other paths are checked out;
+        without ``events`` the first problem is raised once the rest is done.
         """
         from mlgit.snapshot.materialize import update_worktree  # imported when used: start-up time
         ev = events or Events()
         store = self.store
         work = self.git.require_workdir()
-        pointers = self.tracked()
-        if paths:
-            wanted = {self.git.relpath(Path(p)).removesuffix(POINTER_SUFFIX) for p in paths}
-            known = {tracked_path_for(pr) for pr, _ in pointers}
-            unknown = sorted(wanted - known)
-            if unknown:
-                raise BadPathError(f"not tracked by git-ml: {', '.join(unknown)}")
-            pointers = [(pr, p) for pr, p in pointers if tracked_path_for(pr) in wanted]
+        pointers = self._tracked_for(paths, ev)
         done = []
         for pointer_rel, p in pointers:
             rel = tracked_path_for(pointer_rel)
             full = work / rel
-            snap = self.snapshot(p.id)
+            try:
+                snap = self.snapshot(p.id)
+            except FormatError as e:
+                ev.problem(_about(pointer_rel, e))
+                continue
             cpath = statcache.cache_path(store.cache_dir, full)
             old = statcache.load(cpath)
             label = f"checking out {rel}"
@@ -720,11 +831,16 @@ class Repo:
                 cache, stat_time = update_worktree(
                     store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
                     on_total=on_total)
+            except FormatError as e:  # a bad snapshot: nothing of it was written
+                ev.problem(_about(pointer_rel, e))
+                continue
             finally:
                 ev.finish()
             cache.snapshot = p.id
             statcache.save(cpath, cache, stat_time)
             done.append((rel, p.id))
+        if events is None:
+            ev.raise_problems()
         return done
 
     def open(self, rev: str, path: str = "") -> BinaryIO:

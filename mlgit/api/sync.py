@@ -292,7 +292,9 @@ def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
          ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
     """Fetch what HEAD's pointer files pin (just those versions) and the notes, then check out.
 
-    Returns the fetch result and the paths materialized.
+    Returns the fetch result and the paths materialized. Bad pointer files are
+    left out of both; the checkout reports each (to ``events``, else it raises the
+    first once the other paths are checked out).
     """
     pins = sorted({p.id for _, p in repo.tracked()})
     missing = [p for p in pins if not repo.store.objects.has_committed(bytes.fromhex(p))]

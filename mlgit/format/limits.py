@@ -25,6 +25,7 @@ __all__ = [
     "MAX_REF_LEN",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
+    "MAX_TF_STATE_LEN",
     "MAX_TIME",
     "MAX_TREE_DEPTH",
 ]
@@ -75,3 +76,6 @@ MAX_NOTE_LEN = 16 << 20
 
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""
+
+MAX_TF_STATE_LEN = 1 << 20
+"""A TensorFlow ``checkpoint`` state file in a checked-out checkpoint (``mlgit.tf``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from mlgit.errors import FormatError
+from mlgit.format.paths import is_git_dir_name
 
 __all__ = ["MAX_ENTRY_NAME", "check_entry_name", "check_ref_name", "is_ref_name"]
 
@@ -34,15 +35,22 @@ def check_ref_name(name: str) -> str:
 
 
 def check_entry_name(name: bytes) -> bytes:
-    """Return ``name`` if it is safe as one path component inside a tree, else raise FormatError.
+    r"""Return ``name`` if it is safe as one path component inside a tree, else raise FormatError.
 
     Refused: empty, longer than 255 bytes, containing ``/`` or NUL, ``.``, ``..``,
-    and ``.git`` in any case (a tree must never be able to write into a git dir).
+    and every name :func:`~mlgit.format.paths.is_git_dir_name` reads as a git
+    directory (``.git`` in any case, with HFS-ignorable code points, or as NTFS
+    reads it: ``.git ``, ``git~1``, ``.git::$INDEX_ALLOCATION``, ``a\.git``), so a
+    tree, even one from a remote, can never make git-ml write into a git directory.
     """
     if not name or len(name) > MAX_ENTRY_NAME:
         raise FormatError(f"tree entry name has bad length {len(name)}")
     if b"/" in name or b"\0" in name:
         raise FormatError(f"tree entry name contains '/' or NUL: {name!r}")
-    if name in (b".", b"..") or name.lower() == b".git":
+    if name in (b".", b".."):
         raise FormatError(f"tree entry name not allowed: {name!r}")
+    # Fast path (trees hold many names): an ASCII name without "git" in any case
+    # cannot spell a git directory in any of the forms is_git_dir_name knows.
+    if not (name.isascii() and b"git" not in name.lower()) and is_git_dir_name(name):
+        raise FormatError(f"tree entry name {name!r} names a git directory")
     return name

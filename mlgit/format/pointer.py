@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mlgit.errors import PointerError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_POINTER_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET
 
@@ -26,7 +27,6 @@ __all__ = ["POINTER_SUFFIX", "Pointer", "decode_pointer", "encode_pointer"]
 
 POINTER_SUFFIX = ".mlgit"
 _VERSION = "1"
-_MAX_LEN = 4096
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,12 @@ def encode_pointer(p: Pointer) -> bytes:
 
 def decode_pointer(data: bytes, where: str = "pointer file") -> Pointer:
     """Parse pointer bytes; PointerError (naming ``where``) if they are not a valid pointer."""
-    def bad(why: str) -> PointerError:
-        return PointerError(f"{where}: {why}; restore it with `git checkout -- {where}`")
+    shown = where if where.isprintable() and len(where) <= 300 else repr(where[:300])
 
-    if len(data) > _MAX_LEN:
+    def bad(why: str) -> PointerError:
+        return PointerError(f"{shown}: {why}; restore it with `git checkout -- {shown}`")
+
+    if len(data) > MAX_POINTER_LEN:
         raise bad("too large to be a pointer file")
     try:
         text = data.decode("utf-8")

@@ -8,7 +8,9 @@ from typing import Any
 
 from mlgit.errors import PointerError, RevisionError
 from mlgit.format.ids import digest_bytes
+from mlgit.format.limits import MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer
+from mlgit.gitlink.pointers import check_pointer_path
 from mlgit.gitlink.repo import GitRepo
 
 __all__ = ["CommitInfo", "CodeState", "code_state", "commit_info", "head_commit",
@@ -97,35 +99,105 @@ def walk_commits(repo: GitRepo, include: list[str], exclude: list[str],
         yield commit_info(repo, str(c.id))
 
 
-def pointers_in_tree(repo: GitRepo, tree_id: str,
-                     cache: dict[str, list[tuple[str, Pointer]]] | None = None,
-                     prefix: str = "") -> list[tuple[str, Pointer]]:
-    """Every valid pointer file in a git tree as (path, pointer); bad pointers are skipped.
+_MODE_TREE = 0o040000
+_MODE_BLOBS = (0o100644, 0o100755)
 
-    ``cache`` maps subtree ids to results, so walking many commits that share
-    subtrees reads each subtree once.
+
+@dataclass
+class _Frame:
+    """One git tree being walked by :func:`pointers_in_tree`: its cache key, path, entries."""
+
+    key: str
+    prefix: str
+    entries: Iterator[Any]
+    found: list[tuple[str, Pointer]]
+    bad: list[PointerError]
+
+
+def _tree_pointer(repo: GitRepo, entry: Any, path: str) -> Pointer:
+    """Decode one ``*.mlgit`` entry of a git tree; PointerError if git-ml must not use it.
+
+    The path is checked first (git's rules), then the entry's mode (a symlink or
+    a submodule is never followed), then the blob's size from its header: a blob
+    over ``MAX_POINTER_LEN`` is refused without being read.
+    """
+    check_pointer_path(path)
+    shown = repr(path[:300])
+    if entry.filemode not in _MODE_BLOBS:
+        kind = {0o120000: "a symbolic link", 0o160000: "a submodule"}.get(
+            entry.filemode, f"of mode {entry.filemode:o}")
+        raise PointerError(f"pointer file {shown} is {kind} in the commit, not a file")
+    try:
+        _, size = repo.git.odb.read_header(entry.id)
+    except KeyError:
+        raise PointerError(f"pointer file {shown}: its blob {entry.id} is not in the git "
+                           "repository") from None
+    if size > MAX_POINTER_LEN:
+        raise PointerError(f"pointer file {shown} is {size} bytes in the commit, more than "
+                           f"the {MAX_POINTER_LEN} allowed")
+    return decode_pointer(repo.git[entry.id].data, path)
+
+
+def pointers_in_tree(repo: GitRepo, tree_id: str, cache: dict[str, Any] | None = None,
+                     problems: list[PointerError] | None = None) -> list[tuple[str, Pointer]]:
+    """Every valid pointer file in a git tree as (path, pointer), in tree order.
+
+    Pointers git-ml must not use (a path :func:`check_pointer_path` refuses, a
+    symlink or submodule named ``*.mlgit``, a blob over ``MAX_POINTER_LEN``, a
+    malformed pointer) are left out; each is appended to ``problems`` when given.
+    Directories whose paths would be longer than ``MAX_PATH_LEN`` are not
+    entered (no pointer there could be used; one problem says so).
+
+    The walk is iterative (any depth). ``cache`` maps (subtree id, path) to
+    results, so walking many commits that share subtrees reads each subtree
+    once; pass the same dict to every call.
     """
     cache = {} if cache is None else cache
-    key = tree_id + "\0" + prefix
-    hit = cache.get(key)
+    found, bad = _walk_tree(repo, tree_id, cache)
+    if problems is not None:
+        problems.extend(bad)
+    return list(found)
+
+
+def _walk_tree(repo: GitRepo, tree_id: str, cache: dict[str, Any]
+               ) -> tuple[list[tuple[str, Pointer]], list[PointerError]]:
+    """The (pointers, problems) of a tree, from ``cache`` or by an explicit-stack walk."""
+    key = f"{tree_id}\0"
+    hit: tuple[list[tuple[str, Pointer]], list[PointerError]] | None = cache.get(key)
     if hit is not None:
         return hit
-    out: list[tuple[str, Pointer]] = []
-    tree = repo.git[tree_id]
-    for entry in tree:
-        path = f"{prefix}{entry.name}"
-        if entry.type_str == "tree":
-            out.extend(pointers_in_tree(repo, str(entry.id), cache, path + "/"))
-        elif entry.type_str == "blob" and entry.name.endswith(POINTER_SUFFIX):
-            blob = repo.git[entry.id]
-            if blob.size > 4096:
-                continue
+    stack = [_Frame(key, "", iter(repo.git[tree_id]), [], [])]
+    while True:
+        top = stack[-1]
+        entry = next(top.entries, None)
+        if entry is None:
+            stack.pop()
+            cache[top.key] = (top.found, top.bad)
+            if not stack:
+                return top.found, top.bad
+            stack[-1].found.extend(top.found)
+            stack[-1].bad.extend(top.bad)
+            continue
+        name = entry.raw_name.decode("utf-8", "surrogateescape")
+        path = top.prefix + name
+        if entry.filemode == _MODE_TREE:
+            sub = path + "/"
+            hit = cache.get(f"{entry.id}\0{sub}")
+            if hit is not None:
+                top.found.extend(hit[0])
+                top.bad.extend(hit[1])
+            elif len(sub.encode("utf-8", "surrogateescape")) > MAX_PATH_LEN:
+                top.bad.append(PointerError(
+                    f"directory {sub[:80]!r}... is deeper than any path git-ml uses "
+                    f"({MAX_PATH_LEN} bytes); pointer files below it are ignored"))
+            else:
+                stack.append(_Frame(f"{entry.id}\0{sub}", sub, iter(repo.git[entry.id]),
+                                    [], []))
+        elif name.endswith(POINTER_SUFFIX):
             try:
-                out.append((path, decode_pointer(blob.data, path)))
-            except PointerError:
-                continue
-    cache[key] = out
-    return out
+                top.found.append((path, _tree_pointer(repo, entry, path)))
+            except PointerError as e:
+                top.bad.append(e)
 
 
 def code_state(repo: GitRepo) -> CodeState:

@@ -13,16 +13,20 @@ import os
 import time
 from pathlib import Path
 
-from mlgit.errors import BadPathError, GitCommandError
+from mlgit.errors import BadPathError, FormatError, GitCommandError
 from mlgit.format.ids import digest_bytes
+from mlgit.format.limits import MAX_GITIGNORE_LEN
 from mlgit.format.pointer import POINTER_SUFFIX
 from mlgit.gitlink.repo import GitRepo
-from mlgit.store.fsutil import atomic_write
+from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["ensure_ignored", "indexed_pointers", "stage", "tracked_under"]
+__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "stage", "tracked_files_at",
+           "tracked_under"]
 
 _INDEX_LOCK_WAIT = 30.0
+_PATHSPEC_BATCH = 256 << 10
+"""Bytes of pathspecs per ``git ls-files`` call (far below the kernel's argument limit)."""
 
 
 def _split(out: bytes) -> list[str]:
@@ -32,6 +36,25 @@ def _split(out: bytes) -> list[str]:
 def tracked_under(repo: GitRepo, rel: str) -> list[str]:
     """Index entries at ``rel`` or below it."""
     return _split(repo.run_git("ls-files", "-z", "--", f":(literal){rel}"))
+
+
+def tracked_files_at(repo: GitRepo, rels: list[str]) -> list[str]:
+    """Index entries at or below any of ``rels``: one ``git ls-files`` for them all.
+
+    (Several calls only when the paths would not fit on one command line.)
+    """
+    out: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for rel in rels:
+        batch.append(f":(literal){rel}")
+        size += len(batch[-1]) + 1
+        if size > _PATHSPEC_BATCH:
+            out += _split(repo.run_git("ls-files", "-z", "--", *batch))
+            batch, size = [], 0
+    if batch:
+        out += _split(repo.run_git("ls-files", "-z", "--", *batch))
+    return out
 
 
 def indexed_pointers(repo: GitRepo) -> list[str]:
@@ -71,10 +94,12 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
             time.sleep(0.05)
 
 
-def ensure_ignored(repo: GitRepo, rel: str) -> str:
-    """Add ``/<name>`` to the ``.gitignore`` beside ``rel``; return that .gitignore's path.
+def _ignore_line(repo: GitRepo, rel: str) -> tuple[Path, str, str, str]:
+    """(.gitignore path, its path in the work tree, the line for ``rel``, its current text).
 
-    Leaves the file alone when the line is already there.
+    BadPathError if ``rel``'s name cannot be written as a literal pattern, or if the
+    .gitignore is not a regular file of at most ``MAX_GITIGNORE_LEN`` bytes (it is
+    read without following a link).
     """
     work = repo.require_workdir()
     parent, _, name = rel.rstrip("/").rpartition("/")
@@ -82,22 +107,41 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
         raise BadPathError(f"{rel!r} has characters a .gitignore pattern cannot hold literally")
     ignore_rel = f"{parent}/.gitignore" if parent else ".gitignore"
     path = work / ignore_rel
-    line = f"/{name}"
-    if line in _read(path).splitlines():
+    return path, ignore_rel, f"/{name}", _read(path, ignore_rel)
+
+
+def check_ignorable(repo: GitRepo, rel: str) -> None:
+    """Raise BadPathError now if :func:`ensure_ignored` would refuse ``rel`` later."""
+    _ignore_line(repo, rel)
+
+
+def ensure_ignored(repo: GitRepo, rel: str) -> str:
+    """Add ``/<name>`` to the ``.gitignore`` beside ``rel``; return that .gitignore's path.
+
+    Leaves the file alone when the line is already there. The .gitignore is read
+    without following a link and only if it is a regular file of at most
+    ``MAX_GITIGNORE_LEN`` bytes (else BadPathError).
+    """
+    path, ignore_rel, line, text = _ignore_line(repo, rel)
+    if line in text.splitlines():
         return ignore_rel
     # Read-modify-write: another git-ml may be adding a line too. The lock lives in the
     # store, not beside the .gitignore, so the work tree stays clean.
     key = digest_bytes(os.fsencode(str(path))).hex()
     with lock_file(repo.ml_dir / "tmp" / f"gitignore-{key}"):
-        text = _read(path)
+        text = _read(path, ignore_rel)
         if line not in text.splitlines():
             sep = "" if not text or text.endswith("\n") else "\n"
-            atomic_write(path, (text + sep + line + "\n").encode())
+            atomic_write(path, (text + sep + line + "\n").encode("utf-8", "surrogateescape"))
     return ignore_rel
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, rel: str) -> str:
+    """A .gitignore's text ("" if absent); BadPathError if it is not a small regular file."""
     try:
-        return path.read_text()
+        data = read_bounded(path, MAX_GITIGNORE_LEN, what=repr(rel[:300]))
     except FileNotFoundError:
         return ""
+    except FormatError as e:
+        raise BadPathError(f"{e}; git-ml will not add a line to it") from None
+    return data.decode("utf-8", "surrogateescape")
