@@ -48,7 +48,7 @@ from mlgit.store.revision import resolve_revision
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
-    from mlgit.api.checkpoints import CkptResult, LineageEntry
+    from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
     from mlgit.api.notes import NoteView
     from mlgit.api.sync import PushResult, RemoteRef
@@ -294,10 +294,17 @@ class Repo:
         from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.latest_checkpoint(self, run)
 
-    def lineage(self, rev: str, limit: int | None = None) -> list[LineageEntry]:
+    def lineage(self, rev: str, limit: int | None = None,
+                events: Events | None = None) -> list[LineageEntry]:
         """A checkpoint and its ancestors across runs, newest first."""
         from mlgit.api import checkpoints  # imported when used: start-up time
-        return checkpoints.lineage(self, rev, limit)
+        return checkpoints.lineage(self, rev, limit, events)
+
+    def lineage_walk(self, rev: str, limit: int | None = None,
+                     events: Events | None = None) -> LineageWalk:
+        """The same, streamed: see :class:`~mlgit.api.checkpoints.LineageWalk`."""
+        from mlgit.api import checkpoints  # imported when used: start-up time
+        return checkpoints.LineageWalk(self, rev, limit, events)
 
     def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
                  graph: str | os.PathLike[str] | None = None,
@@ -308,18 +315,18 @@ class Repo:
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
                               dataset=dataset, events=events)
 
-    def show_note(self, commit: str = "HEAD") -> NoteView:
-        """A commit's ML records (malformed lines reported, not fatal)."""
+    def show_note(self, commit: str = "HEAD", events: Events | None = None) -> NoteView:
+        """A commit's ML records (malformed lines are problems; the rest is kept)."""
         from mlgit.api import notes  # imported when used: start-up time
-        return notes.show_note(self, commit)
+        return notes.show_note(self, commit, events)
 
     def history(self, rev_range: str | None = None, *, run: str | None = None,
-                limit: int | None = None) -> list[LogEntry]:
+                limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         from mlgit.api import (
             history,  # imported when used: start-up time
             )
-        return history.log(self, rev_range, run=run, limit=limit)
+        return history.log(self, rev_range, run=run, limit=limit, events=events)
 
     # -- maintenance (mlgit/api/maintenance.py) ---------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:
@@ -630,12 +637,25 @@ class Repo:
                                                target=os.fsdecode(e.target)))
         return info
 
-    def ls(self) -> list[ListEntry]:
-        """Every dataset and checkpoint run with its newest snapshot."""
+    def ls(self, events: Events | None = None) -> list[ListEntry]:
+        """Every dataset and checkpoint run with its newest snapshot.
+
+        A ref whose snapshot does not decode (or is missing) is a problem, reported
+        to ``events`` and left out; the others are listed. With no ``events`` the
+        first problem is raised at the end.
+        """
+        ev = events or Events()
         out: list[ListEntry] = []
         for kind in REF_KINDS:
             for name, oid in self.store.refs.list(kind).items():
-                out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid)))
+                try:
+                    snap = self.snapshot(oid)
+                except FormatError as e:
+                    ev.problem(type(e)(f"ref {kind}/{name}: {e}"))
+                    continue
+                out.append(ListEntry(kind[:-1], name, oid, snap))
+        if events is None:
+            ev.raise_problems()
         return out
 
     def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
