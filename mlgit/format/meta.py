@@ -19,6 +19,7 @@ Pure functions; they raise FormatError and nothing else.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +56,20 @@ _MAX_HEX = 128  # a git commit id (40 or 64 hex) or a digest (32)
 
 
 def _fail(where: str, what: str, value: Any) -> FormatError:
-    shown = value if isinstance(value, (int, float, bool)) or value is None else (
-        repr(value[:40]) if isinstance(value, str) else type(value).__name__)
-    return FormatError(f"{where}: {what}, got {shown}")
+    return FormatError(f"{where}: {what}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a bad value for a one-line message."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value) if abs(value) < 10 ** 30 else f"a number of {len(str(abs(value)))} digits"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:40])
+    return "an object" if isinstance(value, dict) else "a list"
 
 
 def req_str(obj: dict[str, Any], key: str, where: str) -> str:

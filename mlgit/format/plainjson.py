@@ -25,15 +25,16 @@ from mlgit.format.limits import MAX_JSON_DEPTH
 __all__ = ["check_plain", "is_number", "loads"]
 
 
-def _refuse_constant(name: str) -> Any:
-    raise FormatError(f"{name} is not a JSON number")
+class _NotFinite:
+    """What the parse hooks put where a NaN, an Infinity or an overflowing number was."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | _NotFinite:
     value = float(text)
-    if not math.isfinite(value):
-        raise FormatError(f"number {text[:40]} is out of range")
-    return value
+    return value if math.isfinite(value) else _NotFinite(text)
 
 
 # A lone surrogate can only come from a \uD800-\uDFFF escape (decoded text has none).
@@ -41,17 +42,32 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def loads(text: str, what: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse ``text`` as plain JSON (see the module docstring); FormatError naming ``what``."""
+    """Parse ``text`` as plain JSON (see the module docstring).
+
+    FormatError naming ``what`` and, for a bad value, where it is
+    (``snapshot: meta.x: NaN is not a finite number``).
+    """
+    found: list[str] = []
+
+    def not_finite(name: str) -> _NotFinite:
+        found.append(name)
+        return _NotFinite(name)
+
+    def number(t: str) -> float | _NotFinite:
+        v = _finite_float(t)
+        if isinstance(v, _NotFinite):
+            found.append(t)
+        return v
+
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except FormatError as e:
-        raise FormatError(f"{what}: {e}") from None
+        value = json.loads(text, parse_constant=not_finite, parse_float=number)
     except RecursionError:
         raise FormatError(f"{what}: JSON nested deeper than {max_depth} levels") from None
     except ValueError as e:  # JSONDecodeError, the int digit limit
         raise FormatError(f"{what} is not valid JSON: {str(e)[:100]}") from None
-    # The hooks refused every non-finite number; strings need a look only if escaped so.
-    _check(value, what, max_depth, scalars=_SURROGATE_ESCAPE.search(text) is not None)
+    # Floats were checked as they were parsed; strings need a look only if escaped so.
+    _check(value, what, max_depth,
+           scalars=bool(found) or _SURROGATE_ESCAPE.search(text) is not None)
     return value
 
 
@@ -74,41 +90,47 @@ def _bad_string(s: str) -> bool:
 def _bad_scalar(v: Any) -> str | None:
     """What is wrong with a non-container value, or None."""
     if isinstance(v, str):
-        return "a string holds a lone surrogate (not UTF-8)" if _bad_string(v) else None
+        return "holds a lone surrogate (not UTF-8)" if _bad_string(v) else None
+    if isinstance(v, _NotFinite):
+        return f"{v.text[:40]} is not a finite number"
     if isinstance(v, float):
-        return None if math.isfinite(v) else "holds a NaN or infinite number"
+        return None if math.isfinite(v) else f"{v} is not a finite number"
     if v is None or isinstance(v, (bool, int)):
         return None
     return f"{type(v).__name__} is not a JSON value"
 
 
+def _where(what: str, path: tuple[str | int, ...]) -> str:
+    """``what: a.b[0].c``, the place of a bad value (``what`` alone at the top)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part[:40]}"
+    return f"{what}: {out}" if out else what
+
+
 def _check(value: Any, what: str, max_depth: int, scalars: bool) -> None:
     """Depth of every container (and, with ``scalars``, every key and scalar)."""
-    if not isinstance(value, (dict, list)):
-        bad = _bad_scalar(value) if scalars else None
-        if bad:
-            raise FormatError(f"{what}: {bad}")
-        return
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(value, 0, ())]
     while stack:
-        v, depth = stack.pop()
-        if depth > max_depth:
-            raise FormatError(f"{what}: JSON nested deeper than {max_depth} levels")
+        v, depth, path = stack.pop()
+        if not isinstance(v, (dict, list)):
+            bad = _bad_scalar(v) if scalars else None
+            if bad:
+                raise FormatError(f"{_where(what, path)}: {bad}")
+            continue
+        if depth + 1 > max_depth:
+            raise FormatError(f"{_where(what, path)}: JSON nested deeper than {max_depth} "
+                              "levels")
         if isinstance(v, dict):
-            if scalars:
-                for k in v:
-                    if not isinstance(k, str) or _bad_string(k):
-                        raise FormatError(f"{what}: a key is not a valid string")
-            items = v.values()
+            for k, item in v.items():
+                if scalars and (not isinstance(k, str) or _bad_string(k)):
+                    raise FormatError(f"{_where(what, path)}: a key is not a valid string")
+                if scalars or isinstance(item, (dict, list)):
+                    stack.append((item, depth + 1, (*path, k)))
         else:
-            items = v
-        for item in items:
-            if isinstance(item, (dict, list)):
-                stack.append((item, depth + 1))
-            elif scalars:
-                bad = _bad_scalar(item)
-                if bad:
-                    raise FormatError(f"{what}: {bad}")
+            for i, item in enumerate(v):
+                if scalars or isinstance(item, (dict, list)):
+                    stack.append((item, depth + 1, (*path, i)))
 
 
 def is_number(v: Any) -> bool:
