@@ -573,17 +573,27 @@ def test_hostile_notes_fetched_from_a_teammate(tmp_path: Path, form: str) -> Non
     assert {pr["kind"] for pr in strict_json(p.stdout)["problems"]} == {"missing"}
 
 
-def _limit_as(nbytes: int) -> Callable[[], None]:
+def _limits(nbytes: int, fsize: int) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     return apply
 
 
-def _run_limited(root: Path, args: list[str], limit: int,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run_limited(root: Path, args: list[str], limit: int, timeout: float = 120,
+                 max_output: int = 256 << 20) -> subprocess.CompletedProcess[str]:
+    """Run ``git ml ARGS`` under an address-space limit; stdout goes to a file of at most
+    ``max_output`` bytes (RLIMIT_FSIZE), so unbounded output fails instead of filling memory."""
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
-    return subprocess.run(["git", "ml", *args], cwd=root, capture_output=True, text=True,
-                          env=env, preexec_fn=_limit_as(limit), timeout=timeout)
+    out = root.parent / f"stdout.{os.getpid()}.txt"
+    try:
+        with out.open("w") as f:
+            p = subprocess.run(["git", "ml", *args], cwd=root, stdout=f, stderr=subprocess.PIPE,
+                               text=True, env=env, preexec_fn=_limits(limit, max_output),
+                               timeout=timeout)
+        return subprocess.CompletedProcess(p.args, p.returncode, out.read_text(), p.stderr)
+    finally:
+        out.unlink(missing_ok=True)
 
 
 AS_LIMIT = 512 << 20
@@ -660,7 +670,7 @@ def test_lineage_of_a_100000_checkpoint_chain_is_bounded(tmp_path: Path) -> None
     n = 100_000
     ids = _chain(store, [("base", n // 2), ("tuned", n // 2)])
     start = time.monotonic()
-    p = _run_limited(root, ["lineage", "tuned"], AS_LIMIT, timeout=300)
+    p = _run_limited(root, ["lineage", "tuned"], AS_LIMIT, timeout=300, max_output=1 << 20)
     took = time.monotonic() - start
     assert p.returncode == 0 and p.stderr == "", p.stderr
     assert len(p.stdout) < 8192, len(p.stdout)
@@ -677,11 +687,12 @@ def test_lineage_of_a_100000_checkpoint_chain_is_bounded(tmp_path: Path) -> None
     assert p.stdout.count("tuned@") == 5, p.stdout
     assert f"2 more checkpoints of tuned (steps {n - 5}\u2013{n - 4})" in p.stdout
 
-    p = _run_limited(root, ["lineage", "--json", "tuned"], AS_LIMIT, timeout=300)
+    p = _run_limited(root, ["lineage", "--json", "tuned"], AS_LIMIT, timeout=300,
+                     max_output=600 * n)
     assert p.returncode == 0, p.stderr
     entries = strict_json(p.stdout)
     assert len(entries) == n and entries[0]["id"] == ids[-1] and entries[-1]["id"] == ids[0]
-    assert len(p.stdout) < 600 * n  # linear: every entry is printed at one indentation
+    # Linear in the chain (max_output = 600 bytes an entry): every entry at one indentation.
 
 
 def test_lineage_collapses_runs_and_caps_indentation(tmp_path: Path) -> None:
