@@ -195,17 +195,17 @@ finite = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=False,
 hexes = st.text("0123456789abcdef", min_size=4, max_size=64)
 checkpoint_metas = st.fixed_dictionaries({}, optional={
     "step": st.one_of(st.none(), st.integers(0, 2**63 - 1)),
-    "metrics": st.dictionaries(plain_text, finite, max_size=3),
+    "metrics": st.dictionaries(shown_text, finite, max_size=3),
     "config": st.lists(st.fixed_dictionaries(
-        {"name": plain_text, "id": hex_ids, "size": st.integers(0, 2**40)}), max_size=2),
+        {"name": shown_text, "id": hex_ids, "size": st.integers(0, 2**40)}), max_size=2),
     "code": st.fixed_dictionaries({"commit": st.one_of(st.none(), hexes),
-                                   "branch": st.one_of(st.none(), plain_text),
+                                   "branch": st.one_of(st.none(), shown_text),
                                    "dirty": st.booleans(),
                                    "diff": st.one_of(st.none(), hexes)}),
-    "datasets": st.lists(st.fixed_dictionaries({"name": plain_text, "id": hex_ids},
-                                               optional={"path": plain_text}), max_size=2),
+    "datasets": st.lists(st.fixed_dictionaries({"name": shown_text, "id": hex_ids},
+                                               optional={"path": shown_text}), max_size=2),
     "source": st.fixed_dictionaries({"type": st.sampled_from(["file", "dir", "tf-prefix"]),
-                                     "path": plain_text}, optional={"prefix": plain_text}),
+                                     "path": shown_text}, optional={"prefix": shown_text}),
 })
 
 

@@ -145,6 +145,11 @@ SNAPSHOT_FORMS: dict[str, Form] = {
     "source-no-path": ("checkpoint", {}, {"source": {"type": "dir"}}, None),
     "source-prefix-int": ("checkpoint", {}, {"source": {"type": "tf-prefix", "path": "p",
                                                         "prefix": 5}}, None),
+    "source-path-escape": ("checkpoint", {}, {"source": {"type": "dir", "path": "\x1b[8m"}},
+                           None),
+    "config-name-escape": ("checkpoint", {}, {"config": [{"name": "\x1b[2J", "id": HEX,
+                                                          "size": 1}]}, None),
+    "metrics-name-escape": ("checkpoint", {}, {"metrics": {"\x1b[31macc": 1}}, None),
 }
 # One form per field group, for the slower end-to-end runs (remotes, hooks).
 REPRESENTATIVE = ["time-1e20", "bytes-1e400", "files-2**41", "author-escape", "meta-nan",
@@ -426,6 +431,8 @@ NOTE_FORMS: dict[str, str] = {
     "results-dataset-id-not-hex": _line({**RESULTS, "dataset": {"name": "t", "id": "zz"}}),
     "results-metrics-str": _line({**RESULTS, "metrics": "acc=0.9"}),
     "results-name-int": _line({**RESULTS, "name": 5}),
+    "results-name-escape": _line({**RESULTS, "name": "\x1b]0;x\x07"}),
+    "results-metric-name-escape": _line({**RESULTS, "metrics": {"\x9bacc": 1}}),
     "log-scalars-list": _line({**LOG, "scalars": [1]}),
     "log-scalar-number": _line({**LOG, "scalars": {"loss": 0.5}}),
     "log-scalar-last-str": _line({**LOG, "scalars": {"loss": {"last": "x", "best": 1}}}),

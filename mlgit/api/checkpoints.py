@@ -22,9 +22,10 @@ from mlgit.api.events import Events
 from mlgit.api.payloads import payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
-from mlgit.format.meta import CodeInfo, DatasetRef
+from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_BLOB
+from mlgit.format.plainjson import check_shown
 from mlgit.format.records import RECORD_VERSION, encode_record
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.gitlink.commits import CodeState, code_state, head_commit, pointers_in_tree
@@ -185,6 +186,15 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
     used = _datasets(repo, datasets)
     store = repo.store
     code = code_state(repo.git)
+    # The metadata must decode as readers will decode it; check it before writing anything
+    # (config ids are not known yet: any id will do).
+    try:
+        check_shown(message, "the message", lines=True)
+        decode_checkpoint_meta(_checkpoint_meta(
+            step, clean_metrics, [{"name": n, "id": "0" * 32, "size": len(d)} for n, d in configs],
+            code, used, kind, path))
+    except FormatError as e:
+        raise UsageError(f"cannot record this checkpoint: {e}") from None
 
     written_before = store.objects.bytes_written
     # A stat cache pays only for a path that is committed again (inside the work tree);
@@ -204,6 +214,18 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
                               payload_lines, clean_metrics, path, written_before, ev)
     finally:
         held.close()
+
+
+def _checkpoint_meta(step: int | None, metrics: dict[str, float],
+                     config: list[dict[str, Any]], code: CodeState, used: list[dict[str, str]],
+                     kind: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint snapshot's ``meta`` (docs/notes.md, "Checkpoint snapshots")."""
+    return {
+        "step": step, "metrics": metrics, "config": config, "code": code.to_json(),
+        "datasets": used,
+        "source": {"type": kind, "path": str(path),
+                   **({"prefix": Path(path).name} if kind == "tf-prefix" else {})},
+    }
 
 
 def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message: str,
@@ -230,12 +252,7 @@ def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message
         raise
     finally:
         ev.finish()
-    meta: dict[str, Any] = {
-        "step": step, "metrics": clean_metrics, "config": config_meta,
-        "code": code.to_json(), "datasets": used,
-        "source": {"type": kind, "path": str(path),
-                   **({"prefix": Path(path).name} if kind == "tf-prefix" else {})},
-    }
+    meta = _checkpoint_meta(step, clean_metrics, config_meta, code, used, kind, path)
     tz = time.localtime().tm_gmtoff // 60
     author = repo.author()
 

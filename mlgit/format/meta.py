@@ -25,7 +25,7 @@ from typing import Any
 
 from mlgit.errors import FormatError
 from mlgit.format.ids import ID_HEX_LEN, ObjectID, is_hex_prefix
-from mlgit.format.plainjson import is_number
+from mlgit.format.plainjson import check_shown, is_number
 
 __all__ = [
     "SOURCE_TYPES",
@@ -86,9 +86,10 @@ def opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
 
 
 def _str(v: Any, where: str) -> str:
+    """A string shown to the user as it is: no control characters (see ``check_shown``)."""
     if not isinstance(v, str):
         raise _fail(where, "must be a string", v)
-    return v
+    return check_shown(v, where)
 
 
 def req_id(obj: dict[str, Any], key: str, where: str) -> ObjectID:
@@ -152,11 +153,12 @@ def list_at(v: Any, where: str) -> list[Any]:
 
 
 def metrics_at(v: Any, where: str) -> dict[str, float]:
-    """A ``{name: finite number}`` object (absent or null: empty)."""
+    """A ``{name: finite number}`` object (absent or null: empty); names shown as they are."""
     if v is None:
         return {}
     out: dict[str, float] = {}
     for k, n in obj_at(v, where).items():
+        check_shown(k, f"{where} name")
         if not is_number(n):
             raise _fail(f"{where}.{k[:60]}", "must be a finite number", n)
         out[k] = n
@@ -298,5 +300,5 @@ def decode_checkpoint_meta(meta: dict[str, Any]) -> CheckpointMeta:
 
 def check_dataset_meta(meta: dict[str, Any]) -> None:
     """A dataset snapshot's ``meta``: free-form, but ``path`` is a string when present."""
-    if "path" in meta:
-        _str(meta["path"], "meta.path")
+    if "path" in meta and not isinstance(meta["path"], str):
+        raise _fail("meta.path", "must be a string", meta["path"])

@@ -22,7 +22,23 @@ from typing import Any
 from mlgit.errors import FormatError
 from mlgit.format.limits import MAX_JSON_DEPTH
 
-__all__ = ["check_plain", "is_number", "loads"]
+__all__ = ["check_plain", "check_shown", "is_number", "loads"]
+
+# Characters a terminal acts on (C0 controls, DEL, C1 controls): a string git-ml prints
+# as it is may not hold them, or a teammate's data could move the cursor or recolour it.
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)])
+_TAB_OK = _CONTROL - {"\t"}
+_LINES_OK = _CONTROL - set("\t\n\r")
+
+
+def check_shown(value: str, where: str, lines: bool = False) -> str:
+    """Return ``value`` if git-ml may print it as it is; FormatError naming ``where`` if not.
+
+    Allowed: no control character but tab (and, with ``lines``, line ends).
+    """
+    if not (_LINES_OK if lines else _TAB_OK).isdisjoint(value):
+        raise FormatError(f"{where} holds control characters: {value[:40]!r}")
+    return value
 
 
 class _NotFinite:

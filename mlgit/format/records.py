@@ -42,6 +42,7 @@ from mlgit.format.meta import (
     req_str,
 )
 from mlgit.format.names import is_ref_name
+from mlgit.format.plainjson import check_shown
 
 __all__ = [
     "MAX_LINE",
@@ -71,8 +72,6 @@ MAX_PROBLEMS_PER_NOTE = 10
 """Malformed lines of one note reported one by one; the rest are counted in one more."""
 
 _MIN_WORDS = ("loss", "error", "mae", "mse", "rmse", "perplexity")
-# Strings the CLI prints as they are may not drive the terminal (C0 but tab, DEL, C1).
-_CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]) - {"\t"}
 
 
 def best_mode(name: str) -> str:
@@ -208,28 +207,8 @@ class OtherRecord(Record):
 
 
 def _text(obj: dict[str, Any], key: str, where: str, required: bool = True) -> str:
-    """A string the CLI prints: present (unless not ``required``), no control characters."""
-    v = req_str(obj, key, where) if required else (opt_str(obj, key, where) or "")
-    _plain_text(v, f"{where}.{key}")
-    return v
-
-
-def _plain_text(v: str, where: str) -> None:
-    if not _CONTROL.isdisjoint(v):
-        raise FormatError(f"{where} holds control characters: {v[:40]!r}")
-
-
-def _metrics(v: Any, where: str) -> dict[str, float]:
-    out = metrics_at(v, where)
-    for k in out:
-        _plain_text(k, f"{where} name")
-    return out
-
-
-def _dataset(v: Any, where: str) -> DatasetRef:
-    d = dataset_ref(v, where, with_path=False)
-    _plain_text(d.name, f"{where}.name")
-    return d
+    """A string the CLI prints (the readers refuse control characters in it)."""
+    return req_str(obj, key, where) if required else (opt_str(obj, key, where) or "")
 
 
 def _checkpoint(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> CheckpointRecord:
@@ -240,8 +219,8 @@ def _checkpoint(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> Che
     ds = r.get("datasets")
     return CheckpointRecord(
         *base, id=req_id(r, "id", w), run=run, step=opt_int(r, "step", w),
-        metrics=_metrics(r.get("metrics"), f"{w}.metrics"), parent=opt_id(r, "parent", w),
-        datasets=tuple(_dataset(d, f"{w}.datasets[{i}]") for i, d in enumerate(
+        metrics=metrics_at(r.get("metrics"), f"{w}.metrics"), parent=opt_id(r, "parent", w),
+        datasets=tuple(dataset_ref(d, f"{w}.datasets[{i}]", False) for i, d in enumerate(
             list_at(ds, f"{w}.datasets") if ds is not None else [])),
         dirty=opt_bool(r, "dirty", w), time=opt_int(r, "time", w, 0, MAX_TIME),
         author=_text(r, "author", w, required=False),
@@ -261,7 +240,7 @@ def _scalars(v: Any, where: str) -> dict[str, ScalarStat]:
     out: dict[str, ScalarStat] = {}
     for name, s in (obj_at(v, where) if v is not None else {}).items():
         at = f"{where}.{name[:60]}"
-        _plain_text(name, f"{where} name")
+        check_shown(name, f"{where} name")
         stat = obj_at(s, at)
         nums = metrics_at({k: stat.get(k) for k in ("last", "best")}, at)
         if len(nums) != 2:
@@ -278,7 +257,7 @@ def _typed(r: dict[str, Any]) -> Record:
     t, v = r.get("type"), r.get("v")
     if not isinstance(t, str) or not t:
         raise FormatError("not a git-ml record (no string \"type\")")
-    _plain_text(t, "record type")
+    check_shown(t, "record type")
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise FormatError(f"{t[:40]} record: \"v\" must be a version number, got {v!r:.40}")
     base = (t, v, r)
@@ -297,8 +276,8 @@ def _typed(r: dict[str, Any]) -> Record:
                            else {})
     ds = r.get("dataset")
     return ResultsRecord(*base, **_payload(r, w),
-                         metrics=_metrics(r.get("metrics"), f"{w}.metrics"),
-                         dataset=None if ds is None else _dataset(ds, f"{w}.dataset"))
+                         metrics=metrics_at(r.get("metrics"), f"{w}.metrics"),
+                         dataset=None if ds is None else dataset_ref(ds, f"{w}.dataset", False))
 
 
 def decode_record(line: str) -> Record:
