@@ -60,7 +60,8 @@ def _note_roots(repo: Repo, events: Events | None = None) -> list[tuple[str, str
 
     Checkpoint ids and results datasets are snapshots, payload objects trees. A
     note that cannot be read (too large) and each malformed line are reported
-    to ``events`` as problems and skipped; the other records still count.
+    to ``events`` as problems and skipped; the other records still count. With no
+    ``events`` they are skipped silently: a bad note must never stop fsck or gc.
     """
     ev = events or Events()
     out: list[tuple[str, str, str]] = []
