@@ -743,3 +743,31 @@ def test_lineage_stops_cleanly_at_a_parent_it_cannot_follow(tmp_path: Path) -> N
     assert len(strict_json(p.stdout)) == 2
     p = run_gitml(root, "lineage", "ondata")
     assert "ondata@" in p.stdout and "is a dataset, not a checkpoint" in p.stdout
+
+
+def test_notes_are_found_in_a_fanned_out_notes_tree(tmp_path: Path) -> None:
+    """Past 256 notes git stores them as ab/cdef...: the bounded lookup finds them all."""
+    victim_repo(tmp_path / "victim")
+    root = tmp_path / "victim"
+    n = 300
+    stream = []
+    for i in range(1, n + 1):
+        stream += ["commit refs/heads/many", f"mark :{i}",
+                   f"committer T <t@x> {1_700_000_000 + i} +0000", "data 2", f"c{i % 10}"]
+        if i > 1:
+            stream.append(f"from :{i - 1}")
+        stream.append("")
+    stream += ["commit refs/notes/ml", "committer T <t@x> 1700000000 +0000", "data 5", "notes"]
+    for i in range(1, n + 1):
+        line = _line({**CKPT, "step": i})
+        stream += [f"N inline :{i}", f"data {len(line)}", line]
+    stream.append("")
+    p = subprocess.run(["git", "fast-import", "--quiet"], cwd=root, capture_output=True,
+                       input="\n".join(stream) + "\n", text=True)
+    assert p.returncode == 0, p.stderr
+    git(root, "checkout", "-q", "many")
+    assert any(len(e.split("\t")[1]) == 2 for e in
+               git(root, "ls-tree", "refs/notes/ml").stdout.splitlines())  # fanned out
+    entries = strict_json(run_gitml(root, "log", "--json", "-n", str(n)).stdout)
+    assert [e["checkpoints"][0]["step"] for e in entries] == list(range(n, 0, -1))
+    assert '"step": 7' in run_gitml(root, "note", "show", "--json", "HEAD~293").stdout
