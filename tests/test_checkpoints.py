@@ -163,16 +163,20 @@ def test_log_shows_data_checkpoints_and_best_metric(repo_dir: Path) -> None:
     assert [e["summary"] for e in rng] == ["data v2", "train 2"]
 
 
-def test_hand_written_bad_note_lines_are_skipped_with_a_warning(repo_dir: Path) -> None:
+def test_hand_written_bad_note_lines_are_reported_and_the_rest_shown(repo_dir: Path) -> None:
     _setup(repo_dir)
     run_gitml(repo_dir, "commit-ckpt", str(_ckpt_dir(repo_dir, "n", 1)), "--run", "r")
     git(repo_dir, "notes", "--ref", "ml", "append", "-m", "this is not json\n[1, 2]")
-    p = run_gitml(repo_dir, "note", "show", "--json")
+    p = run_gitml(repo_dir, "note", "show", "--json", check=False)
+    assert p.returncode == errors.FormatError.exit_code
     view = json.loads(p.stdout)
     assert [r["type"] for r in view["records"]] == ["checkpoint"]
-    assert len(view["problems"]) == 2 and "warning" in p.stderr
-    p = run_gitml(repo_dir, "log")
-    assert "checkpoint r@" in p.stdout and "skipped" in p.stderr
+    assert len(view["problems"]) == 2
+    assert [ln.startswith("git-ml: error: note on ") for ln in p.stderr.splitlines()] == [
+        True, True]
+    p = run_gitml(repo_dir, "log", check=False)
+    assert p.returncode == errors.FormatError.exit_code
+    assert "checkpoint r@" in p.stdout and "line 3" in p.stderr
 
 
 @pytest.mark.parametrize(("args", "code", "needle"), [

@@ -40,6 +40,7 @@ from mlgit.format.ids import (
     parse_object_id,
     raw_to_hex,
 )
+from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES, MAX_TIME
 from mlgit.format.names import MAX_ENTRY_NAME, check_entry_name, check_ref_name, is_ref_name
 from mlgit.format.paths import is_git_dir_name
 from mlgit.format.pointer import Pointer, decode_pointer, encode_pointer
@@ -176,21 +177,61 @@ json_values = st.recursive(
 )
 
 
+# Snapshot strings are plain JSON (no lone surrogates); an author and a message are printed
+# as they are, so they hold no control characters (a message may span lines).
+plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+shown_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=40)
+message_text = st.text(st.one_of(st.characters(exclude_categories=("Cs", "Cc")),
+                                 st.sampled_from("\t\n\r")), max_size=40)
+plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+              st.floats(allow_nan=False, allow_infinity=False), plain_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(plain_text, inner, max_size=4)),
+    max_leaves=12,
+)
+_CKPT_KEYS = {"step", "metrics", "config", "code", "datasets", "source", "path"}
+finite = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=False,
+                                                            allow_infinity=False))
+hexes = st.text("0123456789abcdef", min_size=4, max_size=64)
+checkpoint_metas = st.fixed_dictionaries({}, optional={
+    "step": st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+    "metrics": st.dictionaries(shown_text, finite, max_size=3),
+    "config": st.lists(st.fixed_dictionaries(
+        {"name": shown_text, "id": hex_ids, "size": st.integers(0, 2**40)}), max_size=2),
+    "code": st.fixed_dictionaries({"commit": st.one_of(st.none(), hexes),
+                                   "branch": st.one_of(st.none(), shown_text),
+                                   "dirty": st.booleans(),
+                                   "diff": st.one_of(st.none(), hexes)}),
+    "datasets": st.lists(st.fixed_dictionaries({"name": shown_text, "id": hex_ids},
+                                               optional={"path": shown_text}), max_size=2),
+    "source": st.fixed_dictionaries({"type": st.sampled_from(["file", "dir", "tf-prefix"]),
+                                     "path": shown_text}, optional={"prefix": shown_text}),
+})
+
+
 @st.composite
 def snapshots(draw: st.DrawFn) -> Snapshot:
+    kind = draw(st.sampled_from([KIND_DATASET, KIND_CHECKPOINT]))
+    meta = draw(st.dictionaries(plain_text.filter(lambda k: k not in _CKPT_KEYS), plain_values,
+                                max_size=5))
+    if kind == KIND_CHECKPOINT:
+        meta.update(draw(checkpoint_metas))
+    elif draw(st.booleans()):
+        meta["path"] = draw(plain_text)
     return Snapshot(
-        kind=draw(st.sampled_from([KIND_DATASET, KIND_CHECKPOINT])),
+        kind=kind,
         name=draw(ref_names),
         tree=draw(hex_ids),
         root=draw(st.sampled_from([ROOT_DIR, ROOT_FILE])),
         parents=tuple(draw(st.lists(hex_ids, max_size=4))),
-        time=draw(st.integers(-(2**63), 2**63)),
+        time=draw(st.integers(0, MAX_TIME)),
         tz=draw(st.integers(-24 * 60, 24 * 60)),
-        author=draw(any_text),
-        message=draw(any_text),
-        files=draw(st.integers(0, 2**64)),
-        bytes=draw(st.integers(0, 2**64)),
-        meta=draw(st.dictionaries(any_text, json_values, max_size=5)),
+        author=draw(shown_text),
+        message=draw(message_text),
+        files=draw(st.integers(0, MAX_FILES)),
+        bytes=draw(st.integers(0, MAX_SNAPSHOT_BYTES)),
+        meta=meta,
     )
 
 
@@ -656,6 +697,11 @@ def _raw_snapshot(obj: Any) -> bytes:
     ("time", True), ("time", "1"), ("tz", 24 * 60 + 1), ("tz", -24 * 60 - 1), ("tz", None),
     ("files", -1), ("bytes", -1), ("files", False), ("author", 3), ("message", None),
     ("meta", []), ("meta", None), ("meta", "x"),
+    ("time", -1), ("time", MAX_TIME + 1), ("time", 10**20), ("files", MAX_FILES + 1),
+    ("bytes", MAX_SNAPSHOT_BYTES + 1), ("bytes", 10**400), ("author", "a\nb"),
+    ("author", "a\x1b[2J"), ("message", "\x1b]0;pwned\x07"), ("message", "\x9b31m"),
+    ("meta", {"path": 5}), ("meta", {"x": "\ud800"}),
+    ("meta", {"x": json.loads("[" * 40 + "]" * 40)}),
 ])
 def test_snapshot_invalid_fields(field: str, value: Any) -> None:
     obj = _body(_snap())

@@ -13,16 +13,19 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
 from mlgit.api.payloads import payload_records
-from mlgit.errors import BadPathError, ConflictError, RevisionError, UsageError
-from mlgit.format.ids import ObjectID, raw_to_hex
+from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
+from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_BLOB
+from mlgit.format.plainjson import check_shown
 from mlgit.format.records import RECORD_VERSION, encode_record
 from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.gitlink.commits import CodeState, code_state, head_commit, pointers_in_tree
@@ -35,8 +38,8 @@ if TYPE_CHECKING:
     from mlgit.api.repo import Repo
     from mlgit.store.store import Store
 
-__all__ = ["CkptResult", "LineageEntry", "commit_ckpt", "latest_checkpoint", "lineage",
-           "resolve_source"]
+__all__ = ["CkptResult", "LineageEntry", "LineageStop", "LineageWalk", "commit_ckpt",
+           "latest_checkpoint", "lineage", "resolve_source"]
 
 MAX_CONFIG_FILE = 16 << 20
 _CAS_TRIES = 50
@@ -65,13 +68,28 @@ class LineageEntry:
     run: str
     step: int | None
     metrics: dict[str, float]
-    code: dict[str, Any]
-    datasets: list[dict[str, str]] = field(default_factory=list)
+    code: CodeInfo | None
+    datasets: list[DatasetRef] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON form, as ``git ml lineage --json`` prints it."""
+        """JSON form, as ``git ml lineage --json`` prints it (``code`` is ``{}`` if unknown)."""
         return {"id": self.id, "run": self.run, "step": self.step, "metrics": self.metrics,
-                "code": self.code, "datasets": self.datasets}
+                "code": self.code.to_json() if self.code else {},
+                "datasets": [d.to_json() for d in self.datasets]}
+
+
+@dataclass(frozen=True)
+class LineageStop:
+    """Why a lineage walk ended before a checkpoint without parents.
+
+    ``reason`` is ``missing`` (the parent is not in this store, e.g. not fetched),
+    ``bad`` (it does not decode: a problem), ``not-checkpoint`` (it is a dataset)
+    or ``cycle`` (the parent was already listed).
+    """
+
+    parent: ObjectID
+    reason: str
+    message: str
 
 
 def resolve_source(path: Path) -> tuple[Path, str, frozenset[bytes] | None]:
@@ -173,6 +191,15 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
     used = _datasets(repo, datasets)
     store = repo.store
     code = code_state(repo.git)
+    # The metadata must decode as readers will decode it; check it before writing anything
+    # (config ids are not known yet: any id will do).
+    try:
+        check_shown(message, "the message", lines=True)
+        decode_checkpoint_meta(_checkpoint_meta(
+            step, clean_metrics, [{"name": n, "id": "0" * 32, "size": len(d)} for n, d in configs],
+            code, used, kind, path))
+    except FormatError as e:
+        raise UsageError(f"cannot record this checkpoint: {e}") from None
 
     written_before = store.objects.bytes_written
     # A stat cache pays only for a path that is committed again (inside the work tree);
@@ -192,6 +219,18 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
                               payload_lines, clean_metrics, path, written_before, ev)
     finally:
         held.close()
+
+
+def _checkpoint_meta(step: int | None, metrics: dict[str, float],
+                     config: list[dict[str, Any]], code: CodeState, used: list[dict[str, str]],
+                     kind: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint snapshot's ``meta`` (docs/notes.md, "Checkpoint snapshots")."""
+    return {
+        "step": step, "metrics": metrics, "config": config, "code": code.to_json(),
+        "datasets": used,
+        "source": {"type": kind, "path": str(path),
+                   **({"prefix": Path(path).name} if kind == "tf-prefix" else {})},
+    }
 
 
 def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message: str,
@@ -218,12 +257,7 @@ def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message
         raise
     finally:
         ev.finish()
-    meta: dict[str, Any] = {
-        "step": step, "metrics": clean_metrics, "config": config_meta,
-        "code": code.to_json(), "datasets": used,
-        "source": {"type": kind, "path": str(path),
-                   **({"prefix": Path(path).name} if kind == "tf-prefix" else {})},
-    }
+    meta = _checkpoint_meta(step, clean_metrics, config_meta, code, used, kind, path)
     tz = time.localtime().tm_gmtoff // 60
     author = repo.author()
 
@@ -289,18 +323,77 @@ def checkpoint_path(repo: Repo, oid: ObjectID) -> Path:
     return repo.checkout(oid)
 
 
-def lineage(repo: Repo, rev: str, limit: int | None = None) -> list[LineageEntry]:
-    """A checkpoint and its ancestors (first parents, across runs), newest first."""
-    oid: ObjectID | None = repo.resolve(rev)
-    out: list[LineageEntry] = []
-    while oid is not None and (limit is None or len(out) < limit):
-        snap = repo.snapshot(oid)
-        if snap.kind != KIND_CHECKPOINT:
-            if not out:
-                raise UsageError(f"{rev!r} is a {snap.kind}, not a checkpoint")
-            break
-        meta = snap.meta
-        out.append(LineageEntry(oid, snap.name, meta.get("step"), meta.get("metrics", {}),
-                                meta.get("code", {}), list(meta.get("datasets", []))))
-        oid = snap.parents[0] if snap.parents else None
+class LineageWalk:
+    """A checkpoint and its ancestors (first parents, across runs), newest first, lazily.
+
+    Iterating yields :class:`LineageEntry` objects one at a time (memory stays
+    bounded however long the chain); at most ``limit`` of them. When the walk
+    ends at a parent it cannot follow, :attr:`stop` says why afterwards; a parent
+    that does not decode is also reported to ``events`` as a problem.
+    """
+
+    def __init__(self, repo: Repo, rev: str, limit: int | None = None,
+                 events: Events | None = None) -> None:
+        self.repo = repo
+        self.limit = limit
+        self.events = events or Events()
+        self.stop: LineageStop | None = None
+        self.start = repo.resolve(rev)
+        snap = repo.snapshot(self.start)
+        if snap.checkpoint is None:
+            raise UsageError(f"{rev!r} is a {snap.kind}, not a checkpoint")
+
+    def __iter__(self) -> Iterator[LineageEntry]:
+        oid: ObjectID | None = self.start
+        seen: set[str] = set()
+        count = 0
+        while oid is not None and (self.limit is None or count < self.limit):
+            snap = self._snapshot(oid, seen, first=count == 0)
+            if snap is None:
+                return
+            meta = snap.checkpoint
+            assert meta is not None  # checked by _snapshot
+            seen.add(oid)
+            count += 1
+            yield LineageEntry(oid, snap.name, meta.step, meta.metrics, meta.code,
+                               list(meta.datasets))
+            oid = snap.parents[0] if snap.parents else None
+
+    def _snapshot(self, oid: ObjectID, seen: set[str], first: bool) -> Snapshot | None:
+        """The checkpoint ``oid``, or None (and :attr:`stop` set) if the walk ends there."""
+        store = self.repo.store
+        if oid in seen:
+            self.stop = LineageStop(oid, "cycle", f"parent {oid[:12]} is already listed")
+            return None
+        if not first and not store.objects.has_committed(hex_to_raw(oid)):
+            self.stop = LineageStop(oid, "missing", f"parent {oid[:12]} is not in this store "
+                                    "(fetch it to see further)")
+            return None
+        try:
+            snap = self.repo.snapshot(oid)
+        except FormatError as e:
+            if first:
+                raise
+            self.events.problem(e)
+            self.stop = LineageStop(oid, "bad", f"parent {oid[:12]} does not decode")
+            return None
+        if snap.checkpoint is None:
+            self.stop = LineageStop(oid, "not-checkpoint",
+                                    f"parent {oid[:12]} is a {snap.kind}, not a checkpoint")
+            return None
+        return snap
+
+
+def lineage(repo: Repo, rev: str, limit: int | None = None,
+            events: Events | None = None) -> list[LineageEntry]:
+    """A checkpoint and its ancestors (first parents, across runs), newest first.
+
+    The walk ends at the first parent that is not in the store or not a
+    checkpoint; one that does not decode is a problem (raised at the end when
+    no ``events`` are given). See :class:`LineageWalk` to stream a long chain.
+    """
+    walk = LineageWalk(repo, rev, limit, events)
+    out = list(walk)
+    if events is None:
+        walk.events.raise_problems()
     return out

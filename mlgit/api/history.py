@@ -5,8 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api.events import Events
+from mlgit.errors import FormatError
 from mlgit.format.pointer import Pointer
-from mlgit.format.records import decode_note
+from mlgit.format.records import (
+    CheckpointRecord,
+    GraphRecord,
+    LogRecord,
+    Record,
+    ResultsRecord,
+    decode_note,
+)
 from mlgit.gitlink.commits import (
     CommitInfo,
     head_commit,
@@ -44,11 +53,11 @@ class LogEntry:
 
     commit: CommitInfo
     datasets: list[DatasetPin] = field(default_factory=list)
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    results: list[dict[str, Any]] = field(default_factory=list)
-    logs: list[dict[str, Any]] = field(default_factory=list)
-    graphs: list[dict[str, Any]] = field(default_factory=list)
-    other: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+    results: list[ResultsRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    graphs: list[GraphRecord] = field(default_factory=list)
+    other: list[Record] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -63,8 +72,11 @@ class LogEntry:
         return {"commit": c.id, "parents": list(c.parents), "author": c.author, "time": c.time,
                 "tz": c.tz, "summary": c.summary,
                 "datasets": [d.to_json() for d in self.datasets],
-                "checkpoints": self.checkpoints, "results": self.results, "logs": self.logs,
-                "graphs": self.graphs, "other": self.other, "problems": self.problems}
+                "checkpoints": [r.to_json() for r in self.checkpoints],
+                "results": [r.to_json() for r in self.results],
+                "logs": [r.to_json() for r in self.logs],
+                "graphs": [r.to_json() for r in self.graphs],
+                "other": [r.to_json() for r in self.other], "problems": self.problems}
 
 
 def _range(repo: Repo, rev_range: str | None) -> tuple[list[str], list[str]]:
@@ -80,12 +92,15 @@ def _range(repo: Repo, rev_range: str | None) -> tuple[list[str], list[str]]:
 
 
 def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
-        limit: int | None = None) -> list[LogEntry]:
+        limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
     """Commits of ``rev_range`` (default: HEAD's history), newest first, with their records.
 
-    ``run`` keeps only that run's checkpoint records. Malformed note lines are
-    reported in each entry's ``problems`` and skipped; the others are kept.
+    ``run`` keeps only that run's checkpoint records. A note that cannot be read
+    and each malformed note line are problems (``events.problem``, and listed in
+    the entry's ``problems``): skipped, while every other record is kept. With no
+    ``events``, the first problem is raised once all commits are read.
     """
+    ev = events or Events()
     include, exclude = _range(repo, rev_range)
     if not include:
         return []
@@ -99,19 +114,27 @@ def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
             before = {path: p.id for path, p in pointers_in_tree(repo.git, ptree, cache)}
         entry = LogEntry(c, [DatasetPin(path.removesuffix(".mlgit"), p.name, p.kind, p.id,
                                         before.get(path) != p.id) for path, p in pins])
-        records, entry.problems = decode_note(read_note(repo.git, c.id) or "")
+        try:
+            text = read_note(repo.git, c.id) or ""
+        except FormatError as e:
+            text, entry.problems = "", [str(e)]
+        records, problems = decode_note(text, f"note on {c.id[:12]}")
+        entry.problems += problems
+        for p in entry.problems:
+            ev.problem(FormatError(p))
         for r in records:
-            t = r.get("type")
-            if t == "checkpoint":
-                if run is None or r.get("run") == run:
+            if isinstance(r, CheckpointRecord):
+                if run is None or r.run == run:
                     entry.checkpoints.append(r)
-            elif t == "results":
+            elif isinstance(r, ResultsRecord):
                 entry.results.append(r)
-            elif t == "log":
+            elif isinstance(r, LogRecord):
                 entry.logs.append(r)
-            elif t == "graph":
+            elif isinstance(r, GraphRecord):
                 entry.graphs.append(r)
             else:
                 entry.other.append(r)
         out.append(entry)
+    if events is None:
+        ev.raise_problems()
     return out

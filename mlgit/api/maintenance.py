@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, UsageError
-from mlgit.format.ids import is_hex_prefix, raw_to_hex
+from mlgit.format.ids import raw_to_hex
 from mlgit.format.pointer import Pointer
 from mlgit.format.records import decode_note
 from mlgit.gitlink.commits import pointers_in_tree
-from mlgit.gitlink.notes import NOTES_REF
+from mlgit.gitlink.notes import list_notes, read_note_blob
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
 from mlgit.store.refs import REF_KINDS, RefStore
@@ -55,29 +55,34 @@ def _commits(repo: Repo) -> list[str]:
     return out.decode().split()
 
 
-def _note_roots(repo: Repo) -> list[tuple[str, str]]:
-    try:
-        listing = repo.git.run_git("notes", "--ref", NOTES_REF, "list").decode().split("\n")
-    except GitCommandError:
-        return []
-    out: list[tuple[str, str]] = []
-    for line in listing:
-        parts = line.split()
-        if len(parts) != 2:
-            continue
-        blob, commit = parts
-        text = repo.git.git[blob].data.decode("utf-8", "replace")
-        records, _ = decode_note(text)
+def _note_roots(repo: Repo, events: Events | None = None) -> list[tuple[str, str, str]]:
+    """(hex id, label, walk role) of every object a note record names.
+
+    Checkpoint ids and results datasets are snapshots, payload objects trees. A
+    note that cannot be read (too large) and each malformed line are reported
+    to ``events`` as problems and skipped; the other records still count. With no
+    ``events`` they are skipped silently: a bad note must never stop fsck or gc.
+    """
+    ev = events or Events()
+    out: list[tuple[str, str, str]] = []
+    for commit, blob in list_notes(repo.git):
         where = f"note on {commit[:12]}"
+        try:
+            text = read_note_blob(repo.git, blob, commit)
+        except FormatError as e:
+            ev.problem(e)
+            continue
+        records, problems = decode_note(text, where)
+        for p in problems:
+            ev.problem(FormatError(p))
         for r in records:
-            for key in ("id", "object"):
-                v = r.get(key)
-                if isinstance(v, str) and len(v) == 32 and is_hex_prefix(v):
-                    out.append((v, f"{r.get('type')} record, {where}"))
-            ds = r.get("dataset")
-            if isinstance(ds, dict) and isinstance(ds.get("id"), str) and len(ds["id"]) == 32:
-                out.append((ds["id"], f"results record, {where}"))
+            out += [(oid, f"{r.type} record, {where}", role) for oid, role in r.roots()]
     return out
+
+
+def _note_roots_pairs(repo: Repo) -> list[tuple[str, str]]:
+    """:func:`_note_roots` as (id, label) pairs, until ``roots()`` takes roles."""
+    return [(oid, label) for oid, label, _ in _note_roots(repo)]
 
 
 def roots(repo: Repo) -> list[tuple[str, str]]:
@@ -90,7 +95,7 @@ def roots(repo: Repo) -> list[tuple[str, str]]:
                 for path, p in pointers_in_tree(repo.git, tree, cache)]
     if repo.git.workdir is not None:
         out += [(p.id, f"{path} in the work tree") for path, p in repo.tracked()]
-    out += _note_roots(repo)
+    out += _note_roots_pairs(repo)
     return out
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
 from mlgit.api.payloads import payload_records
-from mlgit.errors import UsageError
-from mlgit.format.records import decode_note, encode_record
+from mlgit.errors import FormatError, UsageError
+from mlgit.format.records import Record, decode_note, encode_record
 from mlgit.gitlink.commits import resolve_commit
 from mlgit.gitlink.notes import append_note_lines, read_note
 
@@ -24,12 +24,13 @@ class NoteView:
     """A commit's ML records, and the lines of its note that were skipped as malformed."""
 
     commit: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml note show --json`` prints it."""
-        return {"commit": self.commit, "records": self.records, "problems": self.problems}
+        return {"commit": self.commit, "records": [r.to_json() for r in self.records],
+                "problems": self.problems}
 
 
 def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
@@ -48,9 +49,24 @@ def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | 
     return recs
 
 
-def show_note(repo: Repo, commit: str = "HEAD") -> NoteView:
-    """Parse ``commit``'s note; malformed lines are reported in ``problems``, never fatal."""
+def show_note(repo: Repo, commit: str = "HEAD", events: Events | None = None) -> NoteView:
+    """Parse ``commit``'s note into typed records.
+
+    A note that cannot be read (larger than ``MAX_NOTE_LEN``) and each malformed
+    line are problems (``events.problem``, and listed in ``problems``); the good
+    records are kept. With no ``events``, the first problem is raised.
+    """
+    ev = events or Events()
     target = resolve_commit(repo.git, commit)
-    text = read_note(repo.git, target) or ""
-    records, problems = decode_note(text)
-    return NoteView(target, records, problems)
+    view = NoteView(target)
+    try:
+        text = read_note(repo.git, target) or ""
+    except FormatError as e:
+        text, view.problems = "", [str(e)]
+    view.records, problems = decode_note(text, f"note on {target[:12]}")
+    view.problems += problems
+    for p in view.problems:
+        ev.problem(FormatError(p))
+    if events is None:
+        ev.raise_problems()
+    return view

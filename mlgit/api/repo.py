@@ -46,12 +46,12 @@ from mlgit.gitlink.repo import GitRepo, discover
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
-    from mlgit.api.checkpoints import CkptResult, LineageEntry
+    from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
     from mlgit.api.notes import NoteView
     from mlgit.api.sync import PushResult, RemoteRef
@@ -339,10 +339,17 @@ class Repo:
         from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.latest_checkpoint(self, run)
 
-    def lineage(self, rev: str, limit: int | None = None) -> list[LineageEntry]:
+    def lineage(self, rev: str, limit: int | None = None,
+                events: Events | None = None) -> list[LineageEntry]:
         """A checkpoint and its ancestors across runs, newest first."""
         from mlgit.api import checkpoints  # imported when used: start-up time
-        return checkpoints.lineage(self, rev, limit)
+        return checkpoints.lineage(self, rev, limit, events)
+
+    def lineage_walk(self, rev: str, limit: int | None = None,
+                     events: Events | None = None) -> LineageWalk:
+        """The same, streamed: see :class:`~mlgit.api.checkpoints.LineageWalk`."""
+        from mlgit.api import checkpoints  # imported when used: start-up time
+        return checkpoints.LineageWalk(self, rev, limit, events)
 
     def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
                  graph: str | os.PathLike[str] | None = None,
@@ -353,18 +360,18 @@ class Repo:
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
                               dataset=dataset, events=events)
 
-    def show_note(self, commit: str = "HEAD") -> NoteView:
-        """A commit's ML records (malformed lines reported, not fatal)."""
+    def show_note(self, commit: str = "HEAD", events: Events | None = None) -> NoteView:
+        """A commit's ML records (malformed lines are problems; the rest is kept)."""
         from mlgit.api import notes  # imported when used: start-up time
-        return notes.show_note(self, commit)
+        return notes.show_note(self, commit, events)
 
     def history(self, rev_range: str | None = None, *, run: str | None = None,
-                limit: int | None = None) -> list[LogEntry]:
+                limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         from mlgit.api import (
             history,  # imported when used: start-up time
             )
-        return history.log(self, rev_range, run=run, limit=limit)
+        return history.log(self, rev_range, run=run, limit=limit, events=events)
 
     # -- maintenance (mlgit/api/maintenance.py) ---------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:
@@ -724,21 +731,30 @@ class Repo:
                                                target=os.fsdecode(e.target)))
         return info
 
-    def ls(self) -> list[ListEntry]:
+    def ls(self, events: Events | None = None) -> list[ListEntry]:
         """Every dataset and checkpoint run with its newest snapshot.
 
         Local refs first, then each remote's remote-tracking refs (datasets before
-        runs within each).
+        runs within each). A ref whose snapshot does not decode (or is missing) is a
+        problem, reported to ``events`` and left out; the others are listed. With no
+        ``events`` the first problem is raised at the end.
         """
+        ev = events or Events()
         out: list[ListEntry] = []
-        for kind in REF_KINDS:
-            for name, oid in self.store.refs.list(kind).items():
-                out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid)))
-        for remote in remote_names(self.store):
-            refs = tracking_refs(self.store, remote)
+        sources: list[tuple[str | None, RefStore]] = [(None, self.store.refs)]
+        sources += [(r, tracking_refs(self.store, r)) for r in remote_names(self.store)]
+        for remote, refs in sources:
             for kind in REF_KINDS:
                 for name, oid in refs.list(kind).items():
-                    out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid), remote))
+                    where = f"{remote}/{name}" if remote else name
+                    try:
+                        snap = self.snapshot(oid)
+                    except FormatError as e:
+                        ev.problem(type(e)(f"ref {kind}/{where}: {e}"))
+                        continue
+                    out.append(ListEntry(kind[:-1], name, oid, snap, remote))
+        if events is None:
+            ev.raise_problems()
         return out
 
     def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
@@ -779,13 +795,13 @@ class Repo:
         component whose ``<prefix>.index`` file is in the snapshot's root tree.
         Anything else is a FormatError (never a path outside the checkout).
         """
-        source = snap.meta.get("source") if snap.kind == KIND_CHECKPOINT else None
-        if not (isinstance(source, dict) and source.get("type") == "tf-prefix"):
+        ck = snap.checkpoint
+        if ck is None or ck.source is None or ck.source.type != "tf-prefix":
             return None
-        prefix = source.get("prefix")
+        prefix = ck.source.prefix
         where = f"checkpoint {snap.name} {oid[:12]}: meta.source.prefix"
-        if not isinstance(prefix, str):
-            raise FormatError(f"{where} is not a string")
+        if prefix is None:
+            raise FormatError(f"{where} is missing")
         check_component(prefix, where)
         if snap.root != ROOT_DIR:
             raise FormatError(f"{where}: a TensorFlow prefix needs a directory snapshot")

@@ -8,13 +8,14 @@ shown only with ``--debug``.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,9 +26,20 @@ from mlgit.api.repo import Repo
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+from mlgit.format.records import (
+    CheckpointRecord,
+    GraphRecord,
+    LogRecord,
+    Record,
+    ResultsRecord,
+    best_value,
+    metric_values,
+)
 
 if TYPE_CHECKING:
+    from mlgit.api.checkpoints import LineageEntry
     from mlgit.api.history import LogEntry
+    from mlgit.format.meta import CheckpointMeta
 
 __all__ = ["cli", "main"]
 
@@ -45,15 +57,34 @@ def _human(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _when(t: int, tz: int) -> str:
+def _when(t: int, tz: int, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A Unix time in the author's zone; the bare number if the platform cannot show it."""
     sign = "+" if tz >= 0 else "-"
-    local = time.gmtime(t + tz * 60)
+    try:
+        local = time.gmtime(t + tz * 60)
+    except (OverflowError, ValueError, OSError):
+        return f"@{t}"
     offset = f"{sign}{abs(tz) // 60:02d}{abs(tz) % 60:02d}"
-    return time.strftime("%Y-%m-%d %H:%M:%S", local) + " " + offset
+    return time.strftime(fmt, local) + ("" if fmt == "%Y-%m-%d" else " " + offset)
+
+
+def _dumps(obj: Any) -> str:
+    """Strict JSON (no NaN or Infinity: decoders refuse them before they get here)."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False)
 
 
 def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+    click.echo(_dumps(obj))
+
+
+def _echo_json_list(items: Iterator[Any]) -> None:
+    """Print a JSON array item by item, exactly as :func:`_echo_json` would print the list."""
+    first = True
+    for item in items:
+        body = _dumps(item).replace("\n", "\n  ")
+        click.echo(("[\n  " if first else ",\n  ") + body, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
 
 
 class Ctx:
@@ -215,8 +246,8 @@ def show(c: Ctx, rev: str, as_json: bool, no_files: bool) -> None:
     click.echo(f"author  {s.author}")
     click.echo(f"date    {_when(s.time, s.tz)}")
     click.echo(f"files   {s.files} ({_human(s.bytes)})")
-    if s.kind == "checkpoint":
-        _show_checkpoint_meta(s.meta)
+    if s.checkpoint is not None:
+        _show_checkpoint_meta(s.checkpoint)
     if s.message:
         click.echo("")
         for line in s.message.splitlines():
@@ -229,19 +260,19 @@ def show(c: Ctx, rev: str, as_json: bool, no_files: bool) -> None:
             click.echo(f"{mode} {f.size:>12}  {f.path}{extra}")
 
 
-def _show_checkpoint_meta(meta: dict[str, Any]) -> None:
-    click.echo(f"run     step {meta.get('step', '-')}  {_fmt_metrics(meta.get('metrics'))}")
-    code = meta.get("code") or {}
-    if code.get("commit"):
-        dirty = f" (dirty, diff {str(code.get('diff'))[:12]})" if code.get("dirty") else ""
-        click.echo(f"code    {code['commit']}{dirty}")
-    for d in meta.get("datasets") or []:
-        click.echo(f"data    {d.get('name')} {d.get('id')}")
-    for cf in meta.get("config") or []:
-        click.echo(f"config  {cf.get('name')} {cf.get('id')} ({cf.get('size')} B)")
-    source = meta.get("source") or {}
-    if source:
-        click.echo(f"source  {source.get('type')} {source.get('path')}")
+def _show_checkpoint_meta(meta: CheckpointMeta) -> None:
+    step = meta.step if meta.step is not None else "-"
+    click.echo(f"run     step {step}  {_fmt_metrics(meta.metrics)}")
+    code = meta.code
+    if code is not None and code.commit:
+        dirty = f" (dirty, diff {(code.diff or '-')[:12]})" if code.dirty else ""
+        click.echo(f"code    {code.commit}{dirty}")
+    for d in meta.datasets:
+        click.echo(f"data    {d.name} {d.id}")
+    for cf in meta.config:
+        click.echo(f"config  {cf.name} {cf.id} ({cf.size} B)")
+    if meta.source is not None:
+        click.echo(f"source  {meta.source.type} {meta.source.path}")
 
 
 @cli.command(name="ls")
@@ -263,7 +294,7 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
             click.echo(f"{r.kind:<10} {r.name:<24} {r.id[:12]}  {detail}")
         return
     with c.repo() as repo:
-        entries = repo.ls()
+        entries = repo.ls(events=c.events)
     if as_json:
         _echo_json([e.to_json() for e in entries])
         return
@@ -394,9 +425,7 @@ def note_add(c: Ctx, commit: str, log_file: Path | None, graph_file: Path | None
 def note_show(c: Ctx, commit: str, as_json: bool) -> None:
     """Show COMMIT's ML records (default HEAD)."""
     with c.repo() as repo:
-        view = repo.show_note(commit)
-    for problem in view.problems:
-        c.events.warn(f"note on {view.commit[:12]}: {problem} (skipped)")
+        view = repo.show_note(commit, events=c.events)
     if as_json:
         _echo_json(view.to_json())
         return
@@ -404,48 +433,30 @@ def note_show(c: Ctx, commit: str, as_json: bool) -> None:
         click.echo(_record_line(r))
 
 
-def _fmt_metrics(m: Any, only: str | None = None) -> str:
-    if not isinstance(m, dict):
-        return ""
-    items = [(k, v) for k, v in m.items() if only is None or k == only]
-    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                    for k, v in items)
+def _fmt_metrics(m: dict[str, float], only: str | None = None) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in m.items() if only is None or k == only)
 
 
-def _record_line(r: dict[str, Any]) -> str:
-    t = r.get("type")
-    if t == "checkpoint":
-        step = r.get("step")
-        return (f"checkpoint {r.get('run')}@{str(r.get('id'))[:12]}"
-                f"{f'  step {step}' if step is not None else ''}  "
-                f"{_fmt_metrics(r.get('metrics'))}{'  (dirty tree)' if r.get('dirty') else ''}")
-    if t == "results":
-        ds = r.get("dataset")
-        on = f" on {ds['name']}@{ds['id'][:12]}" if isinstance(ds, dict) else ""
-        return f"results    {r.get('name')}{on}: {_fmt_metrics(r.get('metrics'))}"
-    if t == "log":
-        sc = r.get("scalars") or {}
-        parts = [f"{k} last {v.get('last'):g} best {v.get('best'):g}"
-                 for k, v in list(sc.items())[:4] if isinstance(v, dict)]
-        return f"log        {r.get('name')} ({r.get('format')}): {'; '.join(parts)}"
-    if t == "graph":
-        s = r.get("summary") or {}
-        size = s.get("layers", s.get("ops", ""))
-        return f"graph      {r.get('name')} ({r.get('format')}) {size}"
-    return f"{t}: {json.dumps(r, sort_keys=True)[:100]}"
+def _record_line(r: Record) -> str:
+    """One line describing a note record (its typed fields; unknown types as raw JSON)."""
+    if isinstance(r, CheckpointRecord):
+        return (f"checkpoint {r.run}@{r.id[:12]}"
+                f"{f'  step {r.step}' if r.step is not None else ''}  "
+                f"{_fmt_metrics(r.metrics)}{'  (dirty tree)' if r.dirty else ''}")
+    if isinstance(r, ResultsRecord):
+        on = f" on {r.dataset.name}@{r.dataset.id[:12]}" if r.dataset else ""
+        return f"results    {r.name}{on}: {_fmt_metrics(r.metrics)}"
+    if isinstance(r, LogRecord):
+        parts = [f"{k} last {v.last:g} best {v.best:g}" for k, v in list(r.scalars.items())[:4]]
+        return f"log        {r.name} ({r.format}): {'; '.join(parts)}"
+    if isinstance(r, GraphRecord):
+        return f"graph      {r.name} ({r.format}) {r.size_label}"
+    return f"{r.type}: {json.dumps(r.to_json(), sort_keys=True, allow_nan=False)[:100]}"
 
 
 def _metric_of(entry: LogEntry, metric: str) -> float | None:
-    values: list[float] = [float(r["metrics"][metric]) for r in entry.checkpoints + entry.results
-              if isinstance(r.get("metrics"), dict)
-              and isinstance(r["metrics"].get(metric), (int, float))]
-    if not values:
-        return None
-    return min(values) if _lower_is_better(metric) else max(values)
-
-
-def _lower_is_better(metric: str) -> bool:
-    return any(w in metric.lower() for w in ("loss", "error", "mae", "mse", "perplexity"))
+    """The best value of ``metric`` among a commit's checkpoint and results records."""
+    return best_value(metric_values([*entry.checkpoints, *entry.results], metric), metric)
 
 
 @cli.command(name="log")
@@ -459,29 +470,25 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
             max_count: int | None, as_json: bool) -> None:
     """Git history with each commit's datasets, checkpoints, test results and logs."""
     with c.repo() as repo:
-        entries = repo.history(rev_range, run=run, limit=max_count)
-    for e in entries:
-        for problem in e.problems:
-            c.events.warn(f"note on {e.commit.id[:12]}: {problem} (skipped)")
+        entries = repo.history(rev_range, run=run, limit=max_count, events=c.events)
     if as_json:
         _echo_json([e.to_json() for e in entries])
         return
     best: float | None = None
     if metric:
-        values = [v for v in (_metric_of(e, metric) for e in entries) if v is not None]
-        if values:
-            best = min(values) if _lower_is_better(metric) else max(values)
+        best = best_value([v for v in (_metric_of(e, metric) for e in entries)
+                           if v is not None], metric)
         click.echo(f"{'commit':<10} {'date':<10} {metric:>10}  {'data':<28} {'checkpoint':<24} "
                    "summary")
     for e in entries:
         cm = e.commit
-        date = time.strftime("%Y-%m-%d", time.gmtime(cm.time + cm.tz * 60))
+        date = _when(cm.time, cm.tz, "%Y-%m-%d")
         if metric:
             v = _metric_of(e, metric)
             cell = "" if v is None else f"{v:g}{'*' if v == best else ''}"
             data = ",".join(f"{d.name}@{d.id[:8]}{'+' if d.changed else ''}"
                             for d in e.datasets if d.kind == "dataset")
-            ck = ",".join(f"{r.get('run')}:{r.get('step')}" for r in e.checkpoints)
+            ck = ",".join(f"{r.run}:{r.step}" for r in e.checkpoints)
             click.echo(f"{cm.id[:10]} {date:<10} {cell:>10}  {data:<28} {ck:<24} {cm.summary}")
             continue
         click.echo(f"{cm.id[:10]}  {date}  {cm.author.split(' <')[0]}  {cm.summary}")
@@ -490,40 +497,120 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
         for d in e.datasets:
             mark = "  (changed)" if d.changed else ""
             click.echo(f"    {d.kind:<10} {d.name:<20} {d.id[:12]}{mark}")
-        for r in e.checkpoints + e.results:
+        shown: list[Record] = [*e.checkpoints, *e.results]
+        for r in shown:
             click.echo(f"    {_record_line(r)}")
         # Logs and graphs a checkpoint brought along are summarized in one line;
         # `git ml note show` and --json list them all.
-        own = [r for r in e.logs + e.graphs if "checkpoint" not in r]
-        for r in own + e.other:
-            click.echo(f"    {_record_line(r)}")
-        attached = [r for r in e.logs + e.graphs if "checkpoint" in r]
+        payloads: list[LogRecord | GraphRecord] = [*e.logs, *e.graphs]
+        for other in [*(p for p in payloads if p.checkpoint is None), *e.other]:
+            click.echo(f"    {_record_line(other)}")
+        attached = [p for p in payloads if p.checkpoint is not None]
         if attached:
-            nlogs = sum(1 for r in attached if r.get("type") == "log")
+            nlogs = sum(1 for p in attached if isinstance(p, LogRecord))
             click.echo(f"    + {nlogs} logs and {len(attached) - nlogs} graphs attached to "
                        "checkpoints (git ml note show)")
 
 
+LINEAGE_HEAD = 3
+"""Checkpoints of one run shown before a long run of them is collapsed into one line."""
+LINEAGE_TAIL = 2
+"""Checkpoints of one run shown after the collapsed line (the run's oldest)."""
+LINEAGE_MAX_INDENT = 8
+"""Indentation levels of ``git ml lineage``: deeper ancestors stay at this one."""
+
+
+class _LineagePrinter:
+    """Prints a lineage as it is walked, in bounded memory and bounded width.
+
+    Each checkpoint is two lines, indented one level deeper than the one before
+    (at most :data:`LINEAGE_MAX_INDENT` levels). Within a stretch of consecutive
+    checkpoints of one run, the first :data:`LINEAGE_HEAD` and the last
+    :data:`LINEAGE_TAIL` are shown and those between become one line
+    ``... N more checkpoints of RUN (steps A-B) ...`` (with an ellipsis and an en dash).
+    """
+
+    def __init__(self) -> None:
+        self.shown = 0
+        self.run: str | None = None
+        self.in_run = 0
+        self.tail: collections.deque[LineageEntry] = collections.deque()
+        self.hidden = 0
+        self.steps: list[int] = []
+
+    def add(self, e: LineageEntry) -> None:
+        """Take the next (older) checkpoint."""
+        if e.run != self.run:
+            self.flush()
+            self.run, self.in_run = e.run, 0
+        self.in_run += 1
+        if self.in_run <= LINEAGE_HEAD:
+            self._entry(e)
+            return
+        self.tail.append(e)
+        if len(self.tail) > LINEAGE_TAIL:
+            gone = self.tail.popleft()
+            self.hidden += 1
+            if gone.step is not None:
+                self.steps = [min([gone.step, *self.steps]), max([gone.step, *self.steps])]
+
+    def flush(self) -> None:
+        """End the current run's stretch: the collapsed line, then the run's last ones."""
+        if self.hidden:
+            steps = ""
+            if self.steps:
+                lo, hi = self.steps
+                steps = f" (steps {lo}\u2013{hi})" if lo != hi else f" (step {lo})"
+            noun = "checkpoint" if self.hidden == 1 else "checkpoints"
+            click.echo(f"{self._indent()}\u2026 {self.hidden} more {noun} of {self.run}"
+                       f"{steps} \u2026")
+            self.shown += 1
+        while self.tail:
+            self._entry(self.tail.popleft())
+        self.hidden, self.steps = 0, []
+
+    def note(self, text: str) -> None:
+        """A line about where the walk ended."""
+        self.flush()
+        click.echo(f"{self._indent()}({text})")
+
+    def _indent(self) -> str:
+        depth = min(self.shown, LINEAGE_MAX_INDENT)
+        return "  " * depth + ("<- " if self.shown else "")
+
+    def _entry(self, e: LineageEntry) -> None:
+        code = e.code
+        commit = (code.commit if code and code.commit else "-")[:10]
+        dirty = " (dirty)" if code and code.dirty else ""
+        data = ", ".join(f"{d.name}@{d.id[:12]}" for d in e.datasets) or "-"
+        step = e.step if e.step is not None else "-"
+        arrow = self._indent()
+        click.echo(f"{arrow}{e.run}@{e.id[:12]}  step {step}  {_fmt_metrics(e.metrics)}")
+        click.echo(f"{' ' * len(arrow)}   code {commit}{dirty}  data {data}")
+        self.shown += 1
+
+
 @cli.command()
 @click.argument("rev")
+@click.option("-n", "--max-count", type=click.IntRange(1), help="Show at most N checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def lineage(c: Ctx, rev: str, as_json: bool) -> None:
+def lineage(c: Ctx, rev: str, max_count: int | None, as_json: bool) -> None:
     """The ancestry of checkpoint REV: parents across runs, with their code and data."""
     with c.repo() as repo:
-        entries = repo.lineage(rev)
-    if as_json:
-        _echo_json([e.to_json() for e in entries])
-        return
-    for depth, e in enumerate(entries):
-        code = e.code or {}
-        commit = str(code.get("commit") or "-")[:10]
-        dirty = " (dirty)" if code.get("dirty") else ""
-        data = ", ".join(f"{d.get('name')}@{str(d.get('id'))[:12]}" for d in e.datasets) or "-"
-        step = e.step if e.step is not None else "-"
-        arrow = "  " * depth + ("<- " if depth else "")
-        click.echo(f"{arrow}{e.run}@{e.id[:12]}  step {step}  {_fmt_metrics(e.metrics)}")
-        click.echo(f"{'  ' * depth}{'   ' if depth else ''}   code {commit}{dirty}  data {data}")
+        walk = repo.lineage_walk(rev, max_count, events=c.events)
+        if as_json:
+            _echo_json_list(e.to_json() for e in walk)
+            if walk.stop is not None and walk.stop.reason != "bad":
+                c.events.warn(f"lineage ends: {walk.stop.message}")
+            return
+        printer = _LineagePrinter()
+        for e in walk:
+            printer.add(e)
+        if walk.stop is not None:
+            printer.note(f"lineage ends: {walk.stop.message}")
+        else:
+            printer.flush()
 
 
 def _report_transfer(verb: str, r: Any) -> None:

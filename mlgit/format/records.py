@@ -6,39 +6,327 @@ spaces, ASCII), so identical records are identical lines and git's
 ``cat_sort_uniq`` notes merge keeps each once. Payloads (logs, graphs, result
 files) are sidecar objects named by id; a line is at most :data:`MAX_LINE`
 bytes. docs/notes.md documents every record type and field.
+
+Notes are written by teammates, so :func:`decode_note` trusts nothing: each line
+becomes a typed record (:class:`CheckpointRecord`, :class:`LogRecord`,
+:class:`GraphRecord`, :class:`ResultsRecord`, or :class:`OtherRecord` for a type
+or version this git-ml does not know), or a problem naming the line and what is
+wrong with it (not JSON, too long, too deep, NaN, a list where an object belongs,
+a missing or non-hex id...). Decoding never raises. Consumers read the typed
+fields, never the raw dict; ``to_json()`` gives the record as stored (plain
+JSON: no NaN or Infinity, so ``--json`` output stays strict JSON).
 """
 
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlgit.errors import FormatError
+from mlgit.format import plainjson
+from mlgit.format.ids import ID_HEX_LEN, ObjectID, is_hex_prefix
+from mlgit.format.limits import MAX_TIME
+from mlgit.format.meta import (
+    DatasetRef,
+    dataset_ref,
+    list_at,
+    metrics_at,
+    obj_at,
+    opt_bool,
+    opt_id,
+    opt_int,
+    opt_str,
+    req_id,
+    req_str,
+)
+from mlgit.format.names import is_ref_name
+from mlgit.format.plainjson import check_shown
 
-__all__ = ["MAX_LINE", "RECORD_TYPES", "RECORD_VERSION", "decode_note", "encode_record"]
+__all__ = [
+    "MAX_LINE",
+    "MAX_PROBLEMS_PER_NOTE",
+    "RECORD_TYPES",
+    "RECORD_VERSION",
+    "CheckpointRecord",
+    "GraphRecord",
+    "LogRecord",
+    "OtherRecord",
+    "PayloadRecord",
+    "Record",
+    "ResultsRecord",
+    "ScalarStat",
+    "best_mode",
+    "best_value",
+    "decode_note",
+    "decode_record",
+    "encode_record",
+    "metric_values",
+]
 
 RECORD_TYPES = ("checkpoint", "log", "graph", "results")
 RECORD_VERSION = 1
 MAX_LINE = 16 << 10
+MAX_PROBLEMS_PER_NOTE = 10
+"""Malformed lines of one note reported one by one; the rest are counted in one more."""
+
+_MIN_WORDS = ("loss", "error", "mae", "mse", "rmse", "perplexity")
 
 
-def _check_finite(value: Any) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise FormatError("record holds a NaN or infinite number")
-    if isinstance(value, dict):
-        for v in value.values():
-            _check_finite(v)
-    elif isinstance(value, list):
-        for v in value:
-            _check_finite(v)
+def best_mode(name: str) -> str:
+    """``"min"`` if lower is better for metric ``name`` (a loss or error), else ``"max"``.
+
+    Lower is better when the name contains (case-insensitively) one of ``loss``,
+    ``error``, ``mae``, ``mse``, ``rmse`` or ``perplexity``.
+    """
+    low = name.lower()
+    return "min" if any(w in low for w in _MIN_WORDS) else "max"
+
+
+# -- the records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """What every record has: its ``type``, version ``v`` and the JSON as stored (``raw``)."""
+
+    type: str
+    v: int
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as stored (plain JSON, unknown fields included)."""
+        return self.raw
+
+    def roots(self) -> list[tuple[ObjectID, str]]:
+        """The objects this record names that the store must keep: (id, walk role)."""
+        return []
+
+
+@dataclass(frozen=True)
+class CheckpointRecord(Record):
+    """A checkpoint noted on the commit that was HEAD (``commit-ckpt``)."""
+
+    id: ObjectID
+    run: str
+    step: int | None
+    metrics: dict[str, float]
+    parent: ObjectID | None
+    datasets: tuple[DatasetRef, ...]
+    dirty: bool
+    time: int | None
+    author: str
+    message: str
+
+    def roots(self) -> list[tuple[ObjectID, str]]:
+        """The checkpoint snapshot."""
+        return [(self.id, "snapshot")]
+
+
+@dataclass(frozen=True)
+class PayloadRecord(Record):
+    """A stored file (or directory): its object (a tree), file name, format and size."""
+
+    object: ObjectID
+    name: str
+    format: str
+    size: int | None
+    time: int | None
+    checkpoint: ObjectID | None
+
+    def roots(self) -> list[tuple[ObjectID, str]]:
+        """The payload's tree."""
+        return [(self.object, "tree")]
+
+
+@dataclass(frozen=True)
+class ScalarStat:
+    """One scalar of a training log: last and best value, how best is chosen, count."""
+
+    last: float
+    best: float
+    mode: str
+    count: int | None
+    last_step: int | None
+
+
+@dataclass(frozen=True)
+class LogRecord(PayloadRecord):
+    """A training log and the summary of its scalars."""
+
+    scalars: dict[str, ScalarStat]
+
+
+@dataclass(frozen=True)
+class GraphRecord(PayloadRecord):
+    """A graph definition and its (free-form, small) summary."""
+
+    summary: dict[str, Any]
+
+    @property
+    def size_label(self) -> str:
+        """The summary's layer count (Keras) or op count (GraphDef), or ``""``."""
+        for key in ("layers", "ops"):
+            v = self.summary.get(key)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return str(v)
+        return ""
+
+
+@dataclass(frozen=True)
+class ResultsRecord(PayloadRecord):
+    """Test results: their metrics and the test dataset's snapshot."""
+
+    metrics: dict[str, float]
+    dataset: DatasetRef | None
+
+    def roots(self) -> list[tuple[ObjectID, str]]:
+        """The results' tree and the test dataset's snapshot."""
+        out = super().roots()
+        if self.dataset is not None:
+            out.append((self.dataset.id, "snapshot"))
+        return out
+
+
+@dataclass(frozen=True)
+class OtherRecord(Record):
+    """A record of a type (or version) this git-ml does not know: kept and shown raw."""
+
+    def roots(self) -> list[tuple[ObjectID, str]]:
+        """Its ``id`` (a snapshot) and ``object`` (a tree), when they are ids, as in v1."""
+        out: list[tuple[ObjectID, str]] = []
+        for key, role in (("id", "snapshot"), ("object", "tree")):
+            v = self.raw.get(key)
+            if isinstance(v, str) and len(v) == ID_HEX_LEN and is_hex_prefix(v):
+                out.append((ObjectID(v), role))
+        return out
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+
+def _text(obj: dict[str, Any], key: str, where: str, required: bool = True) -> str:
+    """A string the CLI prints (the readers refuse control characters in it)."""
+    return req_str(obj, key, where) if required else (opt_str(obj, key, where) or "")
+
+
+def _checkpoint(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> CheckpointRecord:
+    w = "checkpoint record"
+    run = req_str(r, "run", w)
+    if not is_ref_name(run):
+        raise FormatError(f"{w}.run is not a run name: {run[:40]!r}")
+    ds = r.get("datasets")
+    return CheckpointRecord(
+        *base, id=req_id(r, "id", w), run=run, step=opt_int(r, "step", w),
+        metrics=metrics_at(r.get("metrics"), f"{w}.metrics"), parent=opt_id(r, "parent", w),
+        datasets=tuple(dataset_ref(d, f"{w}.datasets[{i}]", False) for i, d in enumerate(
+            list_at(ds, f"{w}.datasets") if ds is not None else [])),
+        dirty=opt_bool(r, "dirty", w), time=opt_int(r, "time", w, 0, MAX_TIME),
+        author=_text(r, "author", w, required=False),
+        message=_text(r, "message", w, required=False))
+
+
+def _payload(r: dict[str, Any], w: str) -> dict[str, Any]:
+    name = _text(r, "name", w)
+    if not name:
+        raise FormatError(f"{w}.name is empty")
+    return {"object": req_id(r, "object", w), "name": name, "format": _text(r, "format", w),
+            "size": opt_int(r, "size", w), "time": opt_int(r, "time", w, 0, MAX_TIME),
+            "checkpoint": opt_id(r, "checkpoint", w)}
+
+
+def _scalars(v: Any, where: str) -> dict[str, ScalarStat]:
+    out: dict[str, ScalarStat] = {}
+    for name, s in (obj_at(v, where) if v is not None else {}).items():
+        at = f"{where}.{name[:60]}"
+        check_shown(name, f"{where} name")
+        stat = obj_at(s, at)
+        nums = metrics_at({k: stat.get(k) for k in ("last", "best")}, at)
+        if len(nums) != 2:
+            raise FormatError(f"{at} needs numbers last and best")
+        mode = stat.get("mode", best_mode(name))
+        if mode not in ("min", "max"):
+            raise FormatError(f"{at}.mode must be \"min\" or \"max\"")
+        out[name] = ScalarStat(nums["last"], nums["best"], mode, opt_int(stat, "count", at),
+                               opt_int(stat, "last_step", at))
+    return out
+
+
+def _typed(r: dict[str, Any]) -> Record:
+    t, v = r.get("type"), r.get("v")
+    if not isinstance(t, str) or not t:
+        raise FormatError("not a git-ml record (no string \"type\")")
+    check_shown(t, "record type")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise FormatError(f"{t[:40]} record: \"v\" must be a version number, got {v!r:.40}")
+    base = (t, v, r)
+    if t not in RECORD_TYPES or v != RECORD_VERSION:
+        return OtherRecord(*base)
+    if t == "checkpoint":
+        return _checkpoint(r, base)
+    w = f"{t} record"
+    if t == "log":
+        return LogRecord(*base, **_payload(r, w), scalars=_scalars(r.get("scalars"),
+                                                                   f"{w}.scalars"))
+    if t == "graph":
+        summary = r.get("summary")
+        return GraphRecord(*base, **_payload(r, w),
+                           summary=obj_at(summary, f"{w}.summary") if summary is not None
+                           else {})
+    ds = r.get("dataset")
+    return ResultsRecord(*base, **_payload(r, w),
+                         metrics=metrics_at(r.get("metrics"), f"{w}.metrics"),
+                         dataset=None if ds is None else dataset_ref(ds, f"{w}.dataset", False))
+
+
+def decode_record(line: str) -> Record:
+    """One note line as a typed record; FormatError saying what is wrong with it."""
+    if len(line) > MAX_LINE:
+        raise FormatError(f"line of {len(line)} bytes exceeds {MAX_LINE}")
+    obj = plainjson.loads(line, "record")
+    if not isinstance(obj, dict):
+        raise FormatError(f"not a git-ml record (a JSON {type(obj).__name__}, not an object)")
+    return _typed(obj)
+
+
+def decode_note(text: str, where: str = "note") -> tuple[list[Record], list[str]]:
+    """Parse a note: (records, problems). Never raises.
+
+    Each problem is one line of text, ``"<where>, line N: <what is wrong>"``; the
+    line is skipped and the others are kept. Blank lines are ignored. Records of
+    types (or versions) this git-ml does not know are kept as :class:`OtherRecord`.
+    At most :data:`MAX_PROBLEMS_PER_NOTE` problems are listed one by one; one more
+    counts the rest.
+    """
+    records: list[Record] = []
+    problems: list[str] = []
+    extra = 0
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        try:
+            records.append(decode_record(line))
+        except FormatError as e:
+            if len(problems) < MAX_PROBLEMS_PER_NOTE:
+                problems.append(f"{where}, line {n}: {e}")
+            else:
+                extra += 1
+    if extra:
+        problems.append(f"{where}: {extra} more malformed line{'s' if extra > 1 else ''}")
+    return records, problems
 
 
 def encode_record(record: dict[str, Any]) -> str:
-    """One canonical JSON line (no newline); FormatError if it is not a valid record."""
+    """One canonical JSON line (no newline); FormatError if it is not a valid record.
+
+    The line must decode as what it claims to be (:func:`decode_record`): what a
+    reader would refuse is never written.
+    """
     if record.get("type") not in RECORD_TYPES or record.get("v") != RECORD_VERSION:
         raise FormatError(f"not a git-ml record type/version: {record.get('type')!r}")
-    _check_finite(record)
+    plainjson.check_plain(record, "record")
     try:
         line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                           allow_nan=False)
@@ -47,28 +335,22 @@ def encode_record(record: dict[str, Any]) -> str:
     if len(line) > MAX_LINE:
         raise FormatError(f"record of {len(line)} bytes exceeds {MAX_LINE}; store the payload "
                           "as an object and name it by id")
+    decode_record(line)
     return line
 
 
-def decode_note(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Parse a note: (records, problems). Each bad line is skipped and described in problems.
+# -- metrics across records -----------------------------------------------------------------
 
-    Blank lines are ignored. Records of types this version does not know are kept
-    (a newer git-ml may have written them); lines that are not JSON objects with a
-    string ``type`` are reported and skipped, never fatal.
-    """
-    records: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
-            problems.append(f"line {n} is not JSON: {line[:60]!r}")
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-            problems.append(f"line {n} is not a git-ml record: {line[:60]!r}")
-            continue
-        records.append(obj)
-    return records, problems
+
+def metric_values(records: Iterable[Record], metric: str) -> list[float]:
+    """The values of ``metric`` in checkpoint and results records, in order."""
+    return [r.metrics[metric] for r in records
+            if isinstance(r, (CheckpointRecord, ResultsRecord)) and metric in r.metrics]
+
+
+def best_value(values: Iterable[float], metric: str) -> float | None:
+    """The best of ``values`` for ``metric`` (by :func:`best_mode`), or None if empty."""
+    vs = list(values)
+    if not vs:
+        return None
+    return min(vs) if best_mode(metric) == "min" else max(vs)

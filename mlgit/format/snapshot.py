@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mlgit.errors import FormatError, UnsupportedFormatError
+from mlgit.format import plainjson
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_LEN, MAX_TIME
+from mlgit.format.meta import CheckpointMeta, check_dataset_meta, decode_checkpoint_meta
 from mlgit.format.names import check_ref_name
 
 __all__ = [
@@ -43,7 +47,8 @@ class Snapshot:
     (the tree is the directory) or ``"file"`` (the tree holds exactly that one
     file). ``time`` is Unix seconds and ``tz`` the author's UTC offset in
     minutes. ``files`` counts regular files and symlinks; ``bytes`` is the
-    regular files' content size. ``meta`` is free-form JSON (checkpoint lineage lives there).
+    regular files' content size. ``meta`` is JSON; for a checkpoint it holds the
+    lineage, read typed through :attr:`checkpoint` (never ``meta.get(...)``).
     """
 
     kind: str
@@ -68,6 +73,16 @@ class Snapshot:
             "bytes": self.bytes, "meta": self.meta,
         }
 
+    @cached_property
+    def checkpoint(self) -> CheckpointMeta | None:
+        """A checkpoint's metadata, typed (decoded once); None for a dataset.
+
+        FormatError if it does not decode (a decoded snapshot has been checked already).
+        """
+        if self.kind != KIND_CHECKPOINT or not isinstance(self.meta, dict):
+            return None
+        return decode_checkpoint_meta(self.meta)
+
 
 def _canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
@@ -77,14 +92,27 @@ def _canonical(obj: dict[str, Any]) -> bytes:
 def encode_snapshot(s: Snapshot) -> bytes:
     """Encode a snapshot as canonical bytes; FormatError if a field is invalid."""
     _validate(s)
+    obj = s.to_json()
+    plainjson.check_plain(obj, "snapshot")
     try:
-        return SNAPSHOT_MAGIC + _canonical(s.to_json())
+        data = SNAPSHOT_MAGIC + _canonical(obj)
     except (TypeError, ValueError) as e:
         raise FormatError(f"snapshot metadata is not plain JSON: {e}") from None
+    if len(data) > MAX_SNAPSHOT_LEN:
+        raise FormatError(f"snapshot of {len(data)} bytes exceeds {MAX_SNAPSHOT_LEN}")
+    return data
 
 
 def decode_snapshot(data: bytes) -> Snapshot:
-    """Decode canonical snapshot bytes; FormatError for anything else."""
+    """Decode canonical snapshot bytes; FormatError for anything else.
+
+    Bounds are checked before anything is trusted: the length
+    (``MAX_SNAPSHOT_LEN``), JSON nesting (``MAX_JSON_DEPTH``, walked
+    iteratively), finite numbers only, ``time``/``files``/``bytes`` within their
+    limits, and a checkpoint's ``meta`` decoded into typed values.
+    """
+    if len(data) > MAX_SNAPSHOT_LEN:
+        raise FormatError(f"snapshot object of {len(data)} bytes exceeds {MAX_SNAPSHOT_LEN}")
     if data[:8] != SNAPSHOT_MAGIC:
         if data[:7] == SNAPSHOT_MAGIC[:7] and len(data) > 7:
             raise UnsupportedFormatError(f"snapshot format version {data[7]} is not supported; "
@@ -92,20 +120,18 @@ def decode_snapshot(data: bytes) -> Snapshot:
         raise FormatError("not a snapshot object (bad magic)")
     body = data[8:]
     try:
-        obj = json.loads(body.decode("ascii"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise FormatError(f"snapshot is not valid JSON: {str(e)[:100]}") from None
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("snapshot JSON is not ASCII") from None
+    obj = plainjson.loads(text, "snapshot")
     if not isinstance(obj, dict) or set(obj) != _KEYS:
         raise FormatError("snapshot JSON has missing or unknown fields")
-    try:
-        s = Snapshot(
-            kind=obj["kind"], name=obj["name"], tree=obj["tree"], root=obj["root"],
-            parents=tuple(obj["parents"]) if isinstance(obj["parents"], list) else obj["parents"],
-            time=obj["time"], tz=obj["tz"], author=obj["author"], message=obj["message"],
-            files=obj["files"], bytes=obj["bytes"], meta=obj["meta"],
-        )
-    except TypeError as e:
-        raise FormatError(f"bad snapshot: {e}") from None
+    s = Snapshot(
+        kind=obj["kind"], name=obj["name"], tree=obj["tree"], root=obj["root"],
+        parents=tuple(obj["parents"]) if isinstance(obj["parents"], list) else obj["parents"],
+        time=obj["time"], tz=obj["tz"], author=obj["author"], message=obj["message"],
+        files=obj["files"], bytes=obj["bytes"], meta=obj["meta"],
+    )
     _validate(s)
     try:
         canonical = _canonical(obj)
@@ -116,17 +142,21 @@ def decode_snapshot(data: bytes) -> Snapshot:
     return s
 
 
-def _reject_constant(name: str) -> None:
-    raise FormatError(f"snapshot JSON contains {name}")
-
-
 def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _check_text(value: Any, key: str, one_line: bool) -> None:
+    """An author (one line) or message: a string without control characters."""
+    if not isinstance(value, str):
+        raise FormatError(f"snapshot {key} must be a string")
+    plainjson.check_shown(value, f"snapshot {key}", lines=not one_line)
+
+
 def _validate(s: Snapshot) -> None:
+    """Check every field's type and range; FormatError naming the field."""
     if s.kind not in (KIND_DATASET, KIND_CHECKPOINT):
-        raise FormatError(f"unknown snapshot kind {s.kind!r}")
+        raise FormatError(f"unknown snapshot kind {str(s.kind)[:40]!r}")
     if not isinstance(s.name, str):
         raise FormatError("snapshot name must be a string")
     check_ref_name(s.name)
@@ -134,19 +164,27 @@ def _validate(s: Snapshot) -> None:
         raise FormatError("snapshot tree must be an id")
     parse_object_id(s.tree)
     if s.root not in (ROOT_DIR, ROOT_FILE):
-        raise FormatError(f"unknown snapshot root {s.root!r}")
+        raise FormatError(f"unknown snapshot root {str(s.root)[:40]!r}")
     if not isinstance(s.parents, tuple) or len(s.parents) > 64:
         raise FormatError("snapshot parents must be a list of at most 64 ids")
     for p in s.parents:
         if not isinstance(p, str):
             raise FormatError("snapshot parent must be an id")
         parse_object_id(p)
-    for key in ("time", "tz", "files", "bytes"):
-        if not _int(getattr(s, key)):
+    for key, hi in (("time", MAX_TIME), ("files", MAX_FILES), ("bytes", MAX_SNAPSHOT_BYTES)):
+        v = getattr(s, key)
+        if not _int(v):
             raise FormatError(f"snapshot {key} must be an integer")
-    if s.files < 0 or s.bytes < 0 or abs(s.tz) > 24 * 60:
-        raise FormatError("snapshot counts or timezone out of range")
-    if not isinstance(s.author, str) or not isinstance(s.message, str):
-        raise FormatError("snapshot author and message must be strings")
+        if not 0 <= v <= hi:
+            shown = str(v) if abs(v) < 10 ** 30 else f"of {len(str(abs(v)))} digits"
+            raise FormatError(f"snapshot {key} {shown} is out of range (0 to {hi})")
+    if not _int(s.tz) or abs(s.tz) > 24 * 60:
+        raise FormatError("snapshot tz must be an integer from -1440 to 1440")
+    _check_text(s.author, "author", one_line=True)
+    _check_text(s.message, "message", one_line=False)
     if not isinstance(s.meta, dict):
         raise FormatError("snapshot meta must be an object")
+    if s.kind == KIND_CHECKPOINT:
+        _ = s.checkpoint  # decodes (and caches) the typed metadata, or raises
+    else:
+        check_dataset_meta(s.meta)

@@ -3,29 +3,104 @@
 Appends from git-ml processes are serialized by a lock file in the store
 directory, so concurrent ``commit-ckpt`` runs on one repository never lose a
 line. Merging notes with other clones (``cat_sort_uniq``) is the remotes' job.
+
+Notes come from teammates: a note blob larger than ``MAX_NOTE_LEN`` is refused
+(FormatError) from its header, before it is loaded.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlgit.errors import GitCommandError
+from mlgit.errors import FormatError, GitCommandError
+from mlgit.format.limits import MAX_NOTE_LEN
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
-__all__ = ["NOTES_REF", "append_note_lines", "fetch_notes", "merge_notes", "push_notes",
-           "read_note"]
+__all__ = ["NOTES_REF", "append_note_lines", "fetch_notes", "list_notes", "merge_notes",
+           "push_notes", "read_note", "read_note_blob"]
 
 NOTES_REF = "refs/notes/ml"
+_MAX_FANOUT = 20  # a 40-hex name split into 2-hex directories at most this deep
+
+
+def _note_blob(repo: GitRepo, commit: str) -> Any:
+    """The id of ``commit``'s note blob in the notes tree (any fan-out), or None.
+
+    Found by name as git does (``ab/cdef...`` directories of two hex digits, or
+    the whole name), without reading any blob.
+    """
+    import pygit2  # start-up time
+
+    try:
+        notes = repo.git.lookup_reference(NOTES_REF).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    tree: Any = notes.tree
+    rest = commit
+    for _ in range(_MAX_FANOUT):
+        try:
+            if rest in tree:
+                entry = tree[rest]
+                if entry.type_str != "blob":
+                    raise FormatError(f"note on {commit[:12]} is a {entry.type_str}, not a blob")
+                return entry.id
+            if len(rest) <= 2 or rest[:2] not in tree:
+                return None
+            sub = tree[rest[:2]]
+            if sub.type_str != "tree":
+                return None
+            tree = repo.git[sub.id]
+        except (KeyError, ValueError, pygit2.GitError) as e:
+            raise FormatError(f"notes tree {NOTES_REF} is damaged near {commit[:12]}: "
+                              f"{e}") from None
+        rest = rest[2:]
+    return None
+
+
+def read_note_blob(repo: GitRepo, blob: Any, commit: str) -> str:
+    """The text of note blob ``blob`` (on ``commit``); FormatError past ``MAX_NOTE_LEN``.
+
+    The size comes from the object's header, so an oversized note is never loaded.
+    Bytes that are not UTF-8 become U+FFFD (a record line is ASCII anyway).
+    """
+    import pygit2  # start-up time
+
+    try:
+        oid = blob if isinstance(blob, pygit2.Oid) else pygit2.Oid(hex=str(blob))
+        kind, size = repo.git.odb.read_header(oid)
+    except (KeyError, ValueError, pygit2.GitError) as e:
+        raise FormatError(f"note on {commit[:12]} cannot be read: {e}") from None
+    if kind != pygit2.enums.ObjectType.BLOB:
+        raise FormatError(f"note on {commit[:12]} is not a blob")
+    if size > MAX_NOTE_LEN:
+        raise FormatError(f"note on {commit[:12]} is {size} bytes, more than the "
+                          f"{MAX_NOTE_LEN >> 20} MiB a note may hold; not read")
+    return bytes(repo.git.odb.read(oid)[1]).decode("utf-8", "replace")
 
 
 def read_note(repo: GitRepo, commit: str) -> str | None:
-    """The text of ``commit``'s note (full hex id), or None."""
+    """The text of ``commit``'s note (full hex id), or None.
+
+    FormatError when the note is larger than ``MAX_NOTE_LEN`` (checked before
+    it is loaded) or is not a blob.
+    """
+    blob = _note_blob(repo, commit)
+    return None if blob is None else read_note_blob(repo, blob, commit)
+
+
+def list_notes(repo: GitRepo) -> list[tuple[str, str]]:
+    """Every (commit, note blob id) under ``refs/notes/ml`` (``git notes list``)."""
     try:
-        note = repo.git.lookup_note(commit, NOTES_REF)
-    except KeyError:
-        return None
-    return str(note.message)
+        listing = repo.run_git("notes", "--ref", NOTES_REF, "list").decode().split("\n")
+    except GitCommandError:
+        return []
+    out = []
+    for line in listing:
+        parts = line.split()
+        if len(parts) == 2:
+            out.append((parts[1], parts[0]))
+    return out
 
 
 def _signature(repo: GitRepo) -> Any:

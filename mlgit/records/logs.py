@@ -43,24 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from mlgit.errors import UsageError
+from mlgit.format.records import best_mode
 
 __all__ = ["LOG_FORMATS", "LogSummary", "ScalarSummary", "best_mode", "summarize_log"]
 
 LOG_FORMATS = ("tfevents", "csv", "jsonl", "text")
-_MIN_WORDS = ("loss", "error", "mae", "mse", "rmse", "perplexity")
 _STEP_FIELDS = ("step", "epoch")
 _SNIFF = 64 << 10
 _INSTALL_HINT = "pip install 'mlgit[tensorflow]'"
-
-
-def best_mode(name: str) -> str:
-    """``"min"`` if lower is better for scalar ``name`` (a loss or error), else ``"max"``.
-
-    Lower is better when the name contains (case-insensitively) one of ``loss``,
-    ``error``, ``mae``, ``mse``, ``rmse`` or ``perplexity``.
-    """
-    low = name.lower()
-    return "min" if any(w in low for w in _MIN_WORDS) else "max"
 
 
 @dataclass(frozen=True)

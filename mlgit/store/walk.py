@@ -44,9 +44,9 @@ def references(role: str, data: bytes, history: bool = True,
         out.append((bytes.fromhex(s.tree), TREE, None))
         if history:
             out.extend((bytes.fromhex(p), SNAPSHOT, None) for p in s.parents)
-        for c in s.meta.get("config", []) or []:
-            if isinstance(c, dict) and isinstance(c.get("id"), str) and len(c["id"]) == 32:
-                out.append((bytes.fromhex(c["id"]), LEAF, None))
+        # A checkpoint's config files are blobs it names (decoded and typed with it).
+        for c in s.checkpoint.config if s.checkpoint is not None else ():
+            out.append((bytes.fromhex(c.id), LEAF, None))
     elif role == TREE:
         for t in decode_tree(data):
             if t.type == TYPE_DIR:
