@@ -30,7 +30,7 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
-from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
+from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
