@@ -728,7 +728,11 @@ def test_checkpoint_prefix_must_name_a_prefix_in_the_snapshot(victim: Path, pref
             call()
     p = run_gitml(victim, "path", "evil", check=False)
     assert p.returncode == 7 and len(_errors(p)) == 1, p.stderr
-    _fsck_ok(victim)
+    if isinstance(prefix, str) or prefix is None:
+        _fsck_ok(victim)  # a well-typed snapshot: only using its prefix as a path is refused
+    else:  # not a string: the snapshot breaks the metadata schema, and fsck says so
+        p = run_gitml(victim, "fsck", check=False)
+        assert p.returncode == 1 and "meta.source.prefix" in p.stdout, p.stdout
     sentinel.check()
 
 
