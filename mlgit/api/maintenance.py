@@ -22,6 +22,8 @@ from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import NOTES_REF
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
+from mlgit.store import walk
+from mlgit.store.fsck import Root
 from mlgit.store.refs import REF_KINDS, RefStore
 
 if TYPE_CHECKING:
@@ -32,15 +34,16 @@ __all__ = ["collect_garbage", "fsck", "roots"]
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Repo) -> list[tuple[str, str]]:
+def _sidecar_refs(repo: Repo) -> list[Root]:
+    """Every sidecar ref, local and remote-tracking: each names a snapshot."""
     store = repo.store
-    out: list[tuple[str, str]] = [(oid, f"ref {kind}/{name}") for kind in REF_KINDS
-           for name, oid in store.refs.list(kind).items()]
+    out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS
+                       for name, oid in store.refs.list(kind).items()]
     remotes = store.root / "refs" / "remotes"
     for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
         tracking = RefStore(remotes / remote)
-        out += [(oid, f"ref remotes/{remote}/{kind}/{name}") for kind in REF_KINDS
-                for name, oid in tracking.list(kind).items()]
+        out += [(oid, f"ref remotes/{remote}/{kind}/{name}", walk.SNAPSHOT)
+                for kind in REF_KINDS for name, oid in tracking.list(kind).items()]
     return out
 
 
@@ -80,17 +83,35 @@ def _note_roots(repo: Repo) -> list[tuple[str, str]]:
     return out
 
 
-def roots(repo: Repo) -> list[tuple[str, str]]:
-    """Every (id, what names it) that the store must keep, complete."""
+def _typed_note_roots(repo: Repo) -> list[Root]:
+    """:func:`_note_roots` as (id, label, role) triples.
+
+    Shim until ``_note_roots`` returns triples itself (checkpoint records' ids and
+    results datasets are snapshots, payload objects trees): a pair's role is taken
+    from the pack index's type (``walk.ANY``), as before roles were checked.
+    """
+    out: list[Root] = []
+    for root in _note_roots(repo):
+        t: tuple[str, ...] = tuple(root)
+        out.append((t[0], t[1], t[2] if len(t) > 2 else walk.ANY))
+    return out
+
+
+def roots(repo: Repo) -> list[Root]:
+    """Every (id, what names it, the role it must have) that the store must keep, complete.
+
+    Refs, pointer files, checkpoint records and results datasets name snapshots;
+    note payloads name trees (see :mod:`mlgit.store.walk`).
+    """
     out = _sidecar_refs(repo)
     cache: dict[str, list[tuple[str, Pointer]]] = {}
     for commit in _commits(repo):
         tree = str(repo.git.git[commit].tree_id)
-        out += [(p.id, f"{path} in commit {commit[:12]}")
+        out += [(p.id, f"{path} in commit {commit[:12]}", walk.SNAPSHOT)
                 for path, p in pointers_in_tree(repo.git, tree, cache)]
     if repo.git.workdir is not None:
-        out += [(p.id, f"{path} in the work tree") for path, p in repo.tracked()]
-    out += _note_roots(repo)
+        out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT) for path, p in repo.tracked()]
+    out += _typed_note_roots(repo)
     return out
 
 
@@ -168,5 +189,5 @@ def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = F
         cutoff = gc_mod.parse_prune(prune, time.time())
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return gc_mod.collect(repo.store, lambda: [oid for oid, _ in roots(repo)],
+    return gc_mod.collect(repo.store, lambda: [(oid, role) for oid, _, role in roots(repo)],
                           prune_before=cutoff, dry_run=dry_run)
