@@ -610,8 +610,11 @@ class Repo:
                 got = trees.get(t)
                 return got if got is not None else store.objects.get_tree(t)
 
+            pinned = self.snapshot(p.id)  # its claims bound the walk (walks part)
             entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
-                                            get_cur, built.root))
+                                            get_cur, built.root,
+                                            claims=((pinned.files, pinned.bytes), None),
+                                            where=(f"snapshot {p.id}", rel)))
         return out
 
     def diff(self, a: str, b: str) -> list[Change]:

@@ -112,20 +112,20 @@ def walk(get: TreeGetter | Checked, root: bytes, base: P, join: Callable[[P, byt
     stack: list[tuple[Iterator[TreeEntry], P, int]] = [
         (iter(check.root(root, claim)), base, 1)]
     while stack:
-        entries, prefix, depth = stack[-1]
-        e = next(entries, None)
-        if e is None:
-            stack.pop()
-            continue
-        path = join(prefix, e.name)
-        if e.type != TYPE_DIR:
-            yield path, e
-            continue
-        if dirs:
-            yield path, e
-        elif e.files == 0:
-            continue
-        stack.append((iter(check.below(e, depth, path)), path, depth + 1))
+        entries, prefix, depth = stack.pop()
+        for e in entries:
+            path = join(prefix, e.name)
+            if e.type != TYPE_DIR:
+                yield path, e
+                continue
+            if dirs:
+                yield path, e
+            elif e.files == 0:
+                continue
+            # Descend; this directory's remaining entries resume after the subtree's.
+            stack.append((entries, prefix, depth))
+            stack.append((iter(check.below(e, depth, path)), path, depth + 1))
+            break
 
 
 def flatten(get: TreeGetter, root: bytes, prefix: str = "", dirs: bool = False,
