@@ -66,7 +66,8 @@ class DirNode:
 _GIT_FIRST = frozenset(b".gG\xe2\xef")
 """First bytes a name ``is_git_dir_name`` accepts can start with (``.``, ``g``/``G`` of an
 NTFS ``git~1``, an HFS-ignorable code point), unless it holds a ``\\``: a cheap test
-that spares the full one for almost every name of a large scan."""
+that spares the full one for almost every name of a large scan. ``TMP_PREFIX`` starts
+with ``.`` too."""
 
 
 def _rel(rel: str, name: bytes) -> str:
@@ -104,13 +105,15 @@ def _scan_one(node: DirNode, warn: Callable[[str], None],
         entries = [e for e in entries if os.fsencode(e.name) in only]
     for e in entries:
         name: bytes = e.name if isinstance(e.name, bytes) else os.fsencode(e.name)
-        if (name[0] in _GIT_FIRST or b"\\" in name) and is_git_dir_name(name):
-            warn(f"skipping {_rel(rel, name)}: a nested git directory (or a name git "
-                 "reserves for one)")
-            continue
-        if name.startswith(TMP_PREFIX) and name.endswith(b".tmp"):
-            warn(f"skipping {_rel(rel, name)}: left behind by an interrupted git-ml checkout")
-            continue
+        if name[0] in _GIT_FIRST or b"\\" in name:  # cheap: most names go straight on
+            if is_git_dir_name(name):
+                warn(f"skipping {_rel(rel, name)}: a nested git directory (or a name git "
+                     "reserves for one)")
+                continue
+            if name.startswith(TMP_PREFIX) and name.endswith(b".tmp"):
+                warn(f"skipping {_rel(rel, name)}: left behind by an interrupted git-ml "
+                     "checkout")
+                continue
         st = e.stat(follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISREG(mode):
