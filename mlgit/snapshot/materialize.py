@@ -175,8 +175,8 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
         links: list[tuple[TreeEntry, bytes]] = []
         dirs: list[bytes] = []
         tmp = store.checkouts_dir / unique_tmp_name(f".{oid}")
-        _collect(Checked(get, where), root, (snap.files, snap.bytes), os.fsencode(tmp), files,
-                 links, dirs)
+        _collect(Checked(get, where, os.fsencode(tmp)), root, (snap.files, snap.bytes),
+                 os.fsencode(tmp), files, links, dirs)
         tmp.mkdir()
         try:
             for d in dirs:

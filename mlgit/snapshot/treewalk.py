@@ -52,15 +52,26 @@ class Checked:
     :meth:`root` checks the root's totals against the snapshot's claims;
     :meth:`below` checks a subtree against its directory entry, the depth, and
     (counting every directory entered that holds no file) the empty-directory
-    budget. ``where`` prefixes messages (e.g. ``snapshot <id>``).
+    budget. ``where`` prefixes messages (e.g. ``snapshot <id>``); paths in them are
+    shown relative to ``base`` (the directory a walk builds its paths under).
     """
 
-    __slots__ = ("empty", "get", "where")
+    __slots__ = ("base", "empty", "get", "where")
 
-    def __init__(self, get: TreeGetter, where: str = "") -> None:
+    def __init__(self, get: TreeGetter, where: str = "", base: str | bytes = "") -> None:
         self.get = get
         self.where = where
+        self.base = base
         self.empty = 0
+
+    def _shown(self, path: str | bytes) -> str | bytes:
+        """``path`` relative to ``base``, for a message."""
+        base = self.base
+        if isinstance(path, bytes) and isinstance(base, bytes) and base and path.startswith(base):
+            return path[len(base):].lstrip(b"/")
+        if isinstance(path, str) and isinstance(base, str) and base and path.startswith(base):
+            return path[len(base):].lstrip("/")
+        return path
 
     def root(self, tree: bytes, claim: Claim | None) -> list[TreeEntry]:
         """The root tree's entries; FormatError unless they hold ``claim`` (when given).
@@ -83,14 +94,14 @@ class Checked:
         if depth > MAX_TREE_DEPTH:
             raise FormatError(f"{self.where + ': ' if self.where else ''}directories nest "
                               f"deeper than the format's limit of {MAX_TREE_DEPTH} at "
-                              f"{short_path(path)}")
+                              f"{short_path(self._shown(path))}")
         if e.files == 0:
             self.empty += 1
             if self.empty > MAX_EMPTY_DIRS:
                 raise FormatError(f"{self.where + ': ' if self.where else ''}the tree holds "
                                   f"more than {MAX_EMPTY_DIRS} directories without files")
         entries = self.get(e.subtree)
-        check_claim(entries, e, path, self.where)
+        check_claim(entries, e, self._shown(path), self.where)
         return entries
 
 
