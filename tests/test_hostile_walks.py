@@ -250,6 +250,11 @@ TREES: dict[str, Callable[[Builder], bytes]] = {
     "dir-claims-other-bytes": lambda b: _dir_lies(b, 3, 7),
     "root-claims-fewer-files": _root_lies,
 }
+OPEN_PATH = {"deep-1500": "d/" * 1500 + "f", "dag-60-honest-counts": "a/" * 60 + "f",
+             "dag-60-lying-counts": "b/" * 60 + "f", "dir-claims-fewer-files": "sub/x",
+             "dir-claims-more-files": "sub/y", "dir-claims-other-bytes": "top",
+             "root-claims-fewer-files": "a"}
+"""A file of each tree, for ``mlgit.open``."""
 LISTS_NOTHING = {"dag-60-empty-dirs"}
 """Trees whose files show, diff and status can list (none) without any error."""
 
@@ -271,6 +276,12 @@ def test_hostile_tree_is_refused_by_every_reader(victim: Path, sentinel: Path,
     kind, code, msg = api(victim, "mlgit.checkout('evil')")
     assert (kind, code) == ("FormatError", 7), msg
     assert not [n for n in os.listdir(victim / ".git/ml/checkouts") if snap.hex() in n]
+
+    # mlgit.open reads one path, level by level: bounded by that path, whatever the DAG.
+    for path, want in ((OPEN_PATH.get(case, "nope"), ("ok", "BadPathError")),
+                       ("nope/" * 2000 + "x", ("BadPathError",))):
+        kind, _, msg = api(victim, f"mlgit.open('evil', {path!r}).read(16)")
+        assert kind in want, (path[:40], kind, msg)
 
     # show, diff and status read the file list: refused (or, for a tree of empty
     # directories, nothing to list), quickly and within the memory limit.
