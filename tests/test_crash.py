@@ -248,7 +248,7 @@ def _check_remote_store(ml: Path, context: str) -> int:
     try:
         report = fsck_mod.FsckReport()
         good = fsck_mod.check_objects(store, report)
-        roots = [(oid, f"remote ref {kind}/{name}") for kind in store.ref_kinds()
+        roots = [(oid, f"remote ref {kind}/{name}", "snapshot") for kind in store.ref_kinds()
                  for name, oid in store.refs.list(kind).items()]
         fsck_mod.check_reachable(store, good, roots, report)
         bad = [p for p in report.problems if p.kind != "orphan-pack"]

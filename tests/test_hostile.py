@@ -51,7 +51,8 @@ from mlgit.format.pack import (
 )
 from mlgit.format.pointer import Pointer, encode_pointer
 from mlgit.format.snapshot import Snapshot, encode_snapshot
-from mlgit.format.tree import TREE_MAGIC
+from mlgit.format.tree import TREE_MAGIC, decode_tree
+from mlgit.format.treeshape import totals
 from mlgit.store.packs import PackReader
 
 # -- raw tree bytes ----------------------------------------------------------------------
@@ -105,9 +106,19 @@ class Planter:
     def tree(self, raw: bytes) -> bytes:
         return self.objects.put(OBJ_TREE, raw)
 
-    def snapshot(self, name: str, tree: bytes, root: str = "dir", files: int = 1,
-                 nbytes: int = 0) -> str:
-        """Store a snapshot of ``tree``, point the ref and a pointer file at it."""
+    def snapshot(self, name: str, tree: bytes, root: str = "dir", files: int | None = None,
+                 nbytes: int | None = None) -> str:
+        """Store a snapshot of ``tree``, point the ref and a pointer file at it.
+
+        ``files`` and ``nbytes`` default to what the root tree's entries claim (so
+        that the snapshot is refused, or not, for what the test is about).
+        """
+        try:
+            claimed = totals(decode_tree(self.objects.get(tree)))
+        except FormatError:
+            claimed = (1, 0)
+        files = claimed[0] if files is None else files
+        nbytes = claimed[1] if nbytes is None else nbytes
         snap = Snapshot("dataset", name, raw_to_hex(tree), root, (), 1_700_000_000, 0,
                         "Mallory <m@example.com>", "", files, nbytes, {"path": name})
         sid = raw_to_hex(self.objects.put(OBJ_SNAPSHOT, encode_snapshot(snap)))

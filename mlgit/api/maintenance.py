@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
-from mlgit.errors import FormatError, GitCommandError, UsageError
+from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.pointer import Pointer
 from mlgit.format.records import decode_note
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import list_notes, read_note_blob
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
+from mlgit.store import walk
+from mlgit.store.fsck import Root
 from mlgit.store.refs import REF_KINDS, RefStore
 
 if TYPE_CHECKING:
@@ -32,15 +33,16 @@ __all__ = ["collect_garbage", "fsck", "roots"]
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Repo) -> list[tuple[str, str]]:
+def _sidecar_refs(repo: Repo) -> list[Root]:
+    """Every sidecar ref, local and remote-tracking: each names a snapshot."""
     store = repo.store
-    out: list[tuple[str, str]] = [(oid, f"ref {kind}/{name}") for kind in REF_KINDS
-           for name, oid in store.refs.list(kind).items()]
+    out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS
+                       for name, oid in store.refs.list(kind).items()]
     remotes = store.root / "refs" / "remotes"
     for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
         tracking = RefStore(remotes / remote)
-        out += [(oid, f"ref remotes/{remote}/{kind}/{name}") for kind in REF_KINDS
-                for name, oid in tracking.list(kind).items()]
+        out += [(oid, f"ref remotes/{remote}/{kind}/{name}", walk.SNAPSHOT)
+                for kind in REF_KINDS for name, oid in tracking.list(kind).items()]
     return out
 
 
@@ -80,22 +82,31 @@ def _note_roots(repo: Repo, events: Events | None = None) -> list[tuple[str, str
     return out
 
 
-def _note_roots_pairs(repo: Repo) -> list[tuple[str, str]]:
-    """:func:`_note_roots` as (id, label) pairs, until ``roots()`` takes roles."""
-    return [(oid, label) for oid, label, _ in _note_roots(repo)]
+def roots(repo: Repo, events: Events | None = None) -> list[Root]:
+    """Every (id, what names it, the role it must have) that the store must keep, complete.
 
-
-def roots(repo: Repo) -> list[tuple[str, str]]:
-    """Every (id, what names it) that the store must keep, complete."""
+    Refs, pointer files, checkpoint records and results datasets name snapshots;
+    note payloads name trees (see :mod:`mlgit.store.walk`). A pointer file git-ml
+    must not use (in a commit or the work tree) and a malformed note line are
+    reported to ``events`` (each once) and skipped: they must never stop fsck or gc.
+    """
+    ev = events or Events()
     out = _sidecar_refs(repo)
-    cache: dict[str, list[tuple[str, Pointer]]] = {}
+    cache: dict[str, Any] = {}
+    reported: set[str] = set()
     for commit in _commits(repo):
         tree = str(repo.git.git[commit].tree_id)
-        out += [(p.id, f"{path} in commit {commit[:12]}")
-                for path, p in pointers_in_tree(repo.git, tree, cache)]
+        bad: list[PointerError] = []
+        out += [(p.id, f"{path} in commit {commit[:12]}", walk.SNAPSHOT)
+                for path, p in pointers_in_tree(repo.git, tree, cache, bad)]
+        for err in bad:
+            if str(err) not in reported:
+                reported.add(str(err))
+                ev.problem(PointerError(f"commit {commit[:12]}: {err}"))
     if repo.git.workdir is not None:
-        out += [(p.id, f"{path} in the work tree") for path, p in repo.tracked()]
-    out += _note_roots_pairs(repo)
+        out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT)
+                for path, p in repo.tracked(ev)]
+    out += _note_roots(repo, ev)
     return out
 
 
@@ -108,10 +119,15 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
         good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
     finally:
         ev.finish()
+    skipped = Events()  # bad pointers and note lines become problems of the report
     try:
-        fsck_mod.check_reachable(repo.store, good, roots(repo), report, _promised(repo))
+        fsck_mod.check_reachable(repo.store, good, roots(repo, skipped), report,
+                                 _promised(repo))
     finally:
         fsck_mod.close(good)
+    for err in getattr(skipped, "problems", []):
+        kind = "bad-pointer" if isinstance(err, PointerError) else "bad-note"
+        report.problems.append(fsck_mod.Problem(kind, str(err)))
     return report
 
 
@@ -166,12 +182,22 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
         backend.close()
 
 
-def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False
-                    ) -> gc_mod.GcReport:
-    """Remove what no root reaches from packs older than ``prune`` (an age or ``now``)."""
+def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False,
+                    events: Events | None = None) -> gc_mod.GcReport:
+    """Remove what no root reaches from packs older than ``prune`` (an age or ``now``).
+
+    Bad pointer files and note lines are reported to ``events`` and skipped (the
+    objects they would name are not kept for them); with no ``events`` the first
+    is raised once gc is done.
+    """
+    ev = events or Events()
     try:
         cutoff = gc_mod.parse_prune(prune, time.time())
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return gc_mod.collect(repo.store, lambda: [oid for oid, _ in roots(repo)],
-                          prune_before=cutoff, dry_run=dry_run)
+    report = gc_mod.collect(repo.store,
+                            lambda: [(oid, role) for oid, _, role in roots(repo, ev)],
+                            prune_before=cutoff, dry_run=dry_run)
+    if events is None:
+        ev.raise_problems()
+    return report

@@ -32,6 +32,7 @@ from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.format.treeshape import file_root_entry
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
     PointerProblem,
@@ -387,11 +388,15 @@ class Repo:
 
         return maintenance.repair(self, remote, report, events)
 
-    def gc(self, *, prune: str = "2.weeks.ago", dry_run: bool = False) -> GcReport:
-        """Remove unreachable objects from packs older than ``prune``; repack the rest."""
+    def gc(self, *, prune: str = "2.weeks.ago", dry_run: bool = False,
+           events: Events | None = None) -> GcReport:
+        """Remove unreachable objects from packs older than ``prune``; repack the rest.
+
+        Bad pointer files and note lines are reported to ``events`` and skipped.
+        """
         from mlgit.api import maintenance
 
-        return maintenance.collect_garbage(self, prune=prune, dry_run=dry_run)
+        return maintenance.collect_garbage(self, prune=prune, dry_run=dry_run, events=events)
 
     # -- remotes (mlgit/api/sync.py) -------------------------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
@@ -462,18 +467,24 @@ class Repo:
         return oid
 
     def _complete(self, oid: ObjectID) -> bool:
-        """True if the snapshot and everything below it is in the local store."""
+        """True if the snapshot and everything below it is in the local store.
+
+        Each distinct tree is read once, however often the snapshot's trees share it.
+        """
         objects = self.store.objects
         if not objects.has_committed(bytes.fromhex(oid)):
             return False
         stack = [bytes.fromhex(self.snapshot(oid).tree)]
+        seen = set(stack)
         while stack:
             t = stack.pop()
             if not objects.has_committed(t):
                 return False
             for e in objects.get_tree(t):
                 if e.type == TYPE_DIR:
-                    stack.append(e.subtree)
+                    if e.subtree not in seen:
+                        seen.add(e.subtree)
+                        stack.append(e.subtree)
                 elif e.type == TYPE_FILE and not all(objects.has_committed(c) for c, _ in e.chunks):
                     return False
         return True
@@ -705,15 +716,33 @@ class Repo:
             got = trees.get(t)
             return got if got is not None else store.objects.get_tree(t)
 
+        pinned = self.snapshot(p.id)  # its claims bound the walk
         entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
-                                        get_cur, built.root))
+                                        get_cur, built.root,
+                                        claims=((pinned.files, pinned.bytes), None),
+                                        where=(f"snapshot {p.id}", rel)))
         return entry
 
     def diff(self, a: str, b: str) -> list[Change]:
-        """Files added (A), removed (D), modified (M) or changed type (T) from ``a`` to ``b``."""
-        sa, sb = self.snapshot(self.resolve(a)), self.snapshot(self.resolve(b))
+        """Files added (A), removed (D), modified (M) or changed type (T) from ``a`` to ``b``.
+
+        FormatError if a tree the comparison reads breaks the format's shape rules.
+        """
+        ia, ib = self.resolve(a), self.resolve(b)
+        sa, sb = self.snapshot(ia), self.snapshot(ib)
+        self._check_file_root(ia, sa)
+        self._check_file_root(ib, sb)
         get = self.store.objects.get_tree
-        return list(diff_trees(get, bytes.fromhex(sa.tree), get, bytes.fromhex(sb.tree)))
+        return list(diff_trees(get, bytes.fromhex(sa.tree), get, bytes.fromhex(sb.tree),
+                               claims=((sa.files, sa.bytes), (sb.files, sb.bytes)),
+                               where=(f"snapshot {ia}", f"snapshot {ib}")))
+
+    def _check_file_root(self, oid: ObjectID, snap: Snapshot) -> TreeEntry | None:
+        """A file snapshot's one regular file (FormatError if it holds anything else); else None."""
+        if snap.root != ROOT_FILE:
+            return None
+        return file_root_entry(self.store.objects.get_tree(bytes.fromhex(snap.tree)),
+                               f"snapshot {oid}")
 
     # -- show / ls -------------------------------------------------------------
     def show(self, rev: str, *, files: bool = True) -> SnapshotInfo:
@@ -722,8 +751,10 @@ class Repo:
         snap = self.snapshot(oid)
         info = SnapshotInfo(oid, snap)
         if files:
+            self._check_file_root(oid, snap)
             info.files = []
-            for path, e in flatten(self.store.objects.get_tree, bytes.fromhex(snap.tree)):
+            for path, e in flatten(self.store.objects.get_tree, bytes.fromhex(snap.tree),
+                                   claim=(snap.files, snap.bytes), where=f"snapshot {oid}"):
                 if e.type == TYPE_FILE:
                     info.files.append(FileInfo(path, "file", e.size, e.executable))
                 else:
@@ -872,13 +903,8 @@ class Repo:
         snap = self.snapshot(oid)
         get = self.store.objects.get_tree
         root = bytes.fromhex(snap.tree)
-        if snap.root == ROOT_FILE and not path.strip("/"):
-            entries = get(root)
-            if len(entries) != 1:
-                raise FormatError(f"file snapshot {snap.name} does not hold exactly one file")
-            entry = entries[0]
-        else:
-            entry = lookup(get, root, path)
+        only = self._check_file_root(oid, snap)
+        entry = only if only is not None and not path.strip("/") else lookup(get, root, path)
         if entry.type == TYPE_DIR:
             raise BadPathError(f"{path!r} is a directory")
         if entry.type != TYPE_FILE:

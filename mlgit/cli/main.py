@@ -703,7 +703,7 @@ def fsck(c: Ctx, repair_from: str | None, as_json: bool) -> None:
 def gc(c: Ctx, prune: str, dry_run: bool) -> None:
     """Remove objects nothing reaches and repack the rest into fewer packs."""
     with c.repo() as repo:
-        r = repo.gc(prune=prune, dry_run=dry_run)
+        r = repo.gc(prune=prune, dry_run=dry_run, events=c.events)
     verb = "would remove" if r.dry_run else "removed"
     click.echo(f"{verb} {r.removed_objects} objects ({_human(r.freed_bytes)}); "
                f"{r.live_objects} live objects; packs {r.packs_before} -> {r.packs_after}")

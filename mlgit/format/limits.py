@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_CONFIG_LEN",
+    "MAX_EMPTY_DIRS",
     "MAX_FILES",
     "MAX_GITIGNORE_LEN",
     "MAX_INDEX_ENTRIES",
@@ -65,8 +66,15 @@ MAX_SNAPSHOT_BYTES = (1 << 63) - 1
 """Bytes one snapshot or directory entry may claim (a signed 64-bit size)."""
 
 MAX_TREE_DEPTH = 1024
-"""Directory levels below a snapshot's root tree. Walks are iterative at any depth;
-this bounds the paths a snapshot can make a reader build."""
+"""Directory levels below a snapshot's root tree (``a/b/f`` is two levels deep). Walks
+are iterative at any depth; this bounds the paths a snapshot can make a reader build
+(a deeper one would not fit in the kernel's PATH_MAX anyway)."""
+
+MAX_EMPTY_DIRS = 1 << 20
+"""Directory paths holding no file or symlink (at any depth below them) one snapshot
+may have. A directory entry's ``files`` and ``size`` bound every walk over the files
+below it, but nothing counts empty directories, so a few trees that reference one
+empty subtree twice per level could otherwise make a checkout create 2**60 of them."""
 
 MAX_PATH_LEN = 4096
 """A tracked path (a pointer file's path without ``.mlgit``), in bytes."""

@@ -25,6 +25,7 @@ import xxhash
 from mlgit.errors import BadPathError, FileChangedError
 from mlgit.format.chunking import Chunker
 from mlgit.format.ids import digest_bytes
+from mlgit.format.limits import MAX_EMPTY_DIRS
 from mlgit.format.pack import OBJ_CHUNK, OBJ_TREE
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry, encode_tree
 from mlgit.snapshot.scan import DirNode, FileStat, scan_dir, scan_file
@@ -159,6 +160,7 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     root_node = scan_file(path) if is_file else scan_dir(path, warn, only=only)
     chunker = Chunker(store.config.chunk_min, store.config.chunk_avg, store.config.chunk_max)
     nodes = root_node.walk()
+    _check_empty_dirs(nodes, path)
 
     # Decide, per file, whether the cache vouches for it.
     todo: list[tuple[DirNode, bytes, FileStat]] = []
@@ -194,7 +196,12 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
 
     result = BuildResult(b"", 0, 0, len(todo), sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
-    result.root = _build_node(store, root_node, old, sigs, hashed, result, dry)
+    # Bottom-up without recursion: in reversed pre-order every child comes before its parent.
+    ids: dict[str, bytes] = {}
+    for node in reversed(nodes):
+        sub_ids = {name: ids.pop(child.rel) for name, child in node.dirs.items()}
+        ids[node.rel] = _build_node(store, node, sub_ids, old, sigs, hashed, result, dry)
+    result.root = ids[root_node.rel]
     if old.tree == result.root.hex():
         result.files, result.total_bytes = old.files, old.nbytes
     else:
@@ -204,11 +211,25 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     return result
 
 
-def _build_node(store: Store, node: DirNode, old: StatCache, sigs: dict[str, bytes],
-                hashed: dict[tuple[str, bytes], TreeEntry], result: BuildResult,
-                dry: bool) -> bytes:
-    sub_ids = {name: _build_node(store, child, old, sigs, hashed, result, dry)
-               for name, child in node.dirs.items()}
+def _check_empty_dirs(nodes: list[DirNode], path: bytes) -> None:
+    """BadPathError if more than MAX_EMPTY_DIRS directories hold no file (no snapshot may)."""
+    holds: dict[str, bool] = {}
+    empty = 0
+    for node in reversed(nodes):  # children first
+        full = bool(node.files or node.links) or any(
+            holds[child.rel] for child in node.dirs.values())
+        holds[node.rel] = full
+        empty += not full
+    empty -= not holds[nodes[0].rel]  # the root itself is not a directory entry
+    if empty > MAX_EMPTY_DIRS:
+        raise BadPathError(f"{os.fsdecode(path)} holds {empty} directories without files; "
+                           f"git-ml stores at most {MAX_EMPTY_DIRS}")
+
+
+def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, bytes], old: StatCache,
+                sigs: dict[str, bytes], hashed: dict[tuple[str, bytes], TreeEntry],
+                result: BuildResult, dry: bool) -> bytes:
+    """Build (or reuse from the stat cache) one directory's tree, its subtrees' ids given."""
     dc = old.dirs.get(node.rel)
     new_dc = DirCache(b"", sigs[node.rel], node.files)
     if (

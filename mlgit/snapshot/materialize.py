@@ -21,21 +21,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import os
-import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgit.errors import BadPathError, CorruptObjectError, FormatError
 from mlgit.format.ids import ObjectID
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry
+from mlgit.format.treeshape import check_shape, file_root_entry
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.scan import TMP_PREFIX, FileStat
 from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache, dir_signature
-from mlgit.snapshot.treewalk import TreeGetter
+from mlgit.snapshot.treewalk import Checked, TreeGetter, walk
 from mlgit.store.fsutil import force_remove, unique_tmp_name
 from mlgit.store.store import Store
 
@@ -84,21 +86,23 @@ def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
 
 
 def _remove(path: bytes) -> None:
+    """Remove a file, symlink or directory tree (any depth); OSError if it stays."""
     st = os.lstat(path)
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        force_remove(path)
+        if os.path.lexists(path):
+            raise OSError(errno.ENOTEMPTY, "cannot remove the directory", os.fsdecode(path))
     else:
         os.unlink(path)
 
 
-def _collect(get: TreeGetter, tree: bytes, dest: bytes,
+def _collect(check: Checked, tree: bytes, claim: tuple[int, int], dest: bytes,
              files: list[tuple[TreeEntry, bytes]], links: list[tuple[TreeEntry, bytes]],
              dirs: list[bytes]) -> None:
-    for e in get(tree):
-        p = os.path.join(dest, e.name)
+    """Every directory, file and symlink of the tree, as paths below ``dest`` (checked)."""
+    for p, e in walk(check, tree, dest, os.path.join, claim=claim):
         if e.type == TYPE_DIR:
             dirs.append(p)
-            _collect(get, e.subtree, p, files, links, dirs)
         elif e.type == TYPE_FILE:
             files.append((e, p))
         else:
@@ -135,17 +139,19 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _make_readonly(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                os.chmod(p, 0o555 if st.st_mode & 0o100 else 0o444)
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o555)
+def _make_readonly(root: Path, dirs: list[bytes]) -> None:
+    """Make every file and directory below ``root`` read-only (directories last).
+
+    ``dirs`` are the directories created below ``root``, parents before children.
+    """
+    for d in [os.fsencode(root), *dirs]:
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    mode = e.stat(follow_symlinks=False).st_mode
+                    os.chmod(e.path, 0o555 if mode & 0o100 else 0o444)
+    for d in reversed(dirs):
+        os.chmod(d, 0o555)
     os.chmod(root, 0o555)
 
 
@@ -156,25 +162,29 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
     For a file snapshot the returned path is the file inside that directory.
     """
     final = store.checkouts_dir / oid
+    where = f"snapshot {oid}"
+    get = store.objects.get_tree
+    root = bytes.fromhex(snap.tree)
     if snap.root == ROOT_FILE:
-        entries = store.objects.get_tree(bytes.fromhex(snap.tree))
-        if len(entries) != 1 or entries[0].type == TYPE_DIR:
-            raise FormatError(f"file snapshot {oid} does not hold exactly one file")
+        file_root_entry(get(root), where)
     if not final.exists():
+        # Refused before anything is written: the shape first (depth, empty directories:
+        # measured over distinct trees), then every subtree's claims while collecting.
+        check_shape(get, root, where)
+        files: list[tuple[TreeEntry, bytes]] = []
+        links: list[tuple[TreeEntry, bytes]] = []
+        dirs: list[bytes] = []
         tmp = store.checkouts_dir / unique_tmp_name(f".{oid}")
+        _collect(Checked(get, where, os.fsencode(tmp)), root, (snap.files, snap.bytes),
+                 os.fsencode(tmp), files, links, dirs)
         tmp.mkdir()
         try:
-            files: list[tuple[TreeEntry, bytes]] = []
-            links: list[tuple[TreeEntry, bytes]] = []
-            dirs: list[bytes] = []
-            root = bytes.fromhex(snap.tree)
-            _collect(store.objects.get_tree, root, os.fsencode(tmp), files, links, dirs)
             for d in dirs:
                 os.mkdir(d)
             _run(store, files, progress)
             for e, p in links:
                 os.symlink(e.target, p)
-            _make_readonly(tmp)
+            _make_readonly(tmp, dirs)
             _syncfs(tmp)
             try:
                 os.rename(tmp, final)
@@ -188,92 +198,137 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
     if snap.root == ROOT_FILE:
         names = os.listdir(final)
         if len(names) != 1:
-            raise FormatError(f"file snapshot {oid} does not hold exactly one file")
+            raise FormatError(f"{where}: a file snapshot must hold exactly one regular file")
         return final / names[0]
     return final
 
 
-def _stat_cache_for(get: TreeGetter, tree: bytes, dest: bytes, rel: str,
-                    cache: StatCache) -> None:
-    files: dict[bytes, FileStat] = {}
-    links: dict[bytes, bytes] = {}
-    dirs: set[bytes] = set()
-    for e in get(tree):
-        p = os.path.join(dest, e.name)
-        if e.type == TYPE_FILE:
-            files[e.name] = FileStat.of(os.lstat(p))
-        elif e.type == TYPE_SYMLINK:
-            links[e.name] = e.target
-        else:
-            dirs.add(e.name)
-            sub = f"{rel}/{os.fsdecode(e.name)}" if rel else os.fsdecode(e.name)
-            _stat_cache_for(get, e.subtree, p, sub, cache)
-    cache.dirs[rel] = DirCache(tree, dir_signature(files, links, dirs), files)
+def _stat_cache_for(check: Checked, tree: bytes, dest: bytes, cache: StatCache) -> None:
+    """Record every directory of ``tree`` as just written at ``dest`` in ``cache``."""
+    stack: list[tuple[bytes, list[TreeEntry], bytes, str, int]] = [
+        (tree, check.get(tree), dest, "", 1)]
+    while stack:
+        tid, entries, d, rel, depth = stack.pop()
+        files: dict[bytes, FileStat] = {}
+        links: dict[bytes, bytes] = {}
+        dirs: set[bytes] = set()
+        for e in entries:
+            p = os.path.join(d, e.name)
+            if e.type == TYPE_FILE:
+                files[e.name] = FileStat.of(os.lstat(p))
+            elif e.type == TYPE_SYMLINK:
+                links[e.name] = e.target
+            else:
+                dirs.add(e.name)
+                sub = f"{rel}/{os.fsdecode(e.name)}" if rel else os.fsdecode(e.name)
+                stack.append((e.subtree, check.below(e, depth, sub), p, sub, depth + 1))
+        cache.dirs[rel] = DirCache(tid, dir_signature(files, links, dirs), files)
 
 
-def _plan(get_want: TreeGetter, get_cur: TreeGetter, cur: bytes | None, want: bytes | None,
-          dest: bytes, writes: list[tuple[TreeEntry, bytes]],
-          removes: list[bytes], lost: list[tuple[bytes, TreeEntry]],
-          mkdirs: list[bytes], links: list[tuple[TreeEntry, bytes]],
-          chmods: list[tuple[TreeEntry, bytes]]) -> None:
-    """Work out what turns tree ``cur`` at ``dest`` into tree ``want``."""
-    if cur == want:
+@dataclass
+class _Plan:
+    """What turns the tree at a path into another: the work of :func:`update_worktree`."""
+
+    writes: list[tuple[TreeEntry, bytes]] = field(default_factory=list)
+    removes: list[bytes] = field(default_factory=list)
+    lost: list[tuple[bytes, TreeEntry]] = field(default_factory=list)
+    mkdirs: list[bytes] = field(default_factory=list)
+    links: list[tuple[TreeEntry, bytes]] = field(default_factory=list)
+    chmods: list[tuple[TreeEntry, bytes]] = field(default_factory=list)
+
+
+_Frame = tuple[Iterator[bytes], dict[bytes, TreeEntry], dict[bytes, TreeEntry], bytes, int]
+"""One directory being planned: (names left, current entries, wanted entries, path, depth
+of its subdirectories' contents)."""
+
+
+def _frame(cur: list[TreeEntry], want: list[TreeEntry], dest: bytes, depth: int) -> _Frame:
+    ce = {e.name: e for e in cur}
+    we = {e.name: e for e in want}
+    return iter(sorted(ce.keys() | we.keys())), ce, we, dest, depth
+
+
+def _plan(want: Checked, cur: Checked, cur_root: bytes | None, want_root: bytes | None,
+          claim: tuple[int, int], dest: bytes, plan: _Plan) -> None:
+    """Work out what turns tree ``cur_root`` at ``dest`` into ``want_root`` (which holds ``claim``).
+
+    Iterative, in path order; identical subtrees are skipped without being read.
+    """
+    if cur_root == want_root:
         return
-    ce = {e.name: e for e in get_cur(cur)} if cur is not None else {}
-    we = {e.name: e for e in get_want(want)} if want is not None else {}
-    for name in sorted(ce.keys() | we.keys()):
+    cut = len(dest) + 1  # paths in messages are relative to dest
+    stack = [_frame(cur.root(cur_root, None) if cur_root is not None else [],
+                    want.root(want_root, claim) if want_root is not None else [], dest, 1)]
+    while stack:
+        names, ce, we, d, depth = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            continue
         c, w = ce.get(name), we.get(name)
-        p = os.path.join(dest, name)
+        p = os.path.join(d, name)
         if c is not None and w is not None and c.type == w.type:
             if w.type == TYPE_DIR:
-                _plan(get_want, get_cur, c.subtree, w.subtree, p, writes, removes, lost, mkdirs,
-                      links, chmods)
+                if c.subtree != w.subtree:
+                    stack.append(_frame(cur.below(c, depth, p[cut:]),
+                                        want.below(w, depth, p[cut:]), p, depth + 1))
                 continue
             if w.type == TYPE_FILE and c.digest == w.digest:
                 if c.executable != w.executable:
-                    chmods.append((w, p))
+                    plan.chmods.append((w, p))
                 continue
             if w.type == TYPE_SYMLINK and c.target == w.target:
                 continue
         if c is not None:
-            _note_lost(get_cur, c, p, lost)
+            _note_lost(cur, c, p, plan.lost)
             if w is None or w.type != TYPE_FILE or c.type != TYPE_FILE:
-                removes.append(p)
+                plan.removes.append(p)
         if w is None:
             continue
         if w.type == TYPE_DIR:
-            mkdirs.append(p)
-            _plan(get_want, get_cur, None, w.subtree, p, writes, removes, lost, mkdirs, links,
-                  chmods)
+            plan.mkdirs.append(p)
+            stack.append(_frame([], want.below(w, depth, p[cut:]), p, depth + 1))
         elif w.type == TYPE_FILE:
-            writes.append((w, p))
+            plan.writes.append((w, p))
         else:
-            links.append((w, p))
+            plan.links.append((w, p))
 
 
-def _note_lost(get_cur: TreeGetter, c: TreeEntry, p: bytes,
-               lost: list[tuple[bytes, TreeEntry]]) -> None:
+def _note_lost(cur: Checked, c: TreeEntry, p: bytes, lost: list[tuple[bytes, TreeEntry]]) -> None:
+    """Every regular file at or below current entry ``c`` (at ``p``): what a change replaces."""
     if c.type == TYPE_FILE:
         lost.append((p, c))
-    elif c.type == TYPE_DIR:
-        for e in get_cur(c.subtree):
-            _note_lost(get_cur, e, os.path.join(p, e.name), lost)
+    elif c.type == TYPE_DIR and c.files:
+        lost.extend((path, e) for path, e in walk(cur, c.subtree, p, os.path.join, dirs=False)
+                    if e.type == TYPE_FILE)
 
 
 def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, *,
                     force: bool = False, warn: Callable[[str], None] = lambda _m: None,
                     progress: Progress | None = None,
-                    on_total: Callable[[int, int], None] | None = None) -> tuple[StatCache, int]:
+                    on_total: Callable[[int, int], None] | None = None,
+                    label: str = "") -> tuple[StatCache, int]:
     """Make ``target`` hold exactly snapshot ``snap``; return the new stat cache and its time.
 
     Raises BadPathError, changing nothing, if a file that would be overwritten
-    or removed holds content that is not in the store (unless ``force``).
+    or removed holds content that is not in the store (unless ``force``), and
+    FormatError, changing nothing, if the snapshot's tree does not have the shape
+    the format requires (:mod:`mlgit.format.treeshape`). ``label`` names the
+    snapshot in messages (default: its kind and name).
     """
+    where = label or f"{snap.kind} {snap.name}"
     is_file = snap.root == ROOT_FILE
     want_root = bytes.fromhex(snap.tree)
+    # The snapshot's shape is checked before anything is touched: depth and empty
+    # directories here, every subtree's claims while planning.
+    if is_file:
+        entry = file_root_entry(store.objects.get_tree(want_root), where)
+    else:
+        check_shape(store.objects.get_tree, want_root, where)
     tpath = os.fsencode(target)
     cur_root: bytes | None = None
     trees: dict[bytes, list[TreeEntry]] = {}
+    replace_target = False  # a file where a directory goes (or the reverse), with force
     if os.path.lexists(tpath):
         is_dir = stat.S_ISDIR(os.lstat(tpath).st_mode)
         if is_dir == is_file:
@@ -281,7 +336,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                 raise BadPathError(
                     f"{target} is a {'directory' if is_dir else 'file'} but the snapshot holds a "
                     f"{'file' if is_file else 'directory'}; move it away or use --force")
-            _remove(tpath)
+            replace_target = True
         else:
             cur = build_tree(store, tpath, is_file=is_file, old=old, dry=True, warn=warn)
             cur_root, trees = cur.root, cur.trees
@@ -290,12 +345,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
         got = trees.get(t)
         return got if got is not None else store.objects.get_tree(t)
 
-    writes: list[tuple[TreeEntry, bytes]] = []
-    removes: list[bytes] = []
-    lost: list[tuple[bytes, TreeEntry]] = []
-    mkdirs: list[bytes] = []
-    links: list[tuple[TreeEntry, bytes]] = []
-    chmods: list[tuple[TreeEntry, bytes]] = []
+    plan = _Plan()
     # A directory that does not exist yet is built beside its place and renamed into
     # it at the end, so a failure (a corrupt object, a full disk) leaves nothing behind.
     fresh_dir = not is_file and cur_root is None
@@ -307,18 +357,17 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     if is_file:
         # A file snapshot lands at the pointer's path, whatever name its tree recorded
         # (the pointer may have been renamed with `git mv`).
-        entries = store.objects.get_tree(want_root)
-        if len(entries) != 1 or entries[0].type == TYPE_DIR:
-            raise FormatError(f"file snapshot {snap.name} does not hold exactly one file")
-        renamed = [dataclasses.replace(entries[0], name=os.path.basename(tpath))]
+        renamed = [dataclasses.replace(entry, name=os.path.basename(tpath))]
 
         def get_want(t: bytes) -> list[TreeEntry]:
             return renamed if t == want_root else store.objects.get_tree(t)
 
-    _plan(get_want, get_cur, cur_root, want_root, base, writes, removes, lost, mkdirs, links,
-          chmods)
+    _plan(Checked(get_want, where), Checked(get_cur, target.name), cur_root, want_root,
+          (snap.files, snap.bytes), base, plan)
+    writes, removes, mkdirs, links, chmods = (plan.writes, plan.removes, plan.mkdirs, plan.links,
+                                              plan.chmods)
     if not force:
-        unsafe = [p for p, e in lost
+        unsafe = [p for p, e in plan.lost
                   if not all(store.objects.has_committed(cid) for cid, _ in e.chunks)]
         if unsafe:
             shown = ", ".join(os.fsdecode(p) for p in unsafe[:5])
@@ -328,6 +377,8 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                 "`git ml add` them first, or use --force to discard them")
     if on_total:
         on_total(len(writes), sum(e.size for e, _ in writes))
+    if replace_target:
+        _remove(tpath)
     if fresh_dir:
         os.makedirs(os.path.dirname(tpath) or b".", exist_ok=True)
         os.mkdir(staging)
@@ -349,7 +400,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
             os.rename(staging, tpath)
     except BaseException:
         if fresh_dir:
-            shutil.rmtree(staging, ignore_errors=True)
+            force_remove(staging)
         raise
     # Let the timestamp tick pass so every file we wrote can be cached (see statcache).
     time.sleep(RACY_NS / 1e9)
@@ -361,5 +412,5 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
         one_link = {e.name: e.target} if e.type == TYPE_SYMLINK else {}
         new.dirs[""] = DirCache(want_root, dir_signature(one_file, one_link, ()), one_file)
     else:
-        _stat_cache_for(store.objects.get_tree, want_root, tpath, "", new)
+        _stat_cache_for(Checked(store.objects.get_tree, where), want_root, tpath, new)
     return new, stat_time

@@ -1,7 +1,8 @@
 """Checking a store: packs, indexes, objects, and the completeness of what roots reach.
 
-Every pack and index must be readable, every object must match its id, and
-every snapshot reachable from the given roots must be complete.
+Every pack and index must be readable, every object must match its id, every
+root must name an object of its role, and every snapshot reachable from the
+roots must be complete and have the shape the format requires.
 
 The caller (``Repo.fsck``) gathers the roots: sidecar refs, pointer files in
 every commit of every local branch and tag, and note records.
@@ -16,15 +17,29 @@ from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
+from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES
+from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
+from mlgit.format.snapshot import decode_snapshot
+from mlgit.format.tree import TYPE_DIR, TreeEntry, decode_tree
+from mlgit.format.treeshape import (
+    Node,
+    Shape,
+    check_limits,
+    file_root_entry,
+    shape_of,
+    short_path,
+    totals,
+)
 from mlgit.store import walk
 from mlgit.store.store import Store
 
-__all__ = ["FsckReport", "Located", "Problem", "check_objects", "check_reachable", "close"]
+__all__ = ["FsckReport", "Located", "Problem", "Root", "check_objects", "check_reachable",
+           "close"]
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong: ``kind`` is corrupt, missing, bad-index, orphan-pack or bad-ref."""
+    """One thing wrong: ``kind`` is corrupt, missing, wrong-type, bad-index or orphan-pack."""
 
     kind: str
     message: str
@@ -113,21 +128,48 @@ def close(located: Located) -> None:
         reader.close()
 
 
-def check_reachable(store: Store, good: Located, roots: Iterable[tuple[str, str]],
-                    report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
-                    ) -> None:
-    """Walk from each (snapshot or tree id, label) root; report what is missing or unreadable.
+Root = tuple[str, str, str]
+"""A root: (hex id, what names it, the role it must have: ``walk.SNAPSHOT`` or ``walk.TREE``;
+``walk.ANY`` takes the role from the pack index's type)."""
+
+_ROLE_TYPES = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
+
+
+@dataclass
+class _TreeFacts:
+    """What fsck keeps of a tree it read: its totals and its directory entries."""
+
+    files: int
+    nbytes: int
+    dirs: list[TreeEntry]
+
+
+_Top = tuple[str, str, bytes, tuple[int, int] | None]
+"""A tree a shape is checked from: (label, snapshot or root id, tree, the snapshot's claim)."""
+
+
+def check_reachable(store: Store, good: Located, roots: Iterable[Root], report: FsckReport,
+                    promised: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+    """Walk from each (id, label, role) root; report what is missing, unreadable or malformed.
 
     Every object is decoded in the role it is referenced in (see
     :mod:`mlgit.store.walk`), and every chunk's length is checked against the
-    tree. An absent object in ``promised`` (a remote is known to have it: a clone
-    that fetched only some versions) is counted as not fetched, not as missing.
+    tree. A root whose object is of another type (a ref naming a tree or a chunk)
+    is ``wrong-type``. Then the shape rules (:mod:`mlgit.format.treeshape`): a
+    file snapshot's tree holds one regular file, every directory entry claims what
+    its subtree holds, every snapshot what its root tree holds, and no tree nests
+    past the depth limit or holds too many empty directories; each break is
+    ``corrupt``. Work and memory are bounded by the distinct objects, not by paths.
+    An absent object in ``promised`` (a remote is known to have it: a clone that
+    fetched only some versions) is counted as not fetched, not as missing.
     """
     seen: set[tuple[bytes, str]] = set()
-    stack: list[tuple[bytes, str, int | None, str]] = [
-        (bytes.fromhex(oid_hex), walk.ANY, None, label) for oid_hex, label in roots]
+    stack: list[tuple[bytes, str, int | None, str, bool]] = [
+        (bytes.fromhex(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
+    trees: dict[bytes, _TreeFacts] = {}
+    tops: list[_Top] = []
     while stack:
-        oid, role, length, parent = stack.pop()
+        oid, role, length, parent, is_root = stack.pop()
         if (oid, role) in seen:
             continue
         seen.add((oid, role))
@@ -154,9 +196,69 @@ def check_reachable(store: Store, good: Located, roots: Iterable[tuple[str, str]
         if role == walk.SNAPSHOT:
             report.snapshots += 1
         try:
-            refs = walk.references(role, reader.read(entry))
+            data = reader.read(entry)
+            if role == walk.SNAPSHOT:
+                refs = walk.references(role, data)
+                snap = decode_snapshot(data)
+                tops.append((here, raw_to_hex(oid), bytes.fromhex(snap.tree),
+                             (snap.files, snap.bytes)))
+            else:
+                entries = decode_tree(data)
+                refs = walk.tree_references(entries)
+                files, nbytes = totals(entries)
+                trees[oid] = _TreeFacts(files, nbytes, [e for e in entries if e.type == TYPE_DIR])
+                if is_root:
+                    tops.append((f"{parent}: {here}", raw_to_hex(oid), oid, None))
         except (FormatError, ValueError) as err:
-            report.problems.append(Problem("corrupt", f"{here} does not decode as a {role}: "
-                                           f"{err}", raw_to_hex(oid), parent))
+            if is_root and entry.type != _ROLE_TYPES.get(role, entry.type):
+                report.problems.append(Problem(
+                    "wrong-type", f"{parent} names {walk.type_name(entry.type)} "
+                    f"{raw_to_hex(oid)}, not a {role}", raw_to_hex(oid), parent))
+            else:
+                report.problems.append(Problem(
+                    "corrupt", f"{here} does not decode as a {role}: {err}", raw_to_hex(oid),
+                    parent))
             continue
-        stack.extend((c, r, n, here) for c, r, n in refs)
+        if role == walk.FILE_TREE:
+            try:
+                file_root_entry(entries, here)
+            except FormatError as err:
+                report.problems.append(Problem("corrupt", str(err), raw_to_hex(oid), parent))
+        stack.extend((c, r, n, here, False) for c, r, n in refs)
+    _check_shapes(trees, tops, report)
+
+
+def _check_shapes(trees: dict[bytes, _TreeFacts], tops: list[_Top], report: FsckReport) -> None:
+    """Report claims that disagree with the trees read, and trees past the shape limits.
+
+    Trees that could not be read are left out (they are reported already).
+    """
+    for tid, facts in trees.items():
+        for d in facts.dirs:
+            sub = trees.get(d.subtree)
+            if sub is not None and (sub.files, sub.nbytes) != (d.files, d.size):
+                report.problems.append(Problem(
+                    "corrupt", f"tree {raw_to_hex(tid)}: directory {short_path(d.name)} claims "
+                    f"{d.files} files and {d.size} bytes but its tree {raw_to_hex(d.subtree)} "
+                    f"holds {sub.files} files and {sub.nbytes} bytes", raw_to_hex(tid)))
+
+    def node_of(tid: bytes) -> Node:
+        f = trees[tid]
+        return f.files, [d.subtree for d in f.dirs if d.subtree in trees]
+
+    memo: dict[bytes, Shape] = {}
+    for label, obj, tid, claim in tops:
+        top = trees.get(tid)
+        if top is None:
+            continue
+        try:
+            if claim is not None and (top.files, top.nbytes) != claim:
+                raise FormatError(f"{label}: the snapshot claims {claim[0]} files and "
+                                  f"{claim[1]} bytes but its tree holds {top.files} files "
+                                  f"and {top.nbytes} bytes")
+            if claim is not None and (claim[0] > MAX_FILES or claim[1] > MAX_SNAPSHOT_BYTES):
+                raise FormatError(f"{label}: the snapshot claims {claim[0]} files and "
+                                  f"{claim[1]} bytes, past the format's limits")
+            check_limits(shape_of(node_of, tid, memo), label)
+        except FormatError as err:
+            report.problems.append(Problem("corrupt", str(err), obj))

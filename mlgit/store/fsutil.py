@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -94,12 +93,37 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def force_remove(path: str | os.PathLike[str]) -> None:
-    """Delete a directory tree made read-only (a materialized checkout); never follows links."""
-    for dirpath, dirnames, _ in os.walk(path):
-        os.chmod(dirpath, 0o755)
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755)
-    shutil.rmtree(path, ignore_errors=True)
+def force_remove(path: str | bytes | os.PathLike[str]) -> None:
+    """Delete a tree made read-only (a materialized checkout), or a file; never follows links.
+
+    Iterative, so a tree of any depth goes; errors are ignored (what could not be
+    removed stays; callers that care check afterwards).
+    """
+    top = os.fsencode(path)
+    try:
+        if not stat.S_ISDIR(os.lstat(top).st_mode):
+            os.unlink(top)
+            return
+    except OSError:
+        return
+    stack: list[tuple[bytes, bool]] = [(top, False)]
+    while stack:
+        p, emptied = stack.pop()
+        if emptied:
+            with contextlib.suppress(OSError):
+                os.rmdir(p)
+            continue
+        with contextlib.suppress(OSError):
+            os.chmod(p, 0o755)  # a directory (scandir said so without following links)
+        stack.append((p, True))
+        try:
+            with os.scandir(p) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append((e.path, False))
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)

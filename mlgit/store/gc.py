@@ -21,6 +21,8 @@ from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
+from mlgit.format.limits import MAX_INDEX_ENTRIES
+from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
 from mlgit.store import walk
 from mlgit.store.fsutil import force_remove
 from mlgit.store.lock import lock_file
@@ -47,14 +49,20 @@ class GcReport:
         return dict(self.__dict__)
 
 
-def mark(store: Store, roots: Iterable[str]) -> set[bytes]:
-    """Every object reachable from the given snapshot or tree ids (missing ones skipped)."""
+def mark(store: Store, roots: Iterable[tuple[str, str]]) -> set[bytes]:
+    """Every object reachable from the given (hex id, role) roots (missing ones skipped).
+
+    Objects are decoded in the role they are referenced in. A root that does not
+    decode in its role (a ref naming a tree: fsck reports it) is walked in the
+    role its index type gives, so gc keeps at least what it kept before roles.
+    Iterative; each (object, role) is read once, so a hostile DAG costs its objects.
+    """
     live: set[bytes] = set()
     seen: set[tuple[bytes, str]] = set()
-    stack = [(bytes.fromhex(r), walk.ANY) for r in roots]
+    stack = [(bytes.fromhex(r), role, True) for r, role in roots]
     objects = store.objects
     while stack:
-        oid, role = stack.pop()
+        oid, role, is_root = stack.pop()
         if (oid, role) in seen:
             continue
         seen.add((oid, role))
@@ -67,9 +75,43 @@ def mark(store: Store, roots: Iterable[str]) -> set[bytes]:
             try:
                 refs = walk.references(role, objects.get(oid))
             except FormatError:
+                if is_root and role != walk.resolve_role(walk.ANY, entry.type):
+                    stack.append((oid, walk.ANY, False))
                 continue  # fsck reports it; what it names cannot be known
-            stack.extend((c, r) for c, r, _ in refs)
+            stack.extend((c, r, False) for c, r, _ in refs)
     return live
+
+
+class _PackCounter:
+    """Counts the packs :class:`PackWriter` would write for objects of given stored sizes.
+
+    The same cuts: a pack starts with its magic, each object adds its entry header
+    and stored bytes, and a pack is closed once it reaches ``pack_size`` bytes or
+    holds MAX_INDEX_ENTRIES objects (and at the end).
+    """
+
+    def __init__(self, pack_size: int) -> None:
+        self.pack_size = pack_size
+        self.packs = 0
+        self.pos = 0  # bytes in the open pack; 0: no pack open
+        self.count = 0
+
+    def add(self, stored_len: int) -> None:
+        """One more object of ``stored_len`` stored bytes."""
+        if not self.pos:
+            self.pos, self.count = len(PACK_MAGIC), 0
+        self.pos += ENTRY_HEADER.size + stored_len
+        self.count += 1
+        if self.pos >= self.pack_size or self.count >= MAX_INDEX_ENTRIES:
+            self.packs += 1
+            self.pos = 0
+
+    def finish(self) -> int:
+        """The number of packs written, the open one included."""
+        if self.pos:
+            self.packs += 1
+            self.pos = 0
+        return self.packs
 
 
 def _readable(r: PackReader, e: Any) -> bool:
@@ -80,12 +122,13 @@ def _readable(r: PackReader, e: Any) -> bool:
         return False
 
 
-def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: float,
+def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, prune_before: float,
             dry_run: bool = False, lock_timeout: float = 600.0) -> GcReport:
     """Remove unreachable objects from packs older than ``prune_before`` (a Unix time).
 
-    ``roots`` is called once the lock is held: roots read before it could miss a
-    snapshot that a writer finished in between, and gc would delete it.
+    ``roots`` (called once the lock is held: roots read before it could miss a
+    snapshot that a writer finished in between, and gc would delete it) returns
+    (hex id, role) pairs.
     """
     report = GcReport(dry_run=dry_run)
     with lock_file(store.root / "gc", timeout=lock_timeout):
@@ -126,6 +169,7 @@ def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: f
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.root / "packs", store.config.pack_size,
                             lambda pack, idx: new_packs.append(idx.name[:-4]))
+        counter = _PackCounter(store.config.pack_size)  # the writer's cuts, for a dry run
         for r in rewrite:
             for e in r.entries:
                 if e.oid not in live:
@@ -138,7 +182,9 @@ def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: f
                     unreadable.append((r, e.oid))
                     continue
                 copied.add(e.oid)
-                if not dry_run:
+                if dry_run:
+                    counter.add(e.stored_len)
+                else:
                     writer.add(e.oid, e.type, e.codec, e.raw_len, r.read_stored(e))
         # A live object with no good copy anywhere: keep the pack that has it (fsck
         # reports it; `fsck --repair` can still fetch it), never delete the last copy.
@@ -151,8 +197,8 @@ def collect(store: Store, roots: Callable[[], Iterable[str]], *, prune_before: f
                 r.path.with_suffix(".idx").unlink(missing_ok=True)
                 r.path.unlink(missing_ok=True)
                 report.removed_files += 2
-        report.packs_after = (report.packs_before - len(rewrite) + len(new_packs)
-                              + len(must_keep))
+        written = counter.finish() if dry_run else len(new_packs)
+        report.packs_after = report.packs_before - len(rewrite) + written + len(must_keep)
         if not dry_run:
             report.removed_files += _sweep_files(store, prune_before, live)
     return report

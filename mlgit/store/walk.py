@@ -4,22 +4,32 @@ Identical bytes are one object, whatever they are used as: a file whose content
 happens to equal a tree's bytes is stored once, perhaps first as a chunk. So a
 walk must decode an object as what the reference says it is (a snapshot's tree
 is a tree, a tree's chunk is a leaf), never by the type its pack index recorded.
-Roots (refs, pointers, note records) name snapshots or trees; their role is
-taken from the index type (:data:`ANY`).
+Roots carry their role too (``api.maintenance.roots``): refs, pointers,
+checkpoint records and results datasets name snapshots, note payloads name
+trees. :data:`ANY` (the role taken from the index type) remains for a root whose
+role is not known.
+
+Roles: :data:`SNAPSHOT`; :data:`TREE`, a directory's tree; :data:`FILE_TREE`, the
+tree of a ``root: "file"`` snapshot, which must hold exactly one regular file
+(it references what a tree does); :data:`LEAF`, a chunk or blob.
 """
 
 from __future__ import annotations
 
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
-from mlgit.format.snapshot import decode_snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, decode_tree
+from mlgit.format.pack import OBJ_BLOB, OBJ_CHUNK, OBJ_SNAPSHOT, OBJ_TREE
+from mlgit.format.snapshot import ROOT_FILE, decode_snapshot
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry, decode_tree
 
-__all__ = ["ANY", "LEAF", "SNAPSHOT", "TREE", "Ref", "references", "resolve_role"]
+__all__ = ["ANY", "FILE_TREE", "LEAF", "SNAPSHOT", "TREE", "TREE_ROLES", "Ref", "references",
+           "resolve_role", "tree_references", "type_name"]
 
 ANY = "any"
 SNAPSHOT = "snapshot"
 TREE = "tree"
+FILE_TREE = "file-tree"
 LEAF = "leaf"
+TREE_ROLES = (TREE, FILE_TREE)
+"""The roles decoded as a tree."""
 
 Ref = tuple[bytes, str, int | None]
 """A reference: (raw id, role, expected length for a chunk or None)."""
@@ -32,6 +42,23 @@ def resolve_role(role: str, index_type: int) -> str:
     return {OBJ_SNAPSHOT: SNAPSHOT, OBJ_TREE: TREE}.get(index_type, LEAF)
 
 
+def type_name(index_type: int) -> str:
+    """What a pack index's type number calls an object: ``a tree``, ``a chunk``, ..."""
+    return {OBJ_SNAPSHOT: "a snapshot", OBJ_TREE: "a tree", OBJ_CHUNK: "a chunk",
+            OBJ_BLOB: "a blob"}.get(index_type, f"an object of type {index_type}")
+
+
+def tree_references(entries: list[TreeEntry], chunks: bool = True) -> list[Ref]:
+    """What a tree with these entries references: subtrees, and chunks unless ``chunks`` False."""
+    out: list[Ref] = []
+    for t in entries:
+        if t.type == TYPE_DIR:
+            out.append((t.subtree, TREE, None))
+        elif t.type == TYPE_FILE and chunks:
+            out.extend((cid, LEAF, n) for cid, n in t.chunks)
+    return out
+
+
 def references(role: str, data: bytes, history: bool = True,
                chunks: bool = True) -> list[Ref]:
     """What an object used in ``role`` references; FormatError if it does not decode so.
@@ -41,16 +68,12 @@ def references(role: str, data: bytes, history: bool = True,
     out: list[Ref] = []
     if role == SNAPSHOT:
         s = decode_snapshot(data)
-        out.append((bytes.fromhex(s.tree), TREE, None))
+        out.append((bytes.fromhex(s.tree), FILE_TREE if s.root == ROOT_FILE else TREE, None))
         if history:
             out.extend((bytes.fromhex(p), SNAPSHOT, None) for p in s.parents)
         # A checkpoint's config files are blobs it names (decoded and typed with it).
         for c in s.checkpoint.config if s.checkpoint is not None else ():
             out.append((bytes.fromhex(c.id), LEAF, None))
-    elif role == TREE:
-        for t in decode_tree(data):
-            if t.type == TYPE_DIR:
-                out.append((t.subtree, TREE, None))
-            elif t.type == TYPE_FILE and chunks:
-                out.extend((cid, LEAF, n) for cid, n in t.chunks)
+    elif role in TREE_ROLES:
+        out.extend(tree_references(decode_tree(data), chunks))
     return out

@@ -142,7 +142,7 @@ def closure_postorder(store: Store, roots: Iterable[bytes], have: Callable[[byte
                 raise CorruptObjectError(f"object {raw_to_hex(oid)} is missing from the local "
                                          "store; run `git ml fetch` first")
             role = walk.resolve_role(role, entry.type)
-            if role != walk.TREE and have(oid):
+            if role not in walk.TREE_ROLES and have(oid):
                 continue
             stack.append((oid, role, True))
             if role != walk.LEAF:
