@@ -577,7 +577,7 @@ def test_hostile_notes_fetched_from_a_teammate(tmp_path: Path, form: str) -> Non
     assert "noted again" in p.stdout
     p = run_gitml(victim, "fsck", "--json", check=False)  # the good records name no objects
     check_stderr(p)
-    assert {pr["kind"] for pr in strict_json(p.stdout)["problems"]} == {"missing"}
+    assert {pr["kind"] for pr in strict_json(p.stdout)["problems"]} == {"missing", "bad-note"}
 
 
 def _limits(nbytes: int, fsize: int) -> Callable[[], None]:

@@ -278,8 +278,9 @@ def test_hostile_tree_is_refused_by_every_reader(victim: Path, sentinel: Path,
     assert not [n for n in os.listdir(victim / ".git/ml/checkouts") if snap.hex() in n]
 
     # mlgit.open reads one path, level by level: bounded by that path, whatever the DAG.
-    for path, want in ((OPEN_PATH.get(case, "nope"), ("ok", "BadPathError")),
-                       ("nope/" * 2000 + "x", ("BadPathError",))):
+    # (A snapshot claiming more than MAX_FILES is refused before any path is read.)
+    for path, want in ((OPEN_PATH.get(case, "nope"), ("ok", "BadPathError", "FormatError")),
+                       ("nope/" * 2000 + "x", ("BadPathError", "FormatError"))):
         kind, _, msg = api(victim, f"mlgit.open('evil', {path!r}).read(16)")
         assert kind in want, (path[:40], kind, msg)
 
@@ -457,13 +458,17 @@ def test_file_snapshot_must_hold_one_regular_file(victim: Path, sentinel: Path,
 
 def test_file_snapshot_of_a_symlink_is_not_written(repo_dir: Path, tmp_path: Path,
                                                    cleanup: None) -> None:
-    """A writer must not make what readers refuse: a symlink is no file checkpoint."""
+    """A writer must not make what readers refuse: a checkpoint given as a symlink is
+    stored as the regular file it points to, never as a link."""
     target = tmp_path / "real.bin"
     target.write_bytes(b"weights\n")
     (repo_dir / "model.bin").symlink_to(target)
-    p = ml(repo_dir, "commit-ckpt", "model.bin", "--run", "r1")
-    assert_refused(p, code=6)
-    assert not (repo_dir / ".git/ml/refs/checkpoints/r1").exists()
+    p = ml(repo_dir, "commit-ckpt", "model.bin", "--run", "r1", "-q")
+    assert p.returncode == 0, p.stderr
+    kind, _, got = api(repo_dir, "mlgit.checkout('r1').read_bytes()")
+    assert (kind, got) == ("ok", repr(b"weights\n"))
+    kind, _, islink = api(repo_dir, "mlgit.checkout('r1').is_symlink()")
+    assert (kind, islink) == ("ok", "False")
 
 
 # -- depth: what an honest user may store ----------------------------------------------

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
-from mlgit.errors import FormatError
-from mlgit.format.pointer import Pointer
+from mlgit.errors import FormatError, PointerError
 from mlgit.format.records import (
     CheckpointRecord,
     GraphRecord,
@@ -95,8 +94,9 @@ def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
         limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
     """Commits of ``rev_range`` (default: HEAD's history), newest first, with their records.
 
-    ``run`` keeps only that run's checkpoint records. A note that cannot be read
-    and each malformed note line are problems (``events.problem``, and listed in
+    ``run`` keeps only that run's checkpoint records. A pointer file git-ml must
+    not use (reported once, at the newest commit that has it), a note that cannot
+    be read and each malformed note line are problems (``events.problem``, and listed in
     the entry's ``problems``): skipped, while every other record is kept. With no
     ``events``, the first problem is raised once all commits are read.
     """
@@ -104,20 +104,28 @@ def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
     include, exclude = _range(repo, rev_range)
     if not include:
         return []
-    cache: dict[str, list[tuple[str, Pointer]]] = {}
+    cache: dict[str, Any] = {}
+    reported: set[str] = set()
     out = []
     for c in walk_commits(repo.git, include, exclude, limit):
-        pins = pointers_in_tree(repo.git, c.tree, cache)
+        bad: list[PointerError] = []
+        pins = pointers_in_tree(repo.git, c.tree, cache, bad)
         before: dict[str, str] = {}
         if c.parents:
             ptree = str(repo.git.git[c.parents[0]].tree_id)
             before = {path: p.id for path, p in pointers_in_tree(repo.git, ptree, cache)}
         entry = LogEntry(c, [DatasetPin(path.removesuffix(".mlgit"), p.name, p.kind, p.id,
                                         before.get(path) != p.id) for path, p in pins])
+        # A bad pointer file is reported once, at the newest commit that has it.
+        for err in bad:
+            if str(err) not in reported:
+                reported.add(str(err))
+                entry.problems.append(f"commit {c.id[:12]}: {err}")
         try:
             text = read_note(repo.git, c.id) or ""
         except FormatError as e:
-            text, entry.problems = "", [str(e)]
+            text = ""
+            entry.problems.append(str(e))
         records, problems = decode_note(text, f"note on {c.id[:12]}")
         entry.problems += problems
         for p in entry.problems:
