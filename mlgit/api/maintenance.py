@@ -111,15 +111,20 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
 
 
 def _promised(repo: Repo) -> set[bytes]:
-    """Ids a remote is known to hold: the cached copies of remotes' pack indexes."""
-    from mlgit.format.pack import decode_index
+    """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
+
+    Each is read as a remote's index is (bounded, a regular file, named by its
+    hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
+    skipped.
+    """
+    from mlgit.store.packs import read_index_file
 
     out: set[bytes] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:
-            out.update(e.oid for e in decode_index(idx.read_bytes()))
-        except (OSError, ValueError, FormatError):
+            out.update(e.oid for e in read_index_file(idx))
+        except (OSError, FormatError):
             continue  # a damaged cache file only means less is known
     return out
 
@@ -150,7 +155,10 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
                                       f"(first {lacking[0]})")
         with store.writing():
             for oid, (e, stored) in read_objects(backend, index, have).items():
-                store.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored, force=True)
+                # The type this store already knows the object by, not the remote's claim.
+                local = store.objects.entry(oid)
+                type_ = local.type if local is not None else e.type
+                store.objects.put_stored(oid, type_, e.codec, e.raw_len, stored, force=True)
             store.objects.flush()
         # Missing objects' children may be missing too: fetch their closures.
         missing = [o for o in report.missing if index.has(o)]

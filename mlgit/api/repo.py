@@ -360,10 +360,11 @@ class Repo:
         from mlgit.api import sync  # imported when used: start-up time
         return sync.pull(self, remote, events=events)
 
-    def ls_remote(self, remote: str | None = None) -> list[RemoteRef]:
-        """The datasets and runs a remote holds."""
+    def ls_remote(self, remote: str | None = None, events: Events | None = None
+                  ) -> list[RemoteRef]:
+        """The datasets and runs a remote holds (bad refs and snapshots are problems)."""
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.ls_remote(self, remote)
+        return sync.ls_remote(self, remote, events)
 
     def _lazy_remote(self) -> str | None:
         """The remote to fetch missing data from, or None when lazy fetching is off."""
@@ -630,12 +631,19 @@ class Repo:
                                                target=os.fsdecode(e.target)))
         return info
 
-    def ls(self) -> list[ListEntry]:
-        """Every dataset and checkpoint run with its newest snapshot."""
+    def ls(self, events: Events | None = None) -> list[ListEntry]:
+        """Every dataset and checkpoint run with its newest snapshot.
+
+        A ref that cannot be read is a problem (``Events.problem``) and left out;
+        without ``events`` the first is raised after the listing is made.
+        """
+        ev = events or Events()
         out: list[ListEntry] = []
         for kind in REF_KINDS:
-            for name, oid in self.store.refs.list(kind).items():
+            for name, oid in self.store.refs.list(kind, lambda _, e: ev.problem(e)).items():
                 out.append(ListEntry(kind[:-1], name, oid, self.snapshot(oid)))
+        if events is None:
+            ev.raise_problems()
         return out
 
     def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
@@ -737,7 +745,7 @@ class Repo:
             raise BadPathError(f"{path!r} is a directory")
         if entry.type != TYPE_FILE:
             raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
-        missing = [c for c, _ in entry.chunks if not self.store.objects.has_committed(c)]
+        missing = [(c, n) for c, n in entry.chunks if not self.store.objects.has_committed(c)]
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
             sync.fetch_chunks(self, remote, missing)
