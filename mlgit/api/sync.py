@@ -282,7 +282,9 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
             ev.finish()
         result.objects, result.bytes = stats.objects, stats.bytes
         if is_ref_name(spec.name):
-            _track(store, spec.name, refs, chunks_too, result, ev)
+            fetched = {ref: oid for ref, oid in refs.items()
+                       if bytes.fromhex(oid) not in stats.failed}
+            _track(store, spec.name, fetched, chunks_too, result, ev)
     finally:
         backend.close()
     if notes and is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):

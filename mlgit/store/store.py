@@ -77,7 +77,7 @@ class Store:
         a regular file, no symlink followed); anything else is a FormatError.
         """
         try:
-            data = read_bounded(root / "config", MAX_CONFIG_LEN, "store config")
+            data = read_bounded(root / "config", MAX_CONFIG_LEN, f"store config {root / 'config'}")
         except FileNotFoundError:
             raise NotInitializedError(
                 "this repository has no git-ml store yet; run `git ml init`"

@@ -74,6 +74,7 @@ class TransferStats:
     packs: int = 0
     skipped: int = 0
     refs: list[str] = field(default_factory=list)
+    failed: set[bytes] = field(default_factory=set)  # roots not fetched (a check failed)
 
 
 def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
@@ -128,10 +129,9 @@ class RemoteIndex:
                 entries = self._load(stem)
             except FormatError as err:
                 self.bad.add(stem)
-                bad = type(err)(f"remote {self.backend.url}: {stem}.idx: {err}")
                 if self.on_bad is None:
-                    raise bad from None
-                self.on_bad(bad)
+                    raise
+                self.on_bad(err)
                 continue
             self.loaded.add(stem)
             for ent in entries:
@@ -144,12 +144,15 @@ class RemoteIndex:
             return read_index_file(cached)
         except (FileNotFoundError, FormatError):
             pass  # not cached yet, or a damaged copy: read the remote's
-        data = self.backend.read_index(stem)
-        if len(data) > MAX_INDEX_LEN:
-            raise FormatError(f"{len(data)} bytes, more than the {MAX_INDEX_LEN} an index "
-                              "may have")
-        entries = decode_index(data)
-        check_index_name(stem, data)
+        data = self.backend.read_index(stem)  # its errors name the remote and the file
+        try:
+            if len(data) > MAX_INDEX_LEN:
+                raise FormatError(f"{len(data)} bytes, more than the {MAX_INDEX_LEN} an "
+                                  "index may have")
+            entries = decode_index(data)
+            check_index_name(stem, data)
+        except FormatError as err:
+            raise type(err)(f"remote {self.backend.url}: {stem}.idx: {err}") from None
         atomic_write(cached, data)
         return entries
 
@@ -462,6 +465,7 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
         stats.objects += 1
         stats.bytes += len(stored)
     store.objects.flush()
+    stats.failed = {oid for oid, r in root_nodes if (oid, r) in tainted}
     problems = [_not_fetched(node, tainted[node], node in w.broken)
                 for node in root_nodes if node in tainted]
     for err in problems:
@@ -502,7 +506,7 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
     if not have and remote.has(oid):
         e = remote.entries[oid][1]
         if r == walk.LEAF and length is not None and e.raw_len != length:
-            where = f"{parent[1]} {raw_to_hex(parent[0])}" if parent else "the tree read"
+            where = f"{parent[1]} {raw_to_hex(parent[0])}" if parent else "its tree"
             w.broken[parent or node] = CorruptObjectError(
                 f"remote {url} has chunk {raw_to_hex(oid)} of {e.raw_len} bytes; "
                 f"{where} says {length}")
@@ -516,7 +520,8 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
     if node in w.broken:
         return
     if not have and not remote.has(oid):
-        w.broken[node] = CorruptObjectError(f"remote {url} lacks object {raw_to_hex(oid)}")
+        what = "object" if r == walk.LEAF else r
+        w.broken[node] = CorruptObjectError(f"remote {url} lacks {what} {raw_to_hex(oid)}")
         return
     if r == walk.LEAF:
         if not have:
@@ -537,12 +542,13 @@ def _walk_level(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk,
         oid, r = node
         local = store.objects.entry(oid)
         where = "the local store" if local is not None else f"remote {backend.url}"
+        if oid in failed:
+            w.broken[node] = failed[oid]  # could not be read (its error names the remote)
+            continue
         try:
             if local is not None:
                 e, data, stored = local, store.objects.get(oid), b""
             else:
-                if oid in failed:
-                    raise failed[oid]
                 e, stored = got[oid]
                 data = decompress(e.codec, stored, e.raw_len)
             refs = walk.references(r, data, history=history, chunks=chunks_too)

@@ -1,0 +1,610 @@
+"""Hostile remotes and hostile store files: every read bounded, every pack and index checked.
+
+Classes 5, 6 and the fetch side of 8 of issue 8. The attacker controls a remote
+store (a bare origin's ``ml/`` reached by path, a plain store directory, a fake SSH
+server, an S3 bucket on moto's server) or plants files in the victim's own store;
+every hostile byte is written with ``tests/hostile_bytes.py`` (by docs/format.md,
+not through git-ml's writer). The victim runs the real entry points: ``git ml
+fetch`` / ``ls REMOTE`` / ``pull`` / ``push``, and ``mlgit.checkout`` / ``mlgit.open``
+in a child process, each under an ``RLIMIT_AS`` (set in a ``preexec_fn``, with
+``MALLOC_ARENA_MAX=2``) and a timeout. Each case checks:
+
+- one-line errors (``git-ml: error: ...``) with the documented exit code, never a
+  traceback, never 70 (internal error), never a hang;
+- the rest still works: good refs are fetched and listed beside the bad one;
+- the victim's own store still passes ``git ml fsck``;
+- a sentinel directory outside the repository is untouched.
+
+The address-space limit is calibrated by :func:`test_honest_runs_fit_the_memory_limit`:
+honest fetches of the same shapes pass under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from conftest import git, make_tree
+from hostile_bytes import (
+    BLOB,
+    CHUNK,
+    CONFIG,
+    PACK_MAGIC,
+    RAW,
+    SNAPSHOT,
+    SNAP_MAGIC,
+    TREE,
+    ZSTD,
+    Builder,
+    Obj,
+    RawStore,
+    ent,
+    file_body,
+    fifo,
+    hexid,
+    index_bytes,
+    oid,
+    pack_bytes,
+    pointer_text,
+    raw_tree,
+    stem_of,
+)
+
+MiB = 1 << 20
+GiB = 1 << 30
+LIMIT_AS = 1536 * MiB
+"""Address space each command may use. An honest run of every shape tested here fits
+(checked by test_honest_runs_fit_the_memory_limit); the old code's unbounded reads did
+not (a 1.5 GiB sparse ref, /dev/zero, an endless index stream, a 60 MiB header)."""
+TIMEOUT = 90
+"""Seconds a command may take; the old code hung forever on a FIFO or a silent server."""
+
+# ---------------------------------------------------------------------------------------
+# Running commands as the victim
+
+
+@dataclass
+class Run:
+    """What a command did."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def errors(self) -> list[str]:
+        return [ln for ln in self.stderr.splitlines() if ln.strip()]
+
+
+def _limits() -> None:  # runs in the child, before exec
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_AS, LIMIT_AS))
+
+
+def run(cwd: Path, argv: list[str], timeout: float = TIMEOUT) -> Run:
+    """Run ``argv`` under the address-space limit and a timeout (its whole process group
+    is killed when the timeout passes, so a hung grandchild cannot hang the test)."""
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_limits, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(argv)} hung (killed after {timeout} s)\nstderr: {err[-2000:]}")
+    return Run(tuple(argv), proc.returncode, out, err)
+
+
+def gitml(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Run:
+    """``git ml ARGS`` through the real git, limited."""
+    return run(cwd, ["git", "ml", *args], timeout)
+
+
+_PY_CALL = """
+import sys
+import mlgit
+from mlgit.errors import MlgitError
+what, repo, rev, path = sys.argv[1:5]
+try:
+    if what == "checkout":
+        print(mlgit.checkout(rev, repo=repo))
+    else:
+        with mlgit.open(rev, path, repo=repo) as f:
+            sys.stdout.write(f.read().decode("latin-1"))
+except MlgitError as e:
+    print(f"git-ml: error: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+"""
+
+
+def py_call(cwd: Path, what: str, rev: str, path: str = "") -> Run:
+    """``mlgit.checkout(rev)`` or ``mlgit.open(rev, path).read()`` in a limited child."""
+    return run(cwd, [sys.executable, "-c", _PY_CALL, what, str(cwd), rev, path])
+
+
+def assert_refused(r: Run, code: int, *needles: str) -> None:
+    """Exit ``code``; every stderr line a one-line git-ml error (or warning); the first
+    error names each of ``needles``; no traceback, no internal error."""
+    assert r.returncode == code, (r.args, r.returncode, r.stderr[-3000:])
+    lines = r.errors()
+    if os.environ.get("SHOW_ERRORS"):
+        print("\n", r.args[2:4], r.returncode, r.stderr.strip())
+    assert lines, r.stderr
+    for ln in lines:
+        assert ln.startswith(("git-ml: error: ", "git-ml: warning: ")), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    first = next(ln for ln in lines if ln.startswith("git-ml: error: "))
+    for n in needles:
+        assert n in first, (n, first)
+
+
+def assert_ok(r: Run) -> None:
+    assert r.returncode == 0, (r.args, r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# The world: an origin the attacker writes to, a victim who cloned it
+
+
+def _state(path: Path) -> dict[str, tuple[int, bytes | str]]:
+    out: dict[str, tuple[int, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            st = os.lstat(p)
+            rel = str(p.relative_to(path))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = (st.st_mode, "link:" + os.readlink(p))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = (st.st_mode, p.read_bytes())
+            else:
+                out[rel] = (st.st_mode, "<dir>")
+    return out
+
+
+@dataclass
+class World:
+    """An attacker's origin (bare repository + raw store) and the victim's clone."""
+
+    tmp: Path
+    origin: Path  # the bare repository
+    store: RawStore  # origin's ml/ (or whatever store the remote serves)
+    victim: Path
+    sentinel: Path
+    good: bytes  # snapshot id of dataset "good" (pinned by good.mlgit in origin's commit)
+    before: dict[str, tuple[int, bytes | str]] = field(default_factory=dict)
+
+    @property
+    def ml(self) -> Path:
+        return self.store.root
+
+    def add(self, name: str, files: dict[str, bytes], **over: Any) -> tuple[bytes, Builder]:
+        """An honest dataset ``name`` in its own pack, with its ref; (snapshot id, builder)."""
+        b = Builder()
+        sid = b.dataset(name, files, **over)
+        self.store.write(b.objects)
+        self.store.ref("datasets", name, sid)
+        return sid, b
+
+    def pin(self, name: str, sid: bytes) -> None:
+        """The attacker commits ``name.mlgit`` pinning ``sid``; the victim merges it with git
+        alone (hooks off), so that ``git ml pull`` has something new to fetch."""
+        work = self.tmp / "attacker"
+        (work / f"{name}.mlgit").write_bytes(pointer_text(name, sid))
+        with open(work / ".gitignore", "a") as f:
+            f.write(f"/{name}\n")
+        git(work, "add", f"{name}.mlgit", ".gitignore")
+        git(work, "commit", "-q", "-m", f"pin {name}")
+        git(work, "push", "-q", "origin", "HEAD:main")
+        git(self.victim, "-c", "core.hooksPath=/nonexistent", "pull", "-q", "--no-rebase")
+
+    def ref_path(self, name: str) -> Path:
+        return self.ml / "refs" / "datasets" / name
+
+    def check_victim(self) -> None:
+        """The victim's store passes fsck, and the sentinel is untouched."""
+        r = gitml(self.victim, "fsck")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert _state(self.sentinel) == self.before, "something was written outside the target"
+        assert not os.path.lexists("/pwned")
+
+    def tracking(self) -> dict[str, str]:
+        d = self.victim / ".git/ml/refs/remotes/origin/datasets"
+        names = sorted(n for n in os.listdir(d) if not n.endswith(".lock")) if d.exists() else []
+        return {n: (d / n).read_text().strip() for n in names}
+
+    def local_types(self) -> dict[bytes, int]:
+        """Object id to the type the victim's own indexes record."""
+        out: dict[bytes, int] = {}
+        packs = self.victim / ".git/ml/packs"
+        for idx in packs.glob("*.idx"):
+            data = idx.read_bytes()
+            (count,) = struct.unpack_from("<I", data, 8)
+            for i in range(count):
+                row = struct.unpack_from("<16sQIIBB", data, 16 + 34 * i)
+                out[row[0]] = row[4]
+        return out
+
+
+def _make_world(tmp: Path) -> World:
+    origin = tmp / "origin.git"
+    git(tmp, "init", "-q", "--bare", str(origin))
+    store = RawStore(origin / "ml")
+    b = Builder()
+    good = b.dataset("good", {"a.txt": b"good data\n" * 50, "sub/b.bin": os.urandom(3000)})
+    store.write(b.objects)
+    store.ref("datasets", "good", good)
+    # The attacker's commit pins the good dataset (a teammate's ordinary commit).
+    work = tmp / "attacker"
+    git(tmp, "clone", "-q", str(origin), str(work))
+    (work / "good.mlgit").write_bytes(pointer_text("good", good))
+    (work / ".gitignore").write_text("/good\n")
+    git(work, "add", "good.mlgit", ".gitignore")
+    git(work, "commit", "-q", "-m", "pin good")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    victim = tmp / "victim"
+    git(tmp, "clone", "-q", str(origin), str(victim))
+    for args in (("init", "--pack-size", "65536", "--chunk-size", "4096"), ("pull",)):
+        p = subprocess.run(["git", "ml", *args], cwd=victim, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    # (in a folder of its own, so that its .gitignore never conflicts with the attacker's)
+    make_tree(victim / "own" / "mine", {"own.txt": b"the victim's own data\n" * 20})
+    p = subprocess.run(["git", "ml", "add", "own/mine"], cwd=victim, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    git(victim, "commit", "-q", "-m", "mine")
+    sentinel = tmp / "sentinel"
+    make_tree(sentinel, {"victim": b"original\n", "sub/inner": b"inner\n"})
+    w = World(tmp, origin, store, victim, sentinel, good)
+    w.before = _state(sentinel)
+    return w
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return _make_world(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile file kinds where a store expects a small regular file
+
+
+def plant(path: Path, kind: str, outside: Path) -> None:
+    """Replace ``path`` with a hostile file of ``kind``.
+
+    ``symlink-out`` links to a copy of the file's current (valid) content in
+    ``outside``: a reader that follows links would accept it.
+    """
+    outside.mkdir(parents=True, exist_ok=True)
+    valid = path.read_bytes() if path.is_file() else b"0" * 32 + b"\n"
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        fifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "sparse-1.5GiB":
+        path.write_bytes(valid)
+        os.truncate(path, 3 * GiB // 2)
+    elif kind == "symlink-out":
+        copy = outside / uuid.uuid4().hex
+        copy.write_bytes(valid)
+        path.symlink_to(copy)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        raise AssertionError(kind)
+
+
+FILE_KINDS = ["fifo", "dev-zero", "sparse-1.5GiB", "symlink-out", "directory"]
+
+
+# ---------------------------------------------------------------------------------------
+# Class 5 over a local path: files of the remote store that are not small regular files
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_bad_remote_ref_is_reported_and_the_rest_goes_on(world: World, kind: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    world.add("evil", {"e.txt": b"evil\n"})
+    plant(world.ref_path("evil"), kind, world.tmp / "outside")
+    # A lazy checkout of another version is not stopped by the bad ref...
+    r = py_call(world.victim, "checkout", fresh.hex())
+    assert_ok(r)
+    assert (Path(r.stdout.strip()) / "f.txt").read_bytes() == b"fresh\n"
+    # ... one of the bad ref names it.
+    assert_refused(py_call(world.victim, "checkout", "evil"), 7, "datasets/evil")
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, "datasets/evil")
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    r = gitml(world.victim, "ls", "origin")
+    assert_refused(r, 7, "datasets/evil")
+    names = [ln.split()[1] for ln in r.stdout.splitlines()]
+    assert names == ["fresh", "good"]
+    # A pull of newly pinned data goes on: the bad ref is only a warning there.
+    later, _ = world.add("later", {"l.txt": b"later\n"})
+    world.pin("later", later)
+    r = gitml(world.victim, "pull")
+    assert_ok(r)
+    assert (world.victim / "later" / "l.txt").read_bytes() == b"later\n"
+    world.check_victim()
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_bad_remote_config_is_refused(world: World, kind: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    plant(world.ml / "config", kind, world.tmp / "outside")
+    for args in (("fetch", "origin"), ("ls", "origin"), ("push", "origin")):
+        assert_refused(gitml(world.victim, *args), 7, "config")
+    assert_refused(py_call(world.victim, "checkout", fresh.hex()), 7, "config")
+    assert world.tracking() == {"good": world.good.hex()}
+    world.check_victim()
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_bad_remote_index_is_reported_and_its_pack_left_out(world: World, kind: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    world.add("evil", {"e.txt": b"evil\n"})
+    stem = max(world.ml.glob("packs/*.idx"), key=lambda p: p.stat().st_mtime_ns).stem
+    plant(world.ml / "packs" / f"{stem}.idx", kind, world.tmp / "outside")
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, f"{stem}.idx")
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert_refused(gitml(world.victim, "ls", "origin"), 7, f"{stem}.idx")
+    world.check_victim()
+
+
+@pytest.mark.parametrize("kind", [k for k in FILE_KINDS if k != "sparse-1.5GiB"])
+def test_a_bad_remote_pack_is_refused(world: World, kind: str) -> None:
+    """(A large pack is fine: packs are read by ranges.)"""
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    evil, _ = world.add("evil", {"e.txt": b"evil\n"})
+    stem = max(world.ml.glob("packs/*.idx"), key=lambda p: p.stat().st_mtime_ns).stem
+    plant(world.ml / "packs" / f"{stem}.pack", kind, world.tmp / "outside")
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, f"{stem}.pack")
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert_refused(py_call(world.victim, "checkout", evil.hex()), 7, f"{stem}.pack")
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# Class 6: remote packs and indexes checked as docs/format.md says readers must
+
+
+def zframe(data: bytes) -> bytes:
+    """One zstd frame that declares its content size."""
+    return zstandard.ZstdCompressor(write_content_size=True).compress(data)
+
+
+EVIL_PACKS = {
+    # case: what the first error must say
+    "offset-overflow": "points past its pack",        # an entry at 2**64-30 (was ValueError)
+    "offset-past-max-pack": "points past its pack",   # inside u64, past MAX_PACK_LEN
+    "bad-magic": "bad magic",                         # first read starts at the pack's start
+    "bad-magic-far": "bad magic",                     # first read starts 2 MiB in
+    "misnamed-index": "not named by the hash",
+    "trailing-frame": "unused data",                  # a second zstd frame after the object
+    "trailing-garbage": "unused data",
+}
+
+
+def plant_evil(store: RawStore, case: str) -> bytes:
+    """Dataset ``evil`` (and its ref) in a pack that breaks one rule of the format."""
+    data = b"evil payload\n" * 40
+    b = Builder()
+    if case.startswith("trailing-"):
+        tail = zframe(b"more") if case == "trailing-frame" else b"garbage!"
+        b.objects.append(Obj(data, CHUNK, ZSTD, stored=zframe(data) + tail))
+        tree = b.tree([ent(b"e.txt", file_body([(oid(data), len(data))], digest=oid(data)))])
+        sid = b.snapshot("evil", tree, files=1, bytes=len(data))
+    else:
+        sid = b.dataset("evil", {"e.txt": data})
+    objs = list(b.objects)
+    if case == "bad-magic-far":
+        objs.insert(0, Obj(os.urandom(2 * MiB)))  # nothing evil needs lies near offset 0
+    magic = b"NOTAPACK" if case.startswith("bad-magic") else PACK_MAGIC
+    pack, rows = pack_bytes(objs, magic=magic)
+    lie = {"offset-overflow": 2**64 - 30, "offset-past-max-pack": (1 << 40) - 10}.get(case)
+    if lie is not None:
+        rows = [(r[0], lie, *r[2:]) if r[0] == oid(data) else r for r in rows]
+    index = index_bytes(rows)
+    store.write_pack(pack, index, stem="pack-" + "0" * 32 if case == "misnamed-index" else None)
+    store.ref("datasets", "evil", sid)
+    return sid
+
+
+@pytest.mark.parametrize("case", sorted(EVIL_PACKS))
+def test_remote_packs_and_indexes_are_checked(world: World, case: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    evil = plant_evil(world.store, case)
+    assert_refused(py_call(world.victim, "checkout", evil.hex()), 7, EVIL_PACKS[case])
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, EVIL_PACKS[case])
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert oid(b"evil payload\n" * 40) not in world.local_types()
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# Class 8, fetch side: roles, not the remote's claimed types; lengths before storing
+
+
+def test_fetched_objects_are_stored_under_the_type_of_their_role(world: World) -> None:
+    """The remote's pack and index agree on lies: the snapshot is a "tree", the tree a
+    "chunk", the chunk a "snapshot", the config blob a "tree". The victim fetches by
+    role and records each object as what it was fetched as."""
+    data, blob = b"role data\n" * 30, b'{"lr": 0.1}\n'
+    cid, bid = oid(data), oid(blob)
+    tree_bytes = raw_tree(ent(b"r.txt", file_body([(cid, len(data))], digest=cid)))
+    b = Builder()
+    sid = b.snapshot("liar", oid(tree_bytes), files=1, bytes=len(data), meta={
+        "path": "liar", "config": [{"name": "c.json", "id": bid.hex(), "size": len(blob)}]})
+    snap = b.objects[0].data
+    store_objs = [Obj(snap, TREE, ZSTD), Obj(tree_bytes, CHUNK, ZSTD), Obj(data, SNAPSHOT, RAW),
+                  Obj(blob, TREE, RAW)]
+    pack, rows = pack_bytes(store_objs)
+    world.store.write_pack(pack, index_bytes(rows))
+    world.store.ref("datasets", "liar", sid)
+    assert_ok(gitml(world.victim, "fetch", "origin"))
+    types = world.local_types()
+    assert (types[sid], types[oid(tree_bytes)], types[cid], types[bid]) == (
+        SNAPSHOT, TREE, CHUNK, BLOB)
+    assert world.tracking()["liar"] == sid.hex()
+    r = py_call(world.victim, "checkout", "liar")  # not a local ref: fetched lazily by id below
+    r = py_call(world.victim, "checkout", sid.hex())
+    assert_ok(r)
+    assert (Path(r.stdout.strip()) / "r.txt").read_bytes() == data
+    world.check_victim()
+
+
+@pytest.mark.parametrize("target", ["tree", "chunk", "garbage", "tree-is-a-chunk", "absent"])
+def test_a_ref_to_what_is_not_a_snapshot_is_reported_and_the_rest_fetched(
+        world: World, target: str) -> None:
+    fresh, fb = world.add("fresh", {"f.txt": b"fresh\n"})
+    b = Builder()
+    if target == "tree":
+        named = next(oid(o.data) for o in fb.objects if o.type == TREE)
+    elif target == "chunk":
+        named = oid(b"fresh\n")
+    elif target == "garbage":
+        named = b.add(SNAP_MAGIC + b'{"kind": "dataset", oops', SNAPSHOT)
+    elif target == "tree-is-a-chunk":
+        chunk = b.chunk(b"not a tree at all\n")[0]
+        named = b.snapshot("evil", chunk, files=1, bytes=18)
+    else:
+        named = oid(b"nothing has this id")
+    if b.objects:
+        world.store.write(b.objects)
+    world.store.ref("datasets", "evil", named)
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, "lacks" if target == "absent" else "does not decode")
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    r = gitml(world.victim, "ls", "origin")
+    names = [ln.split()[1] for ln in r.stdout.splitlines()]
+    assert names == ["evil", "fresh", "good"]  # listed (without details when unreadable)
+    if target in ("absent", "tree-is-a-chunk"):
+        assert_ok(r)  # ls reads the snapshot only (and lists an absent one without details)
+    else:
+        assert_refused(r, 7, named.hex())
+    assert_refused(py_call(world.victim, "checkout", "evil"), 7, named.hex())
+    world.check_victim()
+
+
+def _lying_lengths(world: World) -> tuple[bytes, bytes]:
+    """Dataset ``lying``: its tree says its one chunk has 2 bytes fewer than it has."""
+    data = b"0123456789" * 30
+    b = Builder()
+    c = b.chunk(data)[0]
+    tree = b.tree([ent(b"f.bin", file_body([(c, len(data) - 2)], digest=oid(data)))])
+    sid = b.snapshot("lying", tree, files=1, bytes=len(data) - 2)
+    world.store.write(b.objects)
+    world.store.ref("datasets", "lying", sid)
+    return sid, c
+
+
+def test_lazy_open_checks_chunk_lengths_before_storing(world: World) -> None:
+    sid, chunk = _lying_lengths(world)
+    r = py_call(world.victim, "open", sid.hex(), "f.bin")
+    assert_refused(r, 7, chunk.hex(), "298")
+    assert chunk not in world.local_types(), "a chunk of the wrong length was stored"
+    world.check_victim()
+
+
+def test_fetch_checks_chunk_lengths_and_fetches_the_rest(world: World) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    sid, chunk = _lying_lengths(world)
+    assert_refused(gitml(world.victim, "fetch", "origin"), 7, chunk.hex())
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert chunk not in world.local_types() and sid not in world.local_types()
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# Class 5 in the victim's own store
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_bad_ref_in_the_own_store_is_reported_and_the_rest_goes_on(
+        world: World, kind: str) -> None:
+    ml = world.victim / ".git/ml"
+    plant(ml / "refs/datasets/evil", kind, world.tmp / "outside")
+    r = gitml(world.victim, "ls")
+    assert_refused(r, 7, "datasets/evil")
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["mine"]
+    r = gitml(world.victim, "push", "origin")
+    assert_refused(r, 7, "datasets/evil")
+    assert (world.ml / "refs/datasets/mine").exists()  # the rest was pushed
+    r = gitml(world.victim, "fsck")
+    assert r.returncode in (1, 7) and "Traceback" not in r.stderr, r.stderr
+    (ml / "refs/datasets/evil").unlink() if kind != "directory" else (
+        ml / "refs/datasets/evil").rmdir()
+    world.check_victim()
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_a_bad_remote_tracking_ref_is_reported_and_the_rest_updated(
+        world: World, kind: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    tracking = world.victim / ".git/ml/refs/remotes/origin/datasets/good"
+    plant(tracking, kind, world.tmp / "outside")
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, "datasets/good")
+    assert (tracking.parent / "fresh").read_text().strip() == fresh.hex()
+    tracking.rmdir() if kind == "directory" else tracking.unlink()
+    world.check_victim()
+
+
+def _own_pack(world: World) -> Path:
+    """The victim's pack holding its own dataset (the newest one)."""
+    return max((world.victim / ".git/ml/packs").glob("*.pack"), key=lambda p: p.stat().st_mtime_ns)
+
+
+@pytest.mark.parametrize("what,kind", [
+    *[("config", k) for k in FILE_KINDS],
+    *[("index", k) for k in FILE_KINDS],
+    *[("pack", k) for k in FILE_KINDS if k != "sparse-1.5GiB"],
+])
+def test_a_bad_file_in_the_own_store_is_one_error_and_fsck_reports_it(
+        world: World, what: str, kind: str) -> None:
+    ml = world.victim / ".git/ml"
+    target = {"config": ml / "config", "index": _own_pack(world).with_suffix(".idx"),
+              "pack": _own_pack(world)}[what]
+    saved = world.tmp / "saved"
+    saved.write_bytes(target.read_bytes())
+    plant(target, kind, world.tmp / "outside")
+    needle = "config" if what == "config" else target.name
+    assert_refused(gitml(world.victim, "ls"), 7, needle)
+    assert_refused(py_call(world.victim, "checkout", "mine"), 7, needle)
+    r = gitml(world.victim, "fsck")
+    if what == "config":
+        assert_refused(r, 7, needle)
+    else:
+        assert r.returncode == 1 and "bad-index" in r.stdout and target.name in r.stdout, (
+            r.stdout, r.stderr)
+    if kind == "directory":
+        target.rmdir()
+    else:
+        target.unlink()
+    target.write_bytes(saved.read_bytes())
+    world.check_victim()
