@@ -22,18 +22,18 @@ honest fetches of the same shapes pass under it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import resource
+import shutil
 import signal
 import stat
 import struct
 import subprocess
 import sys
-import textwrap
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,31 +47,31 @@ from hostile_bytes import (
     CONFIG,
     PACK_MAGIC,
     RAW,
-    SNAPSHOT,
     SNAP_MAGIC,
+    SNAPSHOT,
     TREE,
     ZSTD,
     Builder,
     Obj,
     RawStore,
     ent,
-    file_body,
     fifo,
-    hexid,
+    file_body,
     index_bytes,
     oid,
     pack_bytes,
     pointer_text,
     raw_tree,
-    stem_of,
 )
 
 MiB = 1 << 20
 GiB = 1 << 30
-LIMIT_AS = 1536 * MiB
+LIMIT_AS = 512 * MiB
 """Address space each command may use. An honest run of every shape tested here fits
-(checked by test_honest_runs_fit_the_memory_limit); the old code's unbounded reads did
-not (a 1.5 GiB sparse ref, /dev/zero, an endless index stream, a 60 MiB header)."""
+with room to spare (test_honest_runs_fit_the_memory_limit: about 150 MiB were enough for
+a 24 MiB fetch from S3 when this was written); the old code's unbounded reads did not (a
+1.5 GiB sparse ref, /dev/zero, an endless index stream, a 60 MiB header of nested
+lists, a 300 MiB S3 ref)."""
 TIMEOUT = 90
 """Seconds a command may take; the old code hung forever on a FIFO or a silent server."""
 
@@ -119,6 +119,7 @@ def gitml(cwd: Path, *args: str, timeout: float = TIMEOUT) -> Run:
 
 
 _PY_CALL = """
+import hashlib
 import sys
 import mlgit
 from mlgit.errors import MlgitError
@@ -128,7 +129,7 @@ try:
         print(mlgit.checkout(rev, repo=repo))
     else:
         with mlgit.open(rev, path, repo=repo) as f:
-            sys.stdout.write(f.read().decode("latin-1"))
+            print(hashlib.sha256(f.read()).hexdigest())
 except MlgitError as e:
     print(f"git-ml: error: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
@@ -136,7 +137,8 @@ except MlgitError as e:
 
 
 def py_call(cwd: Path, what: str, rev: str, path: str = "") -> Run:
-    """``mlgit.checkout(rev)`` or ``mlgit.open(rev, path).read()`` in a limited child."""
+    """``mlgit.checkout(rev)`` (prints the path) or ``mlgit.open(rev, path).read()`` (prints
+    the content's SHA-256) in a limited child."""
     return run(cwd, [sys.executable, "-c", _PY_CALL, what, str(cwd), rev, path])
 
 
@@ -145,8 +147,6 @@ def assert_refused(r: Run, code: int, *needles: str) -> None:
     error names each of ``needles``; no traceback, no internal error."""
     assert r.returncode == code, (r.args, r.returncode, r.stderr[-3000:])
     lines = r.errors()
-    if os.environ.get("SHOW_ERRORS"):
-        print("\n", r.args[2:4], r.returncode, r.stderr.strip())
     assert lines, r.stderr
     for ln in lines:
         assert ln.startswith(("git-ml: error: ", "git-ml: warning: ")), r.stderr[-3000:]
@@ -246,6 +246,7 @@ class World:
 
 
 def _make_world(tmp: Path) -> World:
+    """Build the world in ``tmp`` (every URL in it relative, so the folder can be copied)."""
     origin = tmp / "origin.git"
     git(tmp, "init", "-q", "--bare", str(origin))
     store = RawStore(origin / "ml")
@@ -256,6 +257,7 @@ def _make_world(tmp: Path) -> World:
     # The attacker's commit pins the good dataset (a teammate's ordinary commit).
     work = tmp / "attacker"
     git(tmp, "clone", "-q", str(origin), str(work))
+    git(work, "remote", "set-url", "origin", "../origin.git")
     (work / "good.mlgit").write_bytes(pointer_text("good", good))
     (work / ".gitignore").write_text("/good\n")
     git(work, "add", "good.mlgit", ".gitignore")
@@ -263,6 +265,7 @@ def _make_world(tmp: Path) -> World:
     git(work, "push", "-q", "origin", "HEAD:main")
     victim = tmp / "victim"
     git(tmp, "clone", "-q", str(origin), str(victim))
+    git(victim, "remote", "set-url", "origin", "../origin.git")
     for args in (("init", "--pack-size", "65536", "--chunk-size", "4096"), ("pull",)):
         p = subprocess.run(["git", "ml", *args], cwd=victim, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
@@ -272,16 +275,48 @@ def _make_world(tmp: Path) -> World:
                        text=True)
     assert p.returncode == 0, p.stderr
     git(victim, "commit", "-q", "-m", "mine")
-    sentinel = tmp / "sentinel"
-    make_tree(sentinel, {"victim": b"original\n", "sub/inner": b"inner\n"})
-    w = World(tmp, origin, store, victim, sentinel, good)
-    w.before = _state(sentinel)
+    make_tree(tmp / "sentinel", {"victim": b"original\n", "sub/inner": b"inner\n"})
+    return _world_in(tmp, good)
+
+
+def _world_in(tmp: Path, good: bytes) -> World:
+    w = World(tmp, tmp / "origin.git", RawStore(tmp / "origin.git" / "ml"), tmp / "victim",
+              tmp / "sentinel", good)
+    w.before = _state(w.sentinel)
     return w
 
 
+@pytest.fixture(scope="session")
+def _world_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """One world built for the session; each test gets a copy (building one takes seconds).
+
+    Built in the hermetic environment's way (no system config, a fixed identity) by hand,
+    since the function-scoped fixture is not available here.
+    """
+    home = tmp_path_factory.mktemp("world-home")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test Author\n\temail = author@example.com\n"
+        "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n")
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith("GIT_")]:
+        del os.environ[key]
+    os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+                      GIT_CONFIG_NOSYSTEM="1")
+    try:
+        tmp = tmp_path_factory.mktemp("world")
+        w = _make_world(tmp)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return tmp, w.good
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return _make_world(tmp_path)
+def world(tmp_path: Path, _world_template: tuple[Path, bytes]) -> World:
+    template, good = _world_template
+    tmp = tmp_path / "w"
+    shutil.copytree(template, tmp, symlinks=True)
+    return _world_in(tmp, good)
 
 
 # ---------------------------------------------------------------------------------------
@@ -471,7 +506,6 @@ def test_fetched_objects_are_stored_under_the_type_of_their_role(world: World) -
     assert (types[sid], types[oid(tree_bytes)], types[cid], types[bid]) == (
         SNAPSHOT, TREE, CHUNK, BLOB)
     assert world.tracking()["liar"] == sid.hex()
-    r = py_call(world.victim, "checkout", "liar")  # not a local ref: fetched lazily by id below
     r = py_call(world.victim, "checkout", sid.hex())
     assert_ok(r)
     assert (Path(r.stdout.strip()) / "r.txt").read_bytes() == data
@@ -607,4 +641,350 @@ def test_a_bad_file_in_the_own_store_is_one_error_and_fsck_reports_it(
     else:
         target.unlink()
     target.write_bytes(saved.read_bytes())
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# A fake SSH server: installed as the ssh client, it ignores its ssh arguments and speaks
+# serve-store's framing (docs in mlgit/sync/serve.py), honestly from a store directory
+# except for the answers its mode makes hostile.
+
+FAKE_SSH = r"""
+import json, os, struct, sys, time
+
+mode, store = sys.argv[1], sys.argv[2]  # then ssh's own arguments, ignored
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+PIECE = 1 << 20
+
+
+def read_exact(n):
+    buf = b""
+    while len(buf) < n:
+        got = inp.read(n - len(buf))
+        if not got:
+            sys.exit(0)
+        buf += got
+    return buf
+
+
+def recv():
+    head = read_exact(4)
+    h = json.loads(read_exact(struct.unpack(">I", head)[0]))
+    return h, (read_exact(h["size"]) if "size" in h else None)
+
+
+def raw(header_bytes, payload=b""):
+    out.write(struct.pack(">I", len(header_bytes)) + header_bytes + payload)
+    out.flush()
+
+
+def send(h, payload=None):
+    if payload is not None:
+        h = dict(h, size=len(payload))
+    raw(json.dumps(h).encode(), payload or b"")
+
+
+def stream(data):
+    pieces = [data[i:i + PIECE] for i in range(0, max(len(data), 1), PIECE)]
+    for i, p in enumerate(pieces):
+        send({"ok": True, "more": i < len(pieces) - 1}, p)
+
+
+def path(*parts):
+    return os.path.join(store, *parts)
+
+
+def hang(h=None):
+    while True:
+        time.sleep(60)
+
+
+def honest(h):
+    op = h["op"]
+    if op == "hello":
+        send({"ok": True, "protocol": 1, "format": 1, "store_format": 1})
+    elif op == "read_config":
+        send({"ok": True, "exists": True}, open(path("config"), "rb").read())
+    elif op == "list_packs":
+        names = os.listdir(path("packs"))
+        send({"ok": True, "packs": sorted(n[:-4] for n in names
+                                          if n.endswith(".idx") and n[:-4] + ".pack" in names)})
+    elif op == "read_index":
+        stream(open(path("packs", h["stem"] + ".idx"), "rb").read())
+    elif op == "read_pack":
+        with open(path("packs", h["stem"] + ".pack"), "rb") as f:
+            f.seek(h["offset"])
+            stream(f.read(h["length"]))
+    elif op == "list_refs":
+        send({"ok": True, "refs": refs()})
+    else:
+        send({"ok": False, "error": "UsageError", "message": "no such request here"})
+
+
+def refs():
+    out = {}
+    for kind in ("datasets", "checkpoints"):
+        d = path("refs", kind)
+        for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            out[kind + "/" + n] = open(os.path.join(d, n)).read().strip()
+    return out
+
+
+def endless(h):
+    piece = b"\0" * PIECE
+    while True:
+        send({"ok": True, "more": True}, piece)
+
+
+def header_60mib(h):
+    n = 60 << 20
+    body = b'{"ok":true,"refs":{},"x":[' + b"[]," * ((n - 40) // 3) + b'[]]}'
+    raw(body)
+
+
+def config_padded(h):
+    body = open(path("config"), "rb").read().rstrip() + b" " * (60 << 20)  # still valid JSON
+    send({"ok": True, "exists": True}, body)
+
+
+def config_1gib(h):
+    raw(json.dumps({"ok": True, "exists": True, "size": 1 << 30}).encode())
+    while True:
+        out.write(b" " * PIECE)
+
+
+def short_payload(h):
+    raw(json.dumps({"ok": True, "more": False, "size": PIECE}).encode(), b"0123456789")
+    hang()
+
+
+def bad_ref_list(h):
+    listed = refs()
+    listed["datasets/garbage"] = "not an id at all"
+    listed["datasets/../../escape"] = "0" * 32
+    send({"ok": True, "refs": listed,
+          "bad": {"datasets/fifo": "/srv/x: ref datasets/fifo is not a regular file"}})
+
+
+def more_than_asked(h):
+    with open(path("packs", h["stem"] + ".pack"), "rb") as f:
+        f.seek(h["offset"])
+        data = f.read(h["length"])
+    stream(data + b"x" * 100)
+
+
+HOSTILE = {
+    "endless-index": {"read_index": endless},
+    "header-60MiB": {"list_refs": header_60mib},
+    "header-4GiB": {"list_refs": lambda h: (out.write(struct.pack(">I", 0xFFFFFFF0)),
+                                            out.flush(), hang())},
+    "config-60MiB": {"read_config": config_padded},
+    "config-1GiB": {"read_config": config_1gib},
+    "short-payload": {"read_index": short_payload},
+    "silent": {op: hang for op in ("read_config", "list_packs", "read_index", "read_pack",
+                                   "list_refs")},
+    "silent-hello": {"hello": hang},
+    "bad-ref-list": {"list_refs": bad_ref_list},
+    "more-than-asked": {"read_pack": more_than_asked},
+}
+while True:
+    h, _ = recv()
+    HOSTILE.get(mode, {}).get(h["op"], honest)(h)
+"""
+
+
+def use_fake_ssh(world: World, mode: str, timeout: float | None = 3) -> None:
+    """Point the victim's origin at the fake SSH server in ``mode``, serving ``world.ml``."""
+    script = world.tmp / "fake_ssh.py"
+    script.write_text(FAKE_SSH)
+    git(world.victim, "config", "ml.origin.url", "fakehost:/srv/store")
+    git(world.victim, "config", "core.sshCommand", f"{sys.executable} {script} {mode} {world.ml}")
+    if timeout is not None:
+        git(world.victim, "config", "ml.timeout", str(timeout))
+
+
+SSH_CASES = {
+    # mode: (exit code, what the first error says)
+    "endless-index": (7, "an index may have"),
+    "header-60MiB": (7, "a header of"),
+    "header-4GiB": (7, "a header of 4294967280 bytes"),
+    "config-60MiB": (7, "bad payload size"),
+    "config-1GiB": (7, "bad payload size"),
+    "short-payload": (1, "no answer for 3 s"),
+    "silent": (1, "no answer for 3 s"),
+    "silent-hello": (1, "no answer for 3 s"),
+    "bad-ref-list": (7, "datasets/"),
+    "more-than-asked": (7, "more bytes than asked for"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(SSH_CASES))
+def test_a_hostile_ssh_server(world: World, mode: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    use_fake_ssh(world, mode)
+    code, needle = SSH_CASES[mode]
+    assert_refused(gitml(world.victim, "fetch", "origin"), code, needle)
+    if mode == "bad-ref-list":  # the good refs were fetched beside the bad ones
+        assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert_refused(py_call(world.victim, "checkout", fresh.hex()) if mode != "bad-ref-list"
+                   else py_call(world.victim, "checkout", "garbage"), code, needle)
+    world.check_victim()
+
+
+@pytest.mark.parametrize("case", ["offset-overflow", "bad-magic-far", "misnamed-index",
+                                  "trailing-frame"])
+def test_remote_packs_and_indexes_are_checked_over_ssh(world: World, case: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    plant_evil(world.store, case)
+    use_fake_ssh(world, "honest")
+    assert_refused(gitml(world.victim, "fetch", "origin"), 7, EVIL_PACKS[case])
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    world.check_victim()
+
+
+def test_ssh_timeout_setting(world: World) -> None:
+    from mlgit.sync.ssh import DEFAULT_TIMEOUT
+
+    assert DEFAULT_TIMEOUT == 300  # docs/remotes.md
+    use_fake_ssh(world, "honest", timeout=None)
+    git(world.victim, "config", "ml.timeout", "soon")
+    assert_refused(gitml(world.victim, "fetch", "origin"), 2, "ml.timeout")
+    git(world.victim, "config", "ml.timeout", "0")
+    assert_refused(gitml(world.victim, "fetch", "origin"), 2, "ml.timeout")
+    git(world.victim, "config", "ml.origin.timeout", "2.5")  # the remote's own setting wins
+    use_fake_ssh(world, "silent", timeout=None)
+    assert_refused(gitml(world.victim, "ls", "origin"), 1, "no answer for 2.5 s")
+
+
+# ---------------------------------------------------------------------------------------
+# An S3 bucket on moto's server
+
+
+class _Padded(io.RawIOBase):
+    """``head`` and then spaces up to ``size`` bytes, without holding them in memory."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.size, self.pos = head, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.size - self.pos)
+        view = memoryview(buf)
+        for i in range(n):  # only the head is not a space; do it in bulk otherwise
+            if self.pos + i >= len(self.head):
+                view[i:n] = b" " * (n - i)
+                break
+            view[i] = self.head[self.pos + i]
+        self.pos += n
+        return n
+
+
+@dataclass
+class S3Remote:
+    client: Any
+    bucket: str
+    prefix: str
+
+    def put(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{name}", Body=data)
+
+    def put_stream(self, name: str, stream: io.RawIOBase) -> None:
+        self.client.upload_fileobj(io.BufferedReader(stream, 8 * MiB), self.bucket,
+                                   f"{self.prefix}/{name}")
+
+    def mirror(self, root: Path) -> None:
+        """Upload every file of the store directory ``root`` (a store's layout)."""
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and rel.split("/")[0] in ("config", "packs", "refs"):
+                self.put(rel, p.read_bytes())
+
+
+@pytest.fixture
+def s3(world: World, s3_env: Any) -> S3Remote:
+    """The victim's origin moved to ``s3://bucket/<prefix>`` (a copy of the origin's store)."""
+    remote = S3Remote(s3_env.client, s3_env.bucket, f"store-{uuid.uuid4().hex[:12]}")
+    git(world.victim, "config", "ml.origin.url", f"s3://{remote.bucket}/{remote.prefix}")
+    git(world.victim, "config", "ml.origin.endpoint", s3_env.endpoint)
+    remote.mirror(world.ml)
+    return remote
+
+
+def test_a_huge_s3_ref_is_refused_before_it_is_read(world: World, s3: S3Remote) -> None:
+    """A 300 MiB ref object, valid after stripping (old code read it whole, twice over)."""
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    s3.mirror(world.ml)
+    s3.put_stream("refs/datasets/evil", _Padded(fresh.hex().encode() + b"\n", 300 * MiB))
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, "refs/datasets/evil", "314572800 bytes")
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    r = gitml(world.victim, "ls", "origin")
+    assert_refused(r, 7, "refs/datasets/evil")
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["fresh", "good"]
+    assert_refused(py_call(world.victim, "checkout", "evil"), 7, "refs/datasets/evil")
+    world.check_victim()
+
+
+@pytest.mark.parametrize("what", ["config", "index"])
+def test_a_huge_s3_config_or_index_is_refused(world: World, s3: S3Remote, what: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    s3.mirror(world.ml)
+    if what == "config":
+        s3.put_stream("config", _Padded(json.dumps(CONFIG).encode(), 40 * MiB))
+        needle = "config is 41943040 bytes"
+    else:
+        stem = "pack-" + "e" * 32
+        s3.put(f"packs/{stem}.pack", PACK_MAGIC)
+        s3.put_stream(f"packs/{stem}.idx", _Padded(b"MLGIDX\0\1", 40 * MiB))
+        needle = f"{stem}.idx is 41943040 bytes"
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7, needle)
+    if what == "index":
+        assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    world.check_victim()
+
+
+@pytest.mark.parametrize("case", ["offset-overflow", "bad-magic", "misnamed-index",
+                                  "trailing-garbage"])
+def test_remote_packs_and_indexes_are_checked_on_s3(world: World, s3: S3Remote,
+                                                    case: str) -> None:
+    fresh, _ = world.add("fresh", {"f.txt": b"fresh\n"})
+    evil = plant_evil(world.store, case)
+    s3.mirror(world.ml)
+    assert_refused(gitml(world.victim, "fetch", "origin"), 7, EVIL_PACKS[case])
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    assert_refused(py_call(world.victim, "checkout", evil.hex()), 7, EVIL_PACKS[case])
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# Calibration: the same shapes, honest, fit under the limit
+
+
+@pytest.mark.parametrize("transport", ["local", "ssh", "s3"])
+def test_honest_runs_fit_the_memory_limit(world: World, transport: str,
+                                          request: pytest.FixtureRequest) -> None:
+    files = {f"part{i}.bin": os.urandom(4 * MiB) for i in range(6)}
+    fresh, _ = world.add("fresh", files)
+    if transport == "ssh":
+        use_fake_ssh(world, "honest")
+    elif transport == "s3":
+        request.getfixturevalue("s3")
+    r = py_call(world.victim, "open", fresh.hex(), "part3.bin")
+    assert_ok(r)
+    assert r.stdout.strip() == hashlib.sha256(files["part3.bin"]).hexdigest()
+    r = py_call(world.victim, "checkout", fresh.hex())
+    assert_ok(r)
+    assert (Path(r.stdout.strip()) / "part5.bin").read_bytes() == files["part5.bin"]
+    for args in (("fetch", "origin"), ("ls", "origin")):
+        assert_ok(gitml(world.victim, *args))
+    assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
+    later, _ = world.add("later", {"l.bin": os.urandom(8 * MiB)})
+    if transport == "s3":
+        request.getfixturevalue("s3").mirror(world.ml)
+    world.pin("later", later)
+    assert_ok(gitml(world.victim, "pull"))
+    assert (world.victim / "later" / "l.bin").stat().st_size == 8 * MiB
     world.check_victim()
