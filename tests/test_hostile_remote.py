@@ -57,6 +57,7 @@ from hostile_bytes import (
     ent,
     fifo,
     file_body,
+    hexid,
     index_bytes,
     oid,
     pack_bytes,
@@ -988,3 +989,137 @@ def test_honest_runs_fit_the_memory_limit(world: World, transport: str,
     assert_ok(gitml(world.victim, "pull"))
     assert (world.victim / "later" / "l.bin").stat().st_size == 8 * MiB
     world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# The cached copies of remote indexes, and a plain store directory as the remote
+
+
+def _cache_dir(world: World, url: str) -> Path:
+    """docs/format.md: ``cache/remotes/<u>``, <u> the hex XXH3-128 of the URL as configured."""
+    return world.victim / ".git/ml/cache/remotes" / hexid(os.fsencode(url))
+
+
+@pytest.mark.parametrize("kind", [*FILE_KINDS, "misnamed", "garbage"])
+def test_a_bad_cached_index_is_read_again_from_the_remote(world: World, kind: str) -> None:
+    cache = _cache_dir(world, "../origin.git")
+    (good_idx,) = [p for p in cache.glob("pack-*.idx")]  # the honest pull cached it
+    if kind == "misnamed":  # another pack's index under this pack's name
+        world.add("fresh", {"f.txt": b"fresh\n"})
+        newest = max(world.ml.glob("packs/*.idx"), key=lambda p: p.stat().st_mtime_ns)
+        good_idx.write_bytes(newest.read_bytes())
+    elif kind == "garbage":
+        good_idx.write_bytes(b"MLGIDX\0\1" + os.urandom(100))
+    else:
+        plant(good_idx, kind, world.tmp / "outside")
+    r = gitml(world.victim, "fsck")  # the promised objects: the bad copy only means less known
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert_ok(gitml(world.victim, "ls", "origin"))
+    assert_ok(gitml(world.victim, "fetch", "origin"))
+    if kind != "directory":  # (a directory cannot be replaced by a file: left as it is)
+        assert good_idx.is_file() and not good_idx.is_symlink()
+        assert hexid(good_idx.read_bytes()) == good_idx.stem[len("pack-"):]
+    world.check_victim()
+
+
+def test_a_plain_store_directory_as_the_remote(world: World) -> None:
+    """A remote that is a store directory itself (``.../ml`` with a config), not a repository."""
+    plain = RawStore(world.tmp / "plain" / "ml")
+    b = Builder()
+    sid = b.dataset("plain", {"p.txt": b"plain\n"})
+    plain.write(b.objects)
+    plain.ref("datasets", "plain", sid)
+    plant_evil(plain, "bad-magic")
+    plant(plain.root / "refs/datasets/evil2", "fifo", world.tmp / "outside")
+    plant(plain.root / "refs/datasets/evil3", "dev-zero", world.tmp / "outside")
+    git(world.victim, "config", "ml.origin.url", str(plain.root))
+    r = gitml(world.victim, "fetch", "origin")
+    assert_refused(r, 7)
+    assert "bad magic" in r.stderr and "datasets/evil2" in r.stderr
+    assert "datasets/evil3" in r.stderr
+    assert world.tracking()["plain"] == sid.hex() and "evil" not in world.tracking()
+    world.check_victim()
+
+
+# ---------------------------------------------------------------------------------------
+# The bounds themselves, in process
+
+
+def test_decoders_refuse_an_index_past_its_entry_limit() -> None:
+    from mlgit.errors import FormatError
+    from mlgit.format.limits import MAX_INDEX_ENTRIES
+    from mlgit.format.pack import IndexEntry, decode_index, encode_index
+
+    head = b"MLGIDX\0\1" + struct.pack("<II", MAX_INDEX_ENTRIES + 1, 0)
+    with pytest.raises(FormatError, match="more than the 1048576 allowed"):
+        decode_index(head + oid(head))  # refused on the count, before any length check
+    entries = [IndexEntry(i.to_bytes(16, "big"), 8, 1, 1, 1, 0)
+               for i in range(MAX_INDEX_ENTRIES + 1)]
+    with pytest.raises(FormatError, match="at most 1048576 entries"):
+        encode_index(entries)
+
+
+def test_both_pack_writers_close_a_pack_at_the_entry_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlgit.store import packs as packs_mod
+    from mlgit.sync import transfer
+
+    monkeypatch.setattr(packs_mod, "MAX_INDEX_ENTRIES", 3)
+    monkeypatch.setattr(transfer, "MAX_INDEX_ENTRIES", 3)
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "packs").mkdir()
+    committed: list[Path] = []
+    w = packs_mod.PackWriter(tmp_path / "tmp", tmp_path / "packs", 1 << 30,
+                             lambda pack, idx: committed.append(idx))
+    for i in range(7):
+        data = b"object %d" % i
+        w.add(oid(data), CHUNK, RAW, len(data), data)
+    w.commit()
+    counts = [struct.unpack_from("<I", p.read_bytes(), 8)[0] for p in committed]
+    assert counts == [3, 3, 1]
+    emitted: list[int] = []
+    b = transfer._PackBuilder(tmp_path / "tmp", 1 << 30, lambda path, es: emitted.append(len(es)))
+    for i in range(7):
+        data = b"object %d" % i
+        b.add(oid(data), CHUNK, RAW, len(data), data)
+    b.finish()
+    assert emitted == [3, 3, 1]
+
+
+@pytest.mark.parametrize("tail", [b"", b"x", b"\0" * 4])
+def test_a_zstd_object_is_exactly_one_frame(tail: bytes) -> None:
+    from mlgit.errors import FormatError
+    from mlgit.format.compression import CODEC_ZSTD, decompress
+
+    data = b"one frame\n" * 10
+    assert decompress(CODEC_ZSTD, zframe(data), len(data)) == data
+    for extra in (zframe(b"second"), tail or b"garbage", zframe(b"") ):
+        with pytest.raises(FormatError, match="unused data"):
+            decompress(CODEC_ZSTD, zframe(data) + extra, len(data))
+
+
+def test_serve_store_bounds_what_a_client_streams(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server side: an index stream past MAX_INDEX_LEN ends the session (nothing kept)."""
+    from mlgit.sync import serve as serve_mod
+
+    monkeypatch.setattr(serve_mod, "MAX_INDEX_LEN", 3 * serve_mod.PIECE)
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    frames = io.BytesIO()
+    serve_mod.write_frame(frames, {"op": "hello", "protocol": 1})
+    serve_mod.write_frame(frames, {"op": "init"}, json.dumps(CONFIG).encode())
+    stem = "pack-" + "1" * 32
+    serve_mod.write_frame(frames, {"op": "put_pack", "stem": stem})
+    serve_mod.write_frame(frames, {"op": "data", "more": False}, PACK_MAGIC)
+    for _ in range(5):
+        serve_mod.write_frame(frames, {"op": "data", "more": True}, b"i" * serve_mod.PIECE)
+    out = io.BytesIO()
+    assert serve_mod.serve(repo, io.BytesIO(frames.getvalue()), out) == 1
+    answers = []
+    replies = io.BytesIO(out.getvalue())
+    while (frame := serve_mod.read_frame(replies)) is not None:
+        answers.append(frame[0])
+    assert answers[-1]["ok"] is False and "longer than the" in answers[-1]["message"]
+    store = repo / ".git/ml"
+    assert os.listdir(store / "packs") == [] and os.listdir(store / "tmp") == []

@@ -22,6 +22,7 @@ what depends on the bad object is kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -153,7 +154,8 @@ class RemoteIndex:
             check_index_name(stem, data)
         except FormatError as err:
             raise type(err)(f"remote {self.backend.url}: {stem}.idx: {err}") from None
-        atomic_write(cached, data)
+        with contextlib.suppress(OSError):  # the cache only saves a download next time
+            atomic_write(cached, data)
         return entries
 
     def has(self, oid: bytes) -> bool:
