@@ -66,6 +66,9 @@ _COALESCE_GAP = 1 << 20
 _ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE}
 
 
+_RawId = bytes  # (``bytes`` is also a field name below)
+
+
 @dataclass
 class TransferStats:
     """What a transfer moved."""
@@ -75,7 +78,7 @@ class TransferStats:
     packs: int = 0
     skipped: int = 0
     refs: list[str] = field(default_factory=list)
-    failed: set[bytes] = field(default_factory=set)  # roots not fetched (a check failed)
+    failed: set[_RawId] = field(default_factory=set)  # roots not fetched (a check failed)
 
 
 def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
