@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mlgit.errors import FormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, compress
 from mlgit.format.ids import digest_bytes
+from mlgit.format.limits import MAX_PACK_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
     INDEX_ENTRY,
@@ -65,7 +66,9 @@ def headers(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
 @st.composite
 def index_entries(draw: st.DrawFn, min_offset: int = len(PACK_MAGIC)) -> IndexEntry:
     oid, type_, codec, raw_len, stored_len = draw(headers())
-    return IndexEntry(oid, draw(st.integers(min_offset, 2**64 - 1)), stored_len, raw_len,
+    # Offsets up to the largest a pack may have (docs/format.md: MAX_PACK_LEN).
+    top = MAX_PACK_LEN - ENTRY_HEADER.size - stored_len
+    return IndexEntry(oid, draw(st.integers(min_offset, top)), stored_len, raw_len,
                       type_, codec)
 
 

@@ -716,7 +716,8 @@ def _index_bytes(rows: list[tuple[bytes, int, int, int, int, int]]) -> bytes:
 
 def _read_all(pack: bytes, index: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
-        pp, ip = Path(d) / "p.pack", Path(d) / "p.idx"
+        stem = "pack-" + digest_bytes(index).hex()  # a pack is named by its index's hash
+        pp, ip = Path(d) / f"{stem}.pack", Path(d) / f"{stem}.idx"
         pp.write_bytes(pack)
         ip.write_bytes(index)
         try:

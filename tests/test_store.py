@@ -402,13 +402,23 @@ def test_flipped_index_byte_is_format_error(root: Path) -> None:
         s.close()
 
 
+def _rewrite_index(idx: Path, entries: list[IndexEntry]) -> None:
+    """Replace a pack's index with one of ``entries``, both renamed to the new index's hash
+    (a pack is named by its index: an index under another name is refused)."""
+    data = encode_index(entries)
+    stem = "pack-" + digest_bytes(data).hex()
+    idx.with_suffix(".pack").rename(idx.with_name(stem + ".pack"))
+    idx.unlink()
+    idx.with_name(stem + ".idx").write_bytes(data)
+
+
 def test_index_pointing_past_its_pack(root: Path) -> None:
     _, ids, _, idx = _one_pack_store(root)
     entries = decode_index(idx.read_bytes())
     last = max(entries, key=lambda e: e.offset)
     moved = [IndexEntry(e.oid, e.offset + 1 if e is last else e.offset, e.stored_len, e.raw_len,
                         e.type, e.codec) for e in entries]
-    idx.write_bytes(encode_index(moved))
+    _rewrite_index(idx, moved)
     s = Store.open(root)
     with pytest.raises(FormatError, match="past its pack"):
         s.objects.get(ids[0])
@@ -422,7 +432,7 @@ def test_index_disagreeing_with_pack_is_corrupt(root: Path) -> None:
     a, b = entries[0], entries[1]
     swapped = [IndexEntry(e.oid, b.offset if e is a else a.offset if e is b else e.offset,
                           e.stored_len, e.raw_len, e.type, e.codec) for e in entries]
-    idx.write_bytes(encode_index(swapped))
+    _rewrite_index(idx, swapped)
     s = Store.open(root)
     with pytest.raises(CorruptObjectError, match=raw_to_hex(a.oid)):
         s.objects.get(a.oid)

@@ -33,17 +33,28 @@ __all__ = ["collect_garbage", "fsck", "roots"]
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Repo) -> list[Root]:
-    """Every sidecar ref, local and remote-tracking: each names a snapshot."""
+def _sidecar_refs(repo: Repo, ev: Events) -> list[Root]:
+    """Every sidecar ref, local and remote-tracking: each names a snapshot.
+
+    A ref that cannot be read is reported to ``ev`` and left out.
+    """
     store = repo.store
+
+    def bad(ref: str, err: FormatError) -> None:
+        ev.problem(_BadRef(str(err)))
+
     out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS
-                       for name, oid in store.refs.list(kind).items()]
+                       for name, oid in store.refs.list(kind, bad).items()]
     remotes = store.root / "refs" / "remotes"
     for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
         tracking = RefStore(remotes / remote)
         out += [(oid, f"ref remotes/{remote}/{kind}/{name}", walk.SNAPSHOT)
-                for kind in REF_KINDS for name, oid in tracking.list(kind).items()]
+                for kind in REF_KINDS for name, oid in tracking.list(kind, bad).items()]
     return out
+
+
+class _BadRef(FormatError):
+    """A sidecar ref that cannot be read (fsck reports it as ``bad-ref``)."""
 
 
 def _commits(repo: Repo) -> list[str]:
@@ -86,12 +97,13 @@ def roots(repo: Repo, events: Events | None = None) -> list[Root]:
     """Every (id, what names it, the role it must have) that the store must keep, complete.
 
     Refs, pointer files, checkpoint records and results datasets name snapshots;
-    note payloads name trees (see :mod:`mlgit.store.walk`). A pointer file git-ml
-    must not use (in a commit or the work tree) and a malformed note line are
-    reported to ``events`` (each once) and skipped: they must never stop fsck or gc.
+    note payloads name trees (see :mod:`mlgit.store.walk`). A ref that cannot be
+    read, a pointer file git-ml must not use (in a commit or the work tree) and a
+    malformed note line are reported to ``events`` (each once) and skipped: they
+    must never stop fsck or gc.
     """
     ev = events or Events()
-    out = _sidecar_refs(repo)
+    out = _sidecar_refs(repo, ev)
     cache: dict[str, Any] = {}
     reported: set[str] = set()
     for commit in _commits(repo):
@@ -119,28 +131,34 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
         good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
     finally:
         ev.finish()
-    skipped = Events()  # bad pointers and note lines become problems of the report
+    skipped = Events()  # bad refs, pointers and note lines become problems of the report
     try:
         fsck_mod.check_reachable(repo.store, good, roots(repo, skipped), report,
                                  _promised(repo))
     finally:
         fsck_mod.close(good)
     for err in getattr(skipped, "problems", []):
-        kind = "bad-pointer" if isinstance(err, PointerError) else "bad-note"
+        kind = ("bad-ref" if isinstance(err, _BadRef) else
+                "bad-pointer" if isinstance(err, PointerError) else "bad-note")
         report.problems.append(fsck_mod.Problem(kind, str(err)))
     return report
 
 
 def _promised(repo: Repo) -> set[bytes]:
-    """Ids a remote is known to hold: the cached copies of remotes' pack indexes."""
-    from mlgit.format.pack import decode_index
+    """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
+
+    Each is read as a remote's index is (bounded, a regular file, named by its
+    hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
+    skipped.
+    """
+    from mlgit.store.packs import read_index_file
 
     out: set[bytes] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:
-            out.update(e.oid for e in decode_index(idx.read_bytes()))
-        except (OSError, ValueError, FormatError):
+            out.update(e.oid for e in read_index_file(idx))
+        except (OSError, FormatError):
             continue  # a damaged cache file only means less is known
     return out
 
@@ -171,7 +189,10 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
                                       f"(first {lacking[0]})")
         with store.writing():
             for oid, (e, stored) in read_objects(backend, index, have).items():
-                store.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored, force=True)
+                # The type this store already knows the object by, not the remote's claim.
+                local = store.objects.entry(oid)
+                type_ = local.type if local is not None else e.type
+                store.objects.put_stored(oid, type_, e.codec, e.raw_len, stored, force=True)
             store.objects.flush()
         # Missing objects' children may be missing too: fetch their closures.
         missing = [o for o in report.missing if index.has(o)]

@@ -417,10 +417,11 @@ class Repo:
         from mlgit.api import sync  # imported when used: start-up time
         return sync.pull(self, remote, events=events)
 
-    def ls_remote(self, remote: str | None = None) -> list[RemoteRef]:
-        """The datasets and runs a remote holds."""
+    def ls_remote(self, remote: str | None = None, events: Events | None = None
+                  ) -> list[RemoteRef]:
+        """The datasets and runs a remote holds (bad refs and snapshots are problems)."""
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.ls_remote(self, remote)
+        return sync.ls_remote(self, remote, events)
 
     def _lazy_remote(self) -> str | None:
         """The remote to fetch missing data from, or None when lazy fetching is off."""
@@ -766,9 +767,9 @@ class Repo:
         """Every dataset and checkpoint run with its newest snapshot.
 
         Local refs first, then each remote's remote-tracking refs (datasets before
-        runs within each). A ref whose snapshot does not decode (or is missing) is a
-        problem, reported to ``events`` and left out; the others are listed. With no
-        ``events`` the first problem is raised at the end.
+        runs within each). A ref that cannot be read, or whose snapshot does not
+        decode (or is missing), is a problem, reported to ``events`` and left out;
+        the others are listed. With no ``events`` the first problem is raised at the end.
         """
         ev = events or Events()
         out: list[ListEntry] = []
@@ -776,7 +777,7 @@ class Repo:
         sources += [(r, tracking_refs(self.store, r)) for r in remote_names(self.store)]
         for remote, refs in sources:
             for kind in REF_KINDS:
-                for name, oid in refs.list(kind).items():
+                for name, oid in refs.list(kind, lambda _, e: ev.problem(e)).items():
                     where = f"{remote}/{name}" if remote else name
                     try:
                         snap = self.snapshot(oid)
@@ -909,7 +910,7 @@ class Repo:
             raise BadPathError(f"{path!r} is a directory")
         if entry.type != TYPE_FILE:
             raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
-        missing = [c for c, _ in entry.chunks if not self.store.objects.has_committed(c)]
+        missing = [(c, n) for c, n in entry.chunks if not self.store.objects.has_committed(c)]
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
             sync.fetch_chunks(self, remote, missing)

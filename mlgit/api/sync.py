@@ -5,6 +5,11 @@ ref by compare-and-swap (a non-fast-forward is refused unless forced), then
 notes (fetched, merged with ``cat_sort_uniq``, pushed). A fetch stores remote
 refs as remote-tracking refs (``.git/ml/refs/remotes/<remote>/...``) and never
 moves local ones; it merges the remote's notes into ours.
+
+Bad input is reported and skipped, as ``git fsck`` does (``Events.problem``): a
+ref that cannot be read (here or on the remote), a remote index that fails its
+checks, a snapshot whose objects fail theirs (it is not fetched; the rest is).
+Called without ``events``, a verb raises the first problem once the rest is done.
 """
 
 from __future__ import annotations
@@ -13,14 +18,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
-from mlgit.errors import ConflictError, GitCommandError, RevisionError, UsageError
+from mlgit.errors import (
+    ConflictError,
+    CorruptObjectError,
+    FormatError,
+    GitCommandError,
+    MlgitError,
+    RevisionError,
+    UsageError,
+)
 from mlgit.format.compression import decompress
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
+from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
 from mlgit.format.snapshot import Snapshot, decode_snapshot
 from mlgit.gitlink.commits import head_commit, pointers_in_tree, resolve_commit
 from mlgit.gitlink.notes import fetch_notes, merge_notes, push_notes
+from mlgit.store import walk
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
@@ -92,6 +107,12 @@ def tracking_refs(store: Store, remote: str) -> RefStore:
     return RefStore(store.root / "refs" / "remotes" / remote)
 
 
+def _local_refs(store: Store, ev: Events) -> dict[str, ObjectID]:
+    """Every local dataset and run ref (``datasets/<name>``: id); bad ones are problems."""
+    return {f"{kind}/{name}": oid for kind in REF_KINDS
+            for name, oid in store.refs.list(kind, lambda _, e: ev.problem(e)).items()}
+
+
 def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
     """True if ``old`` is ``new`` or one of its ancestors (in the local store)."""
     seen: set[str] = set()
@@ -130,17 +151,25 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     result = PushResult(spec.name, spec.url)
     try:
         check_remote_config(backend, store, create=True)
-        local = {f"{kind}/{name}": oid for kind in REF_KINDS
-                 for name, oid in store.refs.list(kind).items()}
+        local = _local_refs(store, ev)
         heads = commits if commits is not None else [c for c in [head_commit(repo.git)] if c]
         pinned = _pinned(repo, heads)
-        remote_refs = backend.list_refs()
+        unreadable: set[str] = set()
+
+        def bad_remote_ref(ref: str, e: FormatError) -> None:
+            unreadable.add(ref)
+            ev.problem(e)
+
+        remote_refs = backend.list_refs(bad_remote_ref)
+        local = {ref: oid for ref, oid in local.items() if ref not in unreadable}
         named_there = set(remote_refs.values())
         if all(remote_refs.get(ref) == oid for ref, oid in local.items()) and (
                 pinned <= named_there):
             # Everything is named by a remote ref, and a remote ref only ever names a
             # complete snapshot: nothing to send, and no index needs reading.
             result.notes = _notes_after(repo, spec)
+            if events is None:
+                ev.raise_problems()
             return result
         absent = sorted(p for p in pinned - set(local.values())
                         if not store.objects.has_committed(bytes.fromhex(p)))
@@ -163,7 +192,8 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 f"yours lacks; run `git ml fetch {spec.name}`, then add or commit on top of "
                 "the remote's version (or push with --force to replace it)")
         roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
-        index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
+        index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
+
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"pushing to {spec.name}", files, nbytes)
 
@@ -185,10 +215,15 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
         if tracking is not None:
             for ref, new, _ in updates:
                 kind, _, name = ref.partition("/")
-                tracking.update(kind, name, new, tracking.get(kind, name))
+                try:
+                    tracking.update(kind, name, new, tracking.get(kind, name))
+                except FormatError as e:
+                    ev.problem(e)
     finally:
         backend.close()
     result.notes = _notes_after(repo, spec)
+    if events is None:
+        ev.raise_problems()
     return result
 
 
@@ -207,6 +242,8 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
     for kind in REF_KINDS:
         if f"{kind}/{base}" in refs:
             return refs[f"{kind}/{base}"]
+    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(bytes.fromhex(base)):
+        return ObjectID(base.lower())  # a full id: whatever type the remote's index claims
     if is_hex_prefix(base.lower()):
         cands = [s for s in _remote_snapshot_ids(index) if s.startswith(base.lower())]
         if len(cands) == 1:
@@ -227,10 +264,11 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     try:
         if not check_remote_config(backend, store, create=False):
             raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
-        refs = backend.list_refs()
-        index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
-        wanted = ([_resolve_remote_rev(r, refs, index) for r in revs] if revs
-                  else sorted(set(refs.values())))
+        unreadable: dict[str, FormatError] = {}
+        refs = backend.list_refs(unreadable.__setitem__)
+        index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
+        wanted = _wanted(revs, refs, unreadable, index, ev)
+
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"fetching from {spec.name}", files, nbytes)
 
@@ -238,49 +276,125 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
             with store.writing():
                 stats = fetch_objects(store, backend, [bytes.fromhex(w) for w in wanted], index,
                                       history=history, chunks_too=chunks_too,
-                                      progress=ev.advance, on_total=on_total)
+                                      progress=ev.advance, on_total=on_total,
+                                      on_bad=ev.problem)
         finally:
             ev.finish()
         result.objects, result.bytes = stats.objects, stats.bytes
         if is_ref_name(spec.name):
-            tracking = tracking_refs(store, spec.name)
-            for ref, oid in sorted(refs.items()):
-                kind, _, name = ref.partition("/")
-                if not chunks_too or not store.objects.has_committed(bytes.fromhex(oid)):
-                    continue  # not fetched whole: a tracking ref must name complete data
-                current = tracking.get(kind, name)
-                if current != oid:
-                    tracking.update(kind, name, oid, current)
-                    result.refs.append(ref)
+            fetched = {ref: oid for ref, oid in refs.items()
+                       if bytes.fromhex(oid) not in stats.failed}
+            _track(store, spec.name, fetched, chunks_too, result, ev)
     finally:
         backend.close()
     if notes and is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
         merge_notes(repo.git, spec.name)
         result.notes = True
+    if events is None:
+        ev.raise_problems()
     return result
 
 
-def ls_remote(repo: Repo, remote: str | None = None) -> list[RemoteRef]:
-    """The datasets and runs a remote holds, without downloading their data."""
+def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
+            unreadable: dict[str, FormatError], index: RemoteIndex, ev: Events
+            ) -> list[ObjectID]:
+    """The snapshots to fetch: for ``revs``, else every remote ref.
+
+    A ref that could not be read is a problem when it is wanted (every ref, or a
+    rev naming it) and only a warning otherwise; so is a rev the remote lacks.
+    """
+    if not revs:
+        for e in unreadable.values():
+            ev.problem(e)
+        return sorted(set(refs.values()))
+    wanted: list[ObjectID] = []
+    named: set[str] = set()
+    for rev in revs:
+        base = rev.split("~", 1)[0]
+        bad = [f"{kind}/{base}" for kind in REF_KINDS if f"{kind}/{base}" in unreadable]
+        if bad and not any(f"{kind}/{base}" in refs for kind in REF_KINDS):
+            named.update(bad)
+            ev.problem(unreadable[bad[0]])
+            continue
+        try:
+            wanted.append(_resolve_remote_rev(rev, refs, index))
+        except RevisionError as err:
+            ev.problem(err)
+    for ref, bad_ref in unreadable.items():
+        if ref not in named:
+            ev.warn(f"{bad_ref} (skipped)")
+    return wanted
+
+
+def _track(store: Store, remote: str, refs: dict[str, ObjectID], chunks_too: bool,
+           result: PushResult, ev: Events) -> None:
+    """Point the remote-tracking refs at what was fetched whole (a bad one is a problem)."""
+    tracking = tracking_refs(store, remote)
+    for ref, oid in sorted(refs.items()):
+        kind, _, name = ref.partition("/")
+        if not chunks_too or not store.objects.has_committed(bytes.fromhex(oid)):
+            continue  # not fetched whole: a tracking ref must name complete data
+        try:
+            current = tracking.get(kind, name)
+            if current != oid:
+                tracking.update(kind, name, oid, current)
+                result.refs.append(ref)
+        except FormatError as e:
+            ev.problem(e)
+
+
+def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = None
+              ) -> list[RemoteRef]:
+    """The datasets and runs a remote holds, without downloading their data.
+
+    A ref that cannot be read is a problem and left out; one whose snapshot
+    cannot be read or does not decode is a problem and listed without details.
+    """
+    ev = events or Events()
     store = repo.store
     spec, backend = _connect(repo, remote)
+    out: list[RemoteRef] = []
     try:
         if not check_remote_config(backend, store, create=False):
             return []
-        refs = backend.list_refs()
-        index = RemoteIndex(backend, remote_cache_dir(store, spec.url))
-        out = []
+        refs = backend.list_refs(lambda _, e: ev.problem(e))
+        index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
+        raws = list(dict.fromkeys(bytes.fromhex(o) for o in refs.values()))
+        small = [r for r in raws
+                 if index.has(r) and index.entries[r][1].raw_len <= MAX_SNAPSHOT_LEN]
+        failed: dict[bytes, MlgitError] = {}
+        got = read_objects(backend, index, small, failed)
         for ref, oid in sorted(refs.items()):
             kind, _, name = ref.partition("/")
-            snap: Snapshot | None = None
-            raw = bytes.fromhex(oid)
-            if index.has(raw):
-                e, stored = read_objects(backend, index, [raw])[raw]
-                snap = decode_snapshot(decompress(e.codec, stored, e.raw_len))
-            out.append(RemoteRef(kind[:-1], name, oid, snap))
-        return out
+            out.append(RemoteRef(kind[:-1], name, oid, _remote_snapshot(
+                spec.url, ref, bytes.fromhex(oid), index, got, failed, ev)))
     finally:
         backend.close()
+    if events is None:
+        ev.raise_problems()
+    return out
+
+
+def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
+                     got: dict[bytes, tuple[Any, bytes]], failed: dict[bytes, MlgitError],
+                     ev: Events) -> Snapshot | None:
+    """The decoded snapshot a remote ref names, or None (a problem if it is bad)."""
+    if raw in failed:
+        ev.problem(failed[raw])
+        return None
+    if raw not in got:
+        if index.has(raw):
+            ev.problem(CorruptObjectError(
+                f"remote {url}: {ref}: snapshot {raw_to_hex(raw)} claims "
+                f"{index.entries[raw][1].raw_len} bytes, more than a snapshot may have"))
+        return None  # not in its packs: listed without details
+    e, stored = got[raw]
+    try:
+        return decode_snapshot(decompress(e.codec, stored, e.raw_len))
+    except FormatError as err:
+        ev.problem(CorruptObjectError(f"remote {url}: {ref}: snapshot {raw_to_hex(raw)} "
+                                      f"does not decode: {err}"))
+        return None
 
 
 def resolve_commits(repo: Repo, revs: list[str]) -> list[str]:
@@ -309,21 +423,32 @@ def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
     return result, repo.checkout_worktree(events=events)
 
 
-def fetch_chunks(repo: Repo, remote: str, chunks: list[bytes]) -> None:
-    """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot)."""
+def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> None:
+    """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
+
+    ``chunks`` are (id, the length its tree records) pairs. Each chunk's length
+    is checked against the tree's before it is stored; a chunk that fails (or
+    that the remote lacks) raises, naming the remote.
+    """
+    lengths: dict[bytes, int] = {}
+    for cid, n in chunks:
+        if lengths.setdefault(cid, n) != n:
+            raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
+                                     f"({lengths[cid]} and {n}) in one file")
     spec, backend = _connect(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
             raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
         with repo.store.writing():
-            fetch_objects(repo.store, backend, chunks, index)
+            fetch_objects(repo.store, backend, list(lengths), index, role=walk.LEAF,
+                          lengths=lengths)
     finally:
         backend.close()
 
 
 def fetch_objects_closure(repo: Repo, backend: Backend, index: RemoteIndex,
                           oids: list[bytes]) -> None:
-    """Fetch these objects and everything below them that is missing locally."""
+    """Fetch these objects (of any role) and everything below them that is missing locally."""
     with repo.store.writing():
-        fetch_objects(repo.store, backend, oids, index)
+        fetch_objects(repo.store, backend, oids, index, role=walk.ANY)

@@ -283,7 +283,7 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
     """List every dataset and checkpoint run with its newest version (here, or on REMOTE)."""
     if remote is not None:
         with c.repo() as repo:
-            remote_entries = repo.ls_remote(remote)
+            remote_entries = repo.ls_remote(remote, events=c.events)
         if as_json:
             _echo_json([e.to_json() for e in remote_entries])
             return

@@ -60,7 +60,8 @@ def decompress(codec: int, stored: bytes, raw_len: int) -> bytes:
 
     A zstd frame must declare its content size and that size must equal
     ``raw_len``, so a frame claiming a huge size (a decompression bomb) is
-    refused before anything is allocated.
+    refused before anything is allocated. The stored bytes must be exactly one
+    frame: a second frame or any other byte after it is refused too.
     """
     if not 0 <= raw_len <= MAX_OBJECT_LEN:
         raise FormatError(f"object claims {raw_len} bytes, more than the {MAX_OBJECT_LEN} limit")
@@ -77,7 +78,8 @@ def decompress(codec: int, stored: bytes, raw_len: int) -> bytes:
     if size != raw_len:
         raise FormatError(f"zstd frame declares {size} bytes, index says {raw_len}")
     try:
-        out = _decompressor().decompress(stored, max_output_size=raw_len)
+        out = _decompressor().decompress(stored, max_output_size=raw_len,
+                                         allow_extra_data=False)
     except zstandard.ZstdError as e:
         raise FormatError(f"bad zstd data: {e}") from None
     if len(out) != raw_len:

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_PATH_LEN",
     "MAX_POINTER_LEN",
     "MAX_REF_LEN",
+    "MAX_REMOTE_LIST",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_TF_STATE_LEN",
@@ -49,6 +50,10 @@ MAX_INDEX_LEN = 16 + 34 * MAX_INDEX_ENTRIES + 16
 MAX_PACK_LEN = 1 << 40
 """A pack file (1 TiB). Index offsets and lengths are checked against it when the
 pack's real size is not known (a remote's pack)."""
+
+MAX_REMOTE_LIST = 1 << 20
+"""Names one listing of a remote may return: its packs, or its refs (an S3 listing that
+goes on past this is refused instead of being read to its end)."""
 
 MAX_SNAPSHOT_LEN = 4 << 20
 """A snapshot object's canonical bytes."""

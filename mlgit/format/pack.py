@@ -30,6 +30,7 @@ from typing import NamedTuple
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, MAX_OBJECT_LEN
 from mlgit.format.ids import ID_LEN, digest_bytes
+from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_PACK_LEN
 
 __all__ = [
     "ENTRY_HEADER",
@@ -43,11 +44,14 @@ __all__ = [
     "OBJECT_TYPE_NAMES",
     "PACK_MAGIC",
     "IndexEntry",
+    "check_index_name",
+    "check_pack_magic",
     "decode_entry_header",
     "decode_index",
     "encode_entry_header",
     "encode_index",
     "iter_pack_entries",
+    "pack_stem",
 ]
 
 PACK_MAGIC = b"MLGPACK\x01"
@@ -122,8 +126,36 @@ def iter_pack_entries(data: bytes | memoryview) -> Iterator[IndexEntry]:
         yield e
 
 
+def check_pack_magic(head: bytes) -> None:
+    """FormatError unless ``head`` (a pack's first 8 bytes) is the pack magic."""
+    if head != PACK_MAGIC:
+        if head[:7] == PACK_MAGIC[:7] and len(head) == len(PACK_MAGIC):
+            raise UnsupportedFormatError(f"pack version {head[7]} is not supported; "
+                                         "upgrade git-ml")
+        raise FormatError("not a pack file (bad magic)")
+
+
+def pack_stem(index: bytes) -> str:
+    """The name of the pack whose index file is ``index``: ``pack-`` and its hex XXH3-128."""
+    return "pack-" + digest_bytes(index).hex()
+
+
+def check_index_name(stem: str, index: bytes) -> None:
+    """FormatError unless ``stem`` (``pack-<h>``) is the name the index bytes give their pack.
+
+    A pack is named by the hash of its index file, so a reader that checks the
+    name knows the index is the one that was published under it.
+    """
+    if pack_stem(index) != stem:
+        raise FormatError("the index is not named by the hash of its bytes (a pack's name "
+                          "is pack- and the XXH3-128 of its index file)")
+
+
 def encode_index(entries: Sequence[IndexEntry]) -> bytes:
-    """Encode index bytes for ``entries`` (any order; ids must be unique)."""
+    """Encode index bytes for ``entries`` (any order; unique ids; at most MAX_INDEX_ENTRIES)."""
+    if len(entries) > MAX_INDEX_ENTRIES:
+        raise FormatError(f"a pack index holds at most {MAX_INDEX_ENTRIES} entries, "
+                          f"not {len(entries)}")
     ordered = sorted(entries, key=lambda e: e.oid)
     parts = [_INDEX_HEAD.pack(INDEX_MAGIC, len(ordered), 0)]
     prev = b""
@@ -134,13 +166,23 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
         _check_fields(e.type, e.codec, e.raw_len, e.stored_len)
         if e.offset < len(PACK_MAGIC):
             raise FormatError(f"pack index entry {e.oid.hex()} points into the pack header")
+        if e.offset + ENTRY_HEADER.size + e.stored_len > MAX_PACK_LEN:
+            raise FormatError(f"pack index entry {e.oid.hex()} lies past the {MAX_PACK_LEN} "
+                              "bytes a pack may have")
         parts.append(INDEX_ENTRY.pack(e.oid, e.offset, e.stored_len, e.raw_len, e.type, e.codec))
     body = b"".join(parts)
     return body + digest_bytes(body)
 
 
 def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
-    """Decode index bytes, checking checksum, order and (given ``pack_size``) bounds."""
+    """Decode index bytes, checking checksum, count, order and bounds.
+
+    Every entry must lie inside a pack of ``pack_size`` bytes, or, when the size
+    is not known (a remote's pack), of at most
+    :data:`~mlgit.format.limits.MAX_PACK_LEN`. At most
+    :data:`~mlgit.format.limits.MAX_INDEX_ENTRIES` entries, checked before
+    anything is allocated for them.
+    """
     if len(data) < _INDEX_HEAD.size + _CHECKSUM_LEN:
         raise FormatError("truncated pack index")
     magic, count, reserved = _INDEX_HEAD.unpack_from(data, 0)
@@ -151,6 +193,9 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
         raise FormatError("not a pack index (bad magic)")
     if reserved != 0:
         raise FormatError("pack index reserved field is not zero")
+    if count > MAX_INDEX_ENTRIES:
+        raise FormatError(f"pack index claims {count} entries, more than the "
+                          f"{MAX_INDEX_ENTRIES} allowed")
     expect = _INDEX_HEAD.size + count * INDEX_ENTRY.size + _CHECKSUM_LEN
     if len(data) != expect:
         raise FormatError(f"pack index is {len(data)} bytes, {count} entries need {expect}")
@@ -161,7 +206,7 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
     oids = [r[0] for r in rows]
     if oids != sorted(set(oids)):  # strictly increasing (done in C)
         raise FormatError("pack index entries not strictly sorted")
-    limit = pack_size if pack_size is not None else 1 << 66  # above any u64 offset + length
+    limit = pack_size if pack_size is not None else MAX_PACK_LEN
     header = len(PACK_MAGIC)
     for oid, off, slen, rlen, type_, codec in rows:
         if (type_ not in OBJECT_TYPE_NAMES or codec > CODEC_ZSTD or rlen > MAX_OBJECT_LEN

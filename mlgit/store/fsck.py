@@ -39,7 +39,11 @@ __all__ = ["FsckReport", "Located", "Problem", "Root", "check_objects", "check_r
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong: ``kind`` is corrupt, missing, wrong-type, bad-index or orphan-pack."""
+    """One thing wrong, with its ``kind``.
+
+    ``corrupt``, ``missing``, ``wrong-type``, ``bad-index``, ``orphan-pack``,
+    ``bad-ref``, ``bad-pointer`` or ``bad-note``.
+    """
 
     kind: str
     message: str

@@ -13,7 +13,33 @@ from pathlib import Path
 
 from mlgit.errors import FormatError
 
-__all__ = ["atomic_write", "force_remove", "fsync_dir", "read_bounded", "unique_tmp_name"]
+__all__ = ["atomic_write", "force_remove", "fsync_dir", "open_regular", "read_bounded",
+           "unique_tmp_name"]
+
+
+def open_regular(path: str | os.PathLike[str], what: str | None = None,
+                 error: type[FormatError] = FormatError) -> int:
+    """A read-only file descriptor on the regular file at ``path`` (the caller closes it).
+
+    Opened with ``O_NOFOLLOW | O_NONBLOCK``: a symlink in the last component, a
+    FIFO (which never blocks the open), a device, a socket or a directory is
+    refused with ``error`` naming ``what`` (default: the path). A missing file
+    raises FileNotFoundError.
+    """
+    label = what or os.fsdecode(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise error(f"{label} is a symbolic link, not a regular file") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{label} is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int, what: str | None = None,
@@ -31,16 +57,9 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str | None = No
     :func:`open` does.
     """
     label = what or os.fsdecode(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise error(f"{label} is a symbolic link, not a regular file") from None
-        raise
+    fd = open_regular(path, label, error)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{label} is not a regular file")
         if st.st_size > limit:
             raise error(f"{label} is {st.st_size} bytes, more than the {limit} allowed")
         parts: list[bytes] = []

@@ -7,6 +7,11 @@ directory fsynced. Only then may a ref name anything in it. Readers consider a
 pack to exist only when its ``.idx`` exists, so a crash at any point leaves at
 worst an unindexed pack or a temp file, which nothing reads (a later ``gc``
 removes them).
+
+Reading checks what docs/format.md asks of readers before any object is read:
+the index is a regular file of at most ``MAX_INDEX_LEN`` bytes named by the
+hash of its bytes, with every entry inside the pack; the pack is a regular file
+(opened without following a symlink) that starts with the pack magic.
 """
 
 from __future__ import annotations
@@ -22,33 +27,60 @@ from typing import BinaryIO
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import decompress
 from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
     PACK_MAGIC,
     IndexEntry,
+    check_index_name,
+    check_pack_magic,
     decode_entry_header,
     decode_index,
     encode_entry_header,
     encode_index,
+    pack_stem,
 )
-from mlgit.store.fsutil import fsync_dir, unique_tmp_name
+from mlgit.store.fsutil import fsync_dir, open_regular, read_bounded, unique_tmp_name
 
-__all__ = ["PackReader", "PackWriter"]
+__all__ = ["PackReader", "PackWriter", "read_index_file"]
+
+
+def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry]:
+    """Read and decode the index file at ``path`` (``pack-<h>.idx``), checking its name.
+
+    Bounded (:data:`~mlgit.format.limits.MAX_INDEX_LEN`, a regular file, no
+    symlink followed), named by the hash of its bytes, and decoded with
+    :func:`~mlgit.format.pack.decode_index` (entries inside a pack of
+    ``pack_size`` bytes, or of at most ``MAX_PACK_LEN`` if not given).
+    FormatError naming the file for anything else.
+    """
+    data = read_bounded(path, MAX_INDEX_LEN, path.name)
+    try:
+        entries = decode_index(data, pack_size=pack_size)
+        check_index_name(path.name[:-len(".idx")], data)
+        return entries
+    except FormatError as e:
+        raise type(e)(f"{path.name}: {e}") from None
 
 
 class PackReader:
-    """One pack file opened for random reads, with its decoded index."""
+    """One pack file opened for random reads, with its decoded index.
+
+    Opening checks the pack (a regular file, not followed through a symlink,
+    starting with the pack magic) and its index (:func:`read_index_file`).
+    """
 
     def __init__(self, pack_path: Path, idx_path: Path) -> None:
         self.path = pack_path
         self._oids: list[bytes] | None = None
-        self.fd = os.open(pack_path, os.O_RDONLY)
+        self.fd = open_regular(pack_path, pack_path.name)
         try:
             size = os.fstat(self.fd).st_size
-            self.entries = decode_index(idx_path.read_bytes(), pack_size=size)
-        except FormatError as e:
-            os.close(self.fd)
-            raise type(e)(f"{idx_path.name}: {e}") from None
+            self.entries = read_index_file(idx_path, pack_size=size)
+            try:
+                check_pack_magic(os.pread(self.fd, len(PACK_MAGIC), 0))
+            except FormatError as e:
+                raise type(e)(f"{pack_path.name}: {e}") from None
         except BaseException:
             os.close(self.fd)
             raise
@@ -105,7 +137,8 @@ class PackWriter:
     """Appends objects to packs in ``tmp/`` and commits them into ``packs/``.
 
     Thread-safe: :meth:`add` may be called from several threads. A pack is
-    committed when it reaches ``pack_size`` bytes and on :meth:`commit`. The
+    committed when it reaches ``pack_size`` bytes or holds ``MAX_INDEX_ENTRIES``
+    objects, and on :meth:`commit`. The
     ``on_commit`` callback receives each committed pack's paths so the object
     store can start serving it.
     """
@@ -126,6 +159,7 @@ class PackWriter:
         self.pending: set[bytes] = set()
         self._committed: set[bytes] = set()  # by this writer: exact dedup across threads
         self.bytes_written = 0
+        self.max_entries = MAX_INDEX_ENTRIES  # objects per pack (lowered only by tests)
 
     def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
         """Append one object (already compressed) unless this writer already wrote it."""
@@ -143,7 +177,7 @@ class PackWriter:
             self._pos += len(header) + len(stored)
             self.bytes_written += len(header) + len(stored)
             self.pending.add(oid)
-            if self._pos >= self.pack_size:
+            if self._pos >= self.pack_size or len(self._entries) >= self.max_entries:
                 self._commit_locked()
 
     def _open(self) -> None:
@@ -168,7 +202,7 @@ class PackWriter:
         f.close()
         self._file = None
         index = encode_index(self._entries)
-        name = "pack-" + digest_bytes(index).hex()
+        name = pack_stem(index)
         pack_path = self.packs_dir / (name + ".pack")
         idx_path = self.packs_dir / (name + ".idx")
         os.replace(tmp, pack_path)

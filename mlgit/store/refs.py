@@ -3,22 +3,32 @@
 ``kind`` is ``datasets`` or ``checkpoints``. An update is a compare-and-swap
 under the ref's lock file: the caller says what it expects the ref to hold now,
 and the update fails with ConflictError if someone else moved it.
+
+A ref file may be hostile (a store on a shared disk, a remote's): it is read
+with :func:`~mlgit.store.fsutil.read_bounded`, so one that is a symlink, a
+FIFO, a device or larger than :data:`~mlgit.format.limits.MAX_REF_LEN` is
+refused as a FormatError without being followed or read whole.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_REF_LEN
 from mlgit.format.names import check_ref_name, is_ref_name
-from mlgit.store.fsutil import atomic_write
+from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["REF_KINDS", "RefStore", "ref_kind_for"]
+__all__ = ["REF_KINDS", "OnBadRef", "RefStore", "ref_kind_for"]
 
 REF_KINDS = ("datasets", "checkpoints")
+
+OnBadRef = Callable[[str, FormatError], None]
+"""Told of a ref that cannot be read, by its path (``datasets/<name>``) and the error."""
 
 
 def ref_kind_for(snapshot_kind: str) -> str:
@@ -29,8 +39,9 @@ def ref_kind_for(snapshot_kind: str) -> str:
 class RefStore:
     """Reads and updates the refs under one ``refs/`` directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, label: str = "") -> None:
         self.root = root
+        self.label = label  # prefixed to errors: names a remote's store
 
     def _path(self, kind: str, name: str) -> Path:
         if kind not in REF_KINDS:
@@ -40,17 +51,23 @@ class RefStore:
     def get(self, kind: str, name: str) -> ObjectID | None:
         """The id a ref holds, or None if it does not exist; FormatError if it is garbage."""
         path = self._path(kind, name)
+        what = f"{self.label}ref {kind}/{name} ({path})"
         try:
-            data = path.read_bytes()
+            data = read_bounded(path, MAX_REF_LEN, what)
         except FileNotFoundError:
             return None
         try:
             return parse_object_id(data.decode("ascii").strip())
         except (UnicodeDecodeError, FormatError):
-            raise FormatError(f"ref {kind}/{name} is corrupt ({path})") from None
+            raise FormatError(f"{self.label}ref {kind}/{name} is corrupt ({path})") from None
 
-    def list(self, kind: str) -> dict[str, ObjectID]:
-        """Every ref of a kind, name to id, sorted by name (lock and temp files skipped)."""
+    def list(self, kind: str, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
+        """Every ref of a kind, name to id, sorted by name (lock and temp files skipped).
+
+        A ref that cannot be read (garbage, too large, not a regular file) is
+        left out and passed to ``on_bad`` with its path (``<kind>/<name>``), so
+        one bad ref does not hide the others; without ``on_bad`` it is raised.
+        """
         folder = self.root / kind
         out: dict[str, ObjectID] = {}
         try:
@@ -59,7 +76,13 @@ class RefStore:
             return out
         for name in names:
             if is_ref_name(name):
-                oid = self.get(kind, name)
+                try:
+                    oid = self.get(kind, name)
+                except FormatError as e:
+                    if on_bad is None:
+                        raise
+                    on_bad(f"{kind}/{name}", e)
+                    continue
                 if oid is not None:
                     out[name] = oid
         return out

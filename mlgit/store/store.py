@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mlgit.errors import FormatError, NotInitializedError
 from mlgit.format.config import StoreConfig, check_config, decode_config, encode_config
-from mlgit.store.fsutil import atomic_write
+from mlgit.format.limits import MAX_CONFIG_LEN
+from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 from mlgit.store.objects import ObjectStore
 from mlgit.store.refs import REF_KINDS, RefStore
@@ -70,9 +71,13 @@ class Store:
 
     @classmethod
     def open(cls, root: Path) -> Store:
-        """Open an existing store; NotInitializedError if there is none."""
+        """Open an existing store; NotInitializedError if there is none.
+
+        The config is read bounded (:data:`~mlgit.format.limits.MAX_CONFIG_LEN`,
+        a regular file, no symlink followed); anything else is a FormatError.
+        """
         try:
-            data = (root / "config").read_bytes()
+            data = read_bounded(root / "config", MAX_CONFIG_LEN, f"store config {root / 'config'}")
         except FileNotFoundError:
             raise NotInitializedError(
                 "this repository has no git-ml store yet; run `git ml init`"

@@ -13,6 +13,13 @@ backends do. Contracts every implementation keeps:
   changing nothing, when the ref does not hold ``expect``.
 - Reads return exactly the bytes asked for or raise; no method retries silently
   forever, and none prints or reads the environment.
+- Every read is bounded by the kind of file (:mod:`mlgit.format.limits`): a
+  config of at most ``MAX_CONFIG_LEN`` bytes, an index of at most
+  ``MAX_INDEX_LEN``, a ref of at most ``MAX_REF_LEN``; anything larger, and on a
+  file system anything that is not a regular file (a symlink, a FIFO, a
+  device), is a FormatError naming the remote, refused before it is read.
+  :meth:`Backend.list_refs` leaves out a ref that cannot be read and tells
+  ``on_bad`` (or raises, without it), so one bad ref does not hide the others.
 """
 
 from __future__ import annotations
@@ -26,11 +33,12 @@ from pathlib import Path
 
 from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.format.names import is_ref_name
-from mlgit.store.fsutil import atomic_write, fsync_dir, unique_tmp_name
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.fsutil import atomic_write, fsync_dir, open_regular, read_bounded, unique_tmp_name
+from mlgit.store.refs import REF_KINDS, OnBadRef, RefStore
 
-__all__ = ["Backend", "LocalBackend", "check_pack_name", "check_ref_path"]
+__all__ = ["Backend", "LocalBackend", "OnBadRef", "check_pack_name", "check_ref_path"]
 
 _PACK_RE = re.compile(r"pack-[0-9a-f]{32}\Z")
 
@@ -81,8 +89,12 @@ class Backend(ABC):
         """Upload a pack (from a local file) and then its index; idempotent."""
 
     @abstractmethod
-    def list_refs(self) -> dict[str, ObjectID]:
-        """Every sidecar ref (``datasets/<name>``, ``checkpoints/<run>``) and its id."""
+    def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
+        """Every sidecar ref (``datasets/<name>``, ``checkpoints/<run>``) and its id.
+
+        A ref that cannot be read is left out and passed to ``on_bad`` with its
+        path and a FormatError naming the remote; without ``on_bad`` it is raised.
+        """
 
     @abstractmethod
     def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
@@ -102,7 +114,7 @@ class LocalBackend(Backend):
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
         try:
-            return (self.root / "config").read_bytes()
+            return read_bounded(self.root / "config", MAX_CONFIG_LEN, f"{self.url}: config")
         except FileNotFoundError:
             return None
 
@@ -124,14 +136,28 @@ class LocalBackend(Backend):
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        return (self.root / "packs" / f"{check_pack_name(stem)}.idx").read_bytes()
+        return read_bounded(self.root / "packs" / f"{check_pack_name(stem)}.idx", MAX_INDEX_LEN,
+                            f"{self.url}: {stem}.idx")
 
     def read_pack(self, stem: str, offset: int, length: int) -> bytes:
-        """See :meth:`Backend.read_pack`."""
+        """See :meth:`Backend.read_pack` (the pack must be a regular file, not a symlink)."""
         path = self.root / "packs" / f"{check_pack_name(stem)}.pack"
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
+        if offset < 0 or length < 0:
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
+        fd = open_regular(path, f"{self.url}: {stem}.pack")
+        try:
+            want = max(0, min(length, os.fstat(fd).st_size - offset))
+            parts: list[bytes] = []
+            got = 0
+            while got < want:
+                piece = os.pread(fd, want - got, offset + got)
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+            data = b"".join(parts)
+        finally:
+            os.close(fd)
         if len(data) != length:
             raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
         return data
@@ -167,16 +193,17 @@ class LocalBackend(Backend):
                     os.unlink(tmp)
             fsync_dir(packs)
 
-    def list_refs(self) -> dict[str, ObjectID]:
+    def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
-        refs = RefStore(self.root / "refs")
+        refs = RefStore(self.root / "refs", f"{self.url}: ")
         return {f"{kind}/{name}": oid for kind in REF_KINDS
-                for name, oid in refs.list(kind).items()}
+                for name, oid in refs.list(kind, on_bad).items()}
 
     def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
         """See :meth:`Backend.update_ref` (a RefStore compare-and-swap)."""
         kind, _, name = check_ref_path(ref).partition("/")
         try:
-            RefStore(self.root / "refs").update(kind, name, parse_object_id(new), expect)
+            RefStore(self.root / "refs", f"{self.url}: ").update(
+                kind, name, parse_object_id(new), expect)
         except ConflictError as e:
             raise ConflictError(f"{self.url}: {e}") from None

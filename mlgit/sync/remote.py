@@ -6,6 +6,11 @@ remote's own URL is used: a local path or ``file://`` (the other repository's
 ``.git/ml``, or ``ml/`` in a bare one), ``ssh://[user@]host[:port]/path`` or
 ``[user@]host:path`` (the same path on that host, reached by running git-ml
 there over ssh).
+
+``git config ml.<remote>.timeout SECONDS`` (else ``ml.timeout``) bounds how long
+a remote may stay silent: the SSH transport gives up after that long without a
+byte from the server (default 300 s), S3 uses it as boto3's read timeout
+(default 120 s).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class RemoteSpec:
     endpoint: str | None = None
     ssh_command: tuple[str, ...] | None = None
     remote_command: str | None = None
+    timeout: float | None = None
 
 
 def _config(git: GitRepo, key: str) -> str | None:
@@ -85,6 +91,23 @@ def parse_url(name: str, url: str, base: Path, endpoint: str | None = None) -> R
     return RemoteSpec(name, url, "local", str(path if path.is_absolute() else base / path))
 
 
+def _timeout(git: GitRepo, remote: str) -> float | None:
+    """``ml.<remote>.timeout``, else ``ml.timeout``: seconds (a positive number), or None."""
+    for key in (f"ml.{remote}.timeout", "ml.timeout"):
+        text = _config(git, key)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= 1e6:
+            raise UsageError(f"git config {key} must be a number of seconds, not "
+                             f"{text[:40]!r}")
+        return value
+    return None
+
+
 def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = None
                    ) -> RemoteSpec:
     """The remote called ``name`` (default: see :func:`default_remote`); a URL works too.
@@ -107,6 +130,9 @@ def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = Non
                              f"URL` or set `git config ml.{remote}.url URL`")
     else:
         spec = parse_url(remote, url, base, endpoint)
+    timeout = _timeout(git, spec.name)
+    if timeout is not None:
+        spec = dataclasses.replace(spec, timeout=timeout)
     if spec.kind == "ssh":
         command = ssh_command or _config(git, "core.sshCommand")
         spec = dataclasses.replace(
@@ -136,7 +162,7 @@ def open_backend(spec: RemoteSpec) -> Backend:
     factory = getattr(importlib.import_module(module), cls)
     if spec.kind == "ssh":
         backend: Backend = factory(spec, ssh_command=list(spec.ssh_command or ()) or None,
-                                   remote_command=spec.remote_command)
+                                   remote_command=spec.remote_command, timeout=spec.timeout)
     else:
         backend = factory(spec)
     return backend

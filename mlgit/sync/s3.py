@@ -47,6 +47,14 @@ Limits of that choice:
   harmless (a pack's name is the hash of its index, so same name, same bytes; the
   last complete upload wins and the index is created only once).
 
+Bounds: a GET of a ref, the config or an index checks the object's
+``ContentLength`` against the limit of its kind (``MAX_REF_LEN``,
+``MAX_CONFIG_LEN``, ``MAX_INDEX_LEN``) before reading, and reads at most one byte
+more than the limit, so an object of any size costs at most that much memory; a
+ranged read of a pack reads at most the length asked for, plus one byte to detect
+a service that ignored the range. A listing stops (FormatError) past
+``MAX_REMOTE_LIST`` names.
+
 Errors: every botocore/boto3 exception is turned into a one-line MlgitError that
 names the remote URL, the bucket or the endpoint, and never the keys, a signature
 or a presigned URL (service error messages are not copied, only their codes);
@@ -66,8 +74,9 @@ from urllib.parse import urlsplit
 
 from mlgit.errors import ConflictError, FormatError, MlgitError, UsageError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN, MAX_REF_LEN, MAX_REMOTE_LIST
 from mlgit.format.names import is_ref_name
-from mlgit.sync.backend import Backend, check_pack_name, check_ref_path
+from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
 
 if TYPE_CHECKING:
     from mlgit.sync.remote import RemoteSpec
@@ -156,6 +165,7 @@ class S3Backend(Backend):
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint = spec.endpoint
+        self.timeout = spec.timeout
         self._where = _safe_endpoint(spec.endpoint) if spec.endpoint else "the AWS S3 endpoint"
         if spec.endpoint is not None:
             parts = urlsplit(spec.endpoint)
@@ -182,7 +192,7 @@ class S3Backend(Backend):
         options: dict[str, Any] = {
             "retries": {"max_attempts": 3, "mode": "standard"},
             "connect_timeout": 10,
-            "read_timeout": 120,
+            "read_timeout": self.timeout if self.timeout is not None else 120,
             "max_pool_connections": 16,
         }
         if self.endpoint is not None:
@@ -267,8 +277,12 @@ class S3Backend(Backend):
         except _lib().errors as exc:
             self._fail(exc, what)
 
-    def _get(self, name: str, what: str) -> tuple[bytes, str] | None:
-        """The whole file ``name`` and its ETag, or None when it does not exist."""
+    def _get(self, name: str, what: str, limit: int) -> tuple[bytes, str] | None:
+        """The whole file ``name`` and its ETag, or None when it does not exist.
+
+        A file larger than ``limit`` bytes is a FormatError, found from its
+        ``ContentLength`` before reading, or after reading ``limit + 1`` bytes.
+        """
         with self._calling(what):
             try:
                 resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
@@ -277,7 +291,13 @@ class S3Backend(Backend):
                     return None
                 raise
             with contextlib.closing(resp["Body"]) as body:
-                data: bytes = body.read()
+                size = resp.get("ContentLength")
+                if isinstance(size, int) and size > limit:
+                    raise FormatError(f"{self.url}: {name} is {size} bytes, more than the "
+                                      f"{limit} allowed")
+                data: bytes = body.read(limit + 1)
+        if len(data) > limit:
+            raise FormatError(f"{self.url}: {name} is more than the {limit} bytes allowed")
         return data, str(resp.get("ETag", ""))
 
     def _size(self, name: str, what: str) -> int | None:
@@ -313,13 +333,16 @@ class S3Backend(Backend):
                 Bucket=self.bucket, Prefix=base, PaginationConfig={"PageSize": self.page_size})
             for page in pages:
                 out.extend(str(item["Key"])[strip:] for item in page.get("Contents", ()))
+                if len(out) > MAX_REMOTE_LIST:
+                    raise FormatError(f"{self.url}: {sub} lists more than the "
+                                      f"{MAX_REMOTE_LIST} files allowed")
         return out
 
     # -------------------------------------------------------------- interface
 
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
-        got = self._get("config", "reading config")
+        got = self._get("config", "reading config", MAX_CONFIG_LEN)
         return None if got is None else got[0]
 
     def init(self, config: bytes) -> None:
@@ -343,7 +366,8 @@ class S3Backend(Backend):
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        got = self._get(f"packs/{check_pack_name(stem)}.idx", f"reading {stem}.idx")
+        got = self._get(f"packs/{check_pack_name(stem)}.idx", f"reading {stem}.idx",
+                        MAX_INDEX_LEN)
         if got is None:
             raise FormatError(f"{self.url}: {stem}.idx is missing")
         return got[0]
@@ -394,7 +418,7 @@ class S3Backend(Backend):
                               f"not {size}")
         self._put_new(f"packs/{stem}.idx", index, f"uploading {stem}.idx")
 
-    def list_refs(self) -> dict[str, ObjectID]:
+    def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
         found = set(self._list("refs/", "listing refs"))
         out: dict[str, ObjectID] = {}
@@ -403,13 +427,19 @@ class S3Backend(Backend):
                            if n.startswith(f"refs/{kind}/"))
             for name in names:
                 if is_ref_name(name):
-                    oid, _ = self._read_ref(f"{kind}/{name}")
+                    try:
+                        oid, _ = self._read_ref(f"{kind}/{name}")
+                    except FormatError as e:
+                        if on_bad is None:
+                            raise
+                        on_bad(f"{kind}/{name}", e)
+                        continue
                     if oid is not None:
                         out[f"{kind}/{name}"] = oid
         return out
 
     def _read_ref(self, ref: str) -> tuple[ObjectID | None, str | None]:
-        got = self._get(f"refs/{check_ref_path(ref)}", f"reading {ref}")
+        got = self._get(f"refs/{check_ref_path(ref)}", f"reading {ref}", MAX_REF_LEN)
         if got is None:
             return None, None
         data, etag = got

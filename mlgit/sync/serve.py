@@ -11,11 +11,14 @@ Framing. Both directions are a sequence of messages; one message is::
     header   L bytes, a UTF-8 JSON object
     payload  only when the header has "size": N (an integer >= 0): exactly N raw bytes
 
-L and N are each at most 64 MiB (:data:`MAX_HEADER`, :data:`MAX_PAYLOAD`); a larger
-length, a header that is not a JSON object, or a "size" that is not such an integer
-is a malformed message: the server answers with an error and ends the session. (Text
-that a shell startup file prints on the host is caught at once: 4 bytes of printable
-ASCII read as a length are over 512 MiB.) Headers are written as compact ASCII JSON.
+L is at most 4 MiB (:data:`MAX_HEADER`) and N at most 1 MiB (:data:`MAX_PAYLOAD`, one
+piece of a byte stream; a config travels as one payload and is at most 64 KiB); a
+larger length, a header that is not a JSON object, or a "size" that is not such an
+integer is a malformed message: the server answers with an error and ends the
+session, and the client ends it too. Both bounds hold before anything is read, so
+neither side ever allocates more for one message. (Text that a shell startup file
+prints on the host is caught at once: 4 bytes of printable ASCII read as a length
+are over 512 MiB.) Headers are written as compact ASCII JSON.
 The start of a session, and a ranged read of 5 bytes at offset 8, byte by byte::
 
     client  00 00 00 1b  {"op":"hello","protocol":1}
@@ -56,10 +59,20 @@ request                                   answer
                                           sends the pack as a byte stream (only if B: the
                                           server has no such pack yet), then the index as
                                           a byte stream; then ``{"ok":true}``
-``{"op":"list_refs"}``                    ``{"ok":true,"refs":{"datasets/x":"<id>",...}}``
+``{"op":"list_refs"}``                    ``{"ok":true,"refs":{"datasets/x":"<id>",...},
+                                          "bad":{"datasets/y":"<message>",...}}``: refs
+                                          that could not be read are in ``bad`` (absent:
+                                          none), the others in ``refs``
 ``{"op":"update_ref","ref":R,``           ``{"ok":true}``, or a ConflictError answer when
   ``"new":ID,"expect":ID|null}``          the ref does not hold ``expect``
 ========================================  =================================================
+
+Bounds on what is received: the client takes a config of at most 64 KiB
+(``MAX_CONFIG_LEN``), an index stream of at most ``MAX_INDEX_LEN`` bytes, a pack
+stream of exactly the length it asked for, and waits at most its timeout
+(``ml.timeout``, 300 s by default) for the next bytes of an answer; the server takes
+an index stream of at most ``MAX_INDEX_LEN`` bytes and a pack stream of at most
+``MAX_PACK_LEN``. A stream past its bound ends the session with a FormatError.
 
 The session ends when the client closes its end (end of input at a message boundary:
 :func:`serve` returns 0; after a malformed message, a failed hello, or input that
@@ -79,11 +92,12 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from mlgit.errors import FormatError, MlgitError, UsageError
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.limits import MAX_INDEX_LEN, MAX_PACK_LEN
 from mlgit.store.fsutil import fsync_dir, unique_tmp_name
 from mlgit.sync.backend import LocalBackend, check_pack_name, check_ref_path
 from mlgit.sync.remote import RemoteSpec, _local_store
@@ -95,6 +109,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Disconnected",
     "Frame",
+    "Reader",
+    "Writer",
     "read_frame",
     "resolve_store_root",
     "serve",
@@ -103,19 +119,39 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-MAX_HEADER = 64 << 20
-MAX_PAYLOAD = 64 << 20
+MAX_HEADER = 4 << 20
 PIECE = 1 << 20
+MAX_PAYLOAD = PIECE
 _LEN = struct.Struct(">I")
 
 Frame = tuple[dict[str, Any], bytes | None]
+
+
+class Reader(Protocol):
+    """What :func:`read_frame` reads from: a binary file, or ssh's pipe with a timeout."""
+
+    def read(self, n: int, /) -> bytes:
+        """At most ``n`` bytes; ``b""`` at end of input."""
+        ...
+
+
+class Writer(Protocol):
+    """What :func:`write_frame` writes to."""
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        """Write all of ``data``."""
+        ...
+
+    def flush(self) -> None:
+        """Push out what is buffered."""
+        ...
 
 
 class Disconnected(Exception):
     """The other side went away: end of input inside a message, or a broken pipe."""
 
 
-def _read_exact(inp: IO[bytes], n: int) -> bytes:
+def _read_exact(inp: Reader, n: int) -> bytes:
     """Up to ``n`` bytes; fewer only at end of input."""
     parts: list[bytes] = []
     got = 0
@@ -131,7 +167,7 @@ def _read_exact(inp: IO[bytes], n: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def read_frame(inp: IO[bytes]) -> Frame | None:
+def read_frame(inp: Reader) -> Frame | None:
     """The next message (header, payload or None); None at end of input before one.
 
     Raises :class:`Disconnected` when input ends inside a message and FormatError
@@ -166,7 +202,7 @@ def read_frame(inp: IO[bytes]) -> Frame | None:
     return header, payload
 
 
-def write_frame(out: IO[bytes], header: dict[str, Any],
+def write_frame(out: Writer, header: dict[str, Any],
                 payload: bytes | memoryview | None = None) -> None:
     """Send one message (adding ``"size"`` for a payload) and flush it.
 
@@ -259,8 +295,12 @@ class _Session:
             prev = piece
         self.send({"ok": True, "more": False}, prev)
 
-    def recv_stream(self, sink: Callable[[bytes], None]) -> None:
-        """Read a byte stream from the client, giving each piece to ``sink``."""
+    def recv_stream(self, sink: Callable[[bytes], None], limit: int) -> None:
+        """Read a byte stream from the client, giving each piece to ``sink``.
+
+        A stream longer than ``limit`` bytes ends the session (it is not read on).
+        """
+        got = 0
         while True:
             try:
                 frame = read_frame(self.inp)
@@ -271,6 +311,10 @@ class _Session:
             h, payload = frame
             if h.get("op") != "data" or payload is None or not isinstance(h.get("more"), bool):
                 raise _EndSession("malformed message: expected a data message")
+            got += len(payload)
+            if got > limit:
+                raise _EndSession(f"malformed message: a byte stream longer than the {limit} "
+                                  "bytes allowed")
             sink(payload)
             if not h["more"]:
                 return
@@ -338,9 +382,9 @@ class _Session:
                     f = open(tmp, "xb")  # noqa: SIM115 - closed below, on every path
                 except OSError as e:
                     failure = e
-                self.recv_stream(to_file)
+                self.recv_stream(to_file, MAX_PACK_LEN)
             index = bytearray()
-            self.recv_stream(index.extend)
+            self.recv_stream(index.extend, MAX_INDEX_LEN)
             if failure is not None:
                 raise failure
             if f is not None:
@@ -365,7 +409,13 @@ class _Session:
         self.send({"ok": True})
 
     def op_list_refs(self, h: dict[str, Any], payload: bytes | None) -> None:
-        self.send({"ok": True, "refs": dict(self.backend.list_refs())})
+        bad: dict[str, str] = {}
+
+        def on_bad(ref: str, e: FormatError) -> None:
+            bad[ref] = " ".join(str(e).split())[:1000]
+
+        refs = self.backend.list_refs(on_bad)
+        self.send({"ok": True, "refs": dict(refs), **({"bad": bad} if bad else {})})
 
     def op_update_ref(self, h: dict[str, Any], payload: bytes | None) -> None:
         ref = check_ref_path(_str(h, "ref"))

@@ -10,15 +10,24 @@ request over it (the protocol of :mod:`mlgit.sync.serve`)::
 ``BatchMode`` makes ssh fail at once instead of asking for a password or a
 passphrase, which nobody could type here. Failures become one-line errors: the host
 cannot be reached, authentication failed, git-ml is missing on the host, the remote
-store has a newer format, the connection dropped. Like every backend, this module
-reads no environment variable: the caller passes the ssh command
-(``GIT_SSH_COMMAND`` / ``core.sshCommand``) and the remote git-ml command
-(``git config ml.<remote>.gitml``).
+store has a newer format, the connection dropped, the server stopped answering.
+Like every backend, this module reads no environment variable: the caller passes
+the ssh command (``GIT_SSH_COMMAND`` / ``core.sshCommand``), the remote git-ml
+command (``git config ml.<remote>.gitml``) and the timeout (``ml.timeout``).
+
+A server is not trusted to be well-behaved: every wait for its next bytes (and for
+room to send it ours) gives up after ``timeout`` seconds (default
+:data:`DEFAULT_TIMEOUT`), and every answer is bounded (a message by the framing's
+limits, a config by ``MAX_CONFIG_LEN``, an index stream by ``MAX_INDEX_LEN``, a pack
+stream by the length asked for). A server that breaks the protocol or a bound is a
+FormatError naming it; one that stops answering, an MlgitError; either ends the
+session.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import subprocess
 import threading
@@ -36,7 +45,8 @@ from mlgit.errors import (
 )
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
-from mlgit.sync.backend import Backend, check_pack_name, check_ref_path
+from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
+from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
 from mlgit.sync.remote import RemoteSpec
 from mlgit.sync.serve import (
     PIECE,
@@ -47,8 +57,10 @@ from mlgit.sync.serve import (
     write_frame,
 )
 
-__all__ = ["SSHBackend"]
+__all__ = ["DEFAULT_TIMEOUT", "SSHBackend"]
 
+DEFAULT_TIMEOUT = 300.0
+"""Seconds to wait for the server's next bytes (or for it to take ours) before giving up."""
 _STDERR_KEEP = 16 << 10
 _BYE_SECONDS = 5.0
 
@@ -68,11 +80,62 @@ def _last_line(text: str) -> str:
 
 
 class _Lost(Exception):
-    """The session cannot go on: the connection ended (``detail`` empty), or sent garbage."""
+    """The session cannot go on: the connection ended (``detail`` empty), or sent garbage.
 
-    def __init__(self, detail: str = "") -> None:
+    ``error`` is the class the caller raises: FormatError for a server that broke
+    the protocol, MlgitError for one that went away or stopped answering.
+    """
+
+    def __init__(self, detail: str = "", error: type[MlgitError] = MlgitError) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.error = error
+
+
+class _Silent(Exception):
+    """Nothing moved on the pipe for the whole timeout."""
+
+
+class _Pipe:
+    """ssh's standard input and output, where no wait lasts longer than ``timeout`` seconds.
+
+    Offers ``read`` (what :func:`~mlgit.sync.serve.read_frame` needs) and
+    ``write``/``flush`` (what :func:`~mlgit.sync.serve.write_frame` needs) on the raw
+    file descriptors; raises :class:`_Silent` when the other side neither sends nor
+    takes anything for ``timeout`` seconds, and OSError as the system calls do.
+    """
+
+    def __init__(self, rfd: int, wfd: int, timeout: float) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.timeout_ms = max(1, int(timeout * 1000))
+        os.set_blocking(wfd, False)
+        self._rpoll = select.poll()
+        self._rpoll.register(rfd, select.POLLIN | select.POLLPRI)
+        self._wpoll = select.poll()
+        self._wpoll.register(wfd, select.POLLOUT)
+
+    def read(self, n: int) -> bytes:
+        """At most ``n`` bytes, once some arrive (``b""`` at end of input)."""
+        if not self._rpoll.poll(self.timeout_ms):
+            raise _Silent()
+        return os.read(self.rfd, n)
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Write all of ``data``, waiting at most the timeout each time the pipe is full."""
+        view = memoryview(data).cast("B")
+        while view:
+            try:
+                n = os.write(self.wfd, view)
+            except BlockingIOError:
+                n = 0
+            if n:
+                view = view[n:]
+            elif not self._wpoll.poll(self.timeout_ms):
+                raise _Silent()
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
 
 
 class _Abort(Exception):
@@ -114,7 +177,7 @@ class SSHBackend(Backend):
     """
 
     def __init__(self, spec: RemoteSpec, ssh_command: list[str] | None = None,
-                 remote_command: str | None = None) -> None:
+                 remote_command: str | None = None, timeout: float | None = None) -> None:
         for part, what in ((spec.host, "host"), (spec.user, "user")):
             if part.startswith("-"):
                 raise UsageError(f"remote {spec.name!r}: an ssh {what} cannot start with '-'")
@@ -131,8 +194,13 @@ class SSHBackend(Backend):
         # ssh://host/~/repo means ~/repo, as in git.
         path = spec.path[1:] if spec.path.startswith("/~") else spec.path
         self.path = path
+        self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        if not self.timeout > 0:
+            raise UsageError(f"remote {spec.name!r}: the timeout must be a positive number "
+                             "of seconds")
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe: _Pipe | None = None
         self._stderr = bytearray()
         self._stderr_thread: threading.Thread | None = None
 
@@ -159,6 +227,9 @@ class SSHBackend(Backend):
                              f"{e.strerror or e}; install OpenSSH's client, or set "
                              "core.sshCommand") from None
         self._proc = proc
+        assert proc.stdin is not None and proc.stdout is not None
+        # Raw descriptors only from here on: the buffered objects stay empty.
+        self._pipe = _Pipe(proc.stdout.fileno(), proc.stdin.fileno(), self.timeout)
         self._stderr = bytearray()
         assert proc.stderr is not None
         self._stderr_thread = threading.Thread(target=_drain, args=(proc.stderr, self._stderr),
@@ -174,9 +245,9 @@ class SSHBackend(Backend):
             reply = self._exchange({"op": "hello", "protocol": PROTOCOL_VERSION})
         except _Lost as e:
             if e.detail:
-                self._shutdown()
+                self._shutdown(0.5)
                 msg = f"cannot open a git-ml session on {self._where}: {e.detail}"
-                raise MlgitError(msg) from None
+                raise e.error(msg) from None
             raise self._connect_error() from None
         except MlgitError as e:
             self._shutdown()
@@ -215,11 +286,15 @@ class SSHBackend(Backend):
             self._stderr_thread.join(1.0)
         return rc
 
-    def _shutdown(self) -> None:
-        """End the ssh process (politely first: closing its input ends the session)."""
+    def _shutdown(self, grace: float = _BYE_SECONDS) -> None:
+        """End the ssh process (politely first: closing its input ends the session).
+
+        It gets ``grace`` seconds to exit, then it is killed.
+        """
         proc = self._proc
         if proc is None:
             return
+        self._pipe = None
         for stream in (proc.stdin, proc.stdout):
             try:
                 if stream is not None:
@@ -228,7 +303,7 @@ class SSHBackend(Backend):
                 pass
         if proc.poll() is None:
             try:
-                proc.wait(_BYE_SECONDS)
+                proc.wait(grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -288,37 +363,48 @@ class SSHBackend(Backend):
                               "upgrade it there")
         return MlgitError(f"cannot open a git-ml session on {where}: {self._why(rc)}")
 
-    def _lost(self, op: str, detail: str) -> MlgitError:
+    def _lost(self, op: str, lost: _Lost) -> MlgitError:
         """The error for a session that broke off during ``op``; ends the session."""
-        rc = self._finish(_BYE_SECONDS if not detail else 0.5)
-        why = detail or self._why(rc)
-        self._shutdown()
+        rc = self._finish(_BYE_SECONDS if not lost.detail else 0.5)
+        why = lost.detail or self._why(rc)
+        self._shutdown(0.5 if lost.detail else _BYE_SECONDS)
+        if lost.error is not MlgitError:
+            return lost.error(f"{self.url}: session ended during {op}: {why}")
         return MlgitError(f"connection to {self._where} lost during {op} ({why})")
+
+    def _silent(self) -> _Lost:
+        return _Lost(f"no answer for {self.timeout:g} s; `git config ml.timeout SECONDS` "
+                     "waits longer")
 
     # -- messages -----------------------------------------------------------------------
 
     def _send(self, header: dict[str, Any], payload: bytes | memoryview | None = None) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None
+        pipe = self._pipe
+        assert pipe is not None
         try:
-            write_frame(proc.stdin, header, payload)
+            write_frame(pipe, header, payload)
         except Disconnected:
             raise _Lost() from None
+        except _Silent:
+            raise self._silent() from None
 
     def _recv(self) -> Frame:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
+        pipe = self._pipe
+        assert pipe is not None
         try:
-            frame = read_frame(proc.stdout)
+            frame = read_frame(pipe)
         except Disconnected:
             raise _Lost() from None
+        except _Silent:
+            raise self._silent() from None
         except FormatError as e:
             raise _Lost(f"{self._where} sent something that is not git-ml's protocol ({e}); "
-                        "does a shell startup file there print to standard output?") from None
+                        "does a shell startup file there print to standard output?",
+                        FormatError) from None
         if frame is None:
             raise _Lost()
         if not isinstance(frame[0].get("ok"), bool):
-            raise _Lost(f"{self._where} sent an answer without 'ok'")
+            raise _Lost(f"{self._where} sent an answer without 'ok'", FormatError)
         return frame
 
     def _answer(self) -> Frame:
@@ -338,7 +424,7 @@ class SSHBackend(Backend):
         while True:
             h, payload = self._answer()
             if payload is None or not isinstance(h.get("more"), bool):
-                raise _Lost(f"{self._where} sent a malformed byte stream")
+                raise _Lost(f"{self._where} sent a malformed byte stream", FormatError)
             yield payload
             if not h["more"]:
                 return
@@ -362,7 +448,7 @@ class SSHBackend(Backend):
             try:
                 return run()
             except _Lost as e:
-                raise self._lost(op, e.detail) from None
+                raise self._lost(op, e) from None
             except _Abort as e:
                 self._shutdown()
                 raise e.error from None
@@ -382,7 +468,10 @@ class SSHBackend(Backend):
             if not h.get("exists"):
                 return None
             if payload is None:
-                raise _Lost(f"{self._where} sent a config without its bytes")
+                raise _Lost(f"{self._where} sent a config without its bytes", FormatError)
+            if len(payload) > MAX_CONFIG_LEN:
+                raise FormatError(f"{self.url}: config is {len(payload)} bytes, more than the "
+                                  f"{MAX_CONFIG_LEN} allowed")
             return payload
 
         result: bytes | None = self._request("read_config", run)
@@ -397,7 +486,7 @@ class SSHBackend(Backend):
         def run() -> list[str]:
             packs = self._exchange({"op": "list_packs"}).get("packs")
             if not isinstance(packs, list):
-                raise _Lost(f"{self._where} sent a malformed pack list")
+                raise _Lost(f"{self._where} sent a malformed pack list", FormatError)
             return sorted(check_pack_name(str(p)) for p in packs)
 
         result: list[str] = self._request("list_packs", run)
@@ -409,7 +498,15 @@ class SSHBackend(Backend):
 
         def run() -> bytes:
             self._send({"op": "read_index", "stem": stem})
-            return b"".join(self._recv_stream())
+            parts: list[bytes] = []
+            got = 0
+            for piece in self._recv_stream():
+                got += len(piece)
+                if got > MAX_INDEX_LEN:
+                    raise _Lost(f"{stem}.idx is longer than the {MAX_INDEX_LEN} bytes an "
+                                "index may have", FormatError)
+                parts.append(piece)
+            return b"".join(parts)
 
         result: bytes = self._request("read_index", run)
         return result
@@ -427,10 +524,11 @@ class SSHBackend(Backend):
             for piece in self._recv_stream():
                 got += len(piece)
                 if got > length:
-                    raise _Lost(f"{self._where} sent more bytes than asked for")
+                    raise _Lost(f"{self._where} sent more bytes than asked for", FormatError)
                 parts.append(piece)
             if got != length:
-                raise _Lost(f"{self._where} sent {got} bytes of the {length} asked for")
+                raise _Lost(f"{self._where} sent {got} bytes of the {length} asked for",
+                            FormatError)
             return b"".join(parts)
 
         result: bytes = self._request("read_pack", run)
@@ -467,16 +565,32 @@ class SSHBackend(Backend):
 
             self._request("put_pack", run)
 
-    def list_refs(self) -> dict[str, ObjectID]:
-        """See :meth:`Backend.list_refs`."""
-        def run() -> dict[str, ObjectID]:
-            refs = self._exchange({"op": "list_refs"}).get("refs")
-            if not isinstance(refs, dict):
-                raise _Lost(f"{self._where} sent a malformed ref list")
-            return {check_ref_path(str(k)): parse_object_id(str(v)) for k, v in refs.items()}
+    def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
+        """See :meth:`Backend.list_refs`: the server names refs it could not read."""
+        def run() -> tuple[dict[str, ObjectID], list[tuple[str, FormatError]]]:
+            h = self._exchange({"op": "list_refs"})
+            refs, bad = h.get("refs"), h.get("bad", {})
+            if not isinstance(refs, dict) or not isinstance(bad, dict):
+                raise _Lost(f"{self._where} sent a malformed ref list", FormatError)
+            out: dict[str, ObjectID] = {}
+            problems: list[tuple[str, FormatError]] = []
+            for k, v in refs.items():
+                try:
+                    out[check_ref_path(str(k))] = parse_object_id(str(v))
+                except FormatError as e:
+                    problems.append((str(k)[:80],
+                                     FormatError(f"{self.url}: ref {str(k)[:80]!r}: {e}")))
+            problems += [(str(k)[:80], FormatError(f"{self.url}: {str(v)[:500]}"))
+                         for k, v in bad.items()]
+            return out, problems
 
-        result: dict[str, ObjectID] = self._request("list_refs", run)
-        return result
+        result, problems = self._request("list_refs", run)
+        for ref, err in problems:
+            if on_bad is None:
+                raise err
+            on_bad(ref, err)
+        refs: dict[str, ObjectID] = result
+        return refs
 
     def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
         """See :meth:`Backend.update_ref`."""

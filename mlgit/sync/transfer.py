@@ -8,34 +8,51 @@ bottom up, then snapshots, then refs). So a store that has an object has all
 of it, an interrupted push or fetch leaves both sides valid, and running it
 again sends only what is still missing.
 
-Objects travel as stored (compressed) bytes. Everything fetched is verified
-against its id before it is kept; a remote that sends bytes that do not match
-is named in the error and nothing of that object is kept.
+Objects travel as stored (compressed) bytes. Nothing a remote says is taken on
+trust (docs/format.md, "Reading"): each index must be named by the hash of its
+bytes, hold at most ``MAX_INDEX_ENTRIES`` entries and point inside a pack of at
+most ``MAX_PACK_LEN`` bytes; each pack must start with the pack magic (checked
+on the first read from it); every object fetched is verified against its id,
+every tree and snapshot must decode in the role it is fetched in, and every
+chunk must have the length its tree records, all before anything is stored.
+Objects are stored under the type of that role, never the type the remote's
+index claims. A remote that fails a check is named in the error and nothing of
+what depends on the bad object is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mlgit.errors import CorruptObjectError, FormatError, UnsupportedFormatError
+from mlgit.errors import CorruptObjectError, FormatError, MlgitError, UnsupportedFormatError
 from mlgit.format.compression import decompress
 from mlgit.format.config import decode_config, encode_config
 from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN, MAX_SNAPSHOT_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
+    OBJ_BLOB,
+    OBJ_CHUNK,
+    OBJ_SNAPSHOT,
+    OBJ_TREE,
     PACK_MAGIC,
     IndexEntry,
+    check_index_name,
+    check_pack_magic,
     decode_entry_header,
     decode_index,
     encode_entry_header,
     encode_index,
+    pack_stem,
 )
 from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, unique_tmp_name
+from mlgit.store.packs import read_index_file
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 
@@ -43,7 +60,13 @@ __all__ = ["RemoteIndex", "TransferStats", "check_remote_config", "fetch_objects
            "push_objects", "read_objects", "remote_cache_dir"]
 
 Progress = Callable[[int, int], None]
+OnBad = Callable[[MlgitError], None]
+"""Told of bad input that was skipped so that the rest could go on (``Events.problem``)."""
 _COALESCE_GAP = 1 << 20
+_ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE}
+
+
+_RawId = bytes  # (``bytes`` is also a field name below)
 
 
 @dataclass
@@ -55,6 +78,7 @@ class TransferStats:
     packs: int = 0
     skipped: int = 0
     refs: list[str] = field(default_factory=list)
+    failed: set[_RawId] = field(default_factory=set)  # roots not fetched (a check failed)
 
 
 def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
@@ -78,32 +102,64 @@ def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
 
 
 class RemoteIndex:
-    """Every object the remote has, from its pack indexes (cached under ``cache_dir``)."""
+    """Every object the remote has, from its pack indexes (cached under ``cache_dir``).
 
-    def __init__(self, backend: Backend, cache_dir: Path) -> None:
+    Each index, fetched or cached, is read bounded (``MAX_INDEX_LEN``), must be
+    named by the hash of its bytes and decode with every entry inside a pack of
+    at most ``MAX_PACK_LEN`` bytes; a cached copy that fails is read again from
+    the remote. A remote index that fails is a FormatError naming the remote:
+    passed to ``on_bad`` and its pack left out (so the rest can still be used),
+    or raised without ``on_bad``. :attr:`magic_ok` holds the packs whose magic
+    has been checked in this session.
+    """
+
+    def __init__(self, backend: Backend, cache_dir: Path, on_bad: OnBad | None = None) -> None:
         self.backend = backend
         self.cache_dir = cache_dir
+        self.on_bad = on_bad
         self.entries: dict[bytes, tuple[str, IndexEntry]] = {}
+        self.loaded: set[str] = set()
+        self.bad: set[str] = set()
+        self.magic_ok: set[str] = set()
         self.refresh()
 
     def refresh(self) -> None:
         """Read the indexes of packs not seen yet."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        known = {stem for stem, _ in self.entries.values()}
         for stem in self.backend.list_packs():
-            if stem in known:
+            if stem in self.loaded or stem in self.bad:
                 continue
-            cached = self.cache_dir / f"{stem}.idx"
-            data = cached.read_bytes() if cached.exists() else None
-            if data is None or digest_bytes(data[:-16]) != data[-16:]:
-                data = self.backend.read_index(stem)
-                atomic_write(cached, data)
             try:
-                entries = decode_index(data)
+                entries = self._load(stem)
             except FormatError as err:
-                raise FormatError(f"remote {self.backend.url}: index of {stem}: {err}") from None
+                self.bad.add(stem)
+                if self.on_bad is None:
+                    raise
+                self.on_bad(err)
+                continue
+            self.loaded.add(stem)
             for ent in entries:
                 self.entries.setdefault(ent.oid, (stem, ent))
+
+    def _load(self, stem: str) -> list[IndexEntry]:
+        """The entries of ``stem``'s index: the cached copy if it is sound, else the remote's."""
+        cached = self.cache_dir / f"{stem}.idx"
+        try:
+            return read_index_file(cached)
+        except (FileNotFoundError, FormatError):
+            pass  # not cached yet, or a damaged copy: read the remote's
+        data = self.backend.read_index(stem)  # its errors name the remote and the file
+        try:
+            if len(data) > MAX_INDEX_LEN:
+                raise FormatError(f"{len(data)} bytes, more than the {MAX_INDEX_LEN} an "
+                                  "index may have")
+            entries = decode_index(data)
+            check_index_name(stem, data)
+        except FormatError as err:
+            raise type(err)(f"remote {self.backend.url}: {stem}.idx: {err}") from None
+        with contextlib.suppress(OSError):  # the cache only saves a download next time
+            atomic_write(cached, data)
+        return entries
 
     def has(self, oid: bytes) -> bool:
         """True if the remote has the object."""
@@ -164,6 +220,7 @@ class _PackBuilder:
                  emit: Callable[[Path, list[IndexEntry]], None]) -> None:
         self.tmp_dir = tmp_dir
         self.pack_size = pack_size
+        self.max_entries = MAX_INDEX_ENTRIES  # objects per pack (lowered only by tests)
         self.emit = emit
         self.path: Path | None = None
         self.f: BinaryIO | None = None
@@ -171,7 +228,7 @@ class _PackBuilder:
         self.pos = 0
 
     def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
-        """Append one object; the pack is emitted once it reaches ``pack_size``."""
+        """Append one object; emit the pack at ``pack_size`` bytes or MAX_INDEX_ENTRIES objects."""
         if self.f is None:
             self.path = self.tmp_dir / unique_tmp_name("push")
             self.f = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
@@ -182,7 +239,7 @@ class _PackBuilder:
         self.f.write(stored)
         self.entries.append(IndexEntry(oid, self.pos, len(stored), raw_len, type_, codec))
         self.pos += ENTRY_HEADER.size + len(stored)
-        if self.pos >= self.pack_size:
+        if self.pos >= self.pack_size or len(self.entries) >= self.max_entries:
             self.finish()
 
     def finish(self) -> None:
@@ -217,7 +274,7 @@ def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote:
 
     def emit(path: Path, entries: list[IndexEntry]) -> None:
         index = encode_index(entries)
-        stem = "pack-" + digest_bytes(index).hex()
+        stem = pack_stem(index)
         backend.put_pack(stem, path, index)
         stats.packs += 1
 
@@ -239,9 +296,18 @@ def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote:
 
 
 # -- fetch --------------------------------------------------------------------------
-def read_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes]
-               ) -> dict[bytes, tuple[IndexEntry, bytes]]:
-    """Read objects (stored bytes, verified) with as few ranged reads as possible."""
+def read_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes],
+                 bad: dict[bytes, MlgitError] | None = None
+                 ) -> dict[bytes, tuple[IndexEntry, bytes]]:
+    """Read objects (stored bytes, verified) with as few ranged reads as possible.
+
+    Each pack's magic is checked on the first read from it in this session (that
+    read is extended to offset 0 when it starts within ``_COALESCE_GAP`` of it,
+    else 8 bytes are read first). An object that fails a check (bad magic, a
+    pack shorter than its index says, bytes that do not match) goes into ``bad``
+    with its error and is left out of the result; without ``bad`` the error is
+    raised.
+    """
     by_pack: dict[str, list[IndexEntry]] = {}
     for oid in oids:
         stem, e = remote.entries[oid]
@@ -257,12 +323,48 @@ def read_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes]
                     end - entries[i].offset < 64 << 20):
                 j += 1
                 end = max(end, entries[j].offset + ENTRY_HEADER.size + entries[j].stored_len)
-            start = entries[i].offset
-            blob = backend.read_pack(stem, start, end - start)
-            for e in entries[i:j + 1]:
-                out[e.oid] = (e, _verified(backend, stem, blob, e, start))
-            i = j + 1
+            group, i = entries[i:j + 1], j + 1
+            try:
+                start = _checked_start(backend, remote, stem, group[0].offset)
+                blob = backend.read_pack(stem, start, end - start)
+                if stem not in remote.magic_ok:
+                    _check_magic(backend, stem, blob[:len(PACK_MAGIC)])
+                    remote.magic_ok.add(stem)
+            except FormatError as err:
+                if bad is None:
+                    raise
+                bad.update((e.oid, err) for e in group)
+                continue
+            for e in group:
+                try:
+                    out[e.oid] = (e, _verified(backend, stem, blob, e, start))
+                except CorruptObjectError as err:
+                    if bad is None:
+                        raise
+                    bad[e.oid] = err
     return out
+
+
+def _checked_start(backend: Backend, remote: RemoteIndex, stem: str, offset: int) -> int:
+    """Where to start a read at ``offset`` so that the pack's magic gets checked once.
+
+    0 when the magic is still unchecked and ``offset`` is near it; otherwise
+    ``offset`` (first reading and checking the 8 magic bytes if still unchecked).
+    """
+    if stem in remote.magic_ok:
+        return offset
+    if offset <= _COALESCE_GAP:
+        return 0
+    _check_magic(backend, stem, backend.read_pack(stem, 0, len(PACK_MAGIC)))
+    remote.magic_ok.add(stem)
+    return offset
+
+
+def _check_magic(backend: Backend, stem: str, head: bytes) -> None:
+    try:
+        check_pack_magic(head)
+    except FormatError as err:
+        raise CorruptObjectError(f"remote {backend.url}: {stem}.pack: {err}") from None
 
 
 def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int) -> bytes:
@@ -284,12 +386,32 @@ def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
     return stored
 
 
+Node = tuple[bytes, str]
+"""An object in the role it is fetched in: (raw id, walk role)."""
+
+
+@dataclass
+class _Walk:
+    """What :func:`fetch_objects` learns before it stores anything."""
+
+    graph: dict[Node, list[Node]] = field(default_factory=dict)  # structure -> children
+    broken: dict[Node, MlgitError] = field(default_factory=dict)  # fails a check itself
+    structure: dict[bytes, tuple[int, IndexEntry, bytes]] = field(default_factory=dict)
+    leaf_type: dict[bytes, int] = field(default_factory=dict)  # leaves to fetch: stored type
+    seen: set[Node] = field(default_factory=set)
+
+
 def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
-                  *, history: bool = True, chunks_too: bool = True,
+                  *, role: str = walk.SNAPSHOT, lengths: dict[bytes, int] | None = None,
+                  history: bool = True, chunks_too: bool = True,
                   progress: Progress | None = None,
-                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
+                  on_total: Callable[[int, int], None] | None = None,
+                  on_bad: OnBad | None = None) -> TransferStats:
     """Bring every object reachable from ``roots`` that the local store lacks.
 
+    ``roots`` are used in ``role``: snapshots (refs, pointers, revisions), leaves
+    (``mlgit.open``'s chunks, whose lengths ``lengths`` gives), or
+    :data:`~mlgit.store.walk.ANY` (each root's index type decides: a repair).
     ``history`` False skips snapshots' parents (just these versions);
     ``chunks_too`` False brings only snapshots and trees (``mlgit.open`` then
     fetches the chunks of the one file it reads). Trees and snapshots are read
@@ -297,117 +419,235 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
     have left them without their chunks), else from the remote; chunks are read
     last, grouped into coalesced ranged reads, and written before the trees
     that name them.
+
+    Before anything is stored, every object is checked: verified against its
+    id, a snapshot or tree decoded as one, a chunk's length compared with its
+    tree's (or ``lengths``). A root whose closure fails a check is not fetched
+    (what it shares with good roots still is): its error, naming the remote and
+    the object, goes to ``on_bad``, or, without ``on_bad``, the first one is
+    raised once everything else is stored. Objects are stored under the type of
+    their role (chunk, blob, tree, snapshot), whatever the remote's index says.
     """
     stats = TransferStats()
-    have = store.objects.has_committed
-    level: list[tuple[bytes, str]] = [(r, walk.ANY) for r in dict.fromkeys(roots)]
-    missing = [r for r, _ in level if not have(r) and not remote.has(r)]
-    if missing:
-        raise CorruptObjectError(f"remote {backend.url} lacks object {raw_to_hex(missing[0])}")
-    structure: dict[bytes, tuple[IndexEntry, bytes]] = {}  # snapshots and trees
-    kids: dict[bytes, list[bytes]] = {}
-    chunks: list[bytes] = []
-    lengths: dict[bytes, int] = {}
-    seen: set[tuple[bytes, str]] = set(level)
+    w = _Walk()
+    root_nodes: list[Node] = []
+    level: list[Node] = []
+    for oid in dict.fromkeys(roots):
+        r = role if role != walk.ANY else _root_role(store, remote, oid)
+        node = (oid, r)
+        if node not in root_nodes:
+            root_nodes.append(node)
+        n = lengths.get(oid) if lengths is not None else None
+        kind = _leaf_root_type(store, remote, oid) if role == walk.ANY else OBJ_CHUNK
+        _visit(store, backend, remote, w, node, n, None, kind, level)
     while level:
-        got = read_objects(backend, remote,
-                           list(dict.fromkeys(o for o, _ in level if not have(o))))
-        nxt: list[tuple[bytes, str]] = []
-        for oid, role in level:
-            local_entry = store.objects.entry(oid)
-            if local_entry is not None:
-                role = walk.resolve_role(role, local_entry.type)
-                if role == walk.LEAF:
-                    continue  # a chunk or blob we have
-                e, data, stored = local_entry, store.objects.get(oid), b""
-            else:
-                e, stored = got[oid]
-                role = walk.resolve_role(role, e.type)
-                if role == walk.LEAF:
-                    chunks.append(oid)
-                    continue
-                data = decompress(e.codec, stored, e.raw_len)
-            try:
-                refs = walk.references(role, data, history=history, chunks=chunks_too)
-            except FormatError as err:
-                raise CorruptObjectError(f"remote {backend.url}: {role} {raw_to_hex(oid)} "
-                                         f"does not decode: {err}") from None
-            children = [c for c, r, _ in refs if r != walk.LEAF]
-            for c, r, n in refs:
-                if r == walk.LEAF and n is not None:
-                    lengths[c] = n
-            if local_entry is None:
-                structure[oid] = (e, stored)
-                kids[oid] = children
-            for c, r, _ in refs:
-                if (c, r) in seen:
-                    continue
-                seen.add((c, r))
-                if not have(c) and not remote.has(c):
-                    raise CorruptObjectError(f"remote {backend.url} lacks object "
-                                             f"{raw_to_hex(c)}")
-                if r == walk.LEAF:
-                    if not have(c):
-                        chunks.append(c)
-                else:
-                    nxt.append((c, r))
-        level = nxt
-    chunk_ids = list(dict.fromkeys(chunks))
-    for c in chunk_ids:
-        if not remote.has(c):
-            raise CorruptObjectError(f"remote {backend.url} lacks object {raw_to_hex(c)}")
-        n = lengths.get(c)
-        if n is not None and remote.entries[c][1].raw_len != n:
-            raise CorruptObjectError(f"remote {backend.url} sent chunk {raw_to_hex(c)} of "
-                                     f"{remote.entries[c][1].raw_len} bytes; its tree says {n}")
+        level = _walk_level(store, backend, remote, w, level, history, chunks_too)
+    tainted = _taint(w, root_nodes)
+    keep = _reachable(w, [r for r in root_nodes if r not in tainted])
+    chunk_ids = [oid for oid, r in keep if r == walk.LEAF and oid in w.leaf_type]
     if on_total:
         on_total(len(chunk_ids), sum(remote.entries[c][1].stored_len for c in chunk_ids))
     # Leaves first, in batches that bound memory, then structure from the bottom up.
+    failed: dict[bytes, MlgitError] = {}
     batch: list[bytes] = []
     size = 0
     for c in chunk_ids:
         batch.append(c)
         size += remote.entries[c][1].stored_len
         if size >= 64 << 20:
-            _store_batch(store, backend, remote, batch, stats, progress)
+            _store_batch(store, backend, remote, batch, w.leaf_type, stats, progress, failed)
             batch, size = [], 0
-    _store_batch(store, backend, remote, batch, stats, progress)
-    for oid in _postorder(kids):
-        e, stored = structure[oid]
-        store.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored)
+    _store_batch(store, backend, remote, batch, w.leaf_type, stats, progress, failed)
+    if failed:
+        w.broken.update(((c, walk.LEAF), err) for c, err in failed.items())
+        tainted = _taint(w, root_nodes)
+        keep = _reachable(w, [r for r in root_nodes if r not in tainted])
+    for oid, r in _postorder(w, keep):
+        if r == walk.LEAF or oid not in w.structure:
+            continue
+        type_, e, stored = w.structure[oid]
+        store.objects.put_stored(oid, type_, e.codec, e.raw_len, stored)
         stats.objects += 1
         stats.bytes += len(stored)
     store.objects.flush()
+    stats.failed = {oid for oid, r in root_nodes if (oid, r) in tainted}
+    problems = [_not_fetched(node, tainted[node], node in w.broken)
+                for node in root_nodes if node in tainted]
+    for err in problems:
+        if on_bad is not None:
+            on_bad(err)
+    if problems and on_bad is None:
+        raise problems[0]
     return stats
 
 
-def _postorder(kids: dict[bytes, list[bytes]]) -> list[bytes]:
-    """The keys of ``kids``, each after every key it (transitively) references."""
-    order: list[bytes] = []
-    done: set[bytes] = set()
-    for root in kids:
+def _root_role(store: Store, remote: RemoteIndex, oid: bytes) -> str:
+    """The role of a root given as :data:`~mlgit.store.walk.ANY`: from its index type."""
+    e = store.objects.entry(oid)
+    if e is None and remote.has(oid):
+        e = remote.entries[oid][1]
+    return walk.resolve_role(walk.ANY, e.type) if e is not None else walk.SNAPSHOT
+
+
+def _leaf_root_type(store: Store, remote: RemoteIndex, oid: bytes) -> int:
+    """The type to store a leaf root of unknown role as: chunk or blob, as its index says."""
+    e = store.objects.entry(oid)
+    if e is None and remote.has(oid):
+        e = remote.entries[oid][1]
+    return OBJ_BLOB if e is not None and e.type == OBJ_BLOB else OBJ_CHUNK
+
+
+def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: Node,
+           length: int | None, parent: Node | None, leaf_type: int, level: list[Node]) -> None:
+    """Take note of ``node``, referenced by ``parent`` (None: a root) with ``length``.
+
+    Leaves the local store lacks are queued for fetching, structure objects for
+    the next level; what fails a check before any read is marked broken (a
+    chunk whose length disagrees with its tree breaks the tree).
+    """
+    oid, r = node
+    have = store.objects.has_committed(oid)
+    url = backend.url
+    if not have and remote.has(oid):
+        e = remote.entries[oid][1]
+        if r == walk.LEAF and length is not None and e.raw_len != length:
+            where = f"{parent[1]} {raw_to_hex(parent[0])}" if parent else "its tree"
+            w.broken[parent or node] = CorruptObjectError(
+                f"remote {url} has chunk {raw_to_hex(oid)} of {e.raw_len} bytes; "
+                f"{where} says {length}")
+        if r == walk.SNAPSHOT and e.raw_len > MAX_SNAPSHOT_LEN:
+            w.broken[node] = CorruptObjectError(
+                f"remote {url}: snapshot {raw_to_hex(oid)} claims {e.raw_len} bytes, more "
+                f"than the {MAX_SNAPSHOT_LEN} a snapshot may have")
+    if node in w.seen:
+        return
+    w.seen.add(node)
+    if node in w.broken:
+        return
+    if not have and not remote.has(oid):
+        what = "object" if r == walk.LEAF else r
+        w.broken[node] = CorruptObjectError(f"remote {url} lacks {what} {raw_to_hex(oid)}")
+        return
+    if r == walk.LEAF:
+        if not have:
+            w.leaf_type.setdefault(oid, leaf_type)
+        return
+    level.append(node)
+
+
+def _walk_level(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk,
+                level: list[Node], history: bool, chunks_too: bool) -> list[Node]:
+    """Read and decode one level of trees and snapshots; return the next level."""
+    have = store.objects.has_committed
+    failed: dict[bytes, MlgitError] = {}
+    got = read_objects(backend, remote, list(dict.fromkeys(o for o, _ in level if not have(o))),
+                       failed)
+    nxt: list[Node] = []
+    for node in level:
+        oid, r = node
+        local = store.objects.entry(oid)
+        where = "the local store" if local is not None else f"remote {backend.url}"
+        if oid in failed:
+            w.broken[node] = failed[oid]  # could not be read (its error names the remote)
+            continue
+        try:
+            if local is not None:
+                e, data, stored = local, store.objects.get(oid), b""
+            else:
+                e, stored = got[oid]
+                data = decompress(e.codec, stored, e.raw_len)
+            refs = walk.references(r, data, history=history, chunks=chunks_too)
+        except CorruptObjectError as err:
+            w.broken[node] = err
+            continue
+        except (FormatError, ValueError) as err:
+            w.broken[node] = CorruptObjectError(
+                f"{where}: {r} {raw_to_hex(oid)} does not decode as a {r}: {err}")
+            continue
+        if local is None:
+            w.structure.setdefault(oid, (_ROLE_TYPE[r], e, stored))
+        children = w.graph.setdefault(node, [])
+        for c, cr, n in refs:
+            child = (c, cr)
+            children.append(child)
+            kind = OBJ_CHUNK if n is not None else OBJ_BLOB  # a tree's chunk, a config blob
+            _visit(store, backend, remote, w, child, n, node, kind, nxt)
+    return nxt
+
+
+def _taint(w: _Walk, roots: list[Node]) -> dict[Node, MlgitError]:
+    """Every node reachable from ``roots`` whose closure holds a broken node, with its error."""
+    bad: dict[Node, MlgitError] = {}
+    done: set[Node] = set()
+    for root in roots:
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            kids = w.graph.get(node, [])
+            if expanded:
+                err = w.broken.get(node) or next((bad[c] for c in kids if c in bad), None)
+                if err is not None:
+                    bad[node] = err
+                continue
+            if node in done:
+                continue
+            done.add(node)
+            stack.append((node, True))
+            stack.extend((c, False) for c in kids if c not in done)
+    return bad
+
+
+def _reachable(w: _Walk, roots: list[Node]) -> dict[Node, None]:
+    """Every node reachable from ``roots``, in a stable order."""
+    out: dict[Node, None] = {}
+    stack = list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        if node in out:
+            continue
+        out[node] = None
+        stack.extend(reversed([c for c in w.graph.get(node, []) if c not in out]))
+    return out
+
+
+def _postorder(w: _Walk, nodes: dict[Node, None]) -> list[Node]:
+    """``nodes``, each after every node of ``nodes`` it (transitively) references."""
+    order: list[Node] = []
+    done: set[Node] = set()
+    for root in nodes:
         if root in done:
             continue
-        stack: list[tuple[bytes, bool]] = [(root, False)]
+        stack: list[tuple[Node, bool]] = [(root, False)]
         while stack:
-            oid, expanded = stack.pop()
+            node, expanded = stack.pop()
             if expanded:
-                order.append(oid)
+                order.append(node)
                 continue
-            if oid in done:
+            if node in done:
                 continue
-            done.add(oid)
-            stack.append((oid, True))
-            stack.extend((c, False) for c in kids[oid] if c in kids and c not in done)
+            done.add(node)
+            stack.append((node, True))
+            stack.extend((c, False) for c in w.graph.get(node, [])
+                         if c in nodes and c not in done)
     return order
 
 
+def _not_fetched(node: Node, err: MlgitError, itself: bool) -> MlgitError:
+    """The problem to report for a root that was not fetched because of ``err``."""
+    if itself:
+        return err
+    oid, r = node
+    return type(err)(f"{err} (so {r} {raw_to_hex(oid)} was not fetched)")
+
+
 def _store_batch(store: Store, backend: Backend, remote: RemoteIndex, batch: list[bytes],
-                 stats: TransferStats, progress: Progress | None) -> None:
+                 types: dict[bytes, int], stats: TransferStats, progress: Progress | None,
+                 failed: dict[bytes, MlgitError]) -> None:
+    """Read and store a batch of leaves (as ``types`` says); failures go into ``failed``."""
     if not batch:
         return
-    for oid, (e, stored) in read_objects(backend, remote, batch).items():
-        store.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored)
+    for oid, (e, stored) in read_objects(backend, remote, batch, failed).items():
+        store.objects.put_stored(oid, types.get(oid, OBJ_CHUNK), e.codec, e.raw_len, stored)
         stats.objects += 1
         stats.bytes += len(stored)
         if progress:
@@ -415,5 +655,8 @@ def _store_batch(store: Store, backend: Backend, remote: RemoteIndex, batch: lis
 
 
 def remote_cache_dir(store: Store, url: str) -> Path:
-    """Where the indexes of the remote at ``url`` are cached."""
+    """Where the indexes of the remote at ``url`` are cached: ``cache/remotes/<h>``.
+
+    ``<h>`` is the hex XXH3-128 of the URL as configured (its file-system encoding).
+    """
     return store.cache_dir / "remotes" / digest_bytes(os.fsencode(url)).hex()
