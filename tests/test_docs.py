@@ -271,3 +271,21 @@ def test_format_doc_default_config_is_what_init_writes() -> None:
     assert blocks, "no JSON example in the Config section"
     assert blocks[0] == encode_config(StoreConfig()).decode()
     assert json.loads(blocks[0]) == json.loads(encode_config(StoreConfig()))
+
+
+def test_format_doc_limits_table_lists_every_limit() -> None:
+    """Every bound in mlgit/format/limits.py is in format.md's Limits table, and the
+    table names no constant that does not exist there or in the codecs."""
+    import mlgit.format.compression as compression
+    import mlgit.format.limits as limits
+    import mlgit.format.names as names
+    import mlgit.format.records as records
+    import mlgit.format.tree as tree
+    import mlgit.sync.serve as serve
+
+    table = section((DOCS / "format.md").read_text(), "## Limits", nested=False)
+    documented = set(re.findall(r"`(MAX_[A-Z_]+)`", table))
+    assert set(limits.__all__) <= documented
+    known = set(limits.__all__) | {n for m in (compression, names, records, tree, serve)
+                                   for n in dir(m) if n.startswith("MAX_")}
+    assert documented <= known
