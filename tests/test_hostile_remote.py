@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 import zstandard
-from conftest import git, make_tree
+from conftest import BIN, git, make_tree
 from hostile_bytes import (
     BLOB,
     CHUNK,
@@ -302,7 +302,8 @@ def _world_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, byt
     for key in [k for k in os.environ if k.startswith("GIT_")]:
         del os.environ[key]
     os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-                      GIT_CONFIG_NOSYSTEM="1")
+                      GIT_CONFIG_NOSYSTEM="1",
+                      PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     try:
         tmp = tmp_path_factory.mktemp("world")
         w = _make_world(tmp)
@@ -494,8 +495,10 @@ def test_fetched_objects_are_stored_under_the_type_of_their_role(world: World) -
     cid, bid = oid(data), oid(blob)
     tree_bytes = raw_tree(ent(b"r.txt", file_body([(cid, len(data))], digest=cid)))
     b = Builder()
-    sid = b.snapshot("liar", oid(tree_bytes), files=1, bytes=len(data), meta={
-        "path": "liar", "config": [{"name": "c.json", "id": bid.hex(), "size": len(blob)}]})
+    # A checkpoint: its meta.config ids are the references to config blobs.
+    sid = b.snapshot("liar", oid(tree_bytes), kind="checkpoint", files=1, bytes=len(data),
+                     meta={"config": [{"name": "c.json", "id": bid.hex(),
+                                       "size": len(blob)}]})
     snap = b.objects[0].data
     store_objs = [Obj(snap, TREE, ZSTD), Obj(tree_bytes, CHUNK, ZSTD), Obj(data, SNAPSHOT, RAW),
                   Obj(blob, TREE, RAW)]
@@ -586,7 +589,8 @@ def test_a_bad_ref_in_the_own_store_is_reported_and_the_rest_goes_on(
     plant(ml / "refs/datasets/evil", kind, world.tmp / "outside")
     r = gitml(world.victim, "ls")
     assert_refused(r, 7, "datasets/evil")
-    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["mine"]
+    # The good local ref, then the remote-tracking ref of what the victim pulled.
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["mine", "origin/good"]
     r = gitml(world.victim, "push", "origin")
     assert_refused(r, 7, "datasets/evil")
     assert (world.ml / "refs/datasets/mine").exists()  # the rest was pushed
