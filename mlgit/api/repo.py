@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mlgit.api.events import Events
 from mlgit.errors import (
     BadPathError,
+    CorruptObjectError,
     FormatError,
     GitCommandError,
     MlgitError,
@@ -29,7 +31,7 @@ from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_component, check_tracked_path
-from mlgit.format.pointer import POINTER_SUFFIX, Pointer
+from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry
@@ -46,6 +48,7 @@ from mlgit.gitlink.pointers import (
 from mlgit.gitlink.repo import GitRepo, discover
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
+from mlgit.snapshot.merge import Conflict
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
@@ -54,6 +57,7 @@ from mlgit.store.store import Store
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
+    from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
     from mlgit.api.sync import PushResult, RemoteRef
     from mlgit.hooks.install import HookResult
@@ -83,7 +87,12 @@ class AddResult:
 class StatusEntry:
     """One tracked path compared with the snapshot its pointer pins.
 
-    ``state`` is ``clean``, ``modified`` or ``missing`` (the data path does not exist).
+    ``state`` is ``clean``, ``modified``, ``missing`` (the data path does not exist)
+    or ``conflicted`` (the pointer records a merge that left conflicts: ``conflict``
+    is set, ``changes`` compare the data with ours plus what merged cleanly).
+    ``conflicts`` lists the conflicting paths, worked out again from the merge's
+    versions; None when those are not in the local store (``conflict.paths`` then
+    lists what the pointer file holds).
     """
 
     path: str
@@ -93,11 +102,25 @@ class StatusEntry:
     state: str
     changes: list[Change] = field(default_factory=list)
     is_file: bool = False
+    conflict: PointerConflict | None = None
+    conflicts: list[Conflict] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml status --json`` prints it."""
         return {"path": self.path, "pointer": self.pointer, "name": self.name, "id": self.id,
-                "state": self.state, "changes": [c.to_json() for c in self.changes]}
+                "state": self.state, "changes": [c.to_json() for c in self.changes],
+                "conflict": self._conflict_json()}
+
+    def _conflict_json(self) -> dict[str, Any] | None:
+        c = self.conflict
+        if c is None:
+            return None
+        paths = ([x.to_json() for x in self.conflicts] if self.conflicts is not None else
+                 [{"path": p, "kind": None, "base": None, "ours": None, "theirs": None}
+                  for p in c.paths])
+        count = len(self.conflicts) if self.conflicts is not None else c.count
+        return {"ours": c.ours, "theirs": c.theirs, "base": c.base, "count": count,
+                "paths": paths}
 
 
 @dataclass
@@ -230,9 +253,16 @@ class Repo:
         return repo, created
 
     def install_hooks(self) -> list[HookResult]:
-        """Install post-checkout and post-merge hooks, chaining any hook already there."""
+        """Install the hooks (chaining any hook already there) and the pointer merge driver.
+
+        The merge driver and its ``*.mlgit`` attribute are left alone, and reported
+        as ``kept``, where someone else's are set (:mod:`mlgit.hooks.mergedriver`).
+        """
         from mlgit.hooks.install import install_hooks  # imported when used: start-up time
-        return install_hooks(self.git)
+        from mlgit.hooks.mergedriver import (  # imported when used: start-up time
+            install_merge_driver,
+        )
+        return install_hooks(self.git) + install_merge_driver(self.git)
 
     def run_hook(self, name: str, args: list[str], events: Events | None = None,
                  stdin: bytes | None = None) -> int:
@@ -590,13 +620,20 @@ class Repo:
         finally:
             ev.finish()
         head = store.refs.get("datasets", ds)
-        parent = existing.id if existing is not None and existing.name == ds else head
+        same = existing is not None and existing.name == ds
+        # A conflicted merge being resolved: the new version has both sides as parents.
+        merging = existing.conflict if existing is not None and same else None
+        parent = (merging.ours if merging is not None else existing.id) if (
+            existing is not None and same) else head
         root_kind = ROOT_FILE if is_file else ROOT_DIR
         tree_hex = built.root.hex()
         created = True
         oid: ObjectID
         unchanged_cache = old.snapshot == parent and old.tree == tree_hex and not built.hashed_files
-        if parent is not None:
+        if merging is not None:
+            assert existing is not None
+            self._warn_unmerged(rel, existing, merging, tree_hex, ev)
+        elif parent is not None:
             # The stat cache remembers the parent's tree, saving a read of the store.
             if unchanged_cache and existing is not None and existing.name == ds:
                 created = False
@@ -611,10 +648,14 @@ class Repo:
                     oid = parent
         if created:
             tz = time.localtime().tm_gmtoff // 60
-            snap = Snapshot(KIND_DATASET, ds, ObjectID(tree_hex), root_kind,
-                            (parent,) if parent else (), int(time.time()), tz,
-                            _author(self.git), message, built.files, built.total_bytes,
-                            {"path": rel})
+            parents: tuple[ObjectID, ...] = (parent,) if parent else ()
+            if merging is not None:
+                parents = (merging.ours, merging.theirs)
+                message = message or (f"merge of {merging.ours[:12]} and "
+                                      f"{merging.theirs[:12]}, conflicts resolved")
+            snap = Snapshot(KIND_DATASET, ds, ObjectID(tree_hex), root_kind, parents,
+                            int(time.time()), tz, _author(self.git), message, built.files,
+                            built.total_bytes, {"path": rel})
             oid = store.objects.put_snapshot(snap)
         store.objects.flush()  # objects durable before anything names them
         if created or head is None:
@@ -628,6 +669,27 @@ class Repo:
         return AddResult(rel, pointer_rel, ds, oid, created, built.files, built.total_bytes,
                          built.hashed_files, built.hashed_bytes,
                          store.objects.bytes_written - written_before)
+
+    def _warn_unmerged(self, rel: str, existing: Pointer, c: PointerConflict, tree_hex: str,
+                       ev: Events) -> None:
+        """Warn when a conflict is resolved with data that is still just ours.
+
+        The changes that merged cleanly are in the snapshot the conflicted pointer
+        pins (``git ml checkout`` puts them in the work tree); data equal to ours
+        leaves them out, which is a valid resolution but rarely the one meant.
+        """
+        objects = self.store.objects
+        try:
+            if not (objects.has_committed(bytes.fromhex(c.ours))
+                    and objects.has_committed(bytes.fromhex(existing.id))):
+                return
+            ours_tree, partial_tree = self.snapshot(c.ours).tree, self.snapshot(existing.id).tree
+        except FormatError:
+            return
+        if tree_hex == ours_tree != partial_tree:
+            ev.warn(f"{rel}: recorded as the merge, but the data is your version only: the "
+                    f"changes that merged cleanly ({existing.id[:12]}, `git ml checkout "
+                    f"{rel}`) are not in it")
 
     # -- status / diff ---------------------------------------------------------
     def tracked(self, events: Events | None = None) -> list[tuple[str, Pointer]]:
@@ -681,12 +743,30 @@ class Repo:
             try:
                 entry = self._status_one(pointer_rel, p, ev)
             except FormatError as e:
-                ev.problem(_about(pointer_rel, e))
-                continue
+                if p.conflict is None:
+                    ev.problem(_about(pointer_rel, e))
+                    continue
+                # A conflict is listed whatever else is wrong: it is what to resolve.
+                ev.warn(f"{pointer_rel}: the data cannot be compared: {_about(pointer_rel, e)}")
+                entry = StatusEntry(tracked_path_for(pointer_rel), pointer_rel, p.name, p.id,
+                                    "conflicted")
+            if p.conflict is not None:
+                self._add_conflicts(entry, p.conflict, ev)
             out.append(entry)
         if events is None:
             ev.raise_problems()
         return out
+
+    def _add_conflicts(self, entry: StatusEntry, c: PointerConflict, ev: Events) -> None:
+        """Mark ``entry`` conflicted and work out its conflicts from the merge's versions."""
+        from mlgit.api.merge import conflicts_of  # imported when used: start-up time
+        entry.state = "conflicted"
+        entry.conflict = c
+        try:
+            entry.conflicts = conflicts_of(self, c)
+        except FormatError as e:
+            ev.warn(f"{entry.pointer}: the conflicts cannot be worked out again ({e}); "
+                    "showing those the pointer file lists")
 
     def _status_one(self, pointer_rel: str, p: Pointer, ev: Events) -> StatusEntry:
         """One tracked path compared with its pinned snapshot."""
@@ -850,19 +930,30 @@ class Repo:
 
         Returns (path, id) for each path updated. Refuses, changing nothing for
         that path, to discard local changes not saved in the store unless ``force``.
-        A bad pointer file (see :meth:`tracked`), or one whose snapshot is malformed,
-        is reported to ``events`` and skipped, and the other paths are checked out;
-        without ``events`` the first problem is raised once the rest is done.
+        What the store lacks comes from the lazy-fetch remote (when there is one and
+        ``ml.lazyFetch`` is not false): a missing snapshot with its trees, then the
+        chunks of just the files to write. A bad pointer file (see :meth:`tracked`),
+        or one whose snapshot is malformed or cannot be had, is reported to
+        ``events`` and skipped, and the other paths are checked out; without
+        ``events`` the first problem is raised once the rest is done. A conflicted
+        pointer's data becomes ours plus what merged cleanly (the snapshot it pins).
         """
         from mlgit.snapshot.materialize import update_worktree  # imported when used: start-up time
         ev = events or Events()
         store = self.store
         work = self.git.require_workdir()
         pointers = self._tracked_for(paths, ev)
+        lacking = sorted({p.id for _, p in pointers
+                          if not store.objects.has_committed(bytes.fromhex(p.id))})
+        why = self._fetch_snapshots(lacking) if lacking else {}
         done = []
         for pointer_rel, p in pointers:
             rel = tracked_path_for(pointer_rel)
             full = work / rel
+            if p.id in why:
+                ev.problem(CorruptObjectError(f"{pointer_rel}: snapshot {p.id} is not in the "
+                                              f"local store, {why[p.id]}"))
+                continue
             try:
                 snap = self.snapshot(p.id)
             except FormatError as e:
@@ -878,7 +969,7 @@ class Repo:
             try:
                 cache, stat_time = update_worktree(
                     store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
-                    on_total=on_total)
+                    on_total=on_total, fetch=self._chunk_fetcher())
             except FormatError as e:  # a bad snapshot: nothing of it was written
                 ev.problem(_about(pointer_rel, e))
                 continue
@@ -890,6 +981,66 @@ class Repo:
         if events is None:
             ev.raise_problems()
         return done
+
+    def _fetch_snapshots(self, oids: list[ObjectID], chunks_too: bool = False
+                         ) -> dict[ObjectID, str]:
+        """Fetch these snapshots (and their trees; chunks too if asked) from the lazy remote.
+
+        Returns, for each one still not in the local store, why (one clause for a
+        message); an empty dict when all came.
+        """
+        from mlgit.api import sync  # imported when used: start-up time
+        remote = self._lazy_remote()
+        if remote is None:
+            return dict.fromkeys(oids, "and there is no remote to fetch it from (add one, or "
+                                 "turn ml.lazyFetch on)")
+        collect = Events()
+        reason = f"and the remote {remote!r} could not supply it"
+        try:
+            sync.fetch(self, remote, [str(o) for o in oids], history=False, notes=False,
+                       chunks_too=chunks_too, events=collect)
+        except MlgitError as e:
+            reason = f"and fetching it from the remote {remote!r} failed: {e}"
+        found = getattr(collect, "problems", [])
+        if found:
+            reason = f"and the remote {remote!r} could not supply it: {found[0]}"
+        return {o: reason for o in oids
+                if not self.store.objects.has_committed(bytes.fromhex(o))}
+
+    def _chunk_fetcher(self) -> Callable[[list[tuple[bytes, int]]], None] | None:
+        """What brings missing chunks for a checkout: the lazy remote's, or None."""
+        from mlgit.api import sync  # imported when used: start-up time
+        remote = self._lazy_remote()
+        if remote is None:
+            return None
+
+        def fetch(chunks: list[tuple[bytes, int]]) -> None:
+            sync.fetch_chunks(self, remote, chunks)
+
+        return fetch
+
+    def merge_pointer_files(self, base: str | os.PathLike[str], ours: str | os.PathLike[str],
+                            theirs: str | os.PathLike[str], pointer_path: str,
+                            events: Events | None = None) -> MergeOutcome:
+        """git-ml's merge driver: merge two versions of a pointer file (see :mod:`mlgit.api.merge`).
+
+        ``base``, ``ours`` and ``theirs`` are the files git passes (``%O %A %B``),
+        ``pointer_path`` the pointer's path in the work tree (``%P``). The result
+        is written to ``ours``. Snapshots that are not local are fetched (snapshots
+        and trees) from the lazy-fetch remote first.
+        """
+        from mlgit.api import merge  # imported when used: start-up time
+        ev = events or Events()
+
+        def fetch(oids: list[ObjectID]) -> None:
+            why = self._fetch_snapshots(oids)
+            if why:
+                oid = min(why)
+                raise CorruptObjectError(f"{pointer_path}: snapshot {oid} is not in the local "
+                                         f"store, {why[oid]}")
+
+        return merge.merge_pointer_files(self, Path(base), Path(ours), Path(theirs),
+                                         pointer_path, fetch=fetch, events=ev)
 
     def open(self, rev: str, path: str = "") -> BinaryIO:
         """A binary, seekable file object over one file of a snapshot; reads chunks on demand.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlgit import __version__
-from mlgit.api.repo import Repo
+from mlgit.api.repo import Repo, StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
@@ -35,6 +35,7 @@ from mlgit.format.records import (
     best_value,
     metric_values,
 )
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import LineageEntry
@@ -152,8 +153,11 @@ def init(c: Ctx, pack_size: int | None, chunk_size: int | None) -> None:
                 if h.action == "chained":
                     click.echo(f"hook {h.name}: installed; the existing hook runs first "
                                f"({h.path.name}.mlgit-chained)")
+                elif h.action == "kept":
+                    click.echo(f"{h.name}: left alone: {h.detail}")
                 elif h.action != "current":
-                    click.echo(f"hook {h.name}: {h.action}")
+                    label = h.name if h.name.startswith("merge") else f"hook {h.name}"
+                    click.echo(f"{label}: {h.action}{f' ({h.detail})' if h.detail else ''}")
 
 
 @cli.command()
@@ -191,7 +195,9 @@ def status(c: Ctx, as_json: bool) -> None:
         click.echo("no datasets tracked here; `git ml add PATH` starts one")
         return
     for e in entries:
-        if e.state == "clean":
+        if e.state == "conflicted":
+            _print_conflicted(e)
+        elif e.state == "clean":
             click.echo(f"{e.path}: clean ({e.name} {e.id[:12]})")
         elif e.state == "missing":
             click.echo(f"{e.path}: missing (run `git ml checkout {e.path}`)")
@@ -203,6 +209,44 @@ def status(c: Ctx, as_json: bool) -> None:
 
 
 _STATUS_WORDS = {"A": "added", "D": "removed", "M": "modified", "T": "typechange"}
+_CONFLICT_WORDS = {"both-modified": "both modified", "both-added": "both added",
+                   "deleted-by-us": "deleted by us", "deleted-by-them": "deleted by them",
+                   "type-changed": "type changed"}
+
+
+def _side(e: TreeEntry | None) -> str:
+    """One side of a conflicting path, short: its id, or what it is."""
+    if e is None:
+        return "deleted"
+    if e.type == TYPE_FILE:
+        return e.digest.hex()[:12]
+    return "a directory" if e.type == TYPE_DIR else "a symlink"
+
+
+def _print_conflicted(e: StatusEntry) -> None:
+    """A conflicted pointer: its merge, each conflicting path with both versions, how to resolve."""
+    c = e.conflict
+    assert c is not None
+    count = len(e.conflicts) if e.conflicts is not None else c.count
+    noun = "conflict" if count == 1 else "conflicts"
+    click.echo(f"{e.path}: conflicted (merging {e.name} {c.ours[:12]} (ours) and "
+               f"{c.theirs[:12]} (theirs): {count} {noun})")
+    if e.conflicts is not None:
+        for x in e.conflicts:
+            where = e.path if e.is_file else f"{e.path}/{x.path}"
+            click.echo(f"  {_CONFLICT_WORDS.get(x.kind, x.kind):<16} {where}  (ours "
+                       f"{_side(x.ours)}, theirs {_side(x.theirs)})")
+    else:
+        for p in c.paths:
+            click.echo(f"  {'conflict':<16} {e.path}/{p}")
+        if len(c.paths) < c.count:
+            click.echo(f"  ... and {c.count - len(c.paths)} more")
+    for ch in e.changes:
+        where = e.path if e.is_file else f"{e.path}/{ch.path}"
+        click.echo(f"  {_STATUS_WORDS[ch.status]:<16} {where}  (not yet recorded)")
+    click.echo(f"  to resolve: `git ml checkout {e.path}` (ours plus what merged cleanly), "
+               f"fix the paths above (theirs: `git ml path {c.theirs[:12]}`), then "
+               f"`git ml add {e.path}` and `git commit`")
 
 
 @cli.command()
@@ -720,6 +764,29 @@ def hook(c: Ctx, name: str, args: tuple[str, ...]) -> None:
         rc = repo.run_hook(name, list(args), events=c.events, stdin=stdin)
     if rc:
         sys.exit(rc)
+
+
+@cli.command(name="merge-driver", hidden=True)
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("ours", type=click.Path(path_type=Path))
+@click.argument("theirs", type=click.Path(path_type=Path))
+@click.argument("path")
+@pass_ctx
+def merge_driver(c: Ctx, base: Path, ours: Path, theirs: Path, path: str) -> None:
+    """Merge two versions of a pointer file for git (set up by ``git ml init``)."""
+    with c.repo() as repo:
+        r = repo.merge_pointer_files(c.cwd / base, c.cwd / ours, c.cwd / theirs, path,
+                                     events=c.events)
+    shown = path if path.isprintable() and len(path) <= 300 else repr(path[:300])
+    if r.refused is not None:
+        click.echo(f"git-ml: CONFLICT ({shown}): {r.refused}", err=True)
+        sys.exit(1)
+    if r.conflicts:
+        names = ", ".join(x.path for x in r.conflicts[:3])
+        more = f" and {len(r.conflicts) - 3} more" if len(r.conflicts) > 3 else ""
+        click.echo(f"git-ml: CONFLICT ({shown}): changed differently on both sides: "
+                   f"{names}{more}; see `git ml status`", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="path")

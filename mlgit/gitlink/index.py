@@ -71,16 +71,25 @@ def _blob_id(data: bytes, hex_len: int) -> str:
 
 
 def stage(repo: GitRepo, rels: list[str]) -> None:
-    """``git add`` these work-tree paths, unless the index already holds their content."""
+    """``git add`` these work-tree paths, unless the index already holds their content.
+
+    A path git left unmerged (a conflict) is always added: that resolves it.
+    """
     work = repo.require_workdir()
     staged = {}
+    unmerged = set()
     for line in repo.run_git("ls-files", "-s", "-z", "--",
                              *(f":(literal){r}" for r in rels)).split(b"\0"):
         if line:
             meta, _, path = line.partition(b"\t")
-            staged[path.decode("utf-8", "surrogateescape")] = meta.split()[1].decode()
+            fields = meta.split()
+            name = path.decode("utf-8", "surrogateescape")
+            staged[name] = fields[1].decode()
+            if fields[2:3] != [b"0"]:
+                unmerged.add(name)
     todo = [r for r in rels
-            if r not in staged or _blob_id((work / r).read_bytes(), len(staged[r])) != staged[r]]
+            if r not in staged or r in unmerged
+            or _blob_id((work / r).read_bytes(), len(staged[r])) != staged[r]]
     if not todo:
         return
     deadline = time.monotonic() + _INDEX_LOCK_WAIT

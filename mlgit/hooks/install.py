@@ -30,11 +30,16 @@ _MARKER = b"git-ml hook"
 
 @dataclass(frozen=True)
 class HookResult:
-    """What :func:`install_hooks` did with one hook: installed, updated, chained or current."""
+    """What :func:`install_hooks` did with one hook: installed, updated, chained or current.
+
+    Also used for the merge driver (:mod:`mlgit.hooks.mergedriver`), whose action
+    may be ``kept`` (someone else's setting left alone); ``detail`` says what.
+    """
 
     name: str
     action: str
     path: Path
+    detail: str = ""
 
 
 def scripts_dir() -> Path:

@@ -303,18 +303,41 @@ def _note_lost(cur: Checked, c: TreeEntry, p: bytes, lost: list[tuple[bytes, Tre
                     if e.type == TYPE_FILE)
 
 
+def _fetch_missing(store: Store, writes: list[tuple[TreeEntry, bytes]], where: str,
+                   fetch: Callable[[list[tuple[bytes, int]]], None] | None) -> None:
+    """Bring the chunks of the files to write that the store lacks (a lazily fetched version).
+
+    Only the files a checkout writes are looked at, so an up-to-date path costs nothing.
+    """
+    has = store.objects.has_committed
+    missing = list({cid: n for e, _ in writes for cid, n in e.chunks if not has(cid)}.items())
+    if missing and fetch is not None:
+        fetch(missing)
+        missing = [(cid, n) for cid, n in missing if not has(cid)]
+    if missing:
+        raise CorruptObjectError(
+            f"{where}: {len(missing)} chunks of the files to write are not in the local store "
+            f"(first: {missing[0][0].hex()}) and no remote could supply them; nothing was "
+            "written (`git ml fetch REMOTE`)")
+
+
 def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, *,
                     force: bool = False, warn: Callable[[str], None] = lambda _m: None,
                     progress: Progress | None = None,
                     on_total: Callable[[int, int], None] | None = None,
-                    label: str = "") -> tuple[StatCache, int]:
+                    label: str = "",
+                    fetch: Callable[[list[tuple[bytes, int]]], None] | None = None
+                    ) -> tuple[StatCache, int]:
     """Make ``target`` hold exactly snapshot ``snap``; return the new stat cache and its time.
 
     Raises BadPathError, changing nothing, if a file that would be overwritten
     or removed holds content that is not in the store (unless ``force``), and
     FormatError, changing nothing, if the snapshot's tree does not have the shape
     the format requires (:mod:`mlgit.format.treeshape`). ``label`` names the
-    snapshot in messages (default: its kind and name).
+    snapshot in messages (default: its kind and name). The snapshot's trees must
+    be in the store; chunks of the files to write that are not are passed to
+    ``fetch`` as (id, length) pairs before anything is written (without ``fetch``,
+    or if they are still missing after it, a CorruptObjectError, changing nothing).
     """
     where = label or f"{snap.kind} {snap.name}"
     is_file = snap.root == ROOT_FILE
@@ -375,6 +398,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
             raise BadPathError(
                 f"checkout would overwrite local changes not saved in git-ml: {shown}{more}; "
                 "`git ml add` them first, or use --force to discard them")
+    _fetch_missing(store, writes, where, fetch)
     if on_total:
         on_total(len(writes), sum(e.size for e, _ in writes))
     if replace_target:

@@ -63,7 +63,7 @@ Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
 """Told of bad input that was skipped so that the rest could go on (``Events.problem``)."""
 _COALESCE_GAP = 1 << 20
-_ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE}
+_ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
 
 
 _RawId = bytes  # (``bytes`` is also a field name below)
