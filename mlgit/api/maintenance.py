@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.records import decode_note
 from mlgit.gitlink.commits import pointers_in_tree
-from mlgit.gitlink.notes import list_notes, read_note_blob
+from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
 from mlgit.store import walk
@@ -68,31 +67,6 @@ def _commits(repo: Repo) -> list[str]:
     return out.decode().split()
 
 
-def _note_roots(repo: Repo, events: Events | None = None) -> list[tuple[str, str, str]]:
-    """(hex id, label, walk role) of every object a note record names.
-
-    Checkpoint ids and results datasets are snapshots, payload objects trees. A
-    note that cannot be read (too large) and each malformed line are reported
-    to ``events`` as problems and skipped; the other records still count. With no
-    ``events`` they are skipped silently: a bad note must never stop fsck or gc.
-    """
-    ev = events or Events()
-    out: list[tuple[str, str, str]] = []
-    for commit, blob in list_notes(repo.git):
-        where = f"note on {commit[:12]}"
-        try:
-            text = read_note_blob(repo.git, blob, commit)
-        except FormatError as e:
-            ev.problem(e)
-            continue
-        records, problems = decode_note(text, where)
-        for p in problems:
-            ev.problem(FormatError(p))
-        for r in records:
-            out += [(oid, f"{r.type} record, {where}", role) for oid, role in r.roots()]
-    return out
-
-
 def roots(repo: Repo, events: Events | None = None) -> list[Root]:
     """Every (id, what names it, the role it must have) that the store must keep, complete.
 
@@ -118,7 +92,7 @@ def roots(repo: Repo, events: Events | None = None) -> list[Root]:
     if repo.git.workdir is not None:
         out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT)
                 for path, p in repo.tracked(ev)]
-    out += _note_roots(repo, ev)
+    out += note_roots(repo.git, ev.problem)
     return out
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlgit.api.events import Events
 from mlgit.errors import (
+    AmbiguousRevisionError,
     BadPathError,
     CorruptObjectError,
     FormatError,
@@ -28,13 +29,13 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.config import StoreConfig
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, is_hex_prefix
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
-from mlgit.format.treeshape import file_root_entry
+from mlgit.format.treeshape import file_root_entry, totals
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
     PointerProblem,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
     from mlgit.api.sync import PushResult, RemoteRef
+    from mlgit.format.records import PayloadRecord
     from mlgit.hooks.install import HookResult
     from mlgit.store.fsck import FsckReport
     from mlgit.store.gc import GcReport
@@ -265,20 +267,22 @@ class Repo:
         return install_hooks(self.git) + install_merge_driver(self.git)
 
     def run_hook(self, name: str, args: list[str], events: Events | None = None,
-                 stdin: bytes | None = None) -> int:
+                 stdin: bytes | None = None, reflog_action: str | None = None) -> int:
         """Run git-ml's part of hook ``name`` after the hook it chained; return the exit code.
 
-        post-checkout/post-merge: git-ml's own failures become warnings (a hook
-        must not fail git's checkout because data could not be updated); a
-        chained hook's failure is passed on. pre-push: the data the pushed
-        commits pin is pushed first; if that fails the push is stopped (exit 1),
-        so a remote never gets commits whose data it cannot have.
+        pre-push (``git push``): ``git ml push`` to the same remote with the
+        pushed commits (objects, refs, notes and the objects they name); if that
+        fails the push is stopped (exit 1), so a remote never gets commits whose
+        data it cannot have. post-merge (``git pull``, ``git merge``): ``git ml
+        pull`` from the lazy-fetch remote (notes, every remote name, local refs
+        fast-forwarded, HEAD's data checked out). post-rewrite after a rebase:
+        the same when ``reflog_action`` (git's ``GIT_REFLOG_ACTION``) says it is
+        ``git pull --rebase``, else HEAD's data is fetched and checked out.
+        post-checkout: HEAD's data, fetched lazily. git-ml's own failures there
+        become warnings (a hook must not fail git's command because data could
+        not be updated); a chained hook's failure is passed on.
         """
         from mlgit.api import sync  # imported when used: start-up time
-        from mlgit.gitlink.notes import (  # imported when used: start-up time
-            fetch_notes,
-            merge_notes,
-        )
         from mlgit.hooks.install import (  # imported when used: start-up time
             hooks_enabled,
             run_chained,
@@ -290,42 +294,52 @@ class Repo:
         if name == "pre-push":
             if rc:
                 return rc
-            commits = [line.split()[1] for line in (stdin or b"").decode().splitlines()
-                       if len(line.split()) == 4 and set(line.split()[1]) != {"0"}]
+            lines = [line.split() for line in (stdin or b"").decode().splitlines()]
+            lines = [w for w in lines if len(w) == 4]
+            # A push of the notes themselves (`git push origin refs/notes/ml`) carries
+            # them: git-ml sends what they name and leaves the notes ref to git.
+            notes = [w for w in lines if w[2].startswith("refs/notes/")]
+            commits = [w[1] for w in lines if w not in notes and set(w[1]) != {"0"}]
             try:
-                self.push(args[0] if args else None, commits=commits, events=ev)
+                self.push(args[0] if args else None, commits=commits, notes=not notes,
+                          events=ev)
             except MlgitError as e:
                 ev.warn(f"pre-push: git-ml data not pushed: {e}")
                 return 1
             return 0
         if name == "post-checkout" and (len(args) < 3 or args[2] != "1"):
             return rc  # a file checkout, not a branch or commit switch
+        if name == "post-rewrite" and (not args or args[0] != "rebase"):
+            return rc  # `git commit --amend`: git copies the notes, the data did not change
+        # A bad pointer (a teammate's commit) is reported and skipped; the rest
+        # is fetched and checked out, and git's own command still succeeds.
+        hook_ev = _HookEvents(ev, name)
+        pulling = name == "post-merge" or (
+            name == "post-rewrite" and (reflog_action or "").startswith("pull"))
         try:
-            # A bad pointer (a teammate's commit) is reported and skipped; the rest
-            # is fetched and checked out, and git's own command still succeeds.
-            hook_ev = _HookEvents(ev, name)
-            self._fetch_pinned(hook_ev)
-            self.checkout_worktree(events=hook_ev)
+            remote = self._lazy_remote() if pulling else None
+            if remote is not None:
+                sync.pull(self, remote, events=hook_ev)
+            else:
+                self._fetch_pinned(hook_ev)
+                self.checkout_worktree(events=hook_ev)
         except MlgitError as e:
-            ev.warn(f"{name}: data not updated: {e}; run `git ml checkout` when ready")
-        if name == "post-merge":  # `git pull`: bring the remote's notes along
-            try:
-                remote = self._lazy_remote()
-                if remote is not None and sync.is_git_remote(self, remote) and (
-                        fetch_notes(self.git, remote)):
-                    merge_notes(self.git, remote)
-            except MlgitError as e:
-                ev.warn(f"post-merge: notes not fetched: {e}; run `git ml fetch`")
+            ev.warn(f"{name}: data not updated: {e}; run `git ml pull` when ready")
         return rc
 
     def _fetch_pinned(self, ev: Events) -> None:
-        """Fetch (lazily, when allowed) the snapshots the work tree's pointers pin but we lack."""
+        """Fetch (lazily, when allowed) the snapshots the work tree's pointers pin but we lack.
+
+        When it contacts the remote it also brings the remote's notes and every
+        remote ref's snapshot and trees (so every name resolves), as pull does.
+        """
         from mlgit.api import sync  # imported when used: start-up time
         missing = sorted({p.id for _, p in self.tracked()  # checkout reports bad ones
                           if not self.store.objects.has_committed(bytes.fromhex(p.id))})
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
-            sync.fetch(self, remote, [str(m) for m in missing], history=False, events=ev)
+            sync.fetch(self, remote, [str(m) for m in missing], history=False, all_refs=True,
+                       events=ev)
 
     @property
     def store(self) -> Store:
@@ -430,20 +444,27 @@ class Repo:
 
     # -- remotes (mlgit/api/sync.py) -------------------------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
-             commits: list[str] | None = None, events: Events | None = None) -> PushResult:
-        """Send sidecar objects, refs and notes to ``remote``."""
+             commits: list[str] | None = None, notes: bool = True,
+             events: Events | None = None) -> PushResult:
+        """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes."""
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.push(self, remote, force=force, commits=commits, events=events)
+        return sync.push(self, remote, force=force, commits=commits, notes=notes, events=events)
 
     def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
               events: Events | None = None) -> PushResult:
-        """Bring objects, remote-tracking refs and notes from ``remote``."""
+        """Bring notes, objects and remote-tracking refs from ``remote``.
+
+        Without ``revs``: everything (every ref's history, every object the notes
+        name). With ``revs``: those, and every other remote ref's snapshot and
+        trees. In a bare repository the local refs follow the remote's as
+        :meth:`pull` moves them (a ``--mirror`` clone's are set to the remote's).
+        """
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.fetch(self, remote, revs, events=events)
+        return sync.fetch(self, remote, revs, all_refs=True, local_refs="auto", events=events)
 
     def pull(self, remote: str | None = None, *, events: Events | None = None
              ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
-        """Fetch what HEAD's pointer files pin, then materialize it."""
+        """Bring notes and names, fast-forward local refs, fetch and materialize HEAD's data."""
         from mlgit.api import sync  # imported when used: start-up time
         return sync.pull(self, remote, events=events)
 
@@ -502,10 +523,14 @@ class Repo:
 
         Each distinct tree is read once, however often the snapshot's trees share it.
         """
-        objects = self.store.objects
-        if not objects.has_committed(bytes.fromhex(oid)):
+        if not self.store.objects.has_committed(bytes.fromhex(oid)):
             return False
-        stack = [bytes.fromhex(self.snapshot(oid).tree)]
+        return self._tree_complete(bytes.fromhex(self.snapshot(oid).tree))
+
+    def _tree_complete(self, tree: bytes) -> bool:
+        """True if tree ``tree`` and everything below it is in the local store."""
+        objects = self.store.objects
+        stack = [tree]
         seen = set(stack)
         while stack:
             t = stack.pop()
@@ -885,11 +910,18 @@ class Repo:
 
         For a checkpoint stored from a TensorFlow prefix, the path is that prefix
         inside the directory (what ``tf.train.Checkpoint.restore`` expects).
+        ``rev`` may also be the ``object`` id (or a unique prefix of it) that a
+        note record names: the payload (a log, graph or results file or
+        directory) is fetched lazily when not here and materialized the same
+        way; for a payload of one file the path is that file.
         """
         from mlgit.snapshot.materialize import (
             materialize_readonly,  # imported when used: start-up time
         )
         ev = events or Events()
+        payload = self._payload_record(rev)
+        if payload is not None:
+            return self._checkout_payload(payload, ev)
         oid = self._resolve_fetching(rev)
         snap = self.snapshot(oid)
         prefix = self._tf_prefix(oid, snap)  # checked before anything is written
@@ -899,6 +931,67 @@ class Repo:
         finally:
             ev.finish()
         return path / prefix if prefix is not None else path
+
+    def _payload_record(self, rev: str) -> PayloadRecord | None:
+        """The note record whose payload ``rev`` names, or None if ``rev`` is a revision.
+
+        Looked for only when ``rev`` is 4 to 32 hex digits that resolve to no
+        local snapshot: then the notes are read, and ``rev`` must be the ``object``
+        of a log, graph or results record, or a prefix of exactly one.
+        """
+        from mlgit.format.records import PayloadRecord  # imported when used: start-up time
+        from mlgit.gitlink.notes import note_records  # imported when used: start-up time
+        want = rev.strip().lower()
+        if not (4 <= len(want) <= 32 and is_hex_prefix(want)):
+            return None
+        try:
+            self.resolve(rev)
+            return None
+        except AmbiguousRevisionError:
+            raise
+        except RevisionError:
+            pass
+        found: dict[str, PayloadRecord] = {}
+        for _, rec in note_records(self.git):
+            if isinstance(rec, PayloadRecord) and rec.object.startswith(want):
+                found.setdefault(rec.object, rec)
+        if len(found) > 1:
+            raise AmbiguousRevisionError(
+                f"{rev!r} is a prefix of several payloads: {', '.join(sorted(found)[:10])}")
+        return next(iter(found.values()), None)
+
+    def _checkout_payload(self, rec: PayloadRecord, ev: Events) -> Path:
+        """Materialize a note's payload read-only at ``checkouts/<object>``; see :meth:`checkout`.
+
+        Fetched lazily (whole) when not complete here. A payload tree holding one
+        regular file named as the record's ``name`` was stored from that file: its
+        path is returned.
+        """
+        from mlgit.api import sync  # imported when used: start-up time
+        from mlgit.snapshot.materialize import (
+            materialize_readonly,  # imported when used: start-up time
+        )
+        oid = rec.object
+        raw = bytes.fromhex(oid)
+        if not self._tree_complete(raw):
+            remote = self._lazy_remote()
+            if remote is None:
+                raise RevisionError(f"payload {oid} ({rec.type} {rec.name[:80]!r}) is not in "
+                                    "the local store and lazy fetching is off; run "
+                                    "`git ml fetch`")
+            sync.fetch_payload(self, remote, oid)
+        entries = self.store.objects.get_tree(raw)
+        files, nbytes = totals(entries)
+        snap = Snapshot(KIND_DATASET, rec.name, oid, ROOT_DIR, (), 0, 0, "", "", files, nbytes)
+        ev.start(f"materializing {rec.name[:80]}", files, nbytes)
+        try:
+            path = materialize_readonly(self.store, oid, snap, progress=ev.advance)
+        finally:
+            ev.finish()
+        name = os.fsencode(rec.name)
+        if len(entries) == 1 and entries[0].type == TYPE_FILE and entries[0].name == name:
+            return path / rec.name  # a tree entry's name: one checked path component
+        return path
 
     def _tf_prefix(self, oid: ObjectID, snap: Snapshot) -> str | None:
         """The TensorFlow prefix a checkpoint was stored from (``meta.source.prefix``), or None.

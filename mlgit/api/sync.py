@@ -1,20 +1,36 @@
 """``git ml push / fetch / pull / ls REMOTE``: sidecar objects, refs and notes with remotes.
 
-Order of a push: objects (packs, children before parents), then each remote
-ref by compare-and-swap (a non-fast-forward is refused unless forced), then
-notes (fetched, merged with ``cat_sort_uniq``, pushed). A fetch stores remote
+Order of a push: the remote's notes are fetched and merged into ours (so what a
+teammate noted counts as there); then objects (packs, children before
+parents): the closure of every local ref, of what the pushed commits pin, and
+of every object the merged notes name that the remote lacks; then each remote
+ref by compare-and-swap (a non-fast-forward is refused unless forced); then
+the notes (pushed; on a race fetched, merged and pushed again). So a remote
+never holds a note whose payloads it lacks.
+
+A fetch merges the remote's notes first, then brings objects, stores remote
 refs as remote-tracking refs (``.git/ml/refs/remotes/<remote>/...``) and never
-moves local ones; it merges the remote's notes into ours.
+moves local ones (except in a bare repository, which has nothing to pull into:
+there it updates them as pull does). ``git ml fetch`` without revisions brings
+everything: every ref's history and every object the notes name. With
+revisions, ``pull`` and the hooks bring those versions whole and, for every
+other remote ref, its snapshot and trees (so every name resolves and ``show``
+works); the rest (payloads, other versions' chunks) comes lazily when used.
+Pull then fast-forwards local refs to their remote-tracking refs, creates the
+ones we lack, and refuses (ConflictError, kept) one that diverged.
 
 Bad input is reported and skipped, as ``git fsck`` does (``Events.problem``): a
 ref that cannot be read (here or on the remote), a remote index that fails its
-checks, a snapshot whose objects fail theirs (it is not fetched; the rest is).
+checks, a snapshot whose objects fail theirs (it is not fetched; the rest is),
+an object a note names that neither side holds.
 Called without ``events``, a verb raises the first problem once the rest is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
@@ -34,26 +50,38 @@ from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
 from mlgit.format.snapshot import Snapshot, decode_snapshot
 from mlgit.gitlink.commits import head_commit, pointers_in_tree, resolve_commit
-from mlgit.gitlink.notes import fetch_notes, merge_notes, push_notes
+from mlgit.gitlink.notes import (
+    fetch_notes,
+    merge_notes,
+    note_roots,
+    notes_commit,
+    push_notes,
+)
 from mlgit.store import walk
+from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 from mlgit.sync.remote import RemoteSpec, open_backend, resolve_remote
 from mlgit.sync.transfer import (
     RemoteIndex,
+    TransferStats,
     check_remote_config,
+    closure_postorder,
     fetch_objects,
-    push_objects,
     read_objects,
     remote_cache_dir,
+    send_objects,
 )
 
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
 
-__all__ = ["PushResult", "RemoteRef", "fetch", "fetch_chunks", "is_git_remote", "ls_remote", "pull",
-           "push", "tracking_refs"]
+__all__ = ["PushResult", "RemoteRef", "fetch", "fetch_chunks", "fetch_payload", "is_git_remote",
+           "ls_remote", "pull", "push", "tracking_refs"]
+
+_NOTES_SENT = "notes-pushed"
+"""In a remote's index cache: the notes commit whose every named object that remote holds."""
 
 
 @dataclass
@@ -67,6 +95,7 @@ class PushResult:
     packs: int = 0
     refs: list[str] = field(default_factory=list)
     notes: bool = False
+    local: list[str] = field(default_factory=list)  # local refs a pull moved or created
 
 
 @dataclass
@@ -107,10 +136,19 @@ def tracking_refs(store: Store, remote: str) -> RefStore:
     return RefStore(store.root / "refs" / "remotes" / remote)
 
 
-def _local_refs(store: Store, ev: Events) -> dict[str, ObjectID]:
-    """Every local dataset and run ref (``datasets/<name>``: id); bad ones are problems."""
+def _local_refs(store: Store, ev: Events, warn: bool = False) -> dict[str, ObjectID]:
+    """Every local dataset and run ref (``datasets/<name>``: id).
+
+    Bad ones are problems (warnings with ``warn``) and left out.
+    """
+    def bad(_: str, e: FormatError) -> None:
+        if warn:
+            ev.warn(f"{e} (skipped)")
+        else:
+            ev.problem(e)
+
     return {f"{kind}/{name}": oid for kind in REF_KINDS
-            for name, oid in store.refs.list(kind, lambda _, e: ev.problem(e)).items()}
+            for name, oid in store.refs.list(kind, bad).items()}
 
 
 def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
@@ -129,28 +167,45 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
 
 
 def _pinned(repo: Repo, commits: list[str]) -> set[ObjectID]:
+    """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped)."""
+    import pygit2  # start-up time
+
     cache: dict[str, Any] = {}
     out: set[ObjectID] = set()
     for c in commits:
-        tree = str(repo.git.git[c].tree_id)
+        try:
+            tree = str(repo.git.git[c].peel(pygit2.Commit).tree_id)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue  # not a commit (a tag of a tree or blob)
         out.update(p.id for _, p in pointers_in_tree(repo.git, tree, cache))
     return out
 
 
 def push(repo: Repo, remote: str | None = None, *, force: bool = False,
-         commits: list[str] | None = None, events: Events | None = None) -> PushResult:
+         commits: list[str] | None = None, notes: bool = True,
+         events: Events | None = None) -> PushResult:
     """Send objects, refs and notes to ``remote``. See the module docstring for the order.
 
     ``commits`` are the commits being pushed (the pre-push hook passes them); by
-    default HEAD. Every snapshot their pointer files name is sent, and every
-    local dataset and run ref.
+    default HEAD. Every snapshot their pointer files pin is sent, every local
+    dataset and run ref, and every object the notes name (payloads, checkpoints,
+    test datasets) that the remote lacks and we have; one that neither has is a
+    problem (reported; the rest is pushed). ``notes`` False: the notes ref
+    itself is left to git (the pre-push hook of a ``git push`` that pushes it).
     """
     ev = events or Events()
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
+    git_remote = is_git_remote(repo, spec.name)
+    cache = remote_cache_dir(store, spec.url)
+    notes_ok = True
     try:
         check_remote_config(backend, store, create=True)
+        # Teammates' records count as present on the remote: merge theirs first.
+        remote_notes = _notes_in(repo, spec.name) if git_remote and notes else None
+        notes_at = notes_commit(repo.git)
+        notes_sent = notes_at is None or _notes_marker(cache) == notes_at
         local = _local_refs(store, ev)
         heads = commits if commits is not None else [c for c in [head_commit(repo.git)] if c]
         pinned = _pinned(repo, heads)
@@ -163,11 +218,12 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
         remote_refs = backend.list_refs(bad_remote_ref)
         local = {ref: oid for ref, oid in local.items() if ref not in unreadable}
         named_there = set(remote_refs.values())
-        if all(remote_refs.get(ref) == oid for ref, oid in local.items()) and (
+        if notes_sent and all(remote_refs.get(ref) == oid for ref, oid in local.items()) and (
                 pinned <= named_there):
-            # Everything is named by a remote ref, and a remote ref only ever names a
-            # complete snapshot: nothing to send, and no index needs reading.
-            result.notes = _notes_after(repo, spec)
+            # Everything is named by a remote ref (which only ever names a complete
+            # snapshot) and the notes' objects went with these notes already:
+            # nothing to send, and no index needs reading.
+            result.notes = notes and git_remote and _notes_out(repo, spec.name, remote_notes)
             if events is None:
                 ev.raise_problems()
             return result
@@ -192,13 +248,16 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 f"yours lacks; run `git ml fetch {spec.name}`, then add or commit on top of "
                 "the remote's version (or push with --force to replace it)")
         roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
-        index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
+        index = RemoteIndex(backend, cache, ev.problem)
+        todo = closure_postorder(store, roots, index.has)
+        if not notes_sent:
+            notes_ok = _plan_note_objects(repo, index, todo, spec, ev)
 
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"pushing to {spec.name}", files, nbytes)
 
         try:
-            stats = push_objects(store, backend, roots, index, progress=ev.advance,
+            stats = send_objects(store, backend, todo, index, progress=ev.advance,
                                  on_total=on_total)
         finally:
             ev.finish()
@@ -221,15 +280,85 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                     ev.problem(e)
     finally:
         backend.close()
-    result.notes = _notes_after(repo, spec)
+    result.notes = notes and git_remote and _notes_out(repo, spec.name, remote_notes)
+    if notes_ok and notes_at is not None:
+        _set_notes_marker(cache, notes_at)
     if events is None:
         ev.raise_problems()
     return result
 
 
-def _notes_after(repo: Repo, spec: RemoteSpec) -> bool:
-    """Push the notes when the remote is one of git's (objects and refs went first)."""
-    return is_git_remote(repo, spec.name) and push_notes(repo.git, spec.name)
+def _notes_in(repo: Repo, remote: str) -> str | None:
+    """Fetch the remote's notes and merge them into ours; return the remote's commit (or None)."""
+    if not fetch_notes(repo.git, remote):
+        return None
+    merge_notes(repo.git, remote)
+    return notes_commit(repo.git, remote)
+
+
+def _notes_out(repo: Repo, remote: str, remote_notes: str | None) -> bool:
+    """Push our notes (already merged with the remote's) unless the remote has exactly them.
+
+    True when the remote has our notes afterwards; False when there are none.
+    """
+    ours = notes_commit(repo.git)
+    if ours is None:
+        return False
+    if ours == remote_notes:
+        return True
+    return push_notes(repo.git, remote, merged=True)
+
+
+def _notes_marker(cache: Path) -> str | None:
+    """The notes commit recorded as fully pushed to the remote of ``cache`` (or None)."""
+    try:
+        return read_bounded(cache / _NOTES_SENT, 64, "notes marker").decode("ascii").strip()
+    except (OSError, FormatError, UnicodeDecodeError):
+        return None
+
+
+def _set_notes_marker(cache: Path, commit: str) -> None:
+    """Record that the remote of ``cache`` holds every object notes ``commit`` names."""
+    with contextlib.suppress(OSError):  # a cache: losing it costs one negotiation
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache / _NOTES_SENT, (commit + "\\n").encode())
+
+
+def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
+                       ev: Events) -> bool:
+    """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
+
+    An object we never fetched that the remote has is fine. One that neither
+    side has (or whose closure is incomplete here and there) is a problem,
+    and nothing of it is sent. Each root's closure is planned on its own, after
+    what ``todo`` holds, so children still go before parents.
+    """
+    store = repo.store
+    planned = set(todo)
+
+    def have(oid: bytes) -> bool:
+        return oid in planned or index.has(oid)
+
+    ok = True
+    for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
+        raw = bytes.fromhex(oid_hex)
+        if store.objects.entry(raw) is None:
+            if not index.has(raw):
+                ok = False
+                ev.problem(CorruptObjectError(
+                    f"{label} names {role} {oid_hex}, which neither this store nor "
+                    f"{spec.name} holds; it cannot be pushed (whoever wrote the record has it: "
+                    "they can `git ml push` it)"))
+            continue
+        try:
+            more = closure_postorder(store, [(raw, role)], have)
+        except CorruptObjectError as e:
+            ok = False
+            ev.problem(CorruptObjectError(f"{label}: {role} {oid_hex} cannot be pushed: {e}"))
+            continue
+        todo.extend(more)
+        planned.update(more)
+    return ok
 
 
 def _remote_snapshot_ids(index: RemoteIndex) -> list[str]:
@@ -255,55 +384,153 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
 
 def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, *,
           history: bool = True, notes: bool = True, chunks_too: bool = True,
+          all_refs: bool = False, local_refs: str | None = None, require_store: bool = True,
           events: Events | None = None) -> PushResult:
-    """Bring objects (for ``revs``, default every remote ref), remote-tracking refs and notes."""
+    """Bring notes, objects and remote-tracking refs from ``remote``.
+
+    ``revs`` None: every remote ref with its history, whole, and every object
+    the notes name (payloads come eagerly). Else just those revisions (with
+    ``history``; with their chunks when ``chunks_too``). ``all_refs``: also
+    every other remote ref's snapshot and trees, so that every name the
+    remote has resolves here (chunks come lazily). A remote-tracking ref is
+    set for every remote ref whose snapshot is now here.
+
+    ``local_refs``: None leaves local refs alone; ``"ff"`` fast-forwards them to
+    the remote's, creates the ones we lack, and reports one that diverged as a
+    ConflictError problem (kept); ``"mirror"`` sets them to the remote's;
+    ``"auto"`` is ``"ff"`` (``"mirror"`` for a ``--mirror`` remote) in a bare
+    repository and None elsewhere. ``require_store`` False: a remote with no
+    git-ml data only has its notes merged.
+    """
     ev = events or Events()
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
+    git_remote = notes and is_git_remote(repo, spec.name)
+    mode = _local_mode(repo, spec.name) if local_refs == "auto" else local_refs
     try:
         if not check_remote_config(backend, store, create=False):
-            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            if require_store:
+                raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            result.notes = git_remote and _notes_in(repo, spec.name) is not None
+            if events is None:
+                ev.raise_problems()
+            return result
+        # Notes first: a pusher sends objects and refs before notes, so every
+        # object these notes name is listed by the indexes read below.
+        result.notes = git_remote and _notes_in(repo, spec.name) is not None
         unreadable: dict[str, FormatError] = {}
         refs = backend.list_refs(unreadable.__setitem__)
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
         wanted = _wanted(revs, refs, unreadable, index, ev)
-
-        def on_total(files: int, nbytes: int) -> None:
-            ev.start(f"fetching from {spec.name}", files, nbytes)
-
-        try:
-            with store.writing():
-                stats = fetch_objects(store, backend, [bytes.fromhex(w) for w in wanted], index,
-                                      history=history, chunks_too=chunks_too,
-                                      progress=ev.advance, on_total=on_total,
-                                      on_bad=ev.problem)
-        finally:
-            ev.finish()
-        result.objects, result.bytes = stats.objects, stats.bytes
+        bring = _Bringer(repo, backend, index, spec.name, result, ev)
+        with store.writing():
+            bring(wanted, history=history, chunks_too=chunks_too)
+            # A root that failed a check stays unfetched: no tracking ref will name it.
+            others = [oid for oid in dict.fromkeys(refs.values())
+                      if bytes.fromhex(oid) not in bring.failed]
+            if revs is None or all_refs or mode is not None:
+                has = store.objects.has_committed
+                bring([oid for oid in others if not has(bytes.fromhex(oid))],
+                      history=False, chunks_too=False)
+            if mode is not None:
+                # What fast-forwarding needs: the remote versions' history (snapshots
+                # and trees), to tell "behind" from "diverged".
+                mine = _local_refs(store, ev, warn=True)
+                ok = set(others)
+                bring([oid for ref, oid in refs.items()
+                       if oid in ok and ref in mine and mine[ref] != oid],
+                      history=True, chunks_too=False)
+            if revs is None and notes:
+                _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
             fetched = {ref: oid for ref, oid in refs.items()
-                       if bytes.fromhex(oid) not in stats.failed}
-            _track(store, spec.name, fetched, chunks_too, result, ev)
+                       if bytes.fromhex(oid) not in bring.failed}
+            _track(store, spec.name, fetched, result, ev)
+            if mode is not None:
+                _update_local_refs(store, spec.name, fetched, mode, result, ev)
     finally:
         backend.close()
-    if notes and is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
-        merge_notes(repo.git, spec.name)
-        result.notes = True
     if events is None:
         ev.raise_problems()
     return result
 
 
+def _local_mode(repo: Repo, remote: str) -> str | None:
+    """``local_refs="auto"``: a bare repository follows the remote's refs, a mirror exactly."""
+    if repo.git.workdir is not None:
+        return None
+    try:
+        mirror = repo.git.run_git("config", "--bool", f"remote.{remote}.mirror").decode().strip()
+    except GitCommandError:
+        mirror = "false"
+    return "mirror" if mirror == "true" else "ff"
+
+
+class _Bringer:
+    """Runs :func:`fetch_objects` for one fetch, adding up what came and what failed."""
+
+    def __init__(self, repo: Repo, backend: Backend, index: RemoteIndex, remote: str,
+                 result: PushResult, ev: Events) -> None:
+        self.store, self.backend, self.index = repo.store, backend, index
+        self.remote, self.result, self.ev = remote, result, ev
+        self.failed: set[bytes] = set()
+
+    def __call__(self, oids: list[ObjectID] | list[bytes], *, role: str = walk.SNAPSHOT,
+                 history: bool = True, chunks_too: bool = True) -> None:
+        """Bring ``oids`` (in ``role``) and what they reference; failures are problems."""
+        roots = [o if isinstance(o, bytes) else bytes.fromhex(o) for o in oids]
+        if not roots:
+            return
+        ev = self.ev
+
+        def on_total(files: int, nbytes: int) -> None:
+            ev.start(f"fetching from {self.remote}", files, nbytes)
+
+        try:
+            stats: TransferStats = fetch_objects(
+                self.store, self.backend, roots, self.index, role=role, history=history,
+                chunks_too=chunks_too, progress=ev.advance, on_total=on_total,
+                on_bad=ev.problem)
+        finally:
+            ev.finish()
+        self.result.objects += stats.objects
+        self.result.bytes += stats.bytes
+        self.failed |= stats.failed
+
+
+def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
+                        report: bool, ev: Events) -> None:
+    """Bring, whole, every object the notes name: payload trees, checkpoints, test datasets.
+
+    One that neither this store nor the remote holds is a problem when the notes
+    came from this remote (``report``): whoever wrote the record did not push it.
+    """
+    has = repo.store.objects.has_committed
+    by_role: dict[str, list[bytes]] = {walk.TREE: [], walk.SNAPSHOT: []}
+    for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
+        raw = bytes.fromhex(oid_hex)
+        if not has(raw) and not index.has(raw):
+            if report:
+                ev.problem(CorruptObjectError(
+                    f"{label} names {role} {oid_hex}, which neither this store nor "
+                    f"{spec.name} ({spec.url}) holds; whoever wrote the record must "
+                    "`git ml push` it"))
+            continue
+        by_role.setdefault(role, []).append(raw)
+    for role, oids in by_role.items():
+        bring(oids, role=role, history=False)
+
+
 def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
             unreadable: dict[str, FormatError], index: RemoteIndex, ev: Events
             ) -> list[ObjectID]:
-    """The snapshots to fetch: for ``revs``, else every remote ref.
+    """The snapshots to fetch: for ``revs``, else (None) every remote ref.
 
     A ref that could not be read is a problem when it is wanted (every ref, or a
     rev naming it) and only a warning otherwise; so is a rev the remote lacks.
     """
-    if not revs:
+    if revs is None:
         for e in unreadable.values():
             ev.problem(e)
         return sorted(set(refs.values()))
@@ -326,14 +553,19 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
     return wanted
 
 
-def _track(store: Store, remote: str, refs: dict[str, ObjectID], chunks_too: bool,
-           result: PushResult, ev: Events) -> None:
-    """Point the remote-tracking refs at what was fetched whole (a bad one is a problem)."""
+def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushResult,
+           ev: Events) -> None:
+    """Point the remote-tracking refs at the remote refs whose snapshots are here.
+
+    A tracking ref names a snapshot whose snapshot object and trees are in the
+    local store; its chunks, blobs and parents may still be only on the remote
+    (fetched when used). A bad one is a problem.
+    """
     tracking = tracking_refs(store, remote)
-    for ref, oid in sorted(refs.items()):
+    for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not chunks_too or not store.objects.has_committed(bytes.fromhex(oid)):
-            continue  # not fetched whole: a tracking ref must name complete data
+        if not store.objects.has_committed(bytes.fromhex(oid)):
+            continue  # not fetched (a check failed): a tracking ref names only what is here
         try:
             current = tracking.get(kind, name)
             if current != oid:
@@ -341,6 +573,48 @@ def _track(store: Store, remote: str, refs: dict[str, ObjectID], chunks_too: boo
                 result.refs.append(ref)
         except FormatError as e:
             ev.problem(e)
+
+
+def _in_kind_order(refs: dict[str, ObjectID]) -> list[tuple[str, ObjectID]]:
+    """``refs`` (``datasets/<name>``: id) sorted datasets first, then runs, each by name."""
+    order = {k: i for i, k in enumerate(REF_KINDS)}
+    return sorted(refs.items(), key=lambda kv: (order.get(kv[0].partition("/")[0], 99), kv[0]))
+
+
+def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mode: str,
+                       result: PushResult, ev: Events) -> None:
+    """Move local refs to the remote's: create missing ones, fast-forward those behind.
+
+    A local ref ahead of the remote's stays. One that diverged (neither is an
+    ancestor of the other) stays too and is a ConflictError problem naming both
+    ids and the way out; ``mode`` ``"mirror"`` replaces it instead.
+    """
+    for ref, oid in _in_kind_order(refs):
+        kind, _, name = ref.partition("/")
+        if not store.objects.has_committed(bytes.fromhex(oid)):
+            continue
+        try:
+            mine = store.refs.get(kind, name)
+        except FormatError as e:
+            ev.problem(e)
+            continue
+        if mine == oid:
+            continue
+        if mine is not None and mode != "mirror" and not _is_ancestor(store, mine, oid):
+            if _is_ancestor(store, oid, mine):
+                continue  # ours is ahead: `git ml push` sends it
+            what = "dataset" if kind == "datasets" else "run"
+            ev.problem(ConflictError(
+                f"{what} {name} has diverged from {remote}'s: yours is {mine[:12]}, "
+                f"{remote}/{name} is {oid[:12]}; yours is kept (merge the two and `git ml "
+                f"add` the result, or `git ml push --force` to replace {remote}'s)"))
+            continue
+        try:
+            store.refs.update(kind, name, oid, mine)
+        except ConflictError as e:
+            ev.problem(e)
+            continue
+        result.local.append(ref)
 
 
 def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = None
@@ -364,7 +638,7 @@ def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = Non
                  if index.has(r) and index.entries[r][1].raw_len <= MAX_SNAPSHOT_LEN]
         failed: dict[bytes, MlgitError] = {}
         got = read_objects(backend, index, small, failed)
-        for ref, oid in sorted(refs.items()):
+        for ref, oid in _in_kind_order(refs):  # datasets first, as local `ls` lists them
             kind, _, name = ref.partition("/")
             out.append(RemoteRef(kind[:-1], name, oid, _remote_snapshot(
                 spec.url, ref, bytes.fromhex(oid), index, got, failed, ev)))
@@ -404,23 +678,25 @@ def resolve_commits(repo: Repo, revs: list[str]) -> list[str]:
 
 def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
          ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
-    """Fetch what HEAD's pointer files pin (just those versions) and the notes, then check out.
+    """Bring the remote's notes and names, move local refs, and check out what HEAD pins.
 
-    Returns the fetch result and the paths materialized. Bad pointer files are
-    left out of both; the checkout reports each (to ``events``, else it raises the
-    first once the other paths are checked out).
+    Fetches the versions HEAD's pointer files pin (just those, whole) and, for
+    every remote ref, its snapshot and trees with a remote-tracking ref; then
+    fast-forwards local refs that are behind, creates those we lack, and keeps
+    (a ConflictError problem) one that diverged. Returns the fetch result and
+    the paths materialized (none in a bare repository). Bad pointer files are
+    left out of both; the checkout reports each (to ``events``, else it raises
+    the first once the other paths are checked out).
     """
-    pins = sorted({p.id for _, p in repo.tracked()})
+    ev = events or Events()
+    pins = sorted({p.id for _, p in repo.tracked()}) if repo.git.workdir is not None else []
     missing = [p for p in pins if not repo.store.objects.has_committed(bytes.fromhex(p))]
-    if missing:
-        result = fetch(repo, remote, [str(m) for m in missing], history=False, events=events)
-    else:
-        spec = resolve_remote(repo.git, remote)
-        result = PushResult(spec.name, spec.url)
-        if is_git_remote(repo, spec.name) and fetch_notes(repo.git, spec.name):
-            merge_notes(repo.git, spec.name)
-            result.notes = True
-    return result, repo.checkout_worktree(events=events)
+    result = fetch(repo, remote, [str(m) for m in missing], history=False, all_refs=True,
+                   local_refs="ff", require_store=bool(missing), events=ev)
+    done = repo.checkout_worktree(events=ev) if repo.git.workdir is not None else []
+    if events is None:
+        ev.raise_problems()
+    return result, done
 
 
 def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> None:
@@ -443,6 +719,27 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
         with repo.store.writing():
             fetch_objects(repo.store, backend, list(lengths), index, role=walk.LEAF,
                           lengths=lengths)
+    finally:
+        backend.close()
+
+
+def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
+    """Bring a note's payload (a tree, ``oid``) and everything below it, verified.
+
+    RevisionError when the remote does not have it; other failures raise, naming
+    the remote.
+    """
+    spec, backend = _connect(repo, remote)
+    try:
+        if not check_remote_config(backend, repo.store, create=False):
+            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+        index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
+        raw = bytes.fromhex(oid)
+        if not index.has(raw) and not repo.store.objects.has_committed(raw):
+            raise RevisionError(f"payload {oid} is neither here nor on {spec.name} "
+                                f"({spec.url}); whoever noted it must `git ml push` it")
+        with repo.store.writing():
+            fetch_objects(repo.store, backend, [raw], index, role=walk.TREE, history=False)
     finally:
         backend.close()
 

@@ -660,10 +660,11 @@ def lineage(c: Ctx, rev: str, max_count: int | None, as_json: bool) -> None:
 def _report_transfer(verb: str, r: Any) -> None:
     refs = f"; refs: {', '.join(r.refs)}" if r.refs else ""
     notes = "; notes synced" if r.notes else ""
+    local = f"; local refs updated: {', '.join(r.local)}" if r.local else ""
     click.echo(f"{verb} {r.remote} ({r.url}): {r.objects} objects, {_human(r.bytes)} in "
                f"{r.packs} packs{refs}{notes}" if verb == "pushed to" else
                f"{verb} {r.remote} ({r.url}): {r.objects} objects, {_human(r.bytes)}"
-               f"{refs}{notes}")
+               f"{refs}{notes}{local}")
 
 
 @cli.command()
@@ -682,8 +683,12 @@ def push(c: Ctx, remote: str | None, force: bool) -> None:
 @click.argument("revs", nargs=-1)
 @pass_ctx
 def fetch(c: Ctx, remote: str | None, revs: tuple[str, ...]) -> None:
-    """Bring objects, remote-tracking refs and notes from REMOTE (all, or just REVS)."""
-    with c.repo() as repo:
+    """Bring notes, objects and remote-tracking refs from REMOTE (everything, or just REVS)."""
+    repo, created = Repo.init(c.cwd)  # a fresh clone has no store yet: set it up
+    repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+    with repo:
+        if created:
+            click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")
         r = repo.fetch(remote, list(revs) or None, events=c.events)
     _report_transfer("fetched from", r)
 
@@ -754,14 +759,17 @@ def gc(c: Ctx, prune: str, dry_run: bool) -> None:
 
 
 @cli.command(hidden=True)
-@click.argument("name", type=click.Choice(["post-checkout", "post-merge", "pre-push"]))
+@click.argument("name", type=click.Choice(["post-checkout", "post-merge", "post-rewrite",
+                                          "pre-push"]))
 @click.argument("args", nargs=-1)
 @pass_ctx
 def hook(c: Ctx, name: str, args: tuple[str, ...]) -> None:
     """Run git-ml's part of a git hook (called by the installed hook scripts)."""
-    stdin = sys.stdin.buffer.read() if name == "pre-push" else None
+    # pre-push gets the pushed refs, post-rewrite the rewritten commits, on stdin.
+    stdin = sys.stdin.buffer.read() if name in ("pre-push", "post-rewrite") else None
     with c.repo() as repo:
-        rc = repo.run_hook(name, list(args), events=c.events, stdin=stdin)
+        rc = repo.run_hook(name, list(args), events=c.events, stdin=stdin,
+                           reflog_action=os.environ.get("GIT_REFLOG_ACTION"))
     if rc:
         sys.exit(rc)
 
@@ -793,7 +801,7 @@ def merge_driver(c: Ctx, base: Path, ours: Path, theirs: Path, path: str) -> Non
 @click.argument("rev")
 @pass_ctx
 def path_cmd(c: Ctx, rev: str) -> None:
-    """Print the path of a read-only copy of REV (as mlgit.checkout does)."""
+    """Print the path of a read-only copy of REV or of a note's payload ID (as mlgit.checkout)."""
     with c.repo() as repo:
         click.echo(str(repo.checkout(rev, events=c.events)))
 

@@ -2,7 +2,9 @@
 
 Appends from git-ml processes are serialized by a lock file in the store
 directory, so concurrent ``commit-ckpt`` runs on one repository never lose a
-line. Merging notes with other clones (``cat_sort_uniq``) is the remotes' job.
+line. Fetching, merging (``cat_sort_uniq``) and pushing notes with a git remote
+are here too; :func:`note_roots` lists the objects the records name, the one
+list fsck, gc, push and fetch all use.
 
 Notes come from teammates: a note blob larger than ``MAX_NOTE_LEN`` is refused
 (FormatError) from its header, before it is loaded.
@@ -10,15 +12,18 @@ Notes come from teammates: a note blob larger than ``MAX_NOTE_LEN`` is refused
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from mlgit.errors import FormatError, GitCommandError
+from mlgit.errors import FormatError, GitCommandError, MlgitError
 from mlgit.format.limits import MAX_NOTE_LEN
+from mlgit.format.records import Record, decode_note
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
-__all__ = ["NOTES_REF", "append_note_lines", "fetch_notes", "list_notes", "merge_notes",
-           "push_notes", "read_note", "read_note_blob"]
+__all__ = ["NOTES_REF", "NoteRoot", "append_note_lines", "fetch_notes", "list_notes",
+           "merge_notes", "note_records", "note_roots", "notes_commit", "push_notes", "read_note",
+           "read_note_blob"]
 
 NOTES_REF = "refs/notes/ml"
 _MAX_FANOUT = 20  # a 40-hex name split into 2-hex directories at most this deep
@@ -103,6 +108,63 @@ def list_notes(repo: GitRepo) -> list[tuple[str, str]]:
     return out
 
 
+OnProblem = Callable[[MlgitError], None]
+
+NoteRoot = tuple[str, str, str]
+"""An object a note record names: (hex id, what names it, the walk role it must have)."""
+
+
+def note_records(repo: GitRepo, on_problem: OnProblem | None = None
+                 ) -> Iterator[tuple[str, Record]]:
+    """Every valid record under ``refs/notes/ml``, as (commit, record).
+
+    A note that cannot be read (larger than ``MAX_NOTE_LEN``, not a blob) and
+    each malformed line go to ``on_problem`` (FormatError) and are skipped; the
+    other records still count. Without ``on_problem`` they are skipped silently.
+    """
+    for commit, blob in list_notes(repo):
+        where = f"note on {commit[:12]}"
+        try:
+            text = read_note_blob(repo, blob, commit)
+        except FormatError as e:
+            if on_problem is not None:
+                on_problem(e)
+            continue
+        records, problems = decode_note(text, where)
+        if on_problem is not None:
+            for p in problems:
+                on_problem(FormatError(p))
+        for r in records:
+            yield commit, r
+
+
+def note_roots(repo: GitRepo, on_problem: OnProblem | None = None) -> list[NoteRoot]:
+    """(hex id, label, walk role) of every object a note record names.
+
+    Checkpoint ids and results datasets are snapshots (``"snapshot"``), payload
+    objects trees (``"tree"``): what each typed record's ``roots()`` says. The
+    one list of what notes keep alive and carry: fsck and gc walk it, push
+    sends it, fetch brings it. Bad notes and lines are handled as in
+    :func:`note_records`; they must never stop fsck, gc or a transfer.
+    """
+    return [(oid, f"{r.type} record, note on {commit[:12]}", role)
+            for commit, r in note_records(repo, on_problem) for oid, role in r.roots()]
+
+
+def notes_commit(repo: GitRepo, remote: str | None = None) -> str | None:
+    """The commit ``refs/notes/ml`` points at (hex), or None when there are no notes.
+
+    With ``remote``: the remote's notes as last fetched (:func:`fetch_notes`).
+    """
+    import pygit2  # start-up time
+
+    ref = NOTES_REF if remote is None else _tracking_ref(remote)
+    try:
+        return str(repo.git.lookup_reference(ref).peel(pygit2.Commit).id)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+
+
 def _signature(repo: GitRepo) -> Any:
     import pygit2  # start-up time
 
@@ -159,20 +221,22 @@ def merge_notes(repo: GitRepo, remote: str) -> None:
                      _tracking_ref(remote))
 
 
-def push_notes(repo: GitRepo, remote: str, tries: int = 3) -> bool:
+def push_notes(repo: GitRepo, remote: str, tries: int = 3, merged: bool = False) -> bool:
     """Fetch, merge and push ``refs/notes/ml``; False when there are no local notes.
 
-    A push that loses a race (someone pushed notes meanwhile) fetches, merges and
-    tries again. ``--no-verify`` keeps git's pre-push hook from running again.
+    ``merged``: the remote's notes were just fetched and merged, so the first
+    attempt pushes at once. A push that loses a race (someone pushed notes
+    meanwhile) fetches, merges and tries again. ``--no-verify`` keeps git's
+    pre-push hook from running again: this is called from that hook.
     """
     try:
         repo.run_git("rev-parse", "-q", "--verify", NOTES_REF)
     except GitCommandError:
-        if fetch_notes(repo, remote):
+        if not merged and fetch_notes(repo, remote):
             merge_notes(repo, remote)
         return False
     for attempt in range(tries):
-        if fetch_notes(repo, remote):
+        if (attempt or not merged) and fetch_notes(repo, remote):
             merge_notes(repo, remote)
         try:
             repo.run_git("push", "-q", "--no-verify", remote, f"{NOTES_REF}:{NOTES_REF}")

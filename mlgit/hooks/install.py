@@ -23,7 +23,7 @@ __all__ = ["CHAINED_SUFFIX", "HOOK_NAMES", "HookResult", "carry_notes_on_rewrite
            "hooks_enabled",
            "install_hooks", "run_chained", "scripts_dir"]
 
-HOOK_NAMES = ("post-checkout", "post-merge", "pre-push")
+HOOK_NAMES = ("post-checkout", "post-merge", "post-rewrite", "pre-push")
 CHAINED_SUFFIX = ".mlgit-chained"
 _MARKER = b"git-ml hook"
 

@@ -56,8 +56,8 @@ from mlgit.store.packs import read_index_file
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 
-__all__ = ["RemoteIndex", "TransferStats", "check_remote_config", "fetch_objects",
-           "push_objects", "read_objects", "remote_cache_dir"]
+__all__ = ["RemoteIndex", "TransferStats", "check_remote_config", "closure_postorder",
+           "fetch_objects", "push_objects", "read_objects", "remote_cache_dir", "send_objects"]
 
 Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
@@ -167,20 +167,24 @@ class RemoteIndex:
 
 
 # -- push ---------------------------------------------------------------------------
-def closure_postorder(store: Store, roots: Iterable[bytes], have: Callable[[bytes], bool]
-                      ) -> list[bytes]:
+def closure_postorder(store: Store, roots: Iterable[bytes | tuple[bytes, str]],
+                      have: Callable[[bytes], bool]) -> list[bytes]:
     """Objects reachable from ``roots`` that ``have`` lacks, every object after its children.
 
-    Objects are decoded in the role they are referenced in (:mod:`mlgit.store.walk`).
+    A root is an id (its role taken from the local index type) or (id, role):
+    a note's payload is a tree, a checkpoint record's id a snapshot. Objects
+    are decoded in the role they are referenced in (:mod:`mlgit.store.walk`).
     A snapshot or chunk ``have`` reports is not descended into (a store with a
     snapshot has all of it); trees are always walked, so bytes the other side
-    holds in another role never hide what a tree references.
+    holds in another role never hide what a tree references. An object neither
+    the local store nor ``have`` has is a CorruptObjectError.
     """
     order: list[bytes] = []
     emitted: set[bytes] = set()
     seen: set[tuple[bytes, str]] = set()
     for root in roots:
-        stack: list[tuple[bytes, str, bool]] = [(root, walk.ANY, False)]
+        oid0, role0 = root if isinstance(root, tuple) else (root, walk.ANY)
+        stack: list[tuple[bytes, str, bool]] = [(oid0, role0, False)]
         while stack:
             oid, role, expanded = stack.pop()
             if expanded:
@@ -266,7 +270,14 @@ def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote:
                  progress: Progress | None = None,
                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
     """Send every object reachable from ``roots`` that the remote lacks, as packs."""
-    todo = closure_postorder(store, roots, remote.has)
+    return send_objects(store, backend, closure_postorder(store, roots, remote.has), remote,
+                        progress, on_total)
+
+
+def send_objects(store: Store, backend: Backend, todo: list[bytes], remote: RemoteIndex,
+                 progress: Progress | None = None,
+                 on_total: Callable[[int, int], None] | None = None) -> TransferStats:
+    """Send ``todo`` (each object after everything it references: :func:`closure_postorder`)."""
     if on_total:
         sizes = [store.objects.entry(o) for o in todo]
         on_total(len(todo), sum(e.stored_len for e in sizes if e is not None))
