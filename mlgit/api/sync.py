@@ -39,7 +39,7 @@ from mlgit.store import walk
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
-from mlgit.sync.remote import RemoteSpec, open_backend, resolve_remote
+from mlgit.sync.remote import RemoteSpec, no_store_error, open_backend, resolve_remote
 from mlgit.sync.transfer import (
     RemoteIndex,
     check_remote_config,
@@ -263,7 +263,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     result = PushResult(spec.name, spec.url)
     try:
         if not check_remote_config(backend, store, create=False):
-            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            raise no_store_error(spec)
         unreadable: dict[str, FormatError] = {}
         refs = backend.list_refs(unreadable.__setitem__)
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
@@ -438,7 +438,7 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
     spec, backend = _connect(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
-            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
         with repo.store.writing():
             fetch_objects(repo.store, backend, list(lengths), index, role=walk.LEAF,
