@@ -58,7 +58,7 @@ _PER_REMOTE = {"url", "endpoint", "gitml", "timeout"}
 _NEVER = {"core.sshcommand": "it would run a command on your machine",
           "ml.hooks": "whether git-ml's hooks run is your choice, not a commit's"}
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
-_GITML = re.compile(r"(?:[A-Za-z0-9._+~-][A-Za-z0-9._+~/-]*/)?git-ml\Z")
+_GITML = re.compile(r"(?:[A-Za-z0-9._+~/][A-Za-z0-9._+~/-]*/)?git-ml\Z")
 _ENDPOINT = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?\Z")
 _CREDENTIALS = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@")
 _SCP_CREDENTIALS = re.compile(r"\A[^/@]*:[^/@]*@")
@@ -128,9 +128,9 @@ def check_shared(key: str, value: str) -> str | None:
         return None if _GITML.match(value) else (
             f"{key}: from {SHARED_FILE} only a plain path to a program named git-ml "
             "(e.g. /opt/venv/bin/git-ml) is taken, nothing a shell would interpret")
-    if name == "endpoint":
+    if name == "endpoint":  # (the value is never shown: it may hold a key)
         return None if _ENDPOINT.match(value) else (
-            f"{key}: {value[:80]!r} is not an http(s)://host[:port] URL without credentials")
+            f"{key}: the value is not an http(s)://host[:port] URL without credentials")
     # url, or ml.remote (a remote's name or a URL)
     if name == "remote" and _REMOTE_NAME.match(value):
         return None
