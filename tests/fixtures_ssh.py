@@ -118,7 +118,10 @@ def _write_config(d: Path, port: int, user_is_root: bool) -> Path:
         "PrintMotd no",
         "MaxStartups 64",
         "LogLevel INFO",
-        f"SetEnv PATH={bin_dir}:/usr/bin:/bin",
+        # The server's git-ml imports the same mlgit as the tests' own git-ml does
+        # (PYTHONPATH, when the tests run a work tree's code over an installed one).
+        f"SetEnv PATH={bin_dir}:/usr/bin:/bin"
+        + (f" PYTHONPATH={os.environ['PYTHONPATH']}" if os.environ.get("PYTHONPATH") else ""),
     ]
     if user_is_root:
         lines.append("PermitRootLogin prohibit-password")

@@ -137,3 +137,56 @@ def test_concurrent_ref_updates_lose_nothing(backend: Backend) -> None:
         t.join()
     assert len(wins) == 1 and len(losses) == 3
     assert backend.list_refs()["checkpoints/r"] == ObjectID(f"{wins[0] + 1:032x}")
+
+
+def test_refs_compare_and_delete(backend: Backend) -> None:
+    """delete_ref removes a ref only at the version expected; anything else changes nothing."""
+    backend.init(encode_config(StoreConfig()))
+    backend.update_ref("datasets/data", OID_A, None)
+    backend.update_ref("checkpoints/run-1", OID_C, None)
+    with pytest.raises(ConflictError):
+        backend.delete_ref("datasets/data", OID_B)  # it moved (to A) since B was seen
+    assert backend.list_refs() == {"datasets/data": OID_A, "checkpoints/run-1": OID_C}
+    backend.delete_ref("datasets/data", OID_A)
+    assert backend.list_refs() == {"checkpoints/run-1": OID_C}
+    with pytest.raises(ConflictError):
+        backend.delete_ref("datasets/data", OID_A)  # already gone
+    backend.update_ref("datasets/data", OID_B, None)  # the name can be used again
+    assert backend.list_refs() == {"datasets/data": OID_B, "checkpoints/run-1": OID_C}
+
+
+@pytest.mark.parametrize("bad", ["datasets/../x", "other/name", "datasets/", "refs/datasets/a"])
+def test_bad_ref_names_are_refused_for_delete(backend: Backend, bad: str) -> None:
+    backend.init(encode_config(StoreConfig()))
+    with pytest.raises(FormatError):
+        backend.delete_ref(bad, OID_A)
+
+
+def test_delete_racing_an_update_loses_nothing(backend: Backend) -> None:
+    """A delete and updates racing on one ref: the delete wins only over no newer push."""
+    backend.init(encode_config(StoreConfig()))
+    backend.update_ref("datasets/d", OID_A, None)
+    outcomes: dict[str, str] = {}
+
+    def delete() -> None:
+        try:
+            backend.delete_ref("datasets/d", OID_A)
+            outcomes["delete"] = "won"
+        except ConflictError:
+            outcomes["delete"] = "lost"
+
+    def update() -> None:
+        try:
+            backend.update_ref("datasets/d", OID_B, OID_A)
+            outcomes["update"] = "won"
+        except ConflictError:
+            outcomes["update"] = "lost"
+
+    threads = [threading.Thread(target=delete), threading.Thread(target=update)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes.values()) == ["lost", "won"]
+    refs = backend.list_refs()
+    assert refs == ({} if outcomes["delete"] == "won" else {"datasets/d": OID_B})

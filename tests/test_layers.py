@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "mlgit"
@@ -43,10 +44,20 @@ def test_imports_point_downward() -> None:
     assert bad == []
 
 
+# The one module below the CLI that reads the environment: the variables git itself
+# honours (GIT_DIR, GIT_SSH_COMMAND...), which the Python API must honour as git does.
+READS_GIT_ENVIRONMENT = "mlgit.gitlink.env"
+
+
 def test_only_cli_prints_or_reads_environment() -> None:
     bad = []
     for name, path in _modules():
         if _layer(name) == "cli":
+            continue
+        if name == READS_GIT_ENVIRONMENT:
+            tree = ast.parse(path.read_text())
+            assert not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                           and n.func.id == "print" for n in ast.walk(tree))
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -73,3 +84,10 @@ def test_core_commands_never_import_tensorflow() -> None:
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_git_environment_module_reads_only_git_variables() -> None:
+    """gitlink/env.py reads git's own variables (GIT_*), nothing of git-ml's own."""
+    text = (PKG / "gitlink" / "env.py").read_text()
+    keys = set(re.findall(r'get\("([A-Z_]+)"\)', text))
+    assert keys and all(k.startswith("GIT_") for k in keys), keys

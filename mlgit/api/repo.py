@@ -8,6 +8,7 @@ are durable before any ref, pointer file or stat cache names them.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import time
@@ -37,6 +38,7 @@ from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry, totals
 from mlgit.gitlink import index as gitindex
+from mlgit.gitlink.env import GitEnv
 from mlgit.gitlink.pointers import (
     PointerProblem,
     list_pointers,
@@ -60,6 +62,8 @@ if TYPE_CHECKING:
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
+    from mlgit.api.remote_delete import DeleteResult
+    from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
     from mlgit.format.records import PayloadRecord
     from mlgit.hooks.install import HookResult
@@ -192,6 +196,16 @@ def _author(repo: GitRepo) -> str:
     return name + sep if sep else ident
 
 
+def _with_message(e: MlgitError, message: str) -> MlgitError:
+    """An error of ``e``'s class (so its exit code) with ``message``."""
+    try:
+        return type(e)(message)
+    except TypeError:  # a class whose constructor takes other arguments
+        out = MlgitError(message)
+        out.exit_code = e.exit_code
+        return out
+
+
 def _about(where: str, e: FormatError) -> FormatError:
     """``e`` with ``where`` (the pointer file it concerns) in front of its message."""
     return e if str(e).startswith((where, f"pointer file {where!r}")) else type(e)(
@@ -232,22 +246,33 @@ class Repo:
     ``path`` is any directory inside the repository (default: the current one).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.git = discover(Path(path) if path is not None else Path.cwd())
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 git_env: bool | None = None) -> None:
+        # What git honours from the environment is honoured here too (gitlink/env.py):
+        # the ssh client always; GIT_DIR and GIT_WORK_TREE when the repository is
+        # found from the current directory (``path`` None), as git finds it, or when
+        # ``git_env`` says so (the CLI, which is git's subcommand). An explicit
+        # ``path`` otherwise wins over them, as ``git --git-dir`` wins over GIT_DIR.
+        env = GitEnv.current()
+        if not (path is None if git_env is None else git_env):
+            env = dataclasses.replace(env, git_dir=None, work_tree=None)
+        self.git = discover(Path(path) if path is not None else Path.cwd(), env)
         self._store: Store | None = None
-        # The ssh client for SSH remotes when the caller has one (the CLI passes
-        # GIT_SSH_COMMAND); otherwise core.sshCommand, else `ssh`.
+        # An ssh command line that overrides the one git would use (see
+        # mlgit.sync.remote.resolve_remote); None: git's choice.
         self.ssh_command: str | None = None
 
     # -- setup ---------------------------------------------------------------
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None,
-             config: StoreConfig | None = None, *, hooks: bool = True) -> tuple[Repo, bool]:
+             config: StoreConfig | None = None, *, hooks: bool = True,
+             git_env: bool | None = None) -> tuple[Repo, bool]:
         """Create the store if absent and (unless ``hooks`` is False) install the git hooks.
 
         Returns (repo, created). Harmless to repeat: an existing store keeps its config.
+        ``git_env`` is as for :class:`Repo`.
         """
-        repo = cls(path)
+        repo = cls(path, git_env=git_env)
         store, created = Store.init(repo.git.ml_dir, config)
         repo._store = store
         if hooks and repo.git.workdir is not None:
@@ -474,19 +499,35 @@ class Repo:
         from mlgit.api import sync  # imported when used: start-up time
         return sync.ls_remote(self, remote, events)
 
+    def delete_remote_refs(self, remote: str | None, names: list[str], *,
+                           events: Events | None = None) -> DeleteResult:
+        """Delete datasets or runs from ``remote`` at the versions last fetched (push --delete)."""
+        from mlgit.api import remote_delete  # imported when used: start-up time
+        return remote_delete.delete_remote_refs(self, remote, names, events=events)
+
+    # -- removing datasets (mlgit/api/remove.py) ---------------------------------------
+    def rm(self, paths: list[str | os.PathLike[str]], *, force: bool = False,
+           cached: bool = False, events: Events | None = None) -> list[RemoveResult]:
+        """Stop tracking datasets: pointer, data (unless ``cached``), .gitignore line, ref."""
+        from mlgit.api import remove  # imported when used: start-up time
+        return remove.remove(self, paths, force=force, cached=cached, events=events)
+
     def _lazy_remote(self) -> str | None:
-        """The remote to fetch missing data from, or None when lazy fetching is off."""
+        """The remote to fetch missing data from, or None when lazy fetching is off.
+
+        ``ml.lazyFetch`` and ``ml.remote`` are settings (git config, else the
+        committed ``.mlgitconfig``: :mod:`mlgit.gitlink.settings`).
+        """
+        from mlgit.gitlink.settings import (  # imported when used: start-up time
+            setting,
+            setting_bool,
+        )
         from mlgit.sync.remote import resolve_remote  # imported when used: start-up time
-        try:
-            off = self.git.run_git("config", "--bool", "ml.lazyFetch").decode().strip()
-        except GitCommandError:
-            off = "true"
-        if off == "false":
+        if setting_bool(self.git, "ml.lazyFetch") is False:
             return None
-        try:
-            return self.git.run_git("config", "--get", "ml.remote").decode().strip() or None
-        except GitCommandError:
-            pass
+        named = setting(self.git, "ml.remote")
+        if named:
+            return named
         try:
             return resolve_remote(self.git, None).name
         except UsageError:
@@ -496,27 +537,40 @@ class Repo:
         """Resolve ``rev`` locally, else fetch it from the lazy-fetch remote (when allowed).
 
         With ``whole`` the snapshot's data comes too; otherwise only its snapshot
-        and trees (the caller fetches the chunks it needs).
+        and trees (the caller fetches the chunks it needs). A fetch that fails says
+        why (the host key ssh does not know, a refused connection, a bucket that
+        does not exist...) in an error of the cause's own class, naming ``rev`` and
+        the remote; a remote that lacks ``rev`` is a RevisionError.
         """
-        from mlgit.api import sync  # imported when used: start-up time
         try:
             oid = self.resolve(rev)
-        except RevisionError:
+        except RevisionError as missing:
             remote = self._lazy_remote()
             if remote is None:
                 raise
-            try:
-                sync.fetch(self, remote, [rev], history=False, notes=False, chunks_too=whole)
-            except (UsageError, GitCommandError):
-                raise RevisionError(f"unknown revision {rev!r} (not here, and the remote "
-                                    f"{remote!r} could not supply it)") from None
+            self._fetch_for(rev, remote, [rev], whole, missing)
             oid = self.resolve(rev)
         if not self.store.objects.has_committed(bytes.fromhex(oid)) or (
                 whole and not self._complete(oid)):
             remote = self._lazy_remote()
             if remote is not None:
-                sync.fetch(self, remote, [oid], history=False, notes=False, chunks_too=whole)
+                self._fetch_for(rev, remote, [oid], whole, None)
         return oid
+
+    def _fetch_for(self, rev: str, remote: str, revs: list[str], whole: bool,
+                   missing: RevisionError | None) -> None:
+        """Lazily fetch ``revs`` for ``rev``; a failure names both and keeps its cause."""
+        from mlgit.api import sync  # imported when used: start-up time
+        try:
+            sync.fetch(self, remote, revs, history=False, notes=False, chunks_too=whole)
+        except RevisionError as e:
+            raise type(e)(f"unknown revision {rev!r}: not in the local store, and {e}"
+                          ) from None
+        except MlgitError as e:
+            where = ("is not in the local store" if missing is not None
+                     else "is not complete in the local store")
+            raise _with_message(e, f"{rev!r} {where}, and fetching it from {remote!r} "
+                                   f"failed: {e}") from None
 
     def _complete(self, oid: ObjectID) -> bool:
         """True if the snapshot and everything below it is in the local store.

@@ -62,7 +62,7 @@ from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
-from mlgit.sync.remote import RemoteSpec, open_backend, resolve_remote
+from mlgit.sync.remote import RemoteSpec, no_store_error, open_backend, resolve_remote
 from mlgit.sync.transfer import (
     RemoteIndex,
     TransferStats,
@@ -411,7 +411,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     try:
         if not check_remote_config(backend, store, create=False):
             if require_store:
-                raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+                raise no_store_error(spec)
             result.notes = git_remote and _notes_in(repo, spec.name) is not None
             if events is None:
                 ev.raise_problems()
@@ -714,7 +714,7 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
     spec, backend = _connect(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
-            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
         with repo.store.writing():
             fetch_objects(repo.store, backend, list(lengths), index, role=walk.LEAF,
@@ -732,7 +732,7 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
     spec, backend = _connect(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
-            raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
+            raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
         raw = bytes.fromhex(oid)
         if not index.has(raw) and not repo.store.objects.has_committed(raw):

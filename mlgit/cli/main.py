@@ -97,9 +97,12 @@ class Ctx:
         self.events = TerminalEvents(sys.stderr.isatty())
 
     def repo(self) -> Repo:
-        """The repository around ``cwd``, with git's ssh command for SSH remotes."""
-        repo = Repo(self.cwd)
-        repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+        """The repository around ``cwd`` as git finds it (GIT_DIR, GIT_WORK_TREE...).
+
+        Warnings about the committed settings file go to the terminal.
+        """
+        repo = Repo(self.cwd, git_env=True)
+        repo.git.warn = self.events.warn
         return repo
 
 
@@ -144,7 +147,7 @@ def init(c: Ctx, pack_size: int | None, chunk_size: int | None) -> None:
         chunk_min=(chunk_size // 4) if chunk_size else defaults.chunk_min,
         chunk_max=(chunk_size * 4) if chunk_size else defaults.chunk_max,
     )
-    repo, created = Repo.init(c.cwd, config, hooks=False)
+    repo, created = Repo.init(c.cwd, config, hooks=False, git_env=True)
     with repo:
         verb = "Initialized empty" if created else "Reinitialized existing"
         click.echo(f"{verb} git-ml store in {repo.git.ml_dir}")
@@ -670,9 +673,21 @@ def _report_transfer(verb: str, r: Any) -> None:
 @cli.command()
 @click.argument("remote", required=False)
 @click.option("-f", "--force", is_flag=True, help="Replace remote versions that are not ancestors.")
+@click.option("-d", "--delete", "delete", multiple=True, metavar="NAME",
+              help="Delete dataset or run NAME (datasets/NAME, checkpoints/NAME) from REMOTE, "
+              "at the version last fetched; pushes nothing else (repeatable).")
 @pass_ctx
-def push(c: Ctx, remote: str | None, force: bool) -> None:
+def push(c: Ctx, remote: str | None, force: bool, delete: tuple[str, ...]) -> None:
     """Send datasets, checkpoints and notes to REMOTE (default: the branch's, else origin)."""
+    if delete:
+        if force:
+            raise UsageError("--delete removes a ref only at the version you fetched; it "
+                             "cannot be combined with --force")
+        with c.repo() as repo:
+            d = repo.delete_remote_refs(remote, list(delete), events=c.events)
+        for ref, oid in d.deleted:
+            click.echo(f"deleted {ref} ({oid[:12]}) from {d.remote} ({d.url})")
+        return
     with c.repo() as repo:
         r = repo.push(remote, force=force, events=c.events)
     _report_transfer("pushed to", r)
@@ -698,8 +713,8 @@ def fetch(c: Ctx, remote: str | None, revs: tuple[str, ...]) -> None:
 @pass_ctx
 def pull(c: Ctx, remote: str | None) -> None:
     """Fetch the data HEAD's pointer files pin (and the notes), then check it out."""
-    repo, created = Repo.init(c.cwd)  # a fresh clone has no store yet: set it up
-    repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+    repo, created = Repo.init(c.cwd, git_env=True)  # a fresh clone has no store yet
+    repo.git.warn = c.events.warn
     with repo:
         if created:
             click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")
@@ -795,6 +810,76 @@ def merge_driver(c: Ctx, base: Path, ours: Path, theirs: Path, path: str) -> Non
         click.echo(f"git-ml: CONFLICT ({shown}): changed differently on both sides: "
                    f"{names}{more}; see `git ml status`", err=True)
         sys.exit(1)
+
+
+@cli.command(name="rm")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-f", "--force", is_flag=True,
+              help="Remove even if the data or the pointer holds changes not saved or committed.")
+@click.option("--cached", is_flag=True,
+              help="Keep the data in the work tree (as untracked files); remove the rest.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def rm(c: Ctx, paths: tuple[Path, ...], force: bool, cached: bool, as_json: bool) -> None:
+    """Stop tracking datasets: pointer file (git rm), data, .gitignore line and ref.
+
+    PATHS are data paths or their pointer files. The versions stay in the store
+    until `git ml gc` finds nothing reaching them.
+    """
+    cwd_paths: list[str | os.PathLike[str]] = [p if p.is_absolute() else c.cwd / p for p in paths]
+    with c.repo() as repo:
+        results = repo.rm(cwd_paths, force=force, cached=cached, events=c.events)
+    if as_json:
+        _echo_json([r.to_json() for r in results])
+        return
+    for r in results:
+        kept = "data removed" if r.data_removed else (
+            "data kept" if cached else "no data in the work tree")
+        ref = f"; ref datasets/{r.name} removed" if r.ref_removed else ""
+        click.echo(f"rm {r.pointer} ({r.name} {r.id[:12]}; {kept}{ref})")
+
+
+@cli.command(name="config")
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@click.option("--shared", is_flag=True,
+              help="Write .mlgitconfig, the committed file every clone reads (and stage it).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+@click.option("-l", "--list", "list_all", is_flag=True,
+              help="List every ml.* setting in effect and where it comes from.")
+@pass_ctx
+def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: bool,
+               list_all: bool) -> None:
+    """Read or write a git-ml setting (KEY alone prints its value; KEY VALUE sets it).
+
+    Without --shared, settings go to this clone's .git/config; with it, to
+    .mlgitconfig, which every clone reads below its own config.
+    """
+    from mlgit.api import settings  # imported when used: start-up time
+    with c.repo() as repo:
+        if list_all:
+            if key is not None or unset:
+                raise UsageError("--list takes no KEY and no --unset")
+            for st in settings.list_settings(repo):
+                click.echo(f"{st.key}={st.value}" + (
+                    "  (.mlgitconfig)" if st.origin == "shared" else ""))
+            return
+        if key is None:
+            raise UsageError("name a KEY (or use --list)")
+        if unset or value is not None:
+            if unset and value is not None:
+                raise UsageError("--unset takes a KEY only")
+            where = settings.set_setting(repo, key, None if unset else value, shared=shared)
+            if shared:
+                click.echo(f"{'unset' if unset else 'set'} {key} in {where} (staged; commit "
+                           "it to share it)")
+            return
+        if shared:
+            raise UsageError("--shared writes a setting: give KEY VALUE, or --unset KEY")
+        found_one = settings.get_setting(repo, key)
+    if found_one is None:
+        sys.exit(1)
+    click.echo(found_one.value)
 
 
 @cli.command(name="path")

@@ -27,6 +27,8 @@ __all__ = [
     "MAX_REMOTE_LIST",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
+    "MAX_SETTING_LEN",
+    "MAX_SHARED_CONFIG_LEN",
     "MAX_TF_STATE_LEN",
     "MAX_TIME",
     "MAX_TREE_DEPTH",
@@ -86,6 +88,12 @@ MAX_PATH_LEN = 4096
 
 MAX_NOTE_LEN = 16 << 20
 """One commit's note under ``refs/notes/ml`` (JSON Lines)."""
+
+MAX_SHARED_CONFIG_LEN = 64 << 10
+"""The committed settings file ``.mlgitconfig`` (a teammate's commit can put anything there)."""
+
+MAX_SETTING_LEN = 4096
+"""One value in ``.mlgitconfig`` (a URL, a path, a number)."""
 
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""

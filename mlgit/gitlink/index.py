@@ -21,8 +21,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "stage", "tracked_files_at",
-           "tracked_under"]
+__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "remove_ignored", "stage",
+           "stage_paths", "tracked_files_at", "tracked_under"]
 
 _INDEX_LOCK_WAIT = 30.0
 _PATHSPEC_BATCH = 256 << 10
@@ -143,6 +143,42 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
             sep = "" if not text or text.endswith("\n") else "\n"
             atomic_write(path, (text + sep + line + "\n").encode("utf-8", "surrogateescape"))
     return ignore_rel
+
+
+def remove_ignored(repo: GitRepo, rel: str) -> str | None:
+    """Take out the line :func:`ensure_ignored` added for ``rel``; its .gitignore if it changed.
+
+    Returns the .gitignore's path when the line was there, else None. A .gitignore
+    left with nothing but blank lines is deleted. The same bounds as
+    :func:`ensure_ignored` apply (BadPathError); the caller stages the change.
+    """
+    path, ignore_rel, line, text = _ignore_line(repo, rel)
+    if line not in text.splitlines():
+        return None
+    key = digest_bytes(os.fsencode(str(path))).hex()
+    with lock_file(repo.ml_dir / "tmp" / f"gitignore-{key}"):
+        text = _read(path, ignore_rel)
+        lines = text.splitlines(keepends=True)
+        kept = [ln for ln in lines if ln.rstrip("\r\n") != line]
+        if len(kept) == len(lines):
+            return None
+        if any(ln.strip() for ln in kept):
+            atomic_write(path, "".join(kept).encode("utf-8", "surrogateescape"))
+        else:
+            os.unlink(path)
+    return ignore_rel
+
+
+def stage_paths(repo: GitRepo, rels: list[str]) -> None:
+    """Record these paths in the index as the work tree has them, removals included.
+
+    (``git add -A``; a path neither in the index nor in the work tree is left out.)
+    """
+    work = repo.require_workdir()
+    known = set(tracked_files_at(repo, rels))
+    todo = [r for r in rels if r in known or os.path.lexists(work / r)]
+    if todo:
+        repo.run_git("add", "-A", "-f", "--", *(f":(literal){r}" for r in todo))
 
 
 def _read(path: Path, rel: str) -> str:

@@ -5,17 +5,27 @@ Discovery walks up from a directory as git does (a ``.git`` directory, a
 without importing pygit2, which costs more start-up time than a whole
 ``git ml status`` on unchanged data may take. The pygit2 handle is opened on
 first use of :attr:`GitRepo.git`.
+
+Given git's environment (:class:`~mlgit.gitlink.env.GitEnv`), discovery honours
+it as git does: ``GIT_DIR`` names the git dir (relative to the starting
+directory); the work tree is then ``GIT_WORK_TREE``, else ``core.worktree``, else
+none if ``core.bare`` is true, else the starting directory itself (git's rule
+for ``GIT_DIR`` without a work tree). ``GIT_WORK_TREE`` alone replaces the work
+tree of the repository found by walking up, and the walk up never enters a
+directory of ``GIT_CEILING_DIRECTORIES``.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlgit.errors import BadPathError, GitCommandError, NotARepositoryError
+from mlgit.gitlink.env import GitEnv
 
 __all__ = ["GitRepo", "discover"]
 
@@ -31,6 +41,12 @@ class GitRepo:
     own_git_dir: Path
     git_dir: Path
     workdir: Path | None
+    env: GitEnv = field(default_factory=GitEnv)
+    """What git takes from the environment (the ssh client, for SSH remotes)."""
+    warn: Callable[[str], None] | None = field(default=None, repr=False)
+    """Where warnings about settings go (the CLI's; else Python's :mod:`warnings`)."""
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Files read once per opened repository (the shared settings file)."""
     _git: Any = field(default=None, repr=False)
 
     @property
@@ -53,12 +69,12 @@ class GitRepo:
             raise BadPathError("this command needs a work tree, and this repository is bare")
         return self.workdir
 
-    def run_git(self, *args: str) -> bytes:
-        """Run the real ``git`` on this repository and return its stdout."""
+    def run_git(self, *args: str, input: bytes | None = None) -> bytes:
+        """Run the real ``git`` on this repository (``input`` on its stdin); return its stdout."""
         cmd = ["git", f"--git-dir={self.own_git_dir}"]
         if self.workdir is not None:
             cmd.append(f"--work-tree={self.workdir}")
-        p = subprocess.run([*cmd, *args], capture_output=True,
+        p = subprocess.run([*cmd, *args], capture_output=True, input=input,
                            cwd=self.workdir or self.own_git_dir)
         if p.returncode != 0:
             stderr = p.stderr.decode(errors="replace")
@@ -114,13 +130,71 @@ def _common_dir(git_dir: Path) -> Path:
     return git_dir
 
 
-def discover(start: Path) -> GitRepo:
-    """The repository containing ``start``; NotARepositoryError if there is none."""
+def discover(start: Path, env: GitEnv | None = None) -> GitRepo:
+    """The repository containing ``start``; NotARepositoryError if there is none.
+
+    With ``env``, ``GIT_DIR``, ``GIT_WORK_TREE`` and ``GIT_CEILING_DIRECTORIES``
+    apply as in git (module docstring); the repository records ``env`` for what
+    else git takes from the environment.
+    """
     here = Path(os.path.abspath(start))
     if not here.is_dir():
         raise NotARepositoryError(f"{start} is not a directory")
-    here = here.resolve()
+    env = env or GitEnv()
+    if env.git_dir is not None:
+        return _explicit(here, env)
+    repo = _walk_up(here.resolve(), start, env.ceiling_dirs)
+    repo.env = env
+    if env.work_tree is not None:
+        repo.workdir = _work_tree_path(here, env.work_tree)
+    return repo
+
+
+def _work_tree_path(base: Path, text: str) -> Path:
+    path = (base / text).resolve()
+    if not path.is_dir():
+        raise NotARepositoryError(f"GIT_WORK_TREE={text} is not a directory")
+    return path
+
+
+def _explicit(here: Path, env: GitEnv) -> GitRepo:
+    """The repository ``GIT_DIR`` names (git's ``setup_explicit_git_dir``)."""
+    assert env.git_dir is not None
+    own = (here / env.git_dir).resolve()
+    if not own.is_dir() or not _is_git_dir(own):
+        raise NotARepositoryError(f"not a git repository: GIT_DIR={env.git_dir}")
+    repo = GitRepo(own, _common_dir(own), None, env)
+    if env.work_tree is not None:
+        repo.workdir = _work_tree_path(here, env.work_tree)
+        return repo
+    core = _core_settings(own)
+    if "core.worktree" in core:
+        repo.workdir = _work_tree_path(own, core["core.worktree"])
+    elif core.get("core.bare", "false") != "true":
+        repo.workdir = here.resolve()  # git: the current directory is the work tree
+    return repo
+
+
+def _core_settings(git_dir: Path) -> dict[str, str]:
+    """``core.worktree`` and ``core.bare`` (``true``/``false``) from the repository's config."""
+    p = subprocess.run(["git", f"--git-dir={git_dir}", "config", "-z", "--get-regexp",
+                        r"^core\.(worktree|bare)$"], capture_output=True)
+    out: dict[str, str] = {}
+    for item in p.stdout.split(b"\0") if p.returncode == 0 else []:
+        key, _, value = item.decode(errors="replace").partition("\n")
+        if key == "core.bare":
+            out[key] = "true" if value.lower() in ("", "true", "yes", "on", "1") else "false"
+        elif key == "core.worktree" and value:
+            out[key] = os.path.expanduser(value)
+    return out
+
+
+def _walk_up(here: Path, start: Path, ceilings: tuple[str, ...]) -> GitRepo:
+    """Look for a repository at ``here`` and each parent, as git does."""
+    stop = {Path(c).resolve() for c in ceilings}
     for d in (here, *here.parents):
+        if d != here and d in stop:
+            break
         dotgit = d / ".git"
         if dotgit.is_dir() and _is_git_dir(dotgit):
             return GitRepo(dotgit, _common_dir(dotgit), d)

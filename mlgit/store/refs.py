@@ -20,7 +20,7 @@ from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_REF_LEN
 from mlgit.format.names import check_ref_name, is_ref_name
-from mlgit.store.fsutil import atomic_write, read_bounded
+from mlgit.store.fsutil import atomic_write, fsync_dir, read_bounded
 from mlgit.store.lock import lock_file
 
 __all__ = ["REF_KINDS", "OnBadRef", "RefStore", "ref_kind_for"]
@@ -102,3 +102,18 @@ class RefStore:
                     f"(expected {expect}); run it again"
                 )
             atomic_write(path, (new + "\n").encode())
+
+    def delete(self, kind: str, name: str, expect: ObjectID) -> None:
+        """Remove a ref if it still holds ``expect``; ConflictError (changing nothing) if not.
+
+        A ref that is already gone is a ConflictError too: someone else removed it.
+        """
+        path = self._path(kind, name)
+        with lock_file(path):
+            current = self.get(kind, name)
+            if current != expect:
+                moved = "is gone" if current is None else f"moved to {current}"
+                raise ConflictError(f"{kind}/{name} {moved} while this command ran "
+                                    f"(expected {expect})")
+            os.unlink(path)
+            fsync_dir(path.parent)

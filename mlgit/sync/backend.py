@@ -10,7 +10,8 @@ backends do. Contracts every implementation keeps:
   and its index are completely written: :meth:`Backend.put_pack` writes the pack,
   then the index, each atomically.
 - :meth:`Backend.update_ref` is a compare-and-swap: it fails with ConflictError,
-  changing nothing, when the ref does not hold ``expect``.
+  changing nothing, when the ref does not hold ``expect``. :meth:`Backend.delete_ref`
+  is the same for a removal: it removes the ref only if it holds ``expect``.
 - Reads return exactly the bytes asked for or raise; no method retries silently
   forever, and none prints or reads the environment.
 - Every read is bounded by the kind of file (:mod:`mlgit.format.limits`): a
@@ -99,6 +100,13 @@ class Backend(ABC):
     @abstractmethod
     def update_ref(self, ref: str, new: ObjectID, expect: ObjectID | None) -> None:
         """Set ``ref`` to ``new`` if it holds ``expect`` (None: absent); else ConflictError."""
+
+    @abstractmethod
+    def delete_ref(self, ref: str, expect: ObjectID) -> None:
+        """Remove ``ref`` if it holds ``expect``; else ConflictError, changing nothing.
+
+        A ref that does not exist is a ConflictError too (someone removed it first).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -205,5 +213,14 @@ class LocalBackend(Backend):
         try:
             RefStore(self.root / "refs", f"{self.url}: ").update(
                 kind, name, parse_object_id(new), expect)
+        except ConflictError as e:
+            raise ConflictError(f"{self.url}: {e}") from None
+
+    def delete_ref(self, ref: str, expect: ObjectID) -> None:
+        """See :meth:`Backend.delete_ref` (a RefStore compare-and-delete under the ref's lock)."""
+        kind, _, name = check_ref_path(ref).partition("/")
+        try:
+            RefStore(self.root / "refs", f"{self.url}: ").delete(kind, name,
+                                                                parse_object_id(expect))
         except ConflictError as e:
             raise ConflictError(f"{self.url}: {e}") from None

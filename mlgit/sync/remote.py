@@ -1,16 +1,21 @@
 """Resolve a remote (a git remote's name, or a URL) to a :class:`Backend`.
 
-``git config ml.<remote>.url`` wins (for S3: ``s3://bucket/prefix``, with
+``ml.<remote>.url`` wins (for S3: ``s3://bucket/prefix``, with
 ``ml.<remote>.endpoint`` for S3-compatible services); otherwise the git
 remote's own URL is used: a local path or ``file://`` (the other repository's
 ``.git/ml``, or ``ml/`` in a bare one), ``ssh://[user@]host[:port]/path`` or
 ``[user@]host:path`` (the same path on that host, reached by running git-ml
 there over ssh).
 
-``git config ml.<remote>.timeout SECONDS`` (else ``ml.timeout``) bounds how long
-a remote may stay silent: the SSH transport gives up after that long without a
-byte from the server (default 300 s), S3 uses it as boto3's read timeout
-(default 120 s).
+``ml.<remote>.timeout SECONDS`` (else ``ml.timeout``) bounds how long a remote
+may stay silent: the SSH transport gives up after that long without a byte from
+the server (default 300 s), S3 uses it as boto3's read timeout (default 120 s).
+
+Every ``ml.*`` setting is read through :func:`mlgit.gitlink.settings.setting`:
+the clone's git config, else the committed ``.mlgitconfig``. git's own settings
+(``remote.<name>.url``, ``branch.<name>.remote``, ``core.sshCommand``) come from
+git's config only, and the ssh client from git's environment as git chooses it
+(:meth:`mlgit.gitlink.env.GitEnv.ssh_client`).
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ from pathlib import Path
 
 from mlgit.errors import GitCommandError, UsageError
 from mlgit.gitlink.repo import GitRepo
+from mlgit.gitlink.settings import SHARED_FILE, setting
 from mlgit.sync.backend import Backend, LocalBackend
 
-__all__ = ["RemoteSpec", "default_remote", "open_backend", "parse_url", "resolve_remote"]
+__all__ = ["RemoteSpec", "config_hint", "default_remote", "local_store", "no_store_error",
+           "open_backend", "parse_url", "resolve_remote"]
 
 _SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
 _SSH_RE = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,38 @@ class RemoteSpec:
 
 
 def _config(git: GitRepo, key: str) -> str | None:
+    """One of git's own settings (never from the committed file)."""
     try:
         out = git.run_git("config", "--get", key).decode().strip()
     except GitCommandError:
         return None
     return out or None
+
+
+def config_hint(remote: str, var: str, value: str) -> str:
+    """How to set ``ml.<remote>.<var>``, as a command that works when pasted into a shell.
+
+    A remote given as a URL or path (not a name) gets a name first: its settings
+    then live under that name (and ``git ml config --shared`` can share them).
+    """
+    if _NAME_RE.match(remote):
+        return f"`git config ml.{remote}.{var} {value}`"
+    return (f"a named remote: `git config ml.NAME.url {shlex.quote(remote)}` and "
+            f"`git config ml.NAME.{var} {value}`, then use NAME")
+
+
+def no_store_error(spec: RemoteSpec) -> UsageError:
+    """The error for a remote that holds no git-ml store, with where else it could be."""
+    if spec.kind == "s3":
+        hint = (f"push to it first; or, if the data lives elsewhere, set "
+                f"{config_hint(spec.name, 'url', 'URL')}")
+    else:
+        hint = (f"if the data lives elsewhere (an S3 bucket, another server), set "
+                f"{config_hint(spec.name, 'url', 's3://bucket/prefix')}, or ask who set it "
+                f"up to share it with `git ml config --shared ml.{spec.name}.url URL` "
+                f"(committed in {SHARED_FILE})" if _NAME_RE.match(spec.name) else
+                f"if the data lives elsewhere, set {config_hint(spec.name, 'url', 'URL')}")
+    return UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet; {hint}")
 
 
 def default_remote(git: GitRepo) -> str:
@@ -94,7 +129,7 @@ def parse_url(name: str, url: str, base: Path, endpoint: str | None = None) -> R
 def _timeout(git: GitRepo, remote: str) -> float | None:
     """``ml.<remote>.timeout``, else ``ml.timeout``: seconds (a positive number), or None."""
     for key in (f"ml.{remote}.timeout", "ml.timeout"):
-        text = _config(git, key)
+        text = setting(git, key)
         if text is None:
             continue
         try:
@@ -112,14 +147,15 @@ def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = Non
                    ) -> RemoteSpec:
     """The remote called ``name`` (default: see :func:`default_remote`); a URL works too.
 
-    For SSH remotes the ssh client is ``ssh_command`` (the caller passes
-    ``GIT_SSH_COMMAND``), else ``git config core.sshCommand``, else ``ssh``; the
-    command run on the remote is ``git config ml.<remote>.gitml``, else ``git-ml``.
+    For SSH remotes the ssh client is ``ssh_command`` if given (a command line),
+    else what git would run (``GIT_SSH_COMMAND``, ``core.sshCommand``, ``GIT_SSH``,
+    ``ssh``: :meth:`~mlgit.gitlink.env.GitEnv.ssh_client`); the command run on the
+    remote is ``ml.<remote>.gitml``, else ``git-ml``.
     """
     remote = name or default_remote(git)
     base = git.workdir or git.git_dir
-    url = _config(git, f"ml.{remote}.url")
-    endpoint = _config(git, f"ml.{remote}.endpoint")
+    url = setting(git, f"ml.{remote}.url")
+    endpoint = setting(git, f"ml.{remote}.endpoint")
     if url is None:
         url = _config(git, f"remote.{remote}.url")
     if url is None:
@@ -134,14 +170,16 @@ def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = Non
     if timeout is not None:
         spec = dataclasses.replace(spec, timeout=timeout)
     if spec.kind == "ssh":
-        command = ssh_command or _config(git, "core.sshCommand")
+        client = (shlex.split(ssh_command) if ssh_command else
+                  git.env.ssh_client(_config(git, "core.sshCommand")))
         spec = dataclasses.replace(
-            spec, ssh_command=tuple(shlex.split(command)) if command else None,
-            remote_command=_config(git, f"ml.{remote}.gitml"))
+            spec, ssh_command=tuple(client) if client else None,
+            remote_command=setting(git, f"ml.{remote}.gitml"))
     return spec
 
 
-def _local_store(spec: RemoteSpec) -> Path:
+def local_store(spec: RemoteSpec) -> Path:
+    """The store directory of a local remote (UsageError if it names no repository)."""
     root = Path(spec.path)
     if (root / ".git").is_dir():
         return root / ".git" / "ml"
@@ -155,7 +193,7 @@ def _local_store(spec: RemoteSpec) -> Path:
 def open_backend(spec: RemoteSpec) -> Backend:
     """Connect to the remote's store (it may not exist yet: see ``read_config``)."""
     if spec.kind == "local":
-        return LocalBackend(_local_store(spec), spec.url)
+        return LocalBackend(local_store(spec), spec.url)
     # The transports are imported only when used (S3 needs boto3, an optional extra).
     module, cls = ("mlgit.sync.ssh", "SSHBackend") if spec.kind == "ssh" else (
         "mlgit.sync.s3", "S3Backend")

@@ -29,6 +29,17 @@ How each contract of :class:`~mlgit.sync.backend.Backend` is kept on S3:
   PUT is refused but the ref now holds the new id, the first attempt was the one
   that wrote it (only its answer was lost), and the update counts as done.
 
+- Compare-and-delete of refs (``git ml push --delete``): S3 conditional deletes.
+  :meth:`S3Backend.delete_ref` GETs the ref, checks its id, then sends DeleteObject
+  with ``If-Match: <ETag read>`` (AWS S3 general purpose buckets since 2025, Ceph
+  RGW, moto; botocore knows ``IfMatch`` on DeleteObject since late 2024). A
+  refused condition (412, or 404: the ref vanished) is a ConflictError. Since a
+  service that ignored the header would delete unconditionally, the first deletion
+  of a session checks it first on a scratch object under ``tmp/`` (a delete with a
+  wrong ETag must be refused); a service that fails the check is refused with a
+  UsageError, deleting nothing. The check cannot rule out a service that honours the
+  header on that request and not on the next; nothing can, short of trusting it.
+
 Limits of that choice:
 
 - It needs a service that honours ``If-Match``/``If-None-Match`` on PutObject:
@@ -66,6 +77,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +89,7 @@ from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN, MAX_REF_LEN, MAX_REMOTE_LIST
 from mlgit.format.names import is_ref_name
 from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
+from mlgit.sync.remote import config_hint
 
 if TYPE_CHECKING:
     from mlgit.sync.remote import RemoteSpec
@@ -166,26 +179,54 @@ class S3Backend(Backend):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint = spec.endpoint
         self.timeout = spec.timeout
-        self._where = _safe_endpoint(spec.endpoint) if spec.endpoint else "the AWS S3 endpoint"
+        # What messages call the service: the endpoint URL botocore sends requests to
+        # (for AWS, the region's endpoint it resolved), set once the client exists.
+        self._where = _safe_endpoint(spec.endpoint) if spec.endpoint else "AWS S3"
         if spec.endpoint is not None:
             parts = urlsplit(spec.endpoint)
             if "@" in parts.netloc:
                 raise UsageError(f"remote {spec.name!r}: the S3 endpoint must not contain "
                                  "credentials; use the AWS credential chain")
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise UsageError(f"remote {spec.name!r}: bad S3 endpoint {self._where}; use "
-                                 f"`git config ml.{spec.name}.endpoint https://host[:port]`")
+                raise UsageError(f"remote {spec.name!r}: bad S3 endpoint {self._where}; set "
+                                 f"{config_hint(spec.name, 'endpoint', 'https://host[:port]')}")
         lib = _lib()
         self._transfer = lib.TransferConfig(
             multipart_threshold=_MULTIPART_THRESHOLD, multipart_chunksize=_MULTIPART_CHUNK,
             max_concurrency=4, use_threads=True, preferred_transfer_client="classic")
         self._owns_client = client is None
+        self._delete_checked = False
         self._s3: Any = client if client is not None else self._make_client()
+        self._where = self._endpoint_used()
         members = self._s3.meta.service_model.operation_model("PutObject").input_shape.members
         if "IfMatch" not in members:
             self.close()
             raise UsageError("this boto3 is too old for S3 conditional writes, which git-ml "
                              "needs for safe ref updates: pip install -U 'boto3>=1.36'")
+
+    def _endpoint_used(self) -> str:
+        """The endpoint the client sends requests to, for messages (never credentials).
+
+        For AWS (no ``endpoint`` set) it is the region's endpoint botocore resolved,
+        with the region: ``https://s3.eu-west-1.amazonaws.com (region eu-west-1)``.
+        """
+        meta = getattr(self._s3, "meta", None)
+        url = getattr(meta, "endpoint_url", None)
+        region = getattr(meta, "region_name", None)
+        if not isinstance(url, str) or not url:
+            return self._where
+        where = _safe_endpoint(url)
+        if self.endpoint is None and isinstance(region, str) and region:
+            where += f" (region {region})"
+        return where
+
+    def _fix_endpoint(self) -> str:
+        """How to point this remote at another endpoint (or region), for messages."""
+        hint = config_hint(self.name, "endpoint", "https://host[:port]")
+        if self.endpoint is not None:
+            return f"check {hint}"
+        return ("check the AWS region (AWS_REGION, or region in ~/.aws/config), or for an "
+                f"S3-compatible service set {hint}")
 
     def _make_client(self) -> Any:
         lib = _lib()
@@ -208,8 +249,8 @@ class S3Backend(Backend):
         except (lib.bx.BotoCoreError, ValueError) as exc:
             kind = type(exc).__name__
             raise UsageError(f"{self.url}: cannot set up an S3 client for {self._where} "
-                             f"({kind}); check the AWS configuration and "
-                             f"`git config ml.{self.name}.endpoint`") from None
+                             f"({kind}); check the AWS configuration, or "
+                             f"{self._fix_endpoint().removeprefix('check ')}") from None
 
     # ----------------------------------------------------------------- helpers
 
@@ -230,7 +271,8 @@ class S3Backend(Backend):
             code, status = _error_code(exc)
             if code == "NoSuchBucket":
                 return UsageError(f"{self.url}: bucket {self.bucket!r} does not exist at "
-                                  f"{self._where} (create it, or fix the remote's URL)")
+                                  f"{self._where}; create it, or set the remote's URL with "
+                                  f"{config_hint(self.name, 'url', 's3://BUCKET/PREFIX')}")
             if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
                 return MlgitError(f"{self.url}: access denied to bucket {self.bucket!r} while "
                                   f"{what}; check that the AWS credentials may use it")
@@ -252,15 +294,16 @@ class S3Backend(Backend):
             return MlgitError(f"{self.url}: cannot load the AWS credentials "
                               f"({type(exc).__name__}); check the AWS configuration")
         if isinstance(exc, bx.ConnectTimeoutError | bx.ReadTimeoutError):
-            return MlgitError(f"{self.url}: the S3 endpoint {self._where} timed out while {what}")
+            return MlgitError(f"{self.url}: the S3 endpoint {self._where} timed out while "
+                              f"{what}; check the network, and {self._fix_endpoint()} (or "
+                              "wait longer: `git config ml.timeout SECONDS`)")
         if isinstance(exc, bx.SSLError):
             return MlgitError(f"{self.url}: TLS failed with the S3 endpoint {self._where} "
                               f"while {what}")
         if isinstance(exc, bx.EndpointConnectionError | bx.ProxyConnectionError
                       | bx.ConnectionError):
             return MlgitError(f"{self.url}: cannot reach the S3 endpoint {self._where} "
-                              f"while {what}; check the network and "
-                              f"`git config ml.{self.name}.endpoint`")
+                              f"while {what}; check the network, and {self._fix_endpoint()}")
         if isinstance(exc, bx.HTTPClientError | bx.IncompleteReadError):
             return MlgitError(f"{self.url}: the connection to {self._where} failed while "
                               f"{what} ({type(exc).__name__})")
@@ -473,6 +516,72 @@ class S3Backend(Backend):
                     raise ConflictError(f"{self.url}: {ref} moved while it was being updated "
                                         f"(from {expect})") from None
                 raise
+
+    def delete_ref(self, ref: str, expect: ObjectID) -> None:
+        """See :meth:`Backend.delete_ref`: a conditional DeleteObject (``If-Match``).
+
+        The ref is read (its id and ETag), its id checked against ``expect``, then
+        deleted with ``If-Match: <ETag read>``, which S3 evaluates atomically with
+        the delete. The first deletion of a session first checks that the service
+        honours the condition at all (:meth:`_check_conditional_delete`).
+        """
+        check_ref_path(ref)
+        expect = parse_object_id(expect)
+        current, etag = self._read_ref(ref)
+        if current != expect:
+            state = "is gone" if current is None else f"is at {current}"
+            raise ConflictError(f"{self.url}: {ref} {state}, not {expect}")
+        if not etag:
+            raise MlgitError(f"{self.url}: the S3 service at {self._where} sent no ETag for "
+                             f"{ref}; git-ml needs ETags for safe ref deletion")
+        self._check_conditional_delete()
+        with self._calling(f"deleting {ref}"):
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=self._key(f"refs/{ref}"),
+                                       IfMatch=etag)
+            except _lib().bx.ClientError as exc:
+                code = _error_code(exc)[0]
+                if code in _CONFLICT_CODES or code in _MISSING_KEY_CODES:
+                    retried = ((exc.response.get("ResponseMetadata") or {})
+                               .get("RetryAttempts") or 0)
+                    if retried and self._read_ref(ref)[0] is None:
+                        return  # the first attempt deleted it; only its answer was lost
+                    raise ConflictError(f"{self.url}: {ref} moved while it was being deleted "
+                                        f"(from {expect})") from None
+                raise
+
+    def _check_conditional_delete(self) -> None:
+        """UsageError unless the service refuses a DeleteObject whose ``If-Match`` fails.
+
+        A service that ignored the header would turn a compare-and-delete into an
+        unconditional delete, losing a teammate's push that raced ours. So, once per
+        backend: a scratch object ``tmp/delete-check-<random>`` is written, deleted
+        with an ETag it does not have (which must be refused with 412), then deleted.
+        """
+        if self._delete_checked:
+            return
+        members = self._s3.meta.service_model.operation_model("DeleteObject").input_shape.members
+        if "IfMatch" not in members:
+            raise UsageError("this boto3 is too old for S3 conditional deletes, which git-ml "
+                             "needs to delete refs safely: pip install -U 'boto3>=1.36'")
+        key = self._key(f"tmp/delete-check-{os.urandom(8).hex()}")
+        honoured = False
+        with self._calling("checking conditional deletes"):
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"git-ml\n")
+            try:
+                self._s3.delete_object(Bucket=self.bucket, Key=key, IfMatch=f'"{"0" * 32}"')
+            except _lib().bx.ClientError as exc:
+                if _error_code(exc)[0] not in _CONFLICT_CODES:
+                    raise
+                honoured = True
+            finally:
+                with contextlib.suppress(*_lib().errors):
+                    self._s3.delete_object(Bucket=self.bucket, Key=key)
+        if not honoured:
+            raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
+                             "deletes (If-Match on DeleteObject), so git-ml cannot delete a "
+                             "ref there without risking a teammate's push; nothing was deleted")
+        self._delete_checked = True
 
     def close(self) -> None:
         """Close the client's connections (only a client this backend made)."""

@@ -65,7 +65,15 @@ request                                   answer
                                           none), the others in ``refs``
 ``{"op":"update_ref","ref":R,``           ``{"ok":true}``, or a ConflictError answer when
   ``"new":ID,"expect":ID|null}``          the ref does not hold ``expect``
+``{"op":"delete_ref","ref":R,``           ``{"ok":true}`` once the ref is removed, or a
+  ``"expect":ID}``                        ConflictError answer when it does not hold
+                                          ``expect`` (or is gone)
 ========================================  =================================================
+
+``delete_ref`` came after the first release of protocol 1; it did not change the
+protocol's number, since a server that predates it answers it as any request it
+does not know (a UsageError answer, the session going on), which the client
+turns into "upgrade git-ml there".
 
 Bounds on what is received: the client takes a config of at most 64 KiB
 (``MAX_CONFIG_LEN``), an index stream of at most ``MAX_INDEX_LEN`` bytes, a pack
@@ -100,13 +108,14 @@ from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_INDEX_LEN, MAX_PACK_LEN
 from mlgit.store.fsutil import fsync_dir, unique_tmp_name
 from mlgit.sync.backend import LocalBackend, check_pack_name, check_ref_path
-from mlgit.sync.remote import RemoteSpec, _local_store
+from mlgit.sync.remote import RemoteSpec, local_store
 
 __all__ = [
     "MAX_HEADER",
     "MAX_PAYLOAD",
     "PIECE",
     "PROTOCOL_VERSION",
+    "UNKNOWN_REQUEST",
     "Disconnected",
     "Frame",
     "Reader",
@@ -119,6 +128,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+UNKNOWN_REQUEST = "git-ml here does not know the request"
+"""How a server's error answer to a request it does not know begins (old servers too)."""
 MAX_HEADER = 4 << 20
 PIECE = 1 << 20
 MAX_PAYLOAD = PIECE
@@ -228,7 +239,7 @@ def resolve_store_root(path: Path) -> Path:
     cases. UsageError when ``path`` is none of these.
     """
     try:
-        return _local_store(RemoteSpec("", str(path), "local", str(path)))
+        return local_store(RemoteSpec("", str(path), "local", str(path)))
     except UsageError:
         raise UsageError(f"{path} is not a git repository (nor a git-ml store)") from None
 
@@ -426,6 +437,11 @@ class _Session:
         self.backend.update_ref(ref, new, expect)
         self.send({"ok": True})
 
+    def op_delete_ref(self, h: dict[str, Any], payload: bytes | None) -> None:
+        ref = check_ref_path(_str(h, "ref"))
+        self.backend.delete_ref(ref, parse_object_id(_str(h, "expect")))
+        self.send({"ok": True})
+
 
 _OPS: dict[str, Callable[[_Session, dict[str, Any], bytes | None], None]] = {
     "read_config": _Session.op_read_config,
@@ -436,6 +452,7 @@ _OPS: dict[str, Callable[[_Session, dict[str, Any], bytes | None], None]] = {
     "put_pack": _Session.op_put_pack,
     "list_refs": _Session.op_list_refs,
     "update_ref": _Session.op_update_ref,
+    "delete_ref": _Session.op_delete_ref,
 }
 
 
@@ -486,8 +503,8 @@ def serve(store_root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
             method = _OPS.get(op) if isinstance(op, str) else None
             try:
                 if method is None:
-                    raise UsageError(f"git-ml here does not know the request {str(op)[:40]!r};"
-                                     " install matching git-ml versions")
+                    raise UsageError(f"{UNKNOWN_REQUEST} {str(op)[:40]!r}; install matching "
+                                     "git-ml versions")
                 method(session, h, payload)
             except Disconnected:
                 raise

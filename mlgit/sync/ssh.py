@@ -51,6 +51,7 @@ from mlgit.sync.remote import RemoteSpec
 from mlgit.sync.serve import (
     PIECE,
     PROTOCOL_VERSION,
+    UNKNOWN_REQUEST,
     Disconnected,
     Frame,
     read_frame,
@@ -597,6 +598,19 @@ class SSHBackend(Backend):
         check_ref_path(ref)
         self._request("update_ref", lambda: self._exchange(
             {"op": "update_ref", "ref": ref, "new": new, "expect": expect}))
+
+    def delete_ref(self, ref: str, expect: ObjectID) -> None:
+        """See :meth:`Backend.delete_ref`; a server too old for it is a UsageError saying so."""
+        check_ref_path(ref)
+        expect = parse_object_id(expect)
+        try:
+            self._request("delete_ref", lambda: self._exchange(
+                {"op": "delete_ref", "ref": ref, "expect": expect}))
+        except UsageError as e:
+            if not str(e).startswith(UNKNOWN_REQUEST):
+                raise
+            raise UsageError(f"the git-ml on {self._where} is too old to delete refs (it does "
+                             "not know the request 'delete_ref'); upgrade git-ml there") from None
 
     def close(self) -> None:
         """End the ssh session (idempotent); the next request would start a new one."""

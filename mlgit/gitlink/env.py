@@ -1,0 +1,72 @@
+"""The environment variables git itself honours, read in one place.
+
+git-ml's own settings come from git config (:mod:`mlgit.gitlink.settings`), never
+from the environment. But what *git* takes from the environment must work the same
+whether git-ml is run as ``git ml`` or called from Python (``mlgit.checkout``), so
+this module, and no other below the CLI, reads ``os.environ``
+(``tests/test_layers.py`` allows exactly this one):
+
+- ``GIT_DIR``, ``GIT_WORK_TREE``: the repository and work tree, as git finds them
+  (:func:`mlgit.gitlink.repo.discover`); ``GIT_CEILING_DIRECTORIES`` bounds the walk
+  up from the current directory;
+- ``GIT_SSH_COMMAND``, ``GIT_SSH``: the ssh client, with git's precedence
+  (:meth:`GitEnv.ssh_client`);
+- ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_<n>``/``GIT_CONFIG_VALUE_<n>``,
+  ``GIT_CONFIG_PARAMETERS`` (``git -c``), ``GIT_CONFIG_GLOBAL``, ``GIT_CONFIG_NOSYSTEM``
+  and the author/committer variables are honoured by the ``git`` executable git-ml
+  runs for every config lookup and for the author (it inherits the environment), so
+  they need no code here.
+
+A :class:`GitEnv` is a snapshot taken when a repository is opened: later changes to
+the environment do not reach an opened :class:`~mlgit.gitlink.repo.GitRepo`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["GitEnv"]
+
+
+@dataclass(frozen=True)
+class GitEnv:
+    """What git reads from the environment, as git-ml needs it (empty strings are unset)."""
+
+    git_dir: str | None = None
+    work_tree: str | None = None
+    ceiling_dirs: tuple[str, ...] = ()
+    ssh_command: str | None = None
+    ssh: str | None = None
+
+    @classmethod
+    def current(cls) -> GitEnv:
+        """The variables of this process's environment."""
+        return cls.from_mapping(os.environ)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> GitEnv:
+        """The variables of ``env`` (a mapping like ``os.environ``)."""
+        def get(key: str) -> str | None:
+            value = env.get(key)
+            return value if value else None
+
+        ceilings = tuple(p for p in (env.get("GIT_CEILING_DIRECTORIES") or "").split(os.pathsep)
+                         if p and os.path.isabs(p))
+        return cls(git_dir=get("GIT_DIR"), work_tree=get("GIT_WORK_TREE"),
+                   ceiling_dirs=ceilings, ssh_command=get("GIT_SSH_COMMAND"),
+                   ssh=get("GIT_SSH"))
+
+    def ssh_client(self, core_ssh_command: str | None) -> list[str] | None:
+        """The ssh client's argv, as git chooses it; None for plain ``ssh``.
+
+        git's order (``connect.c``): ``GIT_SSH_COMMAND``, then ``core.sshCommand``
+        (both shell command lines, split here with :func:`shlex.split`), then
+        ``GIT_SSH`` (a program, run without a shell: one argv element), then ``ssh``.
+        """
+        for command in (self.ssh_command, core_ssh_command):
+            if command:
+                return shlex.split(command) or None
+        return [self.ssh] if self.ssh else None
