@@ -99,6 +99,7 @@ class Ctx:
         """The repository around ``cwd``, with git's ssh command for SSH remotes."""
         repo = Repo(self.cwd)
         repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+        repo.events = self.events  # housekeeping warnings (pack consolidation)
         return repo
 
 
