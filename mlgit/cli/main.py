@@ -438,20 +438,27 @@ def _fmt_metrics(m: dict[str, float], only: str | None = None) -> str:
     return " ".join(f"{k}={v:g}" for k, v in m.items() if only is None or k == only)
 
 
+def _by(author: str) -> str:
+    """``"  by NAME"`` for a record's ``Name <email>`` (the email if no name); "" if unknown."""
+    name, _, email = author.partition("<")
+    who = name.strip() or email.rstrip(">").strip()
+    return f"  by {who}" if who else ""
+
+
 def _record_line(r: Record) -> str:
-    """One line describing a note record (its typed fields; unknown types as raw JSON)."""
+    """One line describing a note record: its typed fields and who noted it."""
     if isinstance(r, CheckpointRecord):
         return (f"checkpoint {r.run}@{r.id[:12]}"
                 f"{f'  step {r.step}' if r.step is not None else ''}  "
-                f"{_fmt_metrics(r.metrics)}{'  (dirty tree)' if r.dirty else ''}")
+                f"{_fmt_metrics(r.metrics)}{'  (dirty tree)' if r.dirty else ''}{_by(r.author)}")
     if isinstance(r, ResultsRecord):
         on = f" on {r.dataset.name}@{r.dataset.id[:12]}" if r.dataset else ""
-        return f"results    {r.name}{on}: {_fmt_metrics(r.metrics)}"
+        return f"results    {r.name}{on}: {_fmt_metrics(r.metrics)}{_by(r.author)}"
     if isinstance(r, LogRecord):
         parts = [f"{k} last {v.last:g} best {v.best:g}" for k, v in list(r.scalars.items())[:4]]
-        return f"log        {r.name} ({r.format}): {'; '.join(parts)}"
+        return f"log        {r.name} ({r.format}): {'; '.join(parts)}{_by(r.author)}"
     if isinstance(r, GraphRecord):
-        return f"graph      {r.name} ({r.format}) {r.size_label}"
+        return f"graph      {r.name} ({r.format}) {r.size_label}{_by(r.author)}"
     return f"{r.type}: {json.dumps(r.to_json(), sort_keys=True, allow_nan=False)[:100]}"
 
 
