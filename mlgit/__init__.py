@@ -6,6 +6,7 @@ repository, default the current directory)::
     import mlgit
     path = mlgit.checkout("data~1")          # read-only local copy of that version
     with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
+    mlgit.prefetch("data", ["train/"])        # fetch many files lazily in one transfer
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
@@ -37,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
            "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",
-           "show"]
+           "prefetch", "show"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -61,9 +62,29 @@ def add(path: str | os.PathLike[str], *, name: str | None = None, message: str =
 
 
 def open(rev: str, path: str = "", repo: RepoPath = None) -> BinaryIO:
-    """A binary file object over ``path`` in snapshot ``rev`` that reads chunks on demand."""
+    """A binary file object over ``path`` in snapshot ``rev`` that reads chunks on demand.
+
+    The file owns the repository handle it opened: closing it (``close()``, the
+    end of a ``with`` block, or garbage collection) releases every file
+    descriptor, so a loop over many files holds a constant number. To read many
+    files, :meth:`Repo.open` on one long-lived ``Repo`` shares its store.
+    """
     r = Repo(repo)
-    return r.open(rev, path)
+    try:
+        return r.open(rev, path, close_repo=True)
+    except BaseException:
+        r.close()
+        raise
+
+
+def prefetch(rev: str, paths: list[str] | None = None, repo: RepoPath = None) -> int:
+    """Fetch in one go what :func:`open` would fetch file by file; return the chunks fetched.
+
+    ``paths`` are files or directories of snapshot ``rev`` (None: all of it).
+    Then ``mlgit.open`` over those files reads only the local store.
+    """
+    with Repo(repo) as r:
+        return r.prefetch(rev, paths)
 
 
 def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = None,

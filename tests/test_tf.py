@@ -94,6 +94,8 @@ def test_callback_commits_every_epoch_and_load_restores_the_model(
     assert [r["id"] for r in by_type["checkpoint"]] == ids
     assert [r["checkpoint"] for r in by_type["log"]] == ids
     assert [r["checkpoint"] for r in by_type["graph"]] == ids
+    who = "Test Author <author@example.com>"  # conftest's identity, as git would record it
+    assert {r["author"] for t in ("checkpoint", "log", "graph") for r in by_type[t]} == {who}
     last_log = by_type["log"][-1]
     assert last_log["format"] == "csv"
     assert last_log["scalars"]["loss"]["count"] == 3

@@ -45,7 +45,11 @@ def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
                     graph: str | os.PathLike[str] | None,
                     results: str | os.PathLike[str] | None,
                     dataset: str | None) -> list[dict[str, Any]]:
-    """Summarize, then store, the given payload files; return their note records."""
+    """Summarize, then store, the given payload files; return their note records.
+
+    Each record carries ``author``, who git says is the author now
+    (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does.
+    """
     if log is None and graph is None and results is None:
         if dataset is not None:
             raise UsageError("--dataset names the test dataset of --results; give --results too")
@@ -80,8 +84,9 @@ def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
     elif dataset is not None:
         raise UsageError("--dataset names the test dataset of --results; give --results too")
     out = []
+    author = repo.author()  # who noted them: two people's identical results stay two lines
     for path, rec in planned:
         obj, size = store_payload(repo, path)
         out.append({**rec, "v": RECORD_VERSION, "object": obj, "name": path.name,
-                    "size": size, "time": now})
+                    "size": size, "time": now, "author": author})
     return out

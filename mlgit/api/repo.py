@@ -21,6 +21,7 @@ from mlgit.api.events import Events
 from mlgit.errors import (
     AmbiguousRevisionError,
     BadPathError,
+    ConflictError,
     CorruptObjectError,
     FormatError,
     GitCommandError,
@@ -58,6 +59,8 @@ from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
@@ -246,6 +249,12 @@ class Repo:
     ``path`` is any directory inside the repository (default: the current one).
     """
 
+    #: Where housekeeping after a command (consolidating small packs, see
+    #: :meth:`consolidate_packs`) reports warnings; the CLI sets its own. None: silent.
+    events: Events | None = None
+    _packs_checked = 0  # store.objects.packs_committed when consolidation was last considered
+    _pack_limit: int | None = None  # ml.autoPackLimit, read once
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  git_env: bool | None = None) -> None:
         # What git honours from the environment is honoured here too (gitlink/env.py):
@@ -374,16 +383,62 @@ class Repo:
         return self._store
 
     def close(self) -> None:
-        """Release the store's file descriptors."""
+        """Consolidate small packs if this Repo wrote enough of them; release every descriptor."""
         if self._store is not None:
-            self._store.close()
-            self._store = None
+            try:
+                self.consolidate_packs()
+            finally:
+                self._store.close()
+                self._store = None
 
     def __enter__(self) -> Repo:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None and self._store is not None:
+            self._packs_checked = self._store.objects.packs_committed  # no housekeeping
         self.close()
+
+    def consolidate_packs(self, events: Events | None = None) -> None:
+        """Merge small packs if there are too many, as ``git gc --auto`` does; never raises.
+
+        Checked only when this Repo's store committed a pack since the last check
+        (one listing of ``packs/``). More than ``ml.autoPackLimit`` (default 50;
+        0 turns it off) packs smaller than half the pack size are merged
+        (:func:`mlgit.store.gc.consolidate`: nothing is pruned, the store's gc
+        lock is held). A held lock skips it quietly (the next command tries
+        again); any other failure is a warning to ``events`` (else :attr:`events`).
+        """
+        from mlgit.store import gc  # imported when used: start-up time
+        store = self._store
+        if store is None or store.objects.packs_committed == self._packs_checked:
+            return
+        self._packs_checked = store.objects.packs_committed
+        ev = events or self.events or Events()
+        try:
+            if len(gc.small_packs(store)) <= 1:
+                return  # no limit is exceeded; git config is not even read
+            if self._pack_limit is None:
+                self._pack_limit = self._auto_pack_limit(ev)
+            gc.consolidate(store, self._pack_limit)
+        except ConflictError:
+            pass  # a writer or gc holds the store: the next command consolidates
+        except (MlgitError, OSError) as e:
+            ev.warn(f"small packs not consolidated: {e}; `git ml gc` repacks them")
+
+    def _auto_pack_limit(self, ev: Events) -> int:
+        """``ml.autoPackLimit`` (an integer; 0 or less: off), default 50."""
+        from mlgit.store.gc import AUTO_PACK_LIMIT  # imported when used: start-up time
+        try:
+            raw = self.git.run_git("config", "--int", "--get", "ml.autoPackLimit")
+        except GitCommandError as e:
+            if e.stderr.strip():  # set, but not a number (a missing key says nothing)
+                ev.warn(f"ml.autoPackLimit: {e}; using {AUTO_PACK_LIMIT}")
+            return AUTO_PACK_LIMIT
+        try:
+            return int(raw.decode().strip())
+        except ValueError:
+            return AUTO_PACK_LIMIT
 
     def author(self) -> str:
         """The author git would record for a commit made now (``Name <email>``)."""
@@ -1189,10 +1244,13 @@ class Repo:
         return merge.merge_pointer_files(self, Path(base), Path(ours), Path(theirs),
                                          pointer_path, fetch=fetch, events=ev)
 
-    def open(self, rev: str, path: str = "") -> BinaryIO:
+    def open(self, rev: str, path: str = "", *, close_repo: bool = False) -> BinaryIO:
         """A binary, seekable file object over one file of a snapshot; reads chunks on demand.
 
-        For a file snapshot ``path`` may be empty.
+        For a file snapshot ``path`` may be empty. The file reads through this
+        repository's store (no other is opened), so it is valid until the file
+        or the repository is closed. With ``close_repo`` the file owns the
+        repository: closing the file (or its garbage collection) closes it.
         """
         from mlgit.api import sync  # imported when used: start-up time
         from mlgit.snapshot.reader import SnapshotFile  # imported when used: start-up time
@@ -1212,5 +1270,45 @@ class Repo:
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
             sync.fetch_chunks(self, remote, missing)
-        raw = SnapshotFile(self.store.objects, entry, path or os.fsdecode(entry.name))
+            self.consolidate_packs()  # one pack per lazy open: keep their number bounded
+        raw = SnapshotFile(self.store.objects, entry, path or os.fsdecode(entry.name),
+                           on_close=self.close if close_repo else None)
         return io.BufferedReader(raw, buffer_size=1 << 20)
+
+    def prefetch(self, rev: str, paths: list[str] | None = None) -> int:
+        """Fetch, in one transfer, the data of these files of snapshot ``rev`` the store lacks.
+
+        ``paths`` are files or directories of the snapshot (empty or None: all of
+        it; symlinks have no data). Use it before a loop of :meth:`open` over many files of a lazily
+        fetched snapshot: one pack and one round of requests instead of one per
+        file. Returns the number of chunks fetched (0 when everything is here or
+        lazy fetching is off). BadPathError for a path the snapshot lacks.
+        """
+        from mlgit.api import sync  # imported when used: start-up time
+        oid = self._resolve_fetching(rev, whole=False)
+        if not self.store.objects.has_committed(bytes.fromhex(oid)):
+            raise RevisionError(f"snapshot {oid} is not in the local store")
+        snap = self.snapshot(oid)
+        get = self.store.objects.get_tree
+        root = bytes.fromhex(snap.tree)
+        only = self._check_file_root(oid, snap)
+        has = self.store.objects.has_committed
+        missing: dict[bytes, int] = {}
+        for path in paths or [""]:
+            if only is not None and not path.strip("/"):
+                files: Iterable[tuple[str, TreeEntry]] = [("", only)]
+            elif not path.strip("/"):
+                files = flatten(get, root, claim=(snap.files, snap.bytes), where=f"snapshot {oid}")
+            else:
+                entry = lookup(get, root, path)
+                files = ([("", entry)] if entry.type != TYPE_DIR else
+                         flatten(get, entry.subtree, claim=(entry.files, entry.size),
+                                 where=f"snapshot {oid}: {path}"))
+            for _, e in files:
+                missing.update((c, n) for c, n in e.chunks if c not in missing and not has(c))
+        remote = self._lazy_remote() if missing else None
+        if remote is None:
+            return 0
+        sync.fetch_chunks(self, remote, list(missing.items()))
+        self.consolidate_packs()
+        return len(missing)

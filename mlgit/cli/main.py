@@ -103,6 +103,7 @@ class Ctx:
         """
         repo = Repo(self.cwd, git_env=True)
         repo.git.warn = self.events.warn
+        repo.events = self.events  # housekeeping warnings (pack consolidation)
         return repo
 
 
@@ -484,20 +485,27 @@ def _fmt_metrics(m: dict[str, float], only: str | None = None) -> str:
     return " ".join(f"{k}={v:g}" for k, v in m.items() if only is None or k == only)
 
 
+def _by(author: str) -> str:
+    """``"  by NAME"`` for a record's ``Name <email>`` (the email if no name); "" if unknown."""
+    name, _, email = author.partition("<")
+    who = name.strip() or email.rstrip(">").strip()
+    return f"  by {who}" if who else ""
+
+
 def _record_line(r: Record) -> str:
-    """One line describing a note record (its typed fields; unknown types as raw JSON)."""
+    """One line describing a note record: its typed fields and who noted it."""
     if isinstance(r, CheckpointRecord):
         return (f"checkpoint {r.run}@{r.id[:12]}"
                 f"{f'  step {r.step}' if r.step is not None else ''}  "
-                f"{_fmt_metrics(r.metrics)}{'  (dirty tree)' if r.dirty else ''}")
+                f"{_fmt_metrics(r.metrics)}{'  (dirty tree)' if r.dirty else ''}{_by(r.author)}")
     if isinstance(r, ResultsRecord):
         on = f" on {r.dataset.name}@{r.dataset.id[:12]}" if r.dataset else ""
-        return f"results    {r.name}{on}: {_fmt_metrics(r.metrics)}"
+        return f"results    {r.name}{on}: {_fmt_metrics(r.metrics)}{_by(r.author)}"
     if isinstance(r, LogRecord):
         parts = [f"{k} last {v.last:g} best {v.best:g}" for k, v in list(r.scalars.items())[:4]]
-        return f"log        {r.name} ({r.format}): {'; '.join(parts)}"
+        return f"log        {r.name} ({r.format}): {'; '.join(parts)}{_by(r.author)}"
     if isinstance(r, GraphRecord):
-        return f"graph      {r.name} ({r.format}) {r.size_label}"
+        return f"graph      {r.name} ({r.format}) {r.size_label}{_by(r.author)}"
     return f"{r.type}: {json.dumps(r.to_json(), sort_keys=True, allow_nan=False)[:100]}"
 
 
@@ -699,8 +707,9 @@ def push(c: Ctx, remote: str | None, force: bool, delete: tuple[str, ...]) -> No
 @pass_ctx
 def fetch(c: Ctx, remote: str | None, revs: tuple[str, ...]) -> None:
     """Bring notes, objects and remote-tracking refs from REMOTE (everything, or just REVS)."""
-    repo, created = Repo.init(c.cwd)  # a fresh clone has no store yet: set it up
-    repo.ssh_command = os.environ.get("GIT_SSH_COMMAND") or None
+    repo, created = Repo.init(c.cwd, git_env=True)  # a fresh clone has no store yet
+    repo.git.warn = c.events.warn
+    repo.events = c.events
     with repo:
         if created:
             click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")
@@ -715,6 +724,7 @@ def pull(c: Ctx, remote: str | None) -> None:
     """Fetch the data HEAD's pointer files pin (and the notes), then check it out."""
     repo, created = Repo.init(c.cwd, git_env=True)  # a fresh clone has no store yet
     repo.git.warn = c.events.warn
+    repo.events = c.events
     with repo:
         if created:
             click.echo(f"Initialized git-ml store in {repo.git.ml_dir}")

@@ -126,7 +126,11 @@ class CheckpointRecord(Record):
 
 @dataclass(frozen=True)
 class PayloadRecord(Record):
-    """A stored file (or directory): its object (a tree), file name, format and size."""
+    """A stored file (or directory): its object (a tree), file name, format and size.
+
+    ``author`` is who noted it (``Name <email>``, as git records a commit's
+    author); ``""`` for records written before git-ml recorded it.
+    """
 
     object: ObjectID
     name: str
@@ -134,6 +138,7 @@ class PayloadRecord(Record):
     size: int | None
     time: int | None
     checkpoint: ObjectID | None
+    author: str
 
     def roots(self) -> list[tuple[ObjectID, str]]:
         """The payload's tree."""
@@ -233,7 +238,8 @@ def _payload(r: dict[str, Any], w: str) -> dict[str, Any]:
         raise FormatError(f"{w}.name is empty")
     return {"object": req_id(r, "object", w), "name": name, "format": _text(r, "format", w),
             "size": opt_int(r, "size", w), "time": opt_int(r, "time", w, 0, MAX_TIME),
-            "checkpoint": opt_id(r, "checkpoint", w)}
+            "checkpoint": opt_id(r, "checkpoint", w),
+            "author": _text(r, "author", w, required=False)}
 
 
 def _scalars(v: Any, where: str) -> dict[str, ScalarStat]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import io
+from collections.abc import Callable
 from itertools import accumulate
 
 from mlgit.errors import CorruptObjectError
@@ -18,10 +19,17 @@ class SnapshotFile(io.RawIOBase):
 
     Wrap it in ``io.BufferedReader`` for line iteration; :func:`mlgit.open`
     does that.
+
+    ``on_close``, if given, is called once when the file is closed (explicitly,
+    by leaving a ``with`` block, or when the object is garbage collected): the
+    owner of what the file reads from (:func:`mlgit.open`'s ``Repo``) releases
+    it there. Reading a closed file raises ValueError.
     """
 
-    def __init__(self, objects: ObjectStore, entry: TreeEntry, name: str) -> None:
+    def __init__(self, objects: ObjectStore, entry: TreeEntry, name: str,
+                 on_close: Callable[[], None] | None = None) -> None:
         super().__init__()
+        self._on_close = on_close
         self._objects = objects
         self._chunks = entry.chunks
         self._starts = [0, *accumulate(n for _, n in entry.chunks)][:-1] if entry.chunks else []
@@ -29,6 +37,18 @@ class SnapshotFile(io.RawIOBase):
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None
         self.name = name
+
+    def close(self) -> None:
+        """Close the file and release what it owns (``on_close``); harmless to repeat."""
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            self._cached = None
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
 
     def readable(self) -> bool:
         """Always True."""
@@ -63,6 +83,8 @@ class SnapshotFile(io.RawIOBase):
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         """Read up to ``len(b)`` bytes into ``b``; 0 at end of file."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
         if self._pos >= self._size or len(b) == 0:
             return 0
         i = bisect.bisect_right(self._starts, self._pos) - 1

@@ -29,7 +29,10 @@ from mlgit.store.lock import lock_file
 from mlgit.store.packs import PackReader, PackWriter
 from mlgit.store.store import Store
 
-__all__ = ["GcReport", "collect", "mark"]
+__all__ = ["AUTO_PACK_LIMIT", "ConsolidateReport", "GcReport", "collect", "consolidate",
+           "mark", "small_packs"]
+
+AUTO_PACK_LIMIT = 50  # default of ``ml.autoPackLimit``, as git's ``gc.autoPackLimit``
 
 
 @dataclass
@@ -233,6 +236,125 @@ def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
     if stat_dir.exists():
         shutil.rmtree(stat_dir, ignore_errors=True)  # may name trees just removed
     return removed
+
+
+@dataclass
+class ConsolidateReport:
+    """What :func:`consolidate` did: packs merged into how many, and what they held."""
+
+    small_packs: int = 0
+    merged_packs: int = 0
+    packs_written: int = 0
+    objects: int = 0
+    bytes: int = 0
+
+
+def small_packs(store: Store) -> list[tuple[str, int]]:
+    """(stem, size) of every indexed pack smaller than half the store's pack size.
+
+    Cheap enough to run after every command that wrote a pack: one listing of
+    ``packs/`` and one ``stat`` per pack; nothing is opened or read.
+    """
+    out = []
+    packs = store.root / "packs"
+    try:
+        names = os.listdir(packs)
+    except FileNotFoundError:
+        return []
+    stems = {n[:-4] for n in names if n.endswith(".idx")}
+    for n in names:
+        if n.endswith(".pack") and n[:-5] in stems:
+            try:
+                size = os.stat(packs / n).st_size
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if size < store.config.pack_size // 2:
+                out.append((n[:-5], size))
+    return out
+
+
+def _merge_count(sizes: list[int], limit: int) -> int:
+    """How many of the smallest packs (``sizes`` ascending) to merge into one.
+
+    As git's ``repack --geometric=2``: the packs left alone must each be at least
+    twice the size of the next smaller one and of everything merged below them,
+    so a byte is rewritten about log2(pack_size / its pack's size) times in all,
+    not once per consolidation. If that would still leave more than ``limit``
+    packs, all of them are merged.
+    """
+    split = 0
+    for i in range(len(sizes) - 1, 0, -1):
+        if sizes[i] < 2 * sizes[i - 1]:
+            split = i + 1
+            break
+    total = sum(sizes[:split])
+    while split < len(sizes) and sizes[split] < 2 * total:
+        total += sizes[split]
+        split += 1
+    if len(sizes) - split + (1 if split else 0) > limit:
+        split = len(sizes)
+    return split if split > 1 else 0
+
+
+def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> ConsolidateReport:
+    """Merge small packs into one when there are more than ``limit`` (0: never).
+
+    As ``git gc --auto`` does for ``gc.autoPackLimit``, but nothing is pruned:
+    every object of the merged packs is copied (verified first; a pack holding
+    an object that does not verify is left as it is, for fsck and gc), the new
+    pack is durable before any old one is deleted (index first, then pack), and
+    it keeps the newest modification time of the packs it replaces, so gc's
+    grace period counts from where it did. Runs under the store's ``gc`` lock,
+    taken exclusively: while a writer or gc holds it, waits ``lock_timeout``
+    seconds, then raises ConflictError and changes nothing. This store's object
+    map forgets the deleted packs (their descriptors close) and serves the new one.
+    """
+    report = ConsolidateReport()
+    if limit <= 0 or len(small_packs(store)) <= limit:
+        return report
+    with lock_file(store.root / "gc", timeout=lock_timeout):
+        small = sorted(small_packs(store), key=lambda p: (p[1], p[0]))  # again, under the lock
+        report.small_packs = len(small)
+        if len(small) <= limit:
+            return report
+        chosen = {stem for stem, _ in small[:_merge_count([n for _, n in small], limit)]}
+        by_stem = {r.path.name[:-len(".pack")]: r for r in store.objects.readers()}
+        merge = [by_stem[s] for s, _ in small if s in chosen and s in by_stem]
+        merge = [r for r in merge if all(_readable(r, e) for e in r.entries)]
+        if len(merge) < 2:
+            return report
+        newest = max(os.stat(r.path).st_mtime for r in merge)
+        new_packs: list[str] = []
+        writer = PackWriter(store.tmp_dir, store.root / "packs", store.config.pack_size,
+                            lambda pack, idx: new_packs.append(idx.name[:-4]))
+        copied: set[bytes] = set()
+        try:
+            for r in merge:
+                for e in r.entries:
+                    if e.oid not in copied:
+                        copied.add(e.oid)
+                        writer.add(e.oid, e.type, e.codec, e.raw_len, r.read_stored(e))
+                        report.bytes += e.stored_len
+            writer.commit()  # durable before any old pack goes
+        except BaseException:
+            writer.abort()
+            raise
+        for stem in new_packs:
+            for ext in (".pack", ".idx"):
+                os.utime(store.root / "packs" / (stem + ext), (newest, newest))
+        gone = []
+        for r in merge:
+            stem = r.path.name[:-len(".pack")]
+            if stem in new_packs:
+                continue  # the same content rewritten under the same name
+            r.path.with_suffix(".idx").unlink(missing_ok=True)
+            r.path.unlink(missing_ok=True)
+            gone.append(stem)
+        store.objects.forget(gone)
+        report.merged_packs = len(merge)
+        report.packs_written = len(new_packs)
+        report.objects = len(copied)
+    return report
 
 
 def parse_prune(value: str, now: float | None = None) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ class ObjectStore:
         self._writer = PackWriter(tmp_dir, packs_dir, pack_size, self._on_commit)
         self._tree_cache: dict[bytes, list[TreeEntry]] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self.packs_committed = 0  # packs this store's writer committed (see Store.writing)
 
     # -- index -----------------------------------------------------------
     def _load(self) -> dict[bytes, tuple[PackReader, IndexEntry]]:
@@ -48,25 +50,40 @@ class ObjectStore:
             return self._index
 
     def _scan(self) -> bool:
-        """Open packs that appeared since the last scan; True if any did."""
+        """Open packs that appeared since the last scan; True if any did.
+
+        A pack whose index vanishes between the listing and the opening was
+        removed by gc or consolidation, which commit the packs replacing it
+        first: the listing is taken again, so the replacement is seen.
+        """
         assert self._index is not None
         found = False
-        try:
-            names = sorted(os.listdir(self.packs_dir))
-        except FileNotFoundError:
-            return False
-        for name in names:
-            if not name.endswith(".idx"):
-                continue
-            stem = name[:-4]
-            if stem in self._readers:
-                continue
-            pack = self.packs_dir / (stem + ".pack")
-            if not pack.exists():
-                raise CorruptObjectError(f"pack index {name} has no pack file")
-            self._add_reader(stem, PackReader(pack, self.packs_dir / name))
-            found = True
-        return found
+        while True:
+            try:
+                names = sorted(os.listdir(self.packs_dir))
+            except FileNotFoundError:
+                return found
+            vanished = False
+            for name in names:
+                if not name.endswith(".idx"):
+                    continue
+                stem = name[:-4]
+                if stem in self._readers:
+                    continue
+                pack, idx = self.packs_dir / (stem + ".pack"), self.packs_dir / name
+                try:
+                    if not pack.exists():
+                        raise CorruptObjectError(f"pack index {name} has no pack file")
+                    reader = PackReader(pack, idx)
+                except (FileNotFoundError, CorruptObjectError):
+                    if os.path.lexists(idx):
+                        raise
+                    vanished = True  # removed since the listing (index first, then pack)
+                    continue
+                self._add_reader(stem, reader)
+                found = True
+            if not vanished:
+                return found
 
     def _add_reader(self, stem: str, reader: PackReader) -> None:
         assert self._index is not None
@@ -76,19 +93,38 @@ class ObjectStore:
 
     def _on_commit(self, pack: Path, idx: Path) -> None:
         with self._lock:
+            self.packs_committed += 1
             if self._index is None:
                 return  # nothing loaded yet: the next scan finds it
             stem = idx.name[:-4]
             if stem not in self._readers:
                 self._add_reader(stem, PackReader(pack, idx))
 
+    def forget(self, stems: Iterable[str]) -> None:
+        """Stop serving the packs named ``stems`` (deleted by gc or consolidation).
+
+        Their objects are served from the packs that replaced them (found by a
+        rescan). A forgotten reader is not closed here: a read in another thread
+        may still hold it; its descriptor is released when the last reference goes.
+        """
+        with self._lock:
+            gone = [self._readers.pop(s) for s in stems if s in self._readers]
+            if not gone or self._index is None:
+                return
+            self._index.clear()  # rebuilt in place: concurrent lookups retry under the lock
+            for r in self._readers.values():
+                for e in r.entries:
+                    self._index.setdefault(e.oid, (r, e))
+            self._scan()
+
     def _find(self, oid: bytes) -> tuple[PackReader, IndexEntry] | None:
         index = self._load()
         hit = index.get(oid)
         if hit is None:
             with self._lock:
-                if self._scan():
-                    hit = index.get(oid)
+                index = self._load()  # the same dict, unless the store was closed meanwhile
+                self._scan()
+                hit = index.get(oid)
         return hit
 
     # -- queries -----------------------------------------------------------

@@ -82,7 +82,7 @@ class PackReader:
             except FormatError as e:
                 raise type(e)(f"{pack_path.name}: {e}") from None
         except BaseException:
-            os.close(self.fd)
+            self.close()
             raise
 
     def find(self, oid: bytes) -> IndexEntry | None:
@@ -128,9 +128,17 @@ class PackReader:
         return buf
 
     def close(self) -> None:
-        """Close the pack's file descriptor."""
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Close the pack's file descriptor (once: a second call does nothing)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        # A reader dropped without close() (its store forgot it, or was never closed)
+        # still gives its descriptor back.
+        if getattr(self, "fd", -1) >= 0:
+            self.close()
 
 
 class PackWriter:
