@@ -28,6 +28,7 @@ import pytest
 from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
+from mlgit import errors
 
 GRAPH = json.dumps({"class_name": "Sequential", "config": {"name": "tiny", "layers": [
     {"class_name": "InputLayer", "config": {"batch_shape": [None, 4]}},
@@ -249,3 +250,41 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     assert _all_clean(alice)
     _fsck_ok(alice, bob)
     server.fsck()
+
+
+def _state(root: Path) -> list[tuple[str, int, int]]:
+    """Every file of the clone (git dir and store included) with size and mtime."""
+    return sorted((p.relative_to(root).as_posix(), p.lstat().st_size, p.lstat().st_mtime_ns)
+                  for p in root.rglob("*") if not p.is_dir())
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["push", "nosuch"], errors.UsageError.exit_code, "unknown remote 'nosuch'"),
+    (["fetch", "nosuch"], errors.UsageError.exit_code, "unknown remote 'nosuch'"),
+    (["pull", "nosuch"], errors.UsageError.exit_code, "unknown remote 'nosuch'"),
+    (["ls", "nosuch"], errors.UsageError.exit_code, "unknown remote 'nosuch'"),
+    (["push", "nosuch", "--delete", "data"], errors.UsageError.exit_code,
+     "unknown remote 'nosuch'"),
+    (["push", "origin", "--delete", "nosuchref"], errors.UsageError.exit_code,
+     "has no nosuchref"),
+    (["path", "f" * 32], errors.RevisionError.exit_code, "not in the local store"),
+    (["show", "nosuch/data"], errors.RevisionError.exit_code, "unknown revision"),
+    (["fetch", "origin", "nosuchrev"], errors.RevisionError.exit_code, "nosuchrev"),
+])
+def test_bad_input_to_the_team_verbs_is_one_line_and_changes_nothing(
+        tmp_path: Path, args: list[str], code: int, says: str) -> None:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    alice = tmp_path / "alice"
+    git(tmp_path, "clone", "-q", str(bare), str(alice))
+    run_gitml(alice, "init")
+    make_tree(alice, {"data/a.csv": "1,2\n"})
+    run_gitml(alice, "add", "data")
+    git(alice, "commit", "-qm", "v1")
+    git(alice, "push", "-q", "origin", "main")
+    before, server_before = _state(alice), _state(bare)
+    p = run_gitml(alice, *args, check=False)
+    assert p.returncode == code, (p.stdout, p.stderr)
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("git-ml: error: ") and says in lines[0], lines
+    assert _state(alice) == before and _state(bare) == server_before
