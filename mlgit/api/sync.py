@@ -321,7 +321,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
     """Record that the remote of ``cache`` holds every object notes ``commit`` names."""
     with contextlib.suppress(OSError):  # a cache: losing it costs one negotiation
         cache.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache / _NOTES_SENT, (commit + "\\n").encode())
+        atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
 def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
