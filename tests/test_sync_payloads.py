@@ -191,6 +191,29 @@ def test_notes_pushed_before_payloads_travelled_get_their_payloads(tmp_path: Pat
     assert "0 objects" in again
 
 
+def test_git_push_and_git_ml_fetch_to_a_url_carry_notes(tmp_path: Path, origin: Path) -> None:
+    """`git push URL` (no remote name) runs the pre-push hook with the URL: the notes go
+    too, and `git ml fetch URL` brings a teammate's back."""
+    alice = _alice(tmp_path, str(origin))
+    git(alice, "remote", "remove", "origin")
+    p = git(alice, "push", "-q", str(origin), "HEAD:main")
+    assert "warning" not in p.stderr, p.stderr
+    assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
+    _fsck_ok(origin, alice)
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "pull")
+    assert {r["type"] for r in _records(bob)} == {"checkpoint", "log", "graph", "results"}
+    (tmp_path / "bob-eval.json").write_text('{"acc": 0.8}')
+    run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"))
+    run_gitml(bob, "push")
+    out = run_gitml(alice, "fetch", str(origin)).stdout
+    assert "notes synced" in out
+    assert {r["name"] for r in _records(alice) if r["type"] == "results"} == {
+        "eval.json", "bob-eval.json"}
+    _fsck_ok(alice, origin, bob)
+
+
 def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
                                                            origin: Path) -> None:
     alice = _alice(tmp_path, str(origin))
