@@ -129,18 +129,16 @@ def is_git_remote(repo: Repo, name: str) -> bool:
         return False
 
 
-def _notes_target(repo: Repo, spec: RemoteSpec) -> str | None:
-    """What to give git to fetch and push ``spec``'s notes, or None if git cannot reach it.
+def _carries_notes(repo: Repo, spec: RemoteSpec) -> bool:
+    """True when git can fetch and push ``spec``'s notes (by ``spec.name``).
 
-    A remote ``git remote`` knows is named; a path or SSH URL given directly (``git
-    push URL`` runs the pre-push hook with the URL) is given as such; an S3 URL
-    has no git repository, so no notes.
+    A remote ``git remote`` knows, or a path or SSH URL given directly (``git push
+    URL`` runs the pre-push hook with the URL as the remote's name; git-ml and
+    git both take a relative path from the work tree's root). An S3 URL has no
+    git repository, so no notes.
     """
-    if is_git_remote(repo, spec.name):
-        return spec.name
-    if spec.name == spec.url and spec.kind in ("local", "ssh"):
-        return spec.path if spec.kind == "local" else spec.url
-    return None
+    return is_git_remote(repo, spec.name) or (
+        spec.name == spec.url and spec.kind in ("local", "ssh"))
 
 
 def tracking_refs(store: Store, remote: str) -> RefStore:
@@ -211,13 +209,13 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
-    git_remote = _notes_target(repo, spec) if notes else None
+    git_remote = _carries_notes(repo, spec)
     cache = remote_cache_dir(store, spec.url)
     notes_ok = True
     try:
         check_remote_config(backend, store, create=True)
         # Teammates' records count as present on the remote: merge theirs first.
-        remote_notes = _notes_in(repo, git_remote) if git_remote else None
+        remote_notes = _notes_in(repo, spec.name) if git_remote and notes else None
         notes_at = notes_commit(repo.git)
         notes_sent = notes_at is None or _notes_marker(cache) == notes_at
         local = _local_refs(store, ev)
@@ -237,7 +235,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
             # Everything is named by a remote ref (which only ever names a complete
             # snapshot) and the notes' objects went with these notes already:
             # nothing to send, and no index needs reading.
-            result.notes = git_remote is not None and _notes_out(repo, git_remote, remote_notes)
+            result.notes = notes and git_remote and _notes_out(repo, spec.name, remote_notes)
             if events is None:
                 ev.raise_problems()
             return result
@@ -294,7 +292,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                     ev.problem(e)
     finally:
         backend.close()
-    result.notes = git_remote is not None and _notes_out(repo, git_remote, remote_notes)
+    result.notes = notes and git_remote and _notes_out(repo, spec.name, remote_notes)
     if notes_ok and notes_at is not None:
         _set_notes_marker(cache, notes_at)
     if events is None:
@@ -420,19 +418,19 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
-    git_remote = _notes_target(repo, spec) if notes else None
+    git_remote = notes and _carries_notes(repo, spec)
     mode = _local_mode(repo, spec.name) if local_refs == "auto" else local_refs
     try:
         if not check_remote_config(backend, store, create=False):
             if require_store:
                 raise UsageError(f"remote {spec.name} ({spec.url}) has no git-ml data yet")
-            result.notes = git_remote is not None and _notes_in(repo, git_remote) is not None
+            result.notes = git_remote and _notes_in(repo, spec.name) is not None
             if events is None:
                 ev.raise_problems()
             return result
         # Notes first: a pusher sends objects and refs before notes, so every
         # object these notes name is listed by the indexes read below.
-        result.notes = git_remote is not None and _notes_in(repo, git_remote) is not None
+        result.notes = git_remote and _notes_in(repo, spec.name) is not None
         unreadable: dict[str, FormatError] = {}
         refs = backend.list_refs(unreadable.__setitem__)
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
@@ -456,7 +454,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
                        if oid in ok and ref in mine and mine[ref] != oid],
                       history=True, chunks_too=False)
             if revs is None and notes:
-                _bring_note_objects(repo, index, bring, spec, git_remote is not None, ev)
+                _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
             fetched = {ref: oid for ref, oid in refs.items()
                        if bytes.fromhex(oid) not in bring.failed}
