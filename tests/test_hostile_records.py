@@ -561,7 +561,11 @@ def test_hostile_notes_fetched_from_a_teammate(tmp_path: Path, form: str) -> Non
     victim = tmp_path / "victim"
     git(tmp_path, "clone", "-q", str(origin), str(victim))
     run_gitml(victim, "init")
-    run_gitml(victim, "fetch")  # notes come along; fetch itself does not read them
+    # The notes come along; fetch brings what their valid records name, and reports
+    # each id that neither side holds (Mallory never pushed them), never a crash.
+    p = run_gitml(victim, "fetch", check=False)
+    assert p.returncode == 7 and "notes synced" in p.stdout, p.stderr
+    assert all("which neither this store nor origin" in e for e in fails(p, errors=None))
     for args in (["log", "--json"], ["note", "show", "--json", commit]):
         p = run_gitml(victim, *args, check=False)
         [err] = fails(p)

@@ -589,8 +589,8 @@ def test_a_bad_ref_in_the_own_store_is_reported_and_the_rest_goes_on(
     plant(ml / "refs/datasets/evil", kind, world.tmp / "outside")
     r = gitml(world.victim, "ls")
     assert_refused(r, 7, "datasets/evil")
-    # The good local ref, then the remote-tracking ref of what the victim pulled.
-    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["mine", "origin/good"]
+    # The good local refs (pull created "good"), then the remote-tracking ref.
+    assert [ln.split()[1] for ln in r.stdout.splitlines()] == ["good", "mine", "origin/good"]
     r = gitml(world.victim, "push", "origin")
     assert_refused(r, 7, "datasets/evil")
     assert (world.ml / "refs/datasets/mine").exists()  # the rest was pushed

@@ -191,6 +191,29 @@ def test_notes_pushed_before_payloads_travelled_get_their_payloads(tmp_path: Pat
     assert "0 objects" in again
 
 
+def test_git_push_and_git_ml_fetch_to_a_url_carry_notes(tmp_path: Path, origin: Path) -> None:
+    """`git push URL` (no remote name) runs the pre-push hook with the URL: the notes go
+    too, and `git ml fetch URL` brings a teammate's back."""
+    alice = _alice(tmp_path, str(origin))
+    git(alice, "remote", "remove", "origin")
+    p = git(alice, "push", "-q", str(origin), "HEAD:main")
+    assert "warning" not in p.stderr, p.stderr
+    assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
+    _fsck_ok(origin, alice)
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "pull")
+    assert {r["type"] for r in _records(bob)} == {"checkpoint", "log", "graph", "results"}
+    (tmp_path / "bob-eval.json").write_text('{"acc": 0.8}')
+    run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"))
+    run_gitml(bob, "push")
+    out = run_gitml(alice, "fetch", str(origin)).stdout
+    assert "notes synced" in out
+    assert {r["name"] for r in _records(alice) if r["type"] == "results"} == {
+        "eval.json", "bob-eval.json"}
+    _fsck_ok(alice, origin, bob)
+
+
 def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
                                                            origin: Path) -> None:
     alice = _alice(tmp_path, str(origin))
@@ -362,3 +385,43 @@ def test_push_pull_fsck_loop_over_ssh(tmp_path: Path, sshd: object,
     assert {r["name"] for r in _records(alice) if r["type"] == "results"} == {
         "eval.json", "bob-eval.json"}
     _fsck_ok(alice, bob, server)
+
+
+def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: object) -> None:
+    """The store on moto's S3 server, code and notes on a git origin: plain `git push`."""
+    store = f"s3://{s3_env.bucket}/store"  # type: ignore[attr-defined]
+    settings = [("ml.origin.url", store),
+                ("ml.origin.endpoint", s3_env.endpoint)]  # type: ignore[attr-defined]
+    alice = _alice(tmp_path, str(origin))
+    for key, value in settings:
+        git(alice, "config", key, value)
+    git(alice, "push", "-q", "-u", "origin", "main")
+    assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
+    _fsck_ok(alice)
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    for key, value in settings:
+        git(bob, "config", key, value)
+    run_gitml(bob, "pull")
+    for name, oid in _payloads(alice).items():
+        path = Path(run_gitml(bob, "path", oid).stdout.strip())
+        assert path.read_bytes() == (tmp_path / "work-alice" / name).read_bytes()
+    assert mlgit.latest_checkpoint("r1", repo=bob).is_dir()
+    (tmp_path / "bob-eval.json").write_text('{"acc": 0.8}')
+    run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"))
+    git(bob, "commit", "-q", "--allow-empty", "-m", "bob")
+    git(bob, "push", "-q")
+    run_gitml(alice, "fetch")
+    assert {r["name"] for r in _records(alice, "HEAD") if r["type"] == "results"} == {
+        "eval.json", "bob-eval.json"}
+    _fsck_ok(alice, bob)
+    # The bucket holds everything: a third clone fetches it all and checks it.
+    carol = tmp_path / "carol"
+    git(tmp_path, "clone", "-q", str(origin), str(carol))
+    for key, value in settings:
+        git(carol, "config", key, value)
+    run_gitml(carol, "fetch")
+    with mlgit.Repo(carol) as r:
+        for oid in _payloads(alice).values():
+            assert r.store.objects.has_committed(bytes.fromhex(oid))
+    _fsck_ok(carol)

@@ -129,6 +129,18 @@ def is_git_remote(repo: Repo, name: str) -> bool:
         return False
 
 
+def _carries_notes(repo: Repo, spec: RemoteSpec) -> bool:
+    """True when git can fetch and push ``spec``'s notes (by ``spec.name``).
+
+    A remote ``git remote`` knows, or a path or SSH URL given directly (``git push
+    URL`` runs the pre-push hook with the URL as the remote's name; git-ml and
+    git both take a relative path from the work tree's root). An S3 URL has no
+    git repository, so no notes.
+    """
+    return is_git_remote(repo, spec.name) or (
+        spec.name == spec.url and spec.kind in ("local", "ssh"))
+
+
 def tracking_refs(store: Store, remote: str) -> RefStore:
     """The remote-tracking refs of ``remote`` (``.git/ml/refs/remotes/<remote>/``)."""
     if not is_ref_name(remote):
@@ -197,7 +209,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
-    git_remote = is_git_remote(repo, spec.name)
+    git_remote = _carries_notes(repo, spec)
     cache = remote_cache_dir(store, spec.url)
     notes_ok = True
     try:
@@ -321,7 +333,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
     """Record that the remote of ``cache`` holds every object notes ``commit`` names."""
     with contextlib.suppress(OSError):  # a cache: losing it costs one negotiation
         cache.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache / _NOTES_SENT, (commit + "\\n").encode())
+        atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
 def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
@@ -406,7 +418,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     store = repo.store
     spec, backend = _connect(repo, remote)
     result = PushResult(spec.name, spec.url)
-    git_remote = notes and is_git_remote(repo, spec.name)
+    git_remote = notes and _carries_notes(repo, spec)
     mode = _local_mode(repo, spec.name) if local_refs == "auto" else local_refs
     try:
         if not check_remote_config(backend, store, create=False):

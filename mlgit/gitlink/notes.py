@@ -12,11 +12,13 @@ Notes come from teammates: a note blob larger than ``MAX_NOTE_LEN`` is refused
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlgit.errors import FormatError, GitCommandError, MlgitError
 from mlgit.format.limits import MAX_NOTE_LEN
+from mlgit.format.names import is_ref_name
 from mlgit.format.records import Record, decode_note
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
@@ -191,7 +193,14 @@ def append_note_lines(repo: GitRepo, commit: str, lines: list[str]) -> None:
 
 
 def _tracking_ref(remote: str) -> str:
-    return f"refs/notes/remotes/{remote}/ml"
+    """Where the notes of ``remote`` (a git remote's name, or a URL git can push to) go.
+
+    A name that is one ref component keeps its readable ref; a URL (or a remote
+    name with ``/``) is named by its hash, so no two remotes' refs can clash.
+    """
+    if is_ref_name(remote):
+        return f"refs/notes/remotes/{remote}/ml"
+    return f"refs/notes/remote-urls/{hashlib.sha256(remote.encode()).hexdigest()[:32]}"
 
 
 def fetch_notes(repo: GitRepo, remote: str) -> bool:
