@@ -1,5 +1,6 @@
 """The Python API honours what git honours from the environment (GIT_SSH_COMMAND, GIT_SSH,
-GIT_DIR, GIT_WORK_TREE), as ``git ml`` does; a lazy fetch that fails says why."""
+core.sshCommand, GIT_DIR, GIT_WORK_TREE), as ``git ml`` does; a lazy fetch that fails says
+why."""
 
 from __future__ import annotations
 
@@ -72,6 +73,22 @@ def test_checkout_from_python_uses_git_ssh(over_ssh: Clone, sshd: object, tmp_pa
     monkeypatch.setenv("GIT_SSH", str(wrapper))
     monkeypatch.chdir(over_ssh.bob)
     path = mlgit.checkout(over_ssh.id)
+    assert read_tree(path) == read_tree(over_ssh.alice / "data")
+
+
+def test_core_ssh_command_and_its_precedence(over_ssh: Clone, sshd: object, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """core.sshCommand from git's config; GIT_SSH_COMMAND wins over it, as in git."""
+    marker = tmp_path / "core-ssh-ran"
+    good = shlex.join(sshd.ssh_command)  # type: ignore[attr-defined]
+    git(over_ssh.bob, "config", "core.sshCommand", f"touch {marker} && {good}")
+    monkeypatch.setenv("GIT_SSH_COMMAND", "false")  # wins, and fails
+    with pytest.raises(MlgitError):
+        mlgit.checkout(over_ssh.id, repo=over_ssh.bob)
+    assert not marker.exists()
+    monkeypatch.delenv("GIT_SSH_COMMAND")
+    path = mlgit.checkout(over_ssh.id, repo=over_ssh.bob)
+    assert marker.exists()
     assert read_tree(path) == read_tree(over_ssh.alice / "data")
 
 

@@ -24,11 +24,10 @@ the environment do not reach an opened :class:`~mlgit.gitlink.repo.GitRepo`.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["GitEnv"]
+__all__ = ["GitEnv", "shell_command"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +62,27 @@ class GitEnv:
         """The ssh client's argv, as git chooses it; None for plain ``ssh``.
 
         git's order (``connect.c``): ``GIT_SSH_COMMAND``, then ``core.sshCommand``
-        (both shell command lines, split here with :func:`shlex.split`), then
-        ``GIT_SSH`` (a program, run without a shell: one argv element), then ``ssh``.
+        (both shell command lines: :func:`shell_command`), then ``GIT_SSH`` (a
+        program, run without a shell: one argv element), then ``ssh``.
         """
         for command in (self.ssh_command, core_ssh_command):
-            if command:
-                return shlex.split(command) or None
+            if command and command.strip():
+                return shell_command(command)
         return [self.ssh] if self.ssh else None
+
+
+_SHELL_META = set("|&;<>()$`\\\"' \t\n*?[#~=%")
+"""The characters for which git runs a command line through the shell (run-command.c)."""
+
+
+def shell_command(command: str) -> list[str]:
+    """The argv prefix that runs ``command`` with more arguments appended, as git does.
+
+    git (``prepare_shell_cmd``) runs a command line with any shell metacharacter
+    (a space included) as ``sh -c 'COMMAND "$@"' COMMAND ARGS...``, so quoting,
+    ``&&``, variables and ``~`` work as in a shell; a bare program name is run
+    directly.
+    """
+    if not any(c in _SHELL_META for c in command):
+        return [command]
+    return ["sh", "-c", f'{command} "$@"', command]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlgit.errors import GitCommandError, UsageError
+from mlgit.gitlink.env import shell_command
 from mlgit.gitlink.repo import GitRepo
 from mlgit.gitlink.settings import SHARED_FILE, setting
 from mlgit.sync.backend import Backend, LocalBackend
@@ -170,7 +171,7 @@ def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = Non
     if timeout is not None:
         spec = dataclasses.replace(spec, timeout=timeout)
     if spec.kind == "ssh":
-        client = (shlex.split(ssh_command) if ssh_command else
+        client = (shell_command(ssh_command) if ssh_command and ssh_command.strip() else
                   git.env.ssh_client(_config(git, "core.sshCommand")))
         spec = dataclasses.replace(
             spec, ssh_command=tuple(client) if client else None,

@@ -165,8 +165,9 @@ def _drain(stream: IO[bytes], buf: bytearray) -> None:
 class SSHBackend(Backend):
     """The store of a repository on another host, through ``ssh`` and ``git-ml serve-store``.
 
-    ``ssh_command`` is the ssh client and its options (default ``["ssh"]``); callers
-    pass ``GIT_SSH_COMMAND`` or ``core.sshCommand`` split with :func:`shlex.split`.
+    ``ssh_command`` is the argv prefix of the ssh client (default ``["ssh"]``);
+    callers pass ``GIT_SSH_COMMAND`` or ``core.sshCommand`` as git runs them
+    (:func:`mlgit.gitlink.env.shell_command`: ``sh -c '... "$@"'``).
     ``remote_command`` is the git-ml command to run on the host (default
     ``git-ml``); callers pass ``git config ml.<remote>.gitml``. It is given to the
     remote shell as it is (like git's ``remote.<name>.uploadpack``), so it may be a
