@@ -170,3 +170,37 @@ def test_git_dir_and_work_tree_are_honoured(tmp_path: Path,
     monkeypatch.setenv("GIT_DIR", str(tmp_path / "nothing"))
     with pytest.raises(NotARepositoryError, match="GIT_DIR"):
         mlgit.ls()
+
+
+@pytest.mark.parametrize("prefix", ["", "SILENT=1 "])
+def test_an_ssh_command_that_stops_answering_is_ended_not_orphaned(
+        tmp_path: Path, prefix: str) -> None:
+    """git runs ``core.sshCommand`` through ``sh``; when git-ml gives up on a silent remote,
+    the command itself must end, not only the shell (or it would live on forever)."""
+    import sys
+    import time
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    run_gitml(repo, "init")
+    pidfile = tmp_path / "ssh.pid"
+    script = tmp_path / "silent_ssh.py"
+    script.write_text("import os, sys, time\n"
+                      f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+                      "time.sleep(600)\n")
+    git(repo, "config", "core.sshCommand", f"{prefix}{sys.executable} {script}")
+    git(repo, "config", "ml.origin.url", "somehost:/srv/store")
+    git(repo, "config", "ml.timeout", "1")
+    p = run_gitml(repo, "ls", "origin", check=False)
+    assert p.returncode != 0 and "no answer for 1 s" in p.stderr, p.stderr
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the ssh command outlived git-ml")

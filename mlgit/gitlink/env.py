@@ -24,6 +24,7 @@ the environment do not reach an opened :class:`~mlgit.gitlink.repo.GitRepo`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -73,6 +74,10 @@ class GitEnv:
 
 _SHELL_META = set("|&;<>()$`\\\"' \t\n*?[#~=%")
 """The characters for which git runs a command line through the shell (run-command.c)."""
+_COMPOUND = set("|&;<>()`\n")
+"""Characters that make a command line more than one simple command."""
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[^\"'\\$`]*\Z")
+"""A leading ``NAME=VALUE`` word of a simple command (unquoted, no expansion)."""
 
 
 def shell_command(command: str) -> list[str]:
@@ -81,8 +86,24 @@ def shell_command(command: str) -> list[str]:
     git (``prepare_shell_cmd``) runs a command line with any shell metacharacter
     (a space included) as ``sh -c 'COMMAND "$@"' COMMAND ARGS...``, so quoting,
     ``&&``, variables and ``~`` work as in a shell; a bare program name is run
-    directly.
+    directly. A simple command (no ``;``, ``&``, ``|``, parentheses, redirections,
+    backquotes or newlines) is ``exec``'d by the
+    shell, so killing the process kills the command; a compound one runs in the
+    shell, as git runs it.
     """
     if not any(c in _SHELL_META for c in command):
         return [command]
+    if not any(c in _COMPOUND for c in command):
+        # One simple command: the shell execs it (after any leading NAME=VALUE
+        # words, which exec's command still gets), so the process git-ml waits for
+        # (and kills when a remote stops answering) is the command itself, not a
+        # shell whose child would live on.
+        words = command.split()
+        n = 0
+        while n < len(words) and _ASSIGNMENT.match(words[n]):
+            n += 1
+        if n < len(words) and "=" not in words[n].split("'")[0].split('"')[0]:
+            simple = " ".join([*words[:n], "exec"]) + " " + command.split(None, n)[n] if n \
+                else f"exec {command}"
+            return ["sh", "-c", f'{simple} "$@"', command]
     return ["sh", "-c", f'{command} "$@"', command]
