@@ -12,7 +12,7 @@ repository, default the current directory)::
     [e.name for e in mlgit.ls()]
 
 Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
-TensorFlow support (to come, as ``mlgit.tf``) will be imported only when used.
+TensorFlow support is ``mlgit.tf``, imported only when used (``import mlgit.tf``).
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def test_show_history_lineage_of_a_hostile_snapshot(tmp_path: Path, form: str) -
         assert p.stdout == "", (args, p.stdout)
     with Repo(root) as repo:
         with pytest.raises(FormatError, match=bad.hex()):
-            repo.log("bad")
+            repo.history("bad")
         with pytest.raises(FormatError, match=bad.hex()):
             repo.lineage("bad")
 
@@ -479,7 +479,7 @@ def test_note_record_forms_are_problems_naming_commit_and_line(tmp_path: Path,
         json.dumps(view.to_json(), allow_nan=False)
         with pytest.raises(FormatError):
             repo.show_note(commit)  # without events, the problem is raised
-        [entry] = repo.history(limit=1, events=Events())
+        [entry] = repo.log(limit=1, events=Events())
         assert entry.problems == view.problems
         assert len(entry.checkpoints) == len(entry.results) == len(entry.logs) == 1
 

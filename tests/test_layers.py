@@ -91,3 +91,29 @@ def test_the_git_environment_module_reads_only_git_variables() -> None:
     text = (PKG / "gitlink" / "env.py").read_text()
     keys = set(re.findall(r'get\("([A-Z_]+)"\)', text))
     assert keys and all(k.startswith("GIT_") for k in keys), keys
+
+
+def test_the_architecture_doc_draws_these_layers() -> None:
+    """docs/architecture.md's diagram: top to bottom, the layers of LAYERS, each package once.
+
+    Lines not separated by a ``│`` line are one level (peers); every level is lower
+    than the one above it.
+    """
+    doc = (PKG.parent / "docs" / "architecture.md").read_text()
+    diagram = doc.split("## Layers", 1)[1].split("```", 2)[1]
+    levels: list[list[str]] = [[]]
+    for line in diagram.splitlines():
+        if line.strip() == "│":
+            levels.append([])
+            continue
+        m = re.match(r"\s*(?:│\s*)?\w*\s+mlgit/(\w+)\s", line)
+        if m:
+            levels[-1].append(m.group(1))
+    drawn = [name for level in levels for name in level]
+    packages = {p.name for p in PKG.iterdir() if (p / "__init__.py").exists()}
+    packages |= {"__init__", "errors"}
+    assert sorted(drawn) == sorted(packages) == sorted(LAYERS)
+    ranks = [{LAYERS[name] for name in level} for level in levels if level]
+    assert all(len(r) == 1 for r in ranks), levels  # peers share a layer
+    order = [r.pop() for r in ranks]
+    assert order == sorted(order, reverse=True) and len(set(order)) == len(order), levels

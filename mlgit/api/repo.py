@@ -490,8 +490,8 @@ class Repo:
         from mlgit.api import notes  # imported when used: start-up time
         return notes.show_note(self, commit, events)
 
-    def history(self, rev_range: str | None = None, *, run: str | None = None,
-                limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
+    def log(self, rev_range: str | None = None, *, run: str | None = None,
+            limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         from mlgit.api import (
             history,  # imported when used: start-up time
@@ -1003,8 +1003,8 @@ class Repo:
             ev.raise_problems()
         return out
 
-    def log(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
-        """A snapshot and its first-parent ancestors, newest first."""
+    def history(self, rev: str, limit: int | None = None) -> list[SnapshotInfo]:
+        """A snapshot and its first-parent ancestors, newest first (``git ml history``)."""
         oid: ObjectID | None = self.resolve(rev)
         out: list[SnapshotInfo] = []
         while oid is not None and (limit is None or len(out) < limit):

@@ -361,7 +361,7 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
 def history(c: Ctx, rev: str, max_count: int | None, as_json: bool) -> None:
     """List REV and its earlier versions (first parents), newest first."""
     with c.repo() as repo:
-        infos = repo.log(rev, max_count)
+        infos = repo.history(rev, max_count)
     if as_json:
         _echo_json([i.to_json() for i in infos])
         return
@@ -525,7 +525,7 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
             max_count: int | None, as_json: bool) -> None:
     """Git history with each commit's datasets, checkpoints, test results and logs."""
     with c.repo() as repo:
-        entries = repo.history(rev_range, run=run, limit=max_count, events=c.events)
+        entries = repo.log(rev_range, run=run, limit=max_count, events=c.events)
     if as_json:
         _echo_json([e.to_json() for e in entries])
         return
