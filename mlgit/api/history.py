@@ -13,7 +13,9 @@ from mlgit.format.records import (
     LogRecord,
     Record,
     ResultsRecord,
+    best_value,
     decode_note,
+    metric_values,
 )
 from mlgit.gitlink.commits import (
     CommitInfo,
@@ -58,6 +60,14 @@ class LogEntry:
     graphs: list[GraphRecord] = field(default_factory=list)
     other: list[Record] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+    def metric(self, name: str) -> float | None:
+        """The best value of metric ``name`` among this commit's checkpoints and results.
+
+        "Best" is :func:`~mlgit.format.records.best_mode`'s direction for the name;
+        None when no record has the metric.
+        """
+        return best_value(metric_values([*self.checkpoints, *self.results], name), name)
 
     @property
     def has_records(self) -> bool:

@@ -33,13 +33,11 @@ from mlgit.format.records import (
     Record,
     ResultsRecord,
     best_value,
-    metric_values,
 )
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import LineageEntry
-    from mlgit.api.history import LogEntry
     from mlgit.format.meta import CheckpointMeta
 
 __all__ = ["cli", "main"]
@@ -509,11 +507,6 @@ def _record_line(r: Record) -> str:
     return f"{r.type}: {json.dumps(r.to_json(), sort_keys=True, allow_nan=False)[:100]}"
 
 
-def _metric_of(entry: LogEntry, metric: str) -> float | None:
-    """The best value of ``metric`` among a commit's checkpoint and results records."""
-    return best_value(metric_values([*entry.checkpoints, *entry.results], metric), metric)
-
-
 @cli.command(name="log")
 @click.argument("rev_range", required=False)
 @click.option("--run", help="Show only this run's checkpoints.")
@@ -531,7 +524,7 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
         return
     best: float | None = None
     if metric:
-        best = best_value([v for v in (_metric_of(e, metric) for e in entries)
+        best = best_value([v for v in (e.metric(metric) for e in entries)
                            if v is not None], metric)
         click.echo(f"{'commit':<10} {'date':<10} {metric:>10}  {'data':<28} {'checkpoint':<24} "
                    "summary")
@@ -539,7 +532,7 @@ def log_cmd(c: Ctx, rev_range: str | None, run: str | None, metric: str | None,
         cm = e.commit
         date = _when(cm.time, cm.tz, "%Y-%m-%d")
         if metric:
-            v = _metric_of(e, metric)
+            v = e.metric(metric)
             cell = "" if v is None else f"{v:g}{'*' if v == best else ''}"
             data = ",".join(f"{d.name}@{d.id[:8]}{'+' if d.changed else ''}"
                             for d in e.datasets if d.kind == "dataset")
