@@ -23,3 +23,7 @@ if [ -n "$EXTRAS" ]; then
 else
     "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e .
 fi
+# An editable install does not install data files: link the man pages (man/man1, what
+# `pip install .` puts in <prefix>/share/man/man1) so that `git ml --help` works here too.
+mkdir -p "$VENV/share/man/man1"
+ln -sf "$PWD"/man/man1/*.1 "$VENV/share/man/man1/"

@@ -12,6 +12,16 @@ if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
         echo "openssh-server is needed for the SSH tests: apt-get install openssh-server" >&2
     fi
 fi
+# `git ml --help` runs `man git-ml`: tests/test_manpages.py installs git-ml into a fresh
+# venv and checks that man finds its pages (and groff, a dependency of man-db, renders them).
+if ! command -v man >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            man-db >/dev/null
+    else
+        echo "man is needed for the man page tests: apt-get install man-db" >&2
+    fi
+fi
 scripts/setup-venv.sh test
 VENV="${MLGIT_VENV:-.venv}"
 # The TensorFlow tests run on the CPU: the CPU-only build is a quarter of the size of

@@ -1202,6 +1202,67 @@ def test_chunker_cuts_cover_the_input(data: bytes) -> None:
     assert list(Chunker(256, 1024, 4096).chunks_of(data)) == chunks
 
 
+class _ShortReader:
+    """A reader of ``data`` whose reads return at most the next size of ``sizes``
+    (cycling), through ``read`` only or ``readinto`` only, as a pipe or socket may."""
+
+    def __init__(self, data: bytes, sizes: list[int], readinto: bool) -> None:
+        self._data, self._pos, self._sizes, self._i = data, 0, sizes, 0
+        if readinto:
+            self.readinto = self._readinto
+
+    def _next(self, n: int) -> bytes:
+        k = min(n, self._sizes[self._i % len(self._sizes)])
+        self._i += 1
+        out = self._data[self._pos:self._pos + k]
+        self._pos += len(out)
+        return out
+
+    def read(self, n: int = -1) -> bytes:
+        return self._next(len(self._data) if n < 0 else n)
+
+    def _readinto(self, buf: memoryview) -> int:
+        out = self._next(len(buf))
+        buf[:len(out)] = out
+        return len(out)
+
+
+CHUNKER = (256, 1024, 4096)  # single_max is 2048
+# High-entropy content (where FastCDC does find cuts) of every interesting size: empty,
+# below min, the one-chunk range (where chunks(stream) used to cut and chunks_of did not),
+# its edges, and several chunks.
+chunker_inputs = st.builds(
+    lambda seed, n: random.Random(seed).randbytes(n), st.integers(0, 2**32),
+    st.one_of(st.integers(0, 20000), st.sampled_from([1, 255, 256, 257, 2047, 2048, 2049,
+                                                      4095, 4096, 4097, 8192])))
+
+
+@given(st.one_of(chunker_inputs, compressible),
+       st.lists(st.integers(1, 5000), min_size=1, max_size=5), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_chunker_one_rule_whatever_the_reader(data: bytes, sizes: list[int],
+                                              readinto: bool) -> None:
+    """chunks(stream) cuts exactly what chunks_of cuts, for any reader (short reads,
+    read-only or readinto readers), and content up to single_max is one chunk."""
+    ch = Chunker(*CHUNKER)
+    want = list(ch.chunks_of(data))
+    if 0 < len(data) <= ch.single_max:
+        assert want == [data]
+    assert list(ch.chunks(io.BytesIO(data))) == want
+    assert list(ch.chunks(_ShortReader(data, sizes, readinto))) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [0, 1, 300, 1500, 2048, 2049, 5000, 100_000])
+def test_chunker_one_rule_for_a_real_file(tmp_path: Any, n: int) -> None:
+    data = random.Random(n).randbytes(n)
+    (tmp_path / "f").write_bytes(data)
+    ch = Chunker(*CHUNKER)
+    with open(tmp_path / "f", "rb", buffering=0) as f:
+        assert list(ch.chunks(f)) == list(ch.chunks_of(data))
+    if 0 < n <= ch.single_max:
+        assert list(ch.chunks_of(data)) == [data]
+
+
 def test_chunker_is_content_defined() -> None:
     rnd = random.Random(7)
     data = bytes(rnd.getrandbits(8) for _ in range(200_000))

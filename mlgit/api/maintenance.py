@@ -97,20 +97,25 @@ def roots(repo: Repo, events: Events | None = None) -> list[Root]:
 
 
 def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
-    """Check every pack, index and object, and that everything roots reach is complete."""
+    """Check every pack, index and object, and that everything roots reach is complete.
+
+    Consistent while other processes write to the store (see
+    :func:`mlgit.store.fsck.check`: the roots are read first, under the store's lock).
+    """
     ev = events or Events()
     report = fsck_mod.FsckReport()
-    ev.start("checking objects", 0, 0)
+    skipped = Events()  # bad refs, pointers and note lines become problems of the report
+
+    def named() -> list[Root]:
+        out = roots(repo, skipped)
+        ev.start("checking objects", 0, 0)
+        return out
+
     try:
-        good = fsck_mod.check_objects(repo.store, report, progress=ev.advance)
+        fsck_mod.check(repo.store, named, report, promised=lambda: _promised(repo),
+                       progress=ev.advance)
     finally:
         ev.finish()
-    skipped = Events()  # bad refs, pointers and note lines become problems of the report
-    try:
-        fsck_mod.check_reachable(repo.store, good, roots(repo, skipped), report,
-                                 _promised(repo))
-    finally:
-        fsck_mod.close(good)
     for err in getattr(skipped, "problems", []):
         kind = ("bad-ref" if isinstance(err, _BadRef) else
                 "bad-pointer" if isinstance(err, PointerError) else "bad-note")

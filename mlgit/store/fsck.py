@@ -31,10 +31,11 @@ from mlgit.format.treeshape import (
     totals,
 )
 from mlgit.store import walk
+from mlgit.store.lock import reader_lock
 from mlgit.store.store import Store
 
-__all__ = ["FsckReport", "Located", "Problem", "Root", "check_objects", "check_reachable",
-           "close"]
+__all__ = ["FsckReport", "Located", "Problem", "Root", "check", "check_objects",
+           "check_reachable", "close"]
 
 
 @dataclass(frozen=True)
@@ -88,42 +89,131 @@ def check_objects(store: Store, report: FsckReport,
                   progress: Callable[[int, int], None] | None = None) -> Located:
     """Read every index and every object in every pack; return where the good ones are.
 
-    A bad index is reported and its pack skipped; the rest is still checked. The
-    returned readers stay open for :func:`check_reachable`; call :func:`close`.
+    A bad index is reported and its pack skipped; the rest is still checked; a
+    pack without its index is reported as ``orphan-pack``. The returned readers
+    stay open for :func:`check_reachable`; call :func:`close`. With writers
+    running, use :func:`check` instead.
     """
-    packs_dir = store.root / "packs"
     good: Located = {}
-    names = sorted(os.listdir(packs_dir)) if packs_dir.exists() else []
-    stems = {n[:-4] for n in names if n.endswith(".idx")}
+    names = _pack_names(store)
+    stems = _indexed(names)
+    _report_orphans(names, stems, report)
+    _check_packs(store, sorted(stems), good, report, progress)
+    return good
+
+
+def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport, *,
+          promised: Callable[[], set[bytes]] = lambda: set(),
+          progress: Callable[[int, int], None] | None = None,
+          lock_timeout: float = 600.0) -> None:
+    """The whole check, the same answer while other processes add, fetch, push or gc.
+
+    :func:`check_objects`, then :func:`check_reachable` from ``roots()``:
+
+    - The store's ``gc`` lock is held shared, as writers hold it, so ``gc`` and
+      pack consolidation (the only ones that delete packs) wait until the check
+      is done (and the check waits up to ``lock_timeout`` seconds for a running
+      gc: ConflictError after that).
+    - ``roots()`` is read before the indexes: writers make objects durable and
+      indexed before a ref, pointer or note names them, so everything a root
+      read here names is in a pack listed afterwards.
+    - Before anything is called missing, ``packs/`` is listed again and packs
+      that appeared since are checked too; the walk is repeated if they hold
+      anything.
+    - A pack without its index may be a write in progress (its index comes
+      next): it is an ``orphan-pack`` only if, once the walk is done, no other
+      process holds the lock (nothing is mid-write) and it still has no index.
+    """
+    good: Located = {}
+    with reader_lock(store.root / "gc", timeout=lock_timeout) as alone:
+        try:
+            named = list(roots())
+            known = promised()
+            checked = _indexed(_pack_names(store))
+            _check_packs(store, sorted(checked), good, report, progress)
+            walk_report = _walk(store, good, named, report, known)
+            if walk_report.missing:
+                new = _indexed(_pack_names(store)) - checked
+                before = len(good)
+                _check_packs(store, sorted(new), good, report, progress)
+                if len(good) > before:
+                    walk_report = _walk(store, good, named, report, known)
+            report.snapshots += walk_report.snapshots
+            report.not_fetched += walk_report.not_fetched
+            report.missing |= walk_report.missing
+            report.problems += walk_report.problems
+            if alone():
+                names = _pack_names(store)
+                _report_orphans(names, _indexed(names), report)
+        finally:
+            close(good)
+
+
+def _walk(store: Store, good: Located, roots: list[Root], report: FsckReport,
+          promised: set[bytes]) -> FsckReport:
+    """:func:`check_reachable` into a fresh report that knows ``report``'s corrupt objects."""
+    out = FsckReport(corrupt=report.corrupt)
+    check_reachable(store, good, roots, out, promised)
+    return out
+
+
+def _pack_names(store: Store) -> list[str]:
+    packs_dir = store.root / "packs"
+    try:
+        return sorted(os.listdir(packs_dir))
+    except FileNotFoundError:
+        return []
+
+
+def _indexed(names: list[str]) -> set[str]:
+    """The stems of the ``.idx`` files in ``names``.
+
+    An index without its pack is checked too, so reported as ``bad-index``: no
+    writer ever leaves one.
+    """
+    return {n[:-4] for n in names if n.endswith(".idx")}
+
+
+def _report_orphans(names: list[str], stems: set[str], report: FsckReport) -> None:
     for n in names:
         if n.endswith(".pack") and n[:-5] not in stems:
             report.problems.append(Problem(
                 "orphan-pack", f"{n} has no index (an interrupted write; gc removes it)"))
+
+
+def _check_packs(store: Store, stems: list[str], good: Located, report: FsckReport,
+                 progress: Callable[[int, int], None] | None) -> None:
+    """Open and read every object of the packs ``stems``, adding the good ones to ``good``."""
     from mlgit.store.packs import PackReader
 
+    packs_dir = store.root / "packs"
     bad_copies: list[Problem] = []
-    for stem in sorted(stems):
+    for stem in stems:
         report.packs += 1
         try:
             reader = PackReader(packs_dir / f"{stem}.pack", packs_dir / f"{stem}.idx")
         except (FormatError, OSError) as err:
             report.problems.append(Problem("bad-index", f"{stem}: {err}"))
             continue
+        kept = False
         for e in reader.entries:
             report.objects += 1
             try:
                 reader.read(e)
-                good.setdefault(e.oid, (reader, e))
+                if e.oid not in good:
+                    good[e.oid] = (reader, e)
+                    kept = True
             except CorruptObjectError as err:
                 report.corrupt.add(e.oid)
                 bad_copies.append(Problem("corrupt", str(err), raw_to_hex(e.oid)))
             if progress:
                 progress(1, e.stored_len)
+        if not kept:
+            reader.close()
     # An object with one good copy is fine even if another copy is damaged.
     report.corrupt -= good.keys()
     report.problems += [p for p in bad_copies
                         if p.object is None or bytes.fromhex(p.object) not in good]
-    return good
 
 
 def close(located: Located) -> None:

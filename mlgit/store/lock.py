@@ -13,12 +13,12 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mlgit.errors import ConflictError
 
-__all__ = ["lock_file"]
+__all__ = ["lock_file", "reader_lock"]
 
 
 @contextlib.contextmanager
@@ -31,19 +31,56 @@ def lock_file(path: Path, timeout: float = 10.0, shared: bool = False) -> Iterat
     lock = path.with_name(path.name + ".lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        f"{lock} is held by another git-ml process; try again when it is done"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        _wait(fd, lock, timeout, shared)
         yield lock
     finally:
         os.close(fd)  # releases the lock
+
+
+def _wait(fd: int, lock: Path, timeout: float, shared: bool) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"{lock} is held by another git-ml process; try again when it is done"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+@contextlib.contextmanager
+def reader_lock(path: Path, timeout: float = 600.0) -> Iterator[Callable[[], bool]]:
+    """Hold ``<path>.lock`` shared, for a reader that needs what exclusive holders delete.
+
+    Yields ``alone()``, which tells whether no other process holds the lock at
+    that moment: it tries to take the lock exclusively without waiting. A failed
+    try may leave the lock released (``flock(2)`` converts by unlocking first),
+    so call it last, once nothing needs the shared lock any more; a successful one
+    holds the lock exclusively until the block ends. When the lock file cannot be
+    created (a read-only store) nothing is held and ``alone()`` says True.
+    Waits up to ``timeout`` seconds for the shared lock, then raises ConflictError.
+    """
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield lambda: True
+        return
+
+    def alone() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        _wait(fd, lock, timeout, shared=True)
+        yield alone
+    finally:
+        os.close(fd)
