@@ -7,8 +7,9 @@ directory. A reader (or a crash at any point) sees the old file or the whole new
 one, never a mix; a write that fails or is interrupted by an exception removes its
 temporary file. Only a kill leaves one behind, under a name no reader looks at
 (``gc`` sweeps old ones). :class:`DurableFile` is that sequence for a file written
-piece by piece; :func:`atomic_write` for bytes in memory; :func:`move_into_place`
-for a temporary file already written by other means (a copy).
+piece by piece; :func:`atomic_write` for bytes in memory; :func:`copy_into_place`
+for a copy of another file; :func:`move_into_place` for a temporary file already
+written by other means; :func:`move_dir_into_place` for a finished directory.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from mlgit.errors import FormatError
 
-__all__ = ["DurableFile", "atomic_write", "force_remove", "fsync_dir", "move_into_place",
-           "open_regular", "read_bounded", "unique_tmp_name"]
+__all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
+           "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
+           "unique_tmp_name"]
 
 
 def open_regular(path: str | os.PathLike[str], what: str | None = None,
@@ -200,7 +203,7 @@ def move_into_place(tmp: Path, dest: Path, *, overwrite: bool = True,
     removed whenever it is not moved, the error (if any) raised.
     """
     try:
-        if not overwrite and os.path.lexists(dest):
+        if not overwrite and dest.exists():
             os.unlink(tmp)
             return False
         if not synced:
@@ -210,6 +213,45 @@ def move_into_place(tmp: Path, dest: Path, *, overwrite: bool = True,
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(dest.parent)
+    return True
+
+
+def copy_into_place(src: Path, dest: Path, *, tmp_dir: Path | None = None,
+                    overwrite: bool = True) -> bool:
+    """Copy the file ``src`` to ``dest`` durably (through a temporary file); True if copied.
+
+    The copy goes to a temporary file beside ``dest`` or in ``tmp_dir`` (same
+    filesystem as ``dest``) and is then moved with :func:`move_into_place`; with
+    ``overwrite=False`` an existing ``dest`` is kept and nothing copied.
+    """
+    if not overwrite and dest.exists():
+        return False
+    tmp = (tmp_dir if tmp_dir is not None else dest.parent) / unique_tmp_name(
+        dest.name if tmp_dir is not None else "." + dest.name)
+    try:
+        shutil.copyfile(src, tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return move_into_place(tmp, dest, overwrite=overwrite)
+
+
+def move_dir_into_place(tmp: Path, dest: Path) -> bool:
+    """Rename the finished directory ``tmp`` to ``dest`` and fsync ``dest``'s parent.
+
+    For directories whose content the caller already made durable (a
+    materialized checkout, synced with syncfs). False, with ``tmp`` left for the
+    caller to remove, when ``dest`` already exists (another process finished the
+    same one first); any other failure raises.
+    """
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if not dest.exists():
+            raise
+        return False
     fsync_dir(dest.parent)
     return True
 
