@@ -117,15 +117,16 @@ class DurableFile:
 
     def __init__(self, tmp_dir: Path, prefix: str, mode: int = 0o644) -> None:
         self.path = tmp_dir / unique_tmp_name(prefix)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        self._file: BinaryIO | None = None
+        self._gone = False  # renamed into place or removed
         try:
-            self._file: BinaryIO | None = os.fdopen(fd, "wb", closefd=True)
-        except BaseException:
-            os.close(fd)
+            self._file = os.fdopen(
+                os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode),
+                "wb", closefd=True)
+        except BaseException:  # an interrupt between the open and the fdopen included
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             raise
-        self._gone = False  # renamed into place or removed
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (buffered; nothing is durable before :meth:`commit`)."""
@@ -164,8 +165,9 @@ class DurableFile:
         except BaseException:
             self.discard()
             raise
-        self._gone = True  # from here on move_into_place owns the temporary file
-        return move_into_place(self.path, dest, overwrite=overwrite, synced=True)
+        moved = move_into_place(self.path, dest, overwrite=overwrite, synced=True)
+        self._gone = True
+        return moved
 
     def discard(self) -> None:
         """Close and remove the temporary file unless it was committed (idempotent)."""
