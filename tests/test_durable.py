@@ -21,7 +21,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,11 +82,12 @@ def test_each_durable_helper_keeps_the_order(tmp_path: Path, events: list[Event]
     (tmp_path / "tmp").mkdir()
     src = tmp_path / "src"
     src.write_bytes(b"copied")
-    for n, write in enumerate([
+    writes: list[Callable[[Path], object]] = [
         lambda d: fsutil.atomic_write(d, b"x", tmp_dir=tmp_path / "tmp"),
         lambda d: fsutil.copy_into_place(src, d, tmp_dir=tmp_path / "tmp"),
         lambda d: _durable_file(tmp_path / "tmp", d),
-    ]):
+    ]
+    for n, write in enumerate(writes):
         events.clear()
         dest = tmp_path / f"dest{n}"
         write(dest)
