@@ -154,6 +154,9 @@ class DurableFile:
         """
         if self._gone:
             raise ValueError(f"{self.path.name} was already committed or discarded")
+        if not overwrite and dest.exists():
+            self.discard()  # no fsync spent on bytes that are not kept
+            return False
         try:
             f, self._file = self._file, None
             if f is not None:
