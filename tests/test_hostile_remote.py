@@ -1063,31 +1063,33 @@ def test_decoders_refuse_an_index_past_its_entry_limit() -> None:
         encode_index(entries)
 
 
-def test_both_pack_writers_close_a_pack_at_the_entry_limit(
+def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_push(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlgit.store import packs as packs_mod
-    from mlgit.sync import transfer
 
     monkeypatch.setattr(packs_mod, "MAX_INDEX_ENTRIES", 3)
-    monkeypatch.setattr(transfer, "MAX_INDEX_ENTRIES", 3)
     (tmp_path / "tmp").mkdir()
     (tmp_path / "packs").mkdir()
     committed: list[Path] = []
-    w = packs_mod.PackWriter(tmp_path / "tmp", tmp_path / "packs", 1 << 30,
-                             lambda pack, idx: committed.append(idx))
+    w = packs_mod.PackWriter(tmp_path / "tmp", 1 << 30, packs_mod.commit_into(
+        tmp_path / "packs", lambda pack, idx: committed.append(idx)))
     for i in range(7):
         data = b"object %d" % i
         w.add(oid(data), CHUNK, RAW, len(data), data)
     w.commit()
     counts = [struct.unpack_from("<I", p.read_bytes(), 8)[0] for p in committed]
     assert counts == [3, 3, 1]
+    # A push's packs (published by uploading, not into this store) are cut alike,
+    # and their temporary files are gone afterwards.
     emitted: list[int] = []
-    b = transfer._PackBuilder(tmp_path / "tmp", 1 << 30, lambda path, es: emitted.append(len(es)))
+    b = packs_mod.PackWriter(tmp_path / "tmp", 1 << 30,
+                             lambda built: emitted.append(len(built.entries)), dedup=False)
     for i in range(7):
         data = b"object %d" % i
         b.add(oid(data), CHUNK, RAW, len(data), data)
-    b.finish()
+    b.commit()
     assert emitted == [3, 3, 1]
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 @pytest.mark.parametrize("tail", [b"", b"x", b"\0" * 4])

@@ -38,7 +38,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.scan import TMP_PREFIX, FileStat
 from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache, dir_signature
 from mlgit.snapshot.treewalk import Checked, TreeGetter, walk
-from mlgit.store.fsutil import force_remove, unique_tmp_name
+from mlgit.store.fsutil import force_remove, move_dir_into_place, unique_tmp_name
 from mlgit.store.store import Store
 
 __all__ = ["materialize_readonly", "update_worktree"]
@@ -186,11 +186,7 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
                 os.symlink(e.target, p)
             _make_readonly(tmp, dirs)
             _syncfs(tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not final.exists():
-                    raise
+            if not move_dir_into_place(tmp, final):
                 force_remove(tmp)  # another process won the race with the same tree
         except BaseException:
             force_remove(tmp)

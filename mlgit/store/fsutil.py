@@ -1,6 +1,15 @@
 """Files on disk: durable writes and bounded reads of files that may be hostile.
 
-Writes go to a temporary file, fsync, rename, fsync the directory.
+Every durable write in git-ml goes through this module, in one order: write a
+temporary file (in the target's directory or the store's ``tmp/``, on the same
+filesystem), fsync it, rename it over the final name, fsync the final name's
+directory. A reader (or a crash at any point) sees the old file or the whole new
+one, never a mix; a write that fails or is interrupted by an exception removes its
+temporary file. Only a kill leaves one behind, under a name no reader looks at
+(``gc`` sweeps old ones). :class:`DurableFile` is that sequence for a file written
+piece by piece; :func:`atomic_write` for bytes in memory; :func:`copy_into_place`
+for a copy of another file; :func:`move_into_place` for a temporary file already
+written by other means; :func:`move_dir_into_place` for a finished directory.
 """
 
 from __future__ import annotations
@@ -8,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from mlgit.errors import FormatError
 
-__all__ = ["atomic_write", "force_remove", "fsync_dir", "open_regular", "read_bounded",
+__all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
+           "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
            "unique_tmp_name"]
 
 
@@ -91,25 +103,177 @@ def unique_tmp_name(prefix: str) -> str:
     return f"{prefix}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically and durably.
+class DurableFile:
+    """A new file written under a temporary name in ``tmp_dir``, then put in place durably.
 
-    Readers see either the old file or the whole new one, never a part; after
-    return the new content survives a crash.
+    ``with DurableFile(tmp_dir, prefix) as f: f.write(...); f.commit(dest)``. The
+    temporary file is created exclusively (``O_EXCL``, mode ``mode`` before the
+    umask) under :func:`unique_tmp_name` ``(prefix)``; ``tmp_dir`` must be on
+    ``dest``'s filesystem. :meth:`commit` fsyncs, closes and renames it to
+    ``dest`` and fsyncs ``dest``'s directory; leaving the ``with`` block (or
+    calling :meth:`discard`) without a commit removes it, on every path. Not
+    thread-safe: one writer at a time.
     """
-    tmp = path.parent / unique_tmp_name("." + path.name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+
+    def __init__(self, tmp_dir: Path, prefix: str, mode: int = 0o644) -> None:
+        self.path = tmp_dir / unique_tmp_name(prefix)
+        self._file: BinaryIO | None = None
+        self._gone = False  # renamed into place or removed
+        try:
+            self._file = os.fdopen(
+                os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode),
+                "wb", closefd=True)
+        except BaseException:  # an interrupt between the open and the fdopen included
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` (buffered; nothing is durable before :meth:`commit`)."""
+        if self._file is None:
+            raise ValueError(f"{self.path.name} is closed")
+        self._file.write(data)
+
+    def close(self) -> Path:
+        """Flush and close the file without syncing it; its temporary path, to read it back.
+
+        For a file that is copied elsewhere rather than put in place (a pack to
+        upload). :meth:`discard` still removes it.
+        """
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+        return self.path
+
+    def commit(self, dest: Path, *, overwrite: bool = True) -> bool:
+        """Make the file ``dest``, durably: fsync, close, rename, fsync ``dest``'s directory.
+
+        With ``overwrite=False`` an existing ``dest`` is kept (for content-addressed
+        names, where it holds the same bytes) and False returned. On any failure
+        the temporary file is removed and the error raised.
+        """
+        if self._gone:
+            raise ValueError(f"{self.path.name} was already committed or discarded")
+        if not overwrite and dest.exists():
+            self.discard()  # no fsync spent on bytes that are not kept
+            return False
+        try:
+            f, self._file = self._file, None
+            if f is not None:
+                with f:
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                _fsync_file(self.path)
+        except BaseException:
+            self.discard()
+            raise
+        moved = move_into_place(self.path, dest, overwrite=overwrite, synced=True)
+        self._gone = True
+        return moved
+
+    def discard(self) -> None:
+        """Close and remove the temporary file unless it was committed (idempotent)."""
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+        if not self._gone:
+            self._gone = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def __enter__(self) -> DurableFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "wb", closefd=True) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move_into_place(tmp: Path, dest: Path, *, overwrite: bool = True,
+                    synced: bool = False) -> bool:
+    """Rename the written temporary file ``tmp`` to ``dest`` durably; True if it was moved.
+
+    Fsyncs ``tmp`` (unless the caller did: ``synced``), renames it over ``dest``
+    (same filesystem) and fsyncs ``dest``'s directory. With ``overwrite=False`` an
+    existing ``dest`` is kept, ``tmp`` removed and False returned. ``tmp`` is
+    removed whenever it is not moved, the error (if any) raised.
+    """
+    try:
+        if not overwrite and dest.exists():
+            os.unlink(tmp)
+            return False
+        if not synced:
+            _fsync_file(tmp)
+        os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    fsync_dir(dest.parent)
+    return True
+
+
+def copy_into_place(src: Path, dest: Path, *, tmp_dir: Path | None = None,
+                    overwrite: bool = True) -> bool:
+    """Copy the file ``src`` to ``dest`` durably (through a temporary file); True if copied.
+
+    The copy goes to a temporary file beside ``dest`` or in ``tmp_dir`` (same
+    filesystem as ``dest``) and is then moved with :func:`move_into_place`; with
+    ``overwrite=False`` an existing ``dest`` is kept and nothing copied.
+    """
+    if not overwrite and dest.exists():
+        return False
+    tmp = (tmp_dir if tmp_dir is not None else dest.parent) / unique_tmp_name(
+        dest.name if tmp_dir is not None else "." + dest.name)
+    try:
+        shutil.copyfile(src, tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return move_into_place(tmp, dest, overwrite=overwrite)
+
+
+def move_dir_into_place(tmp: Path, dest: Path) -> bool:
+    """Rename the finished directory ``tmp`` to ``dest`` and fsync ``dest``'s parent.
+
+    For directories whose content the caller already made durable (a
+    materialized checkout, synced with syncfs). False, with ``tmp`` left for the
+    caller to remove, when ``dest`` already exists (another process finished the
+    same one first); any other failure raises.
+    """
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if not dest.exists():
+            raise
+        return False
+    fsync_dir(dest.parent)
+    return True
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
+                 tmp_dir: Path | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (:class:`DurableFile`).
+
+    Readers see either the old file or the whole new one, never a part; after
+    return the new content survives a crash. The temporary file is a hidden one
+    beside ``path``, or in ``tmp_dir`` (same filesystem) for directories that must
+    only ever hold final names (a store's ``packs/``).
+    """
+    prefix = path.name if tmp_dir is not None else "." + path.name
+    with DurableFile(tmp_dir if tmp_dir is not None else path.parent, prefix, mode) as f:
+        f.write(data)
+        f.commit(path)
 
 
 def force_remove(path: str | bytes | os.PathLike[str]) -> None:

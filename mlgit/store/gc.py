@@ -21,12 +21,11 @@ from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.limits import MAX_INDEX_ENTRIES
 from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
 from mlgit.store import walk
 from mlgit.store.fsutil import force_remove
 from mlgit.store.lock import lock_file
-from mlgit.store.packs import PackReader, PackWriter
+from mlgit.store.packs import PackReader, PackWriter, commit_into, pack_is_full
 from mlgit.store.store import Store
 
 __all__ = ["AUTO_PACK_LIMIT", "ConsolidateReport", "GcReport", "collect", "consolidate",
@@ -89,8 +88,8 @@ class _PackCounter:
     """Counts the packs :class:`PackWriter` would write for objects of given stored sizes.
 
     The same cuts: a pack starts with its magic, each object adds its entry header
-    and stored bytes, and a pack is closed once it reaches ``pack_size`` bytes or
-    holds MAX_INDEX_ENTRIES objects (and at the end).
+    and stored bytes, and a pack is closed when :func:`~mlgit.store.packs.pack_is_full`
+    says so (and at the end).
     """
 
     def __init__(self, pack_size: int) -> None:
@@ -105,7 +104,7 @@ class _PackCounter:
             self.pos, self.count = len(PACK_MAGIC), 0
         self.pos += ENTRY_HEADER.size + stored_len
         self.count += 1
-        if self.pos >= self.pack_size or self.count >= MAX_INDEX_ENTRIES:
+        if pack_is_full(self.pos, self.count, self.pack_size):
             self.packs += 1
             self.pos = 0
 
@@ -170,8 +169,8 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
                 copied.update(e.oid for e in r.entries if (id(r), e.oid) not in bad)
         unreadable: list[tuple[PackReader, bytes]] = []
         new_packs: list[str] = []
-        writer = PackWriter(store.tmp_dir, store.root / "packs", store.config.pack_size,
-                            lambda pack, idx: new_packs.append(idx.name[:-4]))
+        writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
+            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
         counter = _PackCounter(store.config.pack_size)  # the writer's cuts, for a dry run
         for r in rewrite:
             for e in r.entries:
@@ -325,8 +324,8 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
             return report
         newest = max(os.stat(r.path).st_mtime for r in merge)
         new_packs: list[str] = []
-        writer = PackWriter(store.tmp_dir, store.root / "packs", store.config.pack_size,
-                            lambda pack, idx: new_packs.append(idx.name[:-4]))
+        writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
+            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
         copied: set[bytes] = set()
         try:
             for r in merge:

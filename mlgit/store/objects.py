@@ -19,7 +19,7 @@ from mlgit.format.ids import ObjectID, digest_bytes, hex_to_raw, raw_to_hex
 from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
-from mlgit.store.packs import PackReader, PackWriter
+from mlgit.store.packs import PackReader, PackWriter, commit_into
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +36,7 @@ class ObjectStore:
         self._lock = threading.RLock()
         self._readers: dict[str, PackReader] = {}
         self._index: dict[bytes, tuple[PackReader, IndexEntry]] | None = None
-        self._writer = PackWriter(tmp_dir, packs_dir, pack_size, self._on_commit)
+        self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit))
         self._tree_cache: dict[bytes, list[TreeEntry]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.packs_committed = 0  # packs this store's writer committed (see Store.writing)

@@ -1,12 +1,14 @@
 """Reading and writing pack files and their indexes.
 
-Write ordering (docs/format.md, "Write ordering"): objects are appended to a
-pack in ``tmp/``; on commit the pack is fsynced and renamed into ``packs/``,
-then its index is written to a temporary file, fsynced and renamed, and the
-directory fsynced. Only then may a ref name anything in it. Readers consider a
-pack to exist only when its ``.idx`` exists, so a crash at any point leaves at
-worst an unindexed pack or a temp file, which nothing reads (a later ``gc``
-removes them).
+Packs are built in one place, :class:`PackWriter`, for a store's own packs and
+for the packs a push uploads alike. Write ordering (docs/format.md, "Write
+ordering", done by :func:`commit_into` with :mod:`~mlgit.store.fsutil`'s durable
+writes): objects are appended to a pack in ``tmp/``; on commit the pack is
+fsynced and renamed into ``packs/``, the directory fsynced, then its index is
+written to a temporary file, fsynced and renamed, and the directory fsynced.
+Only then may a ref name anything in it. Readers consider a pack to exist only
+when its ``.idx`` exists, so a crash at any point leaves at worst an unindexed
+pack or a temp file, which nothing reads (a later ``gc`` removes them).
 
 Reading checks what docs/format.md asks of readers before any object is read:
 the index is a regular file of at most ``MAX_INDEX_LEN`` bytes named by the
@@ -21,8 +23,8 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import decompress
@@ -40,9 +42,10 @@ from mlgit.format.pack import (
     encode_index,
     pack_stem,
 )
-from mlgit.store.fsutil import fsync_dir, open_regular, read_bounded, unique_tmp_name
+from mlgit.store.fsutil import DurableFile, atomic_write, open_regular, read_bounded
 
-__all__ = ["PackReader", "PackWriter", "read_index_file"]
+__all__ = ["BuiltPack", "PackReader", "PackWriter", "Publish", "commit_into", "pack_is_full",
+           "read_index_file"]
 
 
 def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry]:
@@ -141,25 +144,73 @@ class PackReader:
             self.close()
 
 
-class PackWriter:
-    """Appends objects to packs in ``tmp/`` and commits them into ``packs/``.
+@dataclass
+class BuiltPack:
+    """A pack :class:`PackWriter` has finished: its temporary file, name and index.
 
-    Thread-safe: :meth:`add` may be called from several threads. A pack is
-    committed when it reaches ``pack_size`` bytes or holds ``MAX_INDEX_ENTRIES``
-    objects, and on :meth:`commit`. The
-    ``on_commit`` callback receives each committed pack's paths so the object
-    store can start serving it.
+    ``file`` holds the pack's bytes (magic, then every entry); ``index`` is the
+    encoded index of ``entries`` and ``stem`` the name both share
+    (:func:`~mlgit.format.pack.pack_stem`).
     """
 
-    def __init__(self, tmp_dir: Path, packs_dir: Path, pack_size: int,
-                 on_commit: Callable[[Path, Path], None]) -> None:
+    file: DurableFile
+    stem: str
+    index: bytes
+    entries: list[IndexEntry]
+
+
+Publish = Callable[[BuiltPack], None]
+"""What a :class:`PackWriter` does with each finished pack (its temporary file is
+removed afterwards, unless the publisher moved it into place)."""
+
+
+def pack_is_full(pos: int, count: int, pack_size: int) -> bool:
+    """The cut rule: a pack of ``pos`` bytes holding ``count`` objects takes no more.
+
+    A pack is closed once it reaches ``pack_size`` bytes or holds
+    :data:`~mlgit.format.limits.MAX_INDEX_ENTRIES` objects (and at the end).
+    """
+    return pos >= pack_size or count >= MAX_INDEX_ENTRIES
+
+
+def commit_into(packs_dir: Path, on_commit: Callable[[Path, Path], None]) -> Publish:
+    """The publisher of a store's own packs: into ``packs_dir``, in the write order.
+
+    The pack is fsynced and renamed into ``packs_dir``, the directory fsynced;
+    then its index is written the same way (through the writer's ``tmp/``, so
+    ``packs/`` only ever holds final names); then ``on_commit(pack, idx)`` is told,
+    so the object store can start serving it. No fsync per object: two per pack.
+    """
+    def publish(built: BuiltPack) -> None:
+        pack_path = packs_dir / (built.stem + ".pack")
+        idx_path = packs_dir / (built.stem + ".idx")
+        built.file.commit(pack_path)
+        atomic_write(idx_path, built.index, tmp_dir=built.file.path.parent)
+        on_commit(pack_path, idx_path)
+    return publish
+
+
+class PackWriter:
+    """Appends objects to packs in ``tmp_dir`` and hands each finished one to ``publish``.
+
+    The one place packs are built. A pack is finished when it is full
+    (:func:`pack_is_full`) and on :meth:`commit`; ``publish`` receives it as a
+    :class:`BuiltPack`: :func:`commit_into` makes it part of a local store, a
+    push uploads it. Its temporary file is removed once ``publish`` returns or
+    raises (when ``publish`` raises, the objects of that pack are forgotten and
+    the error propagates). Thread-safe: :meth:`add` may be called from several
+    threads. With ``dedup`` (the default) an object this writer already wrote is
+    skipped; without, callers that never repeat an id save the memory.
+    """
+
+    def __init__(self, tmp_dir: Path, pack_size: int, publish: Publish, *,
+                 dedup: bool = True) -> None:
         self.tmp_dir = tmp_dir
-        self.packs_dir = packs_dir
         self.pack_size = pack_size
-        self._on_commit = on_commit
+        self._publish = publish
+        self._dedup = dedup
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
-        self._path: Path | None = None
+        self._file: DurableFile | None = None
         self._entries: list[IndexEntry] = []
         self._pos = 0
         # Ids in the pack being written (not yet committed). Committed ids are found
@@ -167,7 +218,6 @@ class PackWriter:
         self.pending: set[bytes] = set()
         self._committed: set[bytes] = set()  # by this writer: exact dedup across threads
         self.bytes_written = 0
-        self.max_entries = MAX_INDEX_ENTRIES  # objects per pack (lowered only by tests)
 
     def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
         """Append one object (already compressed) unless this writer already wrote it."""
@@ -185,58 +235,48 @@ class PackWriter:
             self._pos += len(header) + len(stored)
             self.bytes_written += len(header) + len(stored)
             self.pending.add(oid)
-            if self._pos >= self.pack_size or len(self._entries) >= self.max_entries:
+            if pack_is_full(self._pos, len(self._entries), self.pack_size):
                 self._commit_locked()
 
     def _open(self) -> None:
-        self._path = self.tmp_dir / unique_tmp_name("pack")
-        f = open(self._path, "xb")  # noqa: SIM115 - closed in _commit_locked / abort
-        f.write(PACK_MAGIC)
+        f = DurableFile(self.tmp_dir, "pack")
+        try:
+            f.write(PACK_MAGIC)
+        except BaseException:
+            f.discard()
+            raise
         self._file = f
         self._pos = len(PACK_MAGIC)
         self._entries = []
 
     def commit(self) -> None:
-        """Make every object added so far durable and visible in ``packs/``."""
+        """Finish the pack being written, if any, and publish it (see :func:`commit_into`)."""
         with self._lock:
             if self._file is not None:
                 self._commit_locked()
 
     def _commit_locked(self) -> None:
-        f, tmp = self._file, self._path
-        assert f is not None and tmp is not None
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        self._file = None
-        index = encode_index(self._entries)
-        name = pack_stem(index)
-        pack_path = self.packs_dir / (name + ".pack")
-        idx_path = self.packs_dir / (name + ".idx")
-        os.replace(tmp, pack_path)
-        fsync_dir(self.packs_dir)
-        idx_tmp = self.tmp_dir / unique_tmp_name(name + ".idx")
-        with open(idx_tmp, "xb") as g:
-            g.write(index)
-            g.flush()
-            os.fsync(g.fileno())
-        os.replace(idx_tmp, idx_path)
-        fsync_dir(self.packs_dir)
-        committed = self._entries
-        self._entries = []
-        self._on_commit(pack_path, idx_path)
-        ids = [e.oid for e in committed]
-        self._committed.update(ids)
+        f, entries = self._file, self._entries
+        assert f is not None
+        self._file, self._entries = None, []
+        ids = [e.oid for e in entries]
+        try:
+            index = encode_index(entries)
+            self._publish(BuiltPack(f, pack_stem(index), index, entries))
+        except BaseException:
+            self.pending.difference_update(ids)
+            raise
+        finally:
+            f.discard()  # nothing if the publisher moved it into place
+        if self._dedup:
+            self._committed.update(ids)
         self.pending.difference_update(ids)
 
     def abort(self) -> None:
-        """Drop the pack being written (objects in committed packs stay)."""
+        """Drop the pack being written (objects in published packs stay)."""
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                self._file.discard()
                 self._file = None
-                if self._path is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._path)
             self.pending.difference_update(e.oid for e in self._entries)
             self._entries = []

@@ -25,10 +25,8 @@ backends do. Contracts every implementation keeps:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -36,7 +34,12 @@ from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.format.names import is_ref_name
-from mlgit.store.fsutil import atomic_write, fsync_dir, open_regular, read_bounded, unique_tmp_name
+from mlgit.store.fsutil import (
+    atomic_write,
+    copy_into_place,
+    open_regular,
+    read_bounded,
+)
 from mlgit.store.refs import REF_KINDS, OnBadRef, RefStore
 
 __all__ = ["Backend", "LocalBackend", "OnBadRef", "check_pack_name", "check_ref_path"]
@@ -176,30 +179,10 @@ class LocalBackend(Backend):
         packs = self.root / "packs"
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        if not (packs / f"{stem}.pack").exists():
-            tmp = tmp_dir / unique_tmp_name(stem)
-            try:
-                shutil.copyfile(pack, tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, packs / f"{stem}.pack")
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            fsync_dir(packs)
+        # Both through tmp/: packs/ only ever holds complete, final names.
+        copy_into_place(pack, packs / f"{stem}.pack", tmp_dir=tmp_dir, overwrite=False)
         if not (packs / f"{stem}.idx").exists():
-            # Through tmp/, as the pack: packs/ only ever holds complete, final names.
-            tmp = tmp_dir / unique_tmp_name(stem + ".idx")
-            try:
-                with open(tmp, "xb") as f:
-                    f.write(index)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, packs / f"{stem}.idx")
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            fsync_dir(packs)
+            atomic_write(packs / f"{stem}.idx", index, tmp_dir=tmp_dir)
 
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""

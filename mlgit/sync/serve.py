@@ -94,7 +94,6 @@ error, so that the session stays in step.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
@@ -106,7 +105,7 @@ from mlgit.errors import FormatError, MlgitError, UsageError
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_INDEX_LEN, MAX_PACK_LEN
-from mlgit.store.fsutil import fsync_dir, unique_tmp_name
+from mlgit.store.fsutil import DurableFile
 from mlgit.sync.backend import LocalBackend, check_pack_name, check_ref_path
 from mlgit.sync.remote import RemoteSpec, local_store
 
@@ -370,8 +369,7 @@ class _Session:
         # From here on the client streams; read all of it whatever fails, so that
         # the next message is read where it starts, and report the failure after.
         failure: BaseException | None = None
-        tmp: Path | None = None
-        f: BinaryIO | None = None
+        f: DurableFile | None = None
 
         def to_file(piece: bytes) -> None:
             nonlocal failure, f
@@ -381,16 +379,14 @@ class _Session:
                 f.write(piece)
             except OSError as e:  # e.g. a full disk: keep reading, report it at the end
                 failure = e
-                with contextlib.suppress(OSError):
-                    f.close()
+                f.discard()
                 f = None
 
         try:
             if send_pack:
                 try:
                     (root / "tmp").mkdir(parents=True, exist_ok=True)
-                    tmp = root / "tmp" / unique_tmp_name(stem)
-                    f = open(tmp, "xb")  # noqa: SIM115 - closed below, on every path
+                    f = DurableFile(root / "tmp", stem)
                 except OSError as e:
                     failure = e
                 self.recv_stream(to_file, MAX_PACK_LEN)
@@ -399,24 +395,13 @@ class _Session:
             if failure is not None:
                 raise failure
             if f is not None:
-                # The rename and fsyncs of LocalBackend.put_pack, without its copy of
-                # the whole pack; then it writes the index (and checks the name again).
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
-                f = None
-                assert tmp is not None
-                if not final.exists():
-                    os.replace(tmp, final)
-                    fsync_dir(final.parent)
+                # The durable write of LocalBackend.put_pack, without its copy of the
+                # whole pack; then it writes the index (and checks the name again).
+                f.commit(final, overwrite=False)
             self.backend.put_pack(stem, final, bytes(index))
         finally:
             if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
-            if tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+                f.discard()  # a pack cut off mid-stream is never visible
         self.send({"ok": True})
 
     def op_list_refs(self, h: dict[str, Any], payload: bytes | None) -> None:

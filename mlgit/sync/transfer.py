@@ -27,13 +27,12 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from mlgit.errors import CorruptObjectError, FormatError, MlgitError, UnsupportedFormatError
 from mlgit.format.compression import decompress
 from mlgit.format.config import decode_config, encode_config
 from mlgit.format.ids import digest_bytes, raw_to_hex
-from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN, MAX_SNAPSHOT_LEN
+from mlgit.format.limits import MAX_INDEX_LEN, MAX_SNAPSHOT_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
     OBJ_BLOB,
@@ -46,13 +45,10 @@ from mlgit.format.pack import (
     check_pack_magic,
     decode_entry_header,
     decode_index,
-    encode_entry_header,
-    encode_index,
-    pack_stem,
 )
 from mlgit.store import walk
-from mlgit.store.fsutil import atomic_write, unique_tmp_name
-from mlgit.store.packs import read_index_file
+from mlgit.store.fsutil import atomic_write
+from mlgit.store.packs import BuiltPack, PackWriter, read_index_file
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 
@@ -213,59 +209,6 @@ def closure_postorder(store: Store, roots: Iterable[bytes | tuple[bytes, str]],
     return order
 
 
-class _PackBuilder:
-    """Writes stored objects into a local temp pack and hands each finished one to ``emit``.
-
-    Unlike :class:`~mlgit.store.packs.PackWriter` the pack is not committed into
-    this store: ``emit`` uploads it, and the temp file is removed afterwards.
-    """
-
-    def __init__(self, tmp_dir: Path, pack_size: int,
-                 emit: Callable[[Path, list[IndexEntry]], None]) -> None:
-        self.tmp_dir = tmp_dir
-        self.pack_size = pack_size
-        self.max_entries = MAX_INDEX_ENTRIES  # objects per pack (lowered only by tests)
-        self.emit = emit
-        self.path: Path | None = None
-        self.f: BinaryIO | None = None
-        self.entries: list[IndexEntry] = []
-        self.pos = 0
-
-    def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
-        """Append one object; emit the pack at ``pack_size`` bytes or MAX_INDEX_ENTRIES objects."""
-        if self.f is None:
-            self.path = self.tmp_dir / unique_tmp_name("push")
-            self.f = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
-            self.f.write(PACK_MAGIC)
-            self.pos = len(PACK_MAGIC)
-            self.entries = []
-        self.f.write(encode_entry_header(oid, type_, codec, raw_len, len(stored)))
-        self.f.write(stored)
-        self.entries.append(IndexEntry(oid, self.pos, len(stored), raw_len, type_, codec))
-        self.pos += ENTRY_HEADER.size + len(stored)
-        if self.pos >= self.pack_size or len(self.entries) >= self.max_entries:
-            self.finish()
-
-    def finish(self) -> None:
-        """Emit the pack being built, if any, and remove its temp file."""
-        if self.f is None or self.path is None:
-            return
-        self.f.close()
-        path, entries = self.path, self.entries
-        self.f, self.path = None, None
-        try:
-            self.emit(path, entries)
-        finally:
-            path.unlink(missing_ok=True)
-
-    def abort(self) -> None:
-        """Drop the pack being built."""
-        if self.f is not None and self.path is not None:
-            self.f.close()
-            self.path.unlink(missing_ok=True)
-        self.f, self.path = None, None
-
-
 def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
                  progress: Progress | None = None,
                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
@@ -283,24 +226,25 @@ def send_objects(store: Store, backend: Backend, todo: list[bytes], remote: Remo
         on_total(len(todo), sum(e.stored_len for e in sizes if e is not None))
     stats = TransferStats()
 
-    def emit(path: Path, entries: list[IndexEntry]) -> None:
-        index = encode_index(entries)
-        stem = pack_stem(index)
-        backend.put_pack(stem, path, index)
+    def upload(built: BuiltPack) -> None:
+        # Not put into this store: the backend copies it (and makes it durable there);
+        # the writer removes the local temporary file afterwards.
+        backend.put_pack(built.stem, built.file.close(), built.index)
         stats.packs += 1
 
-    builder = _PackBuilder(store.tmp_dir, store.config.pack_size, emit)
+    # ``todo`` never repeats an id: no dedup set to keep.
+    writer = PackWriter(store.tmp_dir, store.config.pack_size, upload, dedup=False)
     try:
         for oid in todo:
             e, stored = store.objects.get_stored(oid)
-            builder.add(oid, e.type, e.codec, e.raw_len, stored)
+            writer.add(oid, e.type, e.codec, e.raw_len, stored)
             stats.objects += 1
             stats.bytes += len(stored)
             if progress:
                 progress(1, len(stored))
-        builder.finish()
+        writer.commit()
     except BaseException:
-        builder.abort()
+        writer.abort()
         raise
     remote.refresh()
     return stats
