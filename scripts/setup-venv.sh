@@ -17,6 +17,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
+# The build backend in the venv too, so that a test can build git-ml's wheel without
+# reaching an index (tests/test_manpages.py: --no-build-isolation).
+"$VENV/bin/python" -m pip install -q 'setuptools>=68' wheel
 EXTRAS="${1:-}"
 if [ -n "$EXTRAS" ]; then
     "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e ".[$EXTRAS]"

@@ -74,10 +74,18 @@ def test_pip_install_into_a_fresh_venv_makes_git_ml_help_work(tmp_path: Path) ->
         ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "tmp*"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    # No dependencies: man needs only the installed files; the entry point is there
-    # for git to find `git-ml` on PATH.
+    # The wheel is built by this environment's setuptools (scripts/setup-venv.sh installs
+    # it) and installed with no index: a test reaches no network. No dependencies: man
+    # needs only the installed files; the entry point is there for git to find `git-ml`.
+    dist = tmp_path / "dist"
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
+                        "--no-build-isolation", "-w", str(dist), str(src)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    [wheel] = dist.glob("mlgit-*.whl")
     p = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "--no-deps", str(src)], capture_output=True, text=True, timeout=600)
+                        "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("MANPATH", "PYTHONPATH")}
     env.update(PATH=f"{venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin", MANPAGER="cat",
