@@ -30,8 +30,9 @@ from mlgit.errors import (
 )
 from mlgit.format.config import FORMAT_VERSION, StoreConfig, encode_config
 from mlgit.format.ids import ObjectID
+from mlgit.sync.protocol import PIECE, PROTOCOL_VERSION, read_frame, write_frame
 from mlgit.sync.remote import RemoteSpec, parse_url
-from mlgit.sync.serve import PIECE, PROTOCOL_VERSION, read_frame, serve, write_frame
+from mlgit.sync.serve import serve
 from mlgit.sync.ssh import SSHBackend
 
 BIN = Path(sys.executable).parent

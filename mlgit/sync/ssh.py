@@ -3,7 +3,7 @@
 As git does with ``git-upload-pack``: nothing but git-ml needs installing on the
 server, and the user's ssh client, its config, keys and agent do the connecting.
 :class:`SSHBackend` starts one ``ssh`` process, on first use, and sends every
-request over it (the protocol of :mod:`mlgit.sync.serve`)::
+request over it (the protocol of :mod:`mlgit.sync.protocol`)::
 
     ssh -o BatchMode=yes [-p PORT] [user@]host '<git-ml> serve-store <path>'
 
@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import mlgit.errors as errors  # (not "from mlgit import": that is the top layer)
 from mlgit.errors import (
     FileChangedError,
     FormatError,
@@ -47,16 +46,19 @@ from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
-from mlgit.sync.remote import RemoteSpec
-from mlgit.sync.serve import (
+from mlgit.sync.protocol import (
     PIECE,
     PROTOCOL_VERSION,
     UNKNOWN_REQUEST,
     Disconnected,
     Frame,
+    Op,
+    error_class,
+    pieces_of,
     read_frame,
     write_frame,
 )
+from mlgit.sync.remote import RemoteSpec
 
 __all__ = ["DEFAULT_TIMEOUT", "SSHBackend"]
 
@@ -64,15 +66,6 @@ DEFAULT_TIMEOUT = 300.0
 """Seconds to wait for the server's next bytes (or for it to take ours) before giving up."""
 _STDERR_KEEP = 16 << 10
 _BYE_SECONDS = 5.0
-
-
-def _error_class(name: object) -> type[MlgitError]:
-    """The class of :mod:`mlgit.errors` called ``name``; MlgitError if there is none."""
-    if isinstance(name, str) and name in errors.__all__:
-        cls = getattr(errors, name)
-        if isinstance(cls, type) and issubclass(cls, MlgitError):
-            return cls
-    return MlgitError
 
 
 def _last_line(text: str) -> str:
@@ -100,8 +93,8 @@ class _Silent(Exception):
 class _Pipe:
     """ssh's standard input and output, where no wait lasts longer than ``timeout`` seconds.
 
-    Offers ``read`` (what :func:`~mlgit.sync.serve.read_frame` needs) and
-    ``write``/``flush`` (what :func:`~mlgit.sync.serve.write_frame` needs) on the raw
+    Offers ``read`` (what :func:`~mlgit.sync.protocol.read_frame` needs) and
+    ``write``/``flush`` (what :func:`~mlgit.sync.protocol.write_frame` needs) on the raw
     file descriptors; raises :class:`_Silent` when the other side neither sends nor
     takes anything for ``timeout`` seconds, and OSError as the system calls do.
     """
@@ -243,7 +236,7 @@ class SSHBackend(Backend):
             return self._proc
         proc = self._start()
         try:
-            reply = self._exchange({"op": "hello", "protocol": PROTOCOL_VERSION})
+            reply = self._exchange({"op": Op.HELLO, "protocol": PROTOCOL_VERSION})
         except _Lost as e:
             if e.detail:
                 self._shutdown(0.5)
@@ -412,7 +405,7 @@ class SSHBackend(Backend):
         """The next answer; an error answer is raised as its mlgit.errors class."""
         h, payload = self._recv()
         if not h["ok"]:
-            cls = _error_class(h.get("error"))
+            cls = error_class(h.get("error"))
             raise cls(str(h.get("message") or "git-ml serve-store failed")[:1000])
         return h, payload
 
@@ -430,12 +423,12 @@ class SSHBackend(Backend):
             if not h["more"]:
                 return
 
-    def _send_stream(self, pieces: Iterator[bytes]) -> None:
+    def _send_stream(self, pieces: Iterator[bytes | memoryview]) -> None:
         prev = next(pieces)
         for piece in pieces:
-            self._send({"op": "data", "more": True}, prev)
+            self._send({"op": Op.DATA, "more": True}, prev)
             prev = piece
-        self._send({"op": "data", "more": False}, prev)
+        self._send({"op": Op.DATA, "more": False}, prev)
 
     def _request(self, op: str, run: Any) -> Any:
         """Run ``run()`` (which sends requests and reads answers) under the session lock.
@@ -464,7 +457,7 @@ class SSHBackend(Backend):
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
         def run() -> bytes | None:
-            self._send({"op": "read_config"})
+            self._send({"op": Op.READ_CONFIG})
             h, payload = self._answer()
             if not h.get("exists"):
                 return None
@@ -480,12 +473,12 @@ class SSHBackend(Backend):
 
     def init(self, config: bytes) -> None:
         """See :meth:`Backend.init`."""
-        self._request("init", lambda: self._exchange({"op": "init"}, config))
+        self._request("init", lambda: self._exchange({"op": Op.INIT}, config))
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
         def run() -> list[str]:
-            packs = self._exchange({"op": "list_packs"}).get("packs")
+            packs = self._exchange({"op": Op.LIST_PACKS}).get("packs")
             if not isinstance(packs, list):
                 raise _Lost(f"{self._where} sent a malformed pack list", FormatError)
             return sorted(check_pack_name(str(p)) for p in packs)
@@ -498,7 +491,7 @@ class SSHBackend(Backend):
         check_pack_name(stem)
 
         def run() -> bytes:
-            self._send({"op": "read_index", "stem": stem})
+            self._send({"op": Op.READ_INDEX, "stem": stem})
             parts: list[bytes] = []
             got = 0
             for piece in self._recv_stream():
@@ -519,7 +512,7 @@ class SSHBackend(Backend):
             raise UsageError(f"read_pack: offset {offset} and length {length} must be >= 0")
 
         def run() -> bytes:
-            self._send({"op": "read_pack", "stem": stem, "offset": offset, "length": length})
+            self._send({"op": Op.READ_PACK, "stem": stem, "offset": offset, "length": length})
             parts: list[bytes] = []
             got = 0
             for piece in self._recv_stream():
@@ -552,16 +545,11 @@ class SSHBackend(Backend):
                     if not left:
                         return
 
-            def index_pieces() -> Iterator[bytes]:
-                view = memoryview(index)
-                for i in range(0, max(len(view), 1), PIECE):
-                    yield bytes(view[i:i + PIECE])
-
             def run() -> None:
-                h = self._exchange({"op": "put_pack", "stem": stem})
+                h = self._exchange({"op": Op.PUT_PACK, "stem": stem})
                 if h.get("send_pack"):
                     self._send_stream(file_pieces())
-                self._send_stream(index_pieces())
+                self._send_stream(pieces_of(index))
                 self._answer()
 
             self._request("put_pack", run)
@@ -569,7 +557,7 @@ class SSHBackend(Backend):
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`: the server names refs it could not read."""
         def run() -> tuple[dict[str, ObjectID], list[tuple[str, FormatError]]]:
-            h = self._exchange({"op": "list_refs"})
+            h = self._exchange({"op": Op.LIST_REFS})
             refs, bad = h.get("refs"), h.get("bad", {})
             if not isinstance(refs, dict) or not isinstance(bad, dict):
                 raise _Lost(f"{self._where} sent a malformed ref list", FormatError)
@@ -597,7 +585,7 @@ class SSHBackend(Backend):
         """See :meth:`Backend.update_ref`."""
         check_ref_path(ref)
         self._request("update_ref", lambda: self._exchange(
-            {"op": "update_ref", "ref": ref, "new": new, "expect": expect}))
+            {"op": Op.UPDATE_REF, "ref": ref, "new": new, "expect": expect}))
 
     def delete_ref(self, ref: str, expect: ObjectID) -> None:
         """See :meth:`Backend.delete_ref`; a server too old for it is a UsageError saying so."""
@@ -605,7 +593,7 @@ class SSHBackend(Backend):
         expect = parse_object_id(expect)
         try:
             self._request("delete_ref", lambda: self._exchange(
-                {"op": "delete_ref", "ref": ref, "expect": expect}))
+                {"op": Op.DELETE_REF, "ref": ref, "expect": expect}))
         except UsageError as e:
             if not str(e).startswith(UNKNOWN_REQUEST):
                 raise
