@@ -87,8 +87,20 @@ from urllib.parse import urlsplit
 from mlgit.errors import ConflictError, FormatError, MlgitError, UsageError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN, MAX_REF_LEN, MAX_REMOTE_LIST
-from mlgit.format.names import is_ref_name
-from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
+from mlgit.sync.backend import Backend, OnBadRef
+from mlgit.sync.layout import (
+    CONFIG,
+    PACKS,
+    REFS,
+    TMP,
+    check_pack_name,
+    check_ref_path,
+    complete_packs,
+    index_file,
+    pack_file,
+    ref_file,
+    refs_in,
+)
 from mlgit.sync.remote import config_hint
 
 if TYPE_CHECKING:
@@ -99,7 +111,6 @@ __all__ = ["S3Backend"]
 _INSTALL_HINT = "pip install 'mlgit[s3]'"
 _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}\Z")
 _CODE_RE = re.compile(r"[A-Za-z0-9.]{1,64}\Z")
-_REF_KINDS = ("datasets", "checkpoints")
 _MULTIPART_THRESHOLD = 16 << 20
 _MULTIPART_CHUNK = 8 << 20
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -385,31 +396,28 @@ class S3Backend(Backend):
 
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
-        got = self._get("config", "reading config", MAX_CONFIG_LEN)
+        got = self._get(CONFIG, "reading config", MAX_CONFIG_LEN)
         return None if got is None else got[0]
 
     def init(self, config: bytes) -> None:
         """See :meth:`Backend.init`: a conditional create of ``config``."""
         if self.read_config() is not None:
             return
-        if not self._put_new("config", config, "creating config"):
+        if not self._put_new(CONFIG, config, "creating config"):
             return  # another client created the store meanwhile
         # A service that ignores If-None-Match would accept this second create: refuse it,
         # as it would also turn every ref update into "last writer wins".
-        if self._put_new("config", config, "checking conditional writes"):
+        if self._put_new(CONFIG, config, "checking conditional writes"):
             raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
                              "writes (If-None-Match), which git-ml needs for safe ref updates")
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
-        names = set(self._list("packs/", "listing packs"))
-        stems = {n[len("packs/"):-len(".idx")] for n in names if n.endswith(".idx")}
-        return sorted(s for s in stems
-                      if f"packs/{s}.pack" in names and _is_pack_stem(s))
+        return complete_packs(n[len(PACKS) + 1:] for n in self._list(f"{PACKS}/", "listing packs"))
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        got = self._get(f"packs/{check_pack_name(stem)}.idx", f"reading {stem}.idx",
+        got = self._get(index_file(stem), f"reading {stem}.idx",
                         MAX_INDEX_LEN)
         if got is None:
             raise FormatError(f"{self.url}: {stem}.idx is missing")
@@ -426,7 +434,7 @@ class S3Backend(Backend):
         with self._calling(what):
             try:
                 resp = self._s3.get_object(Bucket=self.bucket,
-                                           Key=self._key(f"packs/{stem}.pack"),
+                                           Key=self._key(pack_file(stem)),
                                            Range=f"bytes={offset}-{offset + length - 1}")
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -448,9 +456,8 @@ class S3Backend(Backend):
 
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
         """See :meth:`Backend.put_pack`: the pack (multipart if large), then its index."""
-        check_pack_name(stem)
+        name = pack_file(stem)
         size = pack.stat().st_size
-        name = f"packs/{stem}.pack"
         have = self._size(name, f"checking {stem}.pack")
         if have is None:
             with self._calling(f"uploading {stem}.pack"):
@@ -459,30 +466,26 @@ class S3Backend(Backend):
         elif have != size:
             raise FormatError(f"{self.url}: {stem}.pack already exists with {have} bytes, "
                               f"not {size}")
-        self._put_new(f"packs/{stem}.idx", index, f"uploading {stem}.idx")
+        self._put_new(index_file(stem), index, f"uploading {stem}.idx")
 
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
-        found = set(self._list("refs/", "listing refs"))
+        found = self._list(f"{REFS}/", "listing refs")
         out: dict[str, ObjectID] = {}
-        for kind in _REF_KINDS:
-            names = sorted(n[len(f"refs/{kind}/"):] for n in found
-                           if n.startswith(f"refs/{kind}/"))
-            for name in names:
-                if is_ref_name(name):
-                    try:
-                        oid, _ = self._read_ref(f"{kind}/{name}")
-                    except FormatError as e:
-                        if on_bad is None:
-                            raise
-                        on_bad(f"{kind}/{name}", e)
-                        continue
-                    if oid is not None:
-                        out[f"{kind}/{name}"] = oid
+        for ref in refs_in(n[len(REFS) + 1:] for n in found):
+            try:
+                oid, _ = self._read_ref(ref)
+            except FormatError as e:
+                if on_bad is None:
+                    raise
+                on_bad(ref, e)
+                continue
+            if oid is not None:
+                out[ref] = oid
         return out
 
     def _read_ref(self, ref: str) -> tuple[ObjectID | None, str | None]:
-        got = self._get(f"refs/{check_ref_path(ref)}", f"reading {ref}", MAX_REF_LEN)
+        got = self._get(ref_file(ref), f"reading {ref}", MAX_REF_LEN)
         if got is None:
             return None, None
         data, etag = got
@@ -504,7 +507,7 @@ class S3Backend(Backend):
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         with self._calling(f"updating {ref}"):
             try:
-                self._s3.put_object(Bucket=self.bucket, Key=self._key(f"refs/{ref}"),
+                self._s3.put_object(Bucket=self.bucket, Key=self._key(ref_file(ref)),
                                     Body=(new + "\n").encode(), **condition)
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -537,7 +540,7 @@ class S3Backend(Backend):
         self._check_conditional_delete()
         with self._calling(f"deleting {ref}"):
             try:
-                self._s3.delete_object(Bucket=self.bucket, Key=self._key(f"refs/{ref}"),
+                self._s3.delete_object(Bucket=self.bucket, Key=self._key(ref_file(ref)),
                                        IfMatch=etag)
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -564,7 +567,7 @@ class S3Backend(Backend):
         if "IfMatch" not in members:
             raise UsageError("this boto3 is too old for S3 conditional deletes, which git-ml "
                              "needs to delete refs safely: pip install -U 'boto3>=1.36'")
-        key = self._key(f"tmp/delete-check-{os.urandom(8).hex()}")
+        key = self._key(f"{TMP}/delete-check-{os.urandom(8).hex()}")
         honoured = False
         with self._calling("checking conditional deletes"):
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"git-ml\n")
@@ -589,11 +592,3 @@ class S3Backend(Backend):
             with contextlib.suppress(Exception):
                 self._s3.close()
 
-
-def _is_pack_stem(stem: str) -> bool:
-    """True if ``stem`` is a pack stem (``pack-<32 hex>``)."""
-    try:
-        check_pack_name(stem)
-    except FormatError:
-        return False
-    return True

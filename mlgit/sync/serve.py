@@ -35,7 +35,8 @@ from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_INDEX_LEN, MAX_PACK_LEN
 from mlgit.store.fsutil import fsync_dir, unique_tmp_name
-from mlgit.sync.backend import LocalBackend, check_pack_name, check_ref_path
+from mlgit.sync.backend import LocalBackend
+from mlgit.sync.layout import check_pack_name, check_ref_path
 from mlgit.sync.protocol import (
     PIECE,
     PROTOCOL_VERSION,

@@ -45,7 +45,8 @@ from mlgit.errors import (
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
-from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
+from mlgit.sync.backend import Backend, OnBadRef
+from mlgit.sync.layout import check_pack_name, check_ref_path
 from mlgit.sync.protocol import (
     PIECE,
     PROTOCOL_VERSION,
