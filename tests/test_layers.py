@@ -91,3 +91,57 @@ def test_the_git_environment_module_reads_only_git_variables() -> None:
     text = (PKG / "gitlink" / "env.py").read_text()
     keys = set(re.findall(r'get\("([A-Z_]+)"\)', text))
     assert keys and all(k.startswith("GIT_") for k in keys), keys
+
+
+def _is_module(dotted: str) -> bool:
+    path = PKG.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(name: str, path: Path) -> list[str]:
+    """Where module ``name`` uses another module's ``_private`` name.
+
+    ``from mlgit.x import _y``, and ``m._y`` where ``m`` is bound to a git-ml module
+    by ``import mlgit.x as m`` or ``from mlgit import x`` (anywhere in the module,
+    lazy imports too).
+    """
+    tree = ast.parse(path.read_text())
+    bad: list[str] = []
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlgit"):
+            for a in node.names:
+                if _private(a.name) and node.module != name:
+                    bad.append(f"{name} imports {node.module}.{a.name}")
+                elif _is_module(f"{node.module}.{a.name}"):
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("mlgit") and a.asname:
+                    aliases[a.asname] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr)
+                and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and aliases[node.value.id] != name):
+            bad.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+    return bad
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """A ``_name`` is its module's own: others go through its public interface."""
+    bad = [use for name, path in _modules() for use in _private_uses(name, path)]
+    assert bad == []
+
+
+def test_the_private_name_rule_catches_both_spellings(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from mlgit.sync.remote import _config\n"
+                     "from mlgit.api import sync\n"
+                     "import mlgit.errors as errors\n"
+                     "def f():\n    return sync._connect, errors.__all__, sync.push\n")
+    assert _private_uses("mlgit.probe", probe) == [
+        "mlgit.probe imports mlgit.sync.remote._config", "mlgit.probe uses mlgit.api.sync._connect"]
