@@ -145,3 +145,22 @@ def test_the_private_name_rule_catches_both_spellings(tmp_path: Path) -> None:
                      "def f():\n    return sync._connect, errors.__all__, sync.push\n")
     assert _private_uses("mlgit.probe", probe) == [
         "mlgit.probe imports mlgit.sync.remote._config", "mlgit.probe uses mlgit.api.sync._connect"]
+
+
+def test_both_sides_of_the_ssh_transport_share_one_protocol_module() -> None:
+    """ssh.py (client) and serve.py (server) import protocol.py and nothing of each other."""
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((PKG / "sync" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    client, server = imports("ssh"), imports("serve")
+    assert "mlgit.sync.protocol" in client and "mlgit.sync.protocol" in server
+    assert "mlgit.sync.serve" not in client and "mlgit.sync.ssh" not in server
+
+
+def test_every_backend_takes_the_layout_from_one_module() -> None:
+    """No backend keeps its own copy of the ref kinds or the pack name rule."""
+    for name in ("backend", "s3", "ssh", "serve"):
+        text = (PKG / "sync" / f"{name}.py").read_text()
+        assert "mlgit.sync.layout" in text, name
+        assert "[0-9a-f]{32}" not in text and '("datasets", "checkpoints")' not in text, name

@@ -9,12 +9,18 @@ backends do. Contracts every implementation keeps:
 
 - A pack is visible (in :meth:`Backend.list_packs`) only once both its pack file
   and its index are completely written: :meth:`Backend.put_pack` writes the pack,
-  then the index, each atomically.
+  then the index, each atomically. It never replaces a file that exists (a pack's
+  name is the hash of its index), so it is idempotent and completes an upload that
+  was cut off between the two.
 - :meth:`Backend.update_ref` is a compare-and-swap: it fails with ConflictError,
   changing nothing, when the ref does not hold ``expect``. :meth:`Backend.delete_ref`
   is the same for a removal: it removes the ref only if it holds ``expect``.
-- Reads return exactly the bytes asked for or raise; no method retries silently
-  forever, and none prints or reads the environment.
+- Reads return exactly the bytes asked for or raise (a range outside the pack, or
+  a negative one, is a FormatError); no method retries silently forever, and none
+  prints or reads the environment.
+- A remote that cannot be used raises one of the kinds of
+  :class:`~mlgit.errors.RemoteError` (unreachable, authentication, protocol,
+  refused), never a bare MlgitError, so that every backend's failures exit alike.
 - Every read is bounded by the kind of file (:mod:`mlgit.format.limits`): a
   config of at most ``MAX_CONFIG_LEN`` bytes, an index of at most
   ``MAX_INDEX_LEN``, a ref of at most ``MAX_REF_LEN``; anything larger, and on a

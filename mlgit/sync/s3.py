@@ -66,7 +66,11 @@ ranged read of a pack reads at most the length asked for, plus one byte to detec
 a service that ignored the range. A listing stops (FormatError) past
 ``MAX_REMOTE_LIST`` names.
 
-Errors: every botocore/boto3 exception is turned into a one-line MlgitError that
+Errors: every botocore/boto3 exception is turned into a one-line MlgitError (a
+remote failure of :mod:`mlgit.errors`: RemoteUnreachableError for a network failure
+or a timeout, RemoteAuthError for missing or rejected credentials and denied access,
+RemoteRefusedError for an S3 error status or a service that lacks what git-ml needs;
+a UsageError for a bucket that does not exist or a request boto3 refuses) that
 names the remote URL, the bucket or the endpoint, and never the keys, a signature
 or a presigned URL (service error messages are not copied, only their codes);
 they are raised ``from None``. Requests are retried at most 3 times (botocore's
@@ -84,7 +88,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from mlgit.errors import ConflictError, FormatError, MlgitError, UsageError
+from mlgit.errors import (
+    ConflictError,
+    FormatError,
+    MlgitError,
+    RemoteAuthError,
+    RemoteProtocolError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
+    UsageError,
+)
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN, MAX_REF_LEN, MAX_REMOTE_LIST
 from mlgit.sync.backend import Backend, OnBadRef
@@ -285,43 +298,49 @@ class S3Backend(Backend):
                                   f"{self._where}; create it, or set the remote's URL with "
                                   f"{config_hint(self.name, 'url', 's3://BUCKET/PREFIX')}")
             if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
-                return MlgitError(f"{self.url}: access denied to bucket {self.bucket!r} while "
-                                  f"{what}; check that the AWS credentials may use it")
+                return RemoteAuthError(f"{self.url}: access denied to bucket {self.bucket!r} "
+                                       f"while {what}; check that the AWS credentials may use "
+                                       "it")
             if code in _BAD_CREDENTIAL_CODES:
-                return MlgitError(f"{self.url}: the S3 service at {self._where} rejected the "
-                                  f"AWS credentials ({code}) while {what}; check the access "
-                                  "key and secret")
+                return RemoteAuthError(f"{self.url}: the S3 service at {self._where} rejected "
+                                       f"the AWS credentials ({code}) while {what}; check the "
+                                       "access key and secret")
             if code == "NotImplemented" or status == 501:
-                return MlgitError(f"{self.url}: the S3 service at {self._where} does not "
-                                  f"implement a request git-ml needs (while {what}); git-ml "
-                                  "needs conditional writes (If-Match/If-None-Match)")
-            return MlgitError(f"{self.url}: S3 error {code} (HTTP {status}) while {what}")
+                return RemoteRefusedError(f"{self.url}: the S3 service at {self._where} does "
+                                          f"not implement a request git-ml needs (while "
+                                          f"{what}); git-ml needs conditional writes "
+                                          "(If-Match/If-None-Match)")
+            return RemoteRefusedError(f"{self.url}: S3 error {code} (HTTP {status}) while "
+                                      f"{what}")
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-            return MlgitError(f"{self.url}: no usable AWS credentials found; configure them "
-                              "(AWS_PROFILE, ~/.aws/credentials, AWS_ACCESS_KEY_ID/"
+            return RemoteAuthError(f"{self.url}: no usable AWS credentials found; configure "
+                                   "them (AWS_PROFILE, ~/.aws/credentials, AWS_ACCESS_KEY_ID/"
                               "AWS_SECRET_ACCESS_KEY, or an instance role)")
         if isinstance(exc, bx.CredentialRetrievalError | bx.ProfileNotFound
                       | bx.TokenRetrievalError | bx.ConfigParseError):
-            return MlgitError(f"{self.url}: cannot load the AWS credentials "
-                              f"({type(exc).__name__}); check the AWS configuration")
+            return RemoteAuthError(f"{self.url}: cannot load the AWS credentials "
+                                   f"({type(exc).__name__}); check the AWS configuration")
         if isinstance(exc, bx.ConnectTimeoutError | bx.ReadTimeoutError):
-            return MlgitError(f"{self.url}: the S3 endpoint {self._where} timed out while "
-                              f"{what}; check the network, and {self._fix_endpoint()} (or "
-                              "wait longer: `git config ml.timeout SECONDS`)")
+            return RemoteUnreachableError(
+                f"{self.url}: the S3 endpoint {self._where} timed out while {what}; check the "
+                f"network, and {self._fix_endpoint()} (or wait longer: `git config ml.timeout "
+                "SECONDS`)")
         if isinstance(exc, bx.SSLError):
-            return MlgitError(f"{self.url}: TLS failed with the S3 endpoint {self._where} "
-                              f"while {what}")
+            return RemoteUnreachableError(f"{self.url}: TLS failed with the S3 endpoint "
+                                          f"{self._where} while {what}")
         if isinstance(exc, bx.EndpointConnectionError | bx.ProxyConnectionError
                       | bx.ConnectionError):
-            return MlgitError(f"{self.url}: cannot reach the S3 endpoint {self._where} "
-                              f"while {what}; check the network, and {self._fix_endpoint()}")
+            return RemoteUnreachableError(f"{self.url}: cannot reach the S3 endpoint "
+                                          f"{self._where} while {what}; check the network, "
+                                          f"and {self._fix_endpoint()}")
         if isinstance(exc, bx.HTTPClientError | bx.IncompleteReadError):
-            return MlgitError(f"{self.url}: the connection to {self._where} failed while "
-                              f"{what} ({type(exc).__name__})")
+            return RemoteUnreachableError(f"{self.url}: the connection to {self._where} failed "
+                                          f"while {what} ({type(exc).__name__})")
         if isinstance(exc, bx.ParamValidationError):
             return UsageError(f"{self.url}: boto3 refused the request while {what} "
                               "(check the bucket name and the remote's URL)")
-        return MlgitError(f"{self.url}: S3 request failed while {what} ({type(exc).__name__})")
+        return RemoteRefusedError(f"{self.url}: S3 request failed while {what} "
+                                  f"({type(exc).__name__})")
 
     @contextlib.contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -408,8 +427,9 @@ class S3Backend(Backend):
         # A service that ignores If-None-Match would accept this second create: refuse it,
         # as it would also turn every ref update into "last writer wins".
         if self._put_new(CONFIG, config, "checking conditional writes"):
-            raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
-                             "writes (If-None-Match), which git-ml needs for safe ref updates")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} ignores "
+                                     "conditional writes (If-None-Match), which git-ml needs "
+                                     "for safe ref updates")
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
@@ -448,8 +468,8 @@ class S3Backend(Backend):
                 data: bytes = body.read(length + 1)
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         if len(data) > length or (status != 206 and offset != 0):
-            raise FormatError(f"{self.url}: the S3 service at {self._where} ignored a ranged "
-                              f"read of {stem}.pack")
+            raise RemoteProtocolError(f"{self.url}: the S3 service at {self._where} ignored a "
+                                      f"ranged read of {stem}.pack")
         if len(data) != length:
             raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
         return data
@@ -502,8 +522,8 @@ class S3Backend(Backend):
         if current != expect:
             raise ConflictError(f"{self.url}: {ref} is at {current}, not {expect}")
         if etag == "":
-            raise MlgitError(f"{self.url}: the S3 service at {self._where} sent no ETag for "
-                             f"{ref}; git-ml needs ETags for safe ref updates")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} sent no "
+                                     f"ETag for {ref}; git-ml needs ETags for safe ref updates")
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         with self._calling(f"updating {ref}"):
             try:
@@ -535,8 +555,8 @@ class S3Backend(Backend):
             state = "is gone" if current is None else f"is at {current}"
             raise ConflictError(f"{self.url}: {ref} {state}, not {expect}")
         if not etag:
-            raise MlgitError(f"{self.url}: the S3 service at {self._where} sent no ETag for "
-                             f"{ref}; git-ml needs ETags for safe ref deletion")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} sent no "
+                                     f"ETag for {ref}; git-ml needs ETags for safe ref deletion")
         self._check_conditional_delete()
         with self._calling(f"deleting {ref}"):
             try:
@@ -581,9 +601,10 @@ class S3Backend(Backend):
                 with contextlib.suppress(*_lib().errors):
                     self._s3.delete_object(Bucket=self.bucket, Key=key)
         if not honoured:
-            raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
-                             "deletes (If-Match on DeleteObject), so git-ml cannot delete a "
-                             "ref there without risking a teammate's push; nothing was deleted")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} ignores "
+                                     "conditional deletes (If-Match on DeleteObject), so git-ml "
+                                     "cannot delete a ref there without risking a teammate's "
+                                     "push; nothing was deleted")
         self._delete_checked = True
 
     def close(self) -> None:
