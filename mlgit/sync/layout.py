@@ -19,11 +19,11 @@ of its files do (:func:`complete_packs`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from mlgit.errors import FormatError
 from mlgit.format.names import is_ref_name
+from mlgit.format.pack import is_pack_stem
 from mlgit.store.refs import REF_KINDS
 
 __all__ = [
@@ -54,12 +54,10 @@ INDEX_SUFFIX = ".idx"
 STORE_DIRS = (PACKS, *(f"{REFS}/{kind}" for kind in REF_KINDS), TMP)
 """The directories a file-system store needs before anything is written to it."""
 
-_PACK_RE = re.compile(r"pack-[0-9a-f]{32}\Z")
-
 
 def is_pack_name(stem: str) -> bool:
-    """True if ``stem`` is a pack's name (``pack-<32 hex>``, no suffix)."""
-    return bool(_PACK_RE.match(stem))
+    """True if ``stem`` is a pack's name (``pack-<32 hex>``): see ``format.pack.is_pack_stem``."""
+    return is_pack_stem(stem)
 
 
 def check_pack_name(stem: str) -> str:
