@@ -468,3 +468,10 @@ def test_a_failure_on_the_server_is_a_refusal(sshd: SSHServer, tmp_path: Path) -
         b.put_pack("pack-" + "5" * 32, pack, b"index")
     assert b.list_packs() == []  # the session went on
     b.close()
+
+
+def test_a_client_of_an_older_protocol_is_refused(tmp_path: Path) -> None:
+    rc, answers = _serve(_git_init(tmp_path / "r"), _frames({"op": "hello", "protocol": 0}))
+    assert rc == 1
+    assert answers[0]["error"] == "RemoteRefusedError"
+    assert "speaks protocol 1, not 0" in answers[0]["message"]

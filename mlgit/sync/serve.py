@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mlgit.errors import FormatError, MlgitError, UsageError
+from mlgit.errors import FormatError, MlgitError, RemoteRefusedError, UsageError
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_INDEX_LEN, MAX_PACK_LEN
@@ -286,8 +286,8 @@ def _hello(store_root: Path, frame: Frame) -> tuple[LocalBackend, dict[str, Any]
         raise _EndSession("malformed message: the session must start with hello")
     proto = h.get("protocol")
     if not isinstance(proto, int) or isinstance(proto, bool) or proto < PROTOCOL_VERSION:
-        raise UsageError(f"git-ml here speaks protocol {PROTOCOL_VERSION}, not "
-                         f"{str(proto)[:20]}; install matching git-ml versions")
+        raise RemoteRefusedError(f"git-ml here speaks protocol {PROTOCOL_VERSION}, not "
+                                 f"{str(proto)[:20]}; install matching git-ml versions")
     backend = LocalBackend(resolve_store_root(store_root), str(store_root))
     reply = {"ok": True, "protocol": PROTOCOL_VERSION, "format": FORMAT_VERSION,
              "store_format": store_format(backend.read_config())}
