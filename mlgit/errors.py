@@ -23,6 +23,11 @@ __all__ = [
     "NotARepositoryError",
     "NotInitializedError",
     "PointerError",
+    "RemoteAuthError",
+    "RemoteError",
+    "RemoteProtocolError",
+    "RemoteRefusedError",
+    "RemoteUnreachableError",
     "RevisionError",
     "UnsupportedFormatError",
     "UsageError",
@@ -124,3 +129,55 @@ class FileChangedError(MlgitError):
     """A file kept changing while it was being read; nothing of it was stored."""
 
     exit_code = 10
+
+
+class RemoteError(MlgitError):
+    """A remote store could not be used; the base of the four kinds below.
+
+    Raised by the sync backends (:mod:`mlgit.sync`), never with ``RemoteError``
+    itself: each failure is one of its subclasses, whose exit codes tell a script
+    whether to retry (unreachable), fix credentials (authentication), or fix or
+    upgrade the other side (protocol, refused).
+    """
+
+    exit_code = 11
+
+
+class RemoteUnreachableError(RemoteError):
+    """The remote cannot be reached, or the connection was lost or went silent.
+
+    Connection refused, unknown host, no route, a timeout, a TLS failure, a
+    session that dropped or stopped answering for ``ml.timeout`` seconds.
+    Usually worth retrying once the network (or the URL) is fixed.
+    """
+
+    exit_code = 11
+
+
+class RemoteAuthError(RemoteError):
+    """The remote did not accept who we are: login, host key, credentials, access."""
+
+    exit_code = 12
+
+
+class RemoteProtocolError(RemoteError, FormatError):
+    """The remote answered with something that is not git-ml's protocol.
+
+    Garbage on the SSH channel (a shell startup file printing to standard output),
+    a malformed answer, more or fewer bytes than asked for, an S3 service that
+    ignored a ranged read. A FormatError too: bytes from outside that do not
+    decode, so code that skips a bad remote file skips these the same way.
+    """
+
+    exit_code = 13
+
+
+class RemoteRefusedError(RemoteError):
+    """The remote was reached but refuses, or cannot carry out, what git-ml asks.
+
+    git-ml missing or too old on the host, another protocol version, a failure
+    on the server's side (its disk is full, an S3 error status), an S3-compatible
+    service without the conditional writes git-ml needs for safe ref updates.
+    """
+
+    exit_code = 14

@@ -107,10 +107,10 @@ def test_a_failed_lazy_fetch_says_why(over_ssh: Clone, sshd: object, tmp_path: P
     assert "does not know the host key" in message, message
     assert over_ssh.id in message and "'origin'" in message
     assert "could not supply" not in message
-    # The CLI says the same, with the cause's exit code (a usage error: accept the key).
+    # The CLI says the same, with the cause's exit code (RemoteAuthError: accept the key).
     p = subprocess.run(["git", "ml", "path", over_ssh.id], cwd=over_ssh.bob,
                        capture_output=True, text=True)
-    assert p.returncode == 2 and "does not know the host key" in p.stderr, p.stderr
+    assert p.returncode == 12 and "does not know the host key" in p.stderr, p.stderr
     # By name, too (a name the clone has never heard of: the remote is asked).
     with pytest.raises(MlgitError, match="does not know the host key"):
         mlgit.checkout("data", repo=over_ssh.bob)

@@ -809,17 +809,18 @@ def use_fake_ssh(world: World, mode: str, timeout: float | None = 3) -> None:
 
 
 SSH_CASES = {
-    # mode: (exit code, what the first error says)
+    # mode: (exit code, what the first error says): 7 a bound (FormatError), 11 a server
+    # gone silent (RemoteUnreachableError), 13 not the protocol (RemoteProtocolError)
     "endless-index": (7, "an index may have"),
-    "header-60MiB": (7, "a header of"),
-    "header-4GiB": (7, "a header of 4294967280 bytes"),
-    "config-60MiB": (7, "bad payload size"),
-    "config-1GiB": (7, "bad payload size"),
-    "short-payload": (1, "no answer for 3 s"),
-    "silent": (1, "no answer for 3 s"),
-    "silent-hello": (1, "no answer for 3 s"),
+    "header-60MiB": (13, "a header of"),
+    "header-4GiB": (13, "a header of 4294967280 bytes"),
+    "config-60MiB": (13, "bad payload size"),
+    "config-1GiB": (13, "bad payload size"),
+    "short-payload": (11, "no answer for 3 s"),
+    "silent": (11, "no answer for 3 s"),
+    "silent-hello": (11, "no answer for 3 s"),
     "bad-ref-list": (7, "datasets/"),
-    "more-than-asked": (7, "more bytes than asked for"),
+    "more-than-asked": (13, "more bytes than asked for"),
 }
 
 
@@ -858,7 +859,7 @@ def test_ssh_timeout_setting(world: World) -> None:
     assert_refused(gitml(world.victim, "fetch", "origin"), 2, "ml.timeout")
     git(world.victim, "config", "ml.origin.timeout", "2.5")  # the remote's own setting wins
     use_fake_ssh(world, "silent", timeout=None)
-    assert_refused(gitml(world.victim, "ls", "origin"), 1, "no answer for 2.5 s")
+    assert_refused(gitml(world.victim, "ls", "origin"), 11, "no answer for 2.5 s")
 
 
 # ---------------------------------------------------------------------------------------

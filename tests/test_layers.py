@@ -117,3 +117,74 @@ def test_the_architecture_doc_draws_these_layers() -> None:
     assert all(len(r) == 1 for r in ranks), levels  # peers share a layer
     order = [r.pop() for r in ranks]
     assert order == sorted(order, reverse=True) and len(set(order)) == len(order), levels
+def _is_module(dotted: str) -> bool:
+    path = PKG.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_uses(name: str, path: Path) -> list[str]:
+    """Where module ``name`` uses another module's ``_private`` name.
+
+    ``from mlgit.x import _y``, and ``m._y`` where ``m`` is bound to a git-ml module
+    by ``import mlgit.x as m`` or ``from mlgit import x`` (anywhere in the module,
+    lazy imports too).
+    """
+    tree = ast.parse(path.read_text())
+    bad: list[str] = []
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlgit"):
+            for a in node.names:
+                if _private(a.name) and node.module != name:
+                    bad.append(f"{name} imports {node.module}.{a.name}")
+                elif _is_module(f"{node.module}.{a.name}"):
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("mlgit") and a.asname:
+                    aliases[a.asname] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr)
+                and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and aliases[node.value.id] != name):
+            bad.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+    return bad
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """A ``_name`` is its module's own: others go through its public interface."""
+    bad = [use for name, path in _modules() for use in _private_uses(name, path)]
+    assert bad == []
+
+
+def test_the_private_name_rule_catches_both_spellings(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from mlgit.sync.remote import _config\n"
+                     "from mlgit.api import sync\n"
+                     "import mlgit.errors as errors\n"
+                     "def f():\n    return sync._connect, errors.__all__, sync.push\n")
+    assert _private_uses("mlgit.probe", probe) == [
+        "mlgit.probe imports mlgit.sync.remote._config", "mlgit.probe uses mlgit.api.sync._connect"]
+
+
+def test_both_sides_of_the_ssh_transport_share_one_protocol_module() -> None:
+    """ssh.py (client) and serve.py (server) import protocol.py and nothing of each other."""
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((PKG / "sync" / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    client, server = imports("ssh"), imports("serve")
+    assert "mlgit.sync.protocol" in client and "mlgit.sync.protocol" in server
+    assert "mlgit.sync.serve" not in client and "mlgit.sync.ssh" not in server
+
+
+def test_every_backend_takes_the_layout_from_one_module() -> None:
+    """No backend keeps its own copy of the ref kinds or the pack name rule."""
+    for name in ("backend", "s3", "ssh", "serve"):
+        text = (PKG / "sync" / f"{name}.py").read_text()
+        assert "mlgit.sync.layout" in text, name
+        assert "[0-9a-f]{32}" not in text and '("datasets", "checkpoints")' not in text, name

@@ -168,7 +168,7 @@ def test_an_old_ssh_server_is_named_as_too_old(sshd: object, tmp_path: Path,
     script.write_text(_OLD_SERVER)
     git(alice, "config", "ml.origin.gitml", f"{sys.executable} {script}")
     p = run_gitml(alice, "push", "--delete", "data", check=False)
-    assert p.returncode == 2, p.stderr
+    assert p.returncode == 14, p.stderr  # RemoteRefusedError
     assert "too old to delete refs" in p.stderr and "upgrade git-ml there" in p.stderr
     assert (origin / "ml/refs/datasets/data").exists()
     assert "origin/data" in run_gitml(alice, "ls").stdout

@@ -24,7 +24,14 @@ pytest.importorskip("moto.server")
 
 from fixtures_s3 import S3Env, _isolate_aws_env
 
-from mlgit.errors import ConflictError, FormatError, MlgitError, UsageError
+from mlgit.errors import (
+    ConflictError,
+    FormatError,
+    RemoteAuthError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
+    UsageError,
+)
 from mlgit.format.config import StoreConfig, encode_config
 from mlgit.format.ids import ObjectID
 from mlgit.sync import s3 as s3_module
@@ -134,13 +141,13 @@ def test_unreachable_endpoint(s3_env: S3Env, tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{port}"
     b = _backend(f"s3://{s3_env.bucket}/p", endpoint, tmp_path)
     start = time.monotonic()
-    with pytest.raises(MlgitError) as exc:
+    with pytest.raises(RemoteUnreachableError) as exc:
         b.read_config()
     assert time.monotonic() - start < 20  # a few bounded retries, not forever
     assert f"cannot reach the S3 endpoint {endpoint}" in str(exc.value)
     _assert_clean(exc.value, s3_env.secret_key)
     stem, path = _pack(tmp_path, b"MLGPACK\x01" + os.urandom(100))
-    with pytest.raises(MlgitError, match="cannot reach") as exc2:
+    with pytest.raises(RemoteUnreachableError, match="cannot reach") as exc2:
         b.put_pack(stem, path, b"idx")
     _assert_clean(exc2.value, s3_env.secret_key)
     b.close()
@@ -185,7 +192,7 @@ def test_access_denied_and_rejected_keys(s3_env: S3Env, moto_iam_auth: dict[str,
     for call in (b.read_config, b.list_packs,
                  lambda: b.put_pack(stem, path, b"idx"),
                  lambda: b.update_ref("datasets/d", OID_A, None)):
-        with pytest.raises(MlgitError) as exc:
+        with pytest.raises(RemoteAuthError) as exc:
             call()
         assert f"access denied to bucket {s3_env.bucket!r}" in str(exc.value)
         _assert_clean(exc.value, moto_iam_auth["secret"], moto_iam_auth["id"])
@@ -194,7 +201,7 @@ def test_access_denied_and_rejected_keys(s3_env: S3Env, moto_iam_auth: dict[str,
     wrong_secret = "WRONG-secret-" + uuid.uuid4().hex
     _isolate_aws_env(monkeypatch, moto_iam_auth["id"], wrong_secret)
     b = _backend(url, s3_env.endpoint, tmp_path)
-    with pytest.raises(MlgitError, match="rejected the AWS credentials") as exc2:
+    with pytest.raises(RemoteAuthError, match="rejected the AWS credentials") as exc2:
         b.read_config()
     assert "SignatureDoesNotMatch" in str(exc2.value)
     _assert_clean(exc2.value, wrong_secret, moto_iam_auth["secret"], moto_iam_auth["id"])
@@ -202,7 +209,7 @@ def test_access_denied_and_rejected_keys(s3_env: S3Env, moto_iam_auth: dict[str,
     # A key id the service does not know.
     _isolate_aws_env(monkeypatch, "AKIAUNKNOWNKEY000000", s3_env.secret_key)
     b = _backend(url, s3_env.endpoint, tmp_path)
-    with pytest.raises(MlgitError, match="InvalidAccessKeyId") as exc3:
+    with pytest.raises(RemoteAuthError, match="InvalidAccessKeyId") as exc3:
         b.list_refs()
     _assert_clean(exc3.value, s3_env.secret_key, "AKIAUNKNOWNKEY000000")
     b.close()
@@ -213,7 +220,7 @@ def test_no_credentials_at_all(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     b = _backend(f"s3://{s3_env.bucket}/p", s3_env.endpoint, tmp_path)
-    with pytest.raises(MlgitError, match="no usable AWS credentials"):
+    with pytest.raises(RemoteAuthError, match="no usable AWS credentials"):
         b.read_config()
     b.close()
 
@@ -360,7 +367,7 @@ def test_init_refuses_a_service_without_conditional_writes(
     url = s3_backend_factory().url
     real = boto3.session.Session().client("s3", endpoint_url=s3_env.endpoint)
     b = _backend(url, s3_env.endpoint, tmp_path, _IgnoresConditions(real))
-    with pytest.raises(UsageError, match="ignores conditional writes"):
+    with pytest.raises(RemoteRefusedError, match="ignores conditional writes"):
         b.init(encode_config(StoreConfig()))
     real.close()
 

@@ -12,7 +12,12 @@ import pytest
 from conftest import git, run_gitml
 from fixtures_s3 import S3Env
 
-from mlgit.errors import ConflictError, MlgitError, UsageError
+from mlgit.errors import (
+    ConflictError,
+    MlgitError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
+)
 from mlgit.format.config import StoreConfig, encode_config
 from mlgit.format.ids import ObjectID
 from mlgit.sync.remote import parse_url
@@ -78,7 +83,7 @@ def test_a_remote_given_as_a_url_gets_a_key_that_works(s3_env: S3Env, tmp_path: 
     port = _closed_port()
     git(repo, "config", "ml.origin.endpoint", f"http://127.0.0.1:{port}")
     p = run_gitml(repo, "ls", "origin", check=False)
-    assert p.returncode == 1, p.stderr
+    assert p.returncode == RemoteUnreachableError.exit_code, p.stderr
     assert f"http://127.0.0.1:{port}" in p.stderr
     assert "`git config ml.origin.endpoint https://host[:port]`" in p.stderr, p.stderr
 
@@ -157,7 +162,7 @@ def test_a_service_that_ignores_conditional_deletes_is_refused(
     other.init(encode_config(StoreConfig()))
     other.update_ref("datasets/d", OID_A, None)
     b = _with(s3_env, other.url, tmp_path, _IgnoresDeleteConditions)
-    with pytest.raises(UsageError, match="ignores conditional deletes"):
+    with pytest.raises(RemoteRefusedError, match="ignores conditional deletes"):
         b.delete_ref("datasets/d", OID_A)
     assert other.list_refs() == {"datasets/d": OID_A}
     keys = [o["Key"] for o in s3_env.client.list_objects_v2(

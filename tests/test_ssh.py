@@ -24,14 +24,18 @@ from fixtures_ssh import SSHServer, free_port, keygen, ssh_options
 
 from mlgit.errors import (
     FormatError,
-    MlgitError,
+    RemoteAuthError,
+    RemoteProtocolError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
     UnsupportedFormatError,
     UsageError,
 )
 from mlgit.format.config import FORMAT_VERSION, StoreConfig, encode_config
 from mlgit.format.ids import ObjectID
+from mlgit.sync.protocol import PIECE, PROTOCOL_VERSION, read_frame, write_frame
 from mlgit.sync.remote import RemoteSpec, parse_url
-from mlgit.sync.serve import PIECE, PROTOCOL_VERSION, read_frame, serve, write_frame
+from mlgit.sync.serve import serve
 from mlgit.sync.ssh import SSHBackend
 
 BIN = Path(sys.executable).parent
@@ -250,7 +254,7 @@ def test_connection_refused_names_the_host(sshd: SSHServer, tmp_path: Path) -> N
     port = free_port()
     spec = RemoteSpec("origin", f"ssh://127.0.0.1:{port}/x", "ssh", "/x", "127.0.0.1", "", port)
     b = SSHBackend(spec, ssh_command=ssh_options(sshd.key))
-    with pytest.raises(MlgitError) as e:
+    with pytest.raises(RemoteUnreachableError) as e:
         b.list_refs()
     assert str(e.value) == (f"cannot connect to 127.0.0.1:{port}: connection refused "
                             "(is an ssh server running there, on that port?)")
@@ -261,7 +265,7 @@ def test_a_key_the_host_does_not_accept_is_an_authentication_failure(
         sshd: SSHServer, tmp_path: Path) -> None:
     wrong = keygen(tmp_path / "wrong_key")
     b = _backend(sshd, _git_init(tmp_path / "r"), ssh_command=ssh_options(wrong, sshd.port))
-    with pytest.raises(UsageError) as e:
+    with pytest.raises(RemoteAuthError) as e:
         b.read_config()
     msg = str(e.value)
     assert msg.startswith("ssh could not log in to 127.0.0.1: authentication failed")
@@ -272,7 +276,7 @@ def test_a_key_the_host_does_not_accept_is_an_authentication_failure(
 
 def test_git_ml_missing_on_the_host(sshd: SSHServer, tmp_path: Path) -> None:
     b = _backend(sshd, _git_init(tmp_path / "r"), remote_command="no-such-git-ml")
-    with pytest.raises(UsageError) as e:
+    with pytest.raises(RemoteRefusedError) as e:
         b.list_packs()
     assert str(e.value) == (
         "git-ml is not installed on 127.0.0.1 (or not on its PATH): running `no-such-git-ml` "
@@ -294,7 +298,8 @@ def test_a_remote_store_of_a_newer_format(sshd: SSHServer, tmp_path: Path) -> No
 
 def test_a_host_whose_shell_prints_to_stdout(sshd: SSHServer, tmp_path: Path) -> None:
     b = _backend(sshd, _git_init(tmp_path / "r"), remote_command="echo Welcome; git-ml")
-    with pytest.raises(MlgitError, match="does a shell startup file there print to standard"):
+    with pytest.raises(RemoteProtocolError,
+                       match="does a shell startup file there print to standard"):
         b.list_refs()
     b.close()
 
@@ -356,7 +361,7 @@ def test_a_killed_ssh_process_is_a_clear_error_and_the_next_request_reconnects(
     assert b.list_refs() == {}
     assert b._proc is not None
     os.kill(b._proc.pid, signal.SIGKILL)
-    with pytest.raises(MlgitError) as e:
+    with pytest.raises(RemoteUnreachableError) as e:
         b.list_packs()
     assert str(e.value).startswith("connection to 127.0.0.1 lost during list_packs")
     assert "killed by signal 9" in str(e.value)
@@ -393,7 +398,7 @@ def test_a_connection_dropped_mid_upload(sshd: SSHServer, tmp_path: Path) -> Non
     b.init(encode_config(StoreConfig()))
     pack = tmp_path / "p.pack"
     pack.write_bytes(os.urandom(20 * MiB))
-    with pytest.raises(MlgitError) as e:
+    with pytest.raises(RemoteUnreachableError) as e:
         b.put_pack("pack-" + "4" * 32, pack, b"index")
     assert str(e.value) == ("connection to 127.0.0.1 lost during put_pack (ssh exited with "
                             "code 255: Connection reset by peer)")
@@ -404,3 +409,69 @@ def test_a_connection_dropped_mid_upload(sshd: SSHServer, tmp_path: Path) -> Non
         time.sleep(0.05)  # the server notices the hangup and removes its temporary file
     assert os.listdir(store / "tmp") == []
     assert os.listdir(store / "packs") == []
+
+
+def test_each_remote_failure_exits_with_its_own_code(sshd: SSHServer, tmp_path: Path) -> None:
+    """Through the CLI: unreachable 11, authentication 12, protocol 13, refused 14."""
+    import shlex
+
+    from conftest import git, run_gitml
+
+    clone = _git_init(tmp_path / "clone")
+    run_gitml(clone, "init")
+    served = _git_init(tmp_path / "served")
+    git(clone, "config", "ml.origin.url", sshd.spec(served).url)
+    wrong = keygen(tmp_path / "wrong_key")
+    cases = [
+        (RemoteUnreachableError, ssh_options(sshd.key, free_port()), None, "connection refused"),
+        (RemoteAuthError, ssh_options(wrong, sshd.port), None, "authentication failed"),
+        (RemoteProtocolError, sshd.ssh_command, "echo Welcome; git-ml", "shell startup file"),
+        (RemoteRefusedError, sshd.ssh_command, "no-such-git-ml", "is not installed"),
+    ]
+    for cls, ssh, gitml, says in cases:
+        git(clone, "config", "core.sshCommand", shlex.join(ssh))
+        if gitml:
+            git(clone, "config", "ml.origin.gitml", gitml)
+        p = run_gitml(clone, "ls", "origin", check=False)
+        assert (p.returncode, p.stdout) == (cls.exit_code, ""), p.stderr
+        assert p.stderr.startswith("git-ml: error: ") and says in p.stderr, p.stderr
+        assert len(p.stderr.splitlines()) == 1, p.stderr
+    assert {cls.exit_code for cls, *_ in cases} == {11, 12, 13, 14}
+
+
+def test_an_error_answer_is_raised_as_its_class() -> None:
+    """The class an error answer names; RemoteRefusedError for the base or an unknown one."""
+    from mlgit.errors import ConflictError
+    from mlgit.sync.protocol import error_answer, error_class
+
+    assert error_class("ConflictError") is ConflictError
+    assert error_class("FormatError") is FormatError
+    assert error_class("UsageError") is UsageError
+    for name in ("MlgitError", "NoSuchError", "Exception", "__class__", 5, None):
+        assert error_class(name) is RemoteRefusedError
+    h = error_answer("ConflictError", "a\nmultiline   message " + "x" * 2000)
+    assert h["ok"] is False and h["error"] == "ConflictError"
+    assert h["message"].startswith("a multiline message x") and len(h["message"]) == 1000
+
+
+def test_a_failure_on_the_server_is_a_refusal(sshd: SSHServer, tmp_path: Path) -> None:
+    """The server cannot write its store (an OSError there): the client gets RemoteRefusedError."""
+    repo = _git_init(tmp_path / "r")
+    b = _backend(sshd, repo)
+    b.init(encode_config(StoreConfig()))
+    scratch = repo / ".git" / "ml" / "tmp"
+    scratch.rmdir()
+    scratch.write_bytes(b"")  # its scratch directory is a file: no upload can be written
+    pack = tmp_path / "p.pack"
+    pack.write_bytes(b"MLGPACK\x01" + os.urandom(100))
+    with pytest.raises(RemoteRefusedError):
+        b.put_pack("pack-" + "5" * 32, pack, b"index")
+    assert b.list_packs() == []  # the session went on
+    b.close()
+
+
+def test_a_client_of_an_older_protocol_is_refused(tmp_path: Path) -> None:
+    rc, answers = _serve(_git_init(tmp_path / "r"), _frames({"op": "hello", "protocol": 0}))
+    assert rc == 1
+    assert answers[0]["error"] == "RemoteRefusedError"
+    assert "speaks protocol 1, not 0" in answers[0]["message"]

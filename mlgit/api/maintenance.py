@@ -155,7 +155,7 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
     wanted = sorted(report.corrupt | report.missing)
     if not wanted:
         return 0
-    spec, backend = sync._connect(repo, remote)
+    spec, backend = sync.connect_remote(repo, remote)
     store = repo.store
     try:
         if not check_remote_config(backend, store, create=False):

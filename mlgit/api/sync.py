@@ -77,8 +77,8 @@ from mlgit.sync.transfer import (
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
 
-__all__ = ["PushResult", "RemoteRef", "fetch", "fetch_chunks", "fetch_payload", "is_git_remote",
-           "ls_remote", "pull", "push", "tracking_refs"]
+__all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
+           "is_git_remote", "ls_remote", "pull", "push", "tracking_refs"]
 
 _NOTES_SENT = "notes-pushed"
 """In a remote's index cache: the notes commit whose every named object that remote holds."""
@@ -115,7 +115,8 @@ class RemoteRef:
                 "bytes": s.bytes if s else None, "message": s.message if s else None}
 
 
-def _connect(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
+def connect_remote(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
+    """``remote`` (None: the default one) resolved and its backend opened; close it after."""
     spec = resolve_remote(repo.git, remote, repo.ssh_command)
     return spec, open_backend(spec)
 
@@ -207,7 +208,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     """
     ev = events or Events()
     store = repo.store
-    spec, backend = _connect(repo, remote)
+    spec, backend = connect_remote(repo, remote)
     result = PushResult(spec.name, spec.url)
     git_remote = _carries_notes(repo, spec)
     cache = remote_cache_dir(store, spec.url)
@@ -416,7 +417,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     """
     ev = events or Events()
     store = repo.store
-    spec, backend = _connect(repo, remote)
+    spec, backend = connect_remote(repo, remote)
     result = PushResult(spec.name, spec.url)
     git_remote = notes and _carries_notes(repo, spec)
     mode = _local_mode(repo, spec.name) if local_refs == "auto" else local_refs
@@ -638,7 +639,7 @@ def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = Non
     """
     ev = events or Events()
     store = repo.store
-    spec, backend = _connect(repo, remote)
+    spec, backend = connect_remote(repo, remote)
     out: list[RemoteRef] = []
     try:
         if not check_remote_config(backend, store, create=False):
@@ -723,7 +724,7 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
         if lengths.setdefault(cid, n) != n:
             raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
                                      f"({lengths[cid]} and {n}) in one file")
-    spec, backend = _connect(repo, remote)
+    spec, backend = connect_remote(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)
@@ -741,7 +742,7 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
     RevisionError when the remote does not have it; other failures raise, naming
     the remote.
     """
-    spec, backend = _connect(repo, remote)
+    spec, backend = connect_remote(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)

@@ -23,6 +23,7 @@ little-endian. The decoders raise FormatError and nothing else.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -33,6 +34,7 @@ from mlgit.format.ids import ID_LEN, digest_bytes
 from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_PACK_LEN
 
 __all__ = [
+    "is_pack_stem",
     "ENTRY_HEADER",
     "INDEX_ENTRY",
     "INDEX_MAGIC",
@@ -135,9 +137,21 @@ def check_pack_magic(head: bytes) -> None:
         raise FormatError("not a pack file (bad magic)")
 
 
+_STEM_RE = re.compile(r"pack-[0-9a-f]{32}")
+
+
 def pack_stem(index: bytes) -> str:
     """The name of the pack whose index file is ``index``: ``pack-`` and its hex XXH3-128."""
     return "pack-" + digest_bytes(index).hex()
+
+
+def is_pack_stem(stem: str) -> bool:
+    """True if ``stem`` has the form of a pack's name: ``pack-`` and 32 lowercase hex digits.
+
+    The one rule for a pack's name, that every reader of a store's ``packs/`` (and of a
+    remote's: :mod:`mlgit.sync.layout`) applies; :func:`pack_stem` makes such names.
+    """
+    return _STEM_RE.fullmatch(stem) is not None
 
 
 def check_index_name(stem: str, index: bytes) -> None:

@@ -1,19 +1,26 @@
 """Where a remote's sidecar store lives, behind one small interface.
 
 A :class:`Backend` knows nothing of objects: it stores the files of a store's
-layout (``config``, ``packs/pack-<h>.pack`` and ``.idx``, ``refs/<kind>/<name>``)
-and offers the few operations sync needs. Every backend (a local path, SSH, S3)
+layout (``config``, ``packs/pack-<h>.pack`` and ``.idx``, ``refs/<kind>/<name>``:
+:mod:`mlgit.sync.layout`, whose names and rules every backend uses) and offers the
+few operations sync needs. Every backend (a local path, SSH, S3)
 passes the same conformance suite (``tests/test_backends.py``), as restic's
 backends do. Contracts every implementation keeps:
 
 - A pack is visible (in :meth:`Backend.list_packs`) only once both its pack file
   and its index are completely written: :meth:`Backend.put_pack` writes the pack,
-  then the index, each atomically.
+  then the index, each atomically. It never replaces a file that exists (a pack's
+  name is the hash of its index), so it is idempotent and completes an upload that
+  was cut off between the two.
 - :meth:`Backend.update_ref` is a compare-and-swap: it fails with ConflictError,
   changing nothing, when the ref does not hold ``expect``. :meth:`Backend.delete_ref`
   is the same for a removal: it removes the ref only if it holds ``expect``.
-- Reads return exactly the bytes asked for or raise; no method retries silently
-  forever, and none prints or reads the environment.
+- Reads return exactly the bytes asked for or raise (a range outside the pack, or
+  a negative one, is a FormatError); no method retries silently forever, and none
+  prints or reads the environment.
+- A remote that cannot be used raises one of the kinds of
+  :class:`~mlgit.errors.RemoteError` (unreachable, authentication, protocol,
+  refused), never a bare MlgitError, so that every backend's failures exit alike.
 - Every read is bounded by the kind of file (:mod:`mlgit.format.limits`): a
   config of at most ``MAX_CONFIG_LEN`` bytes, an index of at most
   ``MAX_INDEX_LEN``, a ref of at most ``MAX_REF_LEN``; anything larger, and on a
@@ -26,41 +33,33 @@ backends do. Contracts every implementation keeps:
 from __future__ import annotations
 
 import os
-import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
-from mlgit.format.names import is_ref_name
 from mlgit.store.fsutil import (
     atomic_write,
     copy_into_place,
     open_regular,
     read_bounded,
 )
-from mlgit.store.refs import REF_KINDS, OnBadRef, RefStore
+from mlgit.store.refs import OnBadRef, RefStore
+from mlgit.sync.layout import (
+    CONFIG,
+    PACKS,
+    REF_KINDS,
+    REFS,
+    STORE_DIRS,
+    check_pack_name,
+    check_ref_path,
+    complete_packs,
+    index_file,
+    pack_file,
+)
 
-__all__ = ["Backend", "LocalBackend", "OnBadRef", "check_pack_name", "check_ref_path"]
-
-_PACK_RE = re.compile(r"pack-[0-9a-f]{32}\Z")
-
-
-
-def check_pack_name(name: str) -> str:
-    """Return ``name`` if it is a pack stem (``pack-<32 hex>``), else raise FormatError."""
-    if not _PACK_RE.match(name):
-        raise FormatError(f"bad pack name {name[:80]!r}")
-    return name
-
-
-def check_ref_path(ref: str) -> str:
-    """Return ``ref`` if it is ``datasets/<name>`` or ``checkpoints/<name>``, else FormatError."""
-    kind, _, name = ref.partition("/")
-    if kind not in REF_KINDS or not is_ref_name(name):
-        raise FormatError(f"bad ref {ref[:80]!r}")
-    return ref
+__all__ = ["Backend", "LocalBackend", "OnBadRef"]
 
 
 class Backend(ABC):
@@ -125,34 +124,33 @@ class LocalBackend(Backend):
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
         try:
-            return read_bounded(self.root / "config", MAX_CONFIG_LEN, f"{self.url}: config")
+            return read_bounded(self.root / CONFIG, MAX_CONFIG_LEN, f"{self.url}: config")
         except FileNotFoundError:
             return None
 
     def init(self, config: bytes) -> None:
         """See :meth:`Backend.init`."""
-        for d in ("packs", "refs/datasets", "refs/checkpoints", "tmp"):
+        for d in STORE_DIRS:
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        if not (self.root / "config").exists():
-            atomic_write(self.root / "config", config)
+        if not (self.root / CONFIG).exists():
+            atomic_write(self.root / CONFIG, config)
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
         try:
-            names = os.listdir(self.root / "packs")
+            names = os.listdir(self.root / PACKS)
         except FileNotFoundError:
             return []
-        stems = {n[:-4] for n in names if n.endswith(".idx")}
-        return sorted(s for s in stems if _PACK_RE.match(s) and f"{s}.pack" in names)
+        return complete_packs(names)
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        return read_bounded(self.root / "packs" / f"{check_pack_name(stem)}.idx", MAX_INDEX_LEN,
+        return read_bounded(self.root / index_file(stem), MAX_INDEX_LEN,
                             f"{self.url}: {stem}.idx")
 
     def read_pack(self, stem: str, offset: int, length: int) -> bytes:
         """See :meth:`Backend.read_pack` (the pack must be a regular file, not a symlink)."""
-        path = self.root / "packs" / f"{check_pack_name(stem)}.pack"
+        path = self.root / pack_file(stem)
         if offset < 0 or length < 0:
             raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
         fd = open_regular(path, f"{self.url}: {stem}.pack")
@@ -186,7 +184,7 @@ class LocalBackend(Backend):
 
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
-        refs = RefStore(self.root / "refs", f"{self.url}: ")
+        refs = RefStore(self.root / REFS, f"{self.url}: ")
         return {f"{kind}/{name}": oid for kind in REF_KINDS
                 for name, oid in refs.list(kind, on_bad).items()}
 
@@ -194,7 +192,7 @@ class LocalBackend(Backend):
         """See :meth:`Backend.update_ref` (a RefStore compare-and-swap)."""
         kind, _, name = check_ref_path(ref).partition("/")
         try:
-            RefStore(self.root / "refs", f"{self.url}: ").update(
+            RefStore(self.root / REFS, f"{self.url}: ").update(
                 kind, name, parse_object_id(new), expect)
         except ConflictError as e:
             raise ConflictError(f"{self.url}: {e}") from None
@@ -203,7 +201,7 @@ class LocalBackend(Backend):
         """See :meth:`Backend.delete_ref` (a RefStore compare-and-delete under the ref's lock)."""
         kind, _, name = check_ref_path(ref).partition("/")
         try:
-            RefStore(self.root / "refs", f"{self.url}: ").delete(kind, name,
+            RefStore(self.root / REFS, f"{self.url}: ").delete(kind, name,
                                                                 parse_object_id(expect))
         except ConflictError as e:
             raise ConflictError(f"{self.url}: {e}") from None

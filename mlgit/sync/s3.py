@@ -66,7 +66,11 @@ ranged read of a pack reads at most the length asked for, plus one byte to detec
 a service that ignored the range. A listing stops (FormatError) past
 ``MAX_REMOTE_LIST`` names.
 
-Errors: every botocore/boto3 exception is turned into a one-line MlgitError that
+Errors: every botocore/boto3 exception is turned into a one-line MlgitError (a
+remote failure of :mod:`mlgit.errors`: RemoteUnreachableError for a network failure
+or a timeout, RemoteAuthError for missing or rejected credentials and denied access,
+RemoteRefusedError for an S3 error status or a service that lacks what git-ml needs;
+a UsageError for a bucket that does not exist or a request boto3 refuses) that
 names the remote URL, the bucket or the endpoint, and never the keys, a signature
 or a presigned URL (service error messages are not copied, only their codes);
 they are raised ``from None``. Requests are retried at most 3 times (botocore's
@@ -84,11 +88,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from mlgit.errors import ConflictError, FormatError, MlgitError, UsageError
+from mlgit.errors import (
+    ConflictError,
+    FormatError,
+    MlgitError,
+    RemoteAuthError,
+    RemoteProtocolError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
+    UsageError,
+)
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN, MAX_REF_LEN, MAX_REMOTE_LIST
-from mlgit.format.names import is_ref_name
-from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
+from mlgit.sync.backend import Backend, OnBadRef
+from mlgit.sync.layout import (
+    CONFIG,
+    PACKS,
+    REFS,
+    TMP,
+    check_pack_name,
+    check_ref_path,
+    complete_packs,
+    index_file,
+    pack_file,
+    ref_file,
+    refs_in,
+)
 from mlgit.sync.remote import config_hint
 
 if TYPE_CHECKING:
@@ -99,7 +124,6 @@ __all__ = ["S3Backend"]
 _INSTALL_HINT = "pip install 'mlgit[s3]'"
 _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}\Z")
 _CODE_RE = re.compile(r"[A-Za-z0-9.]{1,64}\Z")
-_REF_KINDS = ("datasets", "checkpoints")
 _MULTIPART_THRESHOLD = 16 << 20
 _MULTIPART_CHUNK = 8 << 20
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -274,43 +298,49 @@ class S3Backend(Backend):
                                   f"{self._where}; create it, or set the remote's URL with "
                                   f"{config_hint(self.name, 'url', 's3://BUCKET/PREFIX')}")
             if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
-                return MlgitError(f"{self.url}: access denied to bucket {self.bucket!r} while "
-                                  f"{what}; check that the AWS credentials may use it")
+                return RemoteAuthError(f"{self.url}: access denied to bucket {self.bucket!r} "
+                                       f"while {what}; check that the AWS credentials may use "
+                                       "it")
             if code in _BAD_CREDENTIAL_CODES:
-                return MlgitError(f"{self.url}: the S3 service at {self._where} rejected the "
-                                  f"AWS credentials ({code}) while {what}; check the access "
-                                  "key and secret")
+                return RemoteAuthError(f"{self.url}: the S3 service at {self._where} rejected "
+                                       f"the AWS credentials ({code}) while {what}; check the "
+                                       "access key and secret")
             if code == "NotImplemented" or status == 501:
-                return MlgitError(f"{self.url}: the S3 service at {self._where} does not "
-                                  f"implement a request git-ml needs (while {what}); git-ml "
-                                  "needs conditional writes (If-Match/If-None-Match)")
-            return MlgitError(f"{self.url}: S3 error {code} (HTTP {status}) while {what}")
+                return RemoteRefusedError(f"{self.url}: the S3 service at {self._where} does "
+                                          f"not implement a request git-ml needs (while "
+                                          f"{what}); git-ml needs conditional writes "
+                                          "(If-Match/If-None-Match)")
+            return RemoteRefusedError(f"{self.url}: S3 error {code} (HTTP {status}) while "
+                                      f"{what}")
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-            return MlgitError(f"{self.url}: no usable AWS credentials found; configure them "
-                              "(AWS_PROFILE, ~/.aws/credentials, AWS_ACCESS_KEY_ID/"
+            return RemoteAuthError(f"{self.url}: no usable AWS credentials found; configure "
+                                   "them (AWS_PROFILE, ~/.aws/credentials, AWS_ACCESS_KEY_ID/"
                               "AWS_SECRET_ACCESS_KEY, or an instance role)")
         if isinstance(exc, bx.CredentialRetrievalError | bx.ProfileNotFound
                       | bx.TokenRetrievalError | bx.ConfigParseError):
-            return MlgitError(f"{self.url}: cannot load the AWS credentials "
-                              f"({type(exc).__name__}); check the AWS configuration")
+            return RemoteAuthError(f"{self.url}: cannot load the AWS credentials "
+                                   f"({type(exc).__name__}); check the AWS configuration")
         if isinstance(exc, bx.ConnectTimeoutError | bx.ReadTimeoutError):
-            return MlgitError(f"{self.url}: the S3 endpoint {self._where} timed out while "
-                              f"{what}; check the network, and {self._fix_endpoint()} (or "
-                              "wait longer: `git config ml.timeout SECONDS`)")
+            return RemoteUnreachableError(
+                f"{self.url}: the S3 endpoint {self._where} timed out while {what}; check the "
+                f"network, and {self._fix_endpoint()} (or wait longer: `git config ml.timeout "
+                "SECONDS`)")
         if isinstance(exc, bx.SSLError):
-            return MlgitError(f"{self.url}: TLS failed with the S3 endpoint {self._where} "
-                              f"while {what}")
+            return RemoteUnreachableError(f"{self.url}: TLS failed with the S3 endpoint "
+                                          f"{self._where} while {what}")
         if isinstance(exc, bx.EndpointConnectionError | bx.ProxyConnectionError
                       | bx.ConnectionError):
-            return MlgitError(f"{self.url}: cannot reach the S3 endpoint {self._where} "
-                              f"while {what}; check the network, and {self._fix_endpoint()}")
+            return RemoteUnreachableError(f"{self.url}: cannot reach the S3 endpoint "
+                                          f"{self._where} while {what}; check the network, "
+                                          f"and {self._fix_endpoint()}")
         if isinstance(exc, bx.HTTPClientError | bx.IncompleteReadError):
-            return MlgitError(f"{self.url}: the connection to {self._where} failed while "
-                              f"{what} ({type(exc).__name__})")
+            return RemoteUnreachableError(f"{self.url}: the connection to {self._where} failed "
+                                          f"while {what} ({type(exc).__name__})")
         if isinstance(exc, bx.ParamValidationError):
             return UsageError(f"{self.url}: boto3 refused the request while {what} "
                               "(check the bucket name and the remote's URL)")
-        return MlgitError(f"{self.url}: S3 request failed while {what} ({type(exc).__name__})")
+        return RemoteRefusedError(f"{self.url}: S3 request failed while {what} "
+                                  f"({type(exc).__name__})")
 
     @contextlib.contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -385,31 +415,29 @@ class S3Backend(Backend):
 
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
-        got = self._get("config", "reading config", MAX_CONFIG_LEN)
+        got = self._get(CONFIG, "reading config", MAX_CONFIG_LEN)
         return None if got is None else got[0]
 
     def init(self, config: bytes) -> None:
         """See :meth:`Backend.init`: a conditional create of ``config``."""
         if self.read_config() is not None:
             return
-        if not self._put_new("config", config, "creating config"):
+        if not self._put_new(CONFIG, config, "creating config"):
             return  # another client created the store meanwhile
         # A service that ignores If-None-Match would accept this second create: refuse it,
         # as it would also turn every ref update into "last writer wins".
-        if self._put_new("config", config, "checking conditional writes"):
-            raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
-                             "writes (If-None-Match), which git-ml needs for safe ref updates")
+        if self._put_new(CONFIG, config, "checking conditional writes"):
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} ignores "
+                                     "conditional writes (If-None-Match), which git-ml needs "
+                                     "for safe ref updates")
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
-        names = set(self._list("packs/", "listing packs"))
-        stems = {n[len("packs/"):-len(".idx")] for n in names if n.endswith(".idx")}
-        return sorted(s for s in stems
-                      if f"packs/{s}.pack" in names and _is_pack_stem(s))
+        return complete_packs(n[len(PACKS) + 1:] for n in self._list(f"{PACKS}/", "listing packs"))
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        got = self._get(f"packs/{check_pack_name(stem)}.idx", f"reading {stem}.idx",
+        got = self._get(index_file(stem), f"reading {stem}.idx",
                         MAX_INDEX_LEN)
         if got is None:
             raise FormatError(f"{self.url}: {stem}.idx is missing")
@@ -426,7 +454,7 @@ class S3Backend(Backend):
         with self._calling(what):
             try:
                 resp = self._s3.get_object(Bucket=self.bucket,
-                                           Key=self._key(f"packs/{stem}.pack"),
+                                           Key=self._key(pack_file(stem)),
                                            Range=f"bytes={offset}-{offset + length - 1}")
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -440,17 +468,16 @@ class S3Backend(Backend):
                 data: bytes = body.read(length + 1)
         status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         if len(data) > length or (status != 206 and offset != 0):
-            raise FormatError(f"{self.url}: the S3 service at {self._where} ignored a ranged "
-                              f"read of {stem}.pack")
+            raise RemoteProtocolError(f"{self.url}: the S3 service at {self._where} ignored a "
+                                      f"ranged read of {stem}.pack")
         if len(data) != length:
             raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
         return data
 
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
         """See :meth:`Backend.put_pack`: the pack (multipart if large), then its index."""
-        check_pack_name(stem)
+        name = pack_file(stem)
         size = pack.stat().st_size
-        name = f"packs/{stem}.pack"
         have = self._size(name, f"checking {stem}.pack")
         if have is None:
             with self._calling(f"uploading {stem}.pack"):
@@ -459,30 +486,26 @@ class S3Backend(Backend):
         elif have != size:
             raise FormatError(f"{self.url}: {stem}.pack already exists with {have} bytes, "
                               f"not {size}")
-        self._put_new(f"packs/{stem}.idx", index, f"uploading {stem}.idx")
+        self._put_new(index_file(stem), index, f"uploading {stem}.idx")
 
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`."""
-        found = set(self._list("refs/", "listing refs"))
+        found = self._list(f"{REFS}/", "listing refs")
         out: dict[str, ObjectID] = {}
-        for kind in _REF_KINDS:
-            names = sorted(n[len(f"refs/{kind}/"):] for n in found
-                           if n.startswith(f"refs/{kind}/"))
-            for name in names:
-                if is_ref_name(name):
-                    try:
-                        oid, _ = self._read_ref(f"{kind}/{name}")
-                    except FormatError as e:
-                        if on_bad is None:
-                            raise
-                        on_bad(f"{kind}/{name}", e)
-                        continue
-                    if oid is not None:
-                        out[f"{kind}/{name}"] = oid
+        for ref in refs_in(n[len(REFS) + 1:] for n in found):
+            try:
+                oid, _ = self._read_ref(ref)
+            except FormatError as e:
+                if on_bad is None:
+                    raise
+                on_bad(ref, e)
+                continue
+            if oid is not None:
+                out[ref] = oid
         return out
 
     def _read_ref(self, ref: str) -> tuple[ObjectID | None, str | None]:
-        got = self._get(f"refs/{check_ref_path(ref)}", f"reading {ref}", MAX_REF_LEN)
+        got = self._get(ref_file(ref), f"reading {ref}", MAX_REF_LEN)
         if got is None:
             return None, None
         data, etag = got
@@ -499,12 +522,12 @@ class S3Backend(Backend):
         if current != expect:
             raise ConflictError(f"{self.url}: {ref} is at {current}, not {expect}")
         if etag == "":
-            raise MlgitError(f"{self.url}: the S3 service at {self._where} sent no ETag for "
-                             f"{ref}; git-ml needs ETags for safe ref updates")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} sent no "
+                                     f"ETag for {ref}; git-ml needs ETags for safe ref updates")
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         with self._calling(f"updating {ref}"):
             try:
-                self._s3.put_object(Bucket=self.bucket, Key=self._key(f"refs/{ref}"),
+                self._s3.put_object(Bucket=self.bucket, Key=self._key(ref_file(ref)),
                                     Body=(new + "\n").encode(), **condition)
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -532,12 +555,12 @@ class S3Backend(Backend):
             state = "is gone" if current is None else f"is at {current}"
             raise ConflictError(f"{self.url}: {ref} {state}, not {expect}")
         if not etag:
-            raise MlgitError(f"{self.url}: the S3 service at {self._where} sent no ETag for "
-                             f"{ref}; git-ml needs ETags for safe ref deletion")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} sent no "
+                                     f"ETag for {ref}; git-ml needs ETags for safe ref deletion")
         self._check_conditional_delete()
         with self._calling(f"deleting {ref}"):
             try:
-                self._s3.delete_object(Bucket=self.bucket, Key=self._key(f"refs/{ref}"),
+                self._s3.delete_object(Bucket=self.bucket, Key=self._key(ref_file(ref)),
                                        IfMatch=etag)
             except _lib().bx.ClientError as exc:
                 code = _error_code(exc)[0]
@@ -564,7 +587,7 @@ class S3Backend(Backend):
         if "IfMatch" not in members:
             raise UsageError("this boto3 is too old for S3 conditional deletes, which git-ml "
                              "needs to delete refs safely: pip install -U 'boto3>=1.36'")
-        key = self._key(f"tmp/delete-check-{os.urandom(8).hex()}")
+        key = self._key(f"{TMP}/delete-check-{os.urandom(8).hex()}")
         honoured = False
         with self._calling("checking conditional deletes"):
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"git-ml\n")
@@ -578,9 +601,10 @@ class S3Backend(Backend):
                 with contextlib.suppress(*_lib().errors):
                     self._s3.delete_object(Bucket=self.bucket, Key=key)
         if not honoured:
-            raise UsageError(f"{self.url}: the S3 service at {self._where} ignores conditional "
-                             "deletes (If-Match on DeleteObject), so git-ml cannot delete a "
-                             "ref there without risking a teammate's push; nothing was deleted")
+            raise RemoteRefusedError(f"{self.url}: the S3 service at {self._where} ignores "
+                                     "conditional deletes (If-Match on DeleteObject), so git-ml "
+                                     "cannot delete a ref there without risking a teammate's "
+                                     "push; nothing was deleted")
         self._delete_checked = True
 
     def close(self) -> None:
@@ -589,11 +613,3 @@ class S3Backend(Backend):
             with contextlib.suppress(Exception):
                 self._s3.close()
 
-
-def _is_pack_stem(stem: str) -> bool:
-    """True if ``stem`` is a pack stem (``pack-<32 hex>``)."""
-    try:
-        check_pack_name(stem)
-    except FormatError:
-        return False
-    return True

@@ -3,14 +3,18 @@
 As git does with ``git-upload-pack``: nothing but git-ml needs installing on the
 server, and the user's ssh client, its config, keys and agent do the connecting.
 :class:`SSHBackend` starts one ``ssh`` process, on first use, and sends every
-request over it (the protocol of :mod:`mlgit.sync.serve`)::
+request over it (the protocol of :mod:`mlgit.sync.protocol`)::
 
     ssh -o BatchMode=yes [-p PORT] [user@]host '<git-ml> serve-store <path>'
 
 ``BatchMode`` makes ssh fail at once instead of asking for a password or a
-passphrase, which nobody could type here. Failures become one-line errors: the host
-cannot be reached, authentication failed, git-ml is missing on the host, the remote
-store has a newer format, the connection dropped, the server stopped answering.
+passphrase, which nobody could type here. Failures become one-line errors of the
+remote kinds of :mod:`mlgit.errors`: the host cannot be reached, the connection
+dropped or the server stopped answering (RemoteUnreachableError); the login or the
+host key failed (RemoteAuthError); git-ml is missing or too old on the host, or
+speaks another protocol (RemoteRefusedError); the server sent what is not the
+protocol (RemoteProtocolError). A store of a newer format is an
+UnsupportedFormatError.
 Like every backend, this module reads no environment variable: the caller passes
 the ssh command (``GIT_SSH_COMMAND`` / ``core.sshCommand``), the remote git-ml
 command (``git config ml.<remote>.gitml``) and the timeout (``ml.timeout``).
@@ -19,8 +23,9 @@ A server is not trusted to be well-behaved: every wait for its next bytes (and f
 room to send it ours) gives up after ``timeout`` seconds (default
 :data:`DEFAULT_TIMEOUT`), and every answer is bounded (a message by the framing's
 limits, a config by ``MAX_CONFIG_LEN``, an index stream by ``MAX_INDEX_LEN``, a pack
-stream by the length asked for). A server that breaks the protocol or a bound is a
-FormatError naming it; one that stops answering, an MlgitError; either ends the
+stream by the length asked for). A server that breaks the protocol is a
+RemoteProtocolError naming it (a FormatError too), one that sends more than a bound
+a FormatError, one that stops answering a RemoteUnreachableError; each ends the
 session.
 """
 
@@ -35,28 +40,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import mlgit.errors as errors  # (not "from mlgit import": that is the top layer)
 from mlgit.errors import (
     FileChangedError,
     FormatError,
     MlgitError,
+    RemoteAuthError,
+    RemoteProtocolError,
+    RemoteRefusedError,
+    RemoteUnreachableError,
     UnsupportedFormatError,
     UsageError,
 )
 from mlgit.format.config import FORMAT_VERSION
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
-from mlgit.sync.backend import Backend, OnBadRef, check_pack_name, check_ref_path
-from mlgit.sync.remote import RemoteSpec
-from mlgit.sync.serve import (
+from mlgit.sync.backend import Backend, OnBadRef
+from mlgit.sync.layout import check_pack_name, check_ref_path
+from mlgit.sync.protocol import (
     PIECE,
     PROTOCOL_VERSION,
     UNKNOWN_REQUEST,
     Disconnected,
     Frame,
+    Op,
+    error_class,
+    pieces_of,
     read_frame,
     write_frame,
 )
+from mlgit.sync.remote import RemoteSpec
 
 __all__ = ["DEFAULT_TIMEOUT", "SSHBackend"]
 
@@ -64,15 +76,6 @@ DEFAULT_TIMEOUT = 300.0
 """Seconds to wait for the server's next bytes (or for it to take ours) before giving up."""
 _STDERR_KEEP = 16 << 10
 _BYE_SECONDS = 5.0
-
-
-def _error_class(name: object) -> type[MlgitError]:
-    """The class of :mod:`mlgit.errors` called ``name``; MlgitError if there is none."""
-    if isinstance(name, str) and name in errors.__all__:
-        cls = getattr(errors, name)
-        if isinstance(cls, type) and issubclass(cls, MlgitError):
-            return cls
-    return MlgitError
 
 
 def _last_line(text: str) -> str:
@@ -83,11 +86,13 @@ def _last_line(text: str) -> str:
 class _Lost(Exception):
     """The session cannot go on: the connection ended (``detail`` empty), or sent garbage.
 
-    ``error`` is the class the caller raises: FormatError for a server that broke
-    the protocol, MlgitError for one that went away or stopped answering.
+    ``error`` is the class the caller raises: RemoteProtocolError for a server that
+    broke the protocol, FormatError for one past a bound, RemoteUnreachableError for
+    one that went away or stopped answering.
     """
 
-    def __init__(self, detail: str = "", error: type[MlgitError] = MlgitError) -> None:
+    def __init__(self, detail: str = "",
+                 error: type[MlgitError] = RemoteUnreachableError) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error = error
@@ -100,8 +105,8 @@ class _Silent(Exception):
 class _Pipe:
     """ssh's standard input and output, where no wait lasts longer than ``timeout`` seconds.
 
-    Offers ``read`` (what :func:`~mlgit.sync.serve.read_frame` needs) and
-    ``write``/``flush`` (what :func:`~mlgit.sync.serve.write_frame` needs) on the raw
+    Offers ``read`` (what :func:`~mlgit.sync.protocol.read_frame` needs) and
+    ``write``/``flush`` (what :func:`~mlgit.sync.protocol.write_frame` needs) on the raw
     file descriptors; raises :class:`_Silent` when the other side neither sends nor
     takes anything for ``timeout`` seconds, and OSError as the system calls do.
     """
@@ -175,7 +180,8 @@ class SSHBackend(Backend):
 
     One ssh process serves every request, one request at a time (the backend can be
     shared between threads); :meth:`close` ends it. A request that fails because the
-    connection dropped raises MlgitError; the next request starts a new connection.
+    connection dropped raises RemoteUnreachableError; the next request starts a new
+    connection.
     """
 
     def __init__(self, spec: RemoteSpec, ssh_command: list[str] | None = None,
@@ -244,7 +250,7 @@ class SSHBackend(Backend):
             return self._proc
         proc = self._start()
         try:
-            reply = self._exchange({"op": "hello", "protocol": PROTOCOL_VERSION})
+            reply = self._exchange({"op": Op.HELLO, "protocol": PROTOCOL_VERSION})
         except _Lost as e:
             if e.detail:
                 self._shutdown(0.5)
@@ -260,8 +266,9 @@ class SSHBackend(Backend):
         proto = reply.get("protocol")
         if proto != PROTOCOL_VERSION:
             self._shutdown()
-            raise MlgitError(f"git-ml on {self._where} speaks protocol {str(proto)[:20]}, this "
-                             f"one {PROTOCOL_VERSION}; install matching git-ml versions")
+            raise RemoteRefusedError(f"git-ml on {self._where} speaks protocol "
+                                     f"{str(proto)[:20]}, this one {PROTOCOL_VERSION}; install "
+                                     "matching git-ml versions")
         fmt, server_fmt = reply.get("store_format"), reply.get("format")
         if isinstance(fmt, int) and fmt > FORMAT_VERSION:
             self._shutdown()
@@ -338,41 +345,45 @@ class SSHBackend(Backend):
         self._shutdown()
         if rc == 255 or rc is None:
             if "connection refused" in low:
-                return MlgitError(f"cannot connect to {where}: connection refused "
-                                  "(is an ssh server running there, on that port?)")
+                return RemoteUnreachableError(f"cannot connect to {where}: connection refused "
+                                              "(is an ssh server running there, on that port?)")
             if "could not resolve hostname" in low or "name or service not known" in low:
-                return MlgitError(f"cannot connect to {where}: unknown host")
+                return RemoteUnreachableError(f"cannot connect to {where}: unknown host")
             for reason in ("no route to host", "network is unreachable", "timed out"):
                 if reason in low:
-                    return MlgitError(f"cannot connect to {where}: {reason}")
+                    return RemoteUnreachableError(f"cannot connect to {where}: {reason}")
             if "host key verification failed" in low:
-                return UsageError(f"ssh does not know the host key of {where}: connect once "
-                                  f"with `ssh {self.spec.host}` to check and accept it")
+                return RemoteAuthError(f"ssh does not know the host key of {where}: connect "
+                                       f"once with `ssh {self.spec.host}` to check and accept "
+                                       "it")
             if "permission denied" in low or "too many authentication failures" in low:
-                return UsageError(
+                return RemoteAuthError(
                     f"ssh could not log in to {where}: authentication failed (git-ml runs "
                     "ssh with BatchMode, so it cannot ask for a password or passphrase); "
                     "use an ssh key that the host accepts, loaded in your ssh agent")
         if rc != 255 and (rc in (126, 127) or "command not found" in low
                           or ": not found" in low):
-            return UsageError(
+            return RemoteRefusedError(
                 f"git-ml is not installed on {where} (or not on its PATH): running "
                 f"`{self.remote_command}` there failed; install it there with "
                 f"`pip install mlgit`, or set `git config ml.{self.spec.name or '<remote>'}"
                 ".gitml /path/to/git-ml`")
         if "no such command" in low and "serve-store" in low:
-            return UsageError(f"the git-ml on {where} is too old to serve a store over ssh; "
-                              "upgrade it there")
-        return MlgitError(f"cannot open a git-ml session on {where}: {self._why(rc)}")
+            return RemoteRefusedError(f"the git-ml on {where} is too old to serve a store over "
+                                      "ssh; upgrade it there")
+        if rc == 255 or rc is None:  # ssh's own failure, or no answer at all
+            return RemoteUnreachableError(f"cannot open a git-ml session on {where}: "
+                                          f"{self._why(rc)}")
+        return RemoteRefusedError(f"cannot open a git-ml session on {where}: {self._why(rc)}")
 
     def _lost(self, op: str, lost: _Lost) -> MlgitError:
         """The error for a session that broke off during ``op``; ends the session."""
         rc = self._finish(_BYE_SECONDS if not lost.detail else 0.5)
         why = lost.detail or self._why(rc)
         self._shutdown(0.5 if lost.detail else _BYE_SECONDS)
-        if lost.error is not MlgitError:
+        if lost.error is not RemoteUnreachableError:
             return lost.error(f"{self.url}: session ended during {op}: {why}")
-        return MlgitError(f"connection to {self._where} lost during {op} ({why})")
+        return RemoteUnreachableError(f"connection to {self._where} lost during {op} ({why})")
 
     def _silent(self) -> _Lost:
         return _Lost(f"no answer for {self.timeout:g} s; `git config ml.timeout SECONDS` "
@@ -402,18 +413,18 @@ class SSHBackend(Backend):
         except FormatError as e:
             raise _Lost(f"{self._where} sent something that is not git-ml's protocol ({e}); "
                         "does a shell startup file there print to standard output?",
-                        FormatError) from None
+                        RemoteProtocolError) from None
         if frame is None:
             raise _Lost()
         if not isinstance(frame[0].get("ok"), bool):
-            raise _Lost(f"{self._where} sent an answer without 'ok'", FormatError)
+            raise _Lost(f"{self._where} sent an answer without 'ok'", RemoteProtocolError)
         return frame
 
     def _answer(self) -> Frame:
         """The next answer; an error answer is raised as its mlgit.errors class."""
         h, payload = self._recv()
         if not h["ok"]:
-            cls = _error_class(h.get("error"))
+            cls = error_class(h.get("error"))
             raise cls(str(h.get("message") or "git-ml serve-store failed")[:1000])
         return h, payload
 
@@ -426,17 +437,17 @@ class SSHBackend(Backend):
         while True:
             h, payload = self._answer()
             if payload is None or not isinstance(h.get("more"), bool):
-                raise _Lost(f"{self._where} sent a malformed byte stream", FormatError)
+                raise _Lost(f"{self._where} sent a malformed byte stream", RemoteProtocolError)
             yield payload
             if not h["more"]:
                 return
 
-    def _send_stream(self, pieces: Iterator[bytes]) -> None:
+    def _send_stream(self, pieces: Iterator[bytes | memoryview]) -> None:
         prev = next(pieces)
         for piece in pieces:
-            self._send({"op": "data", "more": True}, prev)
+            self._send({"op": Op.DATA, "more": True}, prev)
             prev = piece
-        self._send({"op": "data", "more": False}, prev)
+        self._send({"op": Op.DATA, "more": False}, prev)
 
     def _request(self, op: str, run: Any) -> Any:
         """Run ``run()`` (which sends requests and reads answers) under the session lock.
@@ -465,12 +476,13 @@ class SSHBackend(Backend):
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
         def run() -> bytes | None:
-            self._send({"op": "read_config"})
+            self._send({"op": Op.READ_CONFIG})
             h, payload = self._answer()
             if not h.get("exists"):
                 return None
             if payload is None:
-                raise _Lost(f"{self._where} sent a config without its bytes", FormatError)
+                raise _Lost(f"{self._where} sent a config without its bytes",
+                            RemoteProtocolError)
             if len(payload) > MAX_CONFIG_LEN:
                 raise FormatError(f"{self.url}: config is {len(payload)} bytes, more than the "
                                   f"{MAX_CONFIG_LEN} allowed")
@@ -481,14 +493,14 @@ class SSHBackend(Backend):
 
     def init(self, config: bytes) -> None:
         """See :meth:`Backend.init`."""
-        self._request("init", lambda: self._exchange({"op": "init"}, config))
+        self._request("init", lambda: self._exchange({"op": Op.INIT}, config))
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
         def run() -> list[str]:
-            packs = self._exchange({"op": "list_packs"}).get("packs")
+            packs = self._exchange({"op": Op.LIST_PACKS}).get("packs")
             if not isinstance(packs, list):
-                raise _Lost(f"{self._where} sent a malformed pack list", FormatError)
+                raise _Lost(f"{self._where} sent a malformed pack list", RemoteProtocolError)
             return sorted(check_pack_name(str(p)) for p in packs)
 
         result: list[str] = self._request("list_packs", run)
@@ -499,7 +511,7 @@ class SSHBackend(Backend):
         check_pack_name(stem)
 
         def run() -> bytes:
-            self._send({"op": "read_index", "stem": stem})
+            self._send({"op": Op.READ_INDEX, "stem": stem})
             parts: list[bytes] = []
             got = 0
             for piece in self._recv_stream():
@@ -517,20 +529,21 @@ class SSHBackend(Backend):
         """See :meth:`Backend.read_pack`."""
         check_pack_name(stem)
         if offset < 0 or length < 0:
-            raise UsageError(f"read_pack: offset {offset} and length {length} must be >= 0")
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
 
         def run() -> bytes:
-            self._send({"op": "read_pack", "stem": stem, "offset": offset, "length": length})
+            self._send({"op": Op.READ_PACK, "stem": stem, "offset": offset, "length": length})
             parts: list[bytes] = []
             got = 0
             for piece in self._recv_stream():
                 got += len(piece)
                 if got > length:
-                    raise _Lost(f"{self._where} sent more bytes than asked for", FormatError)
+                    raise _Lost(f"{self._where} sent more bytes than asked for",
+                                RemoteProtocolError)
                 parts.append(piece)
             if got != length:
                 raise _Lost(f"{self._where} sent {got} bytes of the {length} asked for",
-                            FormatError)
+                            RemoteProtocolError)
             return b"".join(parts)
 
         result: bytes = self._request("read_pack", run)
@@ -553,16 +566,11 @@ class SSHBackend(Backend):
                     if not left:
                         return
 
-            def index_pieces() -> Iterator[bytes]:
-                view = memoryview(index)
-                for i in range(0, max(len(view), 1), PIECE):
-                    yield bytes(view[i:i + PIECE])
-
             def run() -> None:
-                h = self._exchange({"op": "put_pack", "stem": stem})
+                h = self._exchange({"op": Op.PUT_PACK, "stem": stem})
                 if h.get("send_pack"):
                     self._send_stream(file_pieces())
-                self._send_stream(index_pieces())
+                self._send_stream(pieces_of(index))
                 self._answer()
 
             self._request("put_pack", run)
@@ -570,10 +578,10 @@ class SSHBackend(Backend):
     def list_refs(self, on_bad: OnBadRef | None = None) -> dict[str, ObjectID]:
         """See :meth:`Backend.list_refs`: the server names refs it could not read."""
         def run() -> tuple[dict[str, ObjectID], list[tuple[str, FormatError]]]:
-            h = self._exchange({"op": "list_refs"})
+            h = self._exchange({"op": Op.LIST_REFS})
             refs, bad = h.get("refs"), h.get("bad", {})
             if not isinstance(refs, dict) or not isinstance(bad, dict):
-                raise _Lost(f"{self._where} sent a malformed ref list", FormatError)
+                raise _Lost(f"{self._where} sent a malformed ref list", RemoteProtocolError)
             out: dict[str, ObjectID] = {}
             problems: list[tuple[str, FormatError]] = []
             for k, v in refs.items():
@@ -598,20 +606,21 @@ class SSHBackend(Backend):
         """See :meth:`Backend.update_ref`."""
         check_ref_path(ref)
         self._request("update_ref", lambda: self._exchange(
-            {"op": "update_ref", "ref": ref, "new": new, "expect": expect}))
+            {"op": Op.UPDATE_REF, "ref": ref, "new": new, "expect": expect}))
 
     def delete_ref(self, ref: str, expect: ObjectID) -> None:
-        """See :meth:`Backend.delete_ref`; a server too old for it is a UsageError saying so."""
+        """See :meth:`Backend.delete_ref`; a server too old for it is a RemoteRefusedError."""
         check_ref_path(ref)
         expect = parse_object_id(expect)
         try:
             self._request("delete_ref", lambda: self._exchange(
-                {"op": "delete_ref", "ref": ref, "expect": expect}))
+                {"op": Op.DELETE_REF, "ref": ref, "expect": expect}))
         except UsageError as e:
             if not str(e).startswith(UNKNOWN_REQUEST):
                 raise
-            raise UsageError(f"the git-ml on {self._where} is too old to delete refs (it does "
-                             "not know the request 'delete_ref'); upgrade git-ml there") from None
+            raise RemoteRefusedError(f"the git-ml on {self._where} is too old to delete refs (it "
+                                     "does not know the request 'delete_ref'); upgrade git-ml "
+                                     "there") from None
 
     def close(self) -> None:
         """End the ssh session (idempotent); the next request would start a new one."""
