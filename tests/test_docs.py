@@ -281,11 +281,11 @@ def test_format_doc_limits_table_lists_every_limit() -> None:
     import mlgit.format.names as names
     import mlgit.format.records as records
     import mlgit.format.tree as tree
-    import mlgit.sync.serve as serve
+    import mlgit.sync.protocol as protocol
 
     table = section((DOCS / "format.md").read_text(), "## Limits", nested=False)
     documented = set(re.findall(r"`(MAX_[A-Z_]+)`", table))
     assert set(limits.__all__) <= documented
-    known = set(limits.__all__) | {n for m in (compression, names, records, tree, serve)
+    known = set(limits.__all__) | {n for m in (compression, names, records, tree, protocol)
                                    for n in dir(m) if n.startswith("MAX_")}
     assert documented <= known
