@@ -246,9 +246,12 @@ def test_a_publisher_that_raises_leaves_no_temporary_file(tmp_path: Path) -> Non
 # -- kills ------------------------------------------------------------------------------
 
 _WRITER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from mlgit.store.fsutil import DurableFile
+# SIGINT raises KeyboardInterrupt even when this process started with SIGINT ignored
+# (as a background job of a non-interactive shell is, e.g. a CI runner's).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 dest, size = Path(sys.argv[1]), int(sys.argv[2])
 n = 0
 print("ready", flush=True)
@@ -291,7 +294,12 @@ def test_a_writer_killed_at_any_moment_leaves_the_old_file_or_the_new_one(
         p = _start_writer(dest, size)
         time.sleep(rng.uniform(0.0, 0.15))
         p.send_signal(sig)
-        p.communicate()
+        try:
+            p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            pytest.fail(f"the writer did not end on {sig.name}")
         _whole(dest, size)
         left = [n for n in os.listdir(tmp_path) if n != "f"]
         if sig == signal.SIGINT:
