@@ -521,7 +521,7 @@ def _threaded_puts(store: Store) -> dict[bytes, bytes]:
                 oid = store.objects.put(OBJ_BLOB, b)
                 if i % 37 == 0:
                     assert store.objects.get(oid) == b  # forces a flush mid-stream
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - collected, re-raised in the main thread
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]

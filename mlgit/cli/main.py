@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"git-ml: error: {e.strerror or e}"
                    f"{': ' + str(e.filename) if e.filename else ''}", err=True)
         sys.exit(1)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - last resort: any bug is reported as internal, exit 70
         if debug:
             traceback.print_exc()
         click.echo(f"git-ml: internal error: {type(e).__name__}: {e} "

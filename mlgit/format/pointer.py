@@ -168,7 +168,7 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
     def oid(key: str) -> ObjectID:
         try:
             return parse_object_id(fields[key])
-        except Exception:
+        except FormatError:
             raise bad(f"invalid {key} {fields[key][:40]!r}") from None
 
     pid = oid("id")

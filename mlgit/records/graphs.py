@@ -240,7 +240,7 @@ def _parse_exact(cls: Any, data: bytes) -> Any | None:
     msg = cls()
     try:
         msg.ParseFromString(data)
-    except Exception:  # google.protobuf.message.DecodeError and kin
+    except Exception:  # noqa: BLE001 - protobuf may raise anything on hostile bytes: not this type
         return None
     msg.DiscardUnknownFields()
     return msg if msg.ByteSize() == len(data) else None
@@ -265,14 +265,14 @@ def _try_pbtxt(path: Path, text: str) -> GraphSummary | None:
     g = graph_pb2.GraphDef()
     try:
         text_format.Parse(text, g)
-    except Exception:  # text_format.ParseError: not a GraphDef
+    except Exception:  # noqa: BLE001 - ParseError and kin on hostile text: not a GraphDef
         g = None
     if g is not None and len(g.node) > 0:
         return GraphSummary("graphdef-pbtxt", _graphdef_summary(g))
     sm = saved_model_pb2.SavedModel()
     try:
         text_format.Parse(text, sm)
-    except Exception:  # text_format.ParseError: not a SavedModel either
+    except Exception:  # noqa: BLE001 - ParseError and kin on hostile text: not a SavedModel
         sm = None
     if sm is not None and len(sm.meta_graphs) > 0:
         return GraphSummary("savedmodel", _savedmodel_summary(sm, path))

@@ -322,7 +322,7 @@ def serve(store_root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
                 return 1
             except (MlgitError, OSError) as e:
                 session.send(_error_header(e, backend.url))
-            except Exception as e:  # a bug: the messages may be out of step, so stop
+            except Exception as e:  # noqa: BLE001 - a bug: tell the client, and stop (out of step)
                 session.send(_error_header(e, backend.url))
                 return 1
     except Disconnected:

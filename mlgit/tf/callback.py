@@ -48,7 +48,7 @@ def _model_json(model: Any) -> str | None:
     """``model.to_json()``, or None for a model that cannot describe itself (subclassed)."""
     try:
         text = model.to_json()
-    except Exception:  # NotImplementedError for subclassed models, and kin
+    except Exception:  # noqa: BLE001 - the user's model may raise anything (NotImplementedError...)
         return None
     return text if isinstance(text, str) else None
 
