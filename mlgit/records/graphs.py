@@ -101,13 +101,9 @@ def _names(v: object) -> list[str]:
     return []
 
 
-def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
-    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    assert isinstance(config, dict)
-    raw_layers = config.get("layers")
-    layers = [la for la in raw_layers if isinstance(la, dict)] if isinstance(
-        raw_layers, list) else []
-    hist = Counter(str(la.get("class_name", "?")) for la in layers)
+def _input_shapes(obj: dict[str, Any], config: dict[str, Any], layers: list[dict[str, Any]]
+                  ) -> list[list[int | None]]:
+    """A Keras model's input shapes: its InputLayers', else the first one its config records."""
     input_shapes: list[list[int | None]] = []
     for la in layers:
         lc = la.get("config") if isinstance(la.get("config"), dict) else {}
@@ -128,6 +124,17 @@ def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
             s = _shape(layers[0]["build_config"].get("input_shape"))
         if s is not None:
             input_shapes.append(s)
+    return input_shapes
+
+
+def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    assert isinstance(config, dict)
+    raw_layers = config.get("layers")
+    layers = [la for la in raw_layers if isinstance(la, dict)] if isinstance(
+        raw_layers, list) else []
+    hist = Counter(str(la.get("class_name", "?")) for la in layers)
+    input_shapes = _input_shapes(obj, config, layers)
     summary: dict[str, Any] = {
         "class_name": obj.get("class_name"),
         "name": config.get("name"),
