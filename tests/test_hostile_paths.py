@@ -796,7 +796,8 @@ def test_tf_state_file_must_name_a_component(victim: Path, name: str) -> None:
         tfmod.checkpoint_prefix(path)  # type: ignore[attr-defined]
 
 
-def test_tf_state_file_that_is_a_link_is_not_followed(victim: Path, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("victim")
+def test_tf_state_file_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     tfmod = _tf()
     big = _big_sparse(tmp_path / "big", 64 << 20)
     ckpt = tmp_path / "ckpt"

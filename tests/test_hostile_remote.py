@@ -1073,7 +1073,7 @@ def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_
     (tmp_path / "packs").mkdir()
     committed: list[Path] = []
     w = packs_mod.PackWriter(tmp_path / "tmp", 1 << 30, packs_mod.commit_into(
-        tmp_path / "packs", lambda pack, idx: committed.append(idx)))
+        tmp_path / "packs", lambda _pack, idx: committed.append(idx)))
     for i in range(7):
         data = b"object %d" % i
         w.add(oid(data), CHUNK, RAW, len(data), data)

@@ -172,7 +172,7 @@ OWN = {f"d{i % 3}/f{i}.bin": os.urandom(3000 + i) for i in range(9)}
 
 
 @pytest.fixture
-def victim(repo_dir: Path, cleanup: None) -> Path:
+def victim(repo_dir: Path, cleanup: None) -> Path:  # noqa: ARG001 - for its teardown
     """A repository with its own committed dataset ``data`` (and the hooks installed)."""
     make_tree(repo_dir / "data", OWN)
     run_gitml(repo_dir, "add", "data")
@@ -457,7 +457,7 @@ def test_file_snapshot_must_hold_one_regular_file(victim: Path, sentinel: Path,
 
 
 def test_file_snapshot_of_a_symlink_is_not_written(repo_dir: Path, tmp_path: Path,
-                                                   cleanup: None) -> None:
+                                                   cleanup: None) -> None:  # noqa: ARG001
     """A writer must not make what readers refuse: a checkpoint given as a symlink is
     stored as the regular file it points to, never as a link."""
     target = tmp_path / "real.bin"
@@ -492,7 +492,7 @@ def _make_deep(base: Path, depth: int) -> Path:
     return base
 
 
-def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> None:
+def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     deep = _make_deep(repo_dir / "deep", 1000)
     leaf = "/".join(["d"] * 1000) + "/f"
     assert ml(repo_dir, "add", "deep").returncode == 0
@@ -520,14 +520,14 @@ def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> 
     assert ml(repo_dir, "gc", "--prune=now").returncode == 0
 
 
-def test_local_directory_too_deep_to_add(repo_dir: Path, cleanup: None) -> None:
+def test_local_directory_too_deep_to_add(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     _make_deep(repo_dir / "deep", 1100)
     msg = assert_refused(ml(repo_dir, "add", "deep"), code=6)
     assert "1024" in msg, msg
     assert not (repo_dir / "deep.mlgit").exists()
 
 
-def test_add_refuses_what_readers_would(repo_dir: Path, cleanup: None) -> None:
+def test_add_refuses_what_readers_would(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     """1024 levels is the limit: stored, checked out; the limit is the readers' too."""
     _make_deep(repo_dir / "deep", 1024)
     assert ml(repo_dir, "add", "deep").returncode == 0

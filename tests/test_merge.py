@@ -70,7 +70,7 @@ def alice(tmp_path: Path, origin: Path) -> Path:
 
 
 @pytest.fixture
-def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:
+def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:  # noqa: ARG001 - alice pushed
     """Bob's clone of the origin, with the data pulled."""
     b = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(b))
@@ -317,7 +317,8 @@ def test_checkout_fetches_what_it_lacks(alice: Path, tmp_path: Path, origin: Pat
     assert (carol / "data/b.txt").read_text() == "b v2\n"
 
 
-def test_checkout_without_a_remote_says_why(alice: Path, tmp_path: Path, origin: Path) -> None:
+@pytest.mark.usefixtures("alice")
+def test_checkout_without_a_remote_says_why(tmp_path: Path, origin: Path) -> None:
     carol = tmp_path / "carol"
     git(tmp_path, "clone", "-q", str(origin), str(carol))
     run_gitml(carol, "init")
@@ -383,7 +384,7 @@ def _store_state(root: Path) -> tuple[list[str], dict[str, str]]:
     b"x" * (MAX_POINTER_LEN + 1),
     b"mlgit-pointer: 2\nkind: dataset\nname: data\nid: " + b"a" * 32 + b"\nours: zz\n",
 ])
-def test_driver_refuses_garbage(bob: Path, tmp_path: Path, which: str, garbage: bytes) -> None:
+def test_driver_refuses_garbage(bob: Path, which: str, garbage: bytes) -> None:
     good = (bob / "data.mlgit").read_bytes()
     files = {}
     for side in ("base", "ours", "theirs"):

@@ -73,7 +73,7 @@ def alice(tmp_path: Path, origin: Path) -> Path:
 
 
 @pytest.fixture
-def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:
+def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:  # noqa: ARG001 - alice pushed
     """A clone of ``origin`` with an empty store: every file is fetched lazily."""
     b = tmp_path / "bob"
     git(tmp_path, "clone", "-q", "--no-checkout", str(origin), str(b))

@@ -302,7 +302,8 @@ def test_savedmodel(artifacts: dict[str, Any]) -> None:
     assert not any(name.startswith("__") for name in s.summary["signatures"])
 
 
-def test_big_graphs_are_truncated(tf: Any, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("tf")
+def test_big_graphs_are_truncated(tmp_path: Path) -> None:
     from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
     from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 

@@ -183,7 +183,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_add_on_a_really_full_filesystem(small_fs: Path, tmp_path: Path) -> None:
+def test_add_on_a_really_full_filesystem(small_fs: Path) -> None:
     root = small_fs / "repo"
     root.mkdir()
     git(root, "init", "-q")

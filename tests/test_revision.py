@@ -136,7 +136,8 @@ def test_name_at_prefix(store: Store, history: list[ObjectID]) -> None:
 @pytest.mark.parametrize("rev", ["data@", "data@abc", "data@xyzw", "@" + "0" * 32, "da ta",
                                  "data@@abcd", "data~x", "data~-1", "~", "~1", "", "   ",
                                  "data^", "data/x", "-data"])
-def test_malformed_revisions(store: Store, history: list[ObjectID], rev: str) -> None:
+@pytest.mark.usefixtures("history")
+def test_malformed_revisions(store: Store, rev: str) -> None:
     with pytest.raises(RevisionError):
         resolve_revision(store, rev)
 
@@ -151,8 +152,8 @@ def test_unknown_name_and_unknown_id(store: Store, history: list[ObjectID]) -> N
         resolve_revision(store, absent)
 
 
-def test_other_object_types_are_not_revisions(store: Store, tree: ObjectID,
-                                              history: list[ObjectID]) -> None:
+@pytest.mark.usefixtures("history")
+def test_other_object_types_are_not_revisions(store: Store, tree: ObjectID) -> None:
     blob = raw_to_hex(store.objects.put(OBJ_BLOB, b"some blob"))
     store.objects.flush()
     for oid in (tree, blob):

@@ -250,7 +250,7 @@ def test_a_missing_ssh_client(tmp_path: Path) -> None:
 # -- SSHBackend against a real sshd ------------------------------------------------------
 
 
-def test_connection_refused_names_the_host(sshd: SSHServer, tmp_path: Path) -> None:
+def test_connection_refused_names_the_host(sshd: SSHServer) -> None:
     port = free_port()
     spec = RemoteSpec("origin", f"ssh://127.0.0.1:{port}/x", "ssh", "/x", "127.0.0.1", "", port)
     b = SSHBackend(spec, ssh_command=ssh_options(sshd.key))

@@ -25,7 +25,7 @@ def tf(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def mltf(tf: Any) -> Any:
+def mltf(tf: Any) -> Any:  # noqa: ARG001 - TensorFlow imported (or the test skipped) first
     import mlgit.tf
 
     return mlgit.tf
@@ -150,8 +150,9 @@ def test_callback_savedmodel_format(tf: Any, mltf: Any, committed: Path) -> None
     np.testing.assert_allclose(loaded(x).numpy(), loaded.predict(x))
 
 
+@pytest.mark.usefixtures("tf")
 def test_callback_checks_its_arguments_before_training(
-        tf: Any, mltf: Any, committed: Path, tmp_path: Path) -> None:
+        mltf: Any, committed: Path, tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError):
         mltf.CheckpointCallback("bad name", repo=committed)
     with pytest.raises(errors.UsageError):

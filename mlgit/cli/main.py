@@ -122,7 +122,7 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
 
 @cli.result_callback()
 @click.pass_context
-def _exit_on_problems(ctx: click.Context, /, result: Any, **_params: Any) -> None:
+def _exit_on_problems(ctx: click.Context, /, _result: Any, **_params: Any) -> None:
     """A command that skipped bad input (already printed) exits with the first one's code.
 
     Hooks are the exception: they only warn, so that git's own command is not failed.

@@ -157,7 +157,7 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
                 copied.update(e.oid for e in r.entries if (id(r), e.oid) not in bad)
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
+            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
         counter = _PackCounter(store.config.pack_size)  # the writer's cuts, for a dry run
         unreadable = _copy_live(rewrite, live, copied, report,
                                 counter.add if dry_run else None, writer)
@@ -360,7 +360,7 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
         newest = max(os.stat(r.path).st_mtime for r in merge)
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
+            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
         copied: set[bytes] = set()
         try:
             for r in merge:
