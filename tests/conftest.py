@@ -47,7 +47,7 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory,
         "[user]\n\tname = Test Author\n\temail = author@example.com\n"
         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
     )
-    yield
+    return
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -198,7 +198,8 @@ def test_concurrent_ref_updates_lose_nothing(backend: Backend) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 1 and len(losses) == 3
+    assert len(wins) == 1
+    assert len(losses) == 3
     assert backend.list_refs()["checkpoints/r"] == ObjectID(f"{wins[0] + 1:032x}")
 
 

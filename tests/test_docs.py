@@ -105,7 +105,8 @@ def documented_error_codes(text: str) -> dict[str, list[int]]:
         name = code_name(row[0])
         if name is None or not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
             continue
-        assert len(row) >= 2 and row[1].isdigit(), f"row for {name} has no exit code: {row}"
+        assert len(row) >= 2, f"row for {name} has no exit code: {row}"
+        assert row[1].isdigit(), f"row for {name} has no exit code: {row}"
         found.setdefault(name, []).append(int(row[1]))
     return found
 

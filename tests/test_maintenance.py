@@ -37,7 +37,9 @@ def _fsck(root: Path) -> tuple[int, dict[str, object]]:
 def test_fsck_clean(repo_dir: Path) -> None:
     _repo_with_history(repo_dir)
     rc, report = _fsck(repo_dir)
-    assert rc == 0 and report["ok"] is True and report["problems"] == []
+    assert rc == 0
+    assert report["ok"] is True
+    assert report["problems"] == []
     assert report["snapshots"] >= 3
     assert "ok" in run_gitml(repo_dir, "fsck").stdout
 
@@ -75,9 +77,12 @@ def test_fsck_names_a_corrupt_object_and_repair_restores_it(repo_dir: Path,
 
     shutil.rmtree(repo_dir / "data")
     p = run_gitml(repo_dir, "checkout", check=False)
-    assert p.returncode != 0 and bad in p.stderr and not (repo_dir / "data").exists()
+    assert p.returncode != 0
+    assert bad in p.stderr
+    assert not (repo_dir / "data").exists()
     out = run_gitml(repo_dir, "fsck", "--repair", "origin").stdout
-    assert "repaired 1 objects" in out and "ok" in out
+    assert "repaired 1 objects" in out
+    assert "ok" in out
     run_gitml(repo_dir, "checkout")
     assert read_tree(repo_dir / "data") == want
     gc = run_gitml(repo_dir, "gc", "--prune", "now", check=False)  # drops the damaged copy
@@ -95,7 +100,8 @@ def test_fsck_reports_missing_objects_and_who_needs_them(repo_dir: Path) -> None
     rc, report = _fsck(repo_dir)
     assert rc == 1
     missing = [p for p in report["problems"] if p["kind"] == "missing"]  # type: ignore[union-attr]
-    assert missing and all(p["referenced_by"] for p in missing)
+    assert missing
+    assert all(p["referenced_by"] for p in missing)
 
 
 def test_gc_removes_only_unreachable_old_objects(repo_dir: Path) -> None:
@@ -170,4 +176,5 @@ def test_gc_during_adds_loses_nothing(repo_dir: Path) -> None:
 @pytest.mark.parametrize("bad", ["yesterday-ish", "3 fortnights"])
 def test_gc_bad_prune(repo_dir: Path, bad: str) -> None:
     p = run_gitml(repo_dir, "gc", "--prune", bad, check=False)
-    assert p.returncode == 2 and "age" in p.stderr
+    assert p.returncode == 2
+    assert "age" in p.stderr

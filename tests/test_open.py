@@ -109,7 +109,7 @@ def test_the_file_releases_its_descriptors_on_close_with_and_gc(repo_dir: Path) 
     assert f.read(3) == b"002"
     f.close()
     assert _fds() == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="closed file"):
         f.read()
 
     for _ in range(3):
@@ -225,7 +225,8 @@ def test_a_bad_limit_is_a_warning_never_a_failure(alice: Path, bob: Path) -> Non
         with mlgit.open(data_id, f"f{i}.bin", repo=bob) as f:  # Python: silent
             assert f.read() == _content(i)
     p = run_gitml(bob, "fetch")  # writes one more pack, then checks the limit
-    assert "ml.autoPackLimit" in p.stderr and "50" in p.stderr
+    assert "ml.autoPackLimit" in p.stderr
+    assert "50" in p.stderr
     assert len(_packs(bob)) >= 4  # the default (50) is not exceeded: nothing merged
     run_gitml(bob, "fsck")
 
@@ -279,7 +280,8 @@ def test_consolidation_copies_everything_and_keeps_the_newest_mtime(tmp_path: Pa
     report = gc_mod.consolidate(store, 3)
     assert (report.merged_packs, report.packs_written, report.objects) == (6, 1, 6)
     packs = list((tmp_path / "ml/packs").glob("*.pack"))
-    assert len(packs) == 1 and os.stat(packs[0]).st_mtime == newest
+    assert len(packs) == 1
+    assert os.stat(packs[0]).st_mtime == newest
     assert [store.objects.get(o) for o in ids] == [_content(i) for i in range(6)]
     assert gc_mod.consolidate(store, 3).merged_packs == 0  # nothing more to do
     store.close()

@@ -45,7 +45,8 @@ def _one_line_error(p: subprocess.CompletedProcess[str], *words: str) -> None:
     assert p.returncode != 0, p.stdout
     assert p.returncode != 70, f"internal error: {p.stderr}"
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("git-ml: error: "), p.stderr
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("git-ml: error: "), p.stderr
     low = lines[0].lower()
     assert any(w in low for w in words), lines[0]
 

@@ -61,7 +61,8 @@ def test_aws_names_the_regions_endpoint(tmp_path: Path,
     b.close()
     message = str(exc.value)
     assert "https://s3.eu-west-3.amazonaws.com (region eu-west-3)" in message, message
-    assert "AWS region" in message and "`git config ml.origin.endpoint https://host[:port]`" \
+    assert "AWS region" in message
+    assert "`git config ml.origin.endpoint https://host[:port]`" \
         in message
 
 

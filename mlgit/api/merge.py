@@ -141,7 +141,8 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
     base = _read(base_file, f"{shown} (base)", allow_empty=True)
     ours = _read(ours_file, f"{shown} (ours)", allow_empty=False)
     theirs = _read(theirs_file, f"{shown} (theirs)", allow_empty=False)
-    assert ours is not None and theirs is not None
+    assert ours is not None
+    assert theirs is not None
     for label, p in (("ours", ours), ("theirs", theirs)):
         if p.conflict is not None:
             raise PointerError(f"{shown} ({label}) records an unresolved merge; resolve it "
@@ -170,7 +171,8 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
                   fetch, shown)
     snaps, (ib, io, it) = _inputs(repo, (base_id, ours.id, theirs.id))
     so, st = snaps[1], snaps[2]
-    assert so is not None and st is not None
+    assert so is not None
+    assert st is not None
     if so.root != st.root:
         outcome.refused = (f"ours is a {'file' if so.root == ROOT_FILE else 'directory'} and "
                            f"theirs is not{pick}")
