@@ -21,7 +21,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ Event = tuple[str, str]  # ("fsync-file" | "fsync-dir", path) or ("replace", des
 
 
 @pytest.fixture
-def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Event]]:
+def events(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
     log: list[Event] = []
     real_fsync, real_replace = os.fsync, os.replace
 
