@@ -823,7 +823,7 @@ class Bench:
         ds.copy_to(repo / "data")
         rep = self.args.repeat
 
-        def measure(key: str, cmds: list[list[str]], repeat: int = 1) -> str | None:
+        def measure(key: str, cmds: Sequence[Cmd], repeat: int = 1) -> str | None:
             """Time cmds (median of `repeat` runs) into res[key_s] and res[key_cpu_s]."""
 
             def go() -> str:
@@ -840,7 +840,7 @@ class Bench:
                     res[f"{key}_all_s"] = walls
                 return out
 
-            out = self._step(res, key, go)
+            out: str | None = self._step(res, key, go)
             if out is not None:
                 runs = ""
                 if repeat > 1:
@@ -871,7 +871,7 @@ class Bench:
             shutil.rmtree(rdir, ignore_errors=True)
             rdir.mkdir(parents=True)
 
-            def setup() -> None:
+            def setup() -> bool:
                 runner.timed(tool.remote_setup(bare, store), repo)
                 runner.run(["git", "add", "-A"], repo)
                 runner.run(["git", "commit", "-q", "--no-verify", "--allow-empty", "-m",

@@ -409,9 +409,11 @@ def test_a_refused_update_or_delete_changes_nothing(backend: Backend, raw: Raw) 
     backend.init(encode_config(StoreConfig()))
     backend.update_ref("datasets/d", OID_A, None)
     before = raw.get(ref_file("datasets/d"))
-    for attempt in (lambda: backend.update_ref("datasets/d", OID_C, OID_B),
+    attempts: tuple[Callable[[], object], ...] = (
+        lambda: backend.update_ref("datasets/d", OID_C, OID_B),
                     lambda: backend.update_ref("datasets/d", OID_C, None),
-                    lambda: backend.delete_ref("datasets/d", OID_B)):
+        lambda: backend.delete_ref("datasets/d", OID_B))
+    for attempt in attempts:
         with pytest.raises(ConflictError):
             attempt()
         assert raw.get(ref_file("datasets/d")) == before

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, make_tree, read_tree, run_gitml
@@ -29,7 +30,7 @@ def _ckpt_dir(root: Path, name: str, step: int) -> Path:
     return d
 
 
-def _note(root: Path, commit: str = "HEAD") -> list[dict[str, object]]:
+def _note(root: Path, commit: str = "HEAD") -> list[dict[str, Any]]:
     text = git(root, "notes", "--ref", "ml", "show", commit).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -115,7 +116,7 @@ def test_dirty_tree_is_recorded_with_a_diff_digest(repo_dir: Path) -> None:
 
 def _commit_many(args: tuple[str, str, int]) -> list[str]:
     repo, ckdir, n = args
-    ids = []
+    ids: list[str] = []
     for i in range(n):
         p = Path(ckdir) / f"{os.getpid()}-{i}.bin"
         p.write_bytes(os.urandom(2000))

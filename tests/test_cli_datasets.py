@@ -181,7 +181,7 @@ def test_revisions_on_the_command_line(repo_dir: Path) -> None:
         run_gitml(repo_dir, "add", "d")
         ids.append((repo_dir / "d.mlgit").read_text().split("id: ")[1].split()[0])
     def show_id(rev: str) -> str:
-        return json.loads(run_gitml(repo_dir, "show", "--json", rev).stdout)["id"]
+        return str(json.loads(run_gitml(repo_dir, "show", "--json", rev).stdout)["id"])
     assert show_id("d") == ids[2]
     assert show_id("d~1") == ids[1]
     assert show_id("d~2") == ids[0]

@@ -239,7 +239,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
             StatusEntry("data", "data.mlgit", "data", oid, "modified", [change]).to_json()),
         "#### `diff --json`": set(change.to_json()),
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
-        "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, {}).to_json()),
+        "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
     }
     for heading, keys in expected.items():

@@ -33,6 +33,7 @@ from mlgit.format.config import FORMAT_VERSION, StoreConfig, decode_config, enco
 from mlgit.format.ids import (
     HASH_NAME,
     ID_HEX_LEN,
+    ObjectID,
     digest_bytes,
     hex_to_raw,
     is_hex_prefix,
@@ -106,7 +107,7 @@ randoms = st.randoms(use_true_random=False)
 # ---------------------------------------------------------------------------
 
 raw_ids = st.binary(min_size=16, max_size=16)
-hex_ids = raw_ids.map(lambda b: b.hex())
+hex_ids = raw_ids.map(lambda b: ObjectID(b.hex()))
 
 
 def _valid_entry_name(name: bytes) -> bool:
@@ -179,7 +180,7 @@ json_values = st.recursive(
 
 # Snapshot strings are plain JSON (no lone surrogates); an author and a message are printed
 # as they are, so they hold no control characters (a message may span lines).
-plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+plain_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 shown_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=40)
 message_text = st.text(st.one_of(st.characters(exclude_categories=("Cs", "Cc")),
                                  st.sampled_from("\t\n\r")), max_size=40)
@@ -684,7 +685,8 @@ def test_snapshot_decode_appended_junk(s: Snapshot, junk: bytes) -> None:
 
 
 def _body(s: Snapshot) -> dict[str, Any]:
-    return json.loads(encode_snapshot(s)[8:])
+    body: dict[str, Any] = json.loads(encode_snapshot(s)[8:])
+    return body
 
 
 def _raw_snapshot(obj: Any) -> bytes:

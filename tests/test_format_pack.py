@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import struct
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +41,10 @@ lengths = st.one_of(st.integers(0, 4096), st.integers(0, MAX_OBJECT_LEN))
 randoms = st.randoms(use_true_random=False)
 
 
-def decode_or_format_error(fn, *args):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def decode_or_format_error(fn: Callable[..., T], *args: Any) -> T | None:
     try:
         return fn(*args)
     except FormatError:

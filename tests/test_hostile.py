@@ -37,7 +37,7 @@ import mlgit
 from mlgit.api.repo import Repo
 from mlgit.errors import FormatError
 from mlgit.format.compression import MAX_OBJECT_LEN
-from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.ids import ObjectID, digest_bytes, raw_to_hex
 from mlgit.format.pack import (
     ENTRY_HEADER,
     INDEX_ENTRY,
@@ -521,7 +521,7 @@ def test_symlinked_parent_of_the_target(planter: Planter, repo_dir: Path,
     (repo_dir / "data.mlgit").unlink()
     (repo_dir / "sub").symlink_to(sentinel)
     witness = Witness(repo_dir, sentinel)
-    pointer = encode_pointer(Pointer("dataset", "data", sid))
+    pointer = encode_pointer(Pointer("dataset", "data", ObjectID(sid)))
     blob = _hash_blob(repo_dir, pointer)
     git(repo_dir, "update-index", "--add", "--cacheinfo", f"100644,{blob},sub/data.mlgit")
     p = run_gitml(repo_dir, "checkout", check=False)

@@ -751,8 +751,9 @@ PREFIXES: list[object] = ["/etc/passwd", "../../x", "..", ".", "", "a/b", ".git"
 def test_checkpoint_prefix_must_name_a_prefix_in_the_snapshot(victim: Path, prefix: object,
                                                               sentinel: Witness) -> None:
     sid = _checkpoint(victim, prefix)
-    for call in (lambda: mlgit.checkout(sid, repo=victim),
-                 lambda: mlgit.latest_checkpoint("evil", repo=victim)):
+    calls: list[Callable[[], object]] = [lambda: mlgit.checkout(sid, repo=victim),
+                                         lambda: mlgit.latest_checkpoint("evil", repo=victim)]
+    for call in calls:
         with pytest.raises(FormatError, match="prefix"):
             call()
     p = run_gitml(victim, "path", "evil", check=False)

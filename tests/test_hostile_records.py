@@ -684,6 +684,7 @@ def _chain(store: RawStore, runs: list[tuple[str, int]], root_parent: str | None
             parent = hexid(data)
             ids.append(parent)
             step += 1
+        assert parent is not None
         store.ref("checkpoints", run, parent)
     store.write(objs)
     return ids

@@ -1118,24 +1118,25 @@ def test_a_zstd_object_is_exactly_one_frame(tail: bytes) -> None:
 def test_serve_store_bounds_what_a_client_streams(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The server side: an index stream past MAX_INDEX_LEN ends the session (nothing kept)."""
+    from mlgit.sync import protocol
     from mlgit.sync import serve as serve_mod
 
-    monkeypatch.setattr(serve_mod, "MAX_INDEX_LEN", 3 * serve_mod.PIECE)
+    monkeypatch.setattr(serve_mod, "MAX_INDEX_LEN", 3 * protocol.PIECE)
     repo = tmp_path / "r"
     git(tmp_path, "init", "-q", str(repo))
     frames = io.BytesIO()
-    serve_mod.write_frame(frames, {"op": "hello", "protocol": 1})
-    serve_mod.write_frame(frames, {"op": "init"}, json.dumps(CONFIG).encode())
+    protocol.write_frame(frames, {"op": "hello", "protocol": 1})
+    protocol.write_frame(frames, {"op": "init"}, json.dumps(CONFIG).encode())
     stem = "pack-" + "1" * 32
-    serve_mod.write_frame(frames, {"op": "put_pack", "stem": stem})
-    serve_mod.write_frame(frames, {"op": "data", "more": False}, PACK_MAGIC)
+    protocol.write_frame(frames, {"op": "put_pack", "stem": stem})
+    protocol.write_frame(frames, {"op": "data", "more": False}, PACK_MAGIC)
     for _ in range(5):
-        serve_mod.write_frame(frames, {"op": "data", "more": True}, b"i" * serve_mod.PIECE)
+        protocol.write_frame(frames, {"op": "data", "more": True}, b"i" * protocol.PIECE)
     out = io.BytesIO()
     assert serve_mod.serve(repo, io.BytesIO(frames.getvalue()), out) == 1
     answers = []
     replies = io.BytesIO(out.getvalue())
-    while (frame := serve_mod.read_frame(replies)) is not None:
+    while (frame := protocol.read_frame(replies)) is not None:
         answers.append(frame[0])
     assert answers[-1]["ok"] is False
     assert "longer than the" in answers[-1]["message"]

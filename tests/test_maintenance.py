@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, make_tree, read_tree, run_gitml
@@ -29,7 +30,7 @@ def _repo_with_history(root: Path) -> dict[str, bytes | str]:
     return read_tree(root / "data")
 
 
-def _fsck(root: Path) -> tuple[int, dict[str, object]]:
+def _fsck(root: Path) -> tuple[int, dict[str, Any]]:
     p = run_gitml(root, "fsck", "--json", check=False)
     return p.returncode, json.loads(p.stdout)
 
@@ -71,7 +72,7 @@ def test_fsck_names_a_corrupt_object_and_repair_restores_it(repo_dir: Path,
     bad = _flip_a_byte_in_a_chunk(repo_dir)
     rc, report = _fsck(repo_dir)
     assert rc == 1
-    kinds = {(p["kind"], p["object"]) for p in report["problems"]}  # type: ignore[union-attr]
+    kinds = {(p["kind"], p["object"]) for p in report["problems"]}
     assert ("corrupt", bad) in kinds
     import shutil
 
@@ -99,7 +100,7 @@ def test_fsck_reports_missing_objects_and_who_needs_them(repo_dir: Path) -> None
     victim.path.unlink()
     rc, report = _fsck(repo_dir)
     assert rc == 1
-    missing = [p for p in report["problems"] if p["kind"] == "missing"]  # type: ignore[union-attr]
+    missing = [p for p in report["problems"] if p["kind"] == "missing"]
     assert missing
     assert all(p["referenced_by"] for p in missing)
 

@@ -141,6 +141,7 @@ def test_a_wrong_author_makes_the_line_invalid(author: object) -> None:
     good = {**rec, "author": ALICE}
     records, problems = decode_note(json.dumps(rec) + "\n" + json.dumps(good))
     assert [type(r) for r in records] == [LogRecord]
+    assert isinstance(records[0], LogRecord)
     assert records[0].author == ALICE
     assert len(problems) == 1
     assert "author" in problems[0]

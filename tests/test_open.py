@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,8 @@ def test_every_api_function_releases_what_it_opens(repo_dir: Path, tmp_path: Pat
     ck = tmp_path / "ck"
     make_tree(ck, {"w.bin": _content(3)})
     mlgit.commit_ckpt(ck, run="r1", repo=repo_dir)
-    calls = [lambda: mlgit.show("data", repo=repo_dir), lambda: mlgit.ls(repo=repo_dir),
+    calls: list[Callable[[], object]] = [
+             lambda: mlgit.show("data", repo=repo_dir), lambda: mlgit.ls(repo=repo_dir),
              lambda: mlgit.checkout("data", repo=repo_dir),
              lambda: mlgit.latest_checkpoint("r1", repo=repo_dir),
              lambda: mlgit.prefetch("data", repo=repo_dir),

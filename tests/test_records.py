@@ -66,7 +66,7 @@ def artifacts(tf: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     func = keras.Model(inp, keras.layers.Dense(2, name="logits")(hidden))
     (out / "functional.json").write_text(func.to_json())
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def fn(a: Any, b: Any) -> Any:
         return tf.nn.relu(tf.matmul(a, b) + 1.0)
 
@@ -145,7 +145,8 @@ def test_tf_summary_file_with_simple_values(artifacts: dict[str, Any], tmp_path:
     assert set(s.scalars) == {"loss", "acc", "v1/loss"}
     loss = s.scalars["loss"]
     assert loss.count == 3  # the NaN is skipped
-    assert (loss.last, loss.last_step) == (pytest.approx(0.6), 3)
+    assert loss.last == pytest.approx(0.6)
+    assert loss.last_step == 3
     assert loss.best == pytest.approx(0.4)
     assert s.scalars["acc"].best == pytest.approx(0.6)
     assert s.scalars["acc"].mode == "max"

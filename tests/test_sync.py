@@ -11,10 +11,11 @@ from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
+from mlgit.format.ids import ObjectID
 
 
-def _ids(root: Path, name: str = "data") -> str:
-    return (root / f"{name}.mlgit").read_text().split("id: ")[1].split()[0]
+def _ids(root: Path, name: str = "data") -> ObjectID:
+    return ObjectID((root / f"{name}.mlgit").read_text().split("id: ")[1].split()[0])
 
 
 @pytest.fixture
