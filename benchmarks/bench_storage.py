@@ -434,7 +434,7 @@ class Tool:
     clone_desc = ""
     remote_store_desc = ""
 
-    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
+    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:  # noqa: ARG002 - overrides Tool.remote_setup
         return [["git", "init", "-q", "--bare", str(bare)],
                 ["git", "remote", "add", "origin", str(bare)]]
 
@@ -501,7 +501,7 @@ class GitMl(Tool):
     def status(self) -> list[list[str]]:
         return [["git", "ml", "status"]]
 
-    def checkout(self, path: str) -> list[list[str]]:
+    def checkout(self, path: str) -> list[list[str]]:  # noqa: ARG002 - overrides Tool.checkout
         return [["git", "ml", "checkout"]]
 
     push_desc = "git push origin main (the pre-push hook runs git-ml's push)"
@@ -511,7 +511,7 @@ class GitMl(Tool):
     def push(self) -> list[Cmd]:
         return [["git", "push", "-q", "origin", "main"]]
 
-    def remote_bytes(self, bare: Path, store: Path) -> int:
+    def remote_bytes(self, bare: Path, store: Path) -> int:  # noqa: ARG002 - overrides Tool.remote_bytes
         return dir_bytes(bare / "ml" / "packs")
 
     def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
@@ -539,7 +539,7 @@ class Dvc(Tool):
     def status(self) -> list[list[str]]:
         return [["dvc", "status"]]
 
-    def checkout(self, path: str) -> list[list[str]]:
+    def checkout(self, path: str) -> list[list[str]]:  # noqa: ARG002 - overrides Tool.checkout
         return [["dvc", "checkout", "-q"]]
 
     push_desc = "git push origin main; dvc push (local directory remote)"
@@ -553,14 +553,14 @@ class Dvc(Tool):
     def push(self) -> list[Cmd]:
         return [["git", "push", "-q", "origin", "main"], ["dvc", "push", "-q"]]
 
-    def remote_bytes(self, bare: Path, store: Path) -> int:
+    def remote_bytes(self, bare: Path, store: Path) -> int:  # noqa: ARG002 - overrides Tool.remote_bytes
         return dir_bytes(store)
 
     def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
         return [(["git", "clone", "-q", str(bare), str(dst)], dst.parent),
                 (["dvc", "pull", "-q"], dst)]
 
-    def status_shows_change(self, out: str, path: str) -> bool:
+    def status_shows_change(self, out: str, path: str) -> bool:  # noqa: ARG002 - overrides Tool.status_shows_change
         return "modified" in out or "changed" in out
 
 
@@ -596,7 +596,7 @@ class GitLfs(Tool):
     def push(self) -> list[Cmd]:
         return [["git", "push", "-q", "origin", "main"]]
 
-    def remote_bytes(self, bare: Path, store: Path) -> int:
+    def remote_bytes(self, bare: Path, store: Path) -> int:  # noqa: ARG002 - overrides Tool.remote_bytes
         return dir_bytes(bare / "lfs" / "objects")
 
     def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
@@ -633,7 +633,7 @@ class GitAnnex(Tool):
     clone_desc = "git clone; git annex init; git annex get data"
     remote_store_desc = "<bare>/annex/objects"
 
-    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:
+    def remote_setup(self, bare: Path, store: Path) -> list[Cmd]:  # noqa: ARG002 - overrides Tool.remote_setup
         return [["git", "init", "-q", "--bare", str(bare)],
                 (["git", "annex", "init", "-q", "origin"], bare),
                 ["git", "remote", "add", "origin", str(bare)]]
@@ -642,7 +642,7 @@ class GitAnnex(Tool):
         return [["git", "annex", "copy", "-q", "--to", "origin", "data"],
                 ["git", "push", "-q", "origin", "main"]]
 
-    def remote_bytes(self, bare: Path, store: Path) -> int:
+    def remote_bytes(self, bare: Path, store: Path) -> int:  # noqa: ARG002 - overrides Tool.remote_bytes
         return dir_bytes(bare / "annex" / "objects")
 
     def clone_pull(self, bare: Path, dst: Path) -> list[Cmd]:
@@ -816,14 +816,14 @@ class Bench:
             if not self.args.keep:
                 shutil.rmtree(base, ignore_errors=True)
 
-    def scenario_files(self, tool: Tool, runner: Runner, base: Path, res: dict[str, Any]) -> None:
+    def scenario_files(self, tool: Tool, runner: Runner, base: Path, res: dict[str, Any]) -> None:  # noqa: C901 - a benchmark scenario: one linear script
         ds = self.dataset
         log(f"[{tool.name}] files: {ds.n_files} x 64 KiB")
         repo = self._new_repo(tool, runner, base, "files", res)
         ds.copy_to(repo / "data")
         rep = self.args.repeat
 
-        def measure(key: str, cmds: list[list[str]], repeat: int = 1) -> str | None:
+        def measure(key: str, cmds: Sequence[Cmd], repeat: int = 1) -> str | None:
             """Time cmds (median of `repeat` runs) into res[key_s] and res[key_cpu_s]."""
 
             def go() -> str:
@@ -840,7 +840,7 @@ class Bench:
                     res[f"{key}_all_s"] = walls
                 return out
 
-            out = self._step(res, key, go)
+            out: str | None = self._step(res, key, go)
             if out is not None:
                 runs = ""
                 if repeat > 1:
@@ -871,7 +871,7 @@ class Bench:
             shutil.rmtree(rdir, ignore_errors=True)
             rdir.mkdir(parents=True)
 
-            def setup() -> None:
+            def setup() -> bool:
                 runner.timed(tool.remote_setup(bare, store), repo)
                 runner.run(["git", "add", "-A"], repo)
                 runner.run(["git", "commit", "-q", "--no-verify", "--allow-empty", "-m",
@@ -907,7 +907,7 @@ class Bench:
         res["store_files_bytes"] = tool.store_bytes(repo)
 
         if remote:
-            self.remote_after_change(tool, runner, repo, res, measure, bare, store, plain, rdir)
+            self.remote_after_change(tool, runner, res, measure, bare, store, plain, rdir)
         if "remote" in self.args.scenarios and not self.args.keep:
             shutil.rmtree(rdir, ignore_errors=True)
 
@@ -923,7 +923,7 @@ class Bench:
         if not self.args.keep:
             shutil.rmtree(repo, ignore_errors=True)
 
-    def remote_after_change(self, tool: Tool, runner: Runner, repo: Path, res: dict[str, Any],
+    def remote_after_change(self, tool: Tool, runner: Runner, res: dict[str, Any],
                             measure: Callable[..., str | None], bare: Path, store: Path,
                             plain: Path, rdir: Path) -> None:
         """Push the 1% change, push with nothing to send, clone + pull and verify."""
@@ -1080,7 +1080,7 @@ def fmt(v: Any, unit: str) -> str:
     return f"{v / MIB:.1f} MiB"
 
 
-def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
+def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:  # noqa: C901 - the report, section by section
     args = bench.args
     tools = [t for t in args.tools if t in bench.results]
     res = bench.results
@@ -1197,7 +1197,7 @@ def build_report(bench: Bench) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(lines), targets
 
 
-def check_targets(bench: Bench) -> list[dict[str, Any]]:
+def check_targets(bench: Bench) -> list[dict[str, Any]]:  # noqa: C901 - one check per target
     res = bench.results
     gm = res.get("git-ml", {})
     out: list[dict[str, Any]] = []

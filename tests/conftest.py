@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ SMALL_CONFIG = StoreConfig(chunk_min=1024, chunk_avg=4096, chunk_max=16384, pack
 
 @pytest.fixture(autouse=True)
 def hermetic_env(tmp_path_factory: pytest.TempPathFactory,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+                 monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")
     for key in list(os.environ):
         if key.startswith("GIT_"):
@@ -47,7 +47,6 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory,
         "[user]\n\tname = Test Author\n\temail = author@example.com\n"
         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
     )
-    yield
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,7 +95,7 @@ def repo(repo_dir: Path) -> Iterator[Repo]:
     r.close()
 
 
-def make_tree(root: Path, files: dict[str, bytes | str]) -> None:
+def make_tree(root: Path, files: Mapping[str, bytes | str]) -> None:
     """Create files (``a/b.txt``: content) under root."""
     for rel, content in files.items():
         p = root / rel

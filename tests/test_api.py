@@ -23,9 +23,12 @@ def test_add_show_ls_checkout(repo_dir: Path) -> None:
     make_tree(repo_dir, {"data/a.txt": "a", "data/sub/b.bin": os.urandom(10_000)})
     want = read_tree(repo_dir / "data")
     r = mlgit.add(repo_dir / "data", message="one", repo=repo_dir)
-    assert r.created and r.name == "data" and r.files == 2
+    assert r.created
+    assert r.name == "data"
+    assert r.files == 2
     info = mlgit.show("data", repo=repo_dir)
-    assert info.id == r.id and info.snapshot.message == "one"
+    assert info.id == r.id
+    assert info.snapshot.message == "one"
     assert [f.path for f in info.files or []] == ["a.txt", "sub/b.bin"]
     assert [(e.kind, e.name, e.id) for e in mlgit.ls(repo=repo_dir)] == [
         ("dataset", "data", r.id)]
@@ -62,7 +65,8 @@ def test_checkout_of_file_snapshot_returns_the_file(repo_dir: Path) -> None:
     (repo_dir / "model.bin").write_bytes(content)
     mlgit.add(repo_dir / "model.bin", repo=repo_dir)
     p = mlgit.checkout("model.bin", repo=repo_dir)
-    assert p.name == "model.bin" and p.read_bytes() == content
+    assert p.name == "model.bin"
+    assert p.read_bytes() == content
 
 
 def test_open_reads_ranges_without_materializing(repo_dir: Path) -> None:

@@ -198,7 +198,8 @@ def test_concurrent_ref_updates_lose_nothing(backend: Backend) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(wins) == 1 and len(losses) == 3
+    assert len(wins) == 1
+    assert len(losses) == 3
     assert backend.list_refs()["checkpoints/r"] == ObjectID(f"{wins[0] + 1:032x}")
 
 
@@ -408,9 +409,11 @@ def test_a_refused_update_or_delete_changes_nothing(backend: Backend, raw: Raw) 
     backend.init(encode_config(StoreConfig()))
     backend.update_ref("datasets/d", OID_A, None)
     before = raw.get(ref_file("datasets/d"))
-    for attempt in (lambda: backend.update_ref("datasets/d", OID_C, OID_B),
+    attempts: tuple[Callable[[], object], ...] = (
+        lambda: backend.update_ref("datasets/d", OID_C, OID_B),
                     lambda: backend.update_ref("datasets/d", OID_C, None),
-                    lambda: backend.delete_ref("datasets/d", OID_B)):
+        lambda: backend.delete_ref("datasets/d", OID_B))
+    for attempt in attempts:
         with pytest.raises(ConflictError):
             attempt()
         assert raw.get(ref_file("datasets/d")) == before

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, make_tree, read_tree, run_gitml
@@ -29,7 +30,7 @@ def _ckpt_dir(root: Path, name: str, step: int) -> Path:
     return d
 
 
-def _note(root: Path, commit: str = "HEAD") -> list[dict[str, object]]:
+def _note(root: Path, commit: str = "HEAD") -> list[dict[str, Any]]:
     text = git(root, "notes", "--ref", "ml", "show", commit).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -46,9 +47,12 @@ def test_commit_ckpt_records_lineage_and_notes(repo_dir: Path) -> None:
     id2 = run_gitml(repo_dir, "commit-ckpt", str(c2), "--run", "resnet-a", "--step", "200",
                     "--metric", "loss=0.3", "-q").stdout.strip()
     show = json.loads(run_gitml(repo_dir, "show", "--json", "resnet-a").stdout)
-    assert show["id"] == id2 and show["kind"] == "checkpoint" and show["parents"] == [id1]
+    assert show["id"] == id2
+    assert show["kind"] == "checkpoint"
+    assert show["parents"] == [id1]
     meta = show["meta"]
-    assert meta["step"] == 200 and meta["metrics"] == {"loss": 0.3}
+    assert meta["step"] == 200
+    assert meta["metrics"] == {"loss": 0.3}
     assert meta["code"] == {"commit": head, "branch": "main", "dirty": False, "diff": None}
     assert meta["datasets"] == [{"name": "data", "id": data_id, "path": "data"}]
     first = json.loads(run_gitml(repo_dir, "show", "--json", id1).stdout)["meta"]
@@ -59,7 +63,8 @@ def test_commit_ckpt_records_lineage_and_notes(repo_dir: Path) -> None:
     assert [(r["type"], r["id"], r["step"]) for r in recs] == [
         ("checkpoint", id1, 100), ("checkpoint", id2, 200)]
     assert recs[0]["metrics"] == {"loss": 0.5, "acc": 0.8}
-    assert recs[1]["parent"] == id1 and recs[1]["datasets"] == [{"name": "data", "id": data_id}]
+    assert recs[1]["parent"] == id1
+    assert recs[1]["datasets"] == [{"name": "data", "id": data_id}]
 
     lin = json.loads(run_gitml(repo_dir, "lineage", "--json", "resnet-a").stdout)
     assert [e["id"] for e in lin] == [id2, id1]
@@ -81,7 +86,8 @@ def test_fine_tune_from_another_run_and_explicit_datasets(repo_dir: Path) -> Non
     assert lin[1]["datasets"][0]["id"] == data_id
     assert lin[0]["code"]["dirty"] is True  # ft.mlgit and .gitignore are staged, not committed
     human = run_gitml(repo_dir, "lineage", "tuned").stdout
-    assert "tuned@" in human and "<- base@" in human
+    assert "tuned@" in human
+    assert "<- base@" in human
 
 
 def test_tf_prefix_checkpoint(repo_dir: Path) -> None:
@@ -104,12 +110,13 @@ def test_dirty_tree_is_recorded_with_a_diff_digest(repo_dir: Path) -> None:
     (repo_dir / "train.py").write_text("print('changed')\n")
     run_gitml(repo_dir, "commit-ckpt", str(_ckpt_dir(repo_dir, "d", 1)), "--run", "r")
     code = json.loads(run_gitml(repo_dir, "show", "--json", "r").stdout)["meta"]["code"]
-    assert code["dirty"] is True and len(code["diff"]) == 32
+    assert code["dirty"] is True
+    assert len(code["diff"]) == 32
 
 
 def _commit_many(args: tuple[str, str, int]) -> list[str]:
     repo, ckdir, n = args
-    ids = []
+    ids: list[str] = []
     for i in range(n):
         p = Path(ckdir) / f"{os.getpid()}-{i}.bin"
         p.write_bytes(os.urandom(2000))
@@ -127,7 +134,8 @@ def test_concurrent_commits_to_one_run_lose_nothing(repo_dir: Path) -> None:
     committed = {i for ids in results for i in ids}
     assert len(committed) == 100
     chain = [e["id"] for e in json.loads(run_gitml(repo_dir, "lineage", "--json", "shared").stdout)]
-    assert set(chain) == committed and len(chain) == 100
+    assert set(chain) == committed
+    assert len(chain) == 100
     recs = [r for r in _note(repo_dir) if r["type"] == "checkpoint"]
     assert {r["id"] for r in recs} == committed
 
@@ -155,9 +163,11 @@ def test_log_shows_data_checkpoints_and_best_metric(repo_dir: Path) -> None:
     table = run_gitml(repo_dir, "log", "--metric", "acc").stdout.splitlines()
     assert "acc" in table[0]
     starred = [line for line in table if "0.9*" in line]
-    assert len(starred) == 1 and "train 1" in starred[0]
+    assert len(starred) == 1
+    assert "train 1" in starred[0]
     human = run_gitml(repo_dir, "log").stdout
-    assert "checkpoint r@" in human and "(changed)" in human
+    assert "checkpoint r@" in human
+    assert "(changed)" in human
     assert len(json.loads(run_gitml(repo_dir, "log", "--json", "-n", "2").stdout)) == 2
     rng = json.loads(run_gitml(repo_dir, "log", "--json", "HEAD~2..HEAD").stdout)
     assert [e["summary"] for e in rng] == ["data v2", "train 2"]
@@ -176,7 +186,8 @@ def test_hand_written_bad_note_lines_are_reported_and_the_rest_shown(repo_dir: P
         True, True]
     p = run_gitml(repo_dir, "log", check=False)
     assert p.returncode == errors.FormatError.exit_code
-    assert "checkpoint r@" in p.stdout and "line 3" in p.stderr
+    assert "checkpoint r@" in p.stdout
+    assert "line 3" in p.stderr
 
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
@@ -205,7 +216,8 @@ def test_bad_checkpoint_input_changes_nothing(repo_dir: Path, args: list[str], c
     packs_before = sorted(p.name for p in (repo_dir / ".git/ml/packs").iterdir())
     p = run_gitml(repo_dir, *[subst.get(a, a) for a in args], check=False)
     assert p.returncode == code, p.stderr
-    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert needle in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
     assert not (repo_dir / ".git/ml/refs/checkpoints/r").exists()
     assert git(repo_dir, "notes", "--ref", "ml", "list", check=False).stdout == ""
     assert sorted(p.name for p in (repo_dir / ".git/ml/packs").iterdir()) == packs_before
@@ -232,7 +244,8 @@ def test_note_add_results_log_and_graph(repo_dir: Path) -> None:
     out = run_gitml(repo_dir, "note", "add", "--results", str(work / "eval.json"), "--dataset",
                     "testset", "--log", str(work / "train.csv"), "--graph",
                     str(work / "model.json")).stdout
-    assert "results eval.json (json)" in out and "log train.csv (csv)" in out
+    assert "results eval.json (json)" in out
+    assert "log train.csv (csv)" in out
     recs = {r["type"]: r for r in _note(repo_dir)}
     assert recs["results"]["dataset"] == {"name": "testset", "id": test_id}
     assert recs["results"]["metrics"] == {"acc": 0.91, "per_class/cat": 0.9,

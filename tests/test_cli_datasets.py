@@ -57,7 +57,8 @@ def test_add_commit_modify_status_readd_diff_checkout(bare_git_repo: Path) -> No
 
     # Unchanged data makes no new snapshot.
     again = run_gitml(root, "add", "data").stdout
-    assert "unchanged" in again and id1 in again
+    assert "unchanged" in again
+    assert id1 in again
     assert git(root, "status", "--porcelain").stdout == ""
 
     # Modify: one changed, one added, one removed.
@@ -69,16 +70,21 @@ def test_add_commit_modify_status_readd_diff_checkout(bare_git_repo: Path) -> No
     got = {(c["status"], c["path"]) for c in st["changes"]}
     assert got == {("M", "train/a.csv"), ("A", "new.txt"), ("D", "test/c.bin")}
     human = run_gitml(root, "status").stdout
-    assert "modified  data/train/a.csv" in human and "removed   data/test/c.bin" in human
+    assert "modified  data/train/a.csv" in human
+    assert "removed   data/test/c.bin" in human
 
     run_gitml(root, "add", "data", "-m", "second")
     id2 = (root / "data.mlgit").read_text().split("id: ")[1].split()[0]
     assert id2 != id1
     show = json.loads(run_gitml(root, "show", "--json", "data").stdout)
-    assert show["id"] == id2 and show["parents"] == [id1] and show["kind"] == "dataset"
-    assert show["name"] == "data" and show["message"] == "second"
+    assert show["id"] == id2
+    assert show["parents"] == [id1]
+    assert show["kind"] == "dataset"
+    assert show["name"] == "data"
+    assert show["message"] == "second"
     paths = {f["path"] for f in show["file_list"]}
-    assert "new.txt" in paths and "test/c.bin" not in paths
+    assert "new.txt" in paths
+    assert "test/c.bin" not in paths
     assert show["files"] == len(show["file_list"])
     git(root, "commit", "-qam", "data v2")
 
@@ -116,7 +122,8 @@ def test_checkout_refuses_to_discard_unsaved_changes(repo_dir: Path) -> None:
     (repo_dir / "data/README").write_text("precious local edit\n")
     p = run_gitml(repo_dir, "checkout", check=False)
     assert p.returncode != 0
-    assert "data/README" in p.stderr and "--force" in p.stderr
+    assert "data/README" in p.stderr
+    assert "--force" in p.stderr
     assert (repo_dir / "data/README").read_text() == "precious local edit\n"
     run_gitml(repo_dir, "checkout", "--force")
     assert (repo_dir / "data/README").read_text() == "hello\n"
@@ -154,7 +161,8 @@ def test_add_with_name_and_nested_path(repo_dir: Path) -> None:
     assert (repo_dir / "sub/data.mlgit").exists()
     assert "/data" in (repo_dir / "sub/.gitignore").read_text().splitlines()
     show = json.loads(run_gitml(repo_dir, "show", "--json", "--no-files", "mydata").stdout)
-    assert show["name"] == "mydata" and "file_list" not in show
+    assert show["name"] == "mydata"
+    assert "file_list" not in show
 
 
 def test_add_from_subdirectory_and_dash_c(repo_dir: Path) -> None:
@@ -173,7 +181,7 @@ def test_revisions_on_the_command_line(repo_dir: Path) -> None:
         run_gitml(repo_dir, "add", "d")
         ids.append((repo_dir / "d.mlgit").read_text().split("id: ")[1].split()[0])
     def show_id(rev: str) -> str:
-        return json.loads(run_gitml(repo_dir, "show", "--json", rev).stdout)["id"]
+        return str(json.loads(run_gitml(repo_dir, "show", "--json", rev).stdout)["id"])
     assert show_id("d") == ids[2]
     assert show_id("d~1") == ids[1]
     assert show_id("d~2") == ids[0]
@@ -235,7 +243,8 @@ def test_special_files_are_skipped_with_warning(repo_dir: Path) -> None:
     make_tree(repo_dir, {"d/f.txt": "x"})
     os.mkfifo(repo_dir / "d/fifo")
     p = run_gitml(repo_dir, "add", "d")
-    assert "warning" in p.stderr and "fifo" in p.stderr
+    assert "warning" in p.stderr
+    assert "fifo" in p.stderr
     show = json.loads(run_gitml(repo_dir, "show", "--json", "d").stdout)
     assert [f["path"] for f in show["file_list"]] == ["f.txt"]
 

@@ -43,5 +43,7 @@ def test_progress_bar_on_a_terminal(repo_dir: Path) -> None:
             os.close(slave)
     assert proc.returncode == 0
     text = out.decode(errors="replace")
-    assert "adding data" in text and "files" in text and "MiB" in text
+    assert "adding data" in text
+    assert "files" in text
+    assert "MiB" in text
     assert "/200 files" in text

@@ -114,7 +114,8 @@ def _assert_store_sound(root: Path, context: str) -> int:
     packs = root / ".git/ml/packs"
     names = os.listdir(packs)
     for n in names:
-        assert n.startswith("pack-") and n.endswith((".pack", ".idx")), (context, n)
+        assert n.startswith("pack-"), (context, n)
+        assert n.endswith((".pack", ".idx")), (context, n)
         if n.endswith(".idx"):
             assert n[:-4] + ".pack" in names, f"{context}: {n} has no pack"
     return len(names)
@@ -179,7 +180,8 @@ def test_kill_during_add(tmp_path: Path) -> None:
         pointer = decode_pointer((root / "data.mlgit").read_bytes())
         assert ref.read_text().strip() == pointer.id, ctx
         staged = git(root, "diff", "--cached", "--name-only").stdout.split()
-        assert "data.mlgit" in staged and ".gitignore" in staged, (ctx, staged)
+        assert "data.mlgit" in staged, (ctx, staged)
+        assert ".gitignore" in staged, (ctx, staged)
         shutil.rmtree(root / "data")
         run_gitml(root, "checkout")
         assert read_tree(root / "data") == want, f"{ctx}: checkout after re-running differs"
@@ -229,7 +231,8 @@ def test_kill_during_commit_ckpt(tmp_path: Path) -> None:
         assert read_tree(path) == want, f"{ctx}: the checkpoint read back differs"
         note = json.loads(run_gitml(root, "note", "show", "--json").stdout)
         runs = [r["run"] for r in note["records"] if r.get("type") == "checkpoint"]
-        assert runs and set(runs) == {"r"}, (ctx, note)
+        assert runs, (ctx, note)
+        assert set(runs) == {"r"}, (ctx, note)
         _force_rmtree(root)
     _stages_spread(stages)
 
@@ -266,7 +269,8 @@ def _check_remote_store(ml: Path, context: str) -> int:
         assert not bad, f"{context}: remote store problems: {bad}"
         names = os.listdir(ml / "packs")
         for n in names:
-            assert n.startswith("pack-") and n.endswith((".pack", ".idx")), (context, n)
+            assert n.startswith("pack-"), (context, n)
+            assert n.endswith((".pack", ".idx")), (context, n)
         return len(names)
     finally:
         store.close()

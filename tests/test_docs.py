@@ -105,7 +105,8 @@ def documented_error_codes(text: str) -> dict[str, list[int]]:
         name = code_name(row[0])
         if name is None or not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
             continue
-        assert len(row) >= 2 and row[1].isdigit(), f"row for {name} has no exit code: {row}"
+        assert len(row) >= 2, f"row for {name} has no exit code: {row}"
+        assert row[1].isdigit(), f"row for {name} has no exit code: {row}"
         found.setdefault(name, []).append(int(row[1]))
     return found
 
@@ -238,7 +239,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
             StatusEntry("data", "data.mlgit", "data", oid, "modified", [change]).to_json()),
         "#### `diff --json`": set(change.to_json()),
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
-        "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, {}).to_json()),
+        "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
     }
     for heading, keys in expected.items():

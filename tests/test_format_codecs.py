@@ -33,6 +33,7 @@ from mlgit.format.config import FORMAT_VERSION, StoreConfig, decode_config, enco
 from mlgit.format.ids import (
     HASH_NAME,
     ID_HEX_LEN,
+    ObjectID,
     digest_bytes,
     hex_to_raw,
     is_hex_prefix,
@@ -106,7 +107,7 @@ randoms = st.randoms(use_true_random=False)
 # ---------------------------------------------------------------------------
 
 raw_ids = st.binary(min_size=16, max_size=16)
-hex_ids = raw_ids.map(lambda b: b.hex())
+hex_ids = raw_ids.map(lambda b: ObjectID(b.hex()))
 
 
 def _valid_entry_name(name: bytes) -> bool:
@@ -179,7 +180,7 @@ json_values = st.recursive(
 
 # Snapshot strings are plain JSON (no lone surrogates); an author and a message are printed
 # as they are, so they hold no control characters (a message may span lines).
-plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+plain_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 shown_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=40)
 message_text = st.text(st.one_of(st.characters(exclude_categories=("Cs", "Cc")),
                                  st.sampled_from("\t\n\r")), max_size=40)
@@ -308,9 +309,11 @@ def test_ref_names(name: str) -> None:
     if ok:
         assert check_ref_name(name) == name
         assert 1 <= len(name) <= 128
-        assert name[0].isascii() and name[0].isalnum()
+        assert name[0].isascii()
+        assert name[0].isalnum()
         assert not any(c in name for c in "~@/\\: \n\0^")
-        assert ".." not in name and not name.endswith(".lock")
+        assert ".." not in name
+        assert not name.endswith(".lock")
     else:
         with pytest.raises(FormatError):
             check_ref_name(name)
@@ -682,14 +685,15 @@ def test_snapshot_decode_appended_junk(s: Snapshot, junk: bytes) -> None:
 
 
 def _body(s: Snapshot) -> dict[str, Any]:
-    return json.loads(encode_snapshot(s)[8:])
+    body: dict[str, Any] = json.loads(encode_snapshot(s)[8:])
+    return body
 
 
 def _raw_snapshot(obj: Any) -> bytes:
     return SNAPSHOT_MAGIC + json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("field,value", [
+@pytest.mark.parametrize(("field", "value"), [
     ("kind", "model"), ("kind", None), ("kind", ["dataset"]), ("name", ""), ("name", "a/b"),
     ("name", 5), ("name", "x~1"), ("tree", "00"), ("tree", None), ("tree", "A" * 32),
     ("root", "tree"), ("root", {}), ("parents", "0" * 32), ("parents", ["zz"]),
@@ -840,7 +844,8 @@ def test_pointer_decode_every_truncation(p: Pointer) -> None:
         except PointerError:
             continue
         # Cutting only the final newline leaves the same pointer.
-        assert cut == data[:-1] and got == p
+        assert cut == data[:-1]
+        assert got == p
 
 
 @given(pointers, randoms)
@@ -852,7 +857,8 @@ def test_pointer_decode_flipped_bytes(p: Pointer, rnd: random.Random) -> None:
         except PointerError:
             continue
         assert isinstance(got, Pointer)
-        assert is_ref_name(got.name) and parse_object_id(got.id) == got.id
+        assert is_ref_name(got.name)
+        assert parse_object_id(got.id) == got.id
         assert got.kind in (KIND_DATASET, KIND_CHECKPOINT)
 
 
@@ -923,7 +929,8 @@ def test_config_round_trip(c: StoreConfig) -> None:
 
 def test_config_default_round_trip() -> None:
     c = StoreConfig()
-    assert c.format == FORMAT_VERSION and c.hash == HASH_NAME
+    assert c.format == FORMAT_VERSION
+    assert c.hash == HASH_NAME
     assert decode_config(encode_config(c)) == c
 
 
@@ -1075,7 +1082,8 @@ def test_compression_picks_raw_for_random_and_zstd_for_repetitive() -> None:
     noise = os.urandom(10000)
     assert compress(noise) == (CODEC_RAW, noise)
     codec, stored = compress(b"abc" * 10000)
-    assert codec == CODEC_ZSTD and len(stored) < 1000
+    assert codec == CODEC_ZSTD
+    assert len(stored) < 1000
     assert zstandard.frame_content_size(stored) == 30000
 
 
@@ -1138,7 +1146,7 @@ def test_rle_frame_helper_is_a_real_frame() -> None:
     assert decompress(CODEC_ZSTD, _rle_frame(100), 100) == b"A" * 100
 
 
-@pytest.mark.parametrize("claimed,raw_len", [(101, 100), (99, 100), (100, 101)])
+@pytest.mark.parametrize(("claimed", "raw_len"), [(101, 100), (99, 100), (100, 101)])
 def test_decompress_declared_size_differs_from_raw_len(claimed: int, raw_len: int) -> None:
     with pytest.raises(FormatError):
         decompress(CODEC_ZSTD, _rle_frame(claimed), raw_len)

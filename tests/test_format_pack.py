@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import struct
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,7 +41,10 @@ lengths = st.one_of(st.integers(0, 4096), st.integers(0, MAX_OBJECT_LEN))
 randoms = st.randoms(use_true_random=False)
 
 
-def decode_or_format_error(fn, *args):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def decode_or_format_error(fn: Callable[..., T], *args: Any) -> T | None:
     try:
         return fn(*args)
     except FormatError:
@@ -113,8 +118,10 @@ def test_entry_header_round_trip(h: tuple[bytes, int, int, int, int], before: by
 def test_entry_header_random_bytes(data: bytes, pos: int) -> None:
     e = decode_or_format_error(decode_entry_header, data, pos)
     if e is not None:
-        assert e.type in OBJECT_TYPE_NAMES and e.codec in (CODEC_RAW, CODEC_ZSTD)
-        assert e.raw_len <= MAX_OBJECT_LEN and e.stored_len <= MAX_OBJECT_LEN
+        assert e.type in OBJECT_TYPE_NAMES
+        assert e.codec in (CODEC_RAW, CODEC_ZSTD)
+        assert e.raw_len <= MAX_OBJECT_LEN
+        assert e.stored_len <= MAX_OBJECT_LEN
         assert e.offset == pos
 
 
@@ -216,7 +223,8 @@ def test_iter_pack_entries_every_truncation(p: tuple[bytes, list[IndexEntry], li
             assert i not in cuts
             continue
         # Only a cut exactly between objects leaves a (shorter) valid pack.
-        assert i in cuts and got == entries[: cuts[i]]
+        assert i in cuts
+        assert got == entries[: cuts[i]]
 
 
 @given(packs(), randoms)
@@ -345,7 +353,8 @@ def test_index_random_rows_with_valid_checksum(rows: list[tuple[bytes, int, int,
     if got is not None:
         assert [e.oid for e in got] == sorted({e.oid for e in got})
         for e in got:
-            assert e.type in OBJECT_TYPE_NAMES and e.codec in (CODEC_RAW, CODEC_ZSTD)
+            assert e.type in OBJECT_TYPE_NAMES
+            assert e.codec in (CODEC_RAW, CODEC_ZSTD)
             assert e.offset >= len(PACK_MAGIC)
             if e.codec == CODEC_RAW:
                 assert e.raw_len == e.stored_len

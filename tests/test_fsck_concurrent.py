@@ -70,12 +70,14 @@ def test_fsck_is_consistent_while_another_process_adds_gcs_and_pushes(tmp_path: 
         if writer.poll() is None:
             writer.kill()
         _, err = writer.communicate(timeout=60)
-    assert writer.returncode == 0 and (a / "writer-done").exists(), err
+    assert writer.returncode == 0, err
+    assert (a / "writer-done").exists(), err
     wrong = [(r["rc"], r["problems"]) for r in reports if r["rc"] != 0 or r["problems"]]
     assert len(reports) >= 5, "fsck ran too few times while the writer ran"
     assert not wrong, f"{len(wrong)} of {len(reports)} fsck runs reported damage: {wrong[:3]}"
     final = json.loads(run_gitml(a, "fsck", "--json").stdout)
-    assert final["ok"] and final["snapshots"] >= 13
+    assert final["ok"]
+    assert final["snapshots"] >= 13
 
 
 def test_fsck_still_reports_an_orphan_pack_when_no_writer_runs(tmp_path: Path) -> None:
@@ -121,7 +123,8 @@ def test_fsck_does_not_call_a_pack_being_written_an_orphan(tmp_path: Path) -> No
     writer = subprocess.Popen([sys.executable, "-c", hold, str(a / ".git" / "ml")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "holding"
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "holding"
         p = run_gitml(a, "fsck", "--json", check=False)
         assert p.returncode == 0, p.stdout
         assert json.loads(p.stdout)["problems"] == []

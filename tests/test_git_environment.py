@@ -105,12 +105,14 @@ def test_a_failed_lazy_fetch_says_why(over_ssh: Clone, sshd: object, tmp_path: P
         mlgit.checkout(over_ssh.id, repo=over_ssh.bob)
     message = str(exc.value)
     assert "does not know the host key" in message, message
-    assert over_ssh.id in message and "'origin'" in message
+    assert over_ssh.id in message
+    assert "'origin'" in message
     assert "could not supply" not in message
     # The CLI says the same, with the cause's exit code (RemoteAuthError: accept the key).
     p = subprocess.run(["git", "ml", "path", over_ssh.id], cwd=over_ssh.bob,
                        capture_output=True, text=True)
-    assert p.returncode == 12 and "does not know the host key" in p.stderr, p.stderr
+    assert p.returncode == 12, p.stderr
+    assert "does not know the host key" in p.stderr, p.stderr
     # By name, too (a name the clone has never heard of: the remote is asked).
     with pytest.raises(MlgitError, match="does not know the host key"):
         mlgit.checkout("data", repo=over_ssh.bob)
@@ -158,7 +160,8 @@ def test_git_dir_and_work_tree_are_honoured(tmp_path: Path,
     monkeypatch.chdir(repo)
     monkeypatch.setenv("GIT_DIR", ".git")
     with mlgit.Repo() as r:
-        assert r.git.workdir == repo.resolve() and [e.path for e in r.status()] == ["data"]
+        assert r.git.workdir == repo.resolve()
+        assert [e.path for e in r.status()] == ["data"]
     # An explicit repository wins over the environment, as --git-dir wins over GIT_DIR.
     other = tmp_path / "other"
     other.mkdir()
@@ -192,7 +195,8 @@ def test_an_ssh_command_that_stops_answering_is_ended_not_orphaned(
     git(repo, "config", "ml.origin.url", "somehost:/srv/store")
     git(repo, "config", "ml.timeout", "1")
     p = run_gitml(repo, "ls", "origin", check=False)
-    assert p.returncode != 0 and "no answer for 1 s" in p.stderr, p.stderr
+    assert p.returncode != 0, p.stderr
+    assert "no answer for 1 s" in p.stderr, p.stderr
     pid = int(pidfile.read_text())
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

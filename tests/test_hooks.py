@@ -25,7 +25,8 @@ def _two_versions(root: Path) -> tuple[dict[str, bytes | str], dict[str, bytes |
 
 def test_init_installs_hooks_idempotently(bare_git_repo: Path) -> None:
     out = run_gitml(bare_git_repo, "init").stdout
-    assert "hook post-checkout: installed" in out and "hook post-merge: installed" in out
+    assert "hook post-checkout: installed" in out
+    assert "hook post-merge: installed" in out
     for name in ("post-checkout", "post-merge"):
         hook = bare_git_repo / ".git/hooks" / name
         assert hook.read_bytes() == (REPO_HOOKS / name).read_bytes()
@@ -101,5 +102,6 @@ def test_unsaved_local_changes_survive_the_hook(bare_git_repo: Path) -> None:
     _two_versions(bare_git_repo)
     (bare_git_repo / "data/a.txt").write_text("precious\n")
     p = git(bare_git_repo, "checkout", "-q", "HEAD~1")
-    assert "data not updated" in p.stderr and "data/a.txt" in p.stderr
+    assert "data not updated" in p.stderr
+    assert "data/a.txt" in p.stderr
     assert (bare_git_repo / "data/a.txt").read_text() == "precious\n"

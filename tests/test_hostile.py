@@ -37,7 +37,7 @@ import mlgit
 from mlgit.api.repo import Repo
 from mlgit.errors import FormatError
 from mlgit.format.compression import MAX_OBJECT_LEN
-from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.ids import ObjectID, digest_bytes, raw_to_hex
 from mlgit.format.pack import (
     ENTRY_HEADER,
     INDEX_ENTRY,
@@ -189,7 +189,8 @@ class Witness:
         assert sorted(os.listdir(self.root.parent)) == self.around
         assert set(os.listdir(self.root)) - set(self.top) <= set(allow_top)
         assert not _tmp_leftovers(self.root)
-        assert not os.path.lexists("/pwned") and not os.path.lexists("/etc/pwned")
+        assert not os.path.lexists("/pwned")
+        assert not os.path.lexists("/etc/pwned")
 
 
 def _checkouts(root: Path) -> list[str]:
@@ -202,7 +203,8 @@ def _assert_refused(root: Path, name: str, sid: str, witness: Witness,
     p = run_gitml(root, "checkout", check=False)
     assert p.returncode in (7, 8), (p.returncode, p.stderr)
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("git-ml: error: "), p.stderr
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("git-ml: error: "), p.stderr
     assert not os.path.lexists(root / name), "a partial target was left behind"
     witness.check()
 
@@ -232,7 +234,8 @@ def _assert_fsck_objects(root: Path, kinds: tuple[str, ...]) -> None:
         assert {x["kind"] for x in report["problems"]} & set(kinds), report
     else:
         lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("git-ml: error: "), p.stderr
+        assert len(lines) == 1, p.stderr
+        assert lines[0].startswith("git-ml: error: "), p.stderr
 
 
 # -- malformed trees ---------------------------------------------------------------------
@@ -445,7 +448,8 @@ def test_no_write_through_a_link_across_versions(planter: Planter, repo_dir: Pat
         witness.check(allow_top={"data", "data.mlgit", ".gitignore"})
         x = repo_dir / "data/x"
         if t == as_link:
-            assert x.is_symlink() and os.readlink(x) == str(sentinel)
+            assert x.is_symlink()
+            assert os.readlink(x) == str(sentinel)
         else:
             assert not x.is_symlink()
             assert read_tree(x) == {"victim": b"PWNED\n", "sub/inner": b"PWNED inner\n"}
@@ -468,7 +472,8 @@ def test_work_tree_link_where_a_directory_goes(planter: Planter, repo_dir: Path,
     assert data.is_symlink()
     witness.check()
     run_gitml(repo_dir, "checkout", "--force")
-    assert not data.is_symlink() and read_tree(data) == {"victim": b"PWNED\n",
+    assert not data.is_symlink()
+    assert read_tree(data) == {"victim": b"PWNED\n",
                                                          "sub/victim": b"PWNED\n"}
     witness.check(allow_top={".gitignore"})
     # A subdirectory replaced by a link to the sentinel, then a checkout that must
@@ -498,7 +503,8 @@ def test_work_tree_link_where_a_file_goes(planter: Planter, repo_dir: Path,
         p = run_gitml(repo_dir, "checkout", *force, check=False)
         witness.check(allow_top={".gitignore"})
         if p.returncode == 0:
-            assert not target.is_symlink() and target.read_bytes() == b"PWNED\n"
+            assert not target.is_symlink()
+            assert target.read_bytes() == b"PWNED\n"
             target.unlink()
             target.symlink_to(sentinel / "victim")
         else:
@@ -515,7 +521,7 @@ def test_symlinked_parent_of_the_target(planter: Planter, repo_dir: Path,
     (repo_dir / "data.mlgit").unlink()
     (repo_dir / "sub").symlink_to(sentinel)
     witness = Witness(repo_dir, sentinel)
-    pointer = encode_pointer(Pointer("dataset", "data", sid))
+    pointer = encode_pointer(Pointer("dataset", "data", ObjectID(sid)))
     blob = _hash_blob(repo_dir, pointer)
     git(repo_dir, "update-index", "--add", "--cacheinfo", f"100644,{blob},sub/data.mlgit")
     p = run_gitml(repo_dir, "checkout", check=False)

@@ -135,7 +135,8 @@ def _git_dir_snapshot(marker: Path, name: str = "evil") -> tuple[Builder, bytes]
 def _errors(p: subprocess.CompletedProcess[str]) -> list[str]:
     """stderr's error lines; every stderr line must be one (no traceback, no internal error)."""
     lines = p.stderr.strip().splitlines()
-    assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert "internal error" not in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
     assert all(ln.startswith("git-ml: error: ") for ln in lines), p.stderr
     return lines
 
@@ -153,7 +154,8 @@ def _fsck_ok(root: Path) -> None:
     """fsck finds nothing wrong with the victim's data: at most the hostile pointers
     themselves, reported as ``bad-pointer`` (as git fsck reports a bad tree)."""
     p = run_gitml(root, "fsck", "--json", check=False)
-    assert p.returncode in (0, 1) and "Traceback" not in p.stderr, (p.stdout, p.stderr)
+    assert p.returncode in (0, 1), (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr, (p.stdout, p.stderr)
     kinds = {pr["kind"] for pr in json.loads(p.stdout)["problems"]}
     assert kinds <= {"bad-pointer"}, (p.stdout, p.stderr)
     assert (p.returncode == 1) == bool(kinds)
@@ -162,7 +164,8 @@ def _fsck_ok(root: Path) -> None:
 def _reported(p: subprocess.CompletedProcess[str]) -> None:
     """The command did its work and reported the hostile pointer: exit 0, or 7 with
     every error line about a pointer file (fsck's own report goes to stdout)."""
-    assert p.returncode in (0, 7) and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    assert p.returncode in (0, 7), (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr, (p.returncode, p.stderr)
     lines = _errors(p)
     assert all("pointer file" in ln or ".mlgit" in ln or "deeper than any path" in ln
                for ln in lines), p.stderr
@@ -172,7 +175,8 @@ def _reported(p: subprocess.CompletedProcess[str]) -> None:
 def _good_intact(root: Path) -> None:
     assert read_tree(root / "good") == GOOD
     assert (root / "README.md").read_text() == "readme\n"
-    assert (root / ".git/ml/config").is_file() and (root / ".git/HEAD").is_file()
+    assert (root / ".git/ml/config").is_file()
+    assert (root / ".git/HEAD").is_file()
 
 
 # -- loose git objects, for trees git's index would refuse ------------------------------
@@ -291,7 +295,8 @@ def test_pull_with_hooks_does_not_plant_a_git_dir(tmp_path: Path, sentinel: Witn
 
     p = git(clone, "pull", "-q", "--ff-only", check=False)
     assert p.returncode == 0, p.stderr
-    assert "sub/.git.mlgit" in p.stderr and "Traceback" not in p.stderr
+    assert "sub/.git.mlgit" in p.stderr
+    assert "Traceback" not in p.stderr
     assert not os.path.lexists(clone / "sub/.git")
     assert (clone / "sub/.git.mlgit").is_file()  # git's own file, left alone
     subprocess.run(["git", "status"], cwd=clone / "sub", capture_output=True)
@@ -319,9 +324,11 @@ def test_checkout_force_keeps_git_dir_and_root(victim: Path, sentinel: Witness,
     _refused(p, 7, pointer)
     assert "good: " in p.stdout  # the good pointer was checked out
     _good_intact(victim)
-    assert (victim / ".git/ml/packs").is_dir() and not (victim / ".git/config").read_text(
+    assert (victim / ".git/ml/packs").is_dir()
+    assert not (victim / ".git/config").read_text(
         ).count("fsmonitor")
-    assert not (victim / "HEAD").exists() and not (victim / "config").exists()
+    assert not (victim / "HEAD").exists()
+    assert not (victim / "config").exists()
     _fsck_ok(victim)
     sentinel.check()
 
@@ -459,7 +466,8 @@ def test_python_api_reports_bad_pointers_and_goes_on(victim: Path, sentinel: Wit
     with Repo(victim) as r:
         ev = Events()
         assert [pr for pr, _ in r.tracked(ev)] == ["good.mlgit"]
-        assert len(ev.problems) == 1 and isinstance(ev.problems[0], PointerError)
+        assert len(ev.problems) == 1
+        assert isinstance(ev.problems[0], PointerError)
         assert [e.path for e in r.status(events=Events())] == ["good"]
         with pytest.raises(PointerError, match=r"sub/\.git\.mlgit"):
             r.checkout_worktree()
@@ -488,7 +496,8 @@ def test_post_checkout_hook_warns_and_git_succeeds(victim: Path, sentinel: Witne
     assert read_tree(victim / "good") == GOOD
     p = git(victim, "checkout", "-q", "evil", check=False)
     assert p.returncode == 0, p.stderr
-    assert "warning" in p.stderr and "sub/.git.mlgit" in p.stderr
+    assert "warning" in p.stderr
+    assert "sub/.git.mlgit" in p.stderr
     assert (victim / "good/a.txt").read_text() == "v2\n"
     assert not os.path.lexists(victim / "sub/.git")
     subprocess.run(["git", "status"], cwd=victim / "sub", capture_output=True)
@@ -550,7 +559,8 @@ def test_bad_pointer_in_a_git_tree(victim: Path, sentinel: Witness, case: str) -
         tree = str(r.git.git[commit].tree_id)
         found = pointers_in_tree(r.git, tree, {}, problems)
         assert [p for p, _ in found] == ["good.mlgit"]
-        assert len(problems) == 1 and isinstance(problems[0], PointerError), problems
+        assert len(problems) == 1, problems
+        assert isinstance(problems[0], PointerError), problems
         assert "\n" not in str(problems[0])
     log = _limited(victim, MEMORY, "log", "evil", "--json")
     _reported(log)
@@ -621,7 +631,8 @@ def test_tree_walk_cache_reads_a_shared_subtree_once(victim: Path) -> None:
         second = pointers_in_tree(r.git, b, cache)
         assert [p for p, _ in first] == [p for p, _ in second] == [
             "shared/" + "/".join(["s"] * 50) + "/x.mlgit"]
-        assert after_first >= 52 and counting.lookups - after_first == 1  # b's root only
+        assert after_first >= 52
+        assert counting.lookups - after_first == 1  # b's root only
         assert pointers_in_tree(r.git, a, cache) == first
         assert counting.lookups - after_first == 1  # a whole tree from the cache
 
@@ -666,7 +677,8 @@ def test_gib_pointer_blob_is_never_read(victim: Path, gib_blob: tuple[str, bytes
     for cmd in (["log", "evil", "--json"], ["fsck"], ["gc", "--prune", "now"]):
         p = _limited(victim, MEMORY, *cmd)
         if cmd[0] == "fsck":  # the oversized pointer blob is fsck's one finding
-            assert p.returncode == 1 and "bad-pointer" in p.stdout, (cmd, p.stdout[-2000:])
+            assert p.returncode == 1, (cmd, p.stdout[-2000:])
+            assert "bad-pointer" in p.stdout, (cmd, p.stdout[-2000:])
         else:
             _reported(p)
     log = _limited(victim, MEMORY, "log", "evil", "--json")
@@ -686,7 +698,8 @@ def test_tree_entry_named_like_a_git_dir_is_refused(victim: Path, sentinel: Witn
     _plant(victim, b)
     (victim / "evil.mlgit").write_bytes(pointer_text("evil", sid))
     p = run_gitml(victim, "checkout", "-f", check=False)
-    assert p.returncode == 7 and len(_errors(p)) == 1, p.stderr
+    assert p.returncode == 7, p.stderr
+    assert len(_errors(p)) == 1, p.stderr
     assert "git directory" in p.stderr
     assert not os.path.lexists(victim / "evil")
     with pytest.raises(FormatError):
@@ -738,24 +751,28 @@ PREFIXES: list[object] = ["/etc/passwd", "../../x", "..", ".", "", "a/b", ".git"
 def test_checkpoint_prefix_must_name_a_prefix_in_the_snapshot(victim: Path, prefix: object,
                                                               sentinel: Witness) -> None:
     sid = _checkpoint(victim, prefix)
-    for call in (lambda: mlgit.checkout(sid, repo=victim),
-                 lambda: mlgit.latest_checkpoint("evil", repo=victim)):
+    calls: list[Callable[[], object]] = [lambda: mlgit.checkout(sid, repo=victim),
+                                         lambda: mlgit.latest_checkpoint("evil", repo=victim)]
+    for call in calls:
         with pytest.raises(FormatError, match="prefix"):
             call()
     p = run_gitml(victim, "path", "evil", check=False)
-    assert p.returncode == 7 and len(_errors(p)) == 1, p.stderr
+    assert p.returncode == 7, p.stderr
+    assert len(_errors(p)) == 1, p.stderr
     if isinstance(prefix, str) or prefix is None:
         _fsck_ok(victim)  # a well-typed snapshot: only using its prefix as a path is refused
     else:  # not a string: the snapshot breaks the metadata schema, and fsck says so
         p = run_gitml(victim, "fsck", check=False)
-        assert p.returncode == 1 and "meta.source.prefix" in p.stdout, p.stdout
+        assert p.returncode == 1, p.stdout
+        assert "meta.source.prefix" in p.stdout, p.stdout
     sentinel.check()
 
 
 def test_good_checkpoint_prefix_still_returns_the_prefix(victim: Path) -> None:
     sid = _checkpoint(victim, "ckpt-1")
     path = mlgit.checkout(sid, repo=victim)
-    assert path.name == "ckpt-1" and Path(f"{path}.index").is_file()
+    assert path.name == "ckpt-1"
+    assert Path(f"{path}.index").is_file()
     assert mlgit.latest_checkpoint("evil", repo=victim) == path
 
 
@@ -796,7 +813,8 @@ def test_tf_state_file_must_name_a_component(victim: Path, name: str) -> None:
         tfmod.checkpoint_prefix(path)  # type: ignore[attr-defined]
 
 
-def test_tf_state_file_that_is_a_link_is_not_followed(victim: Path, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("victim")
+def test_tf_state_file_that_is_a_link_is_not_followed(tmp_path: Path) -> None:
     tfmod = _tf()
     big = _big_sparse(tmp_path / "big", 64 << 20)
     ckpt = tmp_path / "ckpt"
@@ -852,7 +870,8 @@ def test_commit_ckpt_of_a_symlink_stores_the_file(victim: Path, tmp_path: Path) 
     files = json.loads(run_gitml(victim, "show", "r", "--json").stdout)["file_list"]
     assert [f["type"] for f in files] == ["file"]
     path = mlgit.latest_checkpoint("r", repo=victim)
-    assert not path.is_symlink() and path.read_bytes() == b"weights\n"
+    assert not path.is_symlink()
+    assert path.read_bytes() == b"weights\n"
 
 
 # -- .gitignore reads --------------------------------------------------------------------
@@ -867,7 +886,8 @@ def test_gitignore_that_is_a_symlink_is_refused(victim: Path, sentinel: Witness,
     make_tree(victim / "more", {"x.txt": "x\n"})
     p = _limited(victim, MEMORY, "add", "more", timeout=60)
     assert p.returncode == 6, p.stderr
-    assert len(_errors(p)) == 1 and ".gitignore" in p.stderr
+    assert len(_errors(p)) == 1
+    assert ".gitignore" in p.stderr
     assert os.readlink(victim / ".gitignore") == dest
     assert not (victim / "more.mlgit").exists()  # refused before anything was written
     _fsck_ok(victim)
@@ -877,5 +897,6 @@ def test_gitignore_that_is_a_symlink_is_refused(victim: Path, sentinel: Witness,
 def test_add_refuses_a_git_dir_spelling(victim: Path) -> None:
     make_tree(victim / "sub/.GIT", {"config": "x\n"})
     p = run_gitml(victim, "add", "sub/.GIT", check=False)
-    assert p.returncode == 6 and len(_errors(p)) == 1, p.stderr
+    assert p.returncode == 6, p.stderr
+    assert len(_errors(p)) == 1, p.stderr
     assert not (victim / "sub/.GIT.mlgit").exists()

@@ -66,7 +66,8 @@ def strict_json(text: str) -> Any:
 def check_stderr(p: subprocess.CompletedProcess[str], errors: int | None = None) -> list[str]:
     """No traceback, no internal error, only ``git-ml:`` lines; the error lines returned."""
     assert p.returncode != EXIT_INTERNAL, p.stderr
-    assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert "internal error" not in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
     lines = p.stderr.splitlines()
     assert all(line.startswith("git-ml: ") for line in lines), p.stderr
     found = [line for line in lines if line.startswith("git-ml: error: ")]
@@ -199,7 +200,8 @@ def test_snapshot_forms_are_format_errors_naming_the_field(form: str) -> None:
     with pytest.raises(FormatError) as exc:
         decode_snapshot(data)
     msg = str(exc.value)
-    assert "\n" not in msg and len(msg) < 400, msg
+    assert "\n" not in msg, msg
+    assert len(msg) < 400, msg
     field = form.split("-")[0]
     named = {"too": "bytes", "meta": "meta" if form != "meta-too-deep" else "nested"}
     assert named.get(field, field) in msg, msg
@@ -245,7 +247,8 @@ def test_json_commands_of_a_hostile_snapshot(tmp_path: Path, form: str) -> None:
         if args[0] == "lineage" and SNAPSHOT_FORMS[form][0] == "dataset":
             continue
         [err] = fails(p)
-        assert bad.hex() in err and p.stdout == "", (args, p.stdout, err)
+        assert bad.hex() in err, (args, p.stdout, err)
+        assert p.stdout == "", (args, p.stdout, err)
 
 
 def _store_with_every_form(root: Path) -> tuple[RawStore, dict[str, bytes], bytes, bytes]:
@@ -275,7 +278,9 @@ def test_store_wide_commands_report_each_bad_ref_and_go_on(tmp_path: Path) -> No
     p = run_gitml(root, "ls", check=False)
     err = fails(p, errors=len(bad))
     assert all("ref " in line for line in err)
-    assert "good" in p.stdout and "ok" in p.stdout and "bad-" not in p.stdout
+    assert "good" in p.stdout
+    assert "ok" in p.stdout
+    assert "bad-" not in p.stdout
     p = run_gitml(root, "ls", "--json", check=False)
     fails(p, errors=len(bad))
     assert {e["name"] for e in strict_json(p.stdout)} == {"good", "ok"}
@@ -371,9 +376,11 @@ def test_git_pull_hooks_only_warn(tmp_path: Path, form: str) -> None:
     push_pins()
     p = subprocess.run(["git", "pull", "-q"], cwd=victim, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert "internal error" not in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
     ours = [ln for ln in p.stderr.splitlines() if ln.startswith("git-ml: ")]
-    assert ours and all(ln.startswith("git-ml: warning: ") for ln in ours), p.stderr
+    assert ours, p.stderr
+    assert all(ln.startswith("git-ml: warning: ") for ln in ours), p.stderr
     assert (victim / "bad.mlgit").exists()
     run_gitml(victim, "fsck")
 
@@ -493,16 +500,20 @@ def test_note_show_and_log_of_a_hostile_note(tmp_path: Path, form: str) -> None:
     p = run_gitml(root, "note", "show", check=False)
     [err] = fails(p)
     assert f"note on {commit[:12]}, line 3" in err
-    assert "checkpoint r@" in p.stdout and "results    f" in p.stdout
-    assert "log        f" in p.stdout and "graph      f" in p.stdout
+    assert "checkpoint r@" in p.stdout
+    assert "results    f" in p.stdout
+    assert "log        f" in p.stdout
+    assert "graph      f" in p.stdout
     p = run_gitml(root, "note", "show", "--json", check=False)
     fails(p)
     view = strict_json(p.stdout)
-    assert len(view["records"]) == 5 and len(view["problems"]) == 1
+    assert len(view["records"]) == 5
+    assert len(view["problems"]) == 1
     for args in (["log"], ["log", "--metric", "acc"], ["log", "--json"]):
         p = run_gitml(root, *args, check=False)
         fails(p)
-        assert "noted" in p.stdout and "start" in p.stdout, args
+        assert "noted" in p.stdout, args
+        assert "start" in p.stdout, args
     entries = strict_json(p.stdout)
     assert [len(e["checkpoints"]) for e in entries] == [1, 0]
 
@@ -544,7 +555,8 @@ def test_many_bad_lines_in_one_note_are_reported_in_bounded_lines(tmp_path: Path
     git(root, "notes", "--ref", "ml", "add", "-f", "-F", str(note))
     p = run_gitml(root, "note", "show", check=False)
     err = fails(p, errors=None)
-    assert 2 <= len(err) <= 20 and "more malformed lines" in err[-1]
+    assert 2 <= len(err) <= 20
+    assert "more malformed lines" in err[-1]
     assert "checkpoint r@" in p.stdout
 
 
@@ -564,7 +576,8 @@ def test_hostile_notes_fetched_from_a_teammate(tmp_path: Path, form: str) -> Non
     # The notes come along; fetch brings what their valid records name, and reports
     # each id that neither side holds (Mallory never pushed them), never a crash.
     p = run_gitml(victim, "fetch", check=False)
-    assert p.returncode == 7 and "notes synced" in p.stdout, p.stderr
+    assert p.returncode == 7, p.stderr
+    assert "notes synced" in p.stdout, p.stderr
     assert all("which neither this store nor origin" in e for e in fails(p, errors=None))
     for args in (["log", "--json"], ["note", "show", "--json", commit]):
         p = run_gitml(victim, *args, check=False)
@@ -575,7 +588,8 @@ def test_hostile_notes_fetched_from_a_teammate(tmp_path: Path, form: str) -> Non
     _note_commit(mallory, NOTE_FORMS[form], "noted again")
     git(mallory, "push", "-q", "origin", "HEAD:main", "+refs/notes/ml:refs/notes/ml")
     p = subprocess.run(["git", "pull", "-q"], cwd=victim, capture_output=True, text=True)
-    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
     p = run_gitml(victim, "log", check=False)
     fails(p, errors=2)
     assert "noted again" in p.stdout
@@ -632,7 +646,8 @@ def test_oversized_note_is_refused_unread(tmp_path: Path) -> None:
     for args in (["note", "show"], ["note", "show", "--json"], ["log", "--json"]):
         p = _run_limited(root, args, AS_LIMIT)
         [err] = fails(p)
-        assert f"note on {huge[:12]}" in err and "bytes" in err, err
+        assert f"note on {huge[:12]}" in err, err
+        assert "bytes" in err, err
         if "--json" in args:
             out = strict_json(p.stdout)
             if args[0] == "log":
@@ -669,6 +684,7 @@ def _chain(store: RawStore, runs: list[tuple[str, int]], root_parent: str | None
             parent = hexid(data)
             ids.append(parent)
             step += 1
+        assert parent is not None
         store.ref("checkpoints", run, parent)
     store.write(objs)
     return ids
@@ -683,7 +699,8 @@ def test_lineage_of_a_100000_checkpoint_chain_is_bounded(tmp_path: Path) -> None
     start = time.monotonic()
     p = _run_limited(root, ["lineage", "tuned"], AS_LIMIT, timeout=300, max_output=1 << 20)
     took = time.monotonic() - start
-    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr
     assert len(p.stdout) < 8192, len(p.stdout)
     lines = p.stdout.splitlines()
     assert lines[0].startswith(f"tuned@{ids[-1][:12]}  step {n - 1}")
@@ -702,7 +719,9 @@ def test_lineage_of_a_100000_checkpoint_chain_is_bounded(tmp_path: Path) -> None
                      max_output=600 * n)
     assert p.returncode == 0, p.stderr
     entries = strict_json(p.stdout)
-    assert len(entries) == n and entries[0]["id"] == ids[-1] and entries[-1]["id"] == ids[0]
+    assert len(entries) == n
+    assert entries[0]["id"] == ids[-1]
+    assert entries[-1]["id"] == ids[0]
     # Linear in the chain (max_output = 600 bytes an entry): every entry at one indentation.
 
 
@@ -714,12 +733,16 @@ def test_lineage_collapses_runs_and_caps_indentation(tmp_path: Path) -> None:
     _chain(store, runs)
     out = run_gitml(root, "lineage", "short").stdout
     lines = out.splitlines()
-    assert out.count("short@") == 5 and out.count("long@") == 5 and out.count("  step ") == 22
+    assert out.count("short@") == 5
+    assert out.count("long@") == 5
+    assert out.count("  step ") == 22
     assert "\u2026 4 more checkpoints of long (steps 14\u201317) \u2026" in out
     indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if "  step " in ln]
-    assert max(indents) == 2 * 8 and indents[:3] == [0, 2, 4]
+    assert max(indents) == 2 * 8
+    assert indents[:3] == [0, 2, 4]
     data = strict_json(run_gitml(root, "lineage", "--json", "short").stdout)
-    assert [e["run"] for e in data][:6] == ["short"] * 5 + ["long"] and len(data) == 26
+    assert [e["run"] for e in data][:6] == ["short"] * 5 + ["long"]
+    assert len(data) == 26
 
 
 def test_lineage_stops_cleanly_at_a_parent_it_cannot_follow(tmp_path: Path) -> None:
@@ -728,9 +751,11 @@ def test_lineage_stops_cleanly_at_a_parent_it_cannot_follow(tmp_path: Path) -> N
     root = tmp_path / "victim"
     _chain(store, [("gone", 2)], root_parent=HEX)
     p = run_gitml(root, "lineage", "gone")
-    assert p.stdout.count("gone@") == 2 and f"parent {HEX[:12]} is not in this store" in p.stdout
+    assert p.stdout.count("gone@") == 2
+    assert f"parent {HEX[:12]} is not in this store" in p.stdout
     p = run_gitml(root, "lineage", "--json", "gone")
-    assert len(strict_json(p.stdout)) == 2 and "not in this store" in p.stderr
+    assert len(strict_json(p.stdout)) == 2
+    assert "not in this store" in p.stderr
 
     b = Builder()
     bad = hostile_snapshot(b, "bad", SNAPSHOT_FORMS["config-int"])
@@ -740,13 +765,16 @@ def test_lineage_stops_cleanly_at_a_parent_it_cannot_follow(tmp_path: Path) -> N
     _chain(store, [("ondata", 1)], root_parent=ds.hex())
     p = run_gitml(root, "lineage", "onbad", check=False)
     [err] = fails(p)
-    assert bad.hex() in err and "meta.config" in err
-    assert p.stdout.count("onbad@") == 2 and "does not decode" in p.stdout
+    assert bad.hex() in err
+    assert "meta.config" in err
+    assert p.stdout.count("onbad@") == 2
+    assert "does not decode" in p.stdout
     p = run_gitml(root, "lineage", "--json", "onbad", check=False)
     fails(p)
     assert len(strict_json(p.stdout)) == 2
     p = run_gitml(root, "lineage", "ondata")
-    assert "ondata@" in p.stdout and "is a dataset, not a checkpoint" in p.stdout
+    assert "ondata@" in p.stdout
+    assert "is a dataset, not a checkpoint" in p.stdout
 
 
 def test_notes_are_found_in_a_fanned_out_notes_tree(tmp_path: Path) -> None:

@@ -151,7 +151,8 @@ def assert_refused(r: Run, code: int, *needles: str) -> None:
     assert lines, r.stderr
     for ln in lines:
         assert ln.startswith(("git-ml: error: ", "git-ml: warning: ")), r.stderr[-3000:]
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert "Traceback" not in r.stderr
+    assert "internal error" not in r.stderr
     first = next(ln for ln in lines if ln.startswith("git-ml: error: "))
     for n in needles:
         assert n in first, (n, first)
@@ -574,7 +575,8 @@ def test_fetch_checks_chunk_lengths_and_fetches_the_rest(world: World) -> None:
     sid, chunk = _lying_lengths(world)
     assert_refused(gitml(world.victim, "fetch", "origin"), 7, chunk.hex())
     assert world.tracking() == {"fresh": fresh.hex(), "good": world.good.hex()}
-    assert chunk not in world.local_types() and sid not in world.local_types()
+    assert chunk not in world.local_types()
+    assert sid not in world.local_types()
     world.check_victim()
 
 
@@ -595,7 +597,8 @@ def test_a_bad_ref_in_the_own_store_is_reported_and_the_rest_goes_on(
     assert_refused(r, 7, "datasets/evil")
     assert (world.ml / "refs/datasets/mine").exists()  # the rest was pushed
     r = gitml(world.victim, "fsck")
-    assert r.returncode in (1, 7) and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode in (1, 7), r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
     (ml / "refs/datasets/evil").unlink() if kind != "directory" else (
         ml / "refs/datasets/evil").rmdir()
     world.check_victim()
@@ -619,7 +622,7 @@ def _own_pack(world: World) -> Path:
     return max((world.victim / ".git/ml/packs").glob("*.pack"), key=lambda p: p.stat().st_mtime_ns)
 
 
-@pytest.mark.parametrize("what,kind", [
+@pytest.mark.parametrize(("what", "kind"), [
     *[("config", k) for k in FILE_KINDS],
     *[("index", k) for k in FILE_KINDS],
     *[("pack", k) for k in FILE_KINDS if k != "sparse-1.5GiB"],
@@ -639,7 +642,11 @@ def test_a_bad_file_in_the_own_store_is_one_error_and_fsck_reports_it(
     if what == "config":
         assert_refused(r, 7, needle)
     else:
-        assert r.returncode == 1 and "bad-index" in r.stdout and target.name in r.stdout, (
+        assert r.returncode == 1, (
+            r.stdout, r.stderr)
+        assert "bad-index" in r.stdout, (
+            r.stdout, r.stderr)
+        assert target.name in r.stdout, (
             r.stdout, r.stderr)
     if kind == "directory":
         target.rmdir()
@@ -1022,7 +1029,8 @@ def test_a_bad_cached_index_is_read_again_from_the_remote(world: World, kind: st
     assert_ok(gitml(world.victim, "ls", "origin"))
     assert_ok(gitml(world.victim, "fetch", "origin"))
     if kind != "directory":  # (a directory cannot be replaced by a file: left as it is)
-        assert good_idx.is_file() and not good_idx.is_symlink()
+        assert good_idx.is_file()
+        assert not good_idx.is_symlink()
         assert hexid(good_idx.read_bytes()) == good_idx.stem[len("pack-"):]
     world.check_victim()
 
@@ -1040,9 +1048,11 @@ def test_a_plain_store_directory_as_the_remote(world: World) -> None:
     git(world.victim, "config", "ml.origin.url", str(plain.root))
     r = gitml(world.victim, "fetch", "origin")
     assert_refused(r, 7)
-    assert "bad magic" in r.stderr and "datasets/evil2" in r.stderr
+    assert "bad magic" in r.stderr
+    assert "datasets/evil2" in r.stderr
     assert "datasets/evil3" in r.stderr
-    assert world.tracking()["plain"] == sid.hex() and "evil" not in world.tracking()
+    assert world.tracking()["plain"] == sid.hex()
+    assert "evil" not in world.tracking()
     world.check_victim()
 
 
@@ -1073,7 +1083,7 @@ def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_
     (tmp_path / "packs").mkdir()
     committed: list[Path] = []
     w = packs_mod.PackWriter(tmp_path / "tmp", 1 << 30, packs_mod.commit_into(
-        tmp_path / "packs", lambda pack, idx: committed.append(idx)))
+        tmp_path / "packs", lambda _pack, idx: committed.append(idx)))
     for i in range(7):
         data = b"object %d" % i
         w.add(oid(data), CHUNK, RAW, len(data), data)
@@ -1108,25 +1118,28 @@ def test_a_zstd_object_is_exactly_one_frame(tail: bytes) -> None:
 def test_serve_store_bounds_what_a_client_streams(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The server side: an index stream past MAX_INDEX_LEN ends the session (nothing kept)."""
+    from mlgit.sync import protocol
     from mlgit.sync import serve as serve_mod
 
-    monkeypatch.setattr(serve_mod, "MAX_INDEX_LEN", 3 * serve_mod.PIECE)
+    monkeypatch.setattr(serve_mod, "MAX_INDEX_LEN", 3 * protocol.PIECE)
     repo = tmp_path / "r"
     git(tmp_path, "init", "-q", str(repo))
     frames = io.BytesIO()
-    serve_mod.write_frame(frames, {"op": "hello", "protocol": 1})
-    serve_mod.write_frame(frames, {"op": "init"}, json.dumps(CONFIG).encode())
+    protocol.write_frame(frames, {"op": "hello", "protocol": 1})
+    protocol.write_frame(frames, {"op": "init"}, json.dumps(CONFIG).encode())
     stem = "pack-" + "1" * 32
-    serve_mod.write_frame(frames, {"op": "put_pack", "stem": stem})
-    serve_mod.write_frame(frames, {"op": "data", "more": False}, PACK_MAGIC)
+    protocol.write_frame(frames, {"op": "put_pack", "stem": stem})
+    protocol.write_frame(frames, {"op": "data", "more": False}, PACK_MAGIC)
     for _ in range(5):
-        serve_mod.write_frame(frames, {"op": "data", "more": True}, b"i" * serve_mod.PIECE)
+        protocol.write_frame(frames, {"op": "data", "more": True}, b"i" * protocol.PIECE)
     out = io.BytesIO()
     assert serve_mod.serve(repo, io.BytesIO(frames.getvalue()), out) == 1
     answers = []
     replies = io.BytesIO(out.getvalue())
-    while (frame := serve_mod.read_frame(replies)) is not None:
+    while (frame := protocol.read_frame(replies)) is not None:
         answers.append(frame[0])
-    assert answers[-1]["ok"] is False and "longer than the" in answers[-1]["message"]
+    assert answers[-1]["ok"] is False
+    assert "longer than the" in answers[-1]["message"]
     store = repo / ".git/ml"
-    assert os.listdir(store / "packs") == [] and os.listdir(store / "tmp") == []
+    assert os.listdir(store / "packs") == []
+    assert os.listdir(store / "tmp") == []

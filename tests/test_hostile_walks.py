@@ -106,10 +106,12 @@ def api(cwd: Path, expr: str) -> tuple[str, int, str]:
 def assert_refused(p: subprocess.CompletedProcess[str], code: int = 7) -> str:
     """One ``git-ml: error:`` line (warnings aside), exit ``code``; returns the message."""
     assert p.returncode == code, (p.returncode, p.stdout[-2000:], p.stderr[-3000:])
-    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "internal error" not in p.stderr, p.stderr[-3000:]
     lines = [ln for ln in p.stderr.splitlines() if not ln.startswith("git-ml: warning: ")]
     errors = [ln for ln in lines if ln.startswith("git-ml: error: ")]
-    assert errors and len(lines) == len(errors), p.stderr[-3000:]
+    assert errors, p.stderr[-3000:]
+    assert len(lines) == len(errors), p.stderr[-3000:]
     assert all(len(ln) < 1000 for ln in errors), errors
     return errors[0]
 
@@ -172,7 +174,7 @@ OWN = {f"d{i % 3}/f{i}.bin": os.urandom(3000 + i) for i in range(9)}
 
 
 @pytest.fixture
-def victim(repo_dir: Path, cleanup: None) -> Path:
+def victim(repo_dir: Path, cleanup: None) -> Path:  # noqa: ARG001 - for its teardown
     """A repository with its own committed dataset ``data`` (and the hooks installed)."""
     make_tree(repo_dir / "data", OWN)
     run_gitml(repo_dir, "add", "data")
@@ -357,7 +359,8 @@ def test_hostile_tree_pulled_from_origin(victim: Path, origin: Path, tmp_path: P
     # materialize it with a warning; git's own pull succeeds.
     p = git_limited(victim, "pull", "-q", "--ff-only", "origin", "main")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert "internal error" not in p.stderr, p.stderr[-3000:]
     assert "evil" in p.stderr or "data not updated" in p.stderr, p.stderr[-3000:]
     assert not os.path.lexists(victim / "evil")
     # git ml pull: the same, as an error.
@@ -390,10 +393,12 @@ def test_root_naming_a_tree_or_a_chunk(victim: Path, what: str, via: str) -> Non
     problems = json.loads(p.stdout)["problems"]
     wrong = [x for x in problems if x["kind"] == "wrong-type"]
     assert [x["object"] for x in wrong] == [target.hex()], problems
-    assert "not a snapshot" in wrong[0]["message"] and f"a {what}" in wrong[0]["message"]
+    assert "not a snapshot" in wrong[0]["message"]
+    assert f"a {what}" in wrong[0]["message"]
     assert ("ref datasets/evil" if via == "ref" else "evil.mlgit") in wrong[0]["referenced_by"]
     p = ml(victim, "fsck")
-    assert p.returncode == 1 and "wrong-type: " in p.stdout, p.stdout
+    assert p.returncode == 1, p.stdout
+    assert "wrong-type: " in p.stdout, p.stdout
     if via == "pointer":
         shutil.rmtree(victim / "data")
         assert_refused(ml(victim, "checkout"))
@@ -457,7 +462,7 @@ def test_file_snapshot_must_hold_one_regular_file(victim: Path, sentinel: Path,
 
 
 def test_file_snapshot_of_a_symlink_is_not_written(repo_dir: Path, tmp_path: Path,
-                                                   cleanup: None) -> None:
+                                                   cleanup: None) -> None:  # noqa: ARG001
     """A writer must not make what readers refuse: a checkpoint given as a symlink is
     stored as the regular file it points to, never as a link."""
     target = tmp_path / "real.bin"
@@ -492,7 +497,7 @@ def _make_deep(base: Path, depth: int) -> Path:
     return base
 
 
-def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> None:
+def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     deep = _make_deep(repo_dir / "deep", 1000)
     leaf = "/".join(["d"] * 1000) + "/f"
     assert ml(repo_dir, "add", "deep").returncode == 0
@@ -520,14 +525,14 @@ def test_dataset_1000_levels_deep_round_trips(repo_dir: Path, cleanup: None) -> 
     assert ml(repo_dir, "gc", "--prune=now").returncode == 0
 
 
-def test_local_directory_too_deep_to_add(repo_dir: Path, cleanup: None) -> None:
+def test_local_directory_too_deep_to_add(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     _make_deep(repo_dir / "deep", 1100)
     msg = assert_refused(ml(repo_dir, "add", "deep"), code=6)
     assert "1024" in msg, msg
     assert not (repo_dir / "deep.mlgit").exists()
 
 
-def test_add_refuses_what_readers_would(repo_dir: Path, cleanup: None) -> None:
+def test_add_refuses_what_readers_would(repo_dir: Path, cleanup: None) -> None:  # noqa: ARG001
     """1024 levels is the limit: stored, checked out; the limit is the readers' too."""
     _make_deep(repo_dir / "deep", 1024)
     assert ml(repo_dir, "add", "deep").returncode == 0
@@ -592,7 +597,9 @@ def test_gc_dry_run_counts_the_packs_it_would_write(repo_dir: Path) -> None:
     assert real.returncode == 0, real.stderr
     assert _packs_line(dry.stdout) == _packs_line(real.stdout), (dry.stdout, real.stdout)
     a, after = _packs_line(real.stdout)
-    assert a == before and after == len(list(packs.glob("*.idx"))) and 1 < after < before
+    assert a == before
+    assert after == len(list(packs.glob("*.idx")))
+    assert 1 < after < before
     assert ml(repo_dir, "fsck").returncode == 0
     # Nothing more to do: the dry run and the real run agree again.
     dry2, real2 = ml(repo_dir, "gc", "-n", "--prune=now"), ml(repo_dir, "gc", "--prune=now")
@@ -623,7 +630,8 @@ def test_files_and_bytes_claims_are_checked_in_fsck_per_entry(victim: Path) -> N
     problems = json.loads(ml(victim, "fsck", "--json").stdout)["problems"]
     claims = [x for x in problems if "claims" in x["message"] and "'sub'" in x["message"]]
     assert len(claims) == 1, problems
-    assert "5 files" in claims[0]["message"] and "3 files" in claims[0]["message"]
+    assert "5 files" in claims[0]["message"]
+    assert "3 files" in claims[0]["message"]
 
 
 def test_chunk_file_body_helper_is_consistent() -> None:

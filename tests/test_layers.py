@@ -90,7 +90,8 @@ def test_the_git_environment_module_reads_only_git_variables() -> None:
     """gitlink/env.py reads git's own variables (GIT_*), nothing of git-ml's own."""
     text = (PKG / "gitlink" / "env.py").read_text()
     keys = set(re.findall(r'get\("([A-Z_]+)"\)', text))
-    assert keys and all(k.startswith("GIT_") for k in keys), keys
+    assert keys, keys
+    assert all(k.startswith("GIT_") for k in keys), keys
 
 
 def test_the_architecture_doc_draws_these_layers() -> None:
@@ -116,7 +117,8 @@ def test_the_architecture_doc_draws_these_layers() -> None:
     ranks = [{LAYERS[name] for name in level} for level in levels if level]
     assert all(len(r) == 1 for r in ranks), levels  # peers share a layer
     order = [r.pop() for r in ranks]
-    assert order == sorted(order, reverse=True) and len(set(order)) == len(order), levels
+    assert order == sorted(order, reverse=True), levels
+    assert len(set(order)) == len(order), levels
 def _is_module(dotted: str) -> bool:
     path = PKG.parent.joinpath(*dotted.split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
@@ -178,8 +180,10 @@ def test_both_sides_of_the_ssh_transport_share_one_protocol_module() -> None:
         return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
 
     client, server = imports("ssh"), imports("serve")
-    assert "mlgit.sync.protocol" in client and "mlgit.sync.protocol" in server
-    assert "mlgit.sync.serve" not in client and "mlgit.sync.ssh" not in server
+    assert "mlgit.sync.protocol" in client
+    assert "mlgit.sync.protocol" in server
+    assert "mlgit.sync.serve" not in client
+    assert "mlgit.sync.ssh" not in server
 
 
 def test_every_backend_takes_the_layout_from_one_module() -> None:
@@ -187,4 +191,5 @@ def test_every_backend_takes_the_layout_from_one_module() -> None:
     for name in ("backend", "s3", "ssh", "serve"):
         text = (PKG / "sync" / f"{name}.py").read_text()
         assert "mlgit.sync.layout" in text, name
-        assert "[0-9a-f]{32}" not in text and '("datasets", "checkpoints")' not in text, name
+        assert "[0-9a-f]{32}" not in text, name
+        assert '("datasets", "checkpoints")' not in text, name

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import git, make_tree, read_tree, run_gitml
@@ -29,7 +30,7 @@ def _repo_with_history(root: Path) -> dict[str, bytes | str]:
     return read_tree(root / "data")
 
 
-def _fsck(root: Path) -> tuple[int, dict[str, object]]:
+def _fsck(root: Path) -> tuple[int, dict[str, Any]]:
     p = run_gitml(root, "fsck", "--json", check=False)
     return p.returncode, json.loads(p.stdout)
 
@@ -37,7 +38,9 @@ def _fsck(root: Path) -> tuple[int, dict[str, object]]:
 def test_fsck_clean(repo_dir: Path) -> None:
     _repo_with_history(repo_dir)
     rc, report = _fsck(repo_dir)
-    assert rc == 0 and report["ok"] is True and report["problems"] == []
+    assert rc == 0
+    assert report["ok"] is True
+    assert report["problems"] == []
     assert report["snapshots"] >= 3
     assert "ok" in run_gitml(repo_dir, "fsck").stdout
 
@@ -69,15 +72,18 @@ def test_fsck_names_a_corrupt_object_and_repair_restores_it(repo_dir: Path,
     bad = _flip_a_byte_in_a_chunk(repo_dir)
     rc, report = _fsck(repo_dir)
     assert rc == 1
-    kinds = {(p["kind"], p["object"]) for p in report["problems"]}  # type: ignore[union-attr]
+    kinds = {(p["kind"], p["object"]) for p in report["problems"]}
     assert ("corrupt", bad) in kinds
     import shutil
 
     shutil.rmtree(repo_dir / "data")
     p = run_gitml(repo_dir, "checkout", check=False)
-    assert p.returncode != 0 and bad in p.stderr and not (repo_dir / "data").exists()
+    assert p.returncode != 0
+    assert bad in p.stderr
+    assert not (repo_dir / "data").exists()
     out = run_gitml(repo_dir, "fsck", "--repair", "origin").stdout
-    assert "repaired 1 objects" in out and "ok" in out
+    assert "repaired 1 objects" in out
+    assert "ok" in out
     run_gitml(repo_dir, "checkout")
     assert read_tree(repo_dir / "data") == want
     gc = run_gitml(repo_dir, "gc", "--prune", "now", check=False)  # drops the damaged copy
@@ -94,8 +100,9 @@ def test_fsck_reports_missing_objects_and_who_needs_them(repo_dir: Path) -> None
     victim.path.unlink()
     rc, report = _fsck(repo_dir)
     assert rc == 1
-    missing = [p for p in report["problems"] if p["kind"] == "missing"]  # type: ignore[union-attr]
-    assert missing and all(p["referenced_by"] for p in missing)
+    missing = [p for p in report["problems"] if p["kind"] == "missing"]
+    assert missing
+    assert all(p["referenced_by"] for p in missing)
 
 
 def test_gc_removes_only_unreachable_old_objects(repo_dir: Path) -> None:
@@ -170,4 +177,5 @@ def test_gc_during_adds_loses_nothing(repo_dir: Path) -> None:
 @pytest.mark.parametrize("bad", ["yesterday-ish", "3 fortnights"])
 def test_gc_bad_prune(repo_dir: Path, bad: str) -> None:
     p = run_gitml(repo_dir, "gc", "--prune", bad, check=False)
-    assert p.returncode == 2 and "age" in p.stderr
+    assert p.returncode == 2
+    assert "age" in p.stderr

@@ -56,7 +56,8 @@ def test_every_visible_command_and_option_has_its_page() -> None:
                 for opt in p.opts:
                     assert opt.replace("-", "\\-") in text, (page, opt)
     hidden = {n for n, c in cli.commands.items() if c.hidden}
-    assert hidden and not any(f"git-ml-{n}.1" in generated for n in hidden)
+    assert hidden
+    assert not any(f"git-ml-{n}.1" in generated for n in hidden)
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff (man-db's groff-base)")
@@ -64,7 +65,8 @@ def test_pages_are_valid_roff() -> None:
     for name, text in pages(cli).items():
         p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z"], input=text,
                            capture_output=True, text=True)
-        assert p.returncode == 0 and not p.stderr, (name, p.stderr)
+        assert p.returncode == 0, (name, p.stderr)
+        assert not p.stderr, (name, p.stderr)
 
 
 def test_pip_install_into_a_fresh_venv_makes_git_ml_help_work(tmp_path: Path) -> None:
@@ -102,4 +104,5 @@ def test_pip_install_into_a_fresh_venv_makes_git_ml_help_work(tmp_path: Path) ->
                        text=True, timeout=60)
     assert h.returncode == 0, h.stderr
     assert "git-ml - version datasets and checkpoints" in h.stdout
-    assert "COMMANDS" in h.stdout and "git ml add" in h.stdout
+    assert "COMMANDS" in h.stdout
+    assert "git ml add" in h.stdout

@@ -70,7 +70,7 @@ def alice(tmp_path: Path, origin: Path) -> Path:
 
 
 @pytest.fixture
-def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:
+def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:  # noqa: ARG001 - alice pushed
     """Bob's clone of the origin, with the data pulled."""
     b = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(b))
@@ -109,7 +109,8 @@ def test_clean_merge_through_git_pull(alice: Path, bob: Path) -> None:
     p = git(bob, "pull", "--no-edit", check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     text = (bob / "data.mlgit").read_text()
-    assert "<<<<<<<" not in text and "mlgit-pointer: 1" in text
+    assert "<<<<<<<" not in text
+    assert "mlgit-pointer: 1" in text
     merged = _pid(bob)
     snap = _show(bob, merged)
     assert snap["parents"] == [b1, a1]  # ours first
@@ -170,11 +171,13 @@ def test_conflict_is_listed_and_resolved_with_both_parents(alice: Path, bob: Pat
 
     p = git(bob, "pull", "--no-edit", check=False)
     assert p.returncode != 0
-    assert "data.mlgit" in p.stdout and "CONFLICT" in p.stdout
+    assert "data.mlgit" in p.stdout
+    assert "CONFLICT" in p.stdout
     assert "a.txt" in p.stderr  # the driver's own line
     assert "data.mlgit" in git(bob, "diff", "--name-only", "--diff-filter=U").stdout
     ptr = decode_pointer((bob / "data.mlgit").read_bytes())
-    assert ptr.conflict is not None and (ptr.conflict.ours, ptr.conflict.theirs) == (b1, a1)
+    assert ptr.conflict is not None
+    assert (ptr.conflict.ours, ptr.conflict.theirs) == (b1, a1)
     assert ptr.conflict.paths == ("a.txt",)
 
     st = run_gitml(bob, "status", "--json")
@@ -190,8 +193,10 @@ def test_conflict_is_listed_and_resolved_with_both_parents(alice: Path, bob: Pat
         "theirs": {"type": "file", "size": 11, "id": _digest(b"a by alice\n")}}]
     human = run_gitml(bob, "status")
     assert human.returncode == 0
-    assert "data: conflicted" in human.stdout and "both modified" in human.stdout
-    assert b1[:12] in human.stdout and a1[:12] in human.stdout
+    assert "data: conflicted" in human.stdout
+    assert "both modified" in human.stdout
+    assert b1[:12] in human.stdout
+    assert a1[:12] in human.stdout
     assert _digest(b"a by bob\n")[:12] in human.stdout
     assert _digest(b"a by alice\n")[:12] in human.stdout
     assert "git ml add data" in human.stdout
@@ -209,7 +214,8 @@ def test_conflict_is_listed_and_resolved_with_both_parents(alice: Path, bob: Pat
 
     assert _show(bob, resolved)["parents"] == [b1, a1]
     hist = json.loads(run_gitml(bob, "history", "data", "--json").stdout)
-    assert hist[0]["id"] == resolved and hist[0]["parents"] == [b1, a1]
+    assert hist[0]["id"] == resolved
+    assert hist[0]["parents"] == [b1, a1]
     assert hist[1]["id"] == b1  # ~1 is ours
     log = json.loads(run_gitml(bob, "log", "--json", "-n", "1").stdout)[0]
     assert len(log["parents"]) == 2
@@ -273,8 +279,10 @@ def test_file_dataset_merge(alice: Path, bob: Path) -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     merged = _pid(bob, "model.bin.mlgit")
     snap = _show(bob, merged)
-    assert snap["parents"] == [m2, m1] and snap["root"] == "file"
-    assert (bob / "model.bin").read_bytes() == new and os.access(bob / "model.bin", os.X_OK)
+    assert snap["parents"] == [m2, m1]
+    assert snap["root"] == "file"
+    assert (bob / "model.bin").read_bytes() == new
+    assert os.access(bob / "model.bin", os.X_OK)
     assert run_gitml(bob, "fsck").returncode == 0
     git(bob, "push", "-q")
 
@@ -317,7 +325,8 @@ def test_checkout_fetches_what_it_lacks(alice: Path, tmp_path: Path, origin: Pat
     assert (carol / "data/b.txt").read_text() == "b v2\n"
 
 
-def test_checkout_without_a_remote_says_why(alice: Path, tmp_path: Path, origin: Path) -> None:
+@pytest.mark.usefixtures("alice")
+def test_checkout_without_a_remote_says_why(tmp_path: Path, origin: Path) -> None:
     carol = tmp_path / "carol"
     git(tmp_path, "clone", "-q", str(origin), str(carol))
     run_gitml(carol, "init")
@@ -333,7 +342,8 @@ def test_checkout_without_a_remote_says_why(alice: Path, tmp_path: Path, origin:
 def test_init_installs_the_merge_driver_politely(bare_git_repo: Path) -> None:
     root = bare_git_repo
     out = run_gitml(root, "init").stdout
-    assert "merge driver: installed" in out and "merge attribute: installed" in out
+    assert "merge driver: installed" in out
+    assert "merge attribute: installed" in out
     assert git(root, "config", "merge.mlgit.driver").stdout.strip() == \
         "git-ml merge-driver %O %A %B %P"
     assert "*.mlgit merge=mlgit" in (root / ".git/info/attributes").read_text()
@@ -352,7 +362,8 @@ def test_init_installs_the_merge_driver_politely(bare_git_repo: Path) -> None:
     git(other, "init", "-q")
     git(other, "config", "merge.mlgit.driver", "my-merge %A %B")
     out = run_gitml(other, "init").stdout
-    assert "merge driver: left alone" in out and "my-merge" in out
+    assert "merge driver: left alone" in out
+    assert "my-merge" in out
     assert git(other, "config", "merge.mlgit.driver").stdout.strip() == "my-merge %A %B"
     attrs = other / ".git/info/attributes"
     assert not attrs.exists() or "mlgit" not in attrs.read_text()
@@ -363,7 +374,8 @@ def test_init_installs_the_merge_driver_politely(bare_git_repo: Path) -> None:
     git(third, "init", "-q")
     (third / ".gitattributes").write_text("*.mlgit merge=union\n")
     out = run_gitml(third, "init").stdout
-    assert "merge attribute: left alone" in out and "merge=union" in out
+    assert "merge attribute: left alone" in out
+    assert "merge=union" in out
     assert git(third, "check-attr", "merge", "--", "x.mlgit").stdout.strip().endswith("union")
 
 
@@ -383,7 +395,7 @@ def _store_state(root: Path) -> tuple[list[str], dict[str, str]]:
     b"x" * (MAX_POINTER_LEN + 1),
     b"mlgit-pointer: 2\nkind: dataset\nname: data\nid: " + b"a" * 32 + b"\nours: zz\n",
 ])
-def test_driver_refuses_garbage(bob: Path, tmp_path: Path, which: str, garbage: bytes) -> None:
+def test_driver_refuses_garbage(bob: Path, which: str, garbage: bytes) -> None:
     good = (bob / "data.mlgit").read_bytes()
     files = {}
     for side in ("base", "ours", "theirs"):
@@ -394,7 +406,8 @@ def test_driver_refuses_garbage(bob: Path, tmp_path: Path, which: str, garbage: 
     p = run_gitml(bob, "merge-driver", files["base"].name, files["ours"].name,
                   files["theirs"].name, "data.mlgit", check=False)
     assert p.returncode == errors.PointerError.exit_code
-    assert p.stderr.startswith("git-ml: error: ") and len(p.stderr.strip().splitlines()) == 1
+    assert p.stderr.startswith("git-ml: error: ")
+    assert len(p.stderr.strip().splitlines()) == 1
     assert which in p.stderr
     assert files["ours"].read_bytes() == (garbage if which == "ours" else good)
     assert _store_state(bob) == before
@@ -424,7 +437,8 @@ def test_driver_with_a_missing_version_and_no_remote(alice: Path, bob: Path) -> 
     p = git(bob, "pull", "--no-edit", check=False)
     assert p.returncode != 0  # git reports the conflict
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("git-ml:")]
-    assert len(err) == 1 and "no remote to fetch it from" in err[0]
+    assert len(err) == 1
+    assert "no remote to fetch it from" in err[0]
     assert (bob / "data.mlgit").read_bytes() == before_ptr  # git kept ours as the result
     assert _store_state(bob) == before
     # status reads it (a plain pointer), and aborting the merge restores everything.
@@ -448,7 +462,8 @@ def test_driver_with_an_id_no_store_has(bob: Path) -> None:
     p = run_gitml(bob, "merge-driver", ".m_base", ".m_ours", ".m_theirs", "data.mlgit",
                   check=False)
     assert p.returncode == errors.CorruptObjectError.exit_code
-    assert len(p.stderr.strip().splitlines()) == 1 and "could not supply it" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "could not supply it" in p.stderr
     assert _store_state(bob)[1] == before[1]
     assert decode_pointer((bob / ".m_ours").read_bytes()).id == ID_A
 
@@ -461,7 +476,9 @@ def test_different_datasets_are_not_merged(bob: Path) -> None:
         (bob / f".m_{name}").write_bytes(data)
     p = run_gitml(bob, "merge-driver", ".m_base", ".m_ours", ".m_theirs", "data.mlgit",
                   check=False)
-    assert p.returncode == 1 and "CONFLICT" in p.stderr and "'other'" in p.stderr
+    assert p.returncode == 1
+    assert "CONFLICT" in p.stderr
+    assert "'other'" in p.stderr
     assert (bob / ".m_ours").read_bytes() == good
 
 
@@ -494,12 +511,14 @@ def test_conflict_pointer_round_trip_and_bounds() -> None:
     data = encode_pointer(Pointer("dataset", "data", ID_C, many))
     assert len(data) <= MAX_POINTER_LEN
     back = decode_pointer(data)
-    assert back.conflict is not None and back.conflict.count == 5000
+    assert back.conflict is not None
+    assert back.conflict.count == 5000
     assert 0 < len(back.conflict.paths) < 5000
     # Paths that cannot be shown on one line are counted, not listed.
     odd = PointerConflict(ID_A, ID_B, None, 2, ("bad\nname", "\x1b[31m"))
     back = decode_pointer(encode_pointer(Pointer("dataset", "data", ID_C, odd)))
-    assert back.conflict is not None and back.conflict.paths == ()
+    assert back.conflict is not None
+    assert back.conflict.paths == ()
 
 
 @pytest.mark.parametrize("body", [
@@ -573,7 +592,8 @@ def test_tree_merge_cases() -> None:
     x1, x2, x3 = f("x", b"1"), f("x", b"2"), f("x", b"3")
     # Directory against file: a type conflict, ours kept.
     got, conflicts = _merge(t, [x1], [t.dir("x", [f("in", b"i")])], [x2])
-    assert conflicts == [("x", "type-changed")] and "x/in" in got
+    assert conflicts == [("x", "type-changed")]
+    assert "x/in" in got
     # Symlink against file, both added.
     link = TreeEntry(b"x", TYPE_SYMLINK, 1, target=b"y")
     got, conflicts = _merge(t, None, [link], [x3])
@@ -582,22 +602,27 @@ def test_tree_merge_cases() -> None:
     d_base = t.dir("d", [f("keep", b"k"), f("edit", b"e")])
     d_theirs = t.dir("d", [f("keep", b"k"), f("edit", b"E")])
     got, conflicts = _merge(t, [d_base], [], [d_theirs])
-    assert conflicts == [("d/edit", "deleted-by-us")] and got == {}
+    assert conflicts == [("d/edit", "deleted-by-us")]
+    assert got == {}
     # Both deleted different files of a directory: the directory goes when it empties...
     got, conflicts = _merge(t, [t.dir("d", [f("a", b"a"), f("b", b"b")])],
                             [t.dir("d", [f("b", b"b")])], [t.dir("d", [f("a", b"a")])])
-    assert conflicts == [] and got == {"d/": "dir"}
+    assert conflicts == []
+    assert got == {"d/": "dir"}
     # ... and stays (empty) only if both sides kept it: empty directories are data.
     got, conflicts = _merge(t, [t.dir("d", [f("a", b"a")])], [t.dir("d", [])],
                             [t.dir("d", [f("a", b"a")]), f("z", b"z")])
-    assert conflicts == [] and got == {"d/": "dir", "z": (TYPE_FILE, digest_bytes(b"z"),
+    assert conflicts == []
+    assert got == {"d/": "dir", "z": (TYPE_FILE, digest_bytes(b"z"),
                                                            False, b"")}
     got, conflicts = _merge(t, [t.dir("d", [f("a", b"a"), f("b", b"b")])],
                             [t.dir("d", [f("b", b"b")])], [])
-    assert conflicts == [] and got == {}
+    assert conflicts == []
+    assert got == {}
     # Content on one side, executable bit on the other: merged attribute by attribute.
     got, conflicts = _merge(t, [x1], [f("x", b"2")], [f("x", b"1", executable=True)])
-    assert conflicts == [] and got["x"] == (TYPE_FILE, digest_bytes(b"2"), True, b"")
+    assert conflicts == []
+    assert got["x"] == (TYPE_FILE, digest_bytes(b"2"), True, b"")
     # Both changed the executable bit and the content differently.
     got, conflicts = _merge(t, [x1], [f("x", b"2", executable=True)], [x3])
     assert conflicts == [("x", "both-modified")]

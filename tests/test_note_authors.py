@@ -83,9 +83,11 @@ def test_two_peoples_identical_results_on_one_commit_are_both_kept(
         a, b = ({k: v for k, v in r.items() if k not in ("author", "time")} for r in recs)
         assert a == b  # the same results: only who (and when) tells them apart
         text = run_gitml(root, "note", "show").stdout
-        assert "by Alice Smith" in text and "by Bob Jones" in text
+        assert "by Alice Smith" in text
+        assert "by Bob Jones" in text
         log = run_gitml(root, "log").stdout
-        assert "by Alice Smith" in log and "by Bob Jones" in log
+        assert "by Alice Smith" in log
+        assert "by Bob Jones" in log
         entry = json.loads(run_gitml(root, "log", "--json").stdout)[0]
         assert sorted(r["author"] for r in entry["results"]) == [ALICE, BOB]
         run_gitml(root, "fsck")
@@ -122,11 +124,14 @@ def test_old_records_without_author_still_read(alice: Path) -> None:
     git(alice, "notes", "--ref", "ml", "add", "-m", json.dumps(old, sort_keys=True,
                                                              separators=(",", ":")))
     p = run_gitml(alice, "note", "show")
-    assert "results    old.json: acc=0.5" in p.stdout and " by " not in p.stdout
+    assert "results    old.json: acc=0.5" in p.stdout
+    assert " by " not in p.stdout
     (rec,) = json.loads(run_gitml(alice, "note", "show", "--json").stdout)["records"]
     assert "author" not in rec
     (typed,), problems = decode_note(json.dumps(old))
-    assert isinstance(typed, ResultsRecord) and typed.author == "" and not problems
+    assert isinstance(typed, ResultsRecord)
+    assert typed.author == ""
+    assert not problems
 
 
 @pytest.mark.parametrize("author", [7, ["x"], {"name": "x"}, "Eve\x1b[2J <eve@x>"])
@@ -135,8 +140,11 @@ def test_a_wrong_author_makes_the_line_invalid(author: object) -> None:
            "author": author}
     good = {**rec, "author": ALICE}
     records, problems = decode_note(json.dumps(rec) + "\n" + json.dumps(good))
-    assert [type(r) for r in records] == [LogRecord] and records[0].author == ALICE
-    assert len(problems) == 1 and "author" in problems[0]
+    assert [type(r) for r in records] == [LogRecord]
+    assert isinstance(records[0], LogRecord)
+    assert records[0].author == ALICE
+    assert len(problems) == 1
+    assert "author" in problems[0]
 
 
 def test_a_wrong_author_is_shown_as_invalid_by_the_cli(alice: Path) -> None:

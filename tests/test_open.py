@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def alice(tmp_path: Path, origin: Path) -> Path:
 
 
 @pytest.fixture
-def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:
+def bob(tmp_path: Path, alice: Path, origin: Path) -> Path:  # noqa: ARG001 - alice pushed
     """A clone of ``origin`` with an empty store: every file is fetched lazily."""
     b = tmp_path / "bob"
     git(tmp_path, "clone", "-q", "--no-checkout", str(origin), str(b))
@@ -109,7 +110,7 @@ def test_the_file_releases_its_descriptors_on_close_with_and_gc(repo_dir: Path) 
     assert f.read(3) == b"002"
     f.close()
     assert _fds() == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="closed file"):
         f.read()
 
     for _ in range(3):
@@ -130,7 +131,8 @@ def test_every_api_function_releases_what_it_opens(repo_dir: Path, tmp_path: Pat
     ck = tmp_path / "ck"
     make_tree(ck, {"w.bin": _content(3)})
     mlgit.commit_ckpt(ck, run="r1", repo=repo_dir)
-    calls = [lambda: mlgit.show("data", repo=repo_dir), lambda: mlgit.ls(repo=repo_dir),
+    calls: list[Callable[[], object]] = [
+             lambda: mlgit.show("data", repo=repo_dir), lambda: mlgit.ls(repo=repo_dir),
              lambda: mlgit.checkout("data", repo=repo_dir),
              lambda: mlgit.latest_checkpoint("r1", repo=repo_dir),
              lambda: mlgit.prefetch("data", repo=repo_dir),
@@ -225,7 +227,8 @@ def test_a_bad_limit_is_a_warning_never_a_failure(alice: Path, bob: Path) -> Non
         with mlgit.open(data_id, f"f{i}.bin", repo=bob) as f:  # Python: silent
             assert f.read() == _content(i)
     p = run_gitml(bob, "fetch")  # writes one more pack, then checks the limit
-    assert "ml.autoPackLimit" in p.stderr and "50" in p.stderr
+    assert "ml.autoPackLimit" in p.stderr
+    assert "50" in p.stderr
     assert len(_packs(bob)) >= 4  # the default (50) is not exceeded: nothing merged
     run_gitml(bob, "fsck")
 
@@ -279,7 +282,8 @@ def test_consolidation_copies_everything_and_keeps_the_newest_mtime(tmp_path: Pa
     report = gc_mod.consolidate(store, 3)
     assert (report.merged_packs, report.packs_written, report.objects) == (6, 1, 6)
     packs = list((tmp_path / "ml/packs").glob("*.pack"))
-    assert len(packs) == 1 and os.stat(packs[0]).st_mtime == newest
+    assert len(packs) == 1
+    assert os.stat(packs[0]).st_mtime == newest
     assert [store.objects.get(o) for o in ids] == [_content(i) for i in range(6)]
     assert gc_mod.consolidate(store, 3).merged_packs == 0  # nothing more to do
     store.close()

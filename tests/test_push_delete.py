@@ -97,7 +97,8 @@ def test_a_ref_that_moved_since_fetch_is_refused_and_nothing_changes(team: Team)
     p = run_gitml(team.bob, "push", "origin", "--delete", "data", "--delete", "r1",
                   check=False)
     assert p.returncode == 9, p.stderr
-    assert "datasets/data" in p.stderr and "moved since you fetched" in p.stderr
+    assert "datasets/data" in p.stderr
+    assert "moved since you fetched" in p.stderr
     assert "git ml fetch origin" in p.stderr
     assert _remote_refs(team.alice) == remote  # r1 (unmoved) was not deleted either
     assert _tracking(team.bob) == tracking
@@ -128,7 +129,8 @@ def test_a_ref_never_fetched_cannot_be_deleted(tmp_path: Path) -> None:
     assert "git ml fetch origin" in p.stderr
     run_gitml(bob, "fetch")
     p = run_gitml(bob, "push", "--delete", "same", check=False)  # a dataset and a run
-    assert p.returncode == 5 and "datasets/same or checkpoints/same" in p.stderr, p.stderr
+    assert p.returncode == 5, p.stderr
+    assert "datasets/same or checkpoints/same" in p.stderr, p.stderr
     for bad in ("../x", "datasets/", "other/name"):
         p = run_gitml(bob, "push", "--delete", bad, check=False)
         assert p.returncode == 2, (bad, p.stderr)
@@ -169,6 +171,7 @@ def test_an_old_ssh_server_is_named_as_too_old(sshd: object, tmp_path: Path,
     git(alice, "config", "ml.origin.gitml", f"{sys.executable} {script}")
     p = run_gitml(alice, "push", "--delete", "data", check=False)
     assert p.returncode == 14, p.stderr  # RemoteRefusedError
-    assert "too old to delete refs" in p.stderr and "upgrade git-ml there" in p.stderr
+    assert "too old to delete refs" in p.stderr
+    assert "upgrade git-ml there" in p.stderr
     assert (origin / "ml/refs/datasets/data").exists()
     assert "origin/data" in run_gitml(alice, "ls").stdout

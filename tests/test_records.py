@@ -66,7 +66,7 @@ def artifacts(tf: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     func = keras.Model(inp, keras.layers.Dense(2, name="logits")(hidden))
     (out / "functional.json").write_text(func.to_json())
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def fn(a: Any, b: Any) -> Any:
         return tf.nn.relu(tf.matmul(a, b) + 1.0)
 
@@ -95,11 +95,14 @@ def test_csvlogger_output(artifacts: dict[str, Any]) -> None:
     assert s.format == "csv"
     assert set(s.scalars) == {"accuracy", "loss", "val_accuracy", "val_loss"}
     loss = s.scalars["loss"]
-    assert loss.mode == "min" and loss.count == 3 and loss.last_step == 2
+    assert loss.mode == "min"
+    assert loss.count == 3
+    assert loss.last_step == 2
     assert loss.last == pytest.approx(h["loss"][-1])
     assert loss.best == pytest.approx(min(h["loss"]))
     acc = s.scalars["val_accuracy"]
-    assert acc.mode == "max" and acc.best == pytest.approx(max(h["val_accuracy"]))
+    assert acc.mode == "max"
+    assert acc.best == pytest.approx(max(h["val_accuracy"]))
 
 
 def test_tensorboard_callback_directory(artifacts: dict[str, Any]) -> None:
@@ -110,7 +113,9 @@ def test_tensorboard_callback_directory(artifacts: dict[str, Any]) -> None:
             "validation/epoch_accuracy"} <= set(s.scalars)
     assert "train/keras" not in s.scalars  # the model graph summary is not a scalar
     tl = s.scalars["train/epoch_loss"]
-    assert tl.count == 3 and tl.last_step == 2 and tl.mode == "min"
+    assert tl.count == 3
+    assert tl.last_step == 2
+    assert tl.mode == "min"
     assert tl.last == pytest.approx(h["loss"][-1], rel=1e-6)
     assert tl.best == pytest.approx(min(h["loss"]), rel=1e-6)
     vl = s.scalars["validation/epoch_loss"]
@@ -140,9 +145,11 @@ def test_tf_summary_file_with_simple_values(artifacts: dict[str, Any], tmp_path:
     assert set(s.scalars) == {"loss", "acc", "v1/loss"}
     loss = s.scalars["loss"]
     assert loss.count == 3  # the NaN is skipped
-    assert (loss.last, loss.last_step) == (pytest.approx(0.6), 3)
+    assert loss.last == pytest.approx(0.6)
+    assert loss.last_step == 3
     assert loss.best == pytest.approx(0.4)
-    assert s.scalars["acc"].best == pytest.approx(0.6) and s.scalars["acc"].mode == "max"
+    assert s.scalars["acc"].best == pytest.approx(0.6)
+    assert s.scalars["acc"].mode == "max"
     v1 = s.scalars["v1/loss"]
     assert (v1.count, v1.last, v1.best, v1.last_step) == (4, -1.0, -1.0, 3)
     # Detected by content: the same bytes under a name without "tfevents".
@@ -259,7 +266,8 @@ def test_keras_json(artifacts: dict[str, Any]) -> None:
     assert s.summary["layer_types"] == {"Dense": 2, "InputLayer": 1}
     assert s.summary["input_shapes"] == [[None, 4]]
     f = summarize_graph(artifacts["dir"] / "functional.json").summary
-    assert f["class_name"] == "Functional" and f["layer_types"]["Dense"] == 2
+    assert f["class_name"] == "Functional"
+    assert f["layer_types"]["Dense"] == 2
     assert (f["inputs"], f["outputs"], f["input_shapes"]) == (["features"], ["logits"],
                                                               [[None, 4]])
 
@@ -279,11 +287,13 @@ def test_keras_json_by_hand(tmp_path: Path) -> None:
 def test_graphdef(artifacts: dict[str, Any]) -> None:
     pb = summarize_graph(artifacts["dir"] / "graph.pb")
     txt = summarize_graph(artifacts["dir"] / "graph.pbtxt")
-    assert pb.format == "graphdef-pb" and txt.format == "graphdef-pbtxt"
+    assert pb.format == "graphdef-pb"
+    assert txt.format == "graphdef-pbtxt"
     assert pb.summary == txt.summary
     s = pb.summary
     assert s["inputs"] == ["a", "b"]
-    assert s["op_types"]["Placeholder"] == 2 and s["op_types"]["MatMul"] == 1
+    assert s["op_types"]["Placeholder"] == 2
+    assert s["op_types"]["MatMul"] == 1
     assert s["op_types"]["Relu"] == 1
     assert s["ops"] == sum(s["op_types"].values())
 
@@ -297,12 +307,15 @@ def test_savedmodel(artifacts: dict[str, Any]) -> None:
     sig = s.summary["signatures"]["serving_default"]
     (inp,) = sig["inputs"].values()
     (outp,) = sig["outputs"].values()
-    assert inp["dtype"] == "float32" and inp["shape"] == [-1, 4] and inp["name"]
+    assert inp["dtype"] == "float32"
+    assert inp["shape"] == [-1, 4]
+    assert inp["name"]
     assert outp["shape"] == [-1, 1]
     assert not any(name.startswith("__") for name in s.summary["signatures"])
 
 
-def test_big_graphs_are_truncated(tf: Any, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("tf")
+def test_big_graphs_are_truncated(tmp_path: Path) -> None:
     from tensorflow.core.framework import graph_pb2, node_def_pb2, types_pb2
     from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
@@ -310,7 +323,9 @@ def test_big_graphs_are_truncated(tf: Any, tmp_path: Path) -> None:
                                                       op="Placeholder") for i in range(2000)])
     (tmp_path / "big.pb").write_bytes(g.SerializeToString())
     s = summarize_graph(tmp_path / "big.pb").summary
-    assert s["ops"] == 2000 and s["truncated"] and s["input_count"] == 2000
+    assert s["ops"] == 2000
+    assert s["truncated"]
+    assert s["input_count"] == 2000
     assert len(json.dumps(s)) <= 8192
     mg = meta_graph_pb2.MetaGraphDef()
     mg.meta_info_def.tags.append("serve")
@@ -322,7 +337,8 @@ def test_big_graphs_are_truncated(tf: Any, tmp_path: Path) -> None:
     (tmp_path / "saved_model.pb").write_bytes(
         saved_model_pb2.SavedModel(meta_graphs=[mg]).SerializeToString())
     s = summarize_graph(tmp_path).summary
-    assert s["truncated"] and len(json.dumps(s)) <= 8192
+    assert s["truncated"]
+    assert len(json.dumps(s)) <= 8192
 
 
 def test_unknown_graph_formats(tmp_path: Path) -> None:
@@ -425,7 +441,8 @@ def test_unknown_results_formats(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UsageError) as e:
             summarize_results(tmp_path / name)
-        assert "json" in str(e.value) and "junit" in str(e.value), name
+        assert "json" in str(e.value), name
+        assert "junit" in str(e.value), name
 
 
 # -- layering ----------------------------------------------------------------------

@@ -45,7 +45,8 @@ def _one_line_error(p: subprocess.CompletedProcess[str], *words: str) -> None:
     assert p.returncode != 0, p.stdout
     assert p.returncode != 70, f"internal error: {p.stderr}"
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("git-ml: error: "), p.stderr
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("git-ml: error: "), p.stderr
     low = lines[0].lower()
     assert any(w in low for w in words), lines[0]
 
@@ -183,7 +184,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_add_on_a_really_full_filesystem(small_fs: Path, tmp_path: Path) -> None:
+def test_add_on_a_really_full_filesystem(small_fs: Path) -> None:
     root = small_fs / "repo"
     root.mkdir()
     git(root, "init", "-q")

@@ -136,7 +136,8 @@ def test_name_at_prefix(store: Store, history: list[ObjectID]) -> None:
 @pytest.mark.parametrize("rev", ["data@", "data@abc", "data@xyzw", "@" + "0" * 32, "da ta",
                                  "data@@abcd", "data~x", "data~-1", "~", "~1", "", "   ",
                                  "data^", "data/x", "-data"])
-def test_malformed_revisions(store: Store, history: list[ObjectID], rev: str) -> None:
+@pytest.mark.usefixtures("history")
+def test_malformed_revisions(store: Store, rev: str) -> None:
     with pytest.raises(RevisionError):
         resolve_revision(store, rev)
 
@@ -151,8 +152,8 @@ def test_unknown_name_and_unknown_id(store: Store, history: list[ObjectID]) -> N
         resolve_revision(store, absent)
 
 
-def test_other_object_types_are_not_revisions(store: Store, tree: ObjectID,
-                                              history: list[ObjectID]) -> None:
+@pytest.mark.usefixtures("history")
+def test_other_object_types_are_not_revisions(store: Store, tree: ObjectID) -> None:
     blob = raw_to_hex(store.objects.put(OBJ_BLOB, b"some blob"))
     store.objects.flush()
     for oid in (tree, blob):
@@ -216,14 +217,16 @@ def test_ambiguous_prefix_lists_candidates(store: Store, tree: ObjectID) -> None
     a, b = _colliding_pair(tree, "data")
     ida, idb = store.objects.put_snapshot(a), store.objects.put_snapshot(b)
     store.objects.flush()
-    assert ida != idb and ida[:4] == idb[:4]
+    assert ida != idb
+    assert ida[:4] == idb[:4]
     common = 4
     while ida[common] == idb[common]:
         common += 1
     with pytest.raises(AmbiguousRevisionError) as e:
         resolve_revision(store, ida[:4])
     msg = str(e.value)
-    assert ida[:12] in msg and idb[:12] in msg
+    assert ida[:12] in msg
+    assert idb[:12] in msg
     assert "data" in msg
     assert "\n" not in msg
     with pytest.raises(AmbiguousRevisionError):
@@ -242,7 +245,8 @@ def test_ambiguous_name_at_prefix(store: Store, tree: ObjectID) -> None:
     store.objects.flush()
     with pytest.raises(AmbiguousRevisionError) as e:
         resolve_revision(store, f"data@{ida[:4]}")
-    assert ida[:12] in str(e.value) and idb[:12] in str(e.value)
+    assert ida[:12] in str(e.value)
+    assert idb[:12] in str(e.value)
     assert resolve_revision(store, f"data@{ida}") == ida
 
 
@@ -267,7 +271,8 @@ def test_name_at_prefix_ignores_other_names(store: Store, tree: ObjectID) -> Non
     assert resolve_revision(store, f"solo@{prefix}") == by_name["solo"]
     with pytest.raises(AmbiguousRevisionError) as e:
         resolve_revision(store, prefix)
-    assert "data" in str(e.value) and "solo" in str(e.value)
+    assert "data" in str(e.value)
+    assert "solo" in str(e.value)
 
 
 def test_ambiguity_only_among_snapshots(store: Store, tree: ObjectID) -> None:

@@ -44,8 +44,11 @@ def work(tmp_path: Path) -> Path:
 def test_rm_then_commit_then_fsck(work: Path) -> None:
     oid = _pinned(work)
     out = run_gitml(work, "rm", "data").stdout
-    assert "rm data.mlgit" in out and "data removed" in out and "ref datasets/data removed" in out
-    assert not (work / "data").exists() and not (work / "data.mlgit").exists()
+    assert "rm data.mlgit" in out
+    assert "data removed" in out
+    assert "ref datasets/data removed" in out
+    assert not (work / "data").exists()
+    assert not (work / "data.mlgit").exists()
     assert git(work, "ls-files").stdout.split() == ["train.py"]  # pointer and .gitignore staged out
     assert not (work / ".gitignore").exists()  # it held only git-ml's line
     assert not (work / ".git/ml/refs/datasets/data").exists()
@@ -67,10 +70,13 @@ def test_unsaved_changes_are_refused_and_nothing_changes(work: Path) -> None:
     before = _state(work)
     p = run_gitml(work, "rm", "data", check=False)
     assert p.returncode == 6, p.stderr
-    assert "changes not saved" in p.stderr and "--force" in p.stderr and "--cached" in p.stderr
+    assert "changes not saved" in p.stderr
+    assert "--force" in p.stderr
+    assert "--cached" in p.stderr
     assert _state(work) == before
     p = run_gitml(work, "rm", "--force", "data")
-    assert not (work / "data").exists() and not (work / "data.mlgit").exists()
+    assert not (work / "data").exists()
+    assert not (work / "data.mlgit").exists()
 
 
 def test_a_pointer_not_committed_is_refused_unless_forced_then_gc_frees_it(work: Path) -> None:
@@ -80,8 +86,10 @@ def test_a_pointer_not_committed_is_refused_unless_forced_then_gc_frees_it(work:
     before = git(work, "ls-files", "-s").stdout
     p = run_gitml(work, "rm", "extra", check=False)
     assert p.returncode == 6, p.stderr
-    assert "extra.mlgit" in p.stderr and "not committed" in p.stderr
-    assert git(work, "ls-files", "-s").stdout == before and (work / "extra/big.bin").exists()
+    assert "extra.mlgit" in p.stderr
+    assert "not committed" in p.stderr
+    assert git(work, "ls-files", "-s").stdout == before
+    assert (work / "extra/big.bin").exists()
     run_gitml(work, "rm", "-f", "extra.mlgit")  # the pointer file's name works too
     assert not (work / "extra").exists()
     assert "extra" not in git(work, "ls-files").stdout
@@ -109,7 +117,8 @@ def test_cached_keeps_the_data_as_untracked_files(work: Path) -> None:
     assert not (work / "data.mlgit").exists()
     assert not (work / ".git/ml/refs/datasets/data").exists()
     status = git(work, "status", "--porcelain", "--untracked-files=normal").stdout
-    assert "?? data/" in status and "D  data.mlgit" in status
+    assert "?? data/" in status
+    assert "D  data.mlgit" in status
 
 
 def test_rm_json_and_nested_dataset_with_other_gitignore_lines(work: Path) -> None:

@@ -47,7 +47,8 @@ def test_the_endpoint_botocore_resolved_is_named(s3_env: S3Env, tmp_path: Path,
     assert "the AWS S3 endpoint" not in message
 
 
-def test_aws_names_the_regions_endpoint(s3_env: S3Env, tmp_path: Path,
+@pytest.mark.usefixtures("s3_env")
+def test_aws_names_the_regions_endpoint(tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     port = _closed_port()
     monkeypatch.setenv("AWS_REGION", "eu-west-3")
@@ -60,7 +61,8 @@ def test_aws_names_the_regions_endpoint(s3_env: S3Env, tmp_path: Path,
     b.close()
     message = str(exc.value)
     assert "https://s3.eu-west-3.amazonaws.com (region eu-west-3)" in message, message
-    assert "AWS region" in message and "`git config ml.origin.endpoint https://host[:port]`" \
+    assert "AWS region" in message
+    assert "`git config ml.origin.endpoint https://host[:port]`" \
         in message
 
 

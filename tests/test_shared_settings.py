@@ -64,7 +64,8 @@ def test_the_clones_own_config_wins(tmp_path: Path) -> None:
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     p = run_gitml(bob, "pull", check=False)
-    assert p.returncode != 0 and "/nonexistent/elsewhere" in p.stderr
+    assert p.returncode != 0
+    assert "/nonexistent/elsewhere" in p.stderr
     run_gitml(bob, "config", "ml.origin.url", str(origin))  # Bob's own config
     run_gitml(bob, "pull")
     assert (bob / "data/f0.bin").is_file()
@@ -130,7 +131,8 @@ def test_a_hostile_file_is_reported_and_ignored(kind: str, tmp_path: Path) -> No
     for word in expect:
         assert any(word in ln for ln in warned), (word, p.stderr)
     assert all(ln.endswith("(ignored)") for ln in warned), warned
-    assert "hunter2" not in p.stderr and "secret" not in p.stderr
+    assert "hunter2" not in p.stderr
+    assert "secret" not in p.stderr
     assert not pwned.exists()
     # The Python API reports it as a warning too, and goes on.
     from mlgit.gitlink.settings import SettingsWarning
@@ -156,7 +158,8 @@ def test_the_settings_command_refuses_what_the_file_may_not_hold(tmp_path: Path)
     run_gitml(alice, "config", "--shared", "ml.timeout", "30")
     run_gitml(alice, "config", "--shared", "--unset", "ml.timeout")
     text = (alice / ".mlgitconfig").read_text()
-    assert "gitml = /opt/venv/bin/git-ml" in text and "timeout" not in text
+    assert "gitml = /opt/venv/bin/git-ml" in text
+    assert "timeout" not in text
     p = run_gitml(alice, "config", "--shared", "--unset", "ml.timeout", check=False)
     assert p.returncode == 2
     # Never written through a symlink.
@@ -164,7 +167,8 @@ def test_the_settings_command_refuses_what_the_file_may_not_hold(tmp_path: Path)
     outside = tmp_path / "outside"
     (alice / ".mlgitconfig").symlink_to(outside)
     p = run_gitml(alice, "config", "--shared", "ml.timeout", "5", check=False)
-    assert p.returncode == 6 and "symbolic link" in p.stderr, p.stderr
+    assert p.returncode == 6, p.stderr
+    assert "symbolic link" in p.stderr, p.stderr
     assert not outside.exists()
     # Keys that are not git-ml's are refused without --shared too.
     p = run_gitml(alice, "config", "core.sshCommand", "x", check=False)
@@ -218,4 +222,5 @@ def test_gitml_path_from_the_file_reaches_the_ssh_server(sshd: object, tmp_path:
     git(tmp_path, "clone", "-q", url, str(bob))
     marker.unlink()
     run_gitml(bob, "pull")
-    assert marker.exists() and (bob / "data/a").read_text() == "a\n"
+    assert marker.exists()
+    assert (bob / "data/a").read_text() == "a\n"

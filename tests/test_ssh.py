@@ -111,7 +111,8 @@ def test_malformed_messages_end_the_session_with_an_error(tmp_path: Path, raw: b
     rc, answers = _serve(repo, _frames(HELLO) + raw + _frames({"op": "list_refs"}))
     assert rc == 1
     assert answers[0]["ok"] is True
-    assert answers[1]["ok"] is False and answers[1]["error"] == "FormatError"
+    assert answers[1]["ok"] is False
+    assert answers[1]["error"] == "FormatError"
     assert "malformed message" in answers[1]["message"]
     assert len(answers) == 2  # nothing after: the session ended
 
@@ -209,7 +210,8 @@ def test_an_upload_cut_short_leaves_no_pack_and_no_temporary_file(tmp_path: Path
     assert rc == 1
     assert answers[-1] == {"ok": True, "send_pack": True}
     store = repo / ".git" / "ml"
-    assert os.listdir(store / "packs") == [] and os.listdir(store / "tmp") == []
+    assert os.listdir(store / "packs") == []
+    assert os.listdir(store / "tmp") == []
 
 
 # -- SSHBackend without a server ---------------------------------------------------------
@@ -219,7 +221,8 @@ def test_a_password_in_the_url_is_refused_and_never_shown(tmp_path: Path) -> Non
     spec = parse_url("origin", "ssh://alice:hunter2@example.com/srv/repo", tmp_path)
     with pytest.raises(UsageError) as e:
         SSHBackend(spec)
-    assert "hunter2" not in str(e.value) and "ssh key or agent" in str(e.value)
+    assert "hunter2" not in str(e.value)
+    assert "ssh key or agent" in str(e.value)
 
 
 def test_hosts_that_look_like_options_are_refused(tmp_path: Path) -> None:
@@ -250,7 +253,7 @@ def test_a_missing_ssh_client(tmp_path: Path) -> None:
 # -- SSHBackend against a real sshd ------------------------------------------------------
 
 
-def test_connection_refused_names_the_host(sshd: SSHServer, tmp_path: Path) -> None:
+def test_connection_refused_names_the_host(sshd: SSHServer) -> None:
     port = free_port()
     spec = RemoteSpec("origin", f"ssh://127.0.0.1:{port}/x", "ssh", "/x", "127.0.0.1", "", port)
     b = SSHBackend(spec, ssh_command=ssh_options(sshd.key))
@@ -269,7 +272,9 @@ def test_a_key_the_host_does_not_accept_is_an_authentication_failure(
         b.read_config()
     msg = str(e.value)
     assert msg.startswith("ssh could not log in to 127.0.0.1: authentication failed")
-    assert "password" in msg and "ssh key" in msg and "agent" in msg
+    assert "password" in msg
+    assert "ssh key" in msg
+    assert "agent" in msg
     assert str(wrong) not in msg
     b.close()
 
@@ -434,7 +439,8 @@ def test_each_remote_failure_exits_with_its_own_code(sshd: SSHServer, tmp_path: 
             git(clone, "config", "ml.origin.gitml", gitml)
         p = run_gitml(clone, "ls", "origin", check=False)
         assert (p.returncode, p.stdout) == (cls.exit_code, ""), p.stderr
-        assert p.stderr.startswith("git-ml: error: ") and says in p.stderr, p.stderr
+        assert p.stderr.startswith("git-ml: error: "), p.stderr
+        assert says in p.stderr, p.stderr
         assert len(p.stderr.splitlines()) == 1, p.stderr
     assert {cls.exit_code for cls, *_ in cases} == {11, 12, 13, 14}
 
@@ -450,8 +456,10 @@ def test_an_error_answer_is_raised_as_its_class() -> None:
     for name in ("MlgitError", "NoSuchError", "Exception", "__class__", 5, None):
         assert error_class(name) is RemoteRefusedError
     h = error_answer("ConflictError", "a\nmultiline   message " + "x" * 2000)
-    assert h["ok"] is False and h["error"] == "ConflictError"
-    assert h["message"].startswith("a multiline message x") and len(h["message"]) == 1000
+    assert h["ok"] is False
+    assert h["error"] == "ConflictError"
+    assert h["message"].startswith("a multiline message x")
+    assert len(h["message"]) == 1000
 
 
 def test_a_failure_on_the_server_is_a_refusal(sshd: SSHServer, tmp_path: Path) -> None:

@@ -11,10 +11,11 @@ from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
+from mlgit.format.ids import ObjectID
 
 
-def _ids(root: Path, name: str = "data") -> str:
-    return (root / f"{name}.mlgit").read_text().split("id: ")[1].split()[0]
+def _ids(root: Path, name: str = "data") -> ObjectID:
+    return ObjectID((root / f"{name}.mlgit").read_text().split("id: ")[1].split()[0])
 
 
 @pytest.fixture
@@ -88,7 +89,8 @@ def test_non_fast_forward_is_refused_unless_forced(alice: Path, tmp_path: Path,
     run_gitml(bob, "add", "data")
     p = run_gitml(bob, "push", check=False)
     assert p.returncode == errors.ConflictError.exit_code
-    assert "datasets/data" in p.stderr and "git ml fetch origin" in p.stderr
+    assert "datasets/data" in p.stderr
+    assert "git ml fetch origin" in p.stderr
     assert (origin / "ml/refs/datasets/data").read_text().strip() == _ids(alice)
     run_gitml(bob, "push", "--force")
     assert (origin / "ml/refs/datasets/data").read_text().strip() == _ids(bob)
@@ -113,7 +115,8 @@ def test_fetch_makes_remote_tracking_refs_and_merges_notes(alice: Path, tmp_path
     runs = {r["run"] for r in view["records"]}
     assert runs == {"r1", "bobs", "alices"}
     tracking = bob / ".git/ml/refs/remotes/origin/checkpoints/alices"
-    assert tracking.exists() and not (bob / ".git/ml/refs/checkpoints/alices").exists()
+    assert tracking.exists()
+    assert not (bob / ".git/ml/refs/checkpoints/alices").exists()
     assert mlgit.latest_checkpoint("bobs", repo=bob).is_dir()
 
 
@@ -161,7 +164,8 @@ def test_remote_corruption_is_refused_naming_the_remote(alice: Path, tmp_path: P
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     p = run_gitml(bob, "pull", check=False)
     assert p.returncode == errors.CorruptObjectError.exit_code
-    assert str(origin) in p.stderr and "nothing of it was kept" in p.stderr
+    assert str(origin) in p.stderr
+    assert "nothing of it was kept" in p.stderr
     assert not (bob / "data").exists()
 
 
@@ -175,7 +179,8 @@ def test_bad_remotes(alice: Path, remote: str, needle: str) -> None:
         remote = "web"
     p = run_gitml(alice, "push", remote, check=False)
     assert p.returncode == errors.UsageError.exit_code
-    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert needle in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_remote_with_newer_store_format(alice: Path, origin: Path) -> None:
@@ -186,7 +191,8 @@ def test_remote_with_newer_store_format(alice: Path, origin: Path) -> None:
     cfg.write_text(json.dumps(obj))
     p = run_gitml(alice, "fetch", check=False)
     assert p.returncode == errors.UnsupportedFormatError.exit_code
-    assert "newer" in p.stderr and str(origin) in p.stderr
+    assert "newer" in p.stderr
+    assert str(origin) in p.stderr
 
 
 def test_git_pull_brings_notes(alice: Path, tmp_path: Path, origin: Path) -> None:
@@ -338,5 +344,7 @@ def test_names_resolve_through_remote_tracking_refs(alice: Path, origin: Path,
     git(bob, "remote", "add", "other", str(other))
     run_gitml(bob, "fetch", "other")
     p = run_gitml(bob, "show", "data", check=False)
-    assert p.returncode == 5 and "origin/data" in p.stderr and "other/data" in p.stderr
+    assert p.returncode == 5
+    assert "origin/data" in p.stderr
+    assert "other/data" in p.stderr
     assert json.loads(run_gitml(bob, "show", "other/data", "--json").stdout)["id"] != data_id

@@ -24,7 +24,8 @@ def _fsck_ok(*where: Path) -> None:
     for w in where:
         p = run_gitml(w, "fsck", "--json", check=False)
         report = json.loads(p.stdout)
-        assert p.returncode == 0 and report["ok"], (w, report["problems"])
+        assert p.returncode == 0, (w, report["problems"])
+        assert report["ok"], (w, report["problems"])
 
 
 def _records(root: Path, commit: str = "HEAD") -> list[dict[str, object]]:
@@ -103,7 +104,8 @@ def test_payloads_names_and_fsck_across_two_teammates(tmp_path: Path, origin: Pa
     # Every payload comes back by the id its record names (fetched lazily), read-only.
     for name, oid in payloads.items():
         path = Path(run_gitml(bob, "path", oid).stdout.strip())
-        assert path.name == name and path.read_bytes() == (work / name).read_bytes()
+        assert path.name == name
+        assert path.read_bytes() == (work / name).read_bytes()
         assert path.stat().st_mode & 0o222 == 0  # read-only, like a snapshot checkout
     assert mlgit.checkout(payloads["eval.json"][:10], repo=bob).read_text() == '{"acc": 0.91}'
     # Every name resolves: ls lists the run, show and latest_checkpoint work.
@@ -145,7 +147,8 @@ def test_directory_payload_and_payload_errors(tmp_path: Path, origin: Path) -> N
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     run_gitml(bob, "pull")
     path = Path(run_gitml(bob, "path", tb).stdout.strip())
-    assert path.is_dir() and read_tree(path) == read_tree(tmp_path / "work-alice/tb")
+    assert path.is_dir()
+    assert read_tree(path) == read_tree(tmp_path / "work-alice/tb")
     # An id no note names is not a payload; lazy fetch off and a payload not here: one line.
     p = run_gitml(bob, "path", "0" * 32, check=False)
     assert p.returncode == errors.RevisionError.exit_code
@@ -154,7 +157,8 @@ def test_directory_payload_and_payload_errors(tmp_path: Path, origin: Path) -> N
     eval_id = _payloads(bob)["eval.json"]
     p = run_gitml(bob, "path", eval_id, check=False)
     assert p.returncode == errors.RevisionError.exit_code, p.stderr
-    assert "lazy fetching is off" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "lazy fetching is off" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_a_payload_nobody_has_is_reported_and_the_rest_pushed(tmp_path: Path,
@@ -166,7 +170,8 @@ def test_a_payload_nobody_has_is_reported_and_the_rest_pushed(tmp_path: Path,
     git(alice, "notes", "--ref", "ml", "append", "-m", line, "HEAD")
     p = run_gitml(alice, "push", check=False)
     assert p.returncode == errors.CorruptObjectError.exit_code, p.stderr
-    assert ghost in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert ghost in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
     # Everything else went: refs, the other payloads, the notes.
     assert (origin / "ml/refs/checkpoints/r1").exists()
     with mlgit.Repo(origin) as r:
@@ -184,7 +189,8 @@ def test_notes_pushed_before_payloads_travelled_get_their_payloads(tmp_path: Pat
     git(alice, "push", "-q", "origin", "main", "refs/notes/ml")
     run_gitml(origin, "init")
     p = run_gitml(origin, "fsck", check=False)
-    assert p.returncode == 1 and "missing" in p.stdout
+    assert p.returncode == 1
+    assert "missing" in p.stdout
     run_gitml(alice, "push")
     _fsck_ok(origin, alice)
     again = run_gitml(alice, "push").stdout
@@ -252,11 +258,14 @@ def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
     assert p.returncode == errors.ConflictError.exit_code, p.stderr
     lines = p.stderr.strip().splitlines()
     theirs = (origin / "ml/refs/datasets/data").read_text().strip()
-    assert len(lines) == 1 and "diverged" in lines[0], p.stderr
-    assert mine.strip()[:12] in lines[0] and theirs[:12] in lines[0]
+    assert len(lines) == 1, p.stderr
+    assert "diverged" in lines[0], p.stderr
+    assert mine.strip()[:12] in lines[0]
+    assert theirs[:12] in lines[0]
     assert "--force" in lines[0]
     assert (bob / ".git/ml/refs/datasets/data").read_text() == mine
-    assert read_tree(bob / "data") == before and _pointer_id(bob) == mine.strip()
+    assert read_tree(bob / "data") == before
+    assert _pointer_id(bob) == mine.strip()
     # The remote's version is still nameable explicitly.
     assert json.loads(run_gitml(bob, "show", "origin/data", "--json").stdout)["id"] == theirs
     _fsck_ok(bob)

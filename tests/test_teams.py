@@ -86,7 +86,8 @@ def _fsck_ok(*where: Path) -> None:
     for w in where:
         p = run_gitml(w, "fsck", "--json", check=False)
         report = json.loads(p.stdout)
-        assert p.returncode == 0 and report["ok"], (w, report["problems"])
+        assert p.returncode == 0, (w, report["problems"])
+        assert report["ok"], (w, report["problems"])
 
 
 def _records(root: Path, commit: str = "HEAD") -> list[dict[str, Any]]:
@@ -210,7 +211,8 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     results = [r for r in _records(alice, commit) if r["type"] == "results"]
     assert {r["name"] for r in results} == {"eval.json", "bob-eval.json"}
     by_author = {r["name"]: r.get("author", "") for r in results}
-    assert "Alice" in by_author["eval.json"] and "Bob" in by_author["bob-eval.json"]
+    assert "Alice" in by_author["eval.json"]
+    assert "Bob" in by_author["bob-eval.json"]
     bob_result = next(r for r in results if r["name"] == "bob-eval.json")
     assert _payload(alice, bob_result["object"]) == b'{"accuracy": 0.7}'
     _fsck_ok(alice, bob)
@@ -286,5 +288,8 @@ def test_bad_input_to_the_team_verbs_is_one_line_and_changes_nothing(
     p = run_gitml(alice, *args, check=False)
     assert p.returncode == code, (p.stdout, p.stderr)
     lines = p.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("git-ml: error: ") and says in lines[0], lines
-    assert _state(alice) == before and _state(bare) == server_before
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("git-ml: error: "), lines
+    assert says in lines[0], lines
+    assert _state(alice) == before
+    assert _state(bare) == server_before

@@ -25,7 +25,7 @@ def tf(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def mltf(tf: Any) -> Any:
+def mltf(tf: Any) -> Any:  # noqa: ARG001 - TensorFlow imported (or the test skipped) first
     import mlgit.tf
 
     return mlgit.tf
@@ -79,7 +79,8 @@ def test_callback_commits_every_epoch_and_load_restores_the_model(
         assert r.resolve("tiny") == ids[-1]
     for n, info in enumerate(infos):
         snap = info.snapshot
-        assert snap.kind == "checkpoint" and snap.name == "tiny"
+        assert snap.kind == "checkpoint"
+        assert snap.name == "tiny"
         assert snap.parents == ((ids[n - 1],) if n else ())
         meta = snap.meta
         assert meta["step"] == n + 1
@@ -101,7 +102,8 @@ def test_callback_commits_every_epoch_and_load_restores_the_model(
     assert last_log["scalars"]["loss"]["count"] == 3
     assert last_log["scalars"]["loss"]["last"] == pytest.approx(hist.history["loss"][-1])
     graph = by_type["graph"][-1]
-    assert graph["format"] == "keras-json" and graph["summary"]["layers"] == 3
+    assert graph["format"] == "keras-json"
+    assert graph["summary"]["layers"] == 3
 
     # The config file holds the given config and the model's description.
     with Repo(committed) as r:
@@ -132,7 +134,8 @@ def test_callback_every_n_epochs_commits_the_last_epoch_too(
     _model(tf).fit(x, y, epochs=5, initial_epoch=3, batch_size=64, verbose=0, callbacks=[cb])
     assert [e for e, _ in cb.checkpoints] == [1, 2, 3, 4]
     log = [rec for rec in _note(committed) if rec["type"] == "log"][-1]
-    assert log["scalars"]["loss"]["count"] == 5 and log["scalars"]["loss"]["last_step"] == 4
+    assert log["scalars"]["loss"]["count"] == 5
+    assert log["scalars"]["loss"]["last_step"] == 4
 
 
 def test_callback_savedmodel_format(tf: Any, mltf: Any, committed: Path) -> None:
@@ -144,14 +147,16 @@ def test_callback_savedmodel_format(tf: Any, mltf: Any, committed: Path) -> None
     model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[cb])
     assert len(cb.checkpoints) == 1
     loaded = mltf.load("exported", repo=committed)
-    assert isinstance(loaded, mltf.SavedModelPredictor) and loaded.endpoint == "serve"
+    assert isinstance(loaded, mltf.SavedModelPredictor)
+    assert loaded.endpoint == "serve"
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded(x).numpy(), loaded.predict(x))
 
 
+@pytest.mark.usefixtures("tf")
 def test_callback_checks_its_arguments_before_training(
-        tf: Any, mltf: Any, committed: Path, tmp_path: Path) -> None:
+        mltf: Any, committed: Path, tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError):
         mltf.CheckpointCallback("bad name", repo=committed)
     with pytest.raises(errors.UsageError):

@@ -39,7 +39,8 @@ def test_linked_worktree_shares_the_store(tmp_path: Path) -> None:
     assert run_gitml(main, "ls", "--json").stdout.count(new_id) == 1
     # Each work tree keeps its own pointers and stat caches: main still pins v1.
     st = json.loads(run_gitml(main, "status", "--json").stdout)
-    assert st[0]["state"] == "clean" and st[0]["id"] != new_id
+    assert st[0]["state"] == "clean"
+    assert st[0]["id"] != new_id
     git(main, "merge", "-q", "--ff-only", "wt")
     assert (main / "data/a.txt").read_text() == "two\n"
     assert run_gitml(wt, "fsck").returncode == 0

@@ -39,7 +39,7 @@ def _sidecar_refs(repo: Repo, ev: Events) -> list[Root]:
     """
     store = repo.store
 
-    def bad(ref: str, err: FormatError) -> None:
+    def bad(_ref: str, err: FormatError) -> None:
         ev.problem(_BadRef(str(err)))
 
     out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS

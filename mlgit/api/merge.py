@@ -44,6 +44,7 @@ from mlgit.store.fsutil import atomic_write, read_bounded
 
 if TYPE_CHECKING:
     from mlgit.api.repo import Repo
+    from mlgit.store.store import Store
 
 __all__ = ["MergeOutcome", "conflicts_of", "merge_pointer_files"]
 
@@ -114,6 +115,17 @@ def conflicts_of(repo: Repo, c: PointerConflict) -> list[Conflict]:
                        file_root=ours.root == ROOT_FILE).conflicts
 
 
+def _ensure_local(store: Store, wanted: list[ObjectID], fetch: Fetch, shown: str) -> None:
+    """Fetch the snapshots of ``wanted`` the store lacks; RevisionError if some still are not."""
+    missing = [oid for oid in wanted if not store.objects.has_committed(bytes.fromhex(oid))]
+    if missing:
+        fetch(missing)
+        still = [oid for oid in missing if not store.objects.has_committed(bytes.fromhex(oid))]
+        if still:
+            raise RevisionError(f"{shown}: snapshot {still[0]} is not in the local store and "
+                                "could not be fetched")
+
+
 def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_file: Path,
                         pointer_rel: str, *, fetch: Fetch, events: Events | None = None
                         ) -> MergeOutcome:
@@ -129,7 +141,8 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
     base = _read(base_file, f"{shown} (base)", allow_empty=True)
     ours = _read(ours_file, f"{shown} (ours)", allow_empty=False)
     theirs = _read(theirs_file, f"{shown} (theirs)", allow_empty=False)
-    assert ours is not None and theirs is not None
+    assert ours is not None
+    assert theirs is not None
     for label, p in (("ours", ours), ("theirs", theirs)):
         if p.conflict is not None:
             raise PointerError(f"{shown} ({label}) records an unresolved merge; resolve it "
@@ -154,17 +167,12 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
         outcome.id = theirs.id
         return outcome
     store = repo.store
-    wanted = [ours.id, theirs.id] + ([base_id] if base_id is not None else [])
-    missing = [oid for oid in wanted if not store.objects.has_committed(bytes.fromhex(oid))]
-    if missing:
-        fetch(missing)
-        still = [oid for oid in missing if not store.objects.has_committed(bytes.fromhex(oid))]
-        if still:
-            raise RevisionError(f"{shown}: snapshot {still[0]} is not in the local store and "
-                                "could not be fetched")
+    _ensure_local(store, [ours.id, theirs.id] + ([base_id] if base_id is not None else []),
+                  fetch, shown)
     snaps, (ib, io, it) = _inputs(repo, (base_id, ours.id, theirs.id))
     so, st = snaps[1], snaps[2]
-    assert so is not None and st is not None
+    assert so is not None
+    assert st is not None
     if so.root != st.root:
         outcome.refused = (f"ours is a {'file' if so.root == ROOT_FILE else 'directory'} and "
                            f"theirs is not{pick}")

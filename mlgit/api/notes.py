@@ -36,7 +36,8 @@ class NoteView:
 def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
              graph: str | os.PathLike[str] | None = None,
              results: str | os.PathLike[str] | None = None, dataset: str | None = None,
-             events: Events | None = None) -> list[dict[str, Any]]:
+             events: Events | None = None  # noqa: ARG001 - public keyword, as every verb's
+             ) -> list[dict[str, Any]]:
     """Store the given files and append one record each to ``commit``'s note; return them."""
     if log is None and graph is None and results is None:
         raise UsageError("nothing to note: give --log, --graph and/or --results")

@@ -177,7 +177,18 @@ def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = Fal
     if ignores:
         gitindex.stage_paths(git, sorted(set(ignores)))
 
-    still_named = {p.name for pr, p in load_pointers(git)[0]}
+    _drop_refs(repo, results, ev)
+    return results
+
+
+def _drop_refs(repo: Repo, results: list[RemoveResult], ev: Events) -> None:
+    """Delete the ref of each dataset removed that no pointer names any more.
+
+    The results of that name get ``ref_removed``; a ref moved meanwhile is kept, with
+    a warning.
+    """
+    store = repo.store
+    still_named = {p.name for pr, p in load_pointers(repo.git)[0]}
     for r in results:
         if r.name in still_named:
             continue
@@ -192,4 +203,3 @@ def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = Fal
         for same in results:
             if same.name == r.name:
                 same.ref_removed = True
-    return results

@@ -194,6 +194,31 @@ def _pinned(repo: Repo, commits: list[str]) -> set[ObjectID]:
     return out
 
 
+def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str, ObjectID],
+                 force: bool, remote: str) -> list[tuple[str, ObjectID, ObjectID | None]]:
+    """(ref, new, old) for each local ref the remote does not hold at the same version.
+
+    ConflictError, before anything is sent, if the remote's version of one is not an
+    ancestor of ours (unless ``force``).
+    """
+    updates: list[tuple[str, ObjectID, ObjectID | None]] = []
+    refused: list[str] = []
+    for ref, new in sorted(local.items()):
+        old = remote_refs.get(ref)
+        if old == new:
+            continue
+        if old is not None and not force and not _is_ancestor(store, old, new):
+            refused.append(ref)
+            continue
+        updates.append((ref, new, old))
+    if refused:
+        raise ConflictError(
+            f"push to {remote} rejected: the remote's {', '.join(refused)} has versions "
+            f"yours lacks; run `git ml fetch {remote}`, then add or commit on top of "
+            "the remote's version (or push with --force to replace it)")
+    return updates
+
+
 def push(repo: Repo, remote: str | None = None, *, force: bool = False,
          commits: list[str] | None = None, notes: bool = True,
          events: Events | None = None) -> PushResult:
@@ -245,21 +270,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
         for p in absent:
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
-        updates: list[tuple[str, ObjectID, ObjectID | None]] = []
-        refused: list[str] = []
-        for ref, new in sorted(local.items()):
-            old = remote_refs.get(ref)
-            if old == new:
-                continue
-            if old is not None and not force and not _is_ancestor(store, old, new):
-                refused.append(ref)
-                continue
-            updates.append((ref, new, old))
-        if refused:
-            raise ConflictError(
-                f"push to {spec.name} rejected: the remote's {', '.join(refused)} has versions "
-                f"yours lacks; run `git ml fetch {spec.name}`, then add or commit on top of "
-                "the remote's version (or push with --force to replace it)")
+        updates = _ref_updates(store, local, remote_refs, force, spec.name)
         roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
         index = RemoteIndex(backend, cache, ev.problem)
         todo = closure_postorder(store, roots, index.has)

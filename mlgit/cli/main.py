@@ -122,7 +122,7 @@ def cli(ctx: click.Context, directory: Path | None, debug: bool) -> None:
 
 @cli.result_callback()
 @click.pass_context
-def _exit_on_problems(ctx: click.Context, /, result: Any, **_params: Any) -> None:
+def _exit_on_problems(ctx: click.Context, /, _result: Any, **_params: Any) -> None:
     """A command that skipped bad input (already printed) exits with the first one's code.
 
     Hooks are the exception: they only warn, so that git's own command is not failed.
@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"git-ml: error: {e.strerror or e}"
                    f"{': ' + str(e.filename) if e.filename else ''}", err=True)
         sys.exit(1)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - last resort: any bug is reported as internal, exit 70
         if debug:
             traceback.print_exc()
         click.echo(f"git-ml: internal error: {type(e).__name__}: {e} "

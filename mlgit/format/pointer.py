@@ -31,6 +31,7 @@ an older git-ml stops at a conflicted pointer with a one-line error.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlgit.errors import FormatError, PointerError
@@ -118,6 +119,47 @@ def encode_pointer(p: Pointer) -> bytes:
     return b"".join(out)
 
 
+def _fields(text: str, bad: Callable[[str], PointerError]) -> tuple[dict[str, str], list[str]]:
+    """The ``key: value`` lines of a pointer (each key once) and the ``conflict:`` values."""
+    fields: dict[str, str] = {}
+    listed: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            raise bad(f"bad line {line[:60]!r}")
+        if key == "conflict":
+            listed.append(value)
+            continue
+        if key in fields:
+            raise bad(f"bad line {line[:60]!r}")
+        fields[key] = value
+    return fields, listed
+
+
+def _conflict_paths(count_text: str, listed: list[str], bad: Callable[[str], PointerError]
+                    ) -> tuple[int, list[str]]:
+    """The conflict count and the paths listed (JSON string literals), checked."""
+    if not (count_text.isascii() and count_text.isdigit() and len(count_text) <= 16):
+        raise bad(f"invalid conflicts {count_text[:40]!r}")
+    count = int(count_text)
+    if not 1 <= count <= MAX_FILES or len(listed) > count:
+        raise bad(f"conflicts {count} does not fit the {len(listed)} paths listed")
+    paths = []
+    for value in listed:
+        try:  # a string literal only: nothing nested to parse
+            path = json.loads(value) if value.startswith('"') else None
+        except ValueError:
+            path = None
+        if not isinstance(path, str) or not _listable(path):
+            raise bad(f"invalid conflict path {value[:60]!r}")
+        paths.append(path)
+    return count, paths
+
+
 def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = None) -> Pointer:
     """Parse pointer bytes; PointerError (naming ``where``) if they are not a valid pointer.
 
@@ -135,22 +177,7 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise bad("not UTF-8 text") from None
-    fields: dict[str, str] = {}
-    listed: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if not sep:
-            raise bad(f"bad line {line[:60]!r}")
-        if key == "conflict":
-            listed.append(value)
-            continue
-        if key in fields:
-            raise bad(f"bad line {line[:60]!r}")
-        fields[key] = value
+    fields, listed = _fields(text, bad)
     version = fields.get("mlgit-pointer")
     if version is not None and version not in (_VERSION, _VERSION_CONFLICT):
         raise bad(f"pointer version {version[:20]!r} is not supported (upgrade git-ml)")
@@ -168,7 +195,7 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
     def oid(key: str) -> ObjectID:
         try:
             return parse_object_id(fields[key])
-        except Exception:
+        except FormatError:
             raise bad(f"invalid {key} {fields[key][:40]!r}") from None
 
     pid = oid("id")
@@ -176,21 +203,7 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
         return Pointer(fields["kind"], fields["name"], pid)
     if fields["kind"] != KIND_DATASET:
         raise bad("only a dataset pointer can record a merge conflict")
-    count_text = fields["conflicts"]
-    if not (count_text.isascii() and count_text.isdigit() and len(count_text) <= 16):
-        raise bad(f"invalid conflicts {count_text[:40]!r}")
-    count = int(count_text)
-    if not 1 <= count <= MAX_FILES or len(listed) > count:
-        raise bad(f"conflicts {count} does not fit the {len(listed)} paths listed")
-    paths = []
-    for value in listed:
-        try:  # a string literal only: nothing nested to parse
-            path = json.loads(value) if value.startswith('"') else None
-        except ValueError:
-            path = None
-        if not isinstance(path, str) or not _listable(path):
-            raise bad(f"invalid conflict path {value[:60]!r}")
-        paths.append(path)
+    count, paths = _conflict_paths(fields["conflicts"], listed, bad)
     conflict = PointerConflict(oid("ours"), oid("theirs"),
                                oid("base") if "base" in fields else None, count, tuple(paths))
     return Pointer(fields["kind"], fields["name"], pid, conflict)

@@ -135,12 +135,17 @@ def decode_tree(data: bytes) -> list[TreeEntry]:
         raise FormatError(f"truncated tree: {e}") from None
 
 
-def _decode(mv: memoryview) -> list[TreeEntry]:
+def _check_magic(mv: memoryview) -> None:
+    """FormatError unless ``mv`` starts with the tree magic (Unsupported...: another version)."""
     if bytes(mv[:8]) != TREE_MAGIC:
         if len(mv) >= 8 and bytes(mv[:7]) == TREE_MAGIC[:7]:
             raise UnsupportedFormatError(f"tree format version {mv[7]} is not supported; "
                                          "upgrade git-ml")
         raise FormatError("not a tree object (bad magic)")
+
+
+def _decode(mv: memoryview) -> list[TreeEntry]:
+    _check_magic(mv)
     (count,) = _HEAD.unpack_from(mv, 8)
     pos = 12
     end = len(mv)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mlgit.errors import PointerError, RevisionError
+from mlgit.errors import GitCommandError, PointerError, RevisionError
 from mlgit.format.ids import digest_bytes
 from mlgit.format.limits import MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer
@@ -53,25 +53,21 @@ def head_commit(repo: GitRepo) -> str | None:
     """HEAD's commit id, or None in a repository with no commits yet."""
     try:
         out = repo.run_git("rev-parse", "--verify", "-q", "HEAD^{commit}")
-    except Exception:
+    except (GitCommandError, OSError):
         return None
     return out.decode().strip() or None
 
 
 def resolve_commit(repo: GitRepo, rev: str) -> str:
     """A commit id for a git revision; RevisionError if it names no commit."""
+    import pygit2  # start-up time
+
     try:
         obj = repo.git.revparse_single(rev)
-        commit = obj.peel(_commit_type())
-    except (KeyError, ValueError, Exception):
+        commit = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError):  # not found; invalid spec; not a commit
         raise RevisionError(f"{rev!r} is not a commit in this repository") from None
     return str(commit.id)
-
-
-def _commit_type() -> Any:
-    import pygit2
-
-    return pygit2.Commit
 
 
 def commit_info(repo: GitRepo, commit: str) -> CommitInfo:
@@ -205,7 +201,7 @@ def code_state(repo: GitRepo) -> CodeState:
     head = head_commit(repo)
     try:
         branch = repo.run_git("symbolic-ref", "-q", "--short", "HEAD").decode().strip() or None
-    except Exception:
+    except (GitCommandError, OSError, UnicodeDecodeError):
         branch = None
     if head is None:
         return CodeState(None, branch, False, None)

@@ -180,6 +180,8 @@ def append_note_lines(repo: GitRepo, commit: str, lines: list[str]) -> None:
     """Append lines to ``commit``'s note, creating it if needed."""
     if not lines:
         return
+    import pygit2  # start-up time
+
     with lock_file(repo.ml_dir / "notes"):
         current = read_note(repo, commit) or ""
         if current and not current.endswith("\n"):
@@ -188,7 +190,7 @@ def append_note_lines(repo: GitRepo, commit: str, lines: list[str]) -> None:
         sig = _signature(repo)
         try:
             repo.git.create_note(text, sig, sig, commit, NOTES_REF, True)
-        except Exception as e:  # pygit2.GitError
+        except (KeyError, ValueError, OSError, pygit2.GitError) as e:  # pygit2's error kinds
             raise GitCommandError(f"cannot write the note on {commit[:12]}: {e}") from None
 
 

@@ -101,13 +101,9 @@ def _names(v: object) -> list[str]:
     return []
 
 
-def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
-    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    assert isinstance(config, dict)
-    raw_layers = config.get("layers")
-    layers = [la for la in raw_layers if isinstance(la, dict)] if isinstance(
-        raw_layers, list) else []
-    hist = Counter(str(la.get("class_name", "?")) for la in layers)
+def _input_shapes(obj: dict[str, Any], config: dict[str, Any], layers: list[dict[str, Any]]
+                  ) -> list[list[int | None]]:
+    """A Keras model's input shapes: its InputLayers', else the first one its config records."""
     input_shapes: list[list[int | None]] = []
     for la in layers:
         lc = la.get("config") if isinstance(la.get("config"), dict) else {}
@@ -128,6 +124,17 @@ def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
             s = _shape(layers[0]["build_config"].get("input_shape"))
         if s is not None:
             input_shapes.append(s)
+    return input_shapes
+
+
+def _keras_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    assert isinstance(config, dict)
+    raw_layers = config.get("layers")
+    layers = [la for la in raw_layers if isinstance(la, dict)] if isinstance(
+        raw_layers, list) else []
+    hist = Counter(str(la.get("class_name", "?")) for la in layers)
+    input_shapes = _input_shapes(obj, config, layers)
     summary: dict[str, Any] = {
         "class_name": obj.get("class_name"),
         "name": config.get("name"),
@@ -240,7 +247,7 @@ def _parse_exact(cls: Any, data: bytes) -> Any | None:
     msg = cls()
     try:
         msg.ParseFromString(data)
-    except Exception:  # google.protobuf.message.DecodeError and kin
+    except Exception:  # noqa: BLE001 - protobuf may raise anything on hostile bytes: not this type
         return None
     msg.DiscardUnknownFields()
     return msg if msg.ByteSize() == len(data) else None
@@ -265,14 +272,14 @@ def _try_pbtxt(path: Path, text: str) -> GraphSummary | None:
     g = graph_pb2.GraphDef()
     try:
         text_format.Parse(text, g)
-    except Exception:  # text_format.ParseError: not a GraphDef
+    except Exception:  # noqa: BLE001 - ParseError and kin on hostile text: not a GraphDef
         g = None
     if g is not None and len(g.node) > 0:
         return GraphSummary("graphdef-pbtxt", _graphdef_summary(g))
     sm = saved_model_pb2.SavedModel()
     try:
         text_format.Parse(text, sm)
-    except Exception:  # text_format.ParseError: not a SavedModel either
+    except Exception:  # noqa: BLE001 - ParseError and kin on hostile text: not a SavedModel
         sm = None
     if sm is not None and len(sm.meta_graphs) > 0:
         return GraphSummary("savedmodel", _savedmodel_summary(sm, path))

@@ -345,20 +345,8 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     else:
         check_shape(store.objects.get_tree, want_root, where)
     tpath = os.fsencode(target)
-    cur_root: bytes | None = None
-    trees: dict[bytes, list[TreeEntry]] = {}
-    replace_target = False  # a file where a directory goes (or the reverse), with force
-    if os.path.lexists(tpath):
-        is_dir = stat.S_ISDIR(os.lstat(tpath).st_mode)
-        if is_dir == is_file:
-            if not force:
-                raise BadPathError(
-                    f"{target} is a {'directory' if is_dir else 'file'} but the snapshot holds a "
-                    f"{'file' if is_file else 'directory'}; move it away or use --force")
-            replace_target = True
-        else:
-            cur = build_tree(store, tpath, is_file=is_file, old=old, dry=True, warn=warn)
-            cur_root, trees = cur.root, cur.trees
+    cur_root, trees, replace_target = _current(store, target, is_file=is_file, old=old,
+                                               force=force, warn=warn)
 
     def get_cur(t: bytes) -> list[TreeEntry]:
         got = trees.get(t)
@@ -383,20 +371,11 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
 
     _plan(Checked(get_want, where), Checked(get_cur, target.name), cur_root, want_root,
           (snap.files, snap.bytes), base, plan)
-    writes, removes, mkdirs, links, chmods = (plan.writes, plan.removes, plan.mkdirs, plan.links,
-                                              plan.chmods)
     if not force:
-        unsafe = [p for p, e in plan.lost
-                  if not all(store.objects.has_committed(cid) for cid, _ in e.chunks)]
-        if unsafe:
-            shown = ", ".join(os.fsdecode(p) for p in unsafe[:5])
-            more = f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
-            raise BadPathError(
-                f"checkout would overwrite local changes not saved in git-ml: {shown}{more}; "
-                "`git ml add` them first, or use --force to discard them")
-    _fetch_missing(store, writes, where, fetch)
+        _refuse_losing_changes(store, plan)
+    _fetch_missing(store, plan.writes, where, fetch)
     if on_total:
-        on_total(len(writes), sum(e.size for e, _ in writes))
+        on_total(len(plan.writes), sum(e.size for e, _ in plan.writes))
     if replace_target:
         _remove(tpath)
     if fresh_dir:
@@ -405,17 +384,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     elif not is_file:
         os.makedirs(tpath, exist_ok=True)
     try:
-        for p in removes:
-            with contextlib.suppress(FileNotFoundError):
-                _remove(p)
-        for p in mkdirs:
-            os.mkdir(p)
-        _run(store, writes, progress)
-        for e, p in links:
-            os.symlink(e.target, p)
-        for e, p in chmods:
-            os.chmod(p, os.lstat(p).st_mode & 0o7777 | 0o111 if e.executable
-                     else os.lstat(p).st_mode & 0o7666)
+        _apply(store, plan, progress)
         if fresh_dir:
             os.rename(staging, tpath)
     except BaseException:
@@ -434,3 +403,52 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     else:
         _stat_cache_for(Checked(store.objects.get_tree, where), want_root, tpath, new)
     return new, stat_time
+
+
+def _current(store: Store, target: Path, *, is_file: bool, old: StatCache, force: bool,
+             warn: Callable[[str], None]
+             ) -> tuple[bytes | None, dict[bytes, list[TreeEntry]], bool]:
+    """What ``target`` holds now: (its tree's root or None, the trees built, replace it whole).
+
+    The last is true for a file where a directory goes (or the reverse), with
+    ``force``; without ``force`` that is a BadPathError, changing nothing.
+    """
+    tpath = os.fsencode(target)
+    if not os.path.lexists(tpath):
+        return None, {}, False
+    is_dir = stat.S_ISDIR(os.lstat(tpath).st_mode)
+    if is_dir == is_file:
+        if not force:
+            raise BadPathError(
+                f"{target} is a {'directory' if is_dir else 'file'} but the snapshot holds a "
+                f"{'file' if is_file else 'directory'}; move it away or use --force")
+        return None, {}, True
+    cur = build_tree(store, tpath, is_file=is_file, old=old, dry=True, warn=warn)
+    return cur.root, cur.trees, False
+
+
+def _refuse_losing_changes(store: Store, plan: _Plan) -> None:
+    """BadPathError if a file the plan replaces or removes holds content not in the store."""
+    unsafe = [p for p, e in plan.lost
+              if not all(store.objects.has_committed(cid) for cid, _ in e.chunks)]
+    if unsafe:
+        shown = ", ".join(os.fsdecode(p) for p in unsafe[:5])
+        more = f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else ""
+        raise BadPathError(
+            f"checkout would overwrite local changes not saved in git-ml: {shown}{more}; "
+            "`git ml add` them first, or use --force to discard them")
+
+
+def _apply(store: Store, plan: _Plan, progress: Progress | None) -> None:
+    """Carry out ``plan``: removals, new directories, file writes, symlinks, modes, in order."""
+    for p in plan.removes:
+        with contextlib.suppress(FileNotFoundError):
+            _remove(p)
+    for p in plan.mkdirs:
+        os.mkdir(p)
+    _run(store, plan.writes, progress)
+    for e, p in plan.links:
+        os.symlink(e.target, p)
+    for e, p in plan.chmods:
+        os.chmod(p, os.lstat(p).st_mode & 0o7777 | 0o111 if e.executable
+                 else os.lstat(p).st_mode & 0o7666)

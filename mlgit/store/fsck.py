@@ -242,8 +242,11 @@ _Top = tuple[str, str, bytes, tuple[int, int] | None]
 """A tree a shape is checked from: (label, snapshot or root id, tree, the snapshot's claim)."""
 
 
-def check_reachable(store: Store, good: Located, roots: Iterable[Root], report: FsckReport,
-                    promised: set[bytes] | frozenset[bytes] = frozenset()) -> None:
+# ``store`` is unused (the walk reads ``good``), kept: public, the same first argument as
+# check_objects'.
+def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa: ARG001
+                    report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
+                    ) -> None:
     """Walk from each (id, label, role) root; report what is missing, unreadable or malformed.
 
     Every object is decoded in the role it is referenced in (see

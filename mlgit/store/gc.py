@@ -139,19 +139,7 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
         report.packs_before = len(readers)
         report.live_objects = len(live)
         old = [r for r in readers if os.stat(r.path).st_mtime < prune_before]
-        # An object stored twice (a repair, or two writers racing) may have a damaged
-        # copy: check every copy of such objects, and rewrite packs holding a bad one.
-        copies: dict[bytes, list[PackReader]] = {}
-        for r in readers:
-            for e in r.entries:
-                copies.setdefault(e.oid, []).append(r)
-        bad: set[tuple[int, bytes]] = set()
-        for oid, holders in copies.items():
-            if len(holders) > 1:
-                for r in holders:
-                    found = r.find(oid)
-                    if found is not None and not _readable(r, found):
-                        bad.add((id(r), oid))
+        bad = _bad_copies(readers)
         holds_bad = {rid for rid, _ in bad}
         keep_whole = []
         rewrite = []
@@ -167,43 +155,90 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
         for r in readers:
             if r not in old:
                 copied.update(e.oid for e in r.entries if (id(r), e.oid) not in bad)
-        unreadable: list[tuple[PackReader, bytes]] = []
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
+            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
         counter = _PackCounter(store.config.pack_size)  # the writer's cuts, for a dry run
-        for r in rewrite:
-            for e in r.entries:
-                if e.oid not in live:
-                    report.removed_objects += 1
-                    report.freed_bytes += e.stored_len
-                    continue
-                if e.oid in copied:
-                    continue
-                if not _readable(r, e):  # never copy a damaged object forward
-                    unreadable.append((r, e.oid))
-                    continue
-                copied.add(e.oid)
-                if dry_run:
-                    counter.add(e.stored_len)
-                else:
-                    writer.add(e.oid, e.type, e.codec, e.raw_len, r.read_stored(e))
+        unreadable = _copy_live(rewrite, live, copied, report,
+                                counter.add if dry_run else None, writer)
         # A live object with no good copy anywhere: keep the pack that has it (fsck
         # reports it; `fsck --repair` can still fetch it), never delete the last copy.
         must_keep = {id(r) for r, oid in unreadable if oid not in copied}
         if not dry_run:
             writer.commit()  # the new packs are durable before any old one goes
-            for r in rewrite:
-                if r.path.with_suffix(".idx").name[:-4] in new_packs or id(r) in must_keep:
-                    continue  # identical content rewritten under the same name, or kept
-                r.path.with_suffix(".idx").unlink(missing_ok=True)
-                r.path.unlink(missing_ok=True)
-                report.removed_files += 2
+            report.removed_files += _remove_rewritten(rewrite, new_packs, must_keep)
         written = counter.finish() if dry_run else len(new_packs)
         report.packs_after = report.packs_before - len(rewrite) + written + len(must_keep)
         if not dry_run:
             report.removed_files += _sweep_files(store, prune_before, live)
     return report
+
+
+def _bad_copies(readers: list[PackReader]) -> set[tuple[int, bytes]]:
+    """(id of the pack reader, object id) of every damaged copy of an object stored twice.
+
+    An object stored twice (a repair, or two writers racing) may have a damaged
+    copy: every copy of such objects is checked, and gc rewrites packs holding a bad one.
+    """
+    copies: dict[bytes, list[PackReader]] = {}
+    for r in readers:
+        for e in r.entries:
+            copies.setdefault(e.oid, []).append(r)
+    bad: set[tuple[int, bytes]] = set()
+    for oid, holders in copies.items():
+        if len(holders) > 1:
+            for r in holders:
+                found = r.find(oid)
+                if found is not None and not _readable(r, found):
+                    bad.add((id(r), oid))
+    return bad
+
+
+def _copy_live(rewrite: list[PackReader], live: set[bytes], copied: set[bytes],
+               report: GcReport, count: Callable[[int], None] | None,
+               writer: PackWriter) -> list[tuple[PackReader, bytes]]:
+    """Copy the live objects of the packs to ``rewrite`` that no kept pack holds.
+
+    Each object copied is added to ``copied``; dead ones are counted in ``report``.
+    With ``count`` (a dry run) only the stored sizes go to it and ``writer`` gets
+    nothing. Returns the (pack, id) pairs of live objects that could not be read:
+    a damaged object is never copied forward.
+    """
+    unreadable: list[tuple[PackReader, bytes]] = []
+    for r in rewrite:
+        for e in r.entries:
+            if e.oid not in live:
+                report.removed_objects += 1
+                report.freed_bytes += e.stored_len
+                continue
+            if e.oid in copied:
+                continue
+            if not _readable(r, e):  # never copy a damaged object forward
+                unreadable.append((r, e.oid))
+                continue
+            copied.add(e.oid)
+            if count is not None:
+                count(e.stored_len)
+            else:
+                writer.add(e.oid, e.type, e.codec, e.raw_len, r.read_stored(e))
+    return unreadable
+
+
+def _remove_rewritten(rewrite: list[PackReader], new_packs: list[str],
+                      must_keep: set[int]) -> int:
+    """Delete the packs rewritten (and their indexes); return the number of files removed.
+
+    A pack whose content was rewritten under its own name (in ``new_packs``), or
+    that holds the last copy of a live object (its reader's id in ``must_keep``), stays.
+    """
+    removed = 0
+    for r in rewrite:
+        if r.path.with_suffix(".idx").name[:-4] in new_packs or id(r) in must_keep:
+            continue  # identical content rewritten under the same name, or kept
+        r.path.with_suffix(".idx").unlink(missing_ok=True)
+        r.path.unlink(missing_ok=True)
+        removed += 2
+    return removed
 
 
 def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
@@ -325,7 +360,7 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
         newest = max(os.stat(r.path).st_mtime for r in merge)
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda pack, idx: new_packs.append(idx.name[:-4])))
+            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
         copied: set[bytes] = set()
         try:
             for r in merge:

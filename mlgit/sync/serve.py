@@ -155,26 +155,26 @@ class _Session:
 
     # One method per request; each sends its whole answer.
 
-    def op_read_config(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_read_config(self, _h: dict[str, Any], _payload: bytes | None) -> None:
         config = self.backend.read_config()
         if config is None:
             self.send({"ok": True, "exists": False})
         else:
             self.send({"ok": True, "exists": True}, config)
 
-    def op_init(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_init(self, _h: dict[str, Any], payload: bytes | None) -> None:
         if payload is None:
             raise FormatError("request init: the config is missing")
         self.backend.init(payload)
         self.send({"ok": True})
 
-    def op_list_packs(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_list_packs(self, _h: dict[str, Any], _payload: bytes | None) -> None:
         self.send({"ok": True, "packs": self.backend.list_packs()})
 
-    def op_read_index(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_read_index(self, h: dict[str, Any], _payload: bytes | None) -> None:
         self.send_stream(pieces_of(self.backend.read_index(_str(h, "stem"))))
 
-    def op_read_pack(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_read_pack(self, h: dict[str, Any], _payload: bytes | None) -> None:
         stem, offset, length = _str(h, "stem"), _uint(h, "offset"), _uint(h, "length")
 
         def pieces() -> Iterator[bytes]:
@@ -183,7 +183,7 @@ class _Session:
 
         self.send_stream(pieces())
 
-    def op_put_pack(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_put_pack(self, h: dict[str, Any], _payload: bytes | None) -> None:
         stem = check_pack_name(_str(h, "stem"))
         root = self.backend.root
         final = root / "packs" / f"{stem}.pack"
@@ -227,7 +227,7 @@ class _Session:
                 f.discard()  # a pack cut off mid-stream is never visible
         self.send({"ok": True})
 
-    def op_list_refs(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_list_refs(self, _h: dict[str, Any], _payload: bytes | None) -> None:
         bad: dict[str, str] = {}
 
         def on_bad(ref: str, e: FormatError) -> None:
@@ -236,7 +236,7 @@ class _Session:
         refs = self.backend.list_refs(on_bad)
         self.send({"ok": True, "refs": dict(refs), **({"bad": bad} if bad else {})})
 
-    def op_update_ref(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_update_ref(self, h: dict[str, Any], _payload: bytes | None) -> None:
         ref = check_ref_path(_str(h, "ref"))
         new = parse_object_id(_str(h, "new"))
         expect: ObjectID | None = None
@@ -245,7 +245,7 @@ class _Session:
         self.backend.update_ref(ref, new, expect)
         self.send({"ok": True})
 
-    def op_delete_ref(self, h: dict[str, Any], payload: bytes | None) -> None:
+    def op_delete_ref(self, h: dict[str, Any], _payload: bytes | None) -> None:
         ref = check_ref_path(_str(h, "ref"))
         self.backend.delete_ref(ref, parse_object_id(_str(h, "expect")))
         self.send({"ok": True})
@@ -322,7 +322,7 @@ def serve(store_root: Path, stdin: BinaryIO, stdout: BinaryIO) -> int:
                 return 1
             except (MlgitError, OSError) as e:
                 session.send(_error_header(e, backend.url))
-            except Exception as e:  # a bug: the messages may be out of step, so stop
+            except Exception as e:  # noqa: BLE001 - a bug: tell the client, and stop (out of step)
                 session.send(_error_header(e, backend.url))
                 return 1
     except Disconnected:

@@ -235,7 +235,8 @@ class SSHBackend(Backend):
                              f"{e.strerror or e}; install OpenSSH's client, or set "
                              "core.sshCommand") from None
         self._proc = proc
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         # Raw descriptors only from here on: the buffered objects stay empty.
         self._pipe = _Pipe(proc.stdout.fileno(), proc.stdin.fileno(), self.timeout)
         self._stderr = bytearray()

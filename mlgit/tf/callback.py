@@ -48,7 +48,7 @@ def _model_json(model: Any) -> str | None:
     """``model.to_json()``, or None for a model that cannot describe itself (subclassed)."""
     try:
         text = model.to_json()
-    except Exception:  # NotImplementedError for subclassed models, and kin
+    except Exception:  # noqa: BLE001 - the user's model may raise anything (NotImplementedError...)
         return None
     return text if isinstance(text, str) else None
 
@@ -110,7 +110,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
                     raise UsageError(f"{rev!r} is a {snap.kind}, not a dataset")
 
     # -- keras hooks -----------------------------------------------------------
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:  # noqa: ARG002 - Keras passes logs=
         """Start a fit: nothing is pending until an epoch ends."""
         self._last_epoch = None
         self._last_committed = None
@@ -129,7 +129,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if (epoch + 1) % self.every_epochs == 0:
             self._commit(epoch)
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:  # noqa: ARG002 - Keras passes logs=
         """Commit the last epoch if it was not committed already."""
         if self._last_epoch is not None and self._last_committed != self._last_epoch:
             self._commit(self._last_epoch)

@@ -162,7 +162,7 @@ class SavedModelPredictor:
             return next(iter(out.values()))
         return out
 
-    def predict(self, x: Any, **kwargs: Any) -> Any:
+    def predict(self, x: Any, **_kwargs: Any) -> Any:
         """``self(x)`` as NumPy (a dict of arrays for several outputs); Keras options ignored."""
         out = self(x)
         if isinstance(out, dict):
