@@ -5,11 +5,13 @@ a fixed git identity, no inherited GIT_* variables, and the installed ``git-ml``
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -63,6 +65,22 @@ def run_gitml(cwd: Path, *args: str, check: bool = True,
         raise AssertionError(
             f"git ml {' '.join(args)} exited {p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
     return p
+
+
+def fsck_ok(*where: Path) -> None:
+    """``git ml fsck --json`` passes (exit 0, no problem) in each repository or store."""
+    for w in where:
+        p = run_gitml(w, "fsck", "--json", check=False)
+        report = json.loads(p.stdout)
+        assert p.returncode == 0, (w, report["problems"])
+        assert report["ok"], (w, report["problems"])
+
+
+def note_records(root: Path, commit: str = "HEAD") -> list[dict[str, Any]]:
+    """A commit's ML records as ``git ml note show --json`` gives them (no problem allowed)."""
+    view = json.loads(run_gitml(root, "note", "show", commit, "--json").stdout)
+    assert view["problems"] == []
+    return list(view["records"])
 
 
 @pytest.fixture

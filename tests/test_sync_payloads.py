@@ -14,24 +14,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import git, make_tree, read_tree, run_gitml
+from conftest import fsck_ok, git, make_tree, note_records, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
-
-
-def _fsck_ok(*where: Path) -> None:
-    for w in where:
-        p = run_gitml(w, "fsck", "--json", check=False)
-        report = json.loads(p.stdout)
-        assert p.returncode == 0, (w, report["problems"])
-        assert report["ok"], (w, report["problems"])
-
-
-def _records(root: Path, commit: str = "HEAD") -> list[dict[str, object]]:
-    view = json.loads(run_gitml(root, "note", "show", commit, "--json").stdout)
-    assert view["problems"] == []
-    return list(view["records"])
 
 
 def _pointer_id(root: Path, name: str = "data") -> str:
@@ -82,7 +68,7 @@ def _alice(tmp_path: Path, url: str) -> Path:
 
 def _payloads(root: Path) -> dict[str, str]:
     """name -> object id of every payload record on HEAD."""
-    return {str(r["name"]): str(r["object"]) for r in _records(root) if "object" in r}
+    return {str(r["name"]): str(r["object"]) for r in note_records(root) if "object" in r}
 
 
 def test_payloads_names_and_fsck_across_two_teammates(tmp_path: Path, origin: Path) -> None:
@@ -93,14 +79,14 @@ def test_payloads_names_and_fsck_across_two_teammates(tmp_path: Path, origin: Pa
     # and the notes reached the server.
     assert (tmp_path / "pre-push.log").read_text().splitlines() == ["run"]
     assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
-    _fsck_ok(origin, alice)
+    fsck_ok(origin, alice)
     payloads = _payloads(alice)
     assert set(payloads) == {"train.csv", "model.json", "eval.json"}
 
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     run_gitml(bob, "pull")
-    _fsck_ok(bob, origin)
+    fsck_ok(bob, origin)
     # Every payload comes back by the id its record names (fetched lazily), read-only.
     for name, oid in payloads.items():
         path = Path(run_gitml(bob, "path", oid).stdout.strip())
@@ -118,31 +104,31 @@ def test_payloads_names_and_fsck_across_two_teammates(tmp_path: Path, origin: Pa
     assert shown["meta"]["config"][0]["name"] == "hp.yaml"
     ck = mlgit.latest_checkpoint("r1", repo=bob)
     assert read_tree(ck) == read_tree(work / "ck")
-    _fsck_ok(bob)
+    fsck_ok(bob)
 
     # Bob adds his own results on the same commit and pushes.
     (tmp_path / "bob-eval.json").write_text('{"acc": 0.87}')
     run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"),
               "--dataset", "testset")
     run_gitml(bob, "push")
-    _fsck_ok(origin, bob)
+    fsck_ok(origin, bob)
 
     out = run_gitml(alice, "fetch").stdout
     assert "notes synced" in out
-    results = [r for r in _records(alice) if r["type"] == "results"]
-    assert sorted(r["metrics"]["acc"] for r in results) == [0.87, 0.91]  # type: ignore[index]
+    results = [r for r in note_records(alice) if r["type"] == "results"]
+    assert sorted(r["metrics"]["acc"] for r in results) == [0.87, 0.91]
     bobs = next(str(r["object"]) for r in results if r["name"] == "bob-eval.json")
     with mlgit.Repo(alice) as r:  # `git ml fetch` brings payloads eagerly
         assert r.store.objects.has_committed(bytes.fromhex(bobs))
     assert Path(run_gitml(alice, "path", bobs).stdout.strip()).read_text() == '{"acc": 0.87}'
-    _fsck_ok(alice, origin, bob)
+    fsck_ok(alice, origin, bob)
 
 
 def test_directory_payload_and_payload_errors(tmp_path: Path, origin: Path) -> None:
     alice = _alice(tmp_path, str(origin))
     run_gitml(alice, "note", "add", "--log", str(tmp_path / "work-alice/tb"))
     git(alice, "push", "-q", "-u", "origin", "main")
-    tb = next(str(r["object"]) for r in _records(alice) if r.get("name") == "tb")
+    tb = next(str(r["object"]) for r in note_records(alice) if r.get("name") == "tb")
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     run_gitml(bob, "pull")
@@ -192,7 +178,7 @@ def test_notes_pushed_before_payloads_travelled_get_their_payloads(tmp_path: Pat
     assert p.returncode == 1
     assert "missing" in p.stdout
     run_gitml(alice, "push")
-    _fsck_ok(origin, alice)
+    fsck_ok(origin, alice)
     again = run_gitml(alice, "push").stdout
     assert "0 objects" in again
 
@@ -205,19 +191,19 @@ def test_git_push_and_git_ml_fetch_to_a_url_carry_notes(tmp_path: Path, origin: 
     p = git(alice, "push", "-q", str(origin), "HEAD:main")
     assert "warning" not in p.stderr, p.stderr
     assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
-    _fsck_ok(origin, alice)
+    fsck_ok(origin, alice)
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     run_gitml(bob, "pull")
-    assert {r["type"] for r in _records(bob)} == {"checkpoint", "log", "graph", "results"}
+    assert {r["type"] for r in note_records(bob)} == {"checkpoint", "log", "graph", "results"}
     (tmp_path / "bob-eval.json").write_text('{"acc": 0.8}')
     run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"))
     run_gitml(bob, "push")
     out = run_gitml(alice, "fetch", str(origin)).stdout
     assert "notes synced" in out
-    assert {r["name"] for r in _records(alice) if r["type"] == "results"} == {
+    assert {r["name"] for r in note_records(alice) if r["type"] == "results"} == {
         "eval.json", "bob-eval.json"}
-    _fsck_ok(alice, origin, bob)
+    fsck_ok(alice, origin, bob)
 
 
 def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
@@ -243,7 +229,7 @@ def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
             origin / f"ml/refs/{ref}").read_text()
     assert mlgit.latest_checkpoint("r1", repo=bob).joinpath("w.bin").read_bytes() == (
         tmp_path / "ck2/w.bin").read_bytes()
-    _fsck_ok(bob, origin)
+    fsck_ok(bob, origin)
     # Both change the dataset; Alice pushes first, Bob's push is refused, so is his pull.
     (alice / "data/README").write_text("alice v3\n")
     run_gitml(alice, "add", "data")
@@ -268,7 +254,7 @@ def test_pull_fast_forwards_creates_and_refuses_divergence(tmp_path: Path,
     assert _pointer_id(bob) == mine.strip()
     # The remote's version is still nameable explicitly.
     assert json.loads(run_gitml(bob, "show", "origin/data", "--json").stdout)["id"] == theirs
-    _fsck_ok(bob)
+    fsck_ok(bob)
 
 
 def test_git_pull_and_pull_rebase_bring_notes_payloads_and_names(tmp_path: Path,
@@ -285,10 +271,10 @@ def test_git_pull_and_pull_rebase_bring_notes_payloads_and_names(tmp_path: Path,
     run_gitml(alice, "note", "add", "--results", str(tmp_path / "r2.json"))
     git(alice, "push", "-q")
     git(bob, "pull", "-q", "--ff-only")  # post-merge: `git ml pull`
-    assert [r["type"] for r in _records(bob)] == ["checkpoint", "results"]
+    assert [r["type"] for r in note_records(bob)] == ["checkpoint", "results"]
     assert (bob / ".git/ml/refs/checkpoints/r2").exists()  # a local ref, created
     assert mlgit.latest_checkpoint("r2", repo=bob).joinpath("w.bin").exists()
-    _fsck_ok(bob, origin)
+    fsck_ok(bob, origin)
     # git pull --rebase: post-checkout, then post-rewrite (rebase, from pull).
     make_tree(bob, {"bobs.txt": "b\n"})
     git(bob, "add", "bobs.txt")
@@ -304,10 +290,10 @@ def test_git_pull_and_pull_rebase_bring_notes_payloads_and_names(tmp_path: Path,
     assert (bob / "data/README").read_text() == "v4\n"
     assert run_gitml(bob, "status", "--json").stdout.count('"clean"') == 2
     v4 = git(alice, "rev-parse", "HEAD").stdout.strip()
-    assert [r["name"] for r in _records(bob, v4)] == ["v4.json"]
+    assert [r["name"] for r in note_records(bob, v4)] == ["v4.json"]
     assert (bob / ".git/ml/refs/datasets/data").read_text() == (
         origin / "ml/refs/datasets/data").read_text()
-    _fsck_ok(bob, origin)
+    fsck_ok(bob, origin)
 
 
 def test_fetch_in_fresh_clone_and_ls_remote_order(tmp_path: Path, origin: Path) -> None:
@@ -317,7 +303,7 @@ def test_fetch_in_fresh_clone_and_ls_remote_order(tmp_path: Path, origin: Path) 
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     out = run_gitml(bob, "fetch").stdout
     assert "Initialized git-ml store" in out
-    _fsck_ok(bob)
+    fsck_ok(bob)
     kinds = [e["kind"] for e in json.loads(run_gitml(bob, "ls", "origin", "--json").stdout)]
     assert kinds == ["dataset", "dataset", "checkpoint"]
     text = run_gitml(bob, "ls", "origin").stdout.splitlines()
@@ -329,7 +315,7 @@ def test_fetch_in_fresh_clone_and_ls_remote_order(tmp_path: Path, origin: Path) 
     assert json.loads(run_gitml(carol, "show", "r1", "--json").stdout)["name"] == "r1"
     assert {e["name"] for e in json.loads(run_gitml(carol, "ls", "--json").stdout)} == {
         "data", "testset", "r1"}
-    _fsck_ok(carol)
+    fsck_ok(carol)
 
 
 @pytest.mark.parametrize("how", ["--bare", "--mirror"])
@@ -346,7 +332,7 @@ def test_bare_and_mirror_clones_hold_the_store_and_serve(tmp_path: Path, origin:
                                                            ("origin", "r1")}
     if how == "--bare":  # a --mirror clone got the notes from git itself
         assert "notes synced" in out
-    _fsck_ok(mirror)
+    fsck_ok(mirror)
     # It serves as a remote for Carol: data, names and payloads.
     carol = tmp_path / "carol"
     git(tmp_path, "clone", "-q", str(mirror), str(carol))
@@ -355,7 +341,7 @@ def test_bare_and_mirror_clones_hold_the_store_and_serve(tmp_path: Path, origin:
     assert mlgit.latest_checkpoint("r1", repo=carol).is_dir()
     for name, oid in _payloads(alice).items():
         assert Path(run_gitml(carol, "path", oid).stdout.strip()).name == name
-    _fsck_ok(carol, mirror)
+    fsck_ok(carol, mirror)
     # Alice moves on; the mirror's fetch follows the remote's refs.
     (alice / "data/README").write_text("moved\n")
     run_gitml(alice, "add", "data")
@@ -363,7 +349,7 @@ def test_bare_and_mirror_clones_hold_the_store_and_serve(tmp_path: Path, origin:
     run_gitml(mirror, "fetch")
     assert (mirror / "ml/refs/datasets/data").read_text() == (
         origin / "ml/refs/datasets/data").read_text()
-    _fsck_ok(mirror)
+    fsck_ok(mirror)
 
 
 def test_push_pull_fsck_loop_over_ssh(tmp_path: Path, sshd: object,
@@ -374,7 +360,7 @@ def test_push_pull_fsck_loop_over_ssh(tmp_path: Path, sshd: object,
     monkeypatch.setenv("GIT_SSH_COMMAND", shlex.join(sshd.ssh_command))  # type: ignore[attr-defined]
     alice = _alice(tmp_path, url)
     git(alice, "push", "-q", "-u", "origin", "main")
-    _fsck_ok(server, alice)
+    fsck_ok(server, alice)
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", url, str(bob))
     run_gitml(bob, "pull")
@@ -388,12 +374,12 @@ def test_push_pull_fsck_loop_over_ssh(tmp_path: Path, sshd: object,
     (tmp_path / "bob-eval.json").write_text('{"acc": 0.8}')
     run_gitml(bob, "note", "add", "--results", str(tmp_path / "bob-eval.json"))
     run_gitml(bob, "push")
-    _fsck_ok(server, bob)
+    fsck_ok(server, bob)
     git(alice, "pull", "-q", "--ff-only")  # nothing new on main: notes come with ml fetch
     run_gitml(alice, "fetch")
-    assert {r["name"] for r in _records(alice) if r["type"] == "results"} == {
+    assert {r["name"] for r in note_records(alice) if r["type"] == "results"} == {
         "eval.json", "bob-eval.json"}
-    _fsck_ok(alice, bob, server)
+    fsck_ok(alice, bob, server)
 
 
 def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: object) -> None:
@@ -406,7 +392,7 @@ def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: objec
         git(alice, "config", key, value)
     git(alice, "push", "-q", "-u", "origin", "main")
     assert git(origin, "rev-parse", "-q", "--verify", "refs/notes/ml").returncode == 0
-    _fsck_ok(alice)
+    fsck_ok(alice)
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
     for key, value in settings:
@@ -421,9 +407,9 @@ def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: objec
     git(bob, "commit", "-q", "--allow-empty", "-m", "bob")
     git(bob, "push", "-q")
     run_gitml(alice, "fetch")
-    assert {r["name"] for r in _records(alice, "HEAD") if r["type"] == "results"} == {
+    assert {r["name"] for r in note_records(alice, "HEAD") if r["type"] == "results"} == {
         "eval.json", "bob-eval.json"}
-    _fsck_ok(alice, bob)
+    fsck_ok(alice, bob)
     # The bucket holds everything: a third clone fetches it all and checks it.
     carol = tmp_path / "carol"
     git(tmp_path, "clone", "-q", str(origin), str(carol))
@@ -433,4 +419,4 @@ def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: objec
     with mlgit.Repo(carol) as r:
         for oid in _payloads(alice).values():
             assert r.store.objects.has_committed(bytes.fromhex(oid))
-    _fsck_ok(carol)
+    fsck_ok(carol)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, make_tree, read_tree, run_gitml
+from conftest import fsck_ok, git, make_tree, note_records, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
@@ -48,14 +48,14 @@ class Server:
     def fsck(self) -> None:
         """``git ml fsck`` on the server's store (for S3: a mirror holding all of it)."""
         if self.kind == "ssh":
-            _fsck_ok(self.bare)
+            fsck_ok(self.bare)
             return
         mirror = self.tmp / f"mirror-{uuid.uuid4().hex[:6]}.git"
         git(self.tmp, "clone", "-q", "--mirror", self.git_url, str(mirror))
         for key, value in self.shared.items():  # a mirror has no work tree to carry them
             git(mirror, "config", key, value)
         run_gitml(mirror, "fetch")
-        _fsck_ok(mirror)
+        fsck_ok(mirror)
 
 
 @pytest.fixture
@@ -80,20 +80,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path,
         shared = {"ml.origin.url": f"s3://{s3.bucket}/team-{uuid.uuid4().hex[:8]}",
                   "ml.origin.endpoint": s3.endpoint}
         yield Server("s3", str(bare), tmp_path, shared, bare)
-
-
-def _fsck_ok(*where: Path) -> None:
-    for w in where:
-        p = run_gitml(w, "fsck", "--json", check=False)
-        report = json.loads(p.stdout)
-        assert p.returncode == 0, (w, report["problems"])
-        assert report["ok"], (w, report["problems"])
-
-
-def _records(root: Path, commit: str = "HEAD") -> list[dict[str, Any]]:
-    view = json.loads(run_gitml(root, "note", "show", commit, "--json").stdout)
-    assert view["problems"] == []
-    return list(view["records"])
 
 
 def _all_clean(root: Path) -> bool:
@@ -174,12 +160,12 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
               "--dataset", "testset")
     git(alice, "push", "-q", "-u", "origin", "main")  # plain git: the pre-push hook
     commit = git(alice, "rev-parse", "HEAD").stdout.strip()
-    alice_records = _records(alice)
+    alice_records = note_records(alice)
     assert {r["type"] for r in alice_records} >= {"checkpoint", "log", "graph", "results"}
     payloads = {r["object"]: _payload(alice, r["object"])
                 for r in alice_records if "object" in r}
     assert len(payloads) >= 4  # the callback's log, and the graph, log, results above
-    _fsck_ok(alice)
+    fsck_ok(alice)
     server.fsck()
 
     # --- Bob: a clone configured only by what it carries; every payload; the run by name.
@@ -187,7 +173,7 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     run_gitml(bob, "pull")
     assert "ml." not in (bob / ".git/config").read_text().replace("ml.mlgit", "")
     assert read_tree(bob / "data") == read_tree(alice / "data")
-    assert _records(bob, commit) == alice_records
+    assert note_records(bob, commit) == alice_records
     for oid, content in payloads.items():
         assert _payload(bob, oid) == content
     listing = json.loads(run_gitml(bob, "ls", "--json").stdout)
@@ -203,19 +189,19 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     run_gitml(bob, "note", "add", "--results", str(tmp / "work-bob/bob-eval.json"),
               "--dataset", "testset", commit)
     run_gitml(bob, "push")
-    _fsck_ok(bob)
+    fsck_ok(bob)
     server.fsck()
 
     # --- Alice fetches and sees both people's results on the one commit.
     run_gitml(alice, "fetch")
-    results = [r for r in _records(alice, commit) if r["type"] == "results"]
+    results = [r for r in note_records(alice, commit) if r["type"] == "results"]
     assert {r["name"] for r in results} == {"eval.json", "bob-eval.json"}
     by_author = {r["name"]: r.get("author", "") for r in results}
     assert "Alice" in by_author["eval.json"]
     assert "Bob" in by_author["bob-eval.json"]
     bob_result = next(r for r in results if r["name"] == "bob-eval.json")
     assert _payload(alice, bob_result["object"]) == b'{"accuracy": 0.7}'
-    _fsck_ok(alice, bob)
+    fsck_ok(alice, bob)
 
     # --- Bob in a linked worktree: a new data version, a commit, results on it.
     wt = tmp / "bob-wt"
@@ -228,7 +214,7 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     run_gitml(wt, "note", "add", "--results", str(tmp / "work-bob/wt-eval.json"),
               "--dataset", "testset")
     assert _all_clean(wt)
-    _fsck_ok(wt)
+    fsck_ok(wt)
 
     # --- Alice moves main on; Bob rebases onto it and pushes, all with plain git.
     (alice / "train.py").write_text("# trains tiny-a, seeded\n")
@@ -238,19 +224,19 @@ def test_two_teammates_end_to_end(tf: Any, server: Server,
     assert "warning" not in p.stderr.lower(), p.stderr
     assert (wt / "train.py").read_text() == "# trains tiny-a, seeded\n"
     rebased = git(wt, "rev-parse", "HEAD").stdout.strip()
-    assert [r["name"] for r in _records(wt, rebased)] == ["wt-eval.json"]  # notes carried
+    assert [r["name"] for r in note_records(wt, rebased)] == ["wt-eval.json"]  # notes carried
     git(wt, "push", "-q", "-u", "origin", "more-data")
-    _fsck_ok(bob, wt)
+    fsck_ok(bob, wt)
     server.fsck()
 
     # --- Alice gets Bob's branch: its data and the notes on the rebased commit.
     git(alice, "fetch", "-q", "origin")
     run_gitml(alice, "fetch")
-    assert [r["name"] for r in _records(alice, rebased)] == ["wt-eval.json"]
+    assert [r["name"] for r in note_records(alice, rebased)] == ["wt-eval.json"]
     git(alice, "checkout", "-q", "more-data")
     assert (alice / "data/train/part6.csv").read_text() == "6,0,0\n"
     assert _all_clean(alice)
-    _fsck_ok(alice, bob)
+    fsck_ok(alice, bob)
     server.fsck()
 
 
