@@ -35,6 +35,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.store.revision import resolve_name
 
 if TYPE_CHECKING:
+    from mlgit.api.core import Core
     from mlgit.api.repo import Repo
     from mlgit.store.store import Store
 
@@ -136,7 +137,7 @@ def _check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _datasets(repo: Repo, revs: list[str] | None) -> list[dict[str, str]]:
+def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
     if revs is not None:
         out = []
         for rev in revs:
@@ -154,7 +155,7 @@ def _datasets(repo: Repo, revs: list[str] | None) -> list[dict[str, str]]:
             for path, p in pointers_in_tree(repo.git, tree) if p.kind == KIND_DATASET]
 
 
-def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int | None = None,
+def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int | None = None,
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
                 datasets: list[str] | None = None, parent: str | None = None,
@@ -233,7 +234,7 @@ def _checkpoint_meta(step: int | None, metrics: dict[str, float],
     }
 
 
-def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message: str,
+def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message: str,
                    kind: str, target: Path, only: frozenset[bytes] | None, cpath: Path,
                    old_cache: statcache.StatCache, cached: bool,
                    configs: list[tuple[str, bytes]], explicit_parent: ObjectID | None,
@@ -332,7 +333,7 @@ class LineageWalk:
     that does not decode is also reported to ``events`` as a problem.
     """
 
-    def __init__(self, repo: Repo, rev: str, limit: int | None = None,
+    def __init__(self, repo: Core, rev: str, limit: int | None = None,
                  events: Events | None = None) -> None:
         self.repo = repo
         self.limit = limit
@@ -384,7 +385,7 @@ class LineageWalk:
         return snap
 
 
-def lineage(repo: Repo, rev: str, limit: int | None = None,
+def lineage(repo: Core, rev: str, limit: int | None = None,
             events: Events | None = None) -> list[LineageEntry]:
     """A checkpoint and its ancestors (first parents, across runs), newest first.
 

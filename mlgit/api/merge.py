@@ -43,7 +43,7 @@ from mlgit.snapshot.merge import Conflict, MergeInput, MergeResult, merge_trees,
 from mlgit.store.fsutil import atomic_write, read_bounded
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
     from mlgit.store.store import Store
 
 __all__ = ["MergeOutcome", "conflicts_of", "merge_pointer_files"]
@@ -87,7 +87,7 @@ def _read(path: Path, label: str, allow_empty: bool) -> Pointer | None:
     return decode_pointer(data, label, hint="git-ml merges only pointer files it can read")
 
 
-def _inputs(repo: Repo, ids: tuple[ObjectID | None, ObjectID, ObjectID]
+def _inputs(repo: Core, ids: tuple[ObjectID | None, ObjectID, ObjectID]
             ) -> tuple[list[Snapshot | None], list[MergeInput]]:
     snaps: list[Snapshot | None] = []
     inputs: list[MergeInput] = []
@@ -103,7 +103,7 @@ def _inputs(repo: Repo, ids: tuple[ObjectID | None, ObjectID, ObjectID]
     return snaps, inputs
 
 
-def conflicts_of(repo: Repo, c: PointerConflict) -> list[Conflict]:
+def conflicts_of(repo: Core, c: PointerConflict) -> list[Conflict]:
     """The conflicts of a conflicted pointer, worked out again from its three versions.
 
     FormatError if a version is not in the local store or does not read.
@@ -126,7 +126,7 @@ def _ensure_local(store: Store, wanted: list[ObjectID], fetch: Fetch, shown: str
                                 "could not be fetched")
 
 
-def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_file: Path,
+def merge_pointer_files(repo: Core, base_file: Path, ours_file: Path, theirs_file: Path,
                         pointer_rel: str, *, fetch: Fetch, events: Events | None = None
                         ) -> MergeOutcome:
     """Merge the pointer files git passes a merge driver; write the result to ``ours_file``.

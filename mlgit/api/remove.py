@@ -37,7 +37,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.store.fsutil import force_remove
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["RemoveResult", "remove"]
 
@@ -65,7 +65,7 @@ def _literal(rel: str) -> str:
     return f":(literal){rel}"
 
 
-def _plan(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[tuple[str, str, Pointer]]:
+def _plan(repo: Core, paths: list[str | os.PathLike[str]]) -> list[tuple[str, str, Pointer]]:
     """(data path, pointer path, pointer) for each path named; BadPathError for the others."""
     good, problems = load_pointers(repo.git)
     by_data = {tracked_path_for(pr): (pr, p) for pr, p in good}
@@ -82,7 +82,7 @@ def _plan(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[tuple[str, st
     return sorted(out.values())
 
 
-def _check_saved(repo: Repo, rel: str, p: Pointer, ev: Events) -> None:
+def _check_saved(repo: Core, rel: str, p: Pointer, ev: Events) -> None:
     """BadPathError unless the data at ``rel`` is absent or exactly the snapshot ``p`` pins."""
     store = repo.store
     full = repo.git.require_workdir() / rel
@@ -107,7 +107,7 @@ def _check_saved(repo: Repo, rel: str, p: Pointer, ev: Events) -> None:
                            "keep the files, or --force to delete them")
 
 
-def _git_rm(repo: Repo, pointers: list[str], force: bool, cached: bool, dry: bool) -> None:
+def _git_rm(repo: Core, pointers: list[str], force: bool, cached: bool, dry: bool) -> None:
     """``git rm`` the pointer files (``dry``: only git's checks); git's refusal as BadPathError.
 
     With ``cached``, ``git rm --cached`` (whose check is lighter: the index must match
@@ -132,7 +132,7 @@ def _git_rm(repo: Repo, pointers: list[str], force: bool, cached: bool, dry: boo
         raise BadPathError(f"{', '.join(listed)} {why}") from None
 
 
-def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = False,
+def remove(repo: Core, paths: list[str | os.PathLike[str]], *, force: bool = False,
            cached: bool = False, events: Events | None = None) -> list[RemoveResult]:
     """Stop tracking the datasets at ``paths``; see the module docstring.
 
@@ -181,7 +181,7 @@ def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = Fal
     return results
 
 
-def _drop_refs(repo: Repo, results: list[RemoveResult], ev: Events) -> None:
+def _drop_refs(repo: Core, results: list[RemoveResult], ev: Events) -> None:
     """Delete the ref of each dataset removed that no pointer names any more.
 
     The results of that name get ``ref_removed``; a ref moved meanwhile is kept, with

@@ -1,14 +1,15 @@
 """The :class:`Repo`: every git-ml operation on one repository.
 
-The CLI and the module-level functions in :mod:`mlgit` are thin layers over
-this class. Contracts common to all methods: bad input raises an
+``Repo`` is a :class:`~mlgit.api.core.Core` (the repository, its store,
+revisions, pointer files, the author, closing) with the verbs as methods. The
+CLI and the module-level functions in :mod:`mlgit` are thin layers over this
+class. Contracts common to all methods: bad input raises an
 :class:`~mlgit.errors.MlgitError` subclass before anything is changed; objects
 are durable before any ref, pointer file or stat cache names them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import time
@@ -17,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
 from mlgit.errors import (
     AmbiguousRevisionError,
     BadPathError,
-    ConflictError,
     CorruptObjectError,
     FormatError,
-    GitCommandError,
     MlgitError,
     PointerError,
     RevisionError,
@@ -39,7 +39,6 @@ from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry, totals
 from mlgit.gitlink import index as gitindex
-from mlgit.gitlink.env import GitEnv
 from mlgit.gitlink.pointers import (
     PointerProblem,
     list_pointers,
@@ -49,13 +48,12 @@ from mlgit.gitlink.pointers import (
     tracked_path_for,
     write_pointer,
 )
-from mlgit.gitlink.repo import GitRepo, discover
 from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.merge import Conflict
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
 from mlgit.store.refs import REF_KINDS, RefStore
-from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
+from mlgit.store.revision import remote_names, tracking_refs
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
@@ -189,16 +187,6 @@ class ListEntry:
                 "time": s.time, "files": s.files, "bytes": s.bytes, "message": s.message}
 
 
-def _author(repo: GitRepo) -> str:
-    """The author git would record (``git var GIT_AUTHOR_IDENT``: environment, then config)."""
-    try:
-        ident = repo.run_git("var", "GIT_AUTHOR_IDENT").decode("utf-8", "replace").strip()
-    except GitCommandError:
-        return "unknown <unknown>"
-    name, sep, _ = ident.rpartition(">")
-    return name + sep if sep else ident
-
-
 def _with_message(e: MlgitError, message: str) -> MlgitError:
     """An error of ``e``'s class (so its exit code) with ``message``."""
     try:
@@ -207,12 +195,6 @@ def _with_message(e: MlgitError, message: str) -> MlgitError:
         out = MlgitError(message)
         out.exit_code = e.exit_code
         return out
-
-
-def _about(where: str, e: FormatError) -> FormatError:
-    """``e`` with ``where`` (the pointer file it concerns) in front of its message."""
-    return e if str(e).startswith((where, f"pointer file {where!r}")) else type(e)(
-        f"{where}: {e}")
 
 
 class _HookEvents(Events):
@@ -243,33 +225,14 @@ class _HookEvents(Events):
         self.inner.finish()
 
 
-class Repo:
-    """A git repository with (or about to have) a git-ml store.
+class Repo(Core):
+    """A git repository with (or about to have) a git-ml store; every verb as a method.
 
-    ``path`` is any directory inside the repository (default: the current one).
+    ``path`` is any directory inside the repository (default: the current one);
+    ``git_env`` as for :class:`~mlgit.api.core.Core`, which holds what every verb
+    works on (the repository, the store, revisions, pointer files, the author,
+    closing and its housekeeping).
     """
-
-    #: Where housekeeping after a command (consolidating small packs, see
-    #: :meth:`consolidate_packs`) reports warnings; the CLI sets its own. None: silent.
-    events: Events | None = None
-    _packs_checked = 0  # store.objects.packs_committed when consolidation was last considered
-    _pack_limit: int | None = None  # ml.autoPackLimit, read once
-
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 git_env: bool | None = None) -> None:
-        # What git honours from the environment is honoured here too (gitlink/env.py):
-        # the ssh client always; GIT_DIR and GIT_WORK_TREE when the repository is
-        # found from the current directory (``path`` None), as git finds it, or when
-        # ``git_env`` says so (the CLI, which is git's subcommand). An explicit
-        # ``path`` otherwise wins over them, as ``git --git-dir`` wins over GIT_DIR.
-        env = GitEnv.current()
-        if not (path is None if git_env is None else git_env):
-            env = dataclasses.replace(env, git_dir=None, work_tree=None)
-        self.git = discover(Path(path) if path is not None else Path.cwd(), env)
-        self._store: Store | None = None
-        # An ssh command line that overrides the one git would use (see
-        # mlgit.sync.remote.resolve_remote); None: git's choice.
-        self.ssh_command: str | None = None
 
     # -- setup ---------------------------------------------------------------
     @classmethod
@@ -282,8 +245,7 @@ class Repo:
         ``git_env`` is as for :class:`Repo`.
         """
         repo = cls(path, git_env=git_env)
-        store, created = Store.init(repo.git.ml_dir, config)
-        repo._store = store
+        created = repo.init_store(config)
         if hooks and repo.git.workdir is not None:
             repo.install_hooks()
         return repo, created
@@ -374,75 +336,6 @@ class Repo:
         if missing and remote is not None:
             sync.fetch(self, remote, [str(m) for m in missing], history=False, all_refs=True,
                        events=ev)
-
-    @property
-    def store(self) -> Store:
-        """The opened store; NotInitializedError if ``git ml init`` was never run."""
-        if self._store is None:
-            self._store = Store.open(self.git.ml_dir)
-        return self._store
-
-    def close(self) -> None:
-        """Consolidate small packs if this Repo wrote enough of them; release every descriptor."""
-        if self._store is not None:
-            try:
-                self.consolidate_packs()
-            finally:
-                self._store.close()
-                self._store = None
-
-    def __enter__(self) -> Repo:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is not None and self._store is not None:
-            self._packs_checked = self._store.objects.packs_committed  # no housekeeping
-        self.close()
-
-    def consolidate_packs(self, events: Events | None = None) -> None:
-        """Merge small packs if there are too many, as ``git gc --auto`` does; never raises.
-
-        Checked only when this Repo's store committed a pack since the last check
-        (one listing of ``packs/``). More than ``ml.autoPackLimit`` (default 50;
-        0 turns it off) packs smaller than half the pack size are merged
-        (:func:`mlgit.store.gc.consolidate`: nothing is pruned, the store's gc
-        lock is held). A held lock skips it quietly (the next command tries
-        again); any other failure is a warning to ``events`` (else :attr:`events`).
-        """
-        from mlgit.store import gc  # imported when used: start-up time
-        store = self._store
-        if store is None or store.objects.packs_committed == self._packs_checked:
-            return
-        self._packs_checked = store.objects.packs_committed
-        ev = events or self.events or Events()
-        try:
-            if len(gc.small_packs(store)) <= 1:
-                return  # no limit is exceeded; git config is not even read
-            if self._pack_limit is None:
-                self._pack_limit = self._auto_pack_limit(ev)
-            gc.consolidate(store, self._pack_limit)
-        except ConflictError:
-            pass  # a writer or gc holds the store: the next command consolidates
-        except (MlgitError, OSError) as e:
-            ev.warn(f"small packs not consolidated: {e}; `git ml gc` repacks them")
-
-    def _auto_pack_limit(self, ev: Events) -> int:
-        """``ml.autoPackLimit`` (an integer; 0 or less: off), default 50."""
-        from mlgit.store.gc import AUTO_PACK_LIMIT  # imported when used: start-up time
-        try:
-            raw = self.git.run_git("config", "--int", "--get", "ml.autoPackLimit")
-        except GitCommandError as e:
-            if e.stderr.strip():  # set, but not a number (a missing key says nothing)
-                ev.warn(f"ml.autoPackLimit: {e}; using {AUTO_PACK_LIMIT}")
-            return AUTO_PACK_LIMIT
-        try:
-            return int(raw.decode().strip())
-        except ValueError:
-            return AUTO_PACK_LIMIT
-
-    def author(self) -> str:
-        """The author git would record for a commit made now (``Name <email>``)."""
-        return _author(self.git)
 
     # -- checkpoints and notes (mlgit/api/checkpoints.py, notes.py, history.py) --
     def commit_ckpt(self, path: str | os.PathLike[str], *, run: str, step: int | None = None,
@@ -654,15 +547,6 @@ class Repo:
                     return False
         return True
 
-    # -- revisions -----------------------------------------------------------
-    def resolve(self, rev: str) -> ObjectID:
-        """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""
-        return resolve_revision(self.store, rev)
-
-    def snapshot(self, oid: ObjectID) -> Snapshot:
-        """Read a snapshot by id."""
-        return self.store.objects.get_snapshot(oid)
-
     # -- add -----------------------------------------------------------------
     def _check_add_path(self, path: str | os.PathLike[str]) -> tuple[str, bool]:
         rel = self.git.relpath(Path(path))
@@ -788,7 +672,7 @@ class Repo:
                 message = message or (f"merge of {merging.ours[:12]} and "
                                       f"{merging.theirs[:12]}, conflicts resolved")
             snap = Snapshot(KIND_DATASET, ds, ObjectID(tree_hex), root_kind, parents,
-                            int(time.time()), tz, _author(self.git), message, built.files,
+                            int(time.time()), tz, self.author(), message, built.files,
                             built.total_bytes, {"path": rel})
             oid = store.objects.put_snapshot(snap)
         store.objects.flush()  # objects durable before anything names them
@@ -826,20 +710,6 @@ class Repo:
                     f"{rel}`) are not in it")
 
     # -- status / diff ---------------------------------------------------------
-    def tracked(self, events: Events | None = None) -> list[tuple[str, Pointer]]:
-        """The usable pointer files of the work tree and index as (pointer path, pointer).
-
-        Pointers git-ml must not use (see :mod:`mlgit.gitlink.pointers`: a data path
-        into a git directory or onto a git-tracked file, overlapping pointers, a
-        symlinked parent, a symlink or FIFO, a malformed file) are left out; each is
-        reported to ``events`` (:meth:`Events.problem`) when it is given.
-        """
-        good, problems = load_pointers(self.git)
-        if events is not None:
-            for _, err in problems:
-                events.problem(err)
-        return good
-
     def _tracked_for(self, paths: list[str] | None, ev: Events) -> list[tuple[str, Pointer]]:
         """:meth:`tracked`, narrowed to ``paths`` (work-tree paths; data or pointer files).
 
@@ -878,10 +748,11 @@ class Repo:
                 entry = self._status_one(pointer_rel, p, ev)
             except FormatError as e:
                 if p.conflict is None:
-                    ev.problem(_about(pointer_rel, e))
+                    ev.problem(about_pointer(pointer_rel, e))
                     continue
                 # A conflict is listed whatever else is wrong: it is what to resolve.
-                ev.warn(f"{pointer_rel}: the data cannot be compared: {_about(pointer_rel, e)}")
+                ev.warn(f"{pointer_rel}: the data cannot be compared: "
+                        f"{about_pointer(pointer_rel, e)}")
                 entry = StatusEntry(tracked_path_for(pointer_rel), pointer_rel, p.name, p.id,
                                     "conflicted")
             if p.conflict is not None:
@@ -1159,7 +1030,7 @@ class Repo:
             try:
                 snap = self.snapshot(p.id)
             except FormatError as e:
-                ev.problem(_about(pointer_rel, e))
+                ev.problem(about_pointer(pointer_rel, e))
                 continue
             cpath = statcache.cache_path(store.cache_dir, full)
             old = statcache.load(cpath)
@@ -1173,7 +1044,7 @@ class Repo:
                     store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
                     on_total=on_total, fetch=self._chunk_fetcher())
             except FormatError as e:  # a bad snapshot: nothing of it was written
-                ev.problem(_about(pointer_rel, e))
+                ev.problem(about_pointer(pointer_rel, e))
                 continue
             finally:
                 ev.finish()

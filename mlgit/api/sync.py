@@ -75,6 +75,7 @@ from mlgit.sync.transfer import (
 )
 
 if TYPE_CHECKING:
+    from mlgit.api.core import Core
     from mlgit.api.repo import Repo
 
 __all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
@@ -115,13 +116,13 @@ class RemoteRef:
                 "bytes": s.bytes if s else None, "message": s.message if s else None}
 
 
-def connect_remote(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
+def connect_remote(repo: Core, remote: str | None) -> tuple[RemoteSpec, Backend]:
     """``remote`` (None: the default one) resolved and its backend opened; close it after."""
     spec = resolve_remote(repo.git, remote, repo.ssh_command)
     return spec, open_backend(spec)
 
 
-def is_git_remote(repo: Repo, name: str) -> bool:
+def is_git_remote(repo: Core, name: str) -> bool:
     """True when ``name`` is one of git's remotes (so notes can travel with git)."""
     try:
         repo.git.run_git("config", "--get", f"remote.{name}.url")
@@ -130,7 +131,7 @@ def is_git_remote(repo: Repo, name: str) -> bool:
         return False
 
 
-def _carries_notes(repo: Repo, spec: RemoteSpec) -> bool:
+def _carries_notes(repo: Core, spec: RemoteSpec) -> bool:
     """True when git can fetch and push ``spec``'s notes (by ``spec.name``).
 
     A remote ``git remote`` knows, or a path or SSH URL given directly (``git push
@@ -179,7 +180,7 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
     return False
 
 
-def _pinned(repo: Repo, commits: list[str]) -> set[ObjectID]:
+def _pinned(repo: Core, commits: list[str]) -> set[ObjectID]:
     """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped)."""
     import pygit2  # start-up time
 
@@ -219,7 +220,7 @@ def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str
     return updates
 
 
-def push(repo: Repo, remote: str | None = None, *, force: bool = False,
+def push(repo: Core, remote: str | None = None, *, force: bool = False,
          commits: list[str] | None = None, notes: bool = True,
          events: Events | None = None) -> PushResult:
     """Send objects, refs and notes to ``remote``. See the module docstring for the order.
@@ -312,7 +313,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     return result
 
 
-def _notes_in(repo: Repo, remote: str) -> str | None:
+def _notes_in(repo: Core, remote: str) -> str | None:
     """Fetch the remote's notes and merge them into ours; return the remote's commit (or None)."""
     if not fetch_notes(repo.git, remote):
         return None
@@ -320,7 +321,7 @@ def _notes_in(repo: Repo, remote: str) -> str | None:
     return notes_commit(repo.git, remote)
 
 
-def _notes_out(repo: Repo, remote: str, remote_notes: str | None) -> bool:
+def _notes_out(repo: Core, remote: str, remote_notes: str | None) -> bool:
     """Push our notes (already merged with the remote's) unless the remote has exactly them.
 
     True when the remote has our notes afterwards; False when there are none.
@@ -348,7 +349,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
         atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
-def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
+def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
                        ev: Events) -> bool:
     """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
 
@@ -406,7 +407,7 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
     raise RevisionError(f"the remote has no dataset, run or snapshot {rev!r}")
 
 
-def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, *,
+def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, *,
           history: bool = True, notes: bool = True, chunks_too: bool = True,
           all_refs: bool = False, local_refs: str | None = None, require_store: bool = True,
           events: Events | None = None) -> PushResult:
@@ -480,7 +481,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     return result
 
 
-def _local_mode(repo: Repo, remote: str) -> str | None:
+def _local_mode(repo: Core, remote: str) -> str | None:
     """``local_refs="auto"``: a bare repository follows the remote's refs, a mirror exactly."""
     if repo.git.workdir is not None:
         return None
@@ -494,7 +495,7 @@ def _local_mode(repo: Repo, remote: str) -> str | None:
 class _Bringer:
     """Runs :func:`fetch_objects` for one fetch, adding up what came and what failed."""
 
-    def __init__(self, repo: Repo, backend: Backend, index: RemoteIndex, remote: str,
+    def __init__(self, repo: Core, backend: Backend, index: RemoteIndex, remote: str,
                  result: PushResult, ev: Events) -> None:
         self.store, self.backend, self.index = repo.store, backend, index
         self.remote, self.result, self.ev = remote, result, ev
@@ -523,7 +524,7 @@ class _Bringer:
         self.failed |= stats.failed
 
 
-def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
+def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
                         report: bool, ev: Events) -> None:
     """Bring, whole, every object the notes name: payload trees, checkpoints, test datasets.
 
@@ -641,7 +642,7 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
         result.local.append(ref)
 
 
-def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = None
+def ls_remote(repo: Core, remote: str | None = None, events: Events | None = None
               ) -> list[RemoteRef]:
     """The datasets and runs a remote holds, without downloading their data.
 
@@ -695,7 +696,7 @@ def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
         return None
 
 
-def resolve_commits(repo: Repo, revs: list[str]) -> list[str]:
+def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     """Commit ids for git revisions."""
     return [resolve_commit(repo.git, r) for r in revs]
 
@@ -723,7 +724,7 @@ def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
     return result, done
 
 
-def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> None:
+def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[bytes, int]]) -> None:
     """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
 
     ``chunks`` are (id, the length its tree records) pairs. Each chunk's length
@@ -747,7 +748,7 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
         backend.close()
 
 
-def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
+def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
     """Bring a note's payload (a tree, ``oid``) and everything below it, verified.
 
     RevisionError when the remote does not have it; other failures raise, naming
@@ -768,7 +769,7 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
         backend.close()
 
 
-def fetch_objects_closure(repo: Repo, backend: Backend, index: RemoteIndex,
+def fetch_objects_closure(repo: Core, backend: Backend, index: RemoteIndex,
                           oids: list[bytes]) -> None:
     """Fetch these objects (of any role) and everything below them that is missing locally."""
     with repo.store.writing():
