@@ -21,7 +21,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
+from mlgit.api.add import AddResult
+from mlgit.api.inspect import ListEntry, SnapshotInfo
+from mlgit.api.repo import Repo
 from mlgit.errors import MlgitError
 
 if TYPE_CHECKING:

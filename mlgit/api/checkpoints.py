@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api.checkout import checkout
 from mlgit.api.events import Events
 from mlgit.api.payloads import payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
@@ -36,7 +37,6 @@ from mlgit.store.revision import resolve_name
 
 if TYPE_CHECKING:
     from mlgit.api.core import Core
-    from mlgit.api.repo import Repo
     from mlgit.store.store import Store
 
 __all__ = ["CkptResult", "LineageEntry", "LineageStop", "LineageWalk", "commit_ckpt",
@@ -311,7 +311,7 @@ def only_key(only: frozenset[bytes]) -> str:
     return "#" + ",".join(sorted(os.fsdecode(n) for n in only))
 
 
-def latest_checkpoint(repo: Repo, run: str) -> Path:
+def latest_checkpoint(repo: Core, run: str) -> Path:
     """Path of ``run``'s newest checkpoint, materialized read-only (the prefix for TF ones)."""
     oid = resolve_name(repo.store, run, ("checkpoints",))
     if oid is None:
@@ -319,9 +319,9 @@ def latest_checkpoint(repo: Repo, run: str) -> Path:
     return checkpoint_path(repo, oid)
 
 
-def checkpoint_path(repo: Repo, oid: ObjectID) -> Path:
+def checkpoint_path(repo: Core, oid: ObjectID) -> Path:
     """Materialize a checkpoint; for a TF prefix checkpoint return the prefix inside it."""
-    return repo.checkout(oid)
+    return checkout(repo, oid)
 
 
 class LineageWalk:

@@ -13,6 +13,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api import sync
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
 from mlgit.format.ids import raw_to_hex
@@ -22,12 +23,14 @@ from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
 from mlgit.store import walk
 from mlgit.store.fsck import Root
+from mlgit.store.packs import read_index_file
 from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
 
 if TYPE_CHECKING:
     from mlgit.api.core import Core
 
-__all__ = ["collect_garbage", "fsck", "roots"]
+__all__ = ["collect_garbage", "fsck", "repair", "roots"]
 
 DEFAULT_PRUNE = "2.weeks.ago"
 
@@ -130,8 +133,6 @@ def _promised(repo: Core) -> set[bytes]:
     hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
     skipped.
     """
-    from mlgit.store.packs import read_index_file
-
     out: set[bytes] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
@@ -149,9 +150,6 @@ def repair(repo: Core, remote: str | None, report: fsck_mod.FsckReport,
     The damaged copies stay where they are (readers fall back to the good one);
     ``gc`` drops them.
     """
-    from mlgit.api import sync
-    from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
-
     wanted = sorted(report.corrupt | report.missing)
     if not wanted:
         return 0

@@ -16,8 +16,9 @@ everything: every ref's history and every object the notes name. With
 revisions, ``pull`` and the hooks bring those versions whole and, for every
 other remote ref, its snapshot and trees (so every name resolves and ``show``
 works); the rest (payloads, other versions' chunks) comes lazily when used.
-Pull then fast-forwards local refs to their remote-tracking refs, creates the
-ones we lack, and refuses (ConflictError, kept) one that diverged.
+Pull (:mod:`mlgit.api.pull`) then fast-forwards local refs to their
+remote-tracking refs, creates the ones we lack, and refuses (ConflictError,
+kept) one that diverged.
 
 Bad input is reported and skipped, as ``git fsck`` does (``Events.problem``): a
 ref that cannot be read (here or on the remote), a remote index that fails its
@@ -76,10 +77,9 @@ from mlgit.sync.transfer import (
 
 if TYPE_CHECKING:
     from mlgit.api.core import Core
-    from mlgit.api.repo import Repo
 
 __all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
-           "is_git_remote", "ls_remote", "pull", "push", "tracking_refs"]
+           "is_git_remote", "ls_remote", "push", "tracking_refs"]
 
 _NOTES_SENT = "notes-pushed"
 """In a remote's index cache: the notes commit whose every named object that remote holds."""
@@ -699,29 +699,6 @@ def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
 def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     """Commit ids for git revisions."""
     return [resolve_commit(repo.git, r) for r in revs]
-
-
-def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
-         ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
-    """Bring the remote's notes and names, move local refs, and check out what HEAD pins.
-
-    Fetches the versions HEAD's pointer files pin (just those, whole) and, for
-    every remote ref, its snapshot and trees with a remote-tracking ref; then
-    fast-forwards local refs that are behind, creates those we lack, and keeps
-    (a ConflictError problem) one that diverged. Returns the fetch result and
-    the paths materialized (none in a bare repository). Bad pointer files are
-    left out of both; the checkout reports each (to ``events``, else it raises
-    the first once the other paths are checked out).
-    """
-    ev = events or Events()
-    pins = sorted({p.id for _, p in repo.tracked()}) if repo.git.workdir is not None else []
-    missing = [p for p in pins if not repo.store.objects.has_committed(bytes.fromhex(p))]
-    result = fetch(repo, remote, [str(m) for m in missing], history=False, all_refs=True,
-                   local_refs="ff", require_store=bool(missing), events=ev)
-    done = repo.checkout_worktree(events=ev) if repo.git.workdir is not None else []
-    if events is None:
-        ev.raise_problems()
-    return result, done
 
 
 def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[bytes, int]]) -> None:

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlgit import __version__
-from mlgit.api.repo import Repo, StatusEntry
+from mlgit.api import settings
+from mlgit.api.repo import Repo
+from mlgit.api.status import StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
@@ -858,7 +860,6 @@ def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: 
     Without --shared, settings go to this clone's .git/config; with it, to
     .mlgitconfig, which every clone reads below its own config.
     """
-    from mlgit.api import settings  # imported when used: start-up time
     with c.repo() as repo:
         if list_all:
             if key is not None or unset:
