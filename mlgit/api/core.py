@@ -27,6 +27,7 @@ from mlgit.format.snapshot import Snapshot
 from mlgit.gitlink.env import GitEnv
 from mlgit.gitlink.pointers import load_pointers
 from mlgit.gitlink.repo import GitRepo, discover
+from mlgit.store import gc
 from mlgit.store.revision import resolve_revision
 from mlgit.store.store import Store
 
@@ -158,7 +159,6 @@ class Core:
         if store is None or store.objects.packs_committed == self._packs_checked:
             return
         self._packs_checked = store.objects.packs_committed
-        from mlgit.store import gc  # imported when a command wrote a pack: 5 ms of start-up
         ev = events or self.events or Events()
         try:
             if len(gc.small_packs(store)) <= 1:

@@ -16,10 +16,11 @@ class. Contracts common to all methods: bad input raises an
 :class:`~mlgit.errors.MlgitError` subclass before anything is changed; objects
 are durable before any ref, pointer file or stat cache names them.
 
-The verbs that reach remotes (and the rarely used ones) are imported when first
-called, each with what it saves of every command's start-up in a comment
-(``python -X importtime``, measured after what ``git ml status`` loads anyway);
-those that saved under 5 ms are imported here at the top.
+The verbs that reach remotes (and a few rarely used ones) are imported when
+first called, each with what that saves of every other command's start-up in a
+comment (the CPU time of importing the module after what ``git ml status`` loads
+anyway, the least of 15 runs; all of them together: 50 ms). A verb module that
+costs under 5 ms is imported here at the top: no lazy import for less.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api import add, inspect, merge, remove, status
+from mlgit.api import add, inspect, merge, remote_delete, remove, status
 from mlgit.api.add import AddResult
 from mlgit.api.core import Core
 from mlgit.api.events import Events
@@ -81,13 +82,13 @@ class Repo(Core):
 
     def install_hooks(self) -> list[HookResult]:
         """Install the hooks and the pointer merge driver; see :func:`githooks.install_hooks`."""
-        from mlgit.api import githooks  # 30 ms of start-up (hooks, sync, checkout)
+        from mlgit.api import githooks  # 28 ms of start-up (hooks, sync, checkout)
         return githooks.install_hooks(self)
 
     def run_hook(self, name: str, args: list[str], events: Events | None = None,
                  stdin: bytes | None = None, reflog_action: str | None = None) -> int:
         """Run git-ml's part of hook ``name``; see :func:`githooks.run_hook`."""
-        from mlgit.api import githooks  # 30 ms of start-up (hooks, sync, checkout)
+        from mlgit.api import githooks  # 28 ms of start-up (hooks, sync, checkout)
         return githooks.run_hook(self, name, args, events, stdin, reflog_action)
 
     # -- datasets in the work tree (add.py, status.py, remove.py) ---------------------
@@ -139,12 +140,12 @@ class Repo(Core):
 
         With ``close_repo`` the file owns this Repo: closing the file closes it.
         """
-        from mlgit.api import reading  # 20 ms of start-up (sync)
+        from mlgit.api import reading  # 19 ms of start-up (reader, sync)
         return reading.open_file(self, rev, path, close_core=close_repo)
 
     def prefetch(self, rev: str, paths: list[str] | None = None) -> int:
         """Fetch the data of files of ``rev`` in one transfer; see :func:`reading.prefetch`."""
-        from mlgit.api import reading  # 20 ms of start-up (sync)
+        from mlgit.api import reading  # 19 ms of start-up (reader, sync)
         return reading.prefetch(self, rev, paths)
 
     def merge_pointer_files(self, base: str | os.PathLike[str], ours: str | os.PathLike[str],
@@ -157,7 +158,7 @@ class Repo(Core):
         is written to ``ours``. Snapshots that are not local are fetched (snapshots
         and trees) from the lazy-fetch remote first.
         """
-        from mlgit.api import fetching  # 20 ms of start-up (sync)
+        from mlgit.api import fetching  # 18 ms of start-up (sync)
         return merge.merge_pointer_files(self, Path(base), Path(ours), Path(theirs), pointer_path,
                                          fetch=fetching.snapshot_fetcher(self, pointer_path),
                                          events=events or Events())
@@ -217,13 +218,13 @@ class Repo(Core):
     # -- maintenance (maintenance.py) -----------------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:
         """Check every object and that everything the roots reach is complete."""
-        from mlgit.api import maintenance  # 30 ms of start-up (fsck, gc, sync)
+        from mlgit.api import maintenance  # 26 ms of start-up (fsck, gc, sync)
         return maintenance.fsck(self, events)
 
     def repair(self, remote: str | None, report: FsckReport,
                events: Events | None = None) -> int:
         """Fetch good copies of what ``report`` found damaged or missing; return the count."""
-        from mlgit.api import maintenance  # 30 ms of start-up (fsck, gc, sync)
+        from mlgit.api import maintenance  # 26 ms of start-up (fsck, gc, sync)
         return maintenance.repair(self, remote, report, events)
 
     def gc(self, *, prune: str = "2.weeks.ago", dry_run: bool = False,
@@ -232,7 +233,7 @@ class Repo(Core):
 
         Bad pointer files and note lines are reported to ``events`` and skipped.
         """
-        from mlgit.api import maintenance  # 30 ms of start-up (fsck, gc, sync)
+        from mlgit.api import maintenance  # 26 ms of start-up (fsck, gc, sync)
         return maintenance.collect_garbage(self, prune=prune, dry_run=dry_run, events=events)
 
     # -- remotes (sync.py, pull.py, remote_delete.py) -----------------------------------
@@ -240,7 +241,7 @@ class Repo(Core):
              commits: list[str] | None = None, notes: bool = True,
              events: Events | None = None) -> PushResult:
         """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes."""
-        from mlgit.api import sync  # 20 ms of start-up
+        from mlgit.api import sync  # 17 ms of start-up (transfer, notes)
         return sync.push(self, remote, force=force, commits=commits, notes=notes, events=events)
 
     def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
@@ -252,23 +253,22 @@ class Repo(Core):
         trees. In a bare repository the local refs follow the remote's as
         :meth:`pull` moves them (a ``--mirror`` clone's are set to the remote's).
         """
-        from mlgit.api import sync  # 20 ms of start-up
+        from mlgit.api import sync  # 17 ms of start-up (transfer, notes)
         return sync.fetch(self, remote, revs, all_refs=True, local_refs="auto", events=events)
 
     def pull(self, remote: str | None = None, *, events: Events | None = None
              ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
         """Bring notes and names, fast-forward local refs, fetch and materialize HEAD's data."""
-        from mlgit.api import pull  # 25 ms of start-up (sync, checkout)
+        from mlgit.api import pull  # 27 ms of start-up (sync, checkout)
         return pull.pull(self, remote, events=events)
 
     def ls_remote(self, remote: str | None = None, events: Events | None = None
                   ) -> list[RemoteRef]:
         """The datasets and runs a remote holds (bad refs and snapshots are problems)."""
-        from mlgit.api import sync  # 20 ms of start-up
+        from mlgit.api import sync  # 17 ms of start-up (transfer, notes)
         return sync.ls_remote(self, remote, events)
 
     def delete_remote_refs(self, remote: str | None, names: list[str], *,
                            events: Events | None = None) -> DeleteResult:
         """Delete datasets or runs from ``remote`` at the versions last fetched (push --delete)."""
-        from mlgit.api import remote_delete  # 5 ms of start-up (sync.remote)
         return remote_delete.delete_remote_refs(self, remote, names, events=events)
