@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, raw_to_hex
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
@@ -123,7 +123,7 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
     return report
 
 
-def _promised(repo: Repo) -> set[bytes]:
+def _promised(repo: Repo) -> set[RawObjectID]:
     """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
 
     Each is read as a remote's index is (bounded, a regular file, named by its
@@ -132,7 +132,7 @@ def _promised(repo: Repo) -> set[bytes]:
     """
     from mlgit.store.packs import read_index_file
 
-    out: set[bytes] = set()
+    out: set[RawObjectID] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:

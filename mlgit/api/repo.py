@@ -31,12 +31,12 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.config import StoreConfig
-from mlgit.format.ids import ObjectID, is_hex_prefix
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, ChunkRef, TreeEntry
 from mlgit.format.treeshape import file_root_entry, totals
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.env import GitEnv
@@ -369,7 +369,7 @@ class Repo:
         """
         from mlgit.api import sync  # imported when used: start-up time
         missing = sorted({p.id for _, p in self.tracked()  # checkout reports bad ones
-                          if not self.store.objects.has_committed(bytes.fromhex(p.id))})
+                          if not self.store.objects.has_committed(hex_to_raw(p.id))})
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
             sync.fetch(self, remote, [str(m) for m in missing], history=False, all_refs=True,
@@ -605,7 +605,7 @@ class Repo:
                 raise
             self._fetch_for(rev, remote, [rev], whole, missing)
             oid = self.resolve(rev)
-        if not self.store.objects.has_committed(bytes.fromhex(oid)) or (
+        if not self.store.objects.has_committed(hex_to_raw(oid)) or (
                 whole and not self._complete(oid)):
             remote = self._lazy_remote()
             if remote is not None:
@@ -632,11 +632,11 @@ class Repo:
 
         Each distinct tree is read once, however often the snapshot's trees share it.
         """
-        if not self.store.objects.has_committed(bytes.fromhex(oid)):
+        if not self.store.objects.has_committed(hex_to_raw(oid)):
             return False
-        return self._tree_complete(bytes.fromhex(self.snapshot(oid).tree))
+        return self._tree_complete(hex_to_raw(self.snapshot(oid).tree))
 
-    def _tree_complete(self, tree: bytes) -> bool:
+    def _tree_complete(self, tree: RawObjectID) -> bool:
         """True if tree ``tree`` and everything below it is in the local store."""
         objects = self.store.objects
         stack = [tree]
@@ -760,7 +760,7 @@ class Repo:
         parent = (merging.ours if merging is not None else existing.id) if (
             existing is not None and same) else head
         root_kind = ROOT_FILE if is_file else ROOT_DIR
-        tree_hex = built.root.hex()
+        tree_hex = raw_to_hex(built.root)
         created = True
         oid: ObjectID
         unchanged_cache = old.snapshot == parent and old.tree == tree_hex and not built.hashed_files
@@ -772,7 +772,7 @@ class Repo:
             if unchanged_cache and existing is not None and existing.name == ds:
                 created = False
                 oid = parent
-            elif not store.objects.has_committed(bytes.fromhex(parent)):
+            elif not store.objects.has_committed(hex_to_raw(parent)):
                 ev.warn(f"{ds}: parent version {parent[:12]} is not in the local store; "
                         "recording it as the parent anyway")
             else:
@@ -814,8 +814,8 @@ class Repo:
         """
         objects = self.store.objects
         try:
-            if not (objects.has_committed(bytes.fromhex(c.ours))
-                    and objects.has_committed(bytes.fromhex(existing.id))):
+            if not (objects.has_committed(hex_to_raw(c.ours))
+                    and objects.has_committed(hex_to_raw(existing.id))):
                 return
             ours_tree, partial_tree = self.snapshot(c.ours).tree, self.snapshot(existing.id).tree
         except FormatError:
@@ -919,20 +919,20 @@ class Repo:
         entry.is_file = full.is_file()
         built = build_tree(store, os.fsencode(full), is_file=entry.is_file, old=old,
                            dry=True, warn=ev.warn)
-        if built.root.hex() == snap_tree:
+        if raw_to_hex(built.root) == snap_tree:
             if built.hashed_files:  # refresh the cache so the next status is instant
                 built.cache.snapshot = p.id
                 statcache.save(cpath, built.cache, built.stat_time_ns)
             return entry
         entry.state = "modified"
 
-        def get_cur(t: bytes, trees: dict[bytes, list[TreeEntry]] = built.trees
+        def get_cur(t: RawObjectID, trees: dict[RawObjectID, list[TreeEntry]] = built.trees
                     ) -> list[TreeEntry]:
             got = trees.get(t)
             return got if got is not None else store.objects.get_tree(t)
 
         pinned = self.snapshot(p.id)  # its claims bound the walk
-        entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
+        entry.changes = list(diff_trees(store.objects.get_tree, hex_to_raw(snap_tree),
                                         get_cur, built.root,
                                         claims=((pinned.files, pinned.bytes), None),
                                         where=(f"snapshot {p.id}", rel)))
@@ -948,7 +948,7 @@ class Repo:
         self._check_file_root(ia, sa)
         self._check_file_root(ib, sb)
         get = self.store.objects.get_tree
-        return list(diff_trees(get, bytes.fromhex(sa.tree), get, bytes.fromhex(sb.tree),
+        return list(diff_trees(get, hex_to_raw(sa.tree), get, hex_to_raw(sb.tree),
                                claims=((sa.files, sa.bytes), (sb.files, sb.bytes)),
                                where=(f"snapshot {ia}", f"snapshot {ib}")))
 
@@ -956,7 +956,7 @@ class Repo:
         """A file snapshot's one regular file (FormatError if it holds anything else); else None."""
         if snap.root != ROOT_FILE:
             return None
-        return file_root_entry(self.store.objects.get_tree(bytes.fromhex(snap.tree)),
+        return file_root_entry(self.store.objects.get_tree(hex_to_raw(snap.tree)),
                                f"snapshot {oid}")
 
     # -- show / ls -------------------------------------------------------------
@@ -968,7 +968,7 @@ class Repo:
         if files:
             self._check_file_root(oid, snap)
             info.files = []
-            for path, e in flatten(self.store.objects.get_tree, bytes.fromhex(snap.tree),
+            for path, e in flatten(self.store.objects.get_tree, hex_to_raw(snap.tree),
                                    claim=(snap.files, snap.bytes), where=f"snapshot {oid}"):
                 if e.type == TYPE_FILE:
                     info.files.append(FileInfo(path, "file", e.size, e.executable))
@@ -1081,7 +1081,7 @@ class Repo:
             materialize_readonly,  # imported when used: start-up time
         )
         oid = rec.object
-        raw = bytes.fromhex(oid)
+        raw = hex_to_raw(oid)
         if not self._tree_complete(raw):
             remote = self._lazy_remote()
             if remote is None:
@@ -1121,7 +1121,7 @@ class Repo:
             raise FormatError(f"{where}: a TensorFlow prefix needs a directory snapshot")
         index = os.fsencode(prefix + ".index")
         if not any(e.name == index and e.type == TYPE_FILE
-                   for e in self.store.objects.get_tree(bytes.fromhex(snap.tree))):
+                   for e in self.store.objects.get_tree(hex_to_raw(snap.tree))):
             raise FormatError(f"{where} {prefix[:80]!r} has no {prefix[:80]!r}.index file in "
                               "the snapshot")
         return prefix
@@ -1146,7 +1146,7 @@ class Repo:
         work = self.git.require_workdir()
         pointers = self._tracked_for(paths, ev)
         lacking = sorted({p.id for _, p in pointers
-                          if not store.objects.has_committed(bytes.fromhex(p.id))})
+                          if not store.objects.has_committed(hex_to_raw(p.id))})
         why = self._fetch_snapshots(lacking) if lacking else {}
         done = []
         for pointer_rel, p in pointers:
@@ -1207,16 +1207,16 @@ class Repo:
         if found:
             reason = f"and the remote {remote!r} could not supply it: {found[0]}"
         return {o: reason for o in oids
-                if not self.store.objects.has_committed(bytes.fromhex(o))}
+                if not self.store.objects.has_committed(hex_to_raw(o))}
 
-    def _chunk_fetcher(self) -> Callable[[list[tuple[bytes, int]]], None] | None:
+    def _chunk_fetcher(self) -> Callable[[list[ChunkRef]], None] | None:
         """What brings missing chunks for a checkout: the lazy remote's, or None."""
         from mlgit.api import sync  # imported when used: start-up time
         remote = self._lazy_remote()
         if remote is None:
             return None
 
-        def fetch(chunks: list[tuple[bytes, int]]) -> None:
+        def fetch(chunks: list[ChunkRef]) -> None:
             sync.fetch_chunks(self, remote, chunks)
 
         return fetch
@@ -1255,11 +1255,11 @@ class Repo:
         from mlgit.api import sync  # imported when used: start-up time
         from mlgit.snapshot.reader import SnapshotFile  # imported when used: start-up time
         oid = self._resolve_fetching(rev, whole=False)
-        if not self.store.objects.has_committed(bytes.fromhex(oid)):
+        if not self.store.objects.has_committed(hex_to_raw(oid)):
             raise RevisionError(f"snapshot {oid} is not in the local store")
         snap = self.snapshot(oid)
         get = self.store.objects.get_tree
-        root = bytes.fromhex(snap.tree)
+        root = hex_to_raw(snap.tree)
         only = self._check_file_root(oid, snap)
         entry = only if only is not None and not path.strip("/") else lookup(get, root, path)
         if entry.type == TYPE_DIR:
@@ -1286,14 +1286,14 @@ class Repo:
         """
         from mlgit.api import sync  # imported when used: start-up time
         oid = self._resolve_fetching(rev, whole=False)
-        if not self.store.objects.has_committed(bytes.fromhex(oid)):
+        if not self.store.objects.has_committed(hex_to_raw(oid)):
             raise RevisionError(f"snapshot {oid} is not in the local store")
         snap = self.snapshot(oid)
         get = self.store.objects.get_tree
-        root = bytes.fromhex(snap.tree)
+        root = hex_to_raw(snap.tree)
         only = self._check_file_root(oid, snap)
         has = self.store.objects.has_committed
-        missing: dict[bytes, int] = {}
+        missing: dict[RawObjectID, int] = {}
         for path in paths or [""]:
             if only is not None and not path.strip("/"):
                 files: Iterable[tuple[str, TreeEntry]] = [("", only)]
