@@ -18,7 +18,7 @@ from pathlib import Path
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import BadPathError, FormatError, PointerError, UsageError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
@@ -156,7 +156,7 @@ def _add_one(core: Core, store: Store, rel: str, is_file: bool, pointer_rel: str
     parent = (merging.ours if merging is not None else existing.id) if (
         existing is not None and same) else head
     root_kind = ROOT_FILE if is_file else ROOT_DIR
-    tree_hex = built.root.hex()
+    tree_hex = raw_to_hex(built.root)
     created = True
     oid: ObjectID
     unchanged_cache = old.snapshot == parent and old.tree == tree_hex and not built.hashed_files
@@ -168,7 +168,7 @@ def _add_one(core: Core, store: Store, rel: str, is_file: bool, pointer_rel: str
         if unchanged_cache and existing is not None and existing.name == ds:
             created = False
             oid = parent
-        elif not store.objects.has_committed(bytes.fromhex(parent)):
+        elif not store.objects.has_committed(hex_to_raw(parent)):
             ev.warn(f"{ds}: parent version {parent[:12]} is not in the local store; "
                     "recording it as the parent anyway")
         else:
@@ -211,8 +211,8 @@ def _warn_unmerged(core: Core, rel: str, existing: Pointer, c: PointerConflict, 
     """
     objects = core.store.objects
     try:
-        if not (objects.has_committed(bytes.fromhex(c.ours))
-                and objects.has_committed(bytes.fromhex(existing.id))):
+        if not (objects.has_committed(hex_to_raw(c.ours))
+                and objects.has_committed(hex_to_raw(existing.id))):
             return
         ours_tree, partial_tree = core.snapshot(c.ours).tree, core.snapshot(existing.id).tree
     except FormatError:

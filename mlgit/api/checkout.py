@@ -21,7 +21,7 @@ from mlgit.errors import (
     FormatError,
     RevisionError,
 )
-from mlgit.format.ids import ObjectID, is_hex_prefix
+from mlgit.format.ids import ObjectID, hex_to_raw, is_hex_prefix
 from mlgit.format.paths import check_component
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.format.records import PayloadRecord
@@ -96,7 +96,7 @@ def _checkout_payload(core: Core, rec: PayloadRecord, ev: Events) -> Path:
     path is returned.
     """
     oid = rec.object
-    raw = bytes.fromhex(oid)
+    raw = hex_to_raw(oid)
     if not fetching.tree_complete(core, raw):
         remote = fetching.lazy_remote(core)
         if remote is None:
@@ -137,7 +137,7 @@ def _tf_prefix(core: Core, oid: ObjectID, snap: Snapshot) -> str | None:
         raise FormatError(f"{where}: a TensorFlow prefix needs a directory snapshot")
     index = os.fsencode(prefix + ".index")
     if not any(e.name == index and e.type == TYPE_FILE
-               for e in core.store.objects.get_tree(bytes.fromhex(snap.tree))):
+               for e in core.store.objects.get_tree(hex_to_raw(snap.tree))):
         raise FormatError(f"{where} {prefix[:80]!r} has no {prefix[:80]!r}.index file in "
                           "the snapshot")
     return prefix
@@ -187,7 +187,7 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
     work = core.git.require_workdir()
     pointers = tracked_for(core, paths, ev)
     lacking = sorted({p.id for _, p in pointers
-                      if not store.objects.has_committed(bytes.fromhex(p.id))})
+                      if not store.objects.has_committed(hex_to_raw(p.id))})
     why = fetching.fetch_snapshots(core, lacking) if lacking else {}
     done = []
     for pointer_rel, p in pointers:

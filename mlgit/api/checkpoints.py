@@ -277,7 +277,7 @@ def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message
     for _ in range(_CAS_TRIES):
         head = store.refs.get("checkpoints", run)
         parent_id = explicit_parent or head
-        snap = Snapshot(KIND_CHECKPOINT, run, ObjectID(built.root.hex()),
+        snap = Snapshot(KIND_CHECKPOINT, run, raw_to_hex(built.root),
                         ROOT_FILE if kind == "file" else ROOT_DIR,
                         (parent_id,) if parent_id else (), int(time.time()), tz, author,
                         message, built.files, built.total_bytes, meta)

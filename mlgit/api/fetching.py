@@ -17,7 +17,7 @@ from mlgit.api import sync
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import CorruptObjectError, MlgitError, RevisionError, UsageError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE
 from mlgit.gitlink.settings import setting, setting_bool
 from mlgit.sync.remote import resolve_remote
@@ -60,7 +60,7 @@ def resolve_fetching(core: Core, rev: str, whole: bool = True) -> ObjectID:
             raise
         _fetch_for(core, rev, remote, [rev], whole, missing)
         oid = core.resolve(rev)
-    if not core.store.objects.has_committed(bytes.fromhex(oid)) or (
+    if not core.store.objects.has_committed(hex_to_raw(oid)) or (
             whole and not complete(core, oid)):
         remote = lazy_remote(core)
         if remote is not None:
@@ -98,12 +98,12 @@ def complete(core: Core, oid: ObjectID) -> bool:
 
     Each distinct tree is read once, however often the snapshot's trees share it.
     """
-    if not core.store.objects.has_committed(bytes.fromhex(oid)):
+    if not core.store.objects.has_committed(hex_to_raw(oid)):
         return False
-    return tree_complete(core, bytes.fromhex(core.snapshot(oid).tree))
+    return tree_complete(core, hex_to_raw(core.snapshot(oid).tree))
 
 
-def tree_complete(core: Core, tree: bytes) -> bool:
+def tree_complete(core: Core, tree: RawObjectID) -> bool:
     """True if tree ``tree`` and everything below it is in the local store."""
     objects = core.store.objects
     stack = [tree]
@@ -144,7 +144,7 @@ def fetch_snapshots(core: Core, oids: list[ObjectID], chunks_too: bool = False
     if found:
         reason = f"and the remote {remote!r} could not supply it: {found[0]}"
     return {o: reason for o in oids
-            if not core.store.objects.has_committed(bytes.fromhex(o))}
+            if not core.store.objects.has_committed(hex_to_raw(o))}
 
 
 def snapshot_fetcher(core: Core, where: str) -> Callable[[list[ObjectID]], None]:
@@ -170,20 +170,20 @@ def fetch_pinned(core: Core, ev: Events) -> None:
     remote ref's snapshot and trees (so every name resolves), as pull does.
     """
     missing = sorted({p.id for _, p in core.tracked()  # checkout reports bad ones
-                      if not core.store.objects.has_committed(bytes.fromhex(p.id))})
+                      if not core.store.objects.has_committed(hex_to_raw(p.id))})
     remote = lazy_remote(core) if missing else None
     if missing and remote is not None:
         sync.fetch(core, remote, [str(m) for m in missing], history=False, all_refs=True,
                    events=ev)
 
 
-def chunk_fetcher(core: Core) -> Callable[[list[tuple[bytes, int]]], None] | None:
+def chunk_fetcher(core: Core) -> Callable[[list[tuple[RawObjectID, int]]], None] | None:
     """What brings missing chunks for a checkout: the lazy remote's, or None."""
     remote = lazy_remote(core)
     if remote is None:
         return None
 
-    def fetch(chunks: list[tuple[bytes, int]]) -> None:
+    def fetch(chunks: list[tuple[RawObjectID, int]]) -> None:
         sync.fetch_chunks(core, remote, chunks)
 
     return fetch

@@ -15,7 +15,7 @@ from typing import Any
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import FormatError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry
@@ -88,7 +88,7 @@ def file_root(core: Core, oid: ObjectID, snap: Snapshot) -> TreeEntry | None:
     """A file snapshot's one regular file (FormatError if it holds anything else); else None."""
     if snap.root != ROOT_FILE:
         return None
-    return file_root_entry(core.store.objects.get_tree(bytes.fromhex(snap.tree)),
+    return file_root_entry(core.store.objects.get_tree(hex_to_raw(snap.tree)),
                            f"snapshot {oid}")
 
 
@@ -102,7 +102,7 @@ def diff(core: Core, a: str, b: str) -> list[Change]:
     file_root(core, ia, sa)
     file_root(core, ib, sb)
     get = core.store.objects.get_tree
-    return list(diff_trees(get, bytes.fromhex(sa.tree), get, bytes.fromhex(sb.tree),
+    return list(diff_trees(get, hex_to_raw(sa.tree), get, hex_to_raw(sb.tree),
                            claims=((sa.files, sa.bytes), (sb.files, sb.bytes)),
                            where=(f"snapshot {ia}", f"snapshot {ib}")))
 
@@ -115,7 +115,7 @@ def show(core: Core, rev: str, *, files: bool = True) -> SnapshotInfo:
     if files:
         file_root(core, oid, snap)
         info.files = []
-        for path, e in flatten(core.store.objects.get_tree, bytes.fromhex(snap.tree),
+        for path, e in flatten(core.store.objects.get_tree, hex_to_raw(snap.tree),
                                claim=(snap.files, snap.bytes), where=f"snapshot {oid}"):
             if e.type == TYPE_FILE:
                 info.files.append(FileInfo(path, "file", e.size, e.executable))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlgit.api import sync
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, raw_to_hex
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
@@ -126,14 +126,14 @@ def fsck(repo: Core, events: Events | None = None) -> fsck_mod.FsckReport:
     return report
 
 
-def _promised(repo: Core) -> set[bytes]:
+def _promised(repo: Core) -> set[RawObjectID]:
     """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
 
     Each is read as a remote's index is (bounded, a regular file, named by its
     hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
     skipped.
     """
-    out: set[bytes] = set()
+    out: set[RawObjectID] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.errors import BadPathError, UsageError
+from mlgit.format.ids import raw_to_hex
 from mlgit.format.records import RECORD_VERSION
 from mlgit.format.snapshot import KIND_DATASET
 from mlgit.snapshot.build import build_tree
@@ -31,7 +32,7 @@ def store_payload(repo: Core, path: Path) -> tuple[str, int]:
     """Store a file or directory as an object tree; return (root tree id, bytes)."""
     built = build_tree(repo.store, os.fsencode(path.absolute()), is_file=path.is_file(),
                        old=StatCache())
-    return built.root.hex(), built.total_bytes
+    return raw_to_hex(built.root), built.total_bytes
 
 
 def _existing(p: str | os.PathLike[str], what: str) -> Path:

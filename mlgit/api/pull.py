@@ -11,7 +11,7 @@ from mlgit.api.checkout import checkout_worktree
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.api.sync import PushResult, fetch
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw
 
 __all__ = ["pull"]
 
@@ -30,7 +30,7 @@ def pull(core: Core, remote: str | None = None, *, events: Events | None = None
     """
     ev = events or Events()
     pins = sorted({p.id for _, p in core.tracked()}) if core.git.workdir is not None else []
-    missing = [p for p in pins if not core.store.objects.has_committed(bytes.fromhex(p))]
+    missing = [p for p in pins if not core.store.objects.has_committed(hex_to_raw(p))]
     result = fetch(core, remote, [str(m) for m in missing], history=False, all_refs=True,
                    local_refs="ff", require_store=bool(missing), events=ev)
     done = checkout_worktree(core, events=ev) if core.git.workdir is not None else []

@@ -17,6 +17,7 @@ from mlgit.api import fetching, sync
 from mlgit.api.core import Core
 from mlgit.api.inspect import file_root
 from mlgit.errors import BadPathError, RevisionError
+from mlgit.format.ids import RawObjectID, hex_to_raw
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.snapshot.reader import SnapshotFile
 from mlgit.snapshot.treewalk import flatten, lookup
@@ -33,11 +34,11 @@ def open_file(core: Core, rev: str, path: str = "", *, close_core: bool = False)
     its garbage collection) closes it.
     """
     oid = fetching.resolve_fetching(core, rev, whole=False)
-    if not core.store.objects.has_committed(bytes.fromhex(oid)):
+    if not core.store.objects.has_committed(hex_to_raw(oid)):
         raise RevisionError(f"snapshot {oid} is not in the local store")
     snap = core.snapshot(oid)
     get = core.store.objects.get_tree
-    root = bytes.fromhex(snap.tree)
+    root = hex_to_raw(snap.tree)
     only = file_root(core, oid, snap)
     entry = only if only is not None and not path.strip("/") else lookup(get, root, path)
     if entry.type == TYPE_DIR:
@@ -65,14 +66,14 @@ def prefetch(core: Core, rev: str, paths: list[str] | None = None) -> int:
     snapshot lacks.
     """
     oid = fetching.resolve_fetching(core, rev, whole=False)
-    if not core.store.objects.has_committed(bytes.fromhex(oid)):
+    if not core.store.objects.has_committed(hex_to_raw(oid)):
         raise RevisionError(f"snapshot {oid} is not in the local store")
     snap = core.snapshot(oid)
     get = core.store.objects.get_tree
-    root = bytes.fromhex(snap.tree)
+    root = hex_to_raw(snap.tree)
     only = file_root(core, oid, snap)
     has = core.store.objects.has_committed
-    missing: dict[bytes, int] = {}
+    missing: dict[RawObjectID, int] = {}
     for path in paths or [""]:
         if only is not None and not path.strip("/"):
             files: Iterable[tuple[str, TreeEntry]] = [("", only)]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
 from mlgit.errors import BadPathError, ConflictError, GitCommandError, UsageError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import load_pointers, tracked_path_for
@@ -91,7 +91,7 @@ def _check_saved(repo: Core, rel: str, p: Pointer, ev: Events) -> None:
     if full.is_symlink() or not (full.is_dir() or full.is_file()):
         raise BadPathError(f"{rel} is not the data git-ml checked out (a symlink or a special "
                            "file); remove it yourself, or use --force (or --cached to keep it)")
-    if not store.objects.has_committed(bytes.fromhex(p.id)):
+    if not store.objects.has_committed(hex_to_raw(p.id)):
         raise BadPathError(f"{rel}: its version {p.id[:12]} is not in the local store, so "
                            "git-ml cannot tell whether the files hold unsaved changes; "
                            "`git ml fetch` it first, or use --force (or --cached to keep them)")
@@ -101,7 +101,7 @@ def _check_saved(repo: Core, rel: str, p: Pointer, ev: Events) -> None:
         old = statcache.StatCache()
     built = build_tree(store, os.fsencode(full), is_file=full.is_file(), old=old, dry=True,
                        warn=ev.warn)
-    if built.root.hex() != repo.snapshot(p.id).tree:
+    if raw_to_hex(built.root) != repo.snapshot(p.id).tree:
         raise BadPathError(f"{rel} has changes not saved in the store (it differs from "
                            f"{p.name} {p.id[:12]}); `git ml add {rel}` first, use --cached to "
                            "keep the files, or --force to delete them")

@@ -17,7 +17,7 @@ from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
 from mlgit.api.merge import conflicts_of
 from mlgit.errors import FormatError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pointer import Pointer, PointerConflict
 from mlgit.format.tree import TreeEntry
 from mlgit.gitlink.pointers import tracked_path_for
@@ -127,20 +127,20 @@ def _status_one(core: Core, pointer_rel: str, p: Pointer, ev: Events) -> StatusE
     entry.is_file = full.is_file()
     built = build_tree(store, os.fsencode(full), is_file=entry.is_file, old=old,
                        dry=True, warn=ev.warn)
-    if built.root.hex() == snap_tree:
+    if raw_to_hex(built.root) == snap_tree:
         if built.hashed_files:  # refresh the cache so the next status is instant
             built.cache.snapshot = p.id
             statcache.save(cpath, built.cache, built.stat_time_ns)
         return entry
     entry.state = "modified"
 
-    def get_cur(t: bytes, trees: dict[bytes, list[TreeEntry]] = built.trees
+    def get_cur(t: RawObjectID, trees: dict[RawObjectID, list[TreeEntry]] = built.trees
                 ) -> list[TreeEntry]:
         got = trees.get(t)
         return got if got is not None else store.objects.get_tree(t)
 
     pinned = core.snapshot(p.id)  # its claims bound the walk
-    entry.changes = list(diff_trees(store.objects.get_tree, bytes.fromhex(snap_tree),
+    entry.changes = list(diff_trees(store.objects.get_tree, hex_to_raw(snap_tree),
                                     get_cur, built.root,
                                     claims=((pinned.files, pinned.bytes), None),
                                     where=(f"snapshot {p.id}", rel)))

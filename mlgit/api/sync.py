@@ -45,7 +45,7 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.compression import decompress
-from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
@@ -173,7 +173,7 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
         oid = stack.pop()
         if oid == old:
             return True
-        if oid in seen or not store.objects.has_committed(bytes.fromhex(oid)):
+        if oid in seen or not store.objects.has_committed(hex_to_raw(oid)):
             continue
         seen.add(oid)
         stack.extend(store.objects.get_snapshot(oid).parents)
@@ -267,12 +267,12 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
                 ev.raise_problems()
             return result
         absent = sorted(p for p in pinned - set(local.values())
-                        if not store.objects.has_committed(bytes.fromhex(p)))
+                        if not store.objects.has_committed(hex_to_raw(p)))
         for p in absent:
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
         updates = _ref_updates(store, local, remote_refs, force, spec.name)
-        roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
+        roots = [hex_to_raw(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
         index = RemoteIndex(backend, cache, ev.problem)
         todo = closure_postorder(store, roots, index.has)
         if not notes_sent:
@@ -349,7 +349,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
         atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
-def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
+def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[RawObjectID], spec: RemoteSpec,
                        ev: Events) -> bool:
     """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
 
@@ -361,12 +361,12 @@ def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[bytes], spec: 
     store = repo.store
     planned = set(todo)
 
-    def have(oid: bytes) -> bool:
+    def have(oid: RawObjectID) -> bool:
         return oid in planned or index.has(oid)
 
     ok = True
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if store.objects.entry(raw) is None:
             if not index.has(raw):
                 ok = False
@@ -396,7 +396,7 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
     for kind in REF_KINDS:
         if f"{kind}/{base}" in refs:
             return refs[f"{kind}/{base}"]
-    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(bytes.fromhex(base)):
+    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(hex_to_raw(base.lower())):
         return ObjectID(base.lower())  # a full id: whatever type the remote's index claims
     if is_hex_prefix(base.lower()):
         cands = [s for s in _remote_snapshot_ids(index) if s.startswith(base.lower())]
@@ -453,10 +453,10 @@ def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, 
             bring(wanted, history=history, chunks_too=chunks_too)
             # A root that failed a check stays unfetched: no tracking ref will name it.
             others = [oid for oid in dict.fromkeys(refs.values())
-                      if bytes.fromhex(oid) not in bring.failed]
+                      if hex_to_raw(oid) not in bring.failed]
             if revs is None or all_refs or mode is not None:
                 has = store.objects.has_committed
-                bring([oid for oid in others if not has(bytes.fromhex(oid))],
+                bring([oid for oid in others if not has(hex_to_raw(oid))],
                       history=False, chunks_too=False)
             if mode is not None:
                 # What fast-forwarding needs: the remote versions' history (snapshots
@@ -470,7 +470,7 @@ def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, 
                 _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
             fetched = {ref: oid for ref, oid in refs.items()
-                       if bytes.fromhex(oid) not in bring.failed}
+                       if hex_to_raw(oid) not in bring.failed}
             _track(store, spec.name, fetched, result, ev)
             if mode is not None:
                 _update_local_refs(store, spec.name, fetched, mode, result, ev)
@@ -499,12 +499,12 @@ class _Bringer:
                  result: PushResult, ev: Events) -> None:
         self.store, self.backend, self.index = repo.store, backend, index
         self.remote, self.result, self.ev = remote, result, ev
-        self.failed: set[bytes] = set()
+        self.failed: set[RawObjectID] = set()
 
-    def __call__(self, oids: list[ObjectID] | list[bytes], *, role: str = walk.SNAPSHOT,
+    def __call__(self, oids: list[ObjectID] | list[RawObjectID], *, role: str = walk.SNAPSHOT,
                  history: bool = True, chunks_too: bool = True) -> None:
         """Bring ``oids`` (in ``role``) and what they reference; failures are problems."""
-        roots = [o if isinstance(o, bytes) else bytes.fromhex(o) for o in oids]
+        roots = [o if isinstance(o, bytes) else hex_to_raw(o) for o in oids]
         if not roots:
             return
         ev = self.ev
@@ -532,9 +532,9 @@ def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: R
     came from this remote (``report``): whoever wrote the record did not push it.
     """
     has = repo.store.objects.has_committed
-    by_role: dict[str, list[bytes]] = {walk.TREE: [], walk.SNAPSHOT: []}
+    by_role: dict[str, list[RawObjectID]] = {walk.TREE: [], walk.SNAPSHOT: []}
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if not has(raw) and not index.has(raw):
             if report:
                 ev.problem(CorruptObjectError(
@@ -589,7 +589,7 @@ def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushRes
     tracking = tracking_refs(store, remote)
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue  # not fetched (a check failed): a tracking ref names only what is here
         try:
             current = tracking.get(kind, name)
@@ -616,7 +616,7 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
     """
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue
         try:
             mine = store.refs.get(kind, name)
@@ -658,15 +658,15 @@ def ls_remote(repo: Core, remote: str | None = None, events: Events | None = Non
             return []
         refs = backend.list_refs(lambda _, e: ev.problem(e))
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
-        raws = list(dict.fromkeys(bytes.fromhex(o) for o in refs.values()))
+        raws = list(dict.fromkeys(hex_to_raw(o) for o in refs.values()))
         small = [r for r in raws
                  if index.has(r) and index.entries[r][1].raw_len <= MAX_SNAPSHOT_LEN]
-        failed: dict[bytes, MlgitError] = {}
+        failed: dict[RawObjectID, MlgitError] = {}
         got = read_objects(backend, index, small, failed)
         for ref, oid in _in_kind_order(refs):  # datasets first, as local `ls` lists them
             kind, _, name = ref.partition("/")
             out.append(RemoteRef(kind[:-1], name, oid, _remote_snapshot(
-                spec.url, ref, bytes.fromhex(oid), index, got, failed, ev)))
+                spec.url, ref, hex_to_raw(oid), index, got, failed, ev)))
     finally:
         backend.close()
     if events is None:
@@ -674,9 +674,9 @@ def ls_remote(repo: Core, remote: str | None = None, events: Events | None = Non
     return out
 
 
-def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
-                     got: dict[bytes, tuple[Any, bytes]], failed: dict[bytes, MlgitError],
-                     ev: Events) -> Snapshot | None:
+def _remote_snapshot(url: str, ref: str, raw: RawObjectID, index: RemoteIndex,
+                     got: dict[RawObjectID, tuple[Any, bytes]],
+                     failed: dict[RawObjectID, MlgitError], ev: Events) -> Snapshot | None:
     """The decoded snapshot a remote ref names, or None (a problem if it is bad)."""
     if raw in failed:
         ev.problem(failed[raw])
@@ -701,14 +701,14 @@ def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     return [resolve_commit(repo.git, r) for r in revs]
 
 
-def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[bytes, int]]) -> None:
+def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[RawObjectID, int]]) -> None:
     """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
 
     ``chunks`` are (id, the length its tree records) pairs. Each chunk's length
     is checked against the tree's before it is stored; a chunk that fails (or
     that the remote lacks) raises, naming the remote.
     """
-    lengths: dict[bytes, int] = {}
+    lengths: dict[RawObjectID, int] = {}
     for cid, n in chunks:
         if lengths.setdefault(cid, n) != n:
             raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
@@ -736,7 +736,7 @@ def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-        raw = bytes.fromhex(oid)
+        raw = hex_to_raw(oid)
         if not index.has(raw) and not repo.store.objects.has_committed(raw):
             raise RevisionError(f"payload {oid} is neither here nor on {spec.name} "
                                 f"({spec.url}); whoever noted it must `git ml push` it")
@@ -747,7 +747,7 @@ def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
 
 
 def fetch_objects_closure(repo: Core, backend: Backend, index: RemoteIndex,
-                          oids: list[bytes]) -> None:
+                          oids: list[RawObjectID]) -> None:
     """Fetch these objects (of any role) and everything below them that is missing locally."""
     with repo.store.writing():
         fetch_objects(repo.store, backend, oids, index, role=walk.ANY)

@@ -28,6 +28,7 @@ from mlgit.api.status import StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+from mlgit.format.ids import digest_to_hex
 from mlgit.format.records import (
     CheckpointRecord,
     GraphRecord,
@@ -223,7 +224,7 @@ def _side(e: TreeEntry | None) -> str:
     if e is None:
         return "deleted"
     if e.type == TYPE_FILE:
-        return e.digest.hex()[:12]
+        return digest_to_hex(e.digest)[:12]
     return "a directory" if e.type == TYPE_DIR else "a symlink"
 
 
