@@ -54,7 +54,7 @@ from mlgit.snapshot import statcache
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.merge import Conflict
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten, lookup
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.refs import SNAPSHOT_KINDS, RefStore
 from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
 from mlgit.store.store import Store
 
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
+    from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
@@ -560,6 +561,32 @@ class Repo:
         from mlgit.api import remote_delete  # imported when used: start-up time
         return remote_delete.delete_remote_refs(self, remote, names, events=events)
 
+    # -- the model registry (mlgit/api/registry.py) ------------------------------------
+    def promote(self, rev: str, stage: str, *, model: str | None = None, message: str = "",
+                events: Events | None = None) -> PromoteResult:
+        """Record that checkpoint ``rev`` now holds ``stage`` for its model."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.promote(self, rev, stage, model=model, message=message, events=events)
+
+    def demote(self, model: str, stage: str, *, message: str = "",
+               events: Events | None = None) -> PromoteResult:
+        """Record that ``model``'s ``stage`` holds nothing from now on."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.demote(self, model, stage, message=message, events=events)
+
+    def stages(self, model: str | None = None, *, at: str | None = None,
+               events: Events | None = None) -> list[StageRecord]:
+        """Each stage (of ``model``) with the record that holds it (now, or ``at``)."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.stages(self, model, at=at, events=events)
+
+    def stage_history(self, model: str, stage: str, *, at: str | None = None,
+                      limit: int | None = None, events: Events | None = None
+                      ) -> list[StageRecord]:
+        """The records of ``model``'s ``stage``, newest first (its audit trail)."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.stage_history(self, model, stage, at=at, limit=limit, events=events)
+
     # -- removing datasets (mlgit/api/remove.py) ---------------------------------------
     def rm(self, paths: list[str | os.PathLike[str]], *, force: bool = False,
            cached: bool = False, events: Events | None = None) -> list[RemoveResult]:
@@ -990,7 +1017,7 @@ class Repo:
         sources: list[tuple[str | None, RefStore]] = [(None, self.store.refs)]
         sources += [(r, tracking_refs(self.store, r)) for r in remote_names(self.store)]
         for remote, refs in sources:
-            for kind in REF_KINDS:
+            for kind in SNAPSHOT_KINDS:
                 for name, oid in refs.list(kind, lambda _, e: ev.problem(e)).items():
                     where = f"{remote}/{name}" if remote else name
                     try:
