@@ -28,8 +28,9 @@ import contextlib
 import datetime as dt
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
@@ -148,35 +149,35 @@ def _ref_sources(store: Store) -> list[tuple[str | None, RefStore]]:
 
 
 def _trail(store: Store, oid: ObjectID, model: str, stage: str, ev: Events
-           ) -> list[tuple[ObjectID, Promotion]]:
-    """The records from ``oid`` back to the stage's first, newest first, as far as they are here.
+           ) -> Iterator[tuple[ObjectID, Promotion]]:
+    """The records from ``oid`` back, newest first, as far as they are here (read lazily).
 
     Iterative; a record of another stage, one that does not decode and a cycle end the
-    walk with a problem; a record not in this store (not fetched) ends it quietly.
+    walk with a problem (the first record's own error is raised); a record not in this
+    store (not fetched) ends it quietly.
     """
-    out: list[tuple[ObjectID, Promotion]] = []
     seen: set[str] = set()
     cur: ObjectID | None = oid
     while cur is not None:
         if cur in seen:
             ev.problem(FormatError(f"{model}@{stage}: record {cur} is its own ancestor"))
-            break
+            return
         seen.add(cur)
-        if out and not store.objects.has_committed(bytes.fromhex(cur)):
-            break  # not fetched: the trail goes on on a remote
+        first = cur == oid
+        if not first and not store.objects.has_committed(bytes.fromhex(cur)):
+            return  # not fetched: the trail goes on on a remote
         try:
             p = read_stage_record(store, cur, model, stage)
         except FormatError as e:
-            if not out:
+            if first:
                 raise
             ev.problem(type(e)(f"{model}@{stage}: the trail stops at record {cur}: {e}"))
-            break
-        out.append((cur, p))
+            return
+        yield cur, p
         cur = p.parent
-    return out
 
 
-def _in_force(trail: list[tuple[ObjectID, Promotion]], start: int, end: int
+def _in_force(trail: Iterable[tuple[ObjectID, Promotion]], start: int, end: int
               ) -> list[tuple[ObjectID, Promotion]]:
     """The records of a trail (newest first) that held the stage at some time in [start, end].
 
@@ -245,18 +246,16 @@ def stage_history(repo: Repo, model: str, stage: str, *, at: str | None = None,
     ev = events or Events()
     plain = _check_model_spec(model)
     _usage(check_stage_name)(stage)
+    window = parse_when(at) if at is not None else None
     oid = resolve_stage(repo.store, model, stage)
     if oid is None:
         raise RevisionError(f"{plain!r} has no stage {stage!r} here (`git ml stages {plain}` "
                             "lists its stages; `git ml fetch` brings a remote's)")
     remote = model.partition("/")[0] if "/" in model else _tracked_by(repo.store, plain,
                                                                          stage, oid)
-    trail = _trail(repo.store, oid, plain, stage, ev)
-    if at is not None:
-        trail = _in_force(trail, *parse_when(at))
-    if limit is not None:
-        trail = trail[:limit]
-    out = [_describe(repo, o, p, remote, ev) for o, p in trail]
+    walk = _trail(repo.store, oid, plain, stage, ev)
+    trail = (_in_force(walk, *window) if window is not None else walk)
+    out = [_describe(repo, o, p, remote, ev) for o, p in islice(trail, limit)]
     if events is None:
         ev.raise_problems()
     return out

@@ -631,18 +631,20 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
     return wanted
 
 
-def _stage_problem(store: Store, name: str, oid: ObjectID) -> str | None:
+def _stage_problem(store: Store, name: str, oid: ObjectID, checked: ObjectID | None
+                   ) -> str | None:
     """What is wrong with the records a stage ref ``stages/<name>`` names, or None.
 
-    Each record here, from ``oid`` back, must be one of that model's stage, and each
-    checkpoint it names that is here must be a checkpoint (decoding checked each on
-    arrival; this checks what decoding one object cannot).
+    Each record here, from ``oid`` back to ``checked`` (the one the tracking ref names:
+    it and its history were checked when it was set), must be one of that model's
+    stage, and each checkpoint it names that is here must be a checkpoint (decoding
+    checked each on arrival; this checks what decoding one object cannot).
     """
     model, _, stage = name.partition("@")
     seen: set[str] = set()
     cur: ObjectID | None = oid
     has = store.objects.has_committed
-    while cur is not None and cur not in seen and has(bytes.fromhex(cur)):
+    while cur is not None and cur != checked and cur not in seen and has(bytes.fromhex(cur)):
         seen.add(cur)
         p = store.objects.get_promotion(cur)
         if (p.model, p.stage) != (model, stage):
@@ -672,7 +674,7 @@ def _sound_stages(store: Store, spec: RemoteSpec, refs: dict[str, ObjectID],
             except FormatError:
                 current = None  # a damaged tracking ref: _track reports it
             try:
-                wrong = None if current == oid else _stage_problem(store, name, oid)
+                wrong = None if current == oid else _stage_problem(store, name, oid, current)
             except FormatError as e:
                 wrong = str(e)
             if wrong is not None:
