@@ -120,27 +120,49 @@ class PromoteResult:
 
 
 # -- reading records -------------------------------------------------------------------
-def _describe(repo: Repo, oid: ObjectID, p: Promotion, remote: str | None,
-              ev: Events) -> StageRecord:
-    """A record with its checkpoint's run, step and metrics (when that snapshot is here)."""
+def _describe(repo: Repo, records: list[tuple[ObjectID, Promotion]], remote: str | None,
+              ev: Events) -> list[StageRecord]:
+    """Records with their checkpoint's run, step and metrics (when that snapshot is here).
+
+    Each checkpoint's snapshot is read once however many records name it, and a record's
+    ``previous`` comes from its parent among ``records`` when it is there (a trail).
+    """
     store = repo.store
-    out = StageRecord(p.model, p.stage, oid, p.checkpoint, p.parent, p.time, p.tz, p.author,
-                      p.message, remote=remote)
-    if p.checkpoint is not None and store.objects.has_committed(bytes.fromhex(p.checkpoint)):
-        try:
-            snap = repo.snapshot(p.checkpoint)
-        except FormatError as e:
-            ev.problem(type(e)(f"{p.model}@{p.stage}: checkpoint {p.checkpoint}: {e}"))
-        else:
-            meta = snap.checkpoint
-            out.run = snap.name
-            if meta is not None:
-                out.step, out.metrics = meta.step, dict(meta.metrics)
-    if p.parent is not None and store.objects.has_committed(bytes.fromhex(p.parent)):
-        # A bad parent is reported where the trail is walked (``stage_history``, fsck).
-        with contextlib.suppress(FormatError):
-            out.previous = store.objects.get_promotion(p.parent).checkpoint
+    holds = {oid: p.checkpoint for oid, p in records}
+    facts: dict[ObjectID, tuple[str, int | None, dict[str, float]] | None] = {}
+    out = []
+    for oid, p in records:
+        rec = StageRecord(p.model, p.stage, oid, p.checkpoint, p.parent, p.time, p.tz,
+                          p.author, p.message, remote=remote)
+        if p.checkpoint is not None:
+            if p.checkpoint not in facts:
+                facts[p.checkpoint] = _facts(repo, p, ev)
+            known = facts[p.checkpoint]
+            if known is not None:
+                rec.run, rec.step, rec.metrics = known[0], known[1], dict(known[2])
+        if p.parent in holds:
+            rec.previous = holds[p.parent]
+        elif p.parent is not None and store.objects.has_committed(bytes.fromhex(p.parent)):
+            # A bad parent is reported where the trail is walked (``stage_history``, fsck).
+            with contextlib.suppress(FormatError):
+                rec.previous = store.objects.get_promotion(p.parent).checkpoint
+        out.append(rec)
     return out
+
+
+def _facts(repo: Repo, p: Promotion, ev: Events) -> tuple[str, int | None,
+                                                           dict[str, float]] | None:
+    """(run, step, metrics) of the checkpoint ``p`` names; None when it is not here."""
+    assert p.checkpoint is not None
+    if not repo.store.objects.has_committed(bytes.fromhex(p.checkpoint)):
+        return None
+    try:
+        snap = repo.snapshot(p.checkpoint)
+    except FormatError as e:
+        ev.problem(type(e)(f"{p.model}@{p.stage}: checkpoint {p.checkpoint}: {e}"))
+        return None
+    meta = snap.checkpoint
+    return snap.name, meta.step if meta else None, dict(meta.metrics) if meta else {}
 
 
 def _ref_sources(store: Store) -> list[tuple[str | None, RefStore]]:
@@ -227,7 +249,7 @@ def stages(repo: Repo, model: str | None = None, *, at: str | None = None,
                 where = f"{remote}/" if remote else ""
                 ev.problem(type(e)(f"stage ref {where}{m}@{stage}: {e}"))
                 continue
-            out += [_describe(repo, o, p, remote, ev) for o, p in records]
+            out += _describe(repo, records, remote, ev)
     if events is None:
         ev.raise_problems()
     return out
@@ -255,7 +277,7 @@ def stage_history(repo: Repo, model: str, stage: str, *, at: str | None = None,
                                                                          stage, oid)
     walk = _trail(repo.store, oid, plain, stage, ev)
     trail = (_in_force(walk, *window) if window is not None else walk)
-    out = [_describe(repo, o, p, remote, ev) for o, p in islice(trail, limit)]
+    out = _describe(repo, list(islice(trail, limit)), remote, ev)
     if events is None:
         ev.raise_problems()
     return out
@@ -373,7 +395,7 @@ def _write(repo: Repo, model: str, stage: str, checkpoint: ObjectID | None, mess
             if parent != local:  # the local ref catches up (a fast-forward, as pull's)
                 _move(repo, model, stage, parent, local)
                 _warn_left(ev, model, stage, left, parent)
-            return PromoteResult(_describe(repo, parent, current, None, ev), False, left)
+            return PromoteResult(_describe(repo, [(parent, current)], None, ev)[0], False, left)
     elif checkpoint is None:
         raise RevisionError(f"{model!r} has no stage {stage!r} to remove (`git ml stages "
                             f"{model}` lists its stages)")
@@ -389,7 +411,7 @@ def _write(repo: Repo, model: str, stage: str, checkpoint: ObjectID | None, mess
             raise
         _move(repo, model, stage, oid, local)
     _warn_left(ev, model, stage, left, parent)
-    return PromoteResult(_describe(repo, oid, record, None, ev), True, left)
+    return PromoteResult(_describe(repo, [(oid, record)], None, ev)[0], True, left)
 
 
 def _move(repo: Repo, model: str, stage: str, new: ObjectID, expect: ObjectID | None) -> None:
