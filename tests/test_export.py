@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import fsck_ok, git, make_tree, note_records, read_tree, run_gitml
+from test_docs import DOCS, documented_fields, section
 
 import mlgit
 from mlgit import errors
@@ -150,6 +151,9 @@ def test_export_serves_the_samples_and_a_tampered_export_fails_verify(
     rc, out, err = gitml(capsys, committed, "export", "tiny", str(out_dir), "--json")
     assert rc == 0, err
     result = json.loads(out)
+    json_doc = section((DOCS / "cli.md").read_text(), "## JSON output")
+    assert set(result) == documented_fields(section(json_doc, "#### `export --json`"))
+    assert set(report) == documented_fields(section(json_doc, "#### `verify --json`"))
     v1 = out_dir / "tiny" / "1"
     assert result["path"] == str(v1)
     assert result["version"] == 1

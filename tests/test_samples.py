@@ -95,12 +95,13 @@ def test_manifest_decoder() -> None:
     assert decode_manifest(_manifest(samples=None)).samples is None
     with pytest.raises(UnsupportedFormatError, match="upgrade git-ml"):
         decode_manifest(_manifest(v=2))
-    for change, message in [({"format": "x"}, "not a git-ml export manifest"),
-                            ({"model": "a/b"}, "not a model name"),
-                            ({"version": -1}, "must be an integer"),
-                            ({"checkpoint": {"id": 1}}, "object id"),
-                            ({"samples": {"count": 2, "inputs": [SPEC_IN], "outputs": []}},
-                             "must list 1 to")]:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"format": "x"}, "not a git-ml export manifest"),
+        ({"model": "a/b"}, "not a model name"),
+        ({"version": -1}, "must be an integer"),
+        ({"checkpoint": {"id": 1}}, "object id"),
+        ({"samples": {"count": 2, "inputs": [SPEC_IN], "outputs": []}}, "must list 1 to")]
+    for change, message in cases:
         with pytest.raises(FormatError, match=message):
             decode_manifest(_manifest(**change))
     with pytest.raises(FormatError, match="NaN"):

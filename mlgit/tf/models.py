@@ -113,14 +113,20 @@ def _model_json(repo: Repo, snap: Snapshot) -> dict[str, Any] | None:
 
 
 def _restore(model: Any, prefix: Path) -> bool:
-    """Restore ``model``'s weights from ``prefix``; False when the checkpoint does not hold them."""
+    """Restore ``model``'s weights from ``prefix``; False when the checkpoint does not hold them.
+
+    ``read`` (not ``restore``): a checkpoint made with ``write`` has no save counter.
+    """
     for ckpt in (tf.train.Checkpoint(model=model), tf.train.Checkpoint(root=model)):
         try:
-            status = ckpt.restore(str(prefix))
-            status.assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError):
+            status = ckpt.read(str(prefix))
+        except (ValueError, tf.errors.OpError):
             continue
         status.expect_partial()  # the optimizer's slots and the like are not needed here
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError:
+            continue
         return True
     return False
 
