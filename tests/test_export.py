@@ -304,6 +304,27 @@ def test_a_checkpoint_that_is_not_a_model_and_one_without_samples(
     rc, _, err = gitml(capsys, committed, "verify")
     assert rc == errors.UsageError.exit_code
 
+    # Samples whose outputs this model does not give (a caller that lied): the export's
+    # own check refuses it, and nothing is left behind, not even the model's directory.
+    import numpy as np
+
+    from mlgit.api import checkpoints
+    from mlgit.api.repo import Repo
+    from mlgit.tf.samples import write_samples
+
+    x = _inputs(3)
+    lie = write_samples(tmp_path, {"input": x}, {"output": np.zeros((3, 3), np.float32)})
+    with Repo(committed) as r:
+        checkpoints.commit_ckpt(r, tmp_path / "m.keras", run="lied", samples=lie)
+    rc, out, err = gitml(capsys, committed, "export", "lied", str(tmp_path / "new" / "dir"))
+    assert rc == errors.VerificationError.exit_code
+    assert "3 of 3 samples differ" in err
+    assert not (tmp_path / "new").exists()
+    rc, out, err = gitml(capsys, committed, "export", "lied", str(out_dir), "--no-verify")
+    assert rc == 0, err
+    assert "not verified" in out
+    assert sorted(os.listdir(out_dir)) == ["lied", "served"]
+
 
 def test_callback_samples_and_a_tf_checkpoint_with_its_model_json(
         tf: Any, committed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

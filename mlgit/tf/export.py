@@ -20,6 +20,7 @@ outputs for the samples) and only then renamed into place: a server watching
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -203,6 +204,15 @@ def _place(tmp: Path, base: Path, version: int | None, manifest: dict[str, Any])
     raise BadPathError(f"{base}: other exports kept taking the next version; run it again")
 
 
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not os.path.lexists(path) and path.parent != path:
+        out.append(path)
+        path = path.parent
+    return out
+
+
 def _samples_of(repo: Repo, oid: ObjectID) -> tuple[SamplesRecord | None, Path | None,
                                                       Samples | None]:
     try:
@@ -247,6 +257,7 @@ def export(repo: Repo, rev: str, directory: str | os.PathLike[str], *,
     code = ck.code
     vid = version_id(name, code.branch if code else None, code.commit if code else None,
                      code.dirty if code else False, ck.step, oid)
+    made = _missing_dirs(base)
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / unique_tmp_name(".mlgit-export")
     try:
@@ -262,6 +273,9 @@ def export(repo: Repo, rev: str, directory: str | os.PathLike[str], *,
         v = _place(tmp, base, version, manifest)
     except BaseException:
         force_remove(tmp)
+        for d in made:  # directories this export made, deepest first, if still empty
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
         raise
     path = base / str(v)
     if verification is not None:
