@@ -95,18 +95,24 @@ def _tamper(tf: Any, version_dir: Path) -> None:
                                                                                 strict=True)])
 
 
+# What a server does with the export: load it, take the REST request the export carries,
+# run the signature it names, and compare with the response the export expects.
 SERVE = textwrap.dedent("""
     import json, sys
     import numpy as np, tensorflow as tf
     version_dir = sys.argv[1]
     loaded = tf.saved_model.load(version_dir)
-    serve = loaded.signatures["serving_default"]
-    (name,) = serve.structured_input_signature[1]
-    with np.load(version_dir + "/assets.extra/samples.npz") as s:
-        x, expected = s["inputs/input"], s["outputs/output"]
-    (got,) = serve(**{name: tf.constant(x)}).values()
+    extra = version_dir + "/assets.extra/"
+    request = json.load(open(extra + "predict_request.json"))
+    expected = np.array(json.load(open(extra + "predict_response.json"))["outputs"])
+    serve = loaded.signatures[request["signature_name"]]
+    specs = serve.structured_input_signature[1]
+    inputs = {k: tf.constant(v, dtype=specs[k].dtype) for k, v in request["inputs"].items()}
+    (got,) = serve(**inputs).values()
+    with np.load(extra + "samples.npz") as s:
+        same = bool((s["outputs/output"] == expected.astype(np.float32)).all())
     print(json.dumps({"max_error": float(np.abs(got.numpy() - expected).max()),
-                      "shape": list(got.shape)}))
+                      "shape": list(got.shape), "json_is_npz": same}))
 """)
 
 
@@ -173,6 +179,8 @@ def test_export_serves_the_samples_and_a_tampered_export_fails_verify(
         ("float32", [None, 4])]
     assert [s["shape"] for s in manifest["signature"]["outputs"]] == [[None, 3]]
     assert manifest["samples"]["count"] == 6
+    assert manifest["samples"]["request"] == "predict_request.json"
+    assert manifest["samples"]["response"] == "predict_response.json"
     assert manifest["config"] == [{"name": "hp.json", "id": manifest["config"][0]["id"],
                                    "size": 13, "file": "config/hp.json"}]
     assert (v1 / "assets.extra" / "config" / "hp.json").read_text() == '{"lr": 0.01}\n'
@@ -184,6 +192,7 @@ def test_export_serves_the_samples_and_a_tampered_export_fails_verify(
     served = json.loads(p.stdout.splitlines()[-1])
     assert served["shape"] == [6, 3]
     assert served["max_error"] <= 1e-6
+    assert served["json_is_npz"] is True
     with np.load(v1 / "assets.extra" / "samples.npz") as s:
         np.testing.assert_array_equal(s["inputs/input"], x)
 

@@ -7,7 +7,8 @@ TensorFlow checkpoint with its model's JSON) is converted to a SavedModel
 ``assets.extra/`` (which TensorFlow Serving ignores): the manifest
 ``mlgit-export.json`` (version id, checkpoint, code, datasets, signature, config,
 samples: docs/tensorflow.md), the checkpoint's config files under ``config/``,
-and its samples as ``samples.npz``.
+and its samples as ``samples.npz`` and as TensorFlow Serving's REST request and
+expected response (``predict_request.json``, ``predict_response.json``).
 
 The version is ``--version N``, or else the next integer above the highest
 numeric version already in ``DIR/<model>`` (1 for the first): TensorFlow Serving
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlgit import __version__
 from mlgit.api.samples import SAMPLES_FILE, find_samples
 from mlgit.errors import BadPathError, UsageError
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
     from mlgit.api.repo import Repo
     from mlgit.format.records import SamplesRecord
 
-__all__ = ["ExportResult", "export", "next_version"]
+__all__ = ["REQUEST_FILE", "RESPONSE_FILE", "ExportResult", "export", "next_version"]
 
 _VERSION = re.compile(r"[0-9]{1,18}")
 _MAX_VERSION = (1 << 63) - 1  # TensorFlow Serving's versions are int64
@@ -159,9 +162,52 @@ def _extras(repo: Repo, snap: Snapshot, extra: Path, samples: Path | None
     return config
 
 
+REQUEST_FILE = "predict_request.json"
+RESPONSE_FILE = "predict_response.json"
+_MAX_REST_JSON = 16 << 20
+
+
+def _rest_names(arrays: dict[str, Any], names: list[str]) -> dict[str, Any] | None:
+    """``arrays`` keyed by the signature's ``names`` (one and one match whatever the name)."""
+    if len(arrays) == 1 and len(names) == 1:
+        return {names[0]: next(iter(arrays.values()))}
+    return dict(arrays) if set(arrays) == set(names) else None
+
+
+def _rest_files(samples: Samples, signature: dict[str, Any] | None, extra: Path
+                ) -> dict[str, str] | None:
+    """Write the samples as TensorFlow Serving's REST predict request and expected response.
+
+    The request is the body of ``POST /v1/models/<model>:predict`` in the columnar
+    format (``{"signature_name", "inputs": {name: values}}``); the response what
+    the server answers (``{"outputs": values}`` for one output, else by name). Not
+    written (None) when the names do not map onto the signature, a value is not a
+    finite number, or the JSON would pass 16 MiB.
+    """
+    if signature is None:
+        return None
+    ins = _rest_names(samples.inputs, [s["name"] for s in signature["inputs"]])
+    outs = _rest_names(samples.outputs, [s["name"] for s in signature["outputs"]])
+    if ins is None or outs is None:
+        return None
+    if any(a.dtype.kind == "f" and not np.isfinite(a).all()
+           for a in (*ins.values(), *outs.values())):
+        return None
+    request = {"signature_name": signature["name"],
+               "inputs": {k: a.tolist() for k, a in ins.items()}}
+    response = {"outputs": next(iter(outs.values())).tolist() if len(outs) == 1
+                else {k: a.tolist() for k, a in outs.items()}}
+    texts = [json.dumps(request, allow_nan=False), json.dumps(response, allow_nan=False)]
+    if sum(len(t) for t in texts) > _MAX_REST_JSON:
+        return None
+    for name, text in zip((REQUEST_FILE, RESPONSE_FILE), texts, strict=True):
+        (extra / name).write_text(text + "\n", encoding="utf-8")
+    return {"request": REQUEST_FILE, "response": RESPONSE_FILE}
+
+
 def _manifest(repo: Repo, oid: ObjectID, snap: Snapshot, model: str, vid: str, source: str,
               signature: dict[str, Any] | None, config: list[dict[str, Any]],
-              rec: SamplesRecord | None) -> dict[str, Any]:
+              rec: SamplesRecord | None, rest: dict[str, str] | None) -> dict[str, Any]:
     ck = snap.checkpoint
     assert ck is not None  # checked by the caller
     code = ck.code.to_json() if ck.code is not None else None
@@ -177,7 +223,9 @@ def _manifest(repo: Repo, oid: ObjectID, snap: Snapshot, model: str, vid: str, s
         "samples": None if rec is None else {
             "file": SAMPLES_FILE, "object": rec.object, "count": rec.count,
             "inputs": [s.to_json() for s in rec.inputs],
-            "outputs": [s.to_json() for s in rec.outputs]},
+            "outputs": [s.to_json() for s in rec.outputs],
+            "request": None if rest is None else rest["request"],
+            "response": None if rest is None else rest["response"]},
         "exported": {"time": int(time.time()), "by": repo.author(), "git_ml": __version__,
                      "tensorflow": str(tf.__version__),
                      "keras": str(getattr(keras, "__version__", ""))},
@@ -269,7 +317,8 @@ def export(repo: Repo, rev: str, directory: str | os.PathLike[str], *,
                                      what=f"the exported model {vid}")
             verification = Verification("export", name, oid, vid, None, comparison).check()
         config = _extras(repo, snap, tmp / EXTRA_DIR, samples_path)
-        manifest = _manifest(repo, oid, snap, name, vid, cm.kind, signature, config, rec)
+        rest = None if samples is None else _rest_files(samples, signature, tmp / EXTRA_DIR)
+        manifest = _manifest(repo, oid, snap, name, vid, cm.kind, signature, config, rec, rest)
         v = _place(tmp, base, version, manifest)
     except BaseException:
         force_remove(tmp)
