@@ -43,7 +43,7 @@ from mlgit.format.paths import check_component
 from mlgit.format.snapshot import Snapshot
 from mlgit.store.fsutil import force_remove, fsync_tree, move_dir_into_place, unique_tmp_name
 from mlgit.tf._compat import keras, tf
-from mlgit.tf.models import CheckpointModel, open_checkpoint_model
+from mlgit.tf.models import CheckpointModel, first_line, open_checkpoint_model
 from mlgit.tf.samples import DEFAULT_ATOL, DEFAULT_RTOL, Samples, read_samples
 from mlgit.tf.verify import EXTRA_DIR, Verification, run_samples
 
@@ -137,9 +137,8 @@ def _save_model(cm: CheckpointModel, dest: Path) -> None:
         else:  # tf_keras (TF_USE_LEGACY_KERAS)
             tf.saved_model.save(cm.model, str(dest))
     except Exception as e:  # noqa: BLE001 - Keras raises anything for a model it cannot trace
-        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise UsageError(f"cannot convert the model to a SavedModel: {type(e).__name__}: "
-                         f"{first}") from None
+                         f"{first_line(e)}") from None
 
 
 def _extras(repo: Repo, snap: Snapshot, extra: Path, samples: Path | None

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from mlgit.api.repo import Repo
     from mlgit.format.snapshot import Snapshot
 
-__all__ = ["CheckpointModel", "load_path", "open_checkpoint_model", "open_path_model"]
+__all__ = ["CheckpointModel", "first_line", "load_path", "open_checkpoint_model",
+           "open_path_model"]
 
 _MAX_MODEL_JSON = 16 << 20  # as a config file may be (api.checkpoints.MAX_CONFIG_FILE)
 _MAX_MODEL_DEPTH = 128  # a functional model's JSON nests deeper than a record may
@@ -74,10 +75,10 @@ def _load_found(kind: str, where: Path) -> CheckpointModel:
         return CheckpointModel(kind, tf.saved_model.load(str(where)), where)
     except Exception as e:  # noqa: BLE001 - Keras and TensorFlow raise anything for a bad file
         raise UsageError(f"{where.name}: cannot load this {kind} model: {type(e).__name__}: "
-                         f"{_first_line(e)}") from None
+                         f"{first_line(e)}") from None
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     """The first line of an error's message, at most 200 characters (TF's run on)."""
     lines = str(e).strip().splitlines()
     return lines[0][:200] if lines else ""
@@ -140,7 +141,7 @@ def _rebuild(description: dict[str, Any] | None, prefix: Path, what: str) -> Che
         model = keras.models.model_from_json(json.dumps(description))
     except Exception as e:  # noqa: BLE001 - Keras raises anything for a description it cannot build
         raise UsageError(f"{what}: cannot build the model its config describes: "
-                         f"{type(e).__name__}: {_first_line(e)}") from None
+                         f"{type(e).__name__}: {first_line(e)}") from None
     if not _restore(model, prefix):
         raise UsageError(f"{what}: its TensorFlow checkpoint does not hold this model's weights "
                          "(save it as tf.train.Checkpoint(model=model))")

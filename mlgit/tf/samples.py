@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from mlgit.api.samples import SAMPLES_FILE, SamplesPayload
-from mlgit.errors import FormatError, UsageError
+from mlgit.errors import FormatError, MlgitError, UsageError
 from mlgit.format.limits import MAX_SAMPLE_ARRAYS, MAX_SAMPLES, MAX_SAMPLES_LEN
 from mlgit.format.records import VerifyMismatch
 from mlgit.format.samples import (
@@ -50,7 +50,7 @@ from mlgit.format.samples import (
 )
 from mlgit.store.fsutil import read_bounded
 from mlgit.tf._compat import keras, tf
-from mlgit.tf.models import open_path_model
+from mlgit.tf.models import first_line, open_path_model
 
 __all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "Comparison", "InputSpec", "Runner", "Samples",
            "as_arrays", "compare", "fit_inputs", "name_outputs", "read_inputs", "read_samples",
@@ -272,6 +272,18 @@ class Runner:
                     for k, v in sorted(specs.items())]
         return None
 
+    def outputs(self, inputs: Arrays, error: type[MlgitError], what: str) -> Arrays:
+        """The model's named outputs (:func:`name_outputs`) for ``inputs``.
+
+        A model that cannot run them (TensorFlow raises anything) raises ``error``,
+        its message ``what`` and TensorFlow's first line.
+        """
+        try:
+            raw = self(inputs)
+        except Exception as e:  # noqa: BLE001 - TensorFlow raises anything for inputs it refuses
+            raise error(f"{what}: {type(e).__name__}: {first_line(e)}") from None
+        return name_outputs(raw)
+
     def __call__(self, inputs: Arrays) -> Any:
         """The model's raw outputs (tensors, a list or a dict of them) for ``inputs``."""
         if self.signature is not None:
@@ -376,13 +388,8 @@ def record_samples(model: Any, inputs: Arrays, directory: Path,
     """
     runner = Runner(model)
     fitted = fit_inputs(runner, inputs, where)
-    try:
-        raw = runner(fitted)
-    except Exception as e:  # noqa: BLE001 - TensorFlow raises anything for inputs it refuses
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UsageError(f"{where}: the model cannot run them: {type(e).__name__}: "
-                         f"{first}") from None
-    return write_samples(directory, fitted, name_outputs(raw))
+    outputs = runner.outputs(fitted, UsageError, f"{where}: the model cannot run them")
+    return write_samples(directory, fitted, outputs)
 
 
 def samples_for_path(path: Path, config_files: list[Path], samples: Any, directory: Path

@@ -25,7 +25,7 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.limits import MAX_EXPORT_MANIFEST_LEN
 from mlgit.store.fsutil import read_bounded
 from mlgit.tf._compat import tf
-from mlgit.tf.models import open_checkpoint_model
+from mlgit.tf.models import first_line, open_checkpoint_model
 from mlgit.tf.samples import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -34,7 +34,6 @@ from mlgit.tf.samples import (
     Samples,
     compare,
     fit_inputs,
-    name_outputs,
     read_samples,
 )
 
@@ -119,13 +118,8 @@ def run_samples(model: Any, samples: Samples, *, atol: float = DEFAULT_ATOL,
         inputs = fit_inputs(runner, samples.inputs, "samples")
     except UsageError as e:
         raise VerificationError(f"{what} does not take the recorded samples: {e}") from None
-    try:
-        raw = runner(inputs)
-    except Exception as e:  # noqa: BLE001 - TensorFlow raises anything for inputs it refuses
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise VerificationError(f"{what} cannot run the recorded samples: "
-                                f"{type(e).__name__}: {first}") from None
-    return compare(samples.outputs, name_outputs(raw), samples.count, atol, rtol, show)
+    got = runner.outputs(inputs, VerificationError, f"{what} cannot run the recorded samples")
+    return compare(samples.outputs, got, samples.count, atol, rtol, show)
 
 
 def verify_checkpoint(repo: Repo, rev: str, *, atol: float = DEFAULT_ATOL,
@@ -209,9 +203,8 @@ def verify_export(directory: str | os.PathLike[str], *, atol: float = DEFAULT_AT
     try:
         loaded = tf.saved_model.load(str(vdir))
     except Exception as e:  # noqa: BLE001 - TensorFlow raises anything for a damaged model
-        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise FormatError(f"{vdir}: the SavedModel does not load: {type(e).__name__}: "
-                          f"{first}") from None
+                          f"{first_line(e)}") from None
     comparison = run_samples(loaded, samples, atol=atol, rtol=rtol, show=show,
                              what=f"export {manifest.version_id}")
     return Verification("export", manifest.model, manifest.checkpoint, manifest.version_id,
