@@ -41,6 +41,7 @@ from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import LineageEntry
     from mlgit.format.meta import CheckpointMeta
+    from mlgit.tf.verify import Verification
 
 __all__ = ["cli", "main"]
 
@@ -954,7 +955,7 @@ def export_cmd(c: Ctx, rev: str, directory: Path, model_name: str | None, versio
     click.echo(f"exported {r.version_id} ({r.source}) to {r.path} ({checked})")
 
 
-def _print_verification(v: Any) -> None:
+def _print_verification(v: Verification) -> None:
     c = v.comparison
     what = (f"export {v.version_id}" if v.target == "export"
             else f"{v.name} {v.checkpoint[:12]}")
