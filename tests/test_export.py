@@ -354,6 +354,18 @@ def test_callback_samples_and_a_tf_checkpoint_with_its_model_json(
     assert mlgit.verify("cb~1", repo=committed, record=False).passed
     assert len(_records(committed, "verify")) == 1
 
+    # A SavedModel checkpoint: its samples run through its serving signature; exported as
+    # a copy, which must give them too.
+    sm = CheckpointCallback("sm", repo=committed, save_format="savedmodel", samples=x[:5])
+    model.fit(x, np.zeros((32, 2)), epochs=1, verbose=0, callbacks=[sm])
+    r = mlgit.export("sm", tmp_path / "serving", repo=committed, model="copied")
+    assert r.source == "savedmodel"
+    assert r.verification is not None
+    assert r.verification.passed
+    assert r.signature is not None
+    assert [s["shape"] for s in r.signature["inputs"]] == [[None, 4]]
+    assert mlgit.verify("sm", repo=committed, record=False).passed
+
     # tf.train.Checkpoint files and the model's JSON as a config file: rebuilt and exported.
     ck = tmp_path / "tfck"
     ck.mkdir()
@@ -377,4 +389,4 @@ def test_callback_samples_and_a_tf_checkpoint_with_its_model_json(
     run_gitml(committed, "commit-ckpt", prefix, "--run", "bare")
     with pytest.raises(errors.UsageError, match="without the model's description"):
         mlgit.export("bare", tmp_path / "serving", repo=committed)
-    assert sorted(os.listdir(tmp_path / "serving")) == ["tfck"]
+    assert sorted(os.listdir(tmp_path / "serving")) == ["copied", "tfck"]
