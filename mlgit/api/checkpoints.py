@@ -37,6 +37,7 @@ from mlgit.store.revision import resolve_name
 
 if TYPE_CHECKING:
     from mlgit.api.core import Core
+    from mlgit.api.samples import SamplesPayload
     from mlgit.store.store import Store
 
 __all__ = ["CkptResult", "LineageEntry", "LineageStop", "LineageWalk", "commit_ckpt",
@@ -161,12 +162,15 @@ def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int
                 datasets: list[str] | None = None, parent: str | None = None,
                 log: str | os.PathLike[str] | None = None,
                 graph: str | os.PathLike[str] | None = None,
-                events: Events | None = None) -> CkptResult:
+                events: Events | None = None,
+                samples: SamplesPayload | None = None) -> CkptResult:
     """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
 
-    Everything is validated before anything is written. Concurrent commits to
-    one run are serialized by the ref's compare-and-swap: a loser re-parents its
-    snapshot on the new head and tries again, so no checkpoint is lost.
+    ``samples`` (made by ``mlgit.tf.samples``) are noted with it as a ``samples``
+    record (:mod:`mlgit.api.samples`). Everything is validated before anything is
+    written. Concurrent commits to one run are serialized by the ref's
+    compare-and-swap: a loser re-parents its snapshot on the new head and tries
+    again, so no checkpoint is lost.
     """
     ev = events or Events()
     if not is_ref_name(run):
@@ -201,6 +205,9 @@ def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int
             code, used, kind, path))
     except FormatError as e:
         raise UsageError(f"cannot record this checkpoint: {e}") from None
+    if samples is not None and code.commit is None:
+        raise UsageError("samples are noted on HEAD's commit, and there is none yet: commit "
+                         "first")
 
     written_before = store.objects.bytes_written
     # A stat cache pays only for a path that is committed again (inside the work tree);
@@ -215,6 +222,9 @@ def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int
     held.enter_context(store.writing())  # gc waits until the ref names the checkpoint
     try:
         payload_lines = payload_records(repo, log=log, graph=graph, results=None, dataset=None)
+        if samples is not None:
+            from mlgit.api.samples import samples_record  # imported when used: start-up time
+            payload_lines.append(samples_record(repo, samples))
         return _commit_locked(repo, store, run, step, message, kind, target, only, cpath,
                               old_cache, cached, configs, explicit_parent, used, code,
                               payload_lines, clean_metrics, path, written_before, ev)
