@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
-from mlgit.api.payloads import payload_records
+from mlgit.api.payloads import LogPaths, payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
@@ -158,10 +158,12 @@ def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
                 datasets: list[str] | None = None, parent: str | None = None,
-                log: str | os.PathLike[str] | None = None,
+                log: LogPaths = None,
                 graph: str | os.PathLike[str] | None = None,
                 events: Events | None = None) -> CkptResult:
     """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
+
+    ``log`` is one training log or a list of them (a ``log`` record each).
 
     Everything is validated before anything is written. Concurrent commits to
     one run are serialized by the ref's compare-and-swap: a loser re-parents its

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
+    from mlgit.api.payloads import LogPaths
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
@@ -449,7 +450,7 @@ class Repo:
                     metrics: dict[str, Any] | None = None,
                     config_files: list[str | os.PathLike[str]] | None = None,
                     message: str = "", datasets: list[str] | None = None,
-                    parent: str | None = None, log: str | os.PathLike[str] | None = None,
+                    parent: str | None = None, log: LogPaths = None,
                     graph: str | os.PathLike[str] | None = None,
                     events: Events | None = None) -> CkptResult:
         """Store a checkpoint of ``run`` with its lineage; see :func:`checkpoints.commit_ckpt`."""
@@ -476,7 +477,7 @@ class Repo:
         from mlgit.api import checkpoints  # imported when used: start-up time
         return checkpoints.LineageWalk(self, rev, limit, events)
 
-    def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+    def add_note(self, commit: str = "HEAD", *, log: LogPaths = None,
                  graph: str | os.PathLike[str] | None = None,
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:

@@ -399,6 +399,10 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
     return None if p is None else (p if p.is_absolute() else c.cwd / p)
 
 
+def _abs_all(c: Ctx, paths: tuple[Path, ...]) -> list[str | os.PathLike[str]] | None:
+    return [c.cwd / p for p in paths] if paths else None
+
+
 @cli.command(name="commit-ckpt")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--run", required=True, help="The training run this checkpoint belongs to.")
@@ -412,15 +416,15 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
               help="Dataset trained on (repeatable; default: those HEAD's pointer files pin).")
 @click.option("--parent", metavar="REV",
               help="Checkpoint this one was trained from (default: the run's previous one).")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Training log to note with it.")
+@click.option("--log", "log_files", multiple=True, type=click.Path(path_type=Path),
+              help="Training log to note with it (repeatable).")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
               help="Graph definition to note with it.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the id.")
 @pass_ctx
 def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[str, ...],
                 configs: tuple[Path, ...], message: str, datasets: tuple[str, ...],
-                parent: str | None, log_file: Path | None, graph_file: Path | None,
+                parent: str | None, log_files: tuple[Path, ...], graph_file: Path | None,
                 quiet: bool) -> None:
     """Store a checkpoint (file, directory or TF prefix) with its lineage; print its id."""
     parsed = dict(_parse_metric(m) for m in metrics)
@@ -429,7 +433,7 @@ def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[s
             c.cwd / path, run=run, step=step, metrics=parsed,
             config_files=[c.cwd / p for p in configs], message=message,
             datasets=list(datasets) if datasets else None, parent=parent,
-            log=_abs(c, log_file), graph=_abs(c, graph_file), events=c.events)
+            log=_abs_all(c, log_files), graph=_abs(c, graph_file), events=c.events)
     if quiet:
         click.echo(r.id)
         return
@@ -446,19 +450,20 @@ def note() -> None:
 
 @note.command(name="add")
 @click.argument("commit", default="HEAD")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Training log: TF event file or dir, Keras CSVLogger CSV, JSON Lines, text.")
+@click.option("--log", "log_files", multiple=True, type=click.Path(path_type=Path),
+              help="Training log: TF event file or dir, Keras CSVLogger CSV, JSON Lines, text "
+              "(repeatable).")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
               help="Graph: Keras model JSON, GraphDef (.pb/.pbtxt), SavedModel.")
 @click.option("--results", "results_file", type=click.Path(path_type=Path),
               help="Test results: a JSON object of metrics or JUnit XML.")
 @click.option("--dataset", metavar="REV", help="The test dataset the results were measured on.")
 @pass_ctx
-def note_add(c: Ctx, commit: str, log_file: Path | None, graph_file: Path | None,
+def note_add(c: Ctx, commit: str, log_files: tuple[Path, ...], graph_file: Path | None,
              results_file: Path | None, dataset: str | None) -> None:
     """Store files and attach one record each to COMMIT's note (default HEAD)."""
     with c.repo() as repo:
-        recs = repo.add_note(commit, log=_abs(c, log_file), graph=_abs(c, graph_file),
+        recs = repo.add_note(commit, log=_abs_all(c, log_files), graph=_abs(c, graph_file),
                              results=_abs(c, results_file), dataset=dataset, events=c.events)
     for r in recs:
         click.echo(f"{r['type']} {r['name']} ({r['format']}) -> {r['object'][:12]}")
