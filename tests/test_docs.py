@@ -19,6 +19,7 @@ import click
 import pytest
 
 import mlgit.errors as errors_mod
+from mlgit.api.board import BoardResult
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
 from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
@@ -241,6 +242,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
         "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
+        "#### `board --json`": set(BoardResult(Path("d")).to_json()) | {"url"},
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading

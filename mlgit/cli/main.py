@@ -899,6 +899,76 @@ def path_cmd(c: Ctx, rev: str) -> None:
         click.echo(str(repo.checkout(rev, events=c.events)))
 
 
+class _ProblemsAsWarnings(TerminalEvents):
+    """Bad input printed as warnings: what is skipped must not stop a board from serving."""
+
+    def problem(self, error: MlgitError) -> None:
+        """Print the error as a warning line; it does not set the exit code."""
+        self.warn(str(error))
+
+
+def _serve_until_interrupted() -> None:
+    """Sleep until Ctrl-C (SIGINT) or SIGTERM; then return, for a clean exit 0."""
+    import signal  # imported when used: start-up time
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("git-ml: board stopped", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@cli.command()
+@click.argument("revs", nargs=-1)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port (default: 6006 or the next free one; 0: any free port).")
+@click.option("--logdir-only", "logdir_only", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Lay the runs out in DIR (or refresh it) for a TensorBoard of your own; "
+                   "do not serve.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_only: Path | None,
+          as_json: bool) -> None:
+    """Show every teammate's runs in TensorBoard, each named author/run.
+
+    The runs are the event files and checkpoints that the notes of REVS (commits;
+    default: every local and remote-tracking branch) name, fetched lazily.
+    """
+    from mlgit.api import board as boards  # imported when used: start-up time
+    events = c.events if logdir_only is not None else _ProblemsAsWarnings(c.events.tty)
+    with c.repo() as repo:
+        result = boards.board_logdir(repo, _abs(c, logdir_only), list(revs) or None,
+                                     events=events)
+    if logdir_only is not None:
+        if as_json:
+            _echo_json(result.to_json())
+            return
+        for r in result.runs:
+            if r.status != "unchanged":
+                step = f"step {r.step}" if r.step is not None else "no checkpoint"
+                click.echo(f"{r.status:9} {r.path}  ({step})")
+        click.echo(f"{len(result.runs)} runs in {result.logdir}: {result.files_written} files "
+                   f"written ({_human(result.bytes_written)})")
+        return
+    from mlgit.api.boardserver import serve_logdir  # imported when used: start-up time
+    url = serve_logdir(result.logdir, host, port)
+    if as_json:
+        _echo_json({**result.to_json(), "url": url})
+    else:
+        people = len({r.path.split("/", 1)[0] for r in result.runs})
+        click.echo(f"{len(result.runs)} runs of {people} people from {result.logdir}")
+        click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
+    _serve_until_interrupted()
+
+
 from mlgit.cli.serve import serve_store  # noqa: E402
 
 cli.add_command(serve_store)
