@@ -512,7 +512,8 @@ def test_scope_prune_and_the_python_api(tmp_path: Path, repo_dir: Path) -> None:
         assert cache.logdir == default_logdir(r, ["main"])
         assert {x.path for x in cache.runs} == {"test-author/on-main"}
     with pytest.raises(errors.RevisionError):
-        mlgit.board_logdir(own, revs=["nope"], repo=root)
+        mlgit.board_logdir(tmp_path / "never", revs=["nope"], repo=root)
+    assert not (tmp_path / "never").exists()
     # A logdir whose manifest is not git-ml's is refused, nothing written.
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign/.mlgit-board.json").write_text("[]")

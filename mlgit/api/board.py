@@ -659,9 +659,10 @@ def board_logdir(repo: Repo, logdir: str | os.PathLike[str] | None = None,
     """
     ev = events or Events()
     hp.require_tensorboard()
+    scope = _scope(repo, revs)  # a REV that is no commit fails before anything is made
     target = _open_logdir(Path(logdir) if logdir is not None else default_logdir(repo, revs))
     with lock_file(target / MANIFEST):
-        result = _Refresh(repo, target, ev).run(revs, logdir is None if prune is None else prune)
+        result = _Refresh(repo, target, ev).run(scope, logdir is None if prune is None else prune)
     if events is None:
         ev.raise_problems()
     return result
@@ -680,9 +681,9 @@ class _Refresh:
         self.incomplete += 1
         self.ev.problem(error)
 
-    def run(self, revs: list[str] | None, prune: bool) -> BoardResult:
+    def run(self, scope: tuple[set[str], list[str]], prune: bool) -> BoardResult:
         old = _load_manifest(self.logdir)
-        commits, heads = _scope(self.repo, revs)
+        commits, heads = scope
         state = _state(self.repo, heads)
         if _unchanged(self.logdir, old, state):
             return BoardResult(self.logdir, list(_listed(old.runs, "unchanged")))
