@@ -29,6 +29,7 @@ from mlgit.api.repo import Repo
 from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
+    from mlgit.api.board import BoardResult
     from mlgit.api.checkpoints import CkptResult
     from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.tf.export import ExportResult
@@ -48,9 +49,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
 __all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "PromoteResult", "Repo",
-           "SnapshotInfo", "StageRecord", "__version__", "add", "checkout", "commit_ckpt",
-           "demote", "export", "latest_checkpoint", "ls", "open", "prefetch", "promote",
-           "show", "stages", "verify"]
+           "SnapshotInfo", "StageRecord", "__version__", "add", "board", "board_logdir",
+           "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint", "ls", "open",
+           "prefetch", "promote", "show", "stages", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -225,3 +226,27 @@ def verify(rev: str | None = None, *, export: str | os.PathLike[str] | None = No
     assert rev is not None
     with Repo(repo) as r:
         return verify_checkpoint(r, rev, atol=atol, rtol=rtol, record=record)
+
+
+def board_logdir(logdir: str | os.PathLike[str] | None = None, revs: list[str] | None = None,
+                 repo: RepoPath = None) -> BoardResult:
+    """Lay out (or refresh) the team's runs as a TensorBoard logdir (``--logdir-only``).
+
+    ``revs`` None: every branch. See :mod:`mlgit.api.board`.
+    """
+    from mlgit.api.board import board_logdir as lay_out  # imported when used: start-up time
+    with Repo(repo) as r:
+        return lay_out(r, logdir, revs)
+
+
+def board(revs: list[str] | None = None, host: str = "127.0.0.1", port: int | None = None,
+          repo: RepoPath = None) -> str:
+    """Start TensorBoard over the team's runs in this process (a daemon thread); its URL.
+
+    As ``git ml board``: the runs are laid out in the store's cache first.
+    """
+    from mlgit.api.board import board_logdir as lay_out  # imported when used: start-up time
+    from mlgit.api.boardserver import serve_logdir  # imported when used: start-up time
+    with Repo(repo) as r:
+        result = lay_out(r, None, revs)
+    return serve_logdir(result.logdir, host, port)

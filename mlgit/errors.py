@@ -19,6 +19,7 @@ __all__ = [
     "FileChangedError",
     "FormatError",
     "GitCommandError",
+    "MissingDependencyError",
     "MlgitError",
     "NotARepositoryError",
     "NotInitializedError",
@@ -193,3 +194,12 @@ class VerificationError(MlgitError):
     """
 
     exit_code = 15
+class MissingDependencyError(MlgitError):
+    """An optional package a command needs is not installed (``git ml board`` without TensorBoard).
+
+    The message names the package and the ``pip install`` that brings it. The
+    code is ``EX_UNAVAILABLE`` of ``sysexits.h``: a required program or service
+    is not available here.
+    """
+
+    exit_code = 69

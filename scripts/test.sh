@@ -22,12 +22,23 @@ if ! command -v man >/dev/null 2>&1; then
         echo "man is needed for the man page tests: apt-get install man-db" >&2
     fi
 fi
+# The board's tests load TensorBoard's page in a headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            chromium >/dev/null
+    else
+        echo "chromium is needed for the board's page test: apt-get install chromium" >&2
+    fi
+fi
 scripts/setup-venv.sh test
 VENV="${MLGIT_VENV:-.venv}"
 # The TensorFlow tests run on the CPU: the CPU-only build is a quarter of the size of
 # the `tensorflow` package that the `mlgit[tensorflow]` extra names (same module).
+# TensorBoard and google-crc32c (the `board` extra) come with the `test` extra.
 if ! "$VENV/bin/python" -c "import tensorflow" >/dev/null 2>&1; then
-    "$VENV/bin/python" -m pip install -q "tensorflow-cpu>=2.16" "tensorboard>=2.16"
+    "$VENV/bin/python" -m pip install -q "tensorflow-cpu>=2.16" "tensorboard>=2.16" \
+        "google-crc32c>=1.5"
 fi
 "$VENV/bin/ruff" check mlgit tests benchmarks
 "$VENV/bin/mypy"

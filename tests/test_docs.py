@@ -19,6 +19,7 @@ import click
 import pytest
 
 import mlgit.errors as errors_mod
+from mlgit.api.board import BoardResult
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
 from mlgit.api.inspect import FileInfo, ListEntry, SnapshotInfo
@@ -248,6 +249,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `stages --json`": set(stage.to_json()),
         "#### `promote --json`": set(PromoteResult(stage, True).to_json()) - set(stage.to_json()),
         "#### `demote --json`": set(),
+        "#### `board --json`": set(BoardResult(Path("d")).to_json()) | {"url"},
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading

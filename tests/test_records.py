@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mlgit.errors import UsageError
+from mlgit.errors import MissingDependencyError, UsageError
 from mlgit.records import (
     GraphSummary,
     LogSummary,
@@ -227,13 +227,12 @@ def test_unknown_log_formats(tmp_path: Path) -> None:
 
 
 def _hide_tensorboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tensorboard.backend.event_processing.event_file_loader",
-                        None)
+    monkeypatch.setitem(sys.modules, "tensorboard.compat.proto.event_pb2", None)
 
 
 def test_event_files_read_with_tensorflow_alone(artifacts: dict[str, Any], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """TensorFlow 2.16+ does not install TensorBoard: its own reader gives the same summary."""
+    """TensorFlow 2.16+ does not install TensorBoard: its protobuf classes give the same summary."""
     pytest.importorskip("tensorboard")
     tb = artifacts["dir"] / "tb"
     (event_file,) = (tb / "train").iterdir()
@@ -250,9 +249,10 @@ def test_event_files_read_with_tensorflow_alone(artifacts: dict[str, Any], tmp_p
 def test_event_file_without_tensorflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _hide_tensorboard(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setitem(sys.modules, "tensorflow.core.util.event_pb2", None)
     p = tmp_path / "events.out.tfevents.1.host"
     p.write_bytes(b"")
-    with pytest.raises(UsageError, match=r"pip install 'mlgit\[tensorflow\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'mlgit\[board\]'"):
         summarize_log(p)
 
 

@@ -94,14 +94,23 @@ def test_callback_commits_every_epoch_and_load_restores_the_model(
     for rec in recs:
         by_type.setdefault(rec["type"], []).append(rec)
     assert [r["id"] for r in by_type["checkpoint"]] == ids
-    assert [r["checkpoint"] for r in by_type["log"]] == ids
+    # Two logs per checkpoint: the CSV history and the TensorBoard event files.
+    assert [(r["checkpoint"], r["format"], r["name"]) for r in by_type["log"]] == [
+        (i, fmt, name) for i in ids for fmt, name in (("csv", "history.csv"),
+                                                      ("tfevents", "tensorboard"))]
     assert [r["checkpoint"] for r in by_type["graph"]] == ids
     who = "Test Author <author@example.com>"  # conftest's identity, as git would record it
     assert {r["author"] for t in ("checkpoint", "log", "graph") for r in by_type[t]} == {who}
-    last_log = by_type["log"][-1]
+    last_log = by_type["log"][-2]
     assert last_log["format"] == "csv"
     assert last_log["scalars"]["loss"]["count"] == 3
     assert last_log["scalars"]["loss"]["last"] == pytest.approx(hist.history["loss"][-1])
+    events = by_type["log"][-1]["scalars"]  # Keras' TensorBoard names: train/epoch_<log>
+    assert set(events) == {f"train/epoch_{k}" for k in hist.history}
+    assert events["train/epoch_loss"]["count"] == 3
+    assert events["train/epoch_loss"]["last_step"] == 2  # Keras' epoch index, as in the CSV
+    assert events["train/epoch_loss"]["last"] == pytest.approx(hist.history["loss"][-1],
+                                                               rel=1e-6)
     graph = by_type["graph"][-1]
     assert graph["format"] == "keras-json"
     assert graph["summary"]["layers"] == 3
@@ -134,9 +143,12 @@ def test_callback_every_n_epochs_commits_the_last_epoch_too(
     # of training; the history goes on from the first fit.
     _model(tf).fit(x, y, epochs=5, initial_epoch=3, batch_size=64, verbose=0, callbacks=[cb])
     assert [e for e, _ in cb.checkpoints] == [1, 2, 3, 4]
-    log = [rec for rec in _note(committed) if rec["type"] == "log"][-1]
+    logs = [rec for rec in _note(committed) if rec["type"] == "log"]
+    log, events = logs[-2], logs[-1]
     assert log["scalars"]["loss"]["count"] == 5
     assert log["scalars"]["loss"]["last_step"] == 4
+    assert events["scalars"]["train/epoch_loss"]["count"] == 5  # the event files go on too
+    assert events["scalars"]["train/epoch_loss"]["last_step"] == 4
 
 
 def test_callback_savedmodel_format(tf: Any, mltf: Any, committed: Path) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.api.checkout import checkout
 from mlgit.api.events import Events
-from mlgit.api.payloads import payload_records
+from mlgit.api.payloads import LogPaths, payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
@@ -160,12 +160,13 @@ def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
                 datasets: list[str] | None = None, parent: str | None = None,
-                log: str | os.PathLike[str] | None = None,
+                log: LogPaths = None,
                 graph: str | os.PathLike[str] | None = None,
                 events: Events | None = None,
                 samples: SamplesPayload | None = None) -> CkptResult:
     """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
 
+    ``log`` is one training log or a list of them (a ``log`` record each).
     ``samples`` (made by ``mlgit.tf.samples``) are noted with it as a ``samples``
     record (:mod:`mlgit.api.samples`). Everything is validated before anything is
     written. Concurrent commits to one run are serialized by the ref's

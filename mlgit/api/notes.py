@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
-from mlgit.api.payloads import payload_records
+from mlgit.api.payloads import LogPaths, payload_records
 from mlgit.errors import FormatError, UsageError
 from mlgit.format.records import Record, decode_note, encode_record
 from mlgit.gitlink.commits import resolve_commit
@@ -33,13 +33,16 @@ class NoteView:
                 "problems": self.problems}
 
 
-def add_note(repo: Core, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+def add_note(repo: Core, commit: str = "HEAD", *, log: LogPaths = None,
              graph: str | os.PathLike[str] | None = None,
              results: str | os.PathLike[str] | None = None, dataset: str | None = None,
              events: Events | None = None  # noqa: ARG001 - public keyword, as every verb's
              ) -> list[dict[str, Any]]:
-    """Store the given files and append one record each to ``commit``'s note; return them."""
-    if log is None and graph is None and results is None:
+    """Store the given files and append one record each to ``commit``'s note; return them.
+
+    ``log`` is one path or a list of them.
+    """
+    if not log and graph is None and results is None:
         raise UsageError("nothing to note: give --log, --graph and/or --results")
     target = resolve_commit(repo.git, commit)
     with repo.store.writing():  # gc must not prune what the payloads reuse

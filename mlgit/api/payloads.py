@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,12 @@ from mlgit.snapshot.statcache import StatCache
 if TYPE_CHECKING:
     from mlgit.api.core import Core
 
-__all__ = ["payload_records", "store_payload"]
+__all__ = ["LogPaths", "payload_records", "store_payload"]
 
 _MAX_SCALARS = 64
+
+LogPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+"""One training log, or several (a CSV history and a directory of event files)."""
 
 
 def store_payload(repo: Core, path: Path) -> tuple[str, int]:
@@ -42,16 +46,18 @@ def _existing(p: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
-def payload_records(repo: Core, *, log: str | os.PathLike[str] | None,
+def payload_records(repo: Core, *, log: LogPaths,
                     graph: str | os.PathLike[str] | None,
                     results: str | os.PathLike[str] | None,
                     dataset: str | None) -> list[dict[str, Any]]:
     """Summarize, then store, the given payload files; return their note records.
 
+    ``log`` is one path or a list of them (one ``log`` record each, in order).
     Each record carries ``author``, who git says is the author now
     (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does.
     """
-    if log is None and graph is None and results is None:
+    logs = [] if log is None else [log] if isinstance(log, str | os.PathLike) else list(log)
+    if not logs and graph is None and results is None:
         if dataset is not None:
             raise UsageError("--dataset names the test dataset of --results; give --results too")
         return []
@@ -59,8 +65,8 @@ def payload_records(repo: Core, *, log: str | os.PathLike[str] | None,
 
     planned: list[tuple[Path, dict[str, Any]]] = []
     now = int(time.time())
-    if log is not None:
-        p = _existing(log, "log")
+    for one in logs:
+        p = _existing(one, "log")
         s = records.summarize_log(p)
         scalars = dict(list(s.scalars.items())[:_MAX_SCALARS])
         planned.append((p, {"type": "log", "format": s.format,

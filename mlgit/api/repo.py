@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
+    from mlgit.api.payloads import LogPaths
     from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
@@ -169,7 +170,7 @@ class Repo(Core):
                     metrics: dict[str, Any] | None = None,
                     config_files: list[str | os.PathLike[str]] | None = None,
                     message: str = "", datasets: list[str] | None = None,
-                    parent: str | None = None, log: str | os.PathLike[str] | None = None,
+                    parent: str | None = None, log: LogPaths = None,
                     graph: str | os.PathLike[str] | None = None,
                     events: Events | None = None) -> CkptResult:
         """Store a checkpoint of ``run`` with its lineage; see :func:`checkpoints.commit_ckpt`."""
@@ -196,7 +197,7 @@ class Repo(Core):
         from mlgit.api import checkpoints  # 30 ms of start-up (records, checkout, sync)
         return checkpoints.LineageWalk(self, rev, limit, events)
 
-    def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+    def add_note(self, commit: str = "HEAD", *, log: LogPaths = None,
                  graph: str | os.PathLike[str] | None = None,
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ Called without ``events``, a verb raises the first problem once the rest is done
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
     from mlgit.api.core import Core
 
 __all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
-           "is_git_remote", "ls_remote", "push", "tracking_refs"]
+           "fetch_payloads", "is_git_remote", "ls_remote", "push", "tracking_refs"]
 
 _NOTES_SENT = "notes-pushed"
 """In a remote's index cache: the notes commit whose every named object that remote holds."""
@@ -850,17 +851,37 @@ def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
     RevisionError when the remote does not have it; other failures raise, naming
     the remote.
     """
+    failed: list[MlgitError] = []
+    fetch_payloads(repo, remote, [oid], failed.append)
+    if failed:
+        raise failed[0]
+
+
+def fetch_payloads(repo: Core, remote: str, oids: list[ObjectID],
+                   on_bad: Callable[[MlgitError], None]) -> None:
+    """Bring notes' payloads (trees) and everything below them, in one session, verified.
+
+    A payload the remote lacks (RevisionError) or whose objects fail their checks
+    goes to ``on_bad``; the others are fetched. A remote that cannot be used
+    raises, naming it.
+    """
     spec, backend = connect_remote(repo, remote)
     try:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-        raw = hex_to_raw(oid)
-        if not index.has(raw) and not repo.store.objects.has_committed(raw):
-            raise RevisionError(f"payload {oid} is neither here nor on {spec.name} "
-                                f"({spec.url}); whoever noted it must `git ml push` it")
-        with repo.store.writing():
-            fetch_objects(repo.store, backend, [raw], index, role=walk.TREE, history=False)
+        wanted = []
+        for oid in dict.fromkeys(oids):
+            raw = hex_to_raw(oid)
+            if not index.has(raw) and not repo.store.objects.has_committed(raw):
+                on_bad(RevisionError(f"payload {oid} is neither here nor on {spec.name} "
+                                     f"({spec.url}); whoever noted it must `git ml push` it"))
+            else:
+                wanted.append(raw)
+        if wanted:
+            with repo.store.writing():
+                fetch_objects(repo.store, backend, wanted, index, role=walk.TREE,
+                              history=False, on_bad=on_bad)
     finally:
         backend.close()
 

@@ -406,6 +406,10 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
     return None if p is None else (p if p.is_absolute() else c.cwd / p)
 
 
+def _abs_all(c: Ctx, paths: tuple[Path, ...]) -> list[str | os.PathLike[str]] | None:
+    return [c.cwd / p for p in paths] if paths else None
+
+
 @cli.command(name="commit-ckpt")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--run", required=True, help="The training run this checkpoint belongs to.")
@@ -419,8 +423,8 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
               help="Dataset trained on (repeatable; default: those HEAD's pointer files pin).")
 @click.option("--parent", metavar="REV",
               help="Checkpoint this one was trained from (default: the run's previous one).")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Training log to note with it.")
+@click.option("--log", "log_files", multiple=True, type=click.Path(path_type=Path),
+              help="Training log to note with it (repeatable).")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
               help="Graph definition to note with it.")
 @click.option("--samples", "samples_file", type=click.Path(path_type=Path),
@@ -429,7 +433,7 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
 @pass_ctx
 def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[str, ...],
                 configs: tuple[Path, ...], message: str, datasets: tuple[str, ...],
-                parent: str | None, log_file: Path | None, graph_file: Path | None,
+                parent: str | None, log_files: tuple[Path, ...], graph_file: Path | None,
                 samples_file: Path | None, quiet: bool) -> None:
     """Store a checkpoint (file, directory or TF prefix) with its lineage; print its id."""
     import tempfile  # imported when used: start-up time
@@ -449,7 +453,7 @@ def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[s
             repo, c.cwd / path, run=run, step=step, metrics=parsed,
             config_files=list[str | os.PathLike[str]](config_files), message=message,
             datasets=list(datasets) if datasets else None, parent=parent,
-            log=_abs(c, log_file), graph=_abs(c, graph_file), events=c.events,
+            log=_abs_all(c, log_files), graph=_abs(c, graph_file), events=c.events,
             samples=samples)
     if quiet:
         click.echo(r.id)
@@ -467,19 +471,20 @@ def note() -> None:
 
 @note.command(name="add")
 @click.argument("commit", default="HEAD")
-@click.option("--log", "log_file", type=click.Path(path_type=Path),
-              help="Training log: TF event file or dir, Keras CSVLogger CSV, JSON Lines, text.")
+@click.option("--log", "log_files", multiple=True, type=click.Path(path_type=Path),
+              help="Training log: TF event file or dir, Keras CSVLogger CSV, JSON Lines, text "
+              "(repeatable).")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
               help="Graph: Keras model JSON, GraphDef (.pb/.pbtxt), SavedModel.")
 @click.option("--results", "results_file", type=click.Path(path_type=Path),
               help="Test results: a JSON object of metrics or JUnit XML.")
 @click.option("--dataset", metavar="REV", help="The test dataset the results were measured on.")
 @pass_ctx
-def note_add(c: Ctx, commit: str, log_file: Path | None, graph_file: Path | None,
+def note_add(c: Ctx, commit: str, log_files: tuple[Path, ...], graph_file: Path | None,
              results_file: Path | None, dataset: str | None) -> None:
     """Store files and attach one record each to COMMIT's note (default HEAD)."""
     with c.repo() as repo:
-        recs = repo.add_note(commit, log=_abs(c, log_file), graph=_abs(c, graph_file),
+        recs = repo.add_note(commit, log=_abs_all(c, log_files), graph=_abs(c, graph_file),
                              results=_abs(c, results_file), dataset=dataset, events=c.events)
     for r in recs:
         click.echo(f"{r['type']} {r['name']} ({r['format']}) -> {r['object'][:12]}")
@@ -1112,6 +1117,76 @@ def verify_cmd(c: Ctx, rev: str | None, export_dir: Path | None, atol: float, rt
     else:
         _print_verification(v)
     v.check()
+
+
+class _ProblemsAsWarnings(TerminalEvents):
+    """Bad input printed as warnings: what is skipped must not stop a board from serving."""
+
+    def problem(self, error: MlgitError) -> None:
+        """Print the error as a warning line; it does not set the exit code."""
+        self.warn(str(error))
+
+
+def _serve_until_interrupted() -> None:
+    """Sleep until Ctrl-C (SIGINT) or SIGTERM; then return, for a clean exit 0."""
+    import signal  # imported when used: start-up time
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("git-ml: board stopped", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@cli.command()
+@click.argument("revs", nargs=-1)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port (default: 6006 or the next free one; 0: any free port).")
+@click.option("--logdir-only", "logdir_only", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Lay the runs out in DIR (or refresh it) for a TensorBoard of your own; "
+                   "do not serve.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_only: Path | None,
+          as_json: bool) -> None:
+    """Show every teammate's runs in TensorBoard, each named author/run.
+
+    The runs are the event files and checkpoints that the notes of REVS (commits;
+    default: every local and remote-tracking branch) name, fetched lazily.
+    """
+    from mlgit.api import board as boards  # imported when used: start-up time
+    events = c.events if logdir_only is not None else _ProblemsAsWarnings(c.events.tty)
+    with c.repo() as repo:
+        result = boards.board_logdir(repo, _abs(c, logdir_only), list(revs) or None,
+                                     events=events)
+    if logdir_only is not None:
+        if as_json:
+            _echo_json(result.to_json())
+            return
+        for r in result.runs:
+            if r.status != "unchanged":
+                step = f"step {r.step}" if r.step is not None else "no checkpoint"
+                click.echo(f"{r.status:9} {r.path}  ({step})")
+        click.echo(f"{len(result.runs)} runs in {result.logdir}: {result.files_written} files "
+                   f"written ({_human(result.bytes_written)})")
+        return
+    from mlgit.api.boardserver import serve_logdir  # imported when used: start-up time
+    url = serve_logdir(result.logdir, host, port)
+    if as_json:
+        _echo_json({**result.to_json(), "url": url})
+    else:
+        people = len({r.path.split("/", 1)[0] for r in result.runs})
+        click.echo(f"{len(result.runs)} runs of {people} people from {result.logdir}")
+        click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
+    _serve_until_interrupted()
 
 
 from mlgit.cli.serve import serve_store  # noqa: E402

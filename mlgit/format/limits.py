@@ -14,12 +14,14 @@ from __future__ import annotations
 __all__ = [
     "MAX_CONFIG_LEN",
     "MAX_EMPTY_DIRS",
+    "MAX_EVENT_RECORD_LEN",
     "MAX_EXPORT_MANIFEST_LEN",
     "MAX_FILES",
     "MAX_GITIGNORE_LEN",
     "MAX_INDEX_ENTRIES",
     "MAX_INDEX_LEN",
     "MAX_JSON_DEPTH",
+    "MAX_LOGDIR_PAYLOAD",
     "MAX_NOTE_LEN",
     "MAX_PACK_LEN",
     "MAX_PATH_LEN",
@@ -121,3 +123,12 @@ MAX_SAMPLE_ARRAYS = 64
 
 MAX_EXPORT_MANIFEST_LEN = 1 << 20
 """An export's ``assets.extra/mlgit-export.json`` (read by ``git ml verify --export``)."""
+
+MAX_EVENT_RECORD_LEN = 64 << 20
+"""One record of a TensorFlow event file that git-ml reads (a summary, a graph). Summaries
+of logs skip a longer record unread; ``git ml board`` refuses an event file holding one,
+so that TensorBoard never allocates what its length field claims."""
+
+MAX_LOGDIR_PAYLOAD = 1 << 30
+"""The event files of one ``log`` record that ``git ml board`` lays out for TensorBoard
+(the sum of their sizes): a larger payload is skipped with a warning."""

@@ -6,13 +6,16 @@ event file):
 
 ``tfevents``
     A TensorFlow event file, or a directory holding event files (searched
-    recursively). The Keras ``TensorBoard`` callback writes ``train/`` and
-    ``validation/`` subdirectories; scalar names from a file in a subdirectory
-    are prefixed with its path, e.g. ``validation/epoch_loss``. Read with
-    TensorBoard's own event file loader (the ``tensorboard`` package), or with
-    TensorFlow's ``summary_iterator`` when only TensorFlow is installed; both
+    recursively). The Keras ``TensorBoard`` callback (and git-ml's
+    ``CheckpointCallback``) write ``train/`` and ``validation/`` subdirectories;
+    scalar names from a file in a subdirectory are prefixed with its path, e.g.
+    ``validation/epoch_loss``. Read by :mod:`mlgit.records.tfevents` (the
+    TFRecord framing checked here, events decoded by TensorBoard's protobuf
+    classes: TensorFlow is never imported when TensorBoard is installed); both
     ``simple_value`` scalars (TF1) and tensor-encoded scalars (TF2
-    ``tf.summary.scalar``) count.
+    ``tf.summary.scalar``) count. As in TensorBoard, a record cut short at the
+    end of a file (a log still being written) or failing its checksum ends that
+    file; a record over 64 MiB (a huge graph) is skipped unread.
 ``csv``
     Keras ``CSVLogger`` output: a header row that names an ``epoch`` (or
     ``step``) column; every other numeric column is a scalar, its step the epoch.
@@ -31,26 +34,24 @@ from __future__ import annotations
 
 import codecs
 import csv
-import importlib
 import io
 import json
 import math
 import os
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlgit.errors import UsageError
+from mlgit.errors import FormatError, UsageError
 from mlgit.format.records import best_mode
+from mlgit.records.tfevents import event_scalars, is_record_header
 
 __all__ = ["LOG_FORMATS", "LogSummary", "ScalarSummary", "best_mode", "summarize_log"]
 
 LOG_FORMATS = ("tfevents", "csv", "jsonl", "text")
 _STEP_FIELDS = ("step", "epoch")
 _SNIFF = 64 << 10
-_INSTALL_HINT = "pip install 'mlgit[tensorflow]'"
 
 
 @dataclass(frozen=True)
@@ -138,33 +139,6 @@ def _as_step(v: object) -> int | None:
 
 # -- format detection ------------------------------------------------------------
 
-_CRC_TABLE: list[int] = []
-
-
-def _crc32c(data: bytes) -> int:
-    if not _CRC_TABLE:
-        for i in range(256):
-            c = i
-            for _ in range(8):
-                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-            _CRC_TABLE.append(c)
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _is_tfrecord(head: bytes) -> bool:
-    """True if ``head`` starts with a TFRecord frame header (length + its masked CRC32C)."""
-    if len(head) < 12:
-        return False
-    length_bytes = head[:8]
-    (masked,) = struct.unpack("<I", head[8:12])
-    crc = _crc32c(length_bytes)
-    expect = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-    return bool(masked == expect)
-
-
 def _is_event_file_name(path: Path) -> bool:
     return "tfevents" in path.name
 
@@ -194,82 +168,16 @@ def _unknown(path: Path, what: str) -> UsageError:
                       "Keras CSVLogger csv, JSON lines (jsonl), UTF-8 text")
 
 
-# -- tfevents --------------------------------------------------------------------
-
-def _event_reader() -> tuple[Any, Any]:
-    """(events of a file, TensorProto → ndarray): TensorBoard's reader, else TensorFlow's.
-
-    TensorBoard's ``LegacyEventFileLoader`` is preferred; TensorFlow alone (2.16+ no
-    longer installs TensorBoard) reads with ``tf.compat.v1.train.summary_iterator``.
-    """
-    try:
-        loader = importlib.import_module(
-            "tensorboard.backend.event_processing.event_file_loader")
-        tensor_util = importlib.import_module("tensorboard.util.tensor_util")
-    except ImportError:
-        pass
-    else:
-        return (lambda p: loader.LegacyEventFileLoader(str(p)).Load()), tensor_util.make_ndarray
-    try:
-        tf = importlib.import_module("tensorflow")
-    except ImportError as e:
-        raise UsageError(f"reading TensorFlow event files needs TensorBoard or TensorFlow: "
-                         f"{_INSTALL_HINT}") from e
-    return (lambda p: tf.compat.v1.train.summary_iterator(str(p))), tf.make_ndarray
-
-
-def _tensor_scalar(tensor: Any, make_ndarray: Any) -> float | None:
-    """The value of a rank-0 numeric TensorProto, or None if it is not one."""
-    if tensor.tensor_shape.dim:
-        return None
-    try:
-        arr = make_ndarray(tensor)
-    except Exception:  # noqa: BLE001 - TF may raise anything on a hostile tensor: not a scalar
-        return None
-    if getattr(arr, "size", 0) != 1 or arr.dtype.kind not in "biuf":
-        return None
-    return float(arr.reshape(()).item())
-
-
-def _events(read: Any, path: Path) -> Iterator[Any]:
-    """The file's events; a record cut short (a file still being written) ends the file."""
-    it = iter(read(path))
-    while True:
-        try:
-            yield next(it)
-        except StopIteration:
-            return
-        except Exception as e:
-            if type(e).__name__ == "DataLossError":  # TensorFlow's truncated-record error
-                return
-            raise
-
+# -- tfevents ---------------------------------------------------------------------
 
 def _read_events(path: Path, prefix: str, series: dict[str, _Series]) -> None:
-    read, make_ndarray = _event_reader()
-    plugins: dict[str, str] = {}
+    where = str(path)
     try:
-        for event in _events(read, path):
-            if event.WhichOneof("what") != "summary":
-                continue
-            step = int(event.step)
-            for value in event.summary.value:
-                tag = value.tag
-                plugin = value.metadata.plugin_data.plugin_name
-                if plugin:
-                    plugins[tag] = plugin
-                kind = value.WhichOneof("value")
-                number: float | None
-                if kind == "simple_value":
-                    number = float(value.simple_value)
-                elif kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
-                    number = _tensor_scalar(value.tensor, make_ndarray)
-                else:
-                    number = None
-                if number is not None:
-                    series.setdefault(prefix + tag, _Series()).add(step, number)
-    except Exception as e:  # the readers raise protobuf/IO errors of many kinds
-        raise UsageError(f"{path}: not a readable TensorFlow event file ({e})") from e
+        with path.open("rb") as f:
+            for step, tag, value in event_scalars(f, where):
+                series.setdefault(prefix + tag, _Series()).add(step, value)
+    except FormatError as e:
+        raise UsageError(f"not a readable TensorFlow event file: {e}") from None
 
 
 def _summarize_events(path: Path) -> LogSummary:
@@ -388,8 +296,9 @@ def summarize_log(path: Path) -> LogSummary:
     Returns the detected format and, for each scalar, its last and best values.
     Raises :class:`~mlgit.errors.UsageError` for binary content that is not a
     TensorFlow event file (the message names the known formats), for a directory
-    without event files, and, for event files, when neither TensorBoard nor
-    TensorFlow is installed.
+    without event files and for an event file whose events do not decode;
+    :class:`~mlgit.errors.MissingDependencyError` for event
+    files when neither TensorBoard nor TensorFlow is installed.
     An unreadable path raises the ``OSError``.
     """
     path = Path(path)
@@ -397,7 +306,7 @@ def summarize_log(path: Path) -> LogSummary:
         return _summarize_events(path)
     with path.open("rb") as f:
         head = f.read(_SNIFF)
-    if _is_tfrecord(head) or (_is_event_file_name(path) and not head):
+    if is_record_header(head) or (_is_event_file_name(path) and not head):
         return _summarize_events(path)
     if _looks_binary(head):
         raise _unknown(path, "binary content that is not a TensorFlow event file")
