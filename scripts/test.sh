@@ -22,6 +22,16 @@ if ! command -v man >/dev/null 2>&1; then
         echo "man is needed for the man page tests: apt-get install man-db" >&2
     fi
 fi
+# tests/test_copies.py makes a loop-mounted XFS (reflink=1) to test reflinks for real
+# (as root; skipped elsewhere).
+if ! command -v mkfs.xfs >/dev/null 2>&1 && [ ! -x /usr/sbin/mkfs.xfs ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            xfsprogs >/dev/null
+    else
+        echo "mkfs.xfs is needed for the reflink tests: apt-get install xfsprogs" >&2
+    fi
+fi
 scripts/setup-venv.sh test
 VENV="${MLGIT_VENV:-.venv}"
 # The TensorFlow tests run on the CPU: the CPU-only build is a quarter of the size of

@@ -275,15 +275,25 @@ class Repo:
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None,
              config: StoreConfig | None = None, *, hooks: bool = True,
-             git_env: bool | None = None) -> tuple[Repo, bool]:
+             git_env: bool | None = None,
+             shared: str | os.PathLike[str] | None = None) -> tuple[Repo, bool]:
         """Create the store if absent and (unless ``hooks`` is False) install the git hooks.
 
         Returns (repo, created). Harmless to repeat: an existing store keeps its config.
-        ``git_env`` is as for :class:`Repo`.
+        ``git_env`` is as for :class:`Repo`. ``shared``: a shared store to keep the
+        objects in (:func:`mlgit.api.sharing.join`); a store created here without
+        one joins ``ml.sharedStore`` when git's config sets it.
         """
+        from mlgit.api import sharing  # imported when used: start-up time
         repo = cls(path, git_env=git_env)
+        new = not (repo.git.ml_dir / "config").exists()
+        join = shared if shared is not None else sharing.configured(repo) if new else None
+        if join is not None:
+            sharing.check_target(repo, join)  # a bad path changes nothing
         store, created = Store.init(repo.git.ml_dir, config)
         repo._store = store
+        if join is not None:
+            sharing.join(repo, join)
         if hooks and repo.git.workdir is not None:
             repo.install_hooks()
         return repo, created
@@ -380,6 +390,9 @@ class Repo:
         """The opened store; NotInitializedError if ``git ml init`` was never run."""
         if self._store is None:
             self._store = Store.open(self.git.ml_dir)
+            if self._store.shared is not None:
+                from mlgit.api import sharing  # imported when used: start-up time
+                sharing.register_self(self)
         return self._store
 
     def close(self) -> None:
@@ -516,7 +529,10 @@ class Repo:
            events: Events | None = None) -> GcReport:
         """Remove unreachable objects from packs older than ``prune``; repack the rest.
 
-        Bad pointer files and note lines are reported to ``events`` and skipped.
+        In a clone that shares a store, what every registered clone needs is kept
+        (:mod:`mlgit.api.sharing`). Read-only checkouts are evicted to fit
+        ``ml.checkouts.maxSize``. Bad pointer files and note lines are reported to
+        ``events`` and skipped.
         """
         from mlgit.api import maintenance
 
@@ -1014,9 +1030,15 @@ class Repo:
         return out
 
     # -- checkout --------------------------------------------------------------
-    def checkout(self, rev: str, events: Events | None = None) -> Path:
-        """A read-only directory (or file) holding snapshot ``rev``, materialized once.
+    def checkout(self, rev: str, events: Events | None = None, *,
+                 worktree: bool = True) -> Path:
+        """A directory (or file) holding snapshot ``rev``, to read and never write to.
 
+        The work tree's own copy when a tracked path pins exactly ``rev`` and is
+        clean (unless ``worktree`` is False); else a read-only checkout under
+        ``checkouts/``, materialized once (reflinking what the work tree holds
+        where the filesystem can) and held for this process until it exits or
+        calls :func:`mlgit.release` (see :mod:`mlgit.api.copies`).
         For a checkpoint stored from a TensorFlow prefix, the path is that prefix
         inside the directory (what ``tf.train.Checkpoint.restore`` expects).
         ``rev`` may also be the ``object`` id (or a unique prefix of it) that a
@@ -1024,21 +1046,18 @@ class Repo:
         directory) is fetched lazily when not here and materialized the same
         way; for a payload of one file the path is that file.
         """
-        from mlgit.snapshot.materialize import (
-            materialize_readonly,  # imported when used: start-up time
-        )
+        from mlgit.api import copies  # imported when used: start-up time
         ev = events or Events()
         payload = self._payload_record(rev)
         if payload is not None:
             return self._checkout_payload(payload, ev)
+        own = copies.worktree_copy(self, rev) if worktree else None
+        if own is not None:
+            return own
         oid = self._resolve_fetching(rev)
         snap = self.snapshot(oid)
         prefix = self._tf_prefix(oid, snap)  # checked before anything is written
-        ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
-        try:
-            path = materialize_readonly(self.store, oid, snap, progress=ev.advance)
-        finally:
-            ev.finish()
+        path = copies.materialize(self, oid, snap, ev)
         return path / prefix if prefix is not None else path
 
     def _payload_record(self, rev: str) -> PayloadRecord | None:
@@ -1076,10 +1095,7 @@ class Repo:
         regular file named as the record's ``name`` was stored from that file: its
         path is returned.
         """
-        from mlgit.api import sync  # imported when used: start-up time
-        from mlgit.snapshot.materialize import (
-            materialize_readonly,  # imported when used: start-up time
-        )
+        from mlgit.api import copies, sync  # imported when used: start-up time
         oid = rec.object
         raw = bytes.fromhex(oid)
         if not self._tree_complete(raw):
@@ -1092,11 +1108,7 @@ class Repo:
         entries = self.store.objects.get_tree(raw)
         files, nbytes = totals(entries)
         snap = Snapshot(KIND_DATASET, rec.name, oid, ROOT_DIR, (), 0, 0, "", "", files, nbytes)
-        ev.start(f"materializing {rec.name[:80]}", files, nbytes)
-        try:
-            path = materialize_readonly(self.store, oid, snap, progress=ev.advance)
-        finally:
-            ev.finish()
+        path = copies.materialize(self, oid, snap, ev, label=rec.name[:80])
         name = os.fsencode(rec.name)
         if len(entries) == 1 and entries[0].type == TYPE_FILE and entries[0].name == name:
             return path / rec.name  # a tree entry's name: one checked path component
@@ -1140,11 +1152,13 @@ class Repo:
         ``events`` the first problem is raised once the rest is done. A conflicted
         pointer's data becomes ours plus what merged cleanly (the snapshot it pins).
         """
+        from mlgit.api.copies import update_reuse  # imported when used: start-up time
         from mlgit.snapshot.materialize import update_worktree  # imported when used: start-up time
         ev = events or Events()
         store = self.store
         work = self.git.require_workdir()
         pointers = self._tracked_for(paths, ev)
+        every = pointers if not paths else self.tracked()
         lacking = sorted({p.id for _, p in pointers
                           if not store.objects.has_committed(bytes.fromhex(p.id))})
         why = self._fetch_snapshots(lacking) if lacking else {}
@@ -1171,7 +1185,8 @@ class Repo:
             try:
                 cache, stat_time = update_worktree(
                     store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
-                    on_total=on_total, fetch=self._chunk_fetcher())
+                    on_total=on_total, fetch=self._chunk_fetcher(),
+                    reuse=update_reuse(self, full, p.id, snap, every))
             except FormatError as e:  # a bad snapshot: nothing of it was written
                 ev.problem(_about(pointer_rel, e))
                 continue
