@@ -154,6 +154,8 @@ def test_a_copied_clone_registers_itself_and_a_stale_entry_is_dropped(
     key = "ab" * 16
     (store / "clones" / key).write_text(json.dumps(
         {"ml": str(plain / ".git/ml"), "worktree": str(plain)}))
+    run_gitml(a, "gc", "--prune", "now", "--dry-run")
+    assert key in os.listdir(store / "clones")  # a dry run changes nothing
     gc = run_gitml(a, "gc", "--prune", "now")
     assert gc.stderr == ""
     assert key not in os.listdir(store / "clones")
@@ -322,3 +324,35 @@ def test_a_clone_that_shares_a_store_can_be_a_remote(tmp_path: Path,
     run_gitml(a, "gc", "--prune", "now")  # moves the pushed pack into the shared store
     assert _pack_bytes(a / ".git/ml") == 0
     fsck_ok(a, c)
+
+
+def test_gc_in_one_clone_while_the_other_adds(box: tuple[Path, Path, Path]) -> None:
+    """gc with no grace period in a, racing adds in b: nothing b's adds name is lost."""
+    a, b, _ = box
+    make_tree(a, {"data/a.bin": os.urandom(100_000)})
+    run_gitml(a, "add", "data")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def collect() -> None:
+        try:
+            while not stop.is_set():
+                run_gitml(a, "gc", "--prune", "now")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    gc = threading.Thread(target=collect)
+    gc.start()
+    try:
+        for i in range(6):
+            make_tree(b, {f"d{i}/f.bin": os.urandom(80_000)})
+            run_gitml(b, "add", f"d{i}")
+    finally:
+        stop.set()
+        gc.join()
+    assert errors == []
+    fsck_ok(a, b)
+    for i in range(6):
+        got = mlgit.checkout(f"d{i}", repo=b, worktree=False)
+        assert read_tree(got) == read_tree(b / f"d{i}")
+        mlgit.release(got)

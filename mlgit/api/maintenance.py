@@ -206,7 +206,7 @@ def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = F
     report = gc_mod.collect(repo.store,
                             lambda: [(oid, role) for oid, _, role in roots(repo, ev)],
                             prune_before=cutoff, dry_run=dry_run,
-                            others=lambda: sharing.others_live(repo))
+                            others=lambda: sharing.others_live(repo, dry_run=dry_run))
     if report.shared_skipped:
         ev.warn(f"the shared store {repo.store.shared} was not pruned: "
                 f"{report.shared_skipped}")

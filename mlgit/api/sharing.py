@@ -151,14 +151,14 @@ def register_self(repo: Repo) -> None:
             shared.register(store.shared, repo.git.ml_dir, _main_worktree(repo))
 
 
-def others_live(repo: Repo) -> set[bytes] | str:
+def others_live(repo: Repo, *, dry_run: bool = False) -> set[bytes] | str:
     """Every object the other clones of this clone's shared store need; or why it is unknown.
 
     Called by gc under the shared store's lock. Each registered clone is opened
     as a repository and marked from its own roots through its own store (which
     also reads its own ``packs/``). An entry whose clone exists but does not use
-    this shared store is dropped. A clone that cannot be read makes the answer a
-    reason (a string), and gc then prunes nothing shared.
+    this shared store is dropped (unless ``dry_run``). A clone that cannot be
+    read makes the answer a reason (a string), and gc then prunes nothing shared.
     """
     from mlgit.api.maintenance import roots  # imported when used: avoids an import circle
     from mlgit.store.gc import mark  # imported when used: start-up time
@@ -182,7 +182,8 @@ def others_live(repo: Repo) -> set[bytes] | str:
         try:
             with _open_clone(c.ml, c.worktree) as other:
                 if other.store.shared is None or not _same(other.store.shared, root):
-                    shared.forget(root, c.key)  # it left this shared store
+                    if not dry_run:
+                        shared.forget(root, c.key)  # it left this shared store
                     continue
                 live |= mark(other.store,
                              [(oid, role) for oid, _, role in roots(other, Events())])
