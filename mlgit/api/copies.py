@@ -118,8 +118,9 @@ def worktree_reuse(repo: Repo, *, skip: Path | None = None,
                    tracked: list[tuple[str, Pointer]] | None = None) -> Reuse | None:
     """A :class:`Reuse` over the tracked work tree paths with a stat cache (but ``skip``).
 
-    None when the store's filesystem cannot reflink (probed once per process), so
-    nothing is read for nothing. ``tracked``: the pointers, if the caller has them.
+    None when the store's filesystem cannot reflink (probed once per process).
+    Stat caches are read only when a write needs them. ``tracked``: the pointers,
+    if the caller has them.
     """
     store = repo.store
     work = repo.git.workdir
@@ -130,9 +131,8 @@ def worktree_reuse(repo: Repo, *, skip: Path | None = None,
         full = work / tracked_path_for(pointer_rel)
         if full == skip:
             continue
-        cache = statcache.load(statcache.cache_path(store.cache_dir, full))
-        if cache.dirs:
-            reuse.worktree(full, cache, is_file=os.path.isfile(full))
+        reuse.worktree(full, statcache.cache_path(store.cache_dir, full),
+                       is_file=os.path.isfile(full))
     return reuse
 
 

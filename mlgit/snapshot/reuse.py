@@ -32,8 +32,8 @@ from pathlib import Path
 
 from mlgit.errors import FormatError
 from mlgit.format.tree import TYPE_FILE, TreeEntry
+from mlgit.snapshot import statcache
 from mlgit.snapshot.scan import FileStat
-from mlgit.snapshot.statcache import StatCache
 from mlgit.snapshot.treewalk import TreeGetter, walk
 from mlgit.store.reflink import clone_fd, probe
 
@@ -44,7 +44,7 @@ __all__ = ["Reuse"]
 class _Place:
     root: bytes
     is_file: bool
-    cache: StatCache | None  # a work tree's; None: a trusted read-only checkout
+    cache: Path | None  # a work tree path's stat cache file; None: a read-only checkout
     tree: bytes | None  # a checkout's root tree
 
 
@@ -67,11 +67,10 @@ class Reuse:
         self.cloned_files = 0
         self.cloned_bytes = 0
 
-    def worktree(self, root: str | os.PathLike[str], cache: StatCache, *,
+    def worktree(self, root: str | os.PathLike[str], cache: Path, *,
                  is_file: bool = False) -> None:
-        """A tracked path of the work tree and its stat cache (files vouched by their stat)."""
-        if cache.dirs:
-            self._places.append(_Place(os.fsencode(root), is_file, cache, None))
+        """A tracked path of the work tree and its stat cache file (read only if needed)."""
+        self._places.append(_Place(os.fsencode(root), is_file, cache, None))
 
     def checkout(self, root: str | os.PathLike[str], tree: bytes, *,
                  is_file: bool = False) -> None:
@@ -85,6 +84,9 @@ class Reuse:
         filesystem cannot reflink (probed in the scratch directory, which must be on
         the same filesystem).
         """
+        wanted = {e.digest for e in writes if e.type == TYPE_FILE and e.size}
+        if not wanted:
+            return False
         try:
             dev = os.stat(dest).st_dev
             if os.stat(self._scratch).st_dev != dev:
@@ -94,7 +96,6 @@ class Reuse:
         here = [p for p in self._places if _device(p) == dev]
         if not here or not probe(self._scratch):
             return False
-        wanted = {e.digest for e in writes if e.type == TYPE_FILE and e.size}
         for place in here:
             if not wanted:
                 break
@@ -115,7 +116,7 @@ class Reuse:
                 if e.type == TYPE_FILE and e.digest in wanted:
                     yield e.digest, path, None
             return
-        for rel, dc in place.cache.dirs.items():
+        for rel, dc in statcache.load(place.cache).dirs.items():
             files = dc.files
             d = os.path.join(base, os.fsencode(rel)) if rel else base
             for e in self._get(dc.tree):
