@@ -20,7 +20,7 @@ Beside every checkout ``checkouts/<id>/`` lives ``checkouts/<id>.use``:
 The budget (``ml.checkouts.maxSize``) bounds the sum of the costs: :func:`evict`
 removes the least recently used checkouts no process holds until the sum fits.
 Holds are per process (a table of open file descriptors, keyed by the file's
-path), so this module keeps state: the one place in git-ml that does.
+path), so this module keeps state for the life of the process.
 """
 
 from __future__ import annotations
