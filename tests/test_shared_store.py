@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
 from conftest import fsck_ok, git, make_tree, read_tree, run_gitml
+from fixtures_ssh import SSHServer
 
 import mlgit
 from mlgit.errors import FormatError
@@ -356,3 +358,29 @@ def test_gc_in_one_clone_while_the_other_adds(box: tuple[Path, Path, Path]) -> N
         got = mlgit.checkout(f"d{i}", repo=b, worktree=False)
         assert read_tree(got) == read_tree(b / f"d{i}")
         mlgit.release(got)
+
+
+def test_a_server_repository_that_shares_a_store_over_ssh(
+        sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve-store on a bare repository whose objects are in a shared store, over real sshd."""
+    server = tmp_path / "srv.git"
+    git(tmp_path, "init", "-q", "--bare", str(server))
+    run_gitml(server, "init", "--shared", str(tmp_path / "store"))
+    url = f"ssh://{sshd.user}@{sshd.host}{server}"
+    monkeypatch.setenv("GIT_SSH_COMMAND", shlex.join(sshd.ssh_command))
+    alice = tmp_path / "alice"
+    git(tmp_path, "clone", "-q", url, str(alice))
+    run_gitml(alice, "init")
+    make_tree(alice, {"data/x.bin": os.urandom(200_000)})
+    run_gitml(alice, "add", "data")
+    git(alice, "commit", "-qm", "x")
+    git(alice, "push", "-q", "origin", "main")
+    fsck_ok(server)
+    run_gitml(server, "gc", "--prune", "now")  # the pushed packs move into the shared store
+    assert _pack_bytes(server / "ml") == 0
+    assert _pack_bytes(tmp_path / "store") > 200_000
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", url, str(bob))
+    run_gitml(bob, "pull")  # read from the shared store's packs, through serve-store
+    assert read_tree(bob / "data") == read_tree(alice / "data")
+    fsck_ok(server, bob)
