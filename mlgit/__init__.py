@@ -4,7 +4,7 @@ The Python surface (every function takes ``repo``: a path inside the git
 repository, default the current directory)::
 
     import mlgit
-    path = mlgit.checkout("data~1")          # read-only local copy of that version
+    path = mlgit.checkout("data~1")          # a local copy of that version, to read
     with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
     mlgit.prefetch("data", ["train/"])        # fetch many files lazily in one transfer
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
@@ -51,20 +51,37 @@ def __getattr__(name: str) -> Any:
 __all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "PromoteResult", "Repo",
            "SnapshotInfo", "StageRecord", "__version__", "add", "board", "board_logdir",
            "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint", "ls", "open",
-           "prefetch", "promote", "show", "stages", "verify"]
+           "prefetch", "promote", "release", "show", "stages", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
 
 
-def checkout(rev: str, repo: RepoPath = None) -> Path:
-    """Path of a read-only local copy of snapshot ``rev``, materialized once and reused.
+def checkout(rev: str, repo: RepoPath = None, *, worktree: bool = True) -> Path:
+    """Path of a local copy of snapshot ``rev``, to read and never to write to.
 
-    Safe to call from several processes at once: each gets a complete tree.
-    For a snapshot of a single file the path is that file.
+    When a tracked path of the work tree pins exactly ``rev`` and is clean, that
+    path (the work tree's own copy: it changes when the work tree does; pass
+    ``worktree=False`` for a copy that never changes). Otherwise a read-only
+    checkout under ``.git/ml/checkouts/``, materialized once and reused, which
+    stays in place while this process runs (no eviction or ``git ml gc`` removes
+    it) or until :func:`release`. Safe to call from several processes at once:
+    each gets a complete tree. For a snapshot of a single file the path is that file.
     """
     with Repo(repo) as r:
-        return r.checkout(rev)
+        return r.checkout(rev, worktree=worktree)
+
+
+def release(path: str | os.PathLike[str]) -> bool:
+    """Let eviction and gc remove the read-only checkout holding ``path`` again.
+
+    ``path`` is one :func:`checkout` returned (or a path inside it); True if this
+    process held it. The path may vanish at the next eviction (making a new
+    checkout past ``ml.checkouts.maxSize``, or ``git ml gc``).
+    """
+    from mlgit.api.copies import release as release_checkout
+
+    return release_checkout(path)
 
 
 def add(path: str | os.PathLike[str], *, name: str | None = None, message: str = "",

@@ -31,6 +31,16 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium is needed for the board's page test: apt-get install chromium" >&2
     fi
 fi
+# tests/test_copies.py makes a loop-mounted XFS (reflink=1) to test reflinks for real
+# (as root; skipped elsewhere).
+if ! command -v mkfs.xfs >/dev/null 2>&1 && [ ! -x /usr/sbin/mkfs.xfs ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            xfsprogs >/dev/null
+    else
+        echo "mkfs.xfs is needed for the reflink tests: apt-get install xfsprogs" >&2
+    fi
+fi
 scripts/setup-venv.sh test
 VENV="${MLGIT_VENV:-.venv}"
 # The TensorFlow tests run on the CPU: the CPU-only build is a quarter of the size of

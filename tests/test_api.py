@@ -32,7 +32,9 @@ def test_add_show_ls_checkout(repo_dir: Path) -> None:
     assert [f.path for f in info.files or []] == ["a.txt", "sub/b.bin"]
     assert [(e.kind, e.name, e.id) for e in mlgit.ls(repo=repo_dir)] == [
         ("dataset", "data", r.id)]
-    path = mlgit.checkout("data", repo=repo_dir)
+    # The work tree holds exactly that version: its own copy, no second one.
+    assert mlgit.checkout("data", repo=repo_dir) == repo_dir / "data"
+    path = mlgit.checkout("data", repo=repo_dir, worktree=False)
     assert path == repo_dir / ".git/ml/checkouts" / r.id
     assert read_tree(path) == want
 
@@ -99,8 +101,8 @@ def test_checkout_fails_on_corrupt_pack_and_leaves_nothing(repo_dir: Path) -> No
     raw[len(raw) // 2] ^= 0xFF
     victim.write_bytes(bytes(raw))
     with pytest.raises(CorruptObjectError):
-        mlgit.checkout("data", repo=repo_dir)
-    assert list((repo_dir / ".git/ml/checkouts").iterdir()) == []
+        mlgit.checkout("data", repo=repo_dir, worktree=False)
+    assert [p for p in (repo_dir / ".git/ml/checkouts").iterdir() if p.suffix != ".use"] == []
 
 
 def test_failed_add_then_retry_on_the_same_repo_stores_everything(repo_dir: Path) -> None:

@@ -195,12 +195,14 @@ def test_revisions_on_the_command_line(repo_dir: Path) -> None:
 def test_python_checkout_is_readonly_and_reused(repo_dir: Path) -> None:
     want = _dataset(repo_dir)
     run_gitml(repo_dir, "add", "data")
-    path = Path(run_gitml(repo_dir, "path", "data").stdout.strip())
+    # The clean work tree holds that version: `path` gives it, no copy is made.
+    assert run_gitml(repo_dir, "path", "data").stdout.strip() == str(repo_dir / "data")
+    path = Path(run_gitml(repo_dir, "path", "--copy", "data").stdout.strip())
     assert read_tree(path) == want
     assert not os.access(path / "README", os.W_OK) or os.geteuid() == 0
     assert stat.S_IMODE(os.stat(path / "README").st_mode) == 0o444
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o555
-    assert Path(run_gitml(repo_dir, "path", "data").stdout.strip()) == path
+    assert Path(run_gitml(repo_dir, "path", "--copy", "data").stdout.strip()) == path
 
 
 def test_large_file_streams_through_many_chunks(repo_dir: Path) -> None:

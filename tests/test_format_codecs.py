@@ -29,7 +29,14 @@ from hypothesis import strategies as st
 from mlgit.errors import FormatError, PointerError, UnsupportedFormatError
 from mlgit.format.chunking import Chunker
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, compress, decompress
-from mlgit.format.config import FORMAT_VERSION, StoreConfig, decode_config, encode_config
+from mlgit.format.config import (
+    FORMAT_SHARED,
+    FORMAT_VERSION,
+    StoreConfig,
+    decode_config,
+    encode_config,
+    without_shared,
+)
 from mlgit.format.ids import (
     HASH_NAME,
     ID_HEX_LEN,
@@ -936,9 +943,23 @@ def test_config_round_trip(c: StoreConfig) -> None:
 
 def test_config_default_round_trip() -> None:
     c = StoreConfig()
-    assert c.format == FORMAT_VERSION
+    assert c.format == 1  # a store of its own; FORMAT_VERSION is the newest one read
+    assert c.format < FORMAT_VERSION
     assert c.hash == HASH_NAME
     assert decode_config(encode_config(c)) == c
+    assert b"shared" not in encode_config(c)
+
+
+def test_config_naming_a_shared_store_round_trips_and_is_format_2() -> None:
+    c = StoreConfig(format=FORMAT_SHARED, shared="/srv/ml-store")
+    assert decode_config(encode_config(c)) == c
+    assert without_shared(c) == StoreConfig()
+    for bad in (StoreConfig(shared="/srv/ml-store"),  # format 1
+                StoreConfig(format=FORMAT_SHARED, shared="srv"),
+                StoreConfig(format=FORMAT_SHARED, shared="/a\nb"),
+                StoreConfig(format=FORMAT_SHARED, shared="/" + "x" * 5000)):
+        with pytest.raises(FormatError):
+            decode_config(encode_config(bad))
 
 
 @given(configs(), st.randoms(use_true_random=False))

@@ -158,11 +158,11 @@ def test_checkout_over_an_old_version_on_a_full_disk(repo_dir: Path) -> None:
 
 def test_readonly_copy_on_a_full_disk(repo_dir: Path) -> None:
     _, v2, _ = _two_versions(repo_dir)
-    p = _limited(repo_dir, 20_000, "path", "data")
+    p = _limited(repo_dir, 20_000, "path", "--copy", "data")
     _one_line_error(p, "too large", "no space", "file size")
     assert os.listdir(repo_dir / ".git/ml/checkouts") == []
     _assert_consistent(repo_dir)
-    path = Path(run_gitml(repo_dir, "path", "data").stdout.strip())
+    path = Path(run_gitml(repo_dir, "path", "--copy", "data").stdout.strip())
     assert read_tree(path) == v2
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlgit.api import fetching, sync
+from mlgit.api import copies, fetching, sync
 from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
 from mlgit.errors import (
@@ -31,14 +31,20 @@ from mlgit.format.treeshape import totals
 from mlgit.gitlink.notes import note_records
 from mlgit.gitlink.pointers import PointerProblem, load_pointers, tracked_path_for
 from mlgit.snapshot import statcache
-from mlgit.snapshot.materialize import materialize_readonly, update_worktree
+from mlgit.snapshot.materialize import update_worktree
 
 __all__ = ["checkout", "checkout_worktree", "tracked_for"]
 
 
-def checkout(core: Core, rev: str, events: Events | None = None) -> Path:
-    """A read-only directory (or file) holding snapshot ``rev``, materialized once.
+def checkout(core: Core, rev: str, events: Events | None = None, *,
+             worktree: bool = True) -> Path:
+    """A directory (or file) holding snapshot ``rev``, to read and never write to.
 
+    The work tree's own copy when a tracked path pins exactly ``rev`` and is
+    clean (unless ``worktree`` is False); else a read-only checkout under
+    ``checkouts/``, materialized once (reflinking what the work tree holds
+    where the filesystem can) and held for this process until it exits or
+    calls :func:`mlgit.release` (see :mod:`mlgit.api.copies`).
     For a checkpoint stored from a TensorFlow prefix, the path is that prefix
     inside the directory (what ``tf.train.Checkpoint.restore`` expects).
     ``rev`` may also be the ``object`` id (or a unique prefix of it) that a
@@ -50,14 +56,13 @@ def checkout(core: Core, rev: str, events: Events | None = None) -> Path:
     payload = _payload_record(core, rev)
     if payload is not None:
         return _checkout_payload(core, payload, ev)
+    own = copies.worktree_copy(core, rev) if worktree else None
+    if own is not None:
+        return own
     oid = fetching.resolve_fetching(core, rev)
     snap = core.snapshot(oid)
     prefix = _tf_prefix(core, oid, snap)  # checked before anything is written
-    ev.start(f"materializing {snap.name}", snap.files, snap.bytes)
-    try:
-        path = materialize_readonly(core.store, oid, snap, progress=ev.advance)
-    finally:
-        ev.finish()
+    path = copies.materialize(core, oid, snap, ev)
     return path / prefix if prefix is not None else path
 
 
@@ -107,11 +112,7 @@ def _checkout_payload(core: Core, rec: PayloadRecord, ev: Events) -> Path:
     entries = core.store.objects.get_tree(raw)
     files, nbytes = totals(entries)
     snap = Snapshot(KIND_DATASET, rec.name, oid, ROOT_DIR, (), 0, 0, "", "", files, nbytes)
-    ev.start(f"materializing {rec.name[:80]}", files, nbytes)
-    try:
-        path = materialize_readonly(core.store, oid, snap, progress=ev.advance)
-    finally:
-        ev.finish()
+    path = copies.materialize(core, oid, snap, ev, label=rec.name[:80])
     name = os.fsencode(rec.name)
     if len(entries) == 1 and entries[0].type == TYPE_FILE and entries[0].name == name:
         return path / rec.name  # a tree entry's name: one checked path component
@@ -186,6 +187,7 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
     store = core.store
     work = core.git.require_workdir()
     pointers = tracked_for(core, paths, ev)
+    every = pointers if not paths else core.tracked()
     lacking = sorted({p.id for _, p in pointers
                       if not store.objects.has_committed(hex_to_raw(p.id))})
     why = fetching.fetch_snapshots(core, lacking) if lacking else {}
@@ -212,7 +214,8 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
         try:
             cache, stat_time = update_worktree(
                 store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
-                on_total=on_total, fetch=fetching.chunk_fetcher(core))
+                on_total=on_total, fetch=fetching.chunk_fetcher(core),
+                reuse=copies.update_reuse(core, full, p.id, snap, every))
         except FormatError as e:  # a bad snapshot: nothing of it was written
             ev.problem(about_pointer(pointer_rel, e))
             continue

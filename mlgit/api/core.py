@@ -13,6 +13,7 @@ verb module, so every verb module may import it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -27,11 +28,18 @@ from mlgit.format.snapshot import Snapshot
 from mlgit.gitlink.env import GitEnv
 from mlgit.gitlink.pointers import load_pointers
 from mlgit.gitlink.repo import GitRepo, discover
-from mlgit.store import gc
+from mlgit.store import gc, shared
 from mlgit.store.revision import resolve_revision
 from mlgit.store.store import Store
 
-__all__ = ["Core", "about_pointer"]
+__all__ = ["Core", "about_pointer", "main_worktree"]
+
+
+def main_worktree(git: GitRepo) -> Path | None:
+    """The work tree of the repository that owns the store (not a linked worktree's)."""
+    if git.own_git_dir == git.git_dir:
+        return git.workdir
+    return git.git_dir.parent if git.git_dir.name == ".git" else None
 
 
 def about_pointer(pointer_rel: str, e: FormatError) -> FormatError:
@@ -91,7 +99,20 @@ class Core:
         """The opened store; NotInitializedError if ``git ml init`` was never run."""
         if self._store is None:
             self._store = Store.open(self.git.ml_dir)
+            self.register_shared()
         return self._store
+
+    def register_shared(self) -> None:
+        """Make sure this clone is in its shared store's registry (one small read when it is).
+
+        Called each time a clone opens its store, so a clone copied with ``cp -r``
+        registers itself on first use (docs/storage.md). A registry that cannot be
+        written (a read-only mount) is left as it is. Nothing for an unshared store.
+        """
+        store = self._store
+        if store is not None and store.shared is not None:
+            with contextlib.suppress(OSError):
+                shared.register(store.shared, self.git.ml_dir, main_worktree(self.git))
 
     def resolve(self, rev: str) -> ObjectID:
         """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""

@@ -209,18 +209,35 @@ def collect_garbage(repo: Core, *, prune: str = DEFAULT_PRUNE, dry_run: bool = F
                     events: Events | None = None) -> gc_mod.GcReport:
     """Remove what no root reaches from packs older than ``prune`` (an age or ``now``).
 
+    In a clone that shares a store, the objects every other registered clone
+    needs are kept too (:func:`mlgit.api.sharing.others_live`); when one cannot be
+    read, nothing of the shared store is pruned and ``events`` is warned why.
+    Then evict read-only checkouts, least recently used first, until they fit
+    ``ml.checkouts.maxSize`` (:mod:`mlgit.api.copies`; never one a process holds).
     Bad pointer files and note lines are reported to ``events`` and skipped (the
     objects they would name are not kept for them); with no ``events`` the first
     is raised once gc is done.
     """
+    from mlgit.api import copies, sharing  # imported when used: start-up time
+
     ev = events or Events()
     try:
         cutoff = gc_mod.parse_prune(prune, time.time())
     except ValueError as e:
         raise UsageError(str(e)) from None
+    budget = copies.max_size(repo)  # a bad setting stops gc before it starts
     report = gc_mod.collect(repo.store,
                             lambda: [(oid, role) for oid, _, role in roots(repo, ev)],
-                            prune_before=cutoff, dry_run=dry_run)
+                            prune_before=cutoff, dry_run=dry_run,
+                            others=lambda: sharing.others_live(
+                                repo, lambda c: [(o, r) for o, _, r in roots(c, Events())],
+                                dry_run=dry_run))
+    if report.shared_skipped:
+        ev.warn(f"the shared store {repo.store.shared} was not pruned: "
+                f"{report.shared_skipped}")
+    evicted = copies.enforce_budget(repo, ev, dry_run=dry_run, budget=budget)
+    report.evicted_checkouts = len(evicted.evicted)
+    report.checkout_bytes = evicted.total_bytes
     if events is None:
         ev.raise_problems()
     return report

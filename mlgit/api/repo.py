@@ -70,14 +70,24 @@ class Repo(Core):
     @classmethod
     def init(cls, path: str | os.PathLike[str] | None = None,
              config: StoreConfig | None = None, *, hooks: bool = True,
-             git_env: bool | None = None) -> tuple[Repo, bool]:
+             git_env: bool | None = None,
+             shared: str | os.PathLike[str] | None = None) -> tuple[Repo, bool]:
         """Create the store if absent and (unless ``hooks`` is False) install the git hooks.
 
         Returns (repo, created). Harmless to repeat: an existing store keeps its config.
-        ``git_env`` is as for :class:`Repo`.
+        ``git_env`` is as for :class:`Repo`. ``shared``: a shared store to keep the
+        objects in (:func:`mlgit.api.sharing.join`); a store created here without
+        one joins ``ml.sharedStore`` when git's config sets it.
         """
+        from mlgit.api import sharing  # imported when used: start-up time
         repo = cls(path, git_env=git_env)
+        new = not (repo.git.ml_dir / "config").exists()
+        join = shared if shared is not None else sharing.configured(repo) if new else None
+        if join is not None:
+            sharing.check_target(repo, join)  # a bad path changes nothing
         created = repo.init_store(config)
+        if join is not None:
+            sharing.join(repo, join)
         if hooks and repo.git.workdir is not None:
             repo.install_hooks()
         return repo, created
@@ -126,10 +136,11 @@ class Repo(Core):
         return inspect.history(self, rev, limit)
 
     # -- checking out and reading data (checkout.py, reading.py) -----------------------
-    def checkout(self, rev: str, events: Events | None = None) -> Path:
-        """A read-only copy of snapshot ``rev``; see :func:`mlgit.api.checkout.checkout`."""
+    def checkout(self, rev: str, events: Events | None = None, *,
+                 worktree: bool = True) -> Path:
+        """A copy of snapshot ``rev`` to read; see :func:`mlgit.api.checkout.checkout`."""
         from mlgit.api import checkout  # 25 ms of start-up (materialize, sync)
-        return checkout.checkout(self, rev, events)
+        return checkout.checkout(self, rev, events, worktree=worktree)
 
     def checkout_worktree(self, paths: list[str] | None = None, *, force: bool = False,
                           events: Events | None = None) -> list[tuple[str, ObjectID]]:
@@ -233,7 +244,10 @@ class Repo(Core):
            events: Events | None = None) -> GcReport:
         """Remove unreachable objects from packs older than ``prune``; repack the rest.
 
-        Bad pointer files and note lines are reported to ``events`` and skipped.
+        In a clone that shares a store, what every registered clone needs is kept
+        (:mod:`mlgit.api.sharing`). Read-only checkouts are evicted to fit
+        ``ml.checkouts.maxSize``. Bad pointer files and note lines are reported to
+        ``events`` and skipped.
         """
         from mlgit.api import maintenance  # 26 ms of start-up (fsck, gc, sync)
         return maintenance.collect_garbage(self, prune=prune, dry_run=dry_run, events=events)

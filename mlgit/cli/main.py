@@ -140,11 +140,14 @@ def _exit_on_problems(ctx: click.Context, /, _result: Any, **_params: Any) -> No
 
 
 @cli.command()
+@click.option("--shared", "shared", metavar="PATH", type=click.Path(path_type=Path),
+              help="Keep objects in the shared store at PATH (made if absent), with every "
+              "other clone of this machine that does.")
 @click.option("--pack-size", type=click.IntRange(1024), hidden=True)
 @click.option("--chunk-size", type=click.IntRange(256, 4 << 20), hidden=True,
               help="Average chunk size (min is a quarter, max four times).")
 @pass_ctx
-def init(c: Ctx, pack_size: int | None, chunk_size: int | None) -> None:
+def init(c: Ctx, shared: Path | None, pack_size: int | None, chunk_size: int | None) -> None:
     """Create the sidecar store in .git/ml (harmless if it exists)."""
     defaults = StoreConfig()
     config = StoreConfig(
@@ -153,10 +156,13 @@ def init(c: Ctx, pack_size: int | None, chunk_size: int | None) -> None:
         chunk_min=(chunk_size // 4) if chunk_size else defaults.chunk_min,
         chunk_max=(chunk_size * 4) if chunk_size else defaults.chunk_max,
     )
-    repo, created = Repo.init(c.cwd, config, hooks=False, git_env=True)
+    where = shared if shared is None or shared.is_absolute() else c.cwd / shared
+    repo, created = Repo.init(c.cwd, config, hooks=False, git_env=True, shared=where)
     with repo:
         verb = "Initialized empty" if created else "Reinitialized existing"
         click.echo(f"{verb} git-ml store in {repo.git.ml_dir}")
+        if repo.store.shared is not None:
+            click.echo(f"objects are kept in the shared store {repo.store.shared}")
         if repo.git.workdir is not None:
             for h in repo.install_hooks():
                 if h.action == "chained":
@@ -799,14 +805,25 @@ def fsck(c: Ctx, repair_from: str | None, as_json: bool) -> None:
               help="Only touch packs older than AGE (2.weeks.ago, 3d, 1h, now; default "
               "2.weeks.ago).")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--forget-clone", "forget", multiple=True, metavar="PATH",
+              help="Drop a deleted clone (its path or registry key) from the shared store's "
+              "registry first.")
 @pass_ctx
-def gc(c: Ctx, prune: str, dry_run: bool) -> None:
+def gc(c: Ctx, prune: str, dry_run: bool, forget: tuple[str, ...]) -> None:
     """Remove objects nothing reaches and repack the rest into fewer packs."""
     with c.repo() as repo:
+        if forget:
+            from mlgit.api import sharing  # imported when used: start-up time
+            for key in sharing.forget_clones(repo, list(forget), dry_run=dry_run):
+                click.echo(f"{'would forget' if dry_run else 'forgot'} clone {key} of the "
+                           f"shared store {repo.store.shared}")
         r = repo.gc(prune=prune, dry_run=dry_run, events=c.events)
     verb = "would remove" if r.dry_run else "removed"
     click.echo(f"{verb} {r.removed_objects} objects ({_human(r.freed_bytes)}); "
                f"{r.live_objects} live objects; packs {r.packs_before} -> {r.packs_after}")
+    if r.evicted_checkouts:
+        click.echo(f"{'would evict' if r.dry_run else 'evicted'} {r.evicted_checkouts} "
+                   f"read-only checkouts (least recently used; {_human(r.checkout_bytes)} left)")
 
 
 @cli.command(hidden=True)
@@ -919,11 +936,13 @@ def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: 
 
 @cli.command(name="path")
 @click.argument("rev")
+@click.option("--copy", is_flag=True,
+              help="Always a read-only checkout, never the work tree's own copy.")
 @pass_ctx
-def path_cmd(c: Ctx, rev: str) -> None:
-    """Print the path of a read-only copy of REV or of a note's payload ID (as mlgit.checkout)."""
+def path_cmd(c: Ctx, rev: str, copy: bool) -> None:
+    """Print the path of a copy of REV to read, or of a note's payload ID (as mlgit.checkout)."""
     with c.repo() as repo:
-        click.echo(str(repo.checkout(rev, events=c.events)))
+        click.echo(str(repo.checkout(rev, events=c.events, worktree=not copy)))
 
 
 # -- the model registry (mlgit/api/registry.py) -------------------------------------------

@@ -1,17 +1,28 @@
-"""The store's config file (``.git/ml/config``): format version, hash, chunker, pack size."""
+"""The store's config file (``.git/ml/config``): format version, hash, chunker, pack size.
+
+Format 1 is a store that holds its own objects. Format 2 adds ``shared``: the
+absolute path of a shared object store (docs/format.md, "Shared stores") where
+the clone keeps its objects, so that a git-ml that does not know shared stores
+refuses the clone ("upgrade git-ml") instead of finding its objects missing.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.ids import HASH_NAME
+from mlgit.format.limits import MAX_STORE_PATH_LEN
 
-__all__ = ["FORMAT_VERSION", "StoreConfig", "check_config", "decode_config", "encode_config"]
+__all__ = ["FORMAT_SHARED", "FORMAT_VERSION", "StoreConfig", "check_config", "decode_config",
+           "encode_config", "without_shared"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest store format this git-ml reads."""
+FORMAT_SHARED = 2
+"""The format of a store whose objects live in a shared store (``shared`` set)."""
 
 
 @dataclass(frozen=True)
@@ -21,21 +32,33 @@ class StoreConfig:
     ``chunk_min``/``chunk_avg``/``chunk_max`` are the FastCDC parameters;
     changing them only costs deduplication against older data, never
     correctness. ``pack_size`` is the size at which a pack being written is
-    closed and a new one started.
+    closed and a new one started. ``shared`` (format 2 only; empty: none) is the
+    absolute path of the shared store holding this clone's objects.
     """
 
-    format: int = FORMAT_VERSION
+    format: int = 1
     hash: str = HASH_NAME
     compression: str = "zstd"
     chunk_min: int = 16 << 10
     chunk_avg: int = 64 << 10
     chunk_max: int = 256 << 10
     pack_size: int = 32 << 20
+    shared: str = ""
 
 
 def encode_config(c: StoreConfig) -> bytes:
-    """Render the config as pretty JSON."""
-    return (json.dumps(asdict(c), indent=2, sort_keys=True) + "\n").encode()
+    """Render the config as pretty JSON (``shared`` only when set)."""
+    fields = asdict(c)
+    if not c.shared:
+        del fields["shared"]
+    return (json.dumps(fields, indent=2, sort_keys=True) + "\n").encode()
+
+
+def without_shared(c: StoreConfig) -> StoreConfig:
+    """The config a store made from this one gets (a remote's): no shared store, format 1."""
+    if not c.shared:
+        return c
+    return replace(c, shared="", format=1 if c.format == FORMAT_SHARED else c.format)
 
 
 def decode_config(data: bytes) -> StoreConfig:
@@ -77,3 +100,13 @@ def check_config(c: StoreConfig) -> None:
         raise FormatError("store config pack_size must be between 1 KiB and 4 GiB")
     if c.compression != "zstd":
         raise UnsupportedFormatError(f"store compression {c.compression!r} is not supported")
+    if not isinstance(c.shared, str):
+        raise FormatError("store config shared must be a path")
+    if c.shared:
+        if c.format < FORMAT_SHARED:
+            raise FormatError(f"store config names a shared store but is format {c.format}, "
+                              f"not {FORMAT_SHARED}")
+        if (not c.shared.startswith("/") or "\0" in c.shared or "\n" in c.shared
+                or len(c.shared.encode("utf-8", "surrogateescape")) > MAX_STORE_PATH_LEN):
+            raise FormatError("store config shared must be an absolute path (at most "
+                              f"{MAX_STORE_PATH_LEN} bytes, one line)")

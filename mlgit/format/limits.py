@@ -12,6 +12,7 @@ Pure constants; imports nothing.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_CLONE_ENTRY_LEN",
     "MAX_CONFIG_LEN",
     "MAX_EMPTY_DIRS",
     "MAX_EVENT_RECORD_LEN",
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
     "MAX_SHARED_CONFIG_LEN",
+    "MAX_STORE_PATH_LEN",
     "MAX_TF_STATE_LEN",
     "MAX_TIME",
     "MAX_TREE_DEPTH",
@@ -49,6 +51,12 @@ MAX_REF_LEN = 256
 
 MAX_CONFIG_LEN = 64 << 10
 """A store's ``config`` file, local or remote."""
+
+MAX_STORE_PATH_LEN = 4096
+"""The shared store's path in a clone's ``config`` (the kernel's PATH_MAX)."""
+
+MAX_CLONE_ENTRY_LEN = 16 << 10
+"""One entry of a shared store's registry of clones (``clones/<k>``)."""
 
 MAX_INDEX_ENTRIES = 1 << 20
 """Objects in one pack (so one index); writers close a pack when it holds this many."""

@@ -14,6 +14,8 @@ Two forms:
 Each file is written to a temp file beside it and renamed into place; every
 chunk read is checked against its id first, so a corrupt store makes checkout
 fail rather than write wrong bytes. Nothing is ever written through a symlink.
+Given a :class:`~mlgit.snapshot.reuse.Reuse`, a file whose content is already on
+disk there becomes a reflink of it instead (where the filesystem can).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, ChunkRef, TreeEntry
 from mlgit.format.treeshape import check_shape, file_root_entry
 from mlgit.snapshot.build import build_tree
+from mlgit.snapshot.reuse import Reuse
 from mlgit.snapshot.scan import TMP_PREFIX, FileStat
 from mlgit.snapshot.statcache import RACY_NS, DirCache, StatCache, dir_signature
 from mlgit.snapshot.treewalk import Checked, TreeGetter, walk
@@ -47,8 +50,8 @@ Progress = Callable[[int, int], None]
 _WORKERS = min(4, (os.cpu_count() or 1) + 1)
 
 
-def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
-    """Write entry ``e`` at ``dest``.
+def _write_file(store: Store, e: TreeEntry, dest: bytes, reuse: Reuse | None = None) -> None:
+    """Write entry ``e`` at ``dest`` (a reflink of a file ``reuse`` knows, when it can be).
 
     A file that exists is replaced through a temp file and a rename, so it is
     never seen half-written. A new one is created in place with ``O_EXCL`` (as
@@ -65,7 +68,8 @@ def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
         tmp = os.path.join(parent, os.fsencode(unique_tmp_name(TMP_PREFIX.decode()[:-1])))
         fd = os.open(tmp, flags, mode)
     try:
-        for cid, n in e.chunks:
+        cloned = reuse is not None and reuse.clone_into(e, fd)
+        for cid, n in () if cloned else e.chunks:
             data = store.objects.get(cid)
             if len(data) != n:
                 raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, its tree "
@@ -109,9 +113,10 @@ def _collect(check: Checked, tree: RawObjectID, claim: tuple[int, int], dest: by
             links.append((e, p))
 
 
-def _run(store: Store, jobs: list[tuple[TreeEntry, bytes]], progress: Progress | None) -> None:
+def _run(store: Store, jobs: list[tuple[TreeEntry, bytes]], progress: Progress | None,
+         reuse: Reuse | None = None) -> None:
     def one(job: tuple[TreeEntry, bytes]) -> None:
-        _write_file(store, job[0], job[1])
+        _write_file(store, job[0], job[1], reuse)
         if progress:
             progress(1, job[0].size)
 
@@ -156,10 +161,12 @@ def _make_readonly(root: Path, dirs: list[bytes]) -> None:
 
 
 def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
-                         progress: Progress | None = None) -> Path:
+                         progress: Progress | None = None, *, reuse: Reuse | None = None) -> Path:
     """Return ``checkouts/<id>/`` (the snapshot's files, read-only), creating it once.
 
     For a file snapshot the returned path is the file inside that directory.
+    Files whose content ``reuse`` finds on disk are reflinked where the
+    filesystem can (its counters say how many).
     """
     final = store.checkouts_dir / oid
     where = f"snapshot {oid}"
@@ -181,7 +188,9 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
         try:
             for d in dirs:
                 os.mkdir(d)
-            _run(store, files, progress)
+            if reuse is not None and not reuse.prepare(store.checkouts_dir, (e for e, _ in files)):
+                reuse = None
+            _run(store, files, progress, reuse)
             for e, p in links:
                 os.symlink(e.target, p)
             _make_readonly(tmp, dirs)
@@ -322,8 +331,8 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                     progress: Progress | None = None,
                     on_total: Callable[[int, int], None] | None = None,
                     label: str = "",
-                    fetch: Callable[[list[ChunkRef]], None] | None = None
-                    ) -> tuple[StatCache, int]:
+                    fetch: Callable[[list[ChunkRef]], None] | None = None,
+                    reuse: Reuse | None = None) -> tuple[StatCache, int]:
     """Make ``target`` hold exactly snapshot ``snap``; return the new stat cache and its time.
 
     Raises BadPathError, changing nothing, if a file that would be overwritten
@@ -334,6 +343,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     be in the store; chunks of the files to write that are not are passed to
     ``fetch`` as (id, length) pairs before anything is written (without ``fetch``,
     or if they are still missing after it, a CorruptObjectError, changing nothing).
+    Files whose content ``reuse`` finds on disk are reflinked where the filesystem can.
     """
     where = label or f"{snap.kind} {snap.name}"
     is_file = snap.root == ROOT_FILE
@@ -383,8 +393,11 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
         os.mkdir(staging)
     elif not is_file:
         os.makedirs(tpath, exist_ok=True)
+    if reuse is not None and not reuse.prepare(Path(os.fsdecode(os.path.dirname(tpath) or b".")),
+                                               (e for e, _ in plan.writes)):
+        reuse = None
     try:
-        _apply(store, plan, progress)
+        _apply(store, plan, progress, reuse)
         if fresh_dir:
             os.rename(staging, tpath)
     except BaseException:
@@ -439,14 +452,15 @@ def _refuse_losing_changes(store: Store, plan: _Plan) -> None:
             "`git ml add` them first, or use --force to discard them")
 
 
-def _apply(store: Store, plan: _Plan, progress: Progress | None) -> None:
+def _apply(store: Store, plan: _Plan, progress: Progress | None,
+           reuse: Reuse | None = None) -> None:
     """Carry out ``plan``: removals, new directories, file writes, symlinks, modes, in order."""
     for p in plan.removes:
         with contextlib.suppress(FileNotFoundError):
             _remove(p)
     for p in plan.mkdirs:
         os.mkdir(p)
-    _run(store, plan.writes, progress)
+    _run(store, plan.writes, progress, reuse)
     for e, p in plan.links:
         os.symlink(e.target, p)
     for e, p in plan.chmods:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
@@ -99,7 +100,7 @@ def check_objects(store: Store, report: FsckReport,
     names = _pack_names(store)
     stems = _indexed(names)
     _report_orphans(names, stems, report)
-    _check_packs(store, sorted(stems), good, report, progress)
+    _check_packs(sorted(stems), good, report, progress)
     return good
 
 
@@ -126,17 +127,17 @@ def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport,
       process holds the lock (nothing is mid-write) and it still has no index.
     """
     good: Located = {}
-    with reader_lock(store.root / "gc", timeout=lock_timeout) as alone:
+    with reader_lock(store.gc_locks[-1], timeout=lock_timeout) as alone:
         try:
             named = list(roots())
             known = promised()
             checked = _indexed(_pack_names(store))
-            _check_packs(store, sorted(checked), good, report, progress)
+            _check_packs(sorted(checked), good, report, progress)
             walk_report = _walk(store, good, named, report, known)
             if walk_report.missing:
                 new = _indexed(_pack_names(store)) - checked
                 before = len(good)
-                _check_packs(store, sorted(new), good, report, progress)
+                _check_packs(sorted(new), good, report, progress)
                 if len(good) > before:
                     walk_report = _walk(store, good, named, report, known)
             report.snapshots += walk_report.snapshots
@@ -158,38 +159,44 @@ def _walk(store: Store, good: Located, roots: list[Root], report: FsckReport,
     return out
 
 
-def _pack_names(store: Store) -> list[str]:
-    packs_dir = store.root / "packs"
-    try:
-        return sorted(os.listdir(packs_dir))
-    except FileNotFoundError:
-        return []
+_Name = tuple[Path, str]
+"""A file of a ``packs/`` directory: (the directory, the file's name)."""
 
 
-def _indexed(names: list[str]) -> set[str]:
-    """The stems of the ``.idx`` files in ``names``.
+def _pack_names(store: Store) -> list[_Name]:
+    """The files of every ``packs/`` the store reads (a shared store's, then the clone's own)."""
+    out: list[_Name] = []
+    for d in store.pack_dirs:
+        try:
+            out += [(d, n) for n in sorted(os.listdir(d))]
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def _indexed(names: list[_Name]) -> set[_Name]:
+    """The stems of the ``.idx`` files in ``names``, with their directory.
 
     An index without its pack is checked too, so reported as ``bad-index``: no
     writer ever leaves one.
     """
-    return {n[:-4] for n in names if n.endswith(".idx")}
+    return {(d, n[:-4]) for d, n in names if n.endswith(".idx")}
 
 
-def _report_orphans(names: list[str], stems: set[str], report: FsckReport) -> None:
-    for n in names:
-        if n.endswith(".pack") and n[:-5] not in stems:
+def _report_orphans(names: list[_Name], stems: set[_Name], report: FsckReport) -> None:
+    for d, n in names:
+        if n.endswith(".pack") and (d, n[:-5]) not in stems:
             report.problems.append(Problem(
                 "orphan-pack", f"{n} has no index (an interrupted write; gc removes it)"))
 
 
-def _check_packs(store: Store, stems: list[str], good: Located, report: FsckReport,
+def _check_packs(stems: list[_Name], good: Located, report: FsckReport,
                  progress: Callable[[int, int], None] | None) -> None:
     """Open and read every object of the packs ``stems``, adding the good ones to ``good``."""
     from mlgit.store.packs import PackReader
 
-    packs_dir = store.root / "packs"
     bad_copies: list[tuple[RawObjectID, Problem]] = []
-    for stem in stems:
+    for packs_dir, stem in stems:
         report.packs += 1
         try:
             reader = PackReader(packs_dir / f"{stem}.pack", packs_dir / f"{stem}.idx")

@@ -10,7 +10,9 @@ temporary file. Only a kill leaves one behind, under a name no reader looks at
 piece by piece; :func:`atomic_write` for bytes in memory; :func:`copy_into_place`
 for a copy of another file; :func:`move_into_place` for a temporary file already
 written by other means; :func:`move_dir_into_place` for a finished directory
-(made durable first with :func:`fsync_tree` when another library wrote it).
+(made durable first with :func:`fsync_tree` when another library wrote it), and
+:func:`rename_aside` to remove one (renamed away first, so a reader never sees
+part of one).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from mlgit.errors import FormatError
 
 __all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
            "fsync_tree", "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
-           "unique_tmp_name"]
+           "rename_aside", "unique_tmp_name"]
 
 
 def open_regular(path: str | os.PathLike[str], what: str | None = None,
@@ -248,19 +250,26 @@ def move_into_place(tmp: Path, dest: Path, *, overwrite: bool = True,
 
 
 def copy_into_place(src: Path, dest: Path, *, tmp_dir: Path | None = None,
-                    overwrite: bool = True) -> bool:
+                    overwrite: bool = True, link: bool = False) -> bool:
     """Copy the file ``src`` to ``dest`` durably (through a temporary file); True if copied.
 
     The copy goes to a temporary file beside ``dest`` or in ``tmp_dir`` (same
     filesystem as ``dest``) and is then moved with :func:`move_into_place`; with
-    ``overwrite=False`` an existing ``dest`` is kept and nothing copied.
+    ``overwrite=False`` an existing ``dest`` is kept and nothing copied. With
+    ``link`` the temporary file is a hard link to ``src`` where the filesystem
+    allows one (an immutable file, such as a pack, then costs no second copy).
     """
     if not overwrite and dest.exists():
         return False
     tmp = (tmp_dir if tmp_dir is not None else dest.parent) / unique_tmp_name(
         dest.name if tmp_dir is not None else "." + dest.name)
     try:
-        shutil.copyfile(src, tmp)
+        try:
+            if not link:
+                raise OSError(errno.EXDEV, "no link asked for")
+            os.link(src, tmp, follow_symlinks=False)
+        except OSError:
+            shutil.copyfile(src, tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -283,6 +292,22 @@ def move_dir_into_place(tmp: Path, dest: Path) -> bool:
             raise
         return False
     fsync_dir(dest.parent)
+    return True
+
+
+def rename_aside(path: Path, aside: Path) -> bool:
+    """Rename the directory ``path`` to ``aside`` (beside it) to delete it; False if it was gone.
+
+    The first step of removing a tree readers may be using: the rename is one
+    step, so a reader sees the whole directory at ``path`` or nothing, never a
+    tree half deleted. ``aside`` should be a name readers ignore (a
+    ``.<name>.<pid>.<rand>.tmp``, which gc sweeps if the deletion is cut short);
+    the caller then deletes it with :func:`force_remove`.
+    """
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False
     return True
 
 

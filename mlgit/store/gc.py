@@ -11,19 +11,20 @@ nothing: at worst an object exists twice until the next gc.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
-from mlgit.store import walk
-from mlgit.store.fsutil import force_remove
+from mlgit.store import checkouts, walk
 from mlgit.store.lock import lock_file
 from mlgit.store.packs import PackReader, PackWriter, commit_into, pack_is_full
 from mlgit.store.store import Store
@@ -45,6 +46,9 @@ class GcReport:
     packs_after: int = 0
     removed_files: int = 0
     dry_run: bool = False
+    evicted_checkouts: int = 0
+    checkout_bytes: int = 0
+    shared_skipped: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -125,20 +129,39 @@ def _readable(r: PackReader, e: Any) -> bool:
 
 
 def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, prune_before: float,
-            dry_run: bool = False, lock_timeout: float = 600.0) -> GcReport:
+            dry_run: bool = False, lock_timeout: float = 600.0,
+            others: Callable[[], set[RawObjectID] | str] | None = None) -> GcReport:
     """Remove unreachable objects from packs older than ``prune_before`` (a Unix time).
 
     ``roots`` (called once the lock is held: roots read before it could miss a
     snapshot that a writer finished in between, and gc would delete it) returns
-    (hex id, role) pairs.
+    (hex id, role) pairs. For a clone that shares a store, ``others`` (called
+    under the locks too) returns the ids every other clone of the shared store
+    needs, or why they cannot be known (a clone that cannot be read): then no
+    pack of the shared store is touched (``report.shared_skipped`` says why),
+    only this clone's own packs. A clone's own packs are moved into the shared
+    store as they are rewritten.
     """
     report = GcReport(dry_run=dry_run)
-    with lock_file(store.root / "gc", timeout=lock_timeout):
+    with contextlib.ExitStack() as held:
+        for lock in store.gc_locks:
+            held.enter_context(lock_file(lock, timeout=lock_timeout))
         live = mark(store, roots())
+        if store.shared is not None:
+            need = others() if others is not None else "nothing says what other clones need"
+            if isinstance(need, str):
+                report.shared_skipped = need
+            else:
+                live |= need
         readers = store.objects.readers()
         report.packs_before = len(readers)
         report.live_objects = len(live)
-        old = [r for r in readers if os.stat(r.path).st_mtime < prune_before]
+        own = store.packs_dir
+
+        def prunable(r: PackReader) -> bool:
+            return r.path.parent != own or not report.shared_skipped
+
+        old = [r for r in readers if os.stat(r.path).st_mtime < prune_before and prunable(r)]
         bad = _bad_copies(readers)
         holds_bad = {rid for rid, _ in bad}
         keep_whole = []
@@ -146,7 +169,8 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
         for r in old:
             dead = sum(1 for e in r.entries if e.oid not in live)
             small = os.stat(r.path).st_size < store.config.pack_size // 2
-            if dead or (small and len(old) > 1) or id(r) in holds_bad:
+            moved = r.path.parent != own  # a clone's own pack goes into its shared store
+            if dead or (small and len(old) > 1) or id(r) in holds_bad or moved:
                 rewrite.append(r)
             else:
                 keep_whole.append(r)
@@ -156,8 +180,8 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
             if r not in old:
                 copied.update(e.oid for e in r.entries if (id(r), e.oid) not in bad)
         new_packs: list[str] = []
-        writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
+        writer = PackWriter(store.pack_tmp_dir, store.config.pack_size, commit_into(
+            own, lambda _pack, idx: new_packs.append(idx.name[:-4])))
         counter = _PackCounter(store.config.pack_size)  # the writer's cuts, for a dry run
         unreadable = _copy_live(rewrite, live, copied, report,
                                 counter.add if dry_run else None, writer)
@@ -166,7 +190,7 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
         must_keep = {id(r) for r, oid in unreadable if oid not in copied}
         if not dry_run:
             writer.commit()  # the new packs are durable before any old one goes
-            report.removed_files += _remove_rewritten(rewrite, new_packs, must_keep)
+            report.removed_files += _remove_rewritten(rewrite, own, new_packs, must_keep)
         written = counter.finish() if dry_run else len(new_packs)
         report.packs_after = report.packs_before - len(rewrite) + written + len(must_keep)
         if not dry_run:
@@ -224,16 +248,18 @@ def _copy_live(rewrite: list[PackReader], live: set[RawObjectID], copied: set[Ra
     return unreadable
 
 
-def _remove_rewritten(rewrite: list[PackReader], new_packs: list[str],
+def _remove_rewritten(rewrite: list[PackReader], packs_dir: Path, new_packs: list[str],
                       must_keep: set[int]) -> int:
     """Delete the packs rewritten (and their indexes); return the number of files removed.
 
-    A pack whose content was rewritten under its own name (in ``new_packs``), or
-    that holds the last copy of a live object (its reader's id in ``must_keep``), stays.
+    A pack whose content was rewritten under its own name (in ``new_packs``) into
+    ``packs_dir`` where it is, or that holds the last copy of a live object (its
+    reader's id in ``must_keep``), stays.
     """
     removed = 0
     for r in rewrite:
-        if r.path.with_suffix(".idx").name[:-4] in new_packs or id(r) in must_keep:
+        same = r.path.parent == packs_dir and r.path.with_suffix(".idx").name[:-4] in new_packs
+        if same or id(r) in must_keep:
             continue  # identical content rewritten under the same name, or kept
         r.path.with_suffix(".idx").unlink(missing_ok=True)
         r.path.unlink(missing_ok=True)
@@ -242,9 +268,13 @@ def _remove_rewritten(rewrite: list[PackReader], new_packs: list[str],
 
 
 def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> int:
-    """Old temp files, packs without an index, checkouts of dead snapshots, stat caches."""
+    """Old temp files, packs without an index, checkouts of dead snapshots, stat caches.
+
+    A checkout a process holds stays (:func:`mlgit.store.checkouts.remove_dead`).
+    """
     removed = 0
-    for d in (store.tmp_dir, store.root / "packs"):
+    dirs = dict.fromkeys((store.tmp_dir, store.pack_tmp_dir, *store.pack_dirs))
+    for d in dirs:
         for name in os.listdir(d) if d.exists() else []:
             p = d / name
             if name.endswith(".lock"):
@@ -259,13 +289,8 @@ def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> i
             if st.st_mtime < prune_before and stat.S_ISREG(st.st_mode):
                 p.unlink(missing_ok=True)
                 removed += 1
-    checkouts = store.checkouts_dir
-    for name in os.listdir(checkouts) if checkouts.exists() else []:
-        stale_tmp = name.startswith(".") and os.lstat(checkouts / name).st_mtime < prune_before
-        dead = not name.startswith(".") and _dead_checkout(name, live)
-        if stale_tmp or dead:
-            force_remove(checkouts / name)
-            removed += 1
+    removed += checkouts.remove_dead(store.checkouts_dir,
+                                     lambda name: not _dead_checkout(name, live), prune_before)
     stat_dir = store.cache_dir / "stat"
     if stat_dir.exists():
         shutil.rmtree(stat_dir, ignore_errors=True)  # may name trees just removed
@@ -290,7 +315,7 @@ def small_packs(store: Store) -> list[tuple[str, int]]:
     ``packs/`` and one ``stat`` per pack; nothing is opened or read.
     """
     out = []
-    packs = store.root / "packs"
+    packs = store.packs_dir
     try:
         names = os.listdir(packs)
     except FileNotFoundError:
@@ -346,21 +371,22 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
     report = ConsolidateReport()
     if limit <= 0 or len(small_packs(store)) <= limit:
         return report
-    with lock_file(store.root / "gc", timeout=lock_timeout):
+    with lock_file(store.gc_locks[-1], timeout=lock_timeout):
         small = sorted(small_packs(store), key=lambda p: (p[1], p[0]))  # again, under the lock
         report.small_packs = len(small)
         if len(small) <= limit:
             return report
         chosen = {stem for stem, _ in small[:_merge_count([n for _, n in small], limit)]}
-        by_stem = {r.path.name[:-len(".pack")]: r for r in store.objects.readers()}
+        by_stem = {r.path.name[:-len(".pack")]: r for r in store.objects.readers()
+                   if r.path.parent == store.packs_dir}
         merge = [by_stem[s] for s, _ in small if s in chosen and s in by_stem]
         merge = [r for r in merge if all(_readable(r, e) for e in r.entries)]
         if len(merge) < 2:
             return report
         newest = max(os.stat(r.path).st_mtime for r in merge)
         new_packs: list[str] = []
-        writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
-            store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
+        writer = PackWriter(store.pack_tmp_dir, store.config.pack_size, commit_into(
+            store.packs_dir, lambda _pack, idx: new_packs.append(idx.name[:-4])))
         copied: set[RawObjectID] = set()
         try:
             for r in merge:
@@ -375,7 +401,7 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
             raise
         for stem in new_packs:
             for ext in (".pack", ".idx"):
-                os.utime(store.root / "packs" / (stem + ext), (newest, newest))
+                os.utime(store.packs_dir / (stem + ext), (newest, newest))
         gone = []
         for r in merge:
             stem = r.path.name[:-len(".pack")]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlgit.errors import ConflictError
 
-__all__ = ["lock_file", "reader_lock"]
+__all__ = ["lock_fd", "lock_file", "reader_lock"]
 
 
 @contextlib.contextmanager
@@ -35,6 +35,14 @@ def lock_file(path: Path, timeout: float = 10.0, shared: bool = False) -> Iterat
         yield lock
     finally:
         os.close(fd)  # releases the lock
+
+
+def lock_fd(fd: int, lock: Path, timeout: float, shared: bool) -> None:
+    """Take ``flock(2)`` on the open file ``fd`` (the file ``lock``), waiting up to ``timeout`` s.
+
+    For a lock held longer than a ``with`` block. ConflictError after the timeout.
+    """
+    _wait(fd, lock, timeout, shared)
 
 
 def _wait(fd: int, lock: Path, timeout: float, shared: bool) -> None:

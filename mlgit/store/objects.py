@@ -30,10 +30,17 @@ __all__ = ["ObjectStore"]
 
 
 class ObjectStore:
-    """All packs under ``packs_dir``; new objects go to packs written via ``tmp_dir``."""
+    """All packs in ``packs_dir`` (and ``also``); new ones go to ``packs_dir`` via ``tmp_dir``.
 
-    def __init__(self, packs_dir: Path, tmp_dir: Path, pack_size: int) -> None:
+    ``also`` are more directories of packs, read but never written (a clone's own
+    ``packs/`` when it shares a store). A pack name found in two of them is the
+    same bytes (names follow from content): the first found is used.
+    """
+
+    def __init__(self, packs_dir: Path, tmp_dir: Path, pack_size: int,
+                 also: tuple[Path, ...] = ()) -> None:
         self.packs_dir = packs_dir
+        self._dirs = (packs_dir, *also)
         self.tmp_dir = tmp_dir
         self._lock = threading.RLock()
         self._readers: dict[str, PackReader] = {}
@@ -61,18 +68,20 @@ class ObjectStore:
         assert self._index is not None
         found = False
         while True:
-            try:
-                names = sorted(os.listdir(self.packs_dir))
-            except FileNotFoundError:
-                return found
+            names: list[tuple[Path, str]] = []
+            for d in self._dirs:
+                try:
+                    names += [(d, n) for n in sorted(os.listdir(d))]
+                except FileNotFoundError:
+                    continue
             vanished = False
-            for name in names:
+            for d, name in names:
                 if not name.endswith(".idx"):
                     continue
                 stem = name[:-4]
                 if stem in self._readers:
                     continue
-                pack, idx = self.packs_dir / (stem + ".pack"), self.packs_dir / name
+                pack, idx = d / (stem + ".pack"), d / name
                 try:
                     if not pack.exists():
                         raise CorruptObjectError(f"pack index {name} has no pack file")

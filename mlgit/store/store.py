@@ -11,6 +11,12 @@ Layout (docs/format.md, "Directory tree")::
     .git/ml/tmp/                    packs and files being written
     .git/ml/cache/                  stat caches (safe to delete)
     .git/ml/checkouts/<id>/         read-only materialized snapshots
+    .git/ml/checkouts/<id>.use      who holds it, when it was last used, its cost
+
+A clone that shares a store (``config`` format 2, ``shared``: see
+:mod:`mlgit.store.shared`) writes its packs into the shared store's ``packs/``
+(through its ``tmp/``, under its ``gc.lock``) and reads both that and its own
+``packs/``; everything else stays here.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 from mlgit.store.objects import ObjectStore
 from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.shared import open_config
 
 __all__ = ["Store"]
 
@@ -37,8 +44,44 @@ class Store:
     def __init__(self, root: Path, config: StoreConfig) -> None:
         self.root = root
         self.config = config
-        self.objects = ObjectStore(root / "packs", root / "tmp", config.pack_size)
+        self.shared = Path(config.shared) if config.shared else None
+        """The shared store this clone keeps its objects in, or None."""
+        objects = self.objects_root
+        self.objects = ObjectStore(objects / "packs", objects / "tmp", config.pack_size,
+                                   also=(root / "packs",) if self.shared else ())
         self.refs = RefStore(root / "refs")
+
+    @property
+    def objects_root(self) -> Path:
+        """Where new packs go, with their ``tmp/`` and the ``gc.lock`` writers hold.
+
+        The shared store's directory for a clone that shares one, else ``root``.
+        """
+        return self.shared if self.shared is not None else self.root
+
+    @property
+    def packs_dir(self) -> Path:
+        """The ``packs/`` new packs are committed to."""
+        return self.objects_root / "packs"
+
+    @property
+    def pack_tmp_dir(self) -> Path:
+        """Where packs are written before they are committed (``packs_dir``'s filesystem)."""
+        return self.objects_root / "tmp"
+
+    @property
+    def pack_dirs(self) -> tuple[Path, ...]:
+        """Every ``packs/`` objects are read from: ``packs_dir``, then this clone's own."""
+        return (self.packs_dir, self.root / "packs") if self.shared else (self.packs_dir,)
+
+    @property
+    def gc_locks(self) -> tuple[Path, ...]:
+        """The ``gc`` lock paths gc takes exclusively, in this order (this clone's, the shared).
+
+        This clone's own is kept for a process that opened the store before it
+        joined a shared store, and still writes to its own ``packs/``.
+        """
+        return (self.root / "gc", self.objects_root / "gc") if self.shared else (self.root / "gc",)
 
     @property
     def tmp_dir(self) -> Path:
@@ -89,15 +132,18 @@ class Store:
             raise type(e)(f"{root / 'config'}: {e}") from None
         for d in _DIRS:
             (root / d).mkdir(parents=True, exist_ok=True)
+        if config.shared:
+            open_config(Path(config.shared))  # there, and a store: else the clone cannot work
         return cls(root, config)
 
     def writing(self, timeout: float = 600.0) -> contextlib.AbstractContextManager[Path]:
         """Hold while writing objects that refs will name: gc waits for it to be released.
 
         Shared among writers; ``gc`` takes it exclusively while it deletes, so it
-        never removes an object a concurrent writer has just found and reused.
+        never removes an object a concurrent writer has just found and reused. For
+        a clone that shares a store, the shared store's lock: gc in any clone waits.
         """
-        return lock_file(self.root / "gc", timeout=timeout, shared=True)
+        return lock_file(self.objects_root / "gc", timeout=timeout, shared=True)
 
     def ref_kinds(self) -> tuple[str, ...]:
         """The ref folders (``datasets``, ``checkpoints``, ``stages``)."""

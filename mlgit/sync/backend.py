@@ -37,6 +37,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from mlgit.errors import ConflictError, FormatError
+from mlgit.format.config import decode_config
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.store.fsutil import (
@@ -48,6 +49,7 @@ from mlgit.store.fsutil import (
 from mlgit.store.refs import OnBadRef, RefStore
 from mlgit.sync.layout import (
     CONFIG,
+    INDEX_SUFFIX,
     PACKS,
     REF_KINDS,
     REFS,
@@ -115,11 +117,40 @@ class Backend(ABC):
 
 
 class LocalBackend(Backend):
-    """A store on a mounted filesystem: another repository's ``.git/ml``."""
+    """A store on a mounted filesystem: another repository's ``.git/ml``.
+
+    When that repository keeps its objects in a shared store (its config names
+    one: docs/format.md, "Shared stores"), packs are listed and read from the
+    shared store's ``packs/`` as well as its own; packs pushed to it go to its
+    own ``packs/``, which it reads too (its gc moves them into the shared store).
+    """
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = root
         self.url = url or str(root)
+        self._dirs: list[Path] | None = None
+
+    def _pack_dirs(self) -> list[Path]:
+        """The store's ``packs/``, then its shared store's when its config names one."""
+        if self._dirs is None:
+            dirs = [self.root / PACKS]
+            data = self.read_config()
+            try:
+                config = decode_config(data) if data is not None else None
+            except FormatError:
+                config = None  # check_remote_config reports it
+            if config is not None and config.shared:
+                dirs.append(Path(config.shared) / PACKS)
+            self._dirs = dirs
+        return self._dirs
+
+    def _pack_dir(self, stem: str) -> Path:
+        """The ``packs/`` holding pack ``stem``'s index (the store's own when neither does)."""
+        check_pack_name(stem)
+        for d in self._pack_dirs():
+            if (d / f"{stem}{INDEX_SUFFIX}").exists():
+                return d
+        return self.root / PACKS
 
     def read_config(self) -> bytes | None:
         """See :meth:`Backend.read_config`."""
@@ -137,20 +168,22 @@ class LocalBackend(Backend):
 
     def list_packs(self) -> list[str]:
         """See :meth:`Backend.list_packs`."""
-        try:
-            names = os.listdir(self.root / PACKS)
-        except FileNotFoundError:
-            return []
-        return complete_packs(names)
+        found: set[str] = set()
+        for d in self._pack_dirs():
+            try:
+                found.update(complete_packs(os.listdir(d)))
+            except FileNotFoundError:
+                continue
+        return sorted(found)
 
     def read_index(self, stem: str) -> bytes:
         """See :meth:`Backend.read_index`."""
-        return read_bounded(self.root / index_file(stem), MAX_INDEX_LEN,
+        return read_bounded(self._pack_dir(stem).parent / index_file(stem), MAX_INDEX_LEN,
                             f"{self.url}: {stem}.idx")
 
     def read_pack(self, stem: str, offset: int, length: int) -> bytes:
         """See :meth:`Backend.read_pack` (the pack must be a regular file, not a symlink)."""
-        path = self.root / pack_file(stem)
+        path = self._pack_dir(stem).parent / pack_file(stem)
         if offset < 0 or length < 0:
             raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
         fd = open_regular(path, f"{self.url}: {stem}.pack")

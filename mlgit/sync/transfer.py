@@ -30,7 +30,7 @@ from pathlib import Path
 
 from mlgit.errors import CorruptObjectError, FormatError, MlgitError, UnsupportedFormatError
 from mlgit.format.compression import decompress
-from mlgit.format.config import decode_config, encode_config
+from mlgit.format.config import decode_config, encode_config, without_shared
 from mlgit.format.ids import RawObjectID, digest_bytes, digest_hex, raw_to_hex
 from mlgit.format.limits import MAX_INDEX_LEN, MAX_PROMOTION_LEN, MAX_SNAPSHOT_LEN
 from mlgit.format.pack import (
@@ -84,7 +84,7 @@ def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
     if data is None:
         if not create:
             return False
-        backend.init(encode_config(store.config))
+        backend.init(encode_config(without_shared(store.config)))
         return True
     try:
         decode_config(data)
