@@ -11,22 +11,29 @@ Accepted forms (docs/revisions.md):
 - any of these followed by ``~N``: N first-parents back.
 
 A name wins over an id prefix that happens to look the same, as in git.
+
+The grammar is resolved once, by :func:`resolve_in`, over a
+:class:`RevisionSource`: what a store (:func:`resolve_revision`) or a remote read
+without a clone (:class:`mlgit.sync.remoteread.RemoteReader`) knows of names,
+snapshot ids and snapshots.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import Protocol
 
 from mlgit.errors import AmbiguousRevisionError, RevisionError
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
+from mlgit.format.snapshot import Snapshot
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 
-__all__ = ["RemoteName", "remote_names", "resolve_name", "resolve_revision",
-           "snapshot_ids_with_prefix", "tracking_refs"]
+__all__ = ["RemoteName", "RevisionSource", "StoreRevisions", "remote_names", "resolve_in",
+           "resolve_name", "resolve_revision", "snapshot_ids_with_prefix", "tracking_refs"]
 
 _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
 
@@ -101,13 +108,48 @@ def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS
     return next(iter(found.values()), None)
 
 
-def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
-    cands = snapshot_ids_with_prefix(store, prefix)
+class RevisionSource(Protocol):
+    """What resolving a revision needs to know: names, snapshot ids, snapshots."""
+
+    def named(self, name: str) -> ObjectID | None:
+        """The id ``name`` stands for (``NAME`` or ``REMOTE/NAME``), or None.
+
+        AmbiguousRevisionError when it stands for several (see :func:`resolve_name`).
+        """
+
+    def snapshot_ids_with_prefix(self, prefix: str) -> list[ObjectID]:
+        """Every snapshot id that starts with ``prefix`` (lowercase hex)."""
+
+    def get_snapshot(self, oid: ObjectID) -> Snapshot:
+        """The snapshot ``oid``, verified; CorruptObjectError if it cannot be read."""
+
+
+class StoreRevisions:
+    """A store as a :class:`RevisionSource`: its refs, remote-tracking refs and snapshots."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def named(self, name: str) -> ObjectID | None:
+        """See :meth:`RevisionSource.named` (:func:`resolve_name` over every ref kind)."""
+        return resolve_name(self.store, name)
+
+    def snapshot_ids_with_prefix(self, prefix: str) -> list[ObjectID]:
+        """See :meth:`RevisionSource.snapshot_ids_with_prefix`."""
+        return snapshot_ids_with_prefix(self.store, prefix)
+
+    def get_snapshot(self, oid: ObjectID) -> Snapshot:
+        """See :meth:`RevisionSource.get_snapshot`."""
+        return self.store.objects.get_snapshot(oid)
+
+
+def _by_prefix(source: RevisionSource, prefix: str, rev: str) -> ObjectID:
+    cands = source.snapshot_ids_with_prefix(prefix)
     if not cands:
         raise RevisionError(f"unknown revision {rev!r}")
     if len(cands) > 1:
         listed = ", ".join(
-            f"{c[:12]} ({store.objects.get_snapshot(c).name})" for c in cands[:10]
+            f"{c[:12]} ({source.get_snapshot(c).name})" for c in cands[:10]
         )
         raise AmbiguousRevisionError(f"revision {rev!r} is ambiguous: {listed}")
     return cands[0]
@@ -115,6 +157,11 @@ def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
 
 def resolve_revision(store: Store, rev: str) -> ObjectID:
     """Resolve a revision string to a snapshot id; RevisionError if it names none."""
+    return resolve_in(StoreRevisions(store), rev)
+
+
+def resolve_in(source: RevisionSource, rev: str) -> ObjectID:
+    """Resolve a revision string among what ``source`` knows; RevisionError if it names none."""
     m = _TILDE_RE.match(rev.strip())
     assert m is not None
     base, tildes = m.group(1), m.group(2)
@@ -125,8 +172,8 @@ def resolve_revision(store: Store, rev: str) -> ObjectID:
         name, _, prefix = base.partition("@")
         if not is_ref_name(name) or not is_hex_prefix(prefix.lower()):
             raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX")
-        cands = [c for c in snapshot_ids_with_prefix(store, prefix.lower())
-                 if store.objects.get_snapshot(c).name == name]
+        cands = [c for c in source.snapshot_ids_with_prefix(prefix.lower())
+                 if source.get_snapshot(c).name == name]
         if not cands:
             raise RevisionError(f"no snapshot of {name!r} has an id starting {prefix!r}")
         if len(cands) > 1:
@@ -135,16 +182,16 @@ def resolve_revision(store: Store, rev: str) -> ObjectID:
             )
         oid = cands[0]
     else:
-        oid = resolve_name(store, base)
+        oid = source.named(base)
         if oid is None:
             if not is_hex_prefix(base.lower()):
                 raise RevisionError(f"unknown revision {rev!r}")
-            oid = _by_prefix(store, base.lower(), rev)
+            oid = _by_prefix(source, base.lower(), rev)
     steps = 0
     for part in tildes.split("~")[1:]:
         steps += int(part) if part else 1
     for i in range(steps):
-        parents = store.objects.get_snapshot(oid).parents
+        parents = source.get_snapshot(oid).parents
         if not parents:
             raise RevisionError(f"{rev!r}: {base} has only {i} ancestors")
         oid = parents[0]
