@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,8 +26,9 @@ fsspec = pytest.importorskip("fsspec")
 pd = pytest.importorskip("pandas")
 
 import mlgit.fs.source  # noqa: E402
-from mlgit.format.ids import ObjectID, hex_to_raw  # noqa: E402
-from mlgit.format.tree import TYPE_FILE  # noqa: E402
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex  # noqa: E402
+from mlgit.format.snapshot import Snapshot  # noqa: E402
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry  # noqa: E402
 from mlgit.snapshot.treewalk import lookup  # noqa: E402
 from mlgit.store.store import Store  # noqa: E402
 from mlgit.sync.backend import LocalBackend  # noqa: E402
@@ -293,3 +296,99 @@ def test_ssh_remote_reads_a_version(origin: tuple[Path, str], tmp_path: Path,
             root / "data/big/blob.bin").read_bytes()[10:20]
     finally:
         fs.close()  # ends the ssh process
+
+
+@pytest.mark.usefixtures("elsewhere")
+def test_a_name_read_is_kept_until_the_cache_is_invalidated(origin: tuple[Path, str],
+                                                           tmp_path: Path) -> None:
+    root, v1 = origin
+    fs = _fs(remote=str(root), cache_dir=str(tmp_path / "cache"))
+    assert fs.info("data")["snapshot"] == v1
+    make_tree(root / "data", {"part-0001.csv": b"id,x\n1,2\n"})
+    run_gitml(root, "add", "data")  # the remote's ref moves on
+    assert fs.info("data")["snapshot"] == v1  # as fsspec's listings cache would
+    assert fs.cat_file(f"{v1}/part-0001.csv") == FILES["part-0001.csv"]
+    fs.invalidate_cache()
+    v2 = fs.info("data")["snapshot"]
+    assert v2 != v1
+    assert fs.cat_file("data/part-0001.csv") == b"id,x\n1,2\n"
+    assert fs.cat_file("data~1/part-0001.csv") == FILES["part-0001.csv"]
+
+
+def test_what_a_process_read_is_cached_when_it_exits(origin: tuple[Path, str],
+                                                     tmp_path: Path) -> None:
+    root, oid = origin
+    cache = tmp_path / "cache"
+    code = ("import fsspec, sys; fs = fsspec.filesystem('mlgit', remote=sys.argv[1], "
+            "cache_dir=sys.argv[2]); sys.stdout.buffer.write(fs.cat_file(sys.argv[3]))")
+    out = subprocess.run([sys.executable, "-c", code, str(root), str(cache),
+                          f"{oid}/part-0002.csv"], capture_output=True, check=True,
+                         cwd=tmp_path)
+    assert out.stdout == FILES["part-0002.csv"]
+    assert list((cache / "store" / "packs").glob("*.pack"))  # written at exit, never closed
+
+
+@pytest.mark.usefixtures("elsewhere")
+def test_get_copies_a_version_out(origin: tuple[Path, str], tmp_path: Path) -> None:
+    root, oid = origin
+    fs = _fs(remote=str(root), cache_dir=str(tmp_path / "cache"))
+    fs.get(f"{oid}/", str(tmp_path / "copy"), recursive=True)
+    for name, content in FILES.items():
+        assert (tmp_path / "copy" / name).read_bytes() == content
+    assert (tmp_path / "copy/big/blob.bin").read_bytes() == (
+        root / "data/big/blob.bin").read_bytes()
+    with fs.open(f"{oid}/part-0001.csv", cache_type="none") as f:
+        f.seek(100)
+        assert f.read(50) == FILES["part-0001.csv"][100:150]
+
+
+def _forge(root: Path, name: str, entries: list[TreeEntry], files: int, size: int) -> str:
+    """A snapshot ``name`` whose root tree holds ``entries``, written into ``root``'s store."""
+    store = Store.open(root / ".git" / "ml")
+    try:
+        tree = store.objects.put_tree(entries)
+        oid = store.objects.put_snapshot(Snapshot(
+            kind="dataset", name=name, tree=raw_to_hex(tree), root="dir", parents=(),
+            time=1_700_000_000, tz=0, author="Mallory <m@example.com>", message="",
+            files=files, bytes=size))
+        store.objects.flush()
+        store.refs.update("datasets", name, oid, None)
+        return oid
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("elsewhere")
+def test_hostile_trees_are_refused_with_eio(origin: tuple[Path, str], tmp_path: Path) -> None:
+    root, oid = origin
+    store = Store.open(root / ".git" / "ml")
+    try:
+        snap = store.objects.get_snapshot(ObjectID(oid))
+        real = lookup(store.objects.get_tree, hex_to_raw(snap.tree), "part-0001.csv")
+    finally:
+        store.close()
+    (cid, n), *_ = real.chunks
+    # A file whose tree claims a chunk is shorter than it is.
+    liar = TreeEntry(b"liar.csv", TYPE_FILE, n - 1, digest=real.digest, chunks=((cid, n - 1),))
+    _forge(root, "liar", [liar], 1, n - 1)
+    # A directory that claims more files than its tree holds.
+    sub = _forge(root, "sub-src", [real], 1, real.size)
+    sub_tree = hex_to_raw(_snapshot_tree(root, sub))
+    lying_dir = TreeEntry(b"d", TYPE_DIR, real.size, subtree=sub_tree, files=5)
+    _forge(root, "claims", [lying_dir], 5, real.size)
+    fs = _fs(remote=str(root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(OSError, match=r"its tree says") as err:
+        fs.cat_file("liar/liar.csv")
+    assert err.value.errno == errno.EIO
+    with pytest.raises(OSError, match=r"claims|holds") as err:
+        fs.find("claims")
+    assert err.value.errno == errno.EIO
+    assert fs.cat_file(f"{oid}/part-0001.csv") == FILES["part-0001.csv"]  # the rest reads
+
+
+def _snapshot_tree(root: Path, oid: str) -> str:
+    store = Store.open(root / ".git" / "ml")
+    try:
+        return str(store.objects.get_snapshot(ObjectID(oid)).tree)
+    finally:
+        store.close()
