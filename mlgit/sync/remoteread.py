@@ -2,10 +2,11 @@
 
 :class:`RemoteReader` is a read-only, store-like object reader over a
 :class:`~mlgit.sync.backend.Backend` (a local path, SSH or S3): it resolves
-revisions against the remote's refs and pack indexes (:func:`~mlgit.store.revision.resolve_in`,
-the same grammar as a clone's), and reads each object it needs by a ranged read of
-the pack that holds it (:func:`~mlgit.sync.transfer.iter_objects`: chunks a read
-needs together are fetched in coalesced reads). No git repository is needed.
+revisions against the remote's refs and pack indexes
+(:func:`~mlgit.store.revision.resolve_in`, the same grammar as a clone's), and
+reads each object it needs by a ranged read of the pack that holds it
+(:func:`~mlgit.sync.transfer.iter_objects`: the chunks one read needs are fetched
+together, in coalesced reads). No git repository is needed.
 
 What it reads is checked as a clone's fetch checks it (docs/format.md, "Reading"):
 each index bounded and named by its hash, each object verified against its id,
@@ -15,28 +16,29 @@ CorruptObjectError naming the remote, and nothing of it is kept.
 
 The cache, under ``cache_dir`` (safe to delete at any time)::
 
-    <cache_dir>/store/           a git-ml store (packs and indexes) of the objects read,
-                                 from any remote: content-addressed, verified on every read
-    <cache_dir>/remotes/<h>/     the pack indexes of the remote whose URL hashes to <h>
+    <cache_dir>/remotes/<h>/<stem>.idx      the pack indexes of the remote whose URL
+                                            hashes to <h>
+    <cache_dir>/remotes/<h>/<stem>.pack     the ranges of that pack read so far (sparse)
+    <cache_dir>/remotes/<h>/<stem>.ranges   which ranges (:mod:`mlgit.sync.packcache`)
 
-Objects are cached per operation: what an operation read waits in memory until
-the caller calls :meth:`RemoteReader.commit` (it succeeded: the objects are kept
-for the cache, :class:`ObjectCache`, which writes them behind, a pack at a time)
-or :meth:`RemoteReader.discard` (it failed: nothing of it is written, so a
-failure leaves no trace). Small packs are consolidated as a clone's are
-(:func:`mlgit.store.gc.consolidate`). Several processes may share one cache
-directory (packs are written lock-free, as in any store). With ``cache_data``
-False only snapshots, trees and indexes are cached; chunks are read from the
-remote every time.
+An object in the cache is read from it and verified as one from the remote is;
+the remote's index, in memory anyway, says where each object is, so the cache
+costs no memory per object. What an operation read waits in memory until the
+caller calls :meth:`RemoteReader.commit` (it succeeded: the pack ranges and the
+indexes it read are written into the cache) or :meth:`RemoteReader.discard` (it
+failed: nothing of it is written, so a failure leaves no trace; an operation that
+reads more than :data:`PENDING_BYTES` writes what it read, verified, as it goes,
+which bounds its memory). Several
+processes may share one cache directory. With ``cache_data`` False only
+snapshots, trees and indexes are cached; chunks are read from the remote every
+time.
 
 Thread-safe: one lock serializes the reader's use of its backend and its cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -44,42 +46,32 @@ from mlgit.errors import (
     AmbiguousRevisionError,
     CorruptObjectError,
     FormatError,
-    MlgitError,
     NotInitializedError,
 )
-from mlgit.format.compression import decompress
 from mlgit.format.ids import ObjectID, digest_bytes, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.names import is_ref_name
-from mlgit.format.pack import OBJ_CHUNK, OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.pack import ENTRY_HEADER, OBJ_SNAPSHOT, IndexEntry, encode_entry_header
 from mlgit.format.snapshot import Snapshot, decode_snapshot
 from mlgit.format.tree import ChunkRef, TreeEntry, decode_tree
-from mlgit.store import gc
 from mlgit.store.refs import REF_KINDS
 from mlgit.store.revision import resolve_in
-from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
-from mlgit.sync.transfer import RemoteIndex, check_remote_config, iter_objects
+from mlgit.sync.packcache import PackCache
+from mlgit.sync.transfer import RemoteIndex, check_remote_config, iter_objects, verify_object
 
-__all__ = ["BATCH_BYTES", "FLUSH_BYTES", "ObjectCache", "RemoteReader", "cache_store_dir",
-           "remote_index_dir"]
+__all__ = ["BATCH_BYTES", "PENDING_BYTES", "RemoteReader", "remote_index_dir"]
 
 BATCH_BYTES = 16 << 20
 """Chunks a read fetches in one go at most (raw bytes): bounds the memory of a read."""
-FLUSH_BYTES = 32 << 20
-"""Stored bytes of read objects kept in memory before they are written to the cache."""
+PENDING_BYTES = 32 << 20
+"""What one operation may read before it is written into the cache while it goes on."""
 
 _TREE_CACHE = 4096
-_TYPE = {"snapshot": OBJ_SNAPSHOT, "tree": OBJ_TREE, "chunk": OBJ_CHUNK}
-
-
-def cache_store_dir(cache_dir: Path) -> Path:
-    """The cache's store of objects read from remotes: ``<cache_dir>/store``."""
-    return cache_dir / "store"
 
 
 def remote_index_dir(cache_dir: Path, url: str) -> Path:
-    """Where the pack indexes of the remote at ``url`` are cached: ``remotes/<h>``.
+    """The cache of the remote at ``url``: ``remotes/<h>`` (indexes and pack ranges).
 
     ``<h>`` is the hex XXH3-128 of the URL (UTF-8), as in a clone's
     :func:`~mlgit.sync.transfer.remote_cache_dir`.
@@ -105,9 +97,9 @@ class RemoteReader:
         self._index: RemoteIndex | None = None
         self._refs: dict[str, ObjectID] | None = None
         self._resolved: dict[str, ObjectID] = {}
-        self._cache = ObjectCache(cache_store_dir(cache_dir))
-        weakref.finalize(self, self._cache.close)  # what was kept is written at the end
-        self._pending: dict[bytes, Stored] = {}
+        self._packs = PackCache(remote_index_dir(cache_dir, backend.url))
+        self._pending: list[tuple[str, int, bytes]] = []  # (stem, offset, bytes) to cache
+        self._pending_bytes = 0
         self._trees: dict[bytes, list[TreeEntry]] = {}
         self._snapshots: dict[bytes, Snapshot] = {}
         self._last: tuple[bytes, bytes] | None = None  # (id, bytes) of the last chunk read
@@ -174,7 +166,7 @@ class RemoteReader:
         with self._lock:
             snap = self._snapshots.get(raw)
             if snap is None:
-                data = self._object(raw, "snapshot")
+                data = self._objects([raw], "snapshot")[raw]
                 try:
                     snap = decode_snapshot(data)
                 except FormatError as e:
@@ -202,7 +194,7 @@ class RemoteReader:
         with self._lock:
             entries = self._trees.get(oid)
             if entries is None:
-                data = self._object(oid, "tree")
+                data = self._objects([oid], "tree")[oid]
                 try:
                     entries = decode_tree(data)
                 except FormatError as e:
@@ -216,11 +208,10 @@ class RemoteReader:
     def read_chunks(self, chunks: Sequence[ChunkRef]) -> Iterator[bytes]:
         """Each chunk's bytes, in order (see :class:`~mlgit.snapshot.reader.ChunkSource`).
 
-        Chunks in the cache are read from it; the others are fetched from the
-        remote in batches of at most :data:`BATCH_BYTES`, each batch in as few
-        ranged reads as the packs allow. The last chunk read is kept in memory,
-        so consecutive ranges that share a chunk (a file read block by block)
-        read it once, cached or not.
+        Read in batches of at most :data:`BATCH_BYTES`: what the cache holds from
+        it, the rest from the remote in as few ranged reads as the packs allow.
+        The last chunk read is kept in memory, so consecutive ranges that share a
+        chunk (a file read block by block) read it once, cached or not.
         """
         i = 0
         while i < len(chunks):
@@ -229,67 +220,39 @@ class RemoteReader:
                 size += chunks[j][1]
                 j += 1
             last = self._last
-            with self._lock:
-                got = self._chunk_batch([c for c in chunks[i:j]
-                                         if last is None or c[0] != last[0]])
-            data = b""
+            want: dict[bytes, int] = {}
             for cid, n in chunks[i:j]:
-                if last is not None and cid == last[0] and len(last[1]) == n:
+                if want.setdefault(cid, n) != n:
+                    raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two "
+                                             f"lengths ({want[cid]} and {n})")
+            if last is not None and want.get(last[0]) == len(last[1]):
+                del want[last[0]]
+            with self._lock:
+                got = self._objects(list(want), "chunk", want)
+            data = b""
+            for cid, _ in chunks[i:j]:
+                if cid in got:
+                    data = got[cid]
+                elif last is not None and cid == last[0]:
                     data = last[1]
-                else:
-                    data = got[cid] if cid in got else self._cached_chunk(cid, n)
+                else:  # pragma: no cover - _objects returns every id or raises
+                    raise CorruptObjectError(f"chunk {raw_to_hex(cid)} was not read")
                 yield data
             self._last = (chunks[j - 1][0], data)
             i = j
 
-    def _chunk_batch(self, batch: Sequence[ChunkRef]) -> dict[bytes, bytes]:
-        """The chunks of ``batch`` the cache lacks, fetched and checked (length included)."""
-        want: dict[bytes, int] = {}
-        for cid, n in batch:
-            if want.setdefault(cid, n) != n:
-                raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
-                                         f"({want[cid]} and {n})")
-        missing = [cid for cid in want if not self._in_cache(cid)]
-        return self._fetch(missing, "chunk", want) if missing else {}
-
-    def _cached_chunk(self, cid: bytes, n: int) -> bytes:
-        with self._lock:
-            data = self._from_cache(cid)
-            if data is None:  # the cache lost it meanwhile (deleted): read it again
-                data = self._fetch([cid], "chunk", {cid: n})[cid]
-        if len(data) != n:
-            raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, its "
-                                     f"tree says {n}")
-        return data
-
-    # -- objects: cache, then remote -------------------------------------------------------
-    def _in_cache(self, oid: bytes) -> bool:
-        return oid in self._pending or self._cache.has(oid)
-
-    def _from_cache(self, oid: bytes) -> bytes | None:
-        """An object's verified bytes from what this operation read or the cache; else None."""
-        pending = self._pending.get(oid)
-        if pending is not None:
-            _, e, stored = pending
-            return decompress(e.codec, stored, e.raw_len)
-        return self._cache.get(oid)
-
-    def _object(self, oid: bytes, role: str) -> bytes:
-        data = self._from_cache(oid)
-        if data is None:
-            data = self._fetch([oid], role, None)[oid]
-        return data
-
-    def _fetch(self, oids: list[bytes], role: str, lengths: dict[bytes, int] | None
-               ) -> dict[bytes, bytes]:
-        """Read ``oids`` (all in ``role``) from the remote, checked; kept until commit/discard."""
+    # -- objects: the cache, then the remote -----------------------------------------------
+    def _locate(self, oids: list[bytes], role: str, lengths: dict[bytes, int] | None
+                ) -> dict[bytes, tuple[str, IndexEntry]]:
+        """Where each object is in the remote's packs; its size checked against its role."""
         index = self.index()
         if not all(index.has(o) for o in oids):
             index.refresh()  # packs pushed since the indexes were read
+        out: dict[bytes, tuple[str, IndexEntry]] = {}
         for oid in oids:
             if not index.has(oid):
                 raise CorruptObjectError(f"remote {self.url} lacks {role} {raw_to_hex(oid)}")
-            e = index.entries[oid][1]
+            stem, e = index.entries[oid]
             if role == "snapshot" and e.raw_len > MAX_SNAPSHOT_LEN:
                 raise CorruptObjectError(
                     f"remote {self.url}: snapshot {raw_to_hex(oid)} claims {e.raw_len} bytes, "
@@ -298,25 +261,57 @@ class RemoteReader:
                 raise CorruptObjectError(
                     f"remote {self.url} has chunk {raw_to_hex(oid)} of {e.raw_len} bytes; "
                     f"its tree says {lengths[oid]}")
+            out[oid] = (stem, e)
+        return out
+
+    def _objects(self, oids: list[bytes], role: str, lengths: dict[bytes, int] | None = None
+                 ) -> dict[bytes, bytes]:
+        """The verified bytes of ``oids`` (all in ``role``): from the cache, else the remote.
+
+        What is read from the remote waits for :meth:`commit` to be cached.
+        """
+        if not oids:
+            return {}
+        where = self._locate(oids, role, lengths)
         out: dict[bytes, bytes] = {}
-        for e, stored, data in iter_objects(self.backend, index, oids):
+        missing: list[bytes] = []
+        for oid, (stem, e) in where.items():
+            size = ENTRY_HEADER.size + e.stored_len
+            blob = self._packs.read(stem, e.offset, size)
+            if blob is not None:
+                try:
+                    out[oid] = verify_object(f"the cache of {self.url}", stem, blob, e,
+                                             e.offset)[1]
+                    continue
+                except CorruptObjectError:
+                    pass  # a damaged cached copy: read the remote's
+            missing.append(oid)
+        keep = role != "chunk" or self.cache_data
+        for e, stored, data in iter_objects(self.backend, self.index(), missing):
             out[e.oid] = data
-            if role != "chunk" or self.cache_data:
-                self._pending[e.oid] = (_TYPE[role], e, stored)
+            if keep:
+                head = encode_entry_header(e.oid, e.type, e.codec, e.raw_len, e.stored_len)
+                self._pending.append((where[e.oid][0], e.offset, head + stored))
+                self._pending_bytes += len(stored)
+        if self._pending_bytes > PENDING_BYTES:
+            self._write_pending()  # a long operation: what it read so far, verified
         return out
 
     # -- the cache -------------------------------------------------------------------------
     def commit(self) -> None:
-        """Keep what the operation read: for the cache store (see :class:`ObjectCache`).
-
-        Pack indexes it read are written into the cache now.
-        """
+        """Keep what the operation read: its pack ranges and the indexes it read, cached."""
         with self._lock:
-            pending, self._pending = self._pending, {}
             if self._index is not None and self._index.unsaved:
                 self._index.save_unsaved()
-            if pending:
-                self._cache.keep(pending)
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        by_stem: dict[str, list[tuple[int, bytes]]] = {}
+        for stem, off, data in pending:
+            by_stem.setdefault(stem, []).append((off, data))
+        for stem, pieces in by_stem.items():
+            self._packs.write(stem, pieces)
 
     def discard(self) -> None:
         """Forget what the operation read (it failed): nothing of it goes into the cache.
@@ -325,116 +320,10 @@ class RemoteReader:
         indexes read wait for the next :meth:`commit`.
         """
         with self._lock:
-            self._pending = {}
+            self._pending, self._pending_bytes = [], 0
 
     def close(self) -> None:
-        """Write what successful operations read into the cache; close the backend and cache."""
+        """Close the backend (what an operation still pending read is dropped)."""
         with self._lock:
-            self._pending = {}
-            try:
-                self.backend.close()
-            finally:
-                self._cache.close()
-
-
-Stored = tuple[int, IndexEntry, bytes]
-"""An object as kept for the cache: (type, its remote index entry, stored bytes)."""
-
-
-class ObjectCache:
-    """A git-ml store of objects read from remotes, written behind the reads.
-
-    Objects that successful operations read are kept in memory and written to
-    the store as one pack once they add up to :data:`FLUSH_BYTES` (and on
-    :meth:`close`, also called when the reader is collected or the interpreter
-    exits), so a loop of small reads does not write, and fsync, a pack per read.
-    A cache that cannot be written (a read-only or full disk, a store another
-    process damaged) is not an error: the objects were verified and served, and
-    are read from the remote again next time. Every read from the store is
-    verified against the object's id; a damaged copy counts as absent.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._store: Store | None = None
-        self._kept: dict[bytes, Stored] = {}
-        self._kept_bytes = 0
-        self._lock = threading.RLock()
-        self._packs_checked = 0
-
-    def _open(self) -> Store | None:
-        if self._store is None and (self.root / "config").is_file():
-            with contextlib.suppress(OSError, MlgitError):
-                self._store = Store.open(self.root)
-        return self._store
-
-    def has(self, oid: bytes) -> bool:
-        """True if the object is kept or in the store."""
-        with self._lock:
-            if oid in self._kept:
-                return True
-            store = self._open()
-            return store is not None and store.objects.has_committed(oid)
-
-    def get(self, oid: bytes) -> bytes | None:
-        """The object's verified bytes, or None when the cache lacks it (or holds it damaged)."""
-        with self._lock:
-            kept = self._kept.get(oid)
-            if kept is not None:
-                _, e, stored = kept
-                return decompress(e.codec, stored, e.raw_len)
-            store = self._open()
-            if store is None or not store.objects.has_committed(oid):
-                return None
-            try:
-                return store.objects.get(oid)
-            except CorruptObjectError:
-                return None
-
-    def keep(self, objects: dict[bytes, Stored]) -> None:
-        """Keep verified ``objects`` for the store; written once enough are kept."""
-        with self._lock:
-            for oid, obj in objects.items():
-                if oid not in self._kept:
-                    self._kept[oid] = obj
-                    self._kept_bytes += len(obj[2])
-            if self._kept_bytes >= FLUSH_BYTES:
-                self.flush()
-
-    def flush(self) -> None:
-        """Write the kept objects into the store (created if absent) as one pack."""
-        with self._lock:
-            kept, self._kept, self._kept_bytes = self._kept, {}, 0
-            if not kept:
-                return
-            with contextlib.suppress(OSError, MlgitError):
-                store = self._open()
-                if store is None:
-                    store = self._store = Store.init(self.root)[0]
-                try:
-                    for oid, (type_, e, stored) in kept.items():
-                        store.objects.put_stored(oid, type_, e.codec, e.raw_len, stored)
-                    store.objects.flush()
-                except BaseException:
-                    store.objects.abort()
-                    raise
-                self._consolidate(store)
-
-    def _consolidate(self, store: Store) -> None:
-        """Merge the store's small packs once there are more than ``AUTO_PACK_LIMIT``."""
-        if store.objects.packs_committed - self._packs_checked < 8:
-            return  # checked at most every eighth pack written: one listing of packs/
-        self._packs_checked = store.objects.packs_committed
-        if len(gc.small_packs(store)) > gc.AUTO_PACK_LIMIT:
-            with contextlib.suppress(MlgitError, OSError):
-                gc.consolidate(store, gc.AUTO_PACK_LIMIT)
-
-    def close(self) -> None:
-        """Flush, then close the store (harmless to repeat)."""
-        with self._lock:
-            try:
-                self.flush()
-            finally:
-                store, self._store = self._store, None
-                if store is not None:
-                    store.close()
+            self._pending, self._pending_bytes = [], 0
+            self.backend.close()

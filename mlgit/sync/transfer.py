@@ -54,7 +54,7 @@ from mlgit.sync.backend import Backend
 
 __all__ = ["RemoteIndex", "TransferStats", "check_remote_config", "closure_postorder",
            "fetch_objects", "iter_objects", "push_objects", "read_objects", "remote_cache_dir",
-           "send_objects"]
+           "send_objects", "verify_object"]
 
 Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
@@ -326,7 +326,7 @@ def iter_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes],
                 continue
             for e in group:
                 try:
-                    stored, data = _verified(backend, stem, blob, e, start)
+                    stored, data = verify_object(f"remote {backend.url}", stem, blob, e, start)
                 except CorruptObjectError as err:
                     if bad is None:
                         raise
@@ -357,9 +357,14 @@ def _check_magic(backend: Backend, stem: str, head: bytes) -> None:
         raise CorruptObjectError(f"remote {backend.url}: {stem}.pack: {err}") from None
 
 
-def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
-              ) -> tuple[bytes, bytes]:
-    """The entry's stored bytes and its bytes, once both are checked; else CorruptObjectError."""
+def verify_object(where: str, stem: str, blob: bytes | memoryview, e: IndexEntry, base: int
+                  ) -> tuple[bytes, bytes]:
+    """Entry ``e`` of pack ``stem`` in ``blob`` (the pack's bytes from offset ``base``), checked.
+
+    Returns its stored bytes and its bytes once its header agrees with ``e``, it
+    decompresses to ``e.raw_len`` bytes and they hash to its id; else
+    CorruptObjectError naming ``where`` (``remote URL``).
+    """
     off = e.offset - base
     oid = raw_to_hex(e.oid)
     try:
@@ -367,14 +372,14 @@ def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
         if (head.oid, head.type, head.codec, head.raw_len, head.stored_len) != (
                 e.oid, e.type, e.codec, e.raw_len, e.stored_len):
             raise FormatError("entry header disagrees with the index")
-        stored = blob[off + ENTRY_HEADER.size: off + ENTRY_HEADER.size + e.stored_len]
+        stored = bytes(blob[off + ENTRY_HEADER.size: off + ENTRY_HEADER.size + e.stored_len])
         data = decompress(e.codec, stored, e.raw_len)
     except FormatError as err:
-        raise CorruptObjectError(f"remote {backend.url} sent a corrupt object {oid} "
-                                 f"({stem}): {err}; nothing of it was kept") from None
+        raise CorruptObjectError(f"{where} sent a corrupt object {oid} ({stem}): {err}; "
+                                 "nothing of it was kept") from None
     if digest_bytes(data) != e.oid:
-        raise CorruptObjectError(f"remote {backend.url} sent object {oid} whose bytes do not "
-                                 "match its id; nothing of it was kept")
+        raise CorruptObjectError(f"{where} sent object {oid} whose bytes do not match its id; "
+                                 "nothing of it was kept")
     return stored, data
 
 
