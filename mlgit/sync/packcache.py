@@ -43,6 +43,7 @@ _RECORD = struct.Struct("<QI")
 MAX_RANGES_LEN = 64 << 20
 """A ranges file longer than this is ignored (5 million records)."""
 _FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_PACKS = 16
 
 
 class _Ranges:
@@ -86,6 +87,7 @@ class PackCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._ranges: dict[str, _Ranges] = {}
+        self._fds: dict[str, int] = {}  # pack files open for reading, least recently used first
         self._lock = threading.Lock()
 
     def _load(self, stem: str) -> _Ranges:
@@ -116,25 +118,48 @@ class PackCache:
         return r
 
     def covers(self, stem: str, offset: int, length: int) -> bool:
-        """True if the cache holds bytes ``offset`` to ``offset + length`` of pack ``stem``."""
+        """True if the cache holds bytes ``offset`` to ``offset + length`` of pack ``stem``.
+
+        The ranges file is looked at again only when what was read of it does not
+        cover them (another process may have added them since).
+        """
         with self._lock:
+            r = self._ranges.get(stem)
+            if r is not None and r.covers(offset, offset + length):
+                return True
             return self._load(stem).covers(offset, offset + length)
 
     def read(self, stem: str, offset: int, length: int) -> bytes | None:
         """Those bytes (unverified: the caller verifies what it takes), or None."""
         if not self.covers(stem, offset, length):
             return None
-        try:
-            fd = open_regular(self.root / f"{stem}.pack", f"{stem}.pack")
-        except (OSError, FormatError):
-            return None
-        try:
-            data = os.pread(fd, length, offset)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
+        with self._lock:
+            fd = self._fds.pop(stem, None)
+            if fd is None:
+                try:
+                    fd = open_regular(self.root / f"{stem}.pack", f"{stem}.pack")
+                except (OSError, FormatError):
+                    return None
+            self._fds[stem] = fd  # the most recently used last
+            while len(self._fds) > _OPEN_PACKS:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            try:
+                data = os.pread(fd, length, offset)
+            except OSError:
+                return None
         return data if len(data) == length else None
+
+    def close(self) -> None:
+        """Close the pack files kept open for reading (harmless to repeat)."""
+        with self._lock:
+            fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fds", None):
+            self.close()
 
     def write(self, stem: str, pieces: list[tuple[int, bytes]]) -> None:
         """Keep ``pieces`` (offset, bytes) of pack ``stem``: the bytes, then their records.

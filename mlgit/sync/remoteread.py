@@ -323,7 +323,10 @@ class RemoteReader:
             self._pending, self._pending_bytes = [], 0
 
     def close(self) -> None:
-        """Close the backend (what an operation still pending read is dropped)."""
+        """Close the backend and the cache's files (what a pending operation read is dropped)."""
         with self._lock:
             self._pending, self._pending_bytes = [], 0
-            self.backend.close()
+            try:
+                self.backend.close()
+            finally:
+                self._packs.close()
