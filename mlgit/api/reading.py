@@ -1,153 +1,94 @@
-"""Reading a repository's snapshots by range: the local store, fetching lazily.
+"""Reading files of a snapshot in place, with no copy: ``mlgit.open`` and ``mlgit.prefetch``.
 
-:class:`RepoReader` gives what :mod:`mlgit.fs` (and later readers) need of a
-repository: revisions resolved as everywhere else (``Repo.resolve``: names, ids,
-prefixes, ``name~N``, remote-tracking names), snapshots and trees from the
-store, and the chunks of a byte range. What the store lacks comes from the
-lazy-fetch remote (``ml.lazyFetch``, ``ml.remote``: docs/remotes.md) as
-:func:`mlgit.open` fetches it: a snapshot's trees when it is first resolved,
-and then only the chunks a read needs, one batch at a time, over one connection
-kept for the reader's life. Fetched objects are stored in the repository's
-store (verified, durable, consolidated as any lazy fetch's are).
-
-A :class:`~mlgit.store.revision.RevisionSource`-like reader and a
-:class:`~mlgit.snapshot.reader.ChunkSource`; thread-safe (one lock).
+:func:`open_file` gives a seekable file object that reads chunks on demand from
+the store; :func:`prefetch` brings, in one transfer, the chunks a loop of opens
+over a lazily fetched snapshot will need. What the store lacks comes from the
+lazy-fetch remote (:mod:`mlgit.api.fetching`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+import io
+import os
+from collections.abc import Iterable
+from typing import BinaryIO
 
-from mlgit.api import sync
-from mlgit.api.events import Events
-from mlgit.errors import CorruptObjectError, RevisionError
-from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
-from mlgit.format.snapshot import Snapshot
-from mlgit.format.tree import ChunkRef, TreeEntry
-from mlgit.store import walk
-from mlgit.sync.backend import Backend
-from mlgit.sync.remote import no_store_error
-from mlgit.sync.transfer import RemoteIndex, check_remote_config, fetch_objects, remote_cache_dir
+from mlgit.api import fetching, sync
+from mlgit.api.core import Core
+from mlgit.api.inspect import file_root
+from mlgit.errors import BadPathError, RevisionError
+from mlgit.format.ids import RawObjectID, hex_to_raw
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.snapshot.reader import SnapshotFile
+from mlgit.snapshot.treewalk import flatten, lookup
 
-if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
-
-__all__ = ["BATCH_BYTES", "RepoReader"]
-
-BATCH_BYTES = 16 << 20
-"""Chunks fetched from the lazy remote in one go at most (raw bytes)."""
+__all__ = ["open_file", "prefetch"]
 
 
-class RepoReader:
-    """The snapshots of ``repo`` for reading by range; the reader owns ``repo`` (closes it)."""
+def open_file(core: Core, rev: str, path: str = "", *, close_core: bool = False) -> BinaryIO:
+    """A binary, seekable file object over one file of a snapshot; reads chunks on demand.
 
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
-        self._lock = threading.RLock()
-        self._remote: tuple[Backend, RemoteIndex] | None = None
+    For a file snapshot ``path`` may be empty. The file reads through this
+    core's store (no other is opened), so it is valid until the file or the core
+    is closed. With ``close_core`` the file owns the core: closing the file (or
+    its garbage collection) closes it.
+    """
+    oid = fetching.resolve_fetching(core, rev, whole=False)
+    if not core.store.objects.has_committed(hex_to_raw(oid)):
+        raise RevisionError(f"snapshot {oid} is not in the local store")
+    snap = core.snapshot(oid)
+    get = core.store.objects.get_tree
+    root = hex_to_raw(snap.tree)
+    only = file_root(core, oid, snap)
+    entry = only if only is not None and not path.strip("/") else lookup(get, root, path)
+    if entry.type == TYPE_DIR:
+        raise BadPathError(f"{path!r} is a directory")
+    if entry.type != TYPE_FILE:
+        raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
+    missing = [(c, n) for c, n in entry.chunks if not core.store.objects.has_committed(c)]
+    remote = fetching.lazy_remote(core) if missing else None
+    if missing and remote is not None:
+        sync.fetch_chunks(core, remote, missing)
+        core.consolidate_packs()  # one pack per lazy open: keep their number bounded
+    raw = SnapshotFile(core.store.objects, entry, path or os.fsdecode(entry.name),
+                       on_close=core.close if close_core else None)
+    return io.BufferedReader(raw, buffer_size=1 << 20)
 
-    def resolve(self, rev: str) -> ObjectID:
-        """The snapshot id ``rev`` names; its snapshot and trees fetched lazily when not here.
 
-        RevisionError if it names none (here, or on the lazy remote).
-        """
-        with self._lock:
-            # Repo's lazy resolution, as mlgit.open uses it (a public verb of the api core
-            # once repo.py is split): snapshot and trees, not the chunks.
-            oid = self.repo._resolve_fetching(rev, whole=False)
-            if not self.repo.store.objects.has_committed(hex_to_raw(oid)):
-                raise RevisionError(f"snapshot {oid} ({rev!r}) is not in the local store, and "
-                                    "there is no remote to fetch it from")
-            return oid
+def prefetch(core: Core, rev: str, paths: list[str] | None = None) -> int:
+    """Fetch, in one transfer, the data of these files of snapshot ``rev`` the store lacks.
 
-    def get_snapshot(self, oid: ObjectID) -> Snapshot:
-        """The snapshot ``oid`` (verified)."""
-        with self._lock:
-            return self.repo.snapshot(oid)
-
-    def get_tree(self, oid: bytes) -> list[TreeEntry]:
-        """The entries of tree ``oid`` (verified, cached by the store)."""
-        with self._lock:
-            return self.repo.store.objects.get_tree(oid)
-
-    def names(self) -> list[str]:
-        """Every name a revision can use alone or as ``REMOTE/NAME``, sorted.
-
-        Local datasets and runs, then ``REMOTE/NAME`` for each remote-tracking ref.
-        Refs that cannot be read are left out.
-        """
-        with self._lock:
-            found = self.repo.ls(Events())
-        return sorted({e.name if e.remote is None else f"{e.remote}/{e.name}" for e in found})
-
-    def read_chunks(self, chunks: Sequence[ChunkRef]) -> Iterator[bytes]:
-        """Each chunk's bytes, in order (see :class:`~mlgit.snapshot.reader.ChunkSource`).
-
-        Chunks the store lacks are fetched from the lazy remote in batches of at
-        most :data:`BATCH_BYTES`, each in one transfer.
-        """
-        objects = self.repo.store.objects
-        i = 0
-        while i < len(chunks):
-            j, size = i, 0
-            while j < len(chunks) and (j == i or size + chunks[j][1] <= BATCH_BYTES):
-                size += chunks[j][1]
-                j += 1
-            with self._lock:
-                missing = {c: n for c, n in chunks[i:j] if not objects.has_committed(c)}
-                if missing:
-                    self._fetch(missing)
-            for cid, n in chunks[i:j]:
-                data = objects.get(cid)
-                if len(data) != n:
-                    raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, "
-                                             f"its tree says {n}")
-                yield data
-            i = j
-
-    def _fetch(self, missing: dict[bytes, int]) -> None:
-        """Bring ``missing`` chunks (id → length) from the lazy remote into the store."""
-        repo = self.repo
-        if self._remote is None:
-            remote = repo._lazy_remote()  # Repo's lazy-fetch setting (see resolve)
-            if remote is None:
-                first = raw_to_hex(next(iter(missing)))
-                raise CorruptObjectError(f"chunk {first} is not in the local store, and lazy "
-                                         "fetching is off (ml.lazyFetch) or there is no remote")
-            spec, backend = sync.connect_remote(repo, remote)
-            try:
-                if not check_remote_config(backend, repo.store, create=False):
-                    raise no_store_error(spec)
-                index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-            except BaseException:
-                backend.close()
-                raise
-            self._remote = (backend, index)
-        backend, index = self._remote
-        if not all(index.has(c) for c in missing):
-            index.refresh()
-        with repo.store.writing():
-            fetch_objects(repo.store, backend, list(missing), index, role=walk.LEAF,
-                          lengths=missing)
-        repo.consolidate_packs()
-
-    def commit(self) -> None:
-        """Nothing to do: what was fetched is in the repository's store already."""
-
-    def discard(self) -> None:
-        """Nothing to do (a lazy fetch is kept, as :func:`mlgit.open`'s is)."""
-
-    def forget(self) -> None:
-        """Nothing to forget: refs are read from the store each time."""
-
-    def close(self) -> None:
-        """Close the lazy remote's connection and the repository."""
-        with self._lock:
-            remote, self._remote = self._remote, None
-            try:
-                if remote is not None:
-                    remote[0].close()
-            finally:
-                self.repo.close()
+    ``paths`` are files or directories of the snapshot (empty or None: all of
+    it; symlinks have no data). Use it before a loop of :func:`open_file` over
+    many files of a lazily fetched snapshot: one pack and one round of requests
+    instead of one per file. Returns the number of chunks fetched (0 when
+    everything is here or lazy fetching is off). BadPathError for a path the
+    snapshot lacks.
+    """
+    oid = fetching.resolve_fetching(core, rev, whole=False)
+    if not core.store.objects.has_committed(hex_to_raw(oid)):
+        raise RevisionError(f"snapshot {oid} is not in the local store")
+    snap = core.snapshot(oid)
+    get = core.store.objects.get_tree
+    root = hex_to_raw(snap.tree)
+    only = file_root(core, oid, snap)
+    has = core.store.objects.has_committed
+    missing: dict[RawObjectID, int] = {}
+    for path in paths or [""]:
+        if only is not None and not path.strip("/"):
+            files: Iterable[tuple[str, TreeEntry]] = [("", only)]
+        elif not path.strip("/"):
+            files = flatten(get, root, claim=(snap.files, snap.bytes), where=f"snapshot {oid}")
+        else:
+            entry = lookup(get, root, path)
+            files = ([("", entry)] if entry.type != TYPE_DIR else
+                     flatten(get, entry.subtree, claim=(entry.files, entry.size),
+                             where=f"snapshot {oid}: {path}"))
+        for _, e in files:
+            missing.update((c, n) for c, n in e.chunks if c not in missing and not has(c))
+    remote = fetching.lazy_remote(core) if missing else None
+    if remote is None:
+        return 0
+    sync.fetch_chunks(core, remote, list(missing.items()))
+    core.consolidate_packs()
+    return len(missing)

@@ -2,7 +2,7 @@
 
 :class:`Source` is what :mod:`mlgit.fs.spec` needs; two implementations keep it:
 
-- a repository (:class:`mlgit.api.reading.RepoReader`): the local store, with
+- a repository (:class:`mlgit.api.ranges.RepoReader`): the local store, with
   lazy fetching from the repository's remote, revisions as ``Repo.resolve``
   resolves them (local names, remote-tracking names, ids...);
 - a remote store read directly (:class:`mlgit.sync.remoteread.RemoteReader`):
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mlgit.api.reading import RepoReader
-from mlgit.api.repo import Repo
+from mlgit.api.core import Core
+from mlgit.api.ranges import RepoReader
 from mlgit.errors import NotARepositoryError, UsageError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, RawObjectID
 from mlgit.format.snapshot import Snapshot
 from mlgit.format.tree import ChunkRef, TreeEntry
 from mlgit.gitlink.env import GitEnv, shell_command
@@ -42,7 +42,7 @@ class Source(Protocol):
     def get_snapshot(self, oid: ObjectID) -> Snapshot:
         """The snapshot ``oid``."""
 
-    def get_tree(self, oid: bytes) -> list[TreeEntry]:
+    def get_tree(self, oid: RawObjectID) -> list[TreeEntry]:
         """The entries of tree ``oid``."""
 
     def read_chunks(self, chunks: Sequence[ChunkRef]) -> Iterator[bytes]:
@@ -116,7 +116,7 @@ def open_source(options: Options) -> Source:
     :class:`~mlgit.errors.MlgitError` subclasses.
     """
     if options.remote is None:
-        return RepoReader(Repo(options.repo))
+        return RepoReader(Core(options.repo))
     spec = parse_url(options.remote, options.remote, Path.cwd(), options.endpoint)
     if options.timeout is not None:
         spec = dataclasses.replace(spec, timeout=float(options.timeout))

@@ -45,7 +45,7 @@ from typing import Any
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from mlgit.errors import BadPathError, MlgitError, RevisionError
-from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
+from mlgit.format.ids import ObjectID, digest_to_hex, hex_to_raw, raw_to_hex
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, ChunkRef, TreeEntry
 from mlgit.format.treeshape import file_root_entry
@@ -309,7 +309,7 @@ class MlgitFileSystem(AbstractFileSystem):  # type: ignore[misc]
                     "id": raw_to_hex(e.subtree)}
         if e.type == TYPE_FILE:
             return {"name": name, "size": e.size, "type": "file", "executable": e.executable,
-                    "digest": e.digest.hex()}
+                    "digest": digest_to_hex(e.digest)}
         return {"name": name, "size": e.size, "type": "other", "islink": True,
                 "destination": os.fsdecode(e.target)}
 

@@ -2,7 +2,7 @@
 
 :class:`SnapshotFile` is a seekable file object over one file of a local store.
 :func:`read_range` reads a byte range of a file from any :class:`ChunkSource`: the
-local store with lazy fetching (:mod:`mlgit.api.reading`) or a remote read without
+local store with lazy fetching (:mod:`mlgit.api.ranges`) or a remote read without
 a clone (:mod:`mlgit.sync.remoteread`); :mod:`mlgit.fs` builds on it.
 """
 
@@ -15,6 +15,7 @@ from itertools import accumulate
 from typing import Protocol
 
 from mlgit.errors import CorruptObjectError
+from mlgit.format.ids import raw_to_hex
 from mlgit.format.tree import ChunkRef, TreeEntry
 from mlgit.store.objects import ObjectStore
 
@@ -129,7 +130,7 @@ class SnapshotFile(io.RawIOBase):
             cid, n = self._chunks[i]
             data = self._objects.get(cid)
             if len(data) != n:
-                raise CorruptObjectError(f"chunk {cid.hex()} has {len(data)} bytes, its tree "
+                raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, its tree "
                                          f"says {n}")
             self._cached = (i, data)
         return self._cached[1]

@@ -48,7 +48,7 @@ from mlgit.errors import (
     FormatError,
     NotInitializedError,
 )
-from mlgit.format.ids import ObjectID, digest_bytes, hex_to_raw, raw_to_hex
+from mlgit.format.ids import ObjectID, RawObjectID, digest_hex, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import ENTRY_HEADER, OBJ_SNAPSHOT, IndexEntry, encode_entry_header
@@ -76,7 +76,7 @@ def remote_index_dir(cache_dir: Path, url: str) -> Path:
     ``<h>`` is the hex XXH3-128 of the URL (UTF-8), as in a clone's
     :func:`~mlgit.sync.transfer.remote_cache_dir`.
     """
-    return cache_dir / "remotes" / digest_bytes(url.encode("utf-8", "surrogateescape")).hex()
+    return cache_dir / "remotes" / digest_hex(url.encode("utf-8", "surrogateescape"))
 
 
 class RemoteReader:
@@ -100,9 +100,9 @@ class RemoteReader:
         self._packs = PackCache(remote_index_dir(cache_dir, backend.url))
         self._pending: list[tuple[str, int, bytes]] = []  # (stem, offset, bytes) to cache
         self._pending_bytes = 0
-        self._trees: dict[bytes, list[TreeEntry]] = {}
-        self._snapshots: dict[bytes, Snapshot] = {}
-        self._last: tuple[bytes, bytes] | None = None  # (id, bytes) of the last chunk read
+        self._trees: dict[RawObjectID, list[TreeEntry]] = {}
+        self._snapshots: dict[RawObjectID, Snapshot] = {}
+        self._last: tuple[RawObjectID, bytes] | None = None  # (id, bytes) of the last chunk read
 
     # -- what the remote has ------------------------------------------------------------
     def index(self) -> RemoteIndex:
@@ -189,7 +189,7 @@ class RemoteReader:
             return oid
 
     # -- trees and chunks ----------------------------------------------------------------
-    def get_tree(self, oid: bytes) -> list[TreeEntry]:
+    def get_tree(self, oid: RawObjectID) -> list[TreeEntry]:
         """The entries of tree ``oid``: from the cache, else read from the remote and checked."""
         with self._lock:
             entries = self._trees.get(oid)
@@ -220,7 +220,7 @@ class RemoteReader:
                 size += chunks[j][1]
                 j += 1
             last = self._last
-            want: dict[bytes, int] = {}
+            want: dict[RawObjectID, int] = {}
             for cid, n in chunks[i:j]:
                 if want.setdefault(cid, n) != n:
                     raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two "
@@ -242,13 +242,13 @@ class RemoteReader:
             i = j
 
     # -- objects: the cache, then the remote -----------------------------------------------
-    def _locate(self, oids: list[bytes], role: str, lengths: dict[bytes, int] | None
-                ) -> dict[bytes, tuple[str, IndexEntry]]:
+    def _locate(self, oids: list[RawObjectID], role: str, lengths: dict[RawObjectID, int] | None
+                ) -> dict[RawObjectID, tuple[str, IndexEntry]]:
         """Where each object is in the remote's packs; its size checked against its role."""
         index = self.index()
         if not all(index.has(o) for o in oids):
             index.refresh()  # packs pushed since the indexes were read
-        out: dict[bytes, tuple[str, IndexEntry]] = {}
+        out: dict[RawObjectID, tuple[str, IndexEntry]] = {}
         for oid in oids:
             if not index.has(oid):
                 raise CorruptObjectError(f"remote {self.url} lacks {role} {raw_to_hex(oid)}")
@@ -264,8 +264,8 @@ class RemoteReader:
             out[oid] = (stem, e)
         return out
 
-    def _objects(self, oids: list[bytes], role: str, lengths: dict[bytes, int] | None = None
-                 ) -> dict[bytes, bytes]:
+    def _objects(self, oids: list[RawObjectID], role: str,
+                 lengths: dict[RawObjectID, int] | None = None) -> dict[RawObjectID, bytes]:
         """The verified bytes of ``oids`` (all in ``role``): from the cache, else the remote.
 
         What is read from the remote waits for :meth:`commit` to be cached.
@@ -273,8 +273,8 @@ class RemoteReader:
         if not oids:
             return {}
         where = self._locate(oids, role, lengths)
-        out: dict[bytes, bytes] = {}
-        missing: list[bytes] = []
+        out: dict[RawObjectID, bytes] = {}
+        missing: list[RawObjectID] = []
         for oid, (stem, e) in where.items():
             size = ENTRY_HEADER.size + e.stored_len
             blob = self._packs.read(stem, e.offset, size)
