@@ -1,7 +1,7 @@
 """Reading a repository's snapshots by range, for ``mlgit.fs``: the local store, fetching lazily.
 
 :class:`RepoReader` gives what :mod:`mlgit.fs` (and later readers) need of a
-repository: revisions resolved as everywhere else (``Repo.resolve``: names, ids,
+repository: revisions resolved as everywhere else (``Core.resolve``: names, ids,
 prefixes, ``name~N``, remote-tracking names), snapshots and trees from the
 store, and the chunks of a byte range. What the store lacks comes from the
 lazy-fetch remote (``ml.lazyFetch``, ``ml.remote``: docs/remotes.md) as

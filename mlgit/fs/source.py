@@ -3,7 +3,7 @@
 :class:`Source` is what :mod:`mlgit.fs.spec` needs; two implementations keep it:
 
 - a repository (:class:`mlgit.api.ranges.RepoReader`): the local store, with
-  lazy fetching from the repository's remote, revisions as ``Repo.resolve``
+  lazy fetching from the repository's remote, revisions as ``Core.resolve``
   resolves them (local names, remote-tracking names, ids...);
 - a remote store read directly (:class:`mlgit.sync.remoteread.RemoteReader`):
   a local path, ``ssh://`` or ``s3://`` URL, objects read by ranged reads and
