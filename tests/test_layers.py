@@ -9,7 +9,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "mlgit"
 # Higher number = higher layer. A module may import only its own layer or lower ones.
 LAYERS = {"errors": 0, "format": 1, "records": 1.5, "store": 2, "snapshot": 3, "gitlink": 3,
-          "api": 5, "tf": 6, "sync": 4, "hooks": 4, "cli": 7, "__init__": 6}
+          "api": 5, "tf": 6, "fs": 6, "sync": 4, "hooks": 4, "cli": 7, "__init__": 6}
 
 
 def _layer(module: str) -> str:

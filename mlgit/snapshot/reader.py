@@ -1,18 +1,71 @@
-"""A read-only, seekable file object over a file in a snapshot; reads chunks on demand."""
+"""Reading the files of a snapshot by range, fetching only the chunks a read touches.
+
+:class:`SnapshotFile` is a seekable file object over one file of a local store.
+:func:`read_range` reads a byte range of a file from any :class:`ChunkSource`: the
+local store with lazy fetching (:mod:`mlgit.api.ranges`) or a remote read without
+a clone (:mod:`mlgit.sync.remoteread`); :mod:`mlgit.fs` builds on it.
+"""
 
 from __future__ import annotations
 
 import bisect
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
+from typing import Protocol
 
 from mlgit.errors import CorruptObjectError
 from mlgit.format.ids import raw_to_hex
-from mlgit.format.tree import TreeEntry
+from mlgit.format.tree import ChunkRef, TreeEntry
 from mlgit.store.objects import ObjectStore
 
-__all__ = ["SnapshotFile"]
+__all__ = ["ChunkSource", "SnapshotFile", "chunk_starts", "read_range"]
+
+
+class ChunkSource(Protocol):
+    """Where a file's chunks come from."""
+
+    def read_chunks(self, chunks: Sequence[ChunkRef]) -> Iterator[bytes]:
+        """The bytes of each chunk of ``chunks``, in order.
+
+        Each is verified against its id and has the length its tree records
+        (CorruptObjectError otherwise). Chunks not at hand are fetched together,
+        in as few reads as the source can, before the first is yielded or a
+        bounded batch at a time.
+        """
+
+
+def chunk_starts(entry: TreeEntry) -> list[int]:
+    """The offset in the file at which each chunk of file entry ``entry`` starts."""
+    return [0, *accumulate(n for _, n in entry.chunks)][:-1] if entry.chunks else []
+
+
+def read_range(source: ChunkSource, entry: TreeEntry, start: int, end: int,
+               starts: list[int] | None = None) -> bytes:
+    """Bytes ``start`` to ``end`` (exclusive, clipped to the file) of file entry ``entry``.
+
+    Only the chunks the range overlaps are read (``starts``: :func:`chunk_starts`
+    of ``entry``, computed when not given). Memory: the result, plus what the
+    source holds of one batch of chunks.
+    """
+    end = min(end, entry.size)
+    if start < 0 or start >= end:
+        return b""
+    if starts is None:
+        starts = chunk_starts(entry)
+    first = bisect.bisect_right(starts, start) - 1
+    last = bisect.bisect_left(starts, end) - 1
+    parts: list[memoryview] = []
+    got = 0
+    for i, data in enumerate(source.read_chunks(entry.chunks[first:last + 1]), first):
+        lo = max(start - starts[i], 0)
+        hi = min(end - starts[i], len(data))
+        parts.append(memoryview(data)[lo:hi])  # no copy until the one join
+        got += max(hi - lo, 0)
+    if got != end - start:
+        raise CorruptObjectError(f"{entry.name!r}: its chunks hold {got} of the "
+                                 f"{end - start} bytes asked for")
+    return b"".join(parts)
 
 
 class SnapshotFile(io.RawIOBase):
@@ -33,7 +86,7 @@ class SnapshotFile(io.RawIOBase):
         self._on_close = on_close
         self._objects = objects
         self._chunks = entry.chunks
-        self._starts = [0, *accumulate(n for _, n in entry.chunks)][:-1] if entry.chunks else []
+        self._starts = chunk_starts(entry)
         self._size = entry.size
         self._pos = 0
         self._cached: tuple[int, bytes] | None = None

@@ -16,6 +16,11 @@ Accepted forms (docs/revisions.md):
   parents, not the stage's earlier records).
 
 A name wins over an id prefix that happens to look the same, as in git.
+
+The grammar is resolved once, by :func:`resolve_in`, over a
+:class:`RevisionSource`: what a store (:func:`resolve_revision`) or a remote read
+without a clone (:class:`mlgit.sync.remoteread.RemoteReader`) knows of names,
+stages, snapshot ids and snapshots.
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Protocol
 
 from mlgit.errors import AmbiguousRevisionError, FormatError, RevisionError
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
 from mlgit.format.names import is_ref_name, is_stage_name, split_stage_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
 from mlgit.format.promotion import Promotion
+from mlgit.format.snapshot import Snapshot
 from mlgit.store.refs import SNAPSHOT_KINDS, STAGES, RefStore, is_ref_name_of
 from mlgit.store.store import Store
 
-__all__ = ["RemoteName", "read_stage_record", "remote_names", "resolve_name",
-           "resolve_revision", "resolve_stage", "snapshot_ids_with_prefix", "tracking_refs"]
+__all__ = ["RemoteName", "RevisionSource", "StoreRevisions", "read_stage_record",
+           "remote_names", "resolve_in", "resolve_name", "resolve_revision", "resolve_stage",
+           "snapshot_ids_with_prefix", "stage_checkpoint", "tracking_refs"]
 
 _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
 
@@ -112,18 +120,6 @@ def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = SNAPSHOT_KIND
     return next(iter(found.values()), None)
 
 
-def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
-    cands = snapshot_ids_with_prefix(store, prefix)
-    if not cands:
-        raise RevisionError(f"unknown revision {rev!r}")
-    if len(cands) > 1:
-        listed = ", ".join(
-            f"{c[:12]} ({store.objects.get_snapshot(c).name})" for c in cands[:10]
-        )
-        raise AmbiguousRevisionError(f"revision {rev!r} is ambiguous: {listed}")
-    return cands[0]
-
-
 def resolve_stage(store: Store, model: str, stage: str) -> ObjectID | None:
     """The id of the newest record (promotion) of ``model``'s ``stage``; None if none.
 
@@ -163,16 +159,80 @@ def _stages_of(store: Store, model: str) -> list[str]:
     return sorted(found)
 
 
-def _stage_checkpoint(store: Store, model: str, stage: str, rev: str) -> ObjectID:
+class RevisionSource(Protocol):
+    """What resolving a revision needs to know: names, stages, snapshot ids, snapshots."""
+
+    def named(self, name: str) -> ObjectID | None:
+        """The snapshot id ``name`` stands for (``NAME`` or ``REMOTE/NAME``), or None.
+
+        AmbiguousRevisionError when it stands for several (see :func:`resolve_name`).
+        """
+
+    def stage_record(self, model: str, stage: str) -> Promotion | None:
+        """The newest record of ``model``'s ``stage`` (checked to be that stage's), or None.
+
+        ``model`` may be ``REMOTE/MODEL`` where the source has remote-tracking refs.
+        """
+
+    def stages_of(self, model: str) -> list[str]:
+        """The stages ``model`` has a ref for, sorted (for an error message)."""
+
+    def snapshot_ids_with_prefix(self, prefix: str) -> list[ObjectID]:
+        """Every snapshot id that starts with ``prefix`` (lowercase hex)."""
+
+    def get_snapshot(self, oid: ObjectID) -> Snapshot:
+        """The snapshot ``oid``, verified; CorruptObjectError if it cannot be read."""
+
+
+class StoreRevisions:
+    """A store as a :class:`RevisionSource`: its refs, remote-tracking refs and snapshots."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def named(self, name: str) -> ObjectID | None:
+        """See :meth:`RevisionSource.named` (:func:`resolve_name` over the snapshot kinds)."""
+        return resolve_name(self.store, name)
+
+    def stage_record(self, model: str, stage: str) -> Promotion | None:
+        """See :meth:`RevisionSource.stage_record` (:func:`resolve_stage`)."""
+        oid = resolve_stage(self.store, model, stage)
+        return None if oid is None else read_stage_record(self.store, oid, model, stage)
+
+    def stages_of(self, model: str) -> list[str]:
+        """See :meth:`RevisionSource.stages_of`: local and remote-tracking stage refs."""
+        return _stages_of(self.store, model)
+
+    def snapshot_ids_with_prefix(self, prefix: str) -> list[ObjectID]:
+        """See :meth:`RevisionSource.snapshot_ids_with_prefix`."""
+        return snapshot_ids_with_prefix(self.store, prefix)
+
+    def get_snapshot(self, oid: ObjectID) -> Snapshot:
+        """See :meth:`RevisionSource.get_snapshot`."""
+        return self.store.objects.get_snapshot(oid)
+
+
+def _by_prefix(source: RevisionSource, prefix: str, rev: str) -> ObjectID:
+    cands = source.snapshot_ids_with_prefix(prefix)
+    if not cands:
+        raise RevisionError(f"unknown revision {rev!r}")
+    if len(cands) > 1:
+        listed = ", ".join(
+            f"{c[:12]} ({source.get_snapshot(c).name})" for c in cands[:10]
+        )
+        raise AmbiguousRevisionError(f"revision {rev!r} is ambiguous: {listed}")
+    return cands[0]
+
+
+def stage_checkpoint(source: RevisionSource, model: str, stage: str, rev: str) -> ObjectID:
     """The checkpoint ``model@stage`` holds; RevisionError if none (unknown or emptied)."""
-    oid = resolve_stage(store, model, stage)
-    if oid is None:
-        known = _stages_of(store, model)
+    p = source.stage_record(model, stage)
+    if p is None:
+        known = source.stages_of(model)
         which = (f"its stages: {', '.join(known)}" if known else
                  f"no stage of {model!r} is recorded here; `git ml fetch` brings a remote's")
         raise RevisionError(f"unknown revision {rev!r}: {model!r} has no stage {stage!r} "
                             f"({which})")
-    p = read_stage_record(store, oid, model, stage)
     if p.checkpoint is None:
         day = time.strftime("%Y-%m-%d", time.gmtime(p.time))
         raise RevisionError(f"{rev!r}: stage {stage} of {p.model} is empty ({p.author} "
@@ -180,12 +240,12 @@ def _stage_checkpoint(store: Store, model: str, stage: str, rev: str) -> ObjectI
     return p.checkpoint
 
 
-def _name_at_prefix(store: Store, name: str, prefix: str, rev: str) -> ObjectID:
+def _name_at_prefix(source: RevisionSource, name: str, prefix: str, rev: str) -> ObjectID:
     """The one snapshot recorded as ``name`` whose id starts with ``prefix``."""
     if not is_ref_name(name):
         raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX")
-    cands = [c for c in snapshot_ids_with_prefix(store, prefix.lower())
-             if store.objects.get_snapshot(c).name == name]
+    cands = [c for c in source.snapshot_ids_with_prefix(prefix.lower())
+             if source.get_snapshot(c).name == name]
     if not cands:
         raise RevisionError(f"no snapshot of {name!r} has an id starting {prefix!r}")
     if len(cands) > 1:
@@ -197,6 +257,11 @@ def _name_at_prefix(store: Store, name: str, prefix: str, rev: str) -> ObjectID:
 
 def resolve_revision(store: Store, rev: str) -> ObjectID:
     """Resolve a revision string to a snapshot id; RevisionError if it names none."""
+    return resolve_in(StoreRevisions(store), rev)
+
+
+def resolve_in(source: RevisionSource, rev: str) -> ObjectID:
+    """Resolve a revision string among what ``source`` knows; RevisionError if it names none."""
     m = _TILDE_RE.match(rev.strip())
     assert m is not None
     base, tildes = m.group(1), m.group(2)
@@ -206,23 +271,23 @@ def resolve_revision(store: Store, rev: str) -> ObjectID:
     if "@" in base:
         name, _, right = base.partition("@")
         if is_hex_prefix(right.lower()):
-            oid = _name_at_prefix(store, name, right, rev)
+            oid = _name_at_prefix(source, name, right, rev)
         elif is_stage_name(right) and all(is_ref_name(n) for n in name.split("/", 1)):
-            oid = _stage_checkpoint(store, name, right, rev)  # MODEL or REMOTE/MODEL
+            oid = stage_checkpoint(source, name, right, rev)  # MODEL or REMOTE/MODEL
         else:
             raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX or "
                                 "MODEL@STAGE")
     else:
-        oid = resolve_name(store, base)
+        oid = source.named(base)
         if oid is None:
             if not is_hex_prefix(base.lower()):
                 raise RevisionError(f"unknown revision {rev!r}")
-            oid = _by_prefix(store, base.lower(), rev)
+            oid = _by_prefix(source, base.lower(), rev)
     steps = 0
     for part in tildes.split("~")[1:]:
         steps += int(part) if part else 1
     for i in range(steps):
-        parents = store.objects.get_snapshot(oid).parents
+        parents = source.get_snapshot(oid).parents
         if not parents:
             raise RevisionError(f"{rev!r}: {base} has only {i} ancestors")
         oid = parents[0]

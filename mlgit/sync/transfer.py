@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +51,8 @@ from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 
 __all__ = ["RemoteIndex", "TransferStats", "check_remote_config", "closure_postorder",
-           "fetch_objects", "push_objects", "read_objects", "remote_cache_dir", "send_objects"]
+           "fetch_objects", "iter_objects", "push_objects", "read_objects", "remote_cache_dir",
+           "send_objects", "verify_object"]
 
 Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
@@ -75,15 +76,18 @@ class TransferStats:
     failed: set[RawObjectID] = field(default_factory=set)  # roots not fetched (a check failed)
 
 
-def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
-    """Check the remote store's format; create it (with our config) if ``create``.
+def check_remote_config(backend: Backend, store: Store | None, create: bool) -> bool:
+    """Check the remote store's format; create it (with ``store``'s config) if ``create``.
 
-    Returns False when there is no store there and ``create`` is False.
+    Returns False when there is no store there and ``create`` is False (``store``
+    may then be None: a reader with no store of its own).
     """
     data = backend.read_config()
     if data is None:
         if not create:
             return False
+        if store is None:
+            raise ValueError("creating a remote store needs a local store's config")
         backend.init(encode_config(without_shared(store.config)))
         return True
     try:
@@ -105,21 +109,27 @@ class RemoteIndex:
     passed to ``on_bad`` and its pack left out (so the rest can still be used),
     or raised without ``on_bad``. :attr:`magic_ok` holds the packs whose magic
     has been checked in this session.
+
+    With ``save`` False nothing is written: indexes read from the remote wait in
+    :attr:`unsaved` until :meth:`save_unsaved` (a reader that caches only what a
+    successful operation read: :mod:`mlgit.sync.remoteread`).
     """
 
-    def __init__(self, backend: Backend, cache_dir: Path, on_bad: OnBad | None = None) -> None:
+    def __init__(self, backend: Backend, cache_dir: Path, on_bad: OnBad | None = None, *,
+                 save: bool = True) -> None:
         self.backend = backend
         self.cache_dir = cache_dir
         self.on_bad = on_bad
+        self.save = save
         self.entries: dict[RawObjectID, tuple[str, IndexEntry]] = {}
         self.loaded: set[str] = set()
         self.bad: set[str] = set()
         self.magic_ok: set[str] = set()
+        self.unsaved: dict[str, bytes] = {}
         self.refresh()
 
     def refresh(self) -> None:
         """Read the indexes of packs not seen yet."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         for stem in self.backend.list_packs():
             if stem in self.loaded or stem in self.bad:
                 continue
@@ -140,7 +150,7 @@ class RemoteIndex:
         cached = self.cache_dir / f"{stem}.idx"
         try:
             return read_index_file(cached)
-        except (FileNotFoundError, FormatError):
+        except (FileNotFoundError, NotADirectoryError, FormatError):
             pass  # not cached yet, or a damaged copy: read the remote's
         data = self.backend.read_index(stem)  # its errors name the remote and the file
         try:
@@ -151,9 +161,22 @@ class RemoteIndex:
             check_index_name(stem, data)
         except FormatError as err:
             raise type(err)(f"remote {self.backend.url}: {stem}.idx: {err}") from None
-        with contextlib.suppress(OSError):  # the cache only saves a download next time
-            atomic_write(cached, data)
+        if self.save:
+            self._write(stem, data)
+        else:
+            self.unsaved[stem] = data
         return entries
+
+    def _write(self, stem: str, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # the cache only saves a download next time
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.cache_dir / f"{stem}.idx", data)
+
+    def save_unsaved(self) -> None:
+        """Write the indexes that wait in :attr:`unsaved` into the cache (see ``save``)."""
+        for stem, data in list(self.unsaved.items()):
+            self._write(stem, data)
+            del self.unsaved[stem]
 
     def has(self, oid: RawObjectID) -> bool:
         """True if the remote has the object."""
@@ -261,11 +284,22 @@ def read_objects(backend: Backend, remote: RemoteIndex, oids: list[RawObjectID],
     with its error and is left out of the result; without ``bad`` the error is
     raised.
     """
+    return {e.oid: (e, stored) for e, stored, _ in iter_objects(backend, remote, oids, bad)}
+
+
+def iter_objects(backend: Backend, remote: RemoteIndex, oids: list[RawObjectID],
+                 bad: dict[RawObjectID, MlgitError] | None = None
+                 ) -> Iterator[tuple[IndexEntry, bytes, bytes]]:
+    """:func:`read_objects`, one object at a time: (entry, stored bytes, verified bytes).
+
+    The reads are grouped as :func:`read_objects` groups them (at most one group,
+    of at most 64 MiB, is held at a time); objects come in pack and offset order,
+    not in the order of ``oids``.
+    """
     by_pack: dict[str, list[IndexEntry]] = {}
     for oid in oids:
         stem, e = remote.entries[oid]
         by_pack.setdefault(stem, []).append(e)
-    out: dict[RawObjectID, tuple[IndexEntry, bytes]] = {}
     for stem, entries in by_pack.items():
         entries.sort(key=lambda e: e.offset)
         i = 0
@@ -290,12 +324,13 @@ def read_objects(backend: Backend, remote: RemoteIndex, oids: list[RawObjectID],
                 continue
             for e in group:
                 try:
-                    out[e.oid] = (e, _verified(backend, stem, blob, e, start))
+                    stored, data = verify_object(f"remote {backend.url}", stem, blob, e, start)
                 except CorruptObjectError as err:
                     if bad is None:
                         raise
                     bad[e.oid] = err
-    return out
+                    continue
+                yield e, stored, data
 
 
 def _checked_start(backend: Backend, remote: RemoteIndex, stem: str, offset: int) -> int:
@@ -320,7 +355,14 @@ def _check_magic(backend: Backend, stem: str, head: bytes) -> None:
         raise CorruptObjectError(f"remote {backend.url}: {stem}.pack: {err}") from None
 
 
-def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int) -> bytes:
+def verify_object(where: str, stem: str, blob: bytes | memoryview, e: IndexEntry, base: int
+                  ) -> tuple[bytes, bytes]:
+    """Entry ``e`` of pack ``stem`` in ``blob`` (the pack's bytes from offset ``base``), checked.
+
+    Returns its stored bytes and its bytes once its header agrees with ``e``, it
+    decompresses to ``e.raw_len`` bytes and they hash to its id; else
+    CorruptObjectError naming ``where`` (``remote URL``).
+    """
     off = e.offset - base
     oid = raw_to_hex(e.oid)
     try:
@@ -328,15 +370,15 @@ def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
         if (head.oid, head.type, head.codec, head.raw_len, head.stored_len) != (
                 e.oid, e.type, e.codec, e.raw_len, e.stored_len):
             raise FormatError("entry header disagrees with the index")
-        stored = blob[off + ENTRY_HEADER.size: off + ENTRY_HEADER.size + e.stored_len]
+        stored = bytes(blob[off + ENTRY_HEADER.size: off + ENTRY_HEADER.size + e.stored_len])
         data = decompress(e.codec, stored, e.raw_len)
     except FormatError as err:
-        raise CorruptObjectError(f"remote {backend.url} sent a corrupt object {oid} "
-                                 f"({stem}): {err}; nothing of it was kept") from None
+        raise CorruptObjectError(f"{where} sent a corrupt object {oid} ({stem}): {err}; "
+                                 "nothing of it was kept") from None
     if digest_bytes(data) != e.oid:
-        raise CorruptObjectError(f"remote {backend.url} sent object {oid} whose bytes do not "
-                                 "match its id; nothing of it was kept")
-    return stored
+        raise CorruptObjectError(f"{where} sent object {oid} whose bytes do not match its id; "
+                                 "nothing of it was kept")
+    return stored, data
 
 
 Node = tuple[RawObjectID, str]
