@@ -152,6 +152,8 @@ def add_worker(root: str, items: list[tuple[int, str, int, int]], pack: PackOut 
         finally:
             os.close(fd)
         xxhash.xxh3_128_digest(data)
+        if not data:
+            continue  # an empty file: nothing to store (restore creates it from the index)
         view = memoryview(data)
         step = len(data) if len(data) <= SINGLE_MAX and off == 0 else PIECE
         for p in range(0, len(data), step):

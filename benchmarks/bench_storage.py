@@ -362,7 +362,8 @@ class MillionData:
         return f"d{i % self.n_dirs:03d}"
 
     def rel(self, i: int) -> str:
-        return f"{self.dirname(i)}/f{i:07d}.{'csv' if i % 2 == 0 else 'bin'}"
+        width = max(7, len(str(self.n_files - 1)))  # fixed width: name order = number order
+        return f"{self.dirname(i)}/f{i:0{width}d}.{'csv' if i % 2 == 0 else 'bin'}"
 
     def content(self, i: int, generation: int = 0) -> bytes:
         if self._pools is None:
