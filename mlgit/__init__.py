@@ -8,6 +8,8 @@ repository, default the current directory)::
     with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
     mlgit.prefetch("data", ["train/"])        # fetch many files lazily in one transfer
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
+    mlgit.promote("resnet-a", "production", message="passed A/B")  # the model registry
+    mlgit.checkout("resnet-a@production")     # what holds a model's stage
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
 
@@ -21,24 +23,34 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
-from mlgit.errors import MlgitError
+from mlgit.api.add import AddResult
+from mlgit.api.inspect import ListEntry, SnapshotInfo
+from mlgit.api.repo import Repo
+from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import CkptResult
+    from mlgit.api.registry import PromoteResult, StageRecord
+    from mlgit.tf.export import ExportResult
+    from mlgit.tf.verify import Verification
 
 
 def __getattr__(name: str) -> Any:
-    """Load rarely used names on first use (keeps ``git ml status`` start-up short)."""
+    """Load rarely used names on first use (``mlgit.api.checkpoints``: 30 ms of start-up)."""
     if name == "CkptResult":
         from mlgit.api.checkpoints import CkptResult
 
         return CkptResult
+    if name in ("PromoteResult", "StageRecord"):
+        from mlgit.api import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
-           "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",
-           "prefetch", "show"]
+__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "PromoteResult", "Repo",
+           "SnapshotInfo", "StageRecord", "__version__", "add", "checkout", "commit_ckpt",
+           "demote", "export", "latest_checkpoint", "ls", "open", "prefetch", "promote",
+           "show", "stages", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -91,12 +103,31 @@ def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = No
                 metrics: dict[str, float] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
                 datasets: list[str] | None = None, parent: str | None = None,
-                repo: RepoPath = None) -> CkptResult:
-    """Store a checkpoint with its lineage, as ``git ml commit-ckpt`` does."""
+                samples: Any = None, repo: RepoPath = None) -> CkptResult:
+    """Store a checkpoint with its lineage, as ``git ml commit-ckpt`` does.
+
+    ``samples``: adequacy sample inputs (a ``.csv``, ``.npy`` or ``.npz`` file, an
+    array, or a dict of named arrays), run through the model at ``path`` and
+    noted with the outputs it gave (``git ml verify``); TensorFlow is imported
+    only then.
+    """
     with Repo(repo) as r:
-        return r.commit_ckpt(path, run=run, step=step, metrics=metrics,
-                             config_files=config_files, message=message, datasets=datasets,
-                             parent=parent)
+        if samples is None:
+            return r.commit_ckpt(path, run=run, step=step, metrics=metrics,
+                                 config_files=config_files, message=message,
+                                 datasets=datasets, parent=parent)
+        import tempfile
+
+        from mlgit.api import checkpoints
+        from mlgit.tf.samples import samples_for_path
+
+        _ = r.store  # an uninitialized repository fails before TensorFlow works
+        with tempfile.TemporaryDirectory(prefix="mlgit-samples-") as tmp:
+            payload = samples_for_path(Path(path), [Path(c) for c in config_files or []],
+                                       samples, Path(tmp))
+            return checkpoints.commit_ckpt(r, path, run=run, step=step, metrics=metrics,
+                                           config_files=config_files, message=message,
+                                           datasets=datasets, parent=parent, samples=payload)
 
 
 def latest_checkpoint(run: str, repo: RepoPath = None) -> Path:
@@ -115,3 +146,82 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
     with Repo(repo) as r:
         return r.ls()
+
+
+def promote(rev: str, stage: str, *, model: str | None = None, message: str = "",
+            repo: RepoPath = None) -> PromoteResult:
+    """Record that checkpoint ``rev`` now holds ``stage``, as ``git ml promote`` does.
+
+    The model is ``model``, else the model of a ``MODEL@STAGE`` revision, else the
+    checkpoint's run. Then ``mlgit.checkout("MODEL@STAGE")`` (and every revision) names it.
+    """
+    with Repo(repo) as r:
+        return r.promote(rev, stage, model=model, message=message)
+
+
+def demote(model: str, stage: str, *, message: str = "", repo: RepoPath = None
+           ) -> PromoteResult:
+    """Record that ``model``'s ``stage`` holds nothing from now on, as ``git ml demote`` does."""
+    with Repo(repo) as r:
+        return r.demote(model, stage, message=message)
+
+
+def stages(model: str | None = None, stage: str | None = None, *, history: bool = False,
+           at: str | None = None, repo: RepoPath = None) -> list[StageRecord]:
+    """The registry, as ``git ml stages`` shows it.
+
+    Each stage (of ``model``) with the record that holds it now; with ``stage`` just
+    that stage, and with ``history`` its whole trail, newest first. ``at`` (a day such
+    as ``"2025-03-01"``, a moment, an age: docs/cli.md) gives the records that held the
+    stages then instead.
+    """
+    with Repo(repo) as r:
+        if stage is None:
+            if history:
+                raise UsageError("history=True needs a model and a stage")
+            return r.stages(model, at=at)
+        if model is None:
+            raise UsageError("a stage needs its model: stages(model, stage)")
+        if history or at is not None:
+            return r.stage_history(model, stage, at=at)
+        return r.stage_history(model, stage, limit=1)
+
+
+def export(rev: str, directory: str | os.PathLike[str], *, model: str | None = None,
+           version: int | None = None, check: bool = True, atol: float = 1e-08,
+           rtol: float = 1e-05, repo: RepoPath = None) -> ExportResult:
+    """Export checkpoint ``rev`` for TensorFlow Serving, as ``git ml export`` does.
+
+    Writes ``directory/<model>/<version>/`` (see :func:`mlgit.tf.export.export`);
+    imports TensorFlow.
+    """
+    from mlgit.tf.export import export as export_
+
+    with Repo(repo) as r:
+        return export_(r, rev, directory, model=model, version=version, check=check,
+                       atol=atol, rtol=rtol)
+
+
+def verify(rev: str | None = None, *, export: str | os.PathLike[str] | None = None,
+           atol: float = 1e-08, rtol: float = 1e-05, record: bool = True,
+           repo: RepoPath = None) -> Verification:
+    """Run checkpoint ``rev``'s samples (or an export's) and compare, as ``git ml verify``.
+
+    Returns the outcome, passed or not (``.check()`` raises
+    :class:`~mlgit.errors.VerificationError` for a failure). For ``rev`` the
+    outcome is noted unless ``record`` is False; an export needs no repository.
+    Imports TensorFlow.
+    """
+    if (rev is None) == (export is None):
+        from mlgit.errors import UsageError
+
+        raise UsageError("give a checkpoint rev or export=DIR (one of them)")
+    if export is not None:
+        from mlgit.tf.verify import verify_export
+
+        return verify_export(export, atol=atol, rtol=rtol)
+    from mlgit.tf.verify import verify_checkpoint
+
+    assert rev is not None
+    with Repo(repo) as r:
+        return verify_checkpoint(r, rev, atol=atol, rtol=rtol, record=record)

@@ -31,6 +31,7 @@ __all__ = [
     "RevisionError",
     "UnsupportedFormatError",
     "UsageError",
+    "VerificationError",
 ]
 
 
@@ -181,3 +182,14 @@ class RemoteRefusedError(RemoteError):
     """
 
     exit_code = 14
+
+
+class VerificationError(MlgitError):
+    """An adequacy test failed: the model did not give the outputs recorded with its samples.
+
+    ``git ml verify`` (and ``git ml export``, which verifies what it wrote) raise
+    it when a sample's output differs beyond the tolerance, an output is missing
+    or has another shape, or the model cannot run the samples at all.
+    """
+
+    exit_code = 15

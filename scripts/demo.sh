@@ -84,7 +84,8 @@ model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8, activation="r
 model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy",
               metrics=["accuracy"])
 model.fit(x, y, epochs=4, validation_split=0.25, verbose=0,
-          callbacks=[CheckpointCallback("blobs", datasets=["points"], config={"lr": 0.05})])
+          callbacks=[CheckpointCallback("blobs", datasets=["points"], config={"lr": 0.05},
+                                        samples=x[:16])])
 PY
 cat > evaluate.py <<'PY'
 import json, sys, numpy as np, mlgit, mlgit.tf
@@ -109,7 +110,14 @@ print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
 run git ml note add --results eval.json --dataset testset
+run git ml promote "$BEST" production --model blobs -m "best val_accuracy, test accuracy in eval.json"
+run git ml stages blobs
 run git ml log --metric accuracy
 run git ml log -n 1
+printf '\n# export the best checkpoint for TensorFlow Serving, then check it as a deployment would\n'
+run git ml verify "$BEST"
+run git ml export "$BEST" serving
+run ls serving/blobs/1 serving/blobs/1/assets.extra
+(cd / && run git ml verify --export "$DEMO/serving/blobs")
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

@@ -446,6 +446,15 @@ NOTE_FORMS: dict[str, str] = {
     "log-scalar-mode": _line({**LOG, "scalars": {"loss": {"last": 1, "best": 1, "mode": "up"}}}),
     "graph-summary-list": _line({**GRAPH, "summary": ["Dense"]}),
     "graph-format-object": _line({**GRAPH, "format": {"x": 1}}),
+    "samples-no-checkpoint": _line({**PAYLOAD, "type": "samples", "format": "npz",
+                                    "count": 1, "inputs": [], "outputs": []}),
+    "samples-count-mismatch": _line({**PAYLOAD, "type": "samples", "format": "npz",
+                                     "checkpoint": HEX, "count": 2, "inputs": [
+                                         {"name": "input", "dtype": "float32", "shape": [3]}],
+                                     "outputs": [{"name": "o", "dtype": "int8", "shape": [2]}]}),
+    "verify-passed-str": _line({"type": "verify", "v": 1, "checkpoint": HEX, "samples": HEX,
+                                "passed": "yes", "count": 1, "mismatched": 0, "atol": 0,
+                                "rtol": 0}),
     "other-nan": '{"type":"future","v":1,"x":NaN}',
     "other-too-deep": '{"type":"future","v":1,"x":' + "[" * MAX_JSON_DEPTH + "]" *
                       MAX_JSON_DEPTH + "}",

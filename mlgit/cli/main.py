@@ -22,23 +22,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlgit import __version__
-from mlgit.api.repo import Repo, StatusEntry
+from mlgit.api import settings
+from mlgit.api.repo import Repo
+from mlgit.api.status import StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+from mlgit.format.ids import digest_to_hex
 from mlgit.format.records import (
     CheckpointRecord,
     GraphRecord,
     LogRecord,
     Record,
     ResultsRecord,
+    SamplesRecord,
+    VerifyRecord,
     best_value,
 )
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import LineageEntry
+    from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.format.meta import CheckpointMeta
+    from mlgit.tf.verify import Verification
 
 __all__ = ["cli", "main"]
 
@@ -221,7 +228,7 @@ def _side(e: TreeEntry | None) -> str:
     if e is None:
         return "deleted"
     if e.type == TYPE_FILE:
-        return e.digest.hex()[:12]
+        return digest_to_hex(e.digest)[:12]
     return "a directory" if e.type == TYPE_DIR else "a symlink"
 
 
@@ -416,20 +423,34 @@ def _abs(c: Ctx, p: Path | None) -> Path | None:
               help="Training log to note with it.")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
               help="Graph definition to note with it.")
+@click.option("--samples", "samples_file", type=click.Path(path_type=Path),
+              help="Sample inputs (.csv, .npy, .npz) to record with the model's outputs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the id.")
 @pass_ctx
 def commit_ckpt(c: Ctx, path: Path, run: str, step: int | None, metrics: tuple[str, ...],
                 configs: tuple[Path, ...], message: str, datasets: tuple[str, ...],
                 parent: str | None, log_file: Path | None, graph_file: Path | None,
-                quiet: bool) -> None:
+                samples_file: Path | None, quiet: bool) -> None:
     """Store a checkpoint (file, directory or TF prefix) with its lineage; print its id."""
+    import tempfile  # imported when used: start-up time
+
+    from mlgit.api import checkpoints  # imported when used: start-up time
     parsed = dict(_parse_metric(m) for m in metrics)
-    with c.repo() as repo:
-        r = repo.commit_ckpt(
-            c.cwd / path, run=run, step=step, metrics=parsed,
-            config_files=[c.cwd / p for p in configs], message=message,
+    config_files = [c.cwd / p for p in configs]
+    with c.repo() as repo, tempfile.TemporaryDirectory(prefix="mlgit-samples-") as tmp:
+        _ = repo.store  # an uninitialized repository fails before TensorFlow loads
+        samples = None
+        if samples_file is not None:
+            from mlgit.tf.samples import samples_for_path  # TensorFlow: only with --samples
+
+            samples = samples_for_path(c.cwd / path, config_files, c.cwd / samples_file,
+                                       Path(tmp))
+        r = checkpoints.commit_ckpt(
+            repo, c.cwd / path, run=run, step=step, metrics=parsed,
+            config_files=list[str | os.PathLike[str]](config_files), message=message,
             datasets=list(datasets) if datasets else None, parent=parent,
-            log=_abs(c, log_file), graph=_abs(c, graph_file), events=c.events)
+            log=_abs(c, log_file), graph=_abs(c, graph_file), events=c.events,
+            samples=samples)
     if quiet:
         click.echo(r.id)
         return
@@ -504,6 +525,13 @@ def _record_line(r: Record) -> str:
         return f"log        {r.name} ({r.format}): {'; '.join(parts)}{_by(r.author)}"
     if isinstance(r, GraphRecord):
         return f"graph      {r.name} ({r.format}) {r.size_label}{_by(r.author)}"
+    if isinstance(r, SamplesRecord):
+        shapes = ", ".join(f"{s.name} {list(s.shape[1:])}" for s in (*r.inputs, *r.outputs))
+        return f"samples    {r.count} for {(r.checkpoint or '')[:12]}: {shapes}{_by(r.author)}"
+    if isinstance(r, VerifyRecord):
+        outcome = "passed" if r.passed else f"FAILED ({r.mismatched} of {r.count} differ)"
+        return (f"verify     {r.run or ''}@{r.checkpoint[:12]} {outcome}, atol {r.atol:g} "
+                f"rtol {r.rtol:g}{_by(r.author)}")
     return f"{r.type}: {json.dumps(r.to_json(), sort_keys=True, allow_nan=False)[:100]}"
 
 
@@ -858,7 +886,6 @@ def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: 
     Without --shared, settings go to this clone's .git/config; with it, to
     .mlgitconfig, which every clone reads below its own config.
     """
-    from mlgit.api import settings  # imported when used: start-up time
     with c.repo() as repo:
         if list_all:
             if key is not None or unset:
@@ -892,6 +919,199 @@ def path_cmd(c: Ctx, rev: str) -> None:
     """Print the path of a read-only copy of REV or of a note's payload ID (as mlgit.checkout)."""
     with c.repo() as repo:
         click.echo(str(repo.checkout(rev, events=c.events)))
+
+
+# -- the model registry (mlgit/api/registry.py) -------------------------------------------
+def _holder(r: StageRecord) -> str:
+    """What holds a stage per a record: ``run@id12 (step N, metrics)``, or ``nothing``."""
+    if r.checkpoint is None:
+        return "nothing (removed)"
+    step = f"step {r.step}" if r.step is not None else ""
+    facts = ", ".join(x for x in (step, _fmt_metrics(r.metrics)) if x)
+    return f"{r.run or '?'}@{r.checkpoint[:12]}" + (f" ({facts})" if facts else "")
+
+
+def _print_record(r: StageRecord, lead: str) -> None:
+    """A stage's record: when, what holds it, who; its message indented below."""
+    click.echo(f"{lead}{_holder(r)}  {_when(r.time, r.tz)}{_by(r.author)}  "
+               f"(record {r.id[:12]})")
+    for line in r.message.splitlines():
+        click.echo(f"    {line}")
+
+
+def _print_promoted(r: PromoteResult) -> None:
+    rec = r.record
+    if not r.created:
+        state = "is already empty" if rec.removed else f"already holds {_holder(rec)}"
+        click.echo(f"{rec.model}@{rec.stage} {state} (since {_when(rec.time, rec.tz)}); "
+                   "nothing recorded")
+        return
+    was = f"; was {rec.previous[:12]}" if rec.previous else ""
+    click.echo(f"{rec.model}@{rec.stage}: {_holder(rec)}{was} (record {rec.id[:12]})")
+
+
+@cli.command()
+@click.argument("rev")
+@click.argument("stage")
+@click.option("-m", "--message", default="", help="Why (kept in the stage's history).")
+@click.option("--model", help="The model whose stage this is (default: MODEL of a MODEL@STAGE "
+              "revision, else the checkpoint's run).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def promote(c: Ctx, rev: str, stage: str, message: str, model: str | None,
+            as_json: bool) -> None:
+    """Record that checkpoint REV now holds STAGE (production, staging...) for its model.
+
+    Each promotion is a record in the stage's history; `git ml push` shares it.
+    """
+    with c.repo() as repo:
+        r = repo.promote(rev, stage, model=model, message=message, events=c.events)
+    if as_json:
+        _echo_json(r.to_json())
+    else:
+        _print_promoted(r)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("stage")
+@click.option("-m", "--message", default="", help="Why (kept in the stage's history).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def demote(c: Ctx, model: str, stage: str, message: str, as_json: bool) -> None:
+    """Record that MODEL's STAGE holds nothing from now on (its history stays)."""
+    with c.repo() as repo:
+        r = repo.demote(model, stage, message=message, events=c.events)
+    if as_json:
+        _echo_json(r.to_json())
+    else:
+        _print_promoted(r)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.argument("stage", required=False)
+@click.option("--history", is_flag=True, help="Every record of STAGE, newest first: who "
+              "moved it, when, from which version, why.")
+@click.option("--at", "at", metavar="WHEN", help="What held the stages then: a day "
+              "(2025-03-01, yesterday), a moment (2025-03-01T14:30, @UNIXTIME) or an age "
+              "(3.days.ago).")
+@click.option("-n", "--max-count", type=click.IntRange(1), help="With --history: at most N.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def stages(c: Ctx, model: str | None, stage: str | None, history: bool, at: str | None,
+           max_count: int | None, as_json: bool) -> None:
+    """Show which checkpoint holds each stage of MODEL (or of every model), with its metrics."""
+    if (history or max_count) and stage is None:
+        raise UsageError("--history and --max-count need a MODEL and a STAGE")
+    with c.repo() as repo:
+        if stage is None:
+            records = repo.stages(model, at=at, events=c.events)
+        else:
+            assert model is not None
+            limit = max_count if history else None if at is not None else 1
+            records = repo.stage_history(model, stage, at=at, limit=limit, events=c.events)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+    elif stage is not None and (history or at is not None):
+        for r in records:
+            _print_record(r, "")
+    else:
+        for r in records:
+            name = f"{r.remote}/{r.model}" if r.remote else r.model
+            _print_record(r, f"{name:<16} {r.stage:<12} ")
+def _tolerance_options(f: F) -> F:
+    f = click.option("--rtol", type=click.FloatRange(0), default=1e-05, show_default=True,
+                     help="Relative tolerance, as numpy.allclose.")(f)
+    return click.option("--atol", type=click.FloatRange(0), default=1e-08, show_default=True,
+                        help="Absolute tolerance, as numpy.allclose.")(f)
+
+
+@cli.command(name="export")
+@click.argument("rev")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--model", "model_name", metavar="NAME",
+              help="The model's directory under DIRECTORY (default: the checkpoint's run).")
+@click.option("--version", "version", type=click.IntRange(0, (1 << 63) - 1),
+              help="Version number (default: one above the highest already there).")
+@click.option("--no-verify", is_flag=True,
+              help="Place the export without running its samples through it first.")
+@_tolerance_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def export_cmd(c: Ctx, rev: str, directory: Path, model_name: str | None, version: int | None,
+               no_verify: bool, atol: float, rtol: float, as_json: bool) -> None:
+    """Export checkpoint REV for TensorFlow Serving: DIRECTORY/MODEL/VERSION/."""
+    with c.repo() as repo:
+        _ = repo.store  # an uninitialized repository fails before TensorFlow loads
+        from mlgit.tf.export import export  # TensorFlow: imported only here
+
+        r = export(repo, rev, c.cwd / directory, model=model_name, version=version,
+                   check=not no_verify, atol=atol, rtol=rtol)
+    if as_json:
+        _echo_json(r.to_json())
+        return
+    v = r.verification
+    checked = ("no samples to check" if r.samples == 0 else "not verified" if v is None
+               else f"{r.samples} samples verified")
+    click.echo(f"exported {r.version_id} ({r.source}) to {r.path} ({checked})")
+
+
+def _print_verification(v: Verification) -> None:
+    c = v.comparison
+    what = (f"export {v.version_id}" if v.target == "export"
+            else f"{v.name} {v.checkpoint[:12]}")
+    err = "" if c.max_error is None else f"; max error {c.max_error:.3g}"
+    noted = f"; noted on {v.noted_on[:12]}" if v.noted_on else ""
+    click.echo(f"{'ok' if v.passed else 'FAILED'}: {what}: {v.summary()}{err}{noted}")
+    for p in c.problems:
+        click.echo(f"  {p}")
+    if c.worst:
+        click.echo(f"  {'index':>6}  {'output':<24} {'expected':>14} {'got':>14} {'error':>11}")
+
+    def num(x: float | None) -> str:
+        return "nan/inf" if x is None else f"{x:.7g}"
+
+    for m in c.worst:
+        at = m.output + ("[" + ",".join(map(str, m.position)) + "]" if m.position else "")
+        click.echo(f"  {m.index:>6}  {at:<24} {num(m.expected):>14} {num(m.got):>14} "
+                   f"{num(m.error):>11}")
+
+
+@cli.command(name="verify")
+@click.argument("rev", required=False)
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Verify an export (a version directory or its model's) instead of REV.")
+@_tolerance_options
+@click.option("--show", type=click.IntRange(0), default=10, show_default=True,
+              help="Print at most N of the worst mismatches.")
+@click.option("--no-record", is_flag=True, help="Do not note the outcome on the commit.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def verify_cmd(c: Ctx, rev: str | None, export_dir: Path | None, atol: float, rtol: float,
+               show: int, no_record: bool, as_json: bool) -> None:
+    """Check that a model still gives the outputs recorded with its samples."""
+    if (rev is None) == (export_dir is None):
+        raise UsageError("give a checkpoint REV or --export DIR (one of them)")
+    if export_dir is not None:
+        if no_record:
+            raise UsageError("--no-record is for REV: an export's outcome is never noted")
+        from mlgit.tf.verify import verify_export  # TensorFlow: imported only here
+
+        v = verify_export(c.cwd / export_dir, atol=atol, rtol=rtol, show=show)
+    else:
+        assert rev is not None
+        with c.repo() as repo:
+            _ = repo.store  # an uninitialized repository fails before TensorFlow loads
+            from mlgit.tf.verify import verify_checkpoint  # TensorFlow: imported only here
+
+            v = verify_checkpoint(repo, rev, atol=atol, rtol=rtol, show=show,
+                                  record=not no_record)
+    if as_json:
+        _echo_json(v.to_json())
+    else:
+        _print_verification(v)
+    v.check()
 
 
 from mlgit.cli.serve import serve_store  # noqa: E402

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_CONFIG_LEN",
     "MAX_EMPTY_DIRS",
+    "MAX_EXPORT_MANIFEST_LEN",
     "MAX_FILES",
     "MAX_GITIGNORE_LEN",
     "MAX_INDEX_ENTRIES",
@@ -23,8 +24,12 @@ __all__ = [
     "MAX_PACK_LEN",
     "MAX_PATH_LEN",
     "MAX_POINTER_LEN",
+    "MAX_PROMOTION_LEN",
     "MAX_REF_LEN",
     "MAX_REMOTE_LIST",
+    "MAX_SAMPLES",
+    "MAX_SAMPLES_LEN",
+    "MAX_SAMPLE_ARRAYS",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
@@ -59,6 +64,9 @@ goes on past this is refused instead of being read to its end)."""
 
 MAX_SNAPSHOT_LEN = 4 << 20
 """A snapshot object's canonical bytes."""
+
+MAX_PROMOTION_LEN = 64 << 10
+"""A promotion object's canonical bytes (a stage's record: ids, names, author, message)."""
 
 MAX_JSON_DEPTH = 32
 """Nesting of JSON objects and arrays in snapshot metadata and note records."""
@@ -100,3 +108,16 @@ MAX_GITIGNORE_LEN = 16 << 20
 
 MAX_TF_STATE_LEN = 1 << 20
 """A TensorFlow ``checkpoint`` state file in a checked-out checkpoint (``mlgit.tf``)."""
+
+MAX_SAMPLES = 10_000
+"""Adequacy samples (``commit-ckpt --samples``): how many inputs one checkpoint records."""
+
+MAX_SAMPLES_LEN = 64 << 20
+"""Adequacy samples: the input file given, and the stored ``samples.npz`` (its file and
+the sum of its arrays' bytes, read from their headers before any array is loaded)."""
+
+MAX_SAMPLE_ARRAYS = 64
+"""Adequacy samples: named inputs plus named outputs of one model."""
+
+MAX_EXPORT_MANIFEST_LEN = 1 << 20
+"""An export's ``assets.extra/mlgit-export.json`` (read by ``git ml verify --export``)."""

@@ -9,7 +9,8 @@ bytes. docs/notes.md documents every record type and field.
 
 Notes are written by teammates, so :func:`decode_note` trusts nothing: each line
 becomes a typed record (:class:`CheckpointRecord`, :class:`LogRecord`,
-:class:`GraphRecord`, :class:`ResultsRecord`, or :class:`OtherRecord` for a type
+:class:`GraphRecord`, :class:`ResultsRecord`, :class:`SamplesRecord`,
+:class:`VerifyRecord`, or :class:`OtherRecord` for a type
 or version this git-ml does not know), or a problem naming the line and what is
 wrong with it (not JSON, too long, too deep, NaN, a list where an object belongs,
 a missing or non-hex id...). Decoding never raises. Consumers read the typed
@@ -42,7 +43,8 @@ from mlgit.format.meta import (
     req_str,
 )
 from mlgit.format.names import is_ref_name
-from mlgit.format.plainjson import check_shown
+from mlgit.format.plainjson import check_shown, is_number
+from mlgit.format.samples import ArraySpec, check_array_name, decode_specs
 
 __all__ = [
     "MAX_LINE",
@@ -56,7 +58,10 @@ __all__ = [
     "PayloadRecord",
     "Record",
     "ResultsRecord",
+    "SamplesRecord",
     "ScalarStat",
+    "VerifyMismatch",
+    "VerifyRecord",
     "best_mode",
     "best_value",
     "decode_note",
@@ -65,7 +70,7 @@ __all__ = [
     "metric_values",
 ]
 
-RECORD_TYPES = ("checkpoint", "log", "graph", "results")
+RECORD_TYPES = ("checkpoint", "log", "graph", "results", "samples", "verify")
 RECORD_VERSION = 1
 MAX_LINE = 16 << 10
 MAX_PROBLEMS_PER_NOTE = 10
@@ -195,6 +200,58 @@ class ResultsRecord(PayloadRecord):
 
 
 @dataclass(frozen=True)
+class SamplesRecord(PayloadRecord):
+    """A checkpoint's adequacy samples: inputs and the outputs the model gave at commit time.
+
+    The payload is a ``samples.npz``; ``checkpoint`` is required; ``inputs`` and
+    ``outputs`` describe its arrays (checked against them when they are read).
+    """
+
+    count: int
+    inputs: tuple[ArraySpec, ...]
+    outputs: tuple[ArraySpec, ...]
+
+
+@dataclass(frozen=True)
+class VerifyMismatch:
+    """One sample whose output differed: where, and by how much (None: not a finite number)."""
+
+    index: int
+    output: str
+    position: tuple[int, ...]
+    expected: float | None
+    got: float | None
+    error: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as stored in a ``verify`` record and printed by ``verify --json``."""
+        return {"index": self.index, "output": self.output, "position": list(self.position),
+                "expected": self.expected, "got": self.got, "error": self.error}
+
+
+@dataclass(frozen=True)
+class VerifyRecord(Record):
+    """The outcome of ``git ml verify REV``: did the reloaded model give the recorded outputs.
+
+    Names the checkpoint and the samples payload it ran, but keeps neither alive
+    (the checkpoint's own records do): it is an audit line, not a root.
+    """
+
+    checkpoint: ObjectID
+    samples: ObjectID
+    run: str | None
+    passed: bool
+    count: int
+    mismatched: int
+    atol: float
+    rtol: float
+    max_error: float | None
+    worst: tuple[VerifyMismatch, ...]
+    time: int | None
+    author: str
+
+
+@dataclass(frozen=True)
 class OtherRecord(Record):
     """A record of a type (or version) this git-ml does not know: kept and shown raw."""
 
@@ -259,6 +316,64 @@ def _scalars(v: Any, where: str) -> dict[str, ScalarStat]:
     return out
 
 
+def _samples(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> SamplesRecord:
+    w = "samples record"
+    payload = _payload(r, w)
+    if payload["checkpoint"] is None:
+        raise FormatError(f"{w}.checkpoint is missing")
+    count, ins, outs = decode_specs(r.get("inputs"), r.get("outputs"), r.get("count"), w)
+    return SamplesRecord(*base, **payload, count=count, inputs=ins, outputs=outs)
+
+
+def _number_or_null(v: Any, where: str, lo: float | None = None) -> float | None:
+    if v is None:
+        return None
+    if not is_number(v) or (lo is not None and v < lo):
+        raise FormatError(f"{where} must be a finite number{'' if lo is None else f' >= {lo:g}'}"
+                          " or null")
+    return float(v)
+
+
+def _mismatch(v: Any, where: str) -> VerifyMismatch:
+    m = obj_at(v, where)
+    index = opt_int(m, "index", where)
+    if index is None:
+        raise FormatError(f"{where}.index is missing")
+    pos = list_at(m.get("position", []), f"{where}.position")
+    if len(pos) > 32 or any(isinstance(n, bool) or not isinstance(n, int) or n < 0
+                            for n in pos):
+        raise FormatError(f"{where}.position must list at most 32 integers >= 0")
+    return VerifyMismatch(index, check_array_name(m.get("output"), f"{where}.output"),
+                          tuple(pos), _number_or_null(m.get("expected"), f"{where}.expected"),
+                          _number_or_null(m.get("got"), f"{where}.got"),
+                          _number_or_null(m.get("error"), f"{where}.error", 0))
+
+
+def _verify(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> VerifyRecord:
+    w = "verify record"
+    run = opt_str(r, "run", w)
+    if run is not None and not is_ref_name(run):
+        raise FormatError(f"{w}.run is not a run name: {run[:40]!r}")
+    passed = r.get("passed")
+    if not isinstance(passed, bool):
+        raise FormatError(f"{w}.passed must be true or false")
+    count, mismatched = opt_int(r, "count", w), opt_int(r, "mismatched", w)
+    if count is None or mismatched is None or mismatched > count:
+        raise FormatError(f"{w} needs count and mismatched, integers with mismatched <= count")
+    tol = {k: _number_or_null(r.get(k), f"{w}.{k}", 0) for k in ("atol", "rtol")}
+    if tol["atol"] is None or tol["rtol"] is None:
+        raise FormatError(f"{w} needs atol and rtol")
+    worst = list_at(r.get("worst", []), f"{w}.worst")
+    if len(worst) > 100:
+        raise FormatError(f"{w}.worst lists more than 100 mismatches")
+    return VerifyRecord(
+        *base, checkpoint=req_id(r, "checkpoint", w), samples=req_id(r, "samples", w), run=run,
+        passed=passed, count=count, mismatched=mismatched, atol=tol["atol"], rtol=tol["rtol"],
+        max_error=_number_or_null(r.get("max_error"), f"{w}.max_error", 0),
+        worst=tuple(_mismatch(m, f"{w}.worst[{i}]") for i, m in enumerate(worst)),
+        time=opt_int(r, "time", w, 0, MAX_TIME), author=_text(r, "author", w, required=False))
+
+
 def _typed(r: dict[str, Any]) -> Record:
     t, v = r.get("type"), r.get("v")
     if not isinstance(t, str) or not t:
@@ -271,6 +386,10 @@ def _typed(r: dict[str, Any]) -> Record:
         return OtherRecord(*base)
     if t == "checkpoint":
         return _checkpoint(r, base)
+    if t == "samples":
+        return _samples(r, base)
+    if t == "verify":
+        return _verify(r, base)
     w = f"{t} record"
     if t == "log":
         return LogRecord(*base, **_payload(r, w), scalars=_scalars(r.get("scalars"),

@@ -9,7 +9,8 @@ temporary file. Only a kill leaves one behind, under a name no reader looks at
 (``gc`` sweeps old ones). :class:`DurableFile` is that sequence for a file written
 piece by piece; :func:`atomic_write` for bytes in memory; :func:`copy_into_place`
 for a copy of another file; :func:`move_into_place` for a temporary file already
-written by other means; :func:`move_dir_into_place` for a finished directory.
+written by other means; :func:`move_dir_into_place` for a finished directory
+(made durable first with :func:`fsync_tree` when another library wrote it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import BinaryIO
 from mlgit.errors import FormatError
 
 __all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
-           "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
+           "fsync_tree", "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
            "unique_tmp_name"]
 
 
@@ -96,6 +97,30 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Fsync every regular file and directory below ``root`` (and ``root``), deepest first.
+
+    For a directory another library wrote (a SavedModel TensorFlow saved) before
+    :func:`move_dir_into_place` renames it: after return its content survives a
+    crash. Iterative; symlinks are not followed (nor synced), other kinds of
+    files are skipped.
+    """
+    dirs: list[bytes] = []
+    stack = [os.fsencode(root)]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        with os.scandir(d) as it:
+            entries = list(it)
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+            elif e.is_file(follow_symlinks=False):
+                _fsync_file(Path(os.fsdecode(e.path)))
+    for d in reversed(dirs):
+        fsync_dir(Path(os.fsdecode(d)))
 
 
 def unique_tmp_name(prefix: str) -> str:

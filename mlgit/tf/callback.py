@@ -3,7 +3,9 @@
 Each commit is a checkpoint of the callback's run (see ``docs/notes.md``): the
 saved model, the epoch's metrics, a ``config.json``, the datasets trained on, and
 in HEAD's git note a ``checkpoint`` record plus ``log`` (the training history so
-far, as Keras' ``CSVLogger`` writes it) and ``graph`` (the model's JSON) records.
+far, as Keras' ``CSVLogger`` writes it) and ``graph`` (the model's JSON) records,
+and with ``samples`` a ``samples`` record: those inputs with the outputs the model
+gave for them, for ``git ml verify`` and ``git ml export`` (docs/tensorflow.md).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlgit.api import checkpoints
 from mlgit.api.repo import Repo
 from mlgit.errors import UsageError
 from mlgit.format.names import is_ref_name
 from mlgit.format.snapshot import KIND_DATASET
 from mlgit.tf._compat import keras, tf
+from mlgit.tf.samples import Runner, as_arrays, fit_inputs, record_samples
 
 __all__ = ["SAVE_FORMATS", "CheckpointCallback", "numeric_logs"]
 
@@ -68,6 +72,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     history so far as CSV and ``graph`` the model's JSON. The temporary directory
     is removed afterwards. The parent of each checkpoint is the run's previous one.
 
+    ``samples`` (e.g. ``x_val[:32]``, or a dict of named inputs) are adequacy
+    samples: at each commit the model is run on them and inputs and outputs are
+    noted with the checkpoint (a ``samples`` record), for ``git ml verify`` and
+    ``git ml export``. They are checked when the callback is made (numeric
+    arrays, one count, at most ``MAX_SAMPLES``) and against the model's inputs
+    when training begins.
+
     ``repo`` is a path inside the git repository (default: the current directory
     when the callback is made). The repository, run name, datasets and config are
     checked when the callback is made, so a mistake fails before training starts.
@@ -77,7 +88,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def __init__(self, run: str, every_epochs: int = 1, datasets: list[str] | None = None,
                  save_format: str = "keras", repo: str | os.PathLike[str] | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, samples: Any = None) -> None:
         super().__init__()
         if not is_ref_name(run):
             raise UsageError(f"invalid run name {run!r}: use letters, digits, '.', '_' and '-', "
@@ -98,6 +109,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.save_format = save_format
         self.config: dict[str, Any] = dict(config or {})
         self.repo_path = Path(repo).absolute() if repo is not None else Path.cwd()
+        self.samples = as_arrays(samples) if samples is not None else None
         self.checkpoints: list[tuple[int, str]] = []
         self._history: dict[int, dict[str, float]] = {}
         self._last_epoch: int | None = None
@@ -111,9 +123,11 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     # -- keras hooks -----------------------------------------------------------
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:  # noqa: ARG002 - Keras passes logs=
-        """Start a fit: nothing is pending until an epoch ends."""
+        """Start a fit: nothing is pending until an epoch ends; samples must fit the model."""
         self._last_epoch = None
         self._last_committed = None
+        if self.samples is not None:
+            fit_inputs(Runner(self.model), self.samples, "samples")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Record the epoch's logs; commit when ``epoch + 1`` is a multiple of ``every_epochs``.
@@ -174,11 +188,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             if model_json is not None:
                 graph = tmp / "model.json"
                 graph.write_text(model_json, encoding="utf-8")
+            samples = (record_samples(self.model, self.samples, tmp)
+                       if self.samples is not None else None)
             with Repo(self.repo_path) as r:
-                result = r.commit_ckpt(ckpt, run=self.run, step=epoch + 1,
-                                       metrics=self._history.get(epoch, {}),
-                                       config_files=[config_file], datasets=self.datasets,
-                                       log=history, graph=graph)
+                result = checkpoints.commit_ckpt(
+                    r, ckpt, run=self.run, step=epoch + 1, metrics=self._history.get(epoch, {}),
+                    config_files=[config_file], datasets=self.datasets, log=history,
+                    graph=graph, samples=samples)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.checkpoints.append((epoch, str(result.id)))
