@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.errors import BadPathError, UsageError
 from mlgit.format.records import RECORD_VERSION
-from mlgit.format.snapshot import KIND_DATASET
+from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.statcache import StatCache
 
@@ -44,16 +44,28 @@ def _existing(p: str | os.PathLike[str], what: str) -> Path:
 def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
                     graph: str | os.PathLike[str] | None,
                     results: str | os.PathLike[str] | None,
-                    dataset: str | None) -> list[dict[str, Any]]:
+                    dataset: str | None, checkpoint: str | None = None) -> list[dict[str, Any]]:
     """Summarize, then store, the given payload files; return their note records.
 
     Each record carries ``author``, who git says is the author now
-    (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does.
+    (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does, and, with
+    ``checkpoint`` (a revision naming a checkpoint), that checkpoint's id: the
+    model the log, graph or results belong to.
     """
     if log is None and graph is None and results is None:
         if dataset is not None:
             raise UsageError("--dataset names the test dataset of --results; give --results too")
+        if checkpoint is not None:
+            raise UsageError("--checkpoint names the model of --results, --log or --graph; "
+                             "give one of them too")
         return []
+    ckpt: dict[str, str] = {}
+    if checkpoint is not None:
+        oid = repo.resolve(checkpoint)
+        snap = repo.snapshot(oid)
+        if snap.kind != KIND_CHECKPOINT:
+            raise UsageError(f"--checkpoint {checkpoint!r} is a {snap.kind}, not a checkpoint")
+        ckpt = {"checkpoint": oid}
     import mlgit.records as records  # parsers; TensorFlow itself only when a format needs it
 
     planned: list[tuple[Path, dict[str, Any]]] = []
@@ -88,5 +100,5 @@ def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
     for path, rec in planned:
         obj, size = store_payload(repo, path)
         out.append({**rec, "v": RECORD_VERSION, "object": obj, "name": path.name,
-                    "size": size, "time": now, "author": author})
+                    "size": size, "time": now, "author": author, **ckpt})
     return out
