@@ -25,7 +25,11 @@ from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
 from mlgit.errors import MlgitError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlgit.api.checkpoints import CkptResult
+    from mlgit.api.events import Events
+    from mlgit.api.results_table import HistoryPoint, ResultRow
 
 
 def __getattr__(name: str) -> Any:
@@ -34,11 +38,15 @@ def __getattr__(name: str) -> Any:
         from mlgit.api.checkpoints import CkptResult
 
         return CkptResult
+    if name in ("ResultRow", "HistoryPoint"):
+        from mlgit.api import results_table
+
+        return getattr(results_table, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
-           "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",
-           "prefetch", "show"]
+__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ListEntry", "MlgitError", "Repo",
+           "ResultRow", "SnapshotInfo", "__version__", "add", "checkout", "commit_ckpt",
+           "latest_checkpoint", "ls", "open", "prefetch", "results", "results_history", "show"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -115,3 +123,33 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
     with Repo(repo) as r:
         return r.ls()
+
+
+def results(revs: list[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+            metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+            sort: str | None = None, limit: int | None = None, repo: RepoPath = None,
+            events: Events | None = None) -> list[ResultRow]:
+    """The results table, as ``git ml results`` shows it, newest first or best first by ``sort``.
+
+    One row per (model version, test dataset version); see
+    :func:`mlgit.api.results_table.results` for the filters. Without
+    ``events``, a bad note record raises once the table is read (pass an
+    ``mlgit.api.events.Events()`` to keep the rows and collect the problems).
+    """
+    with Repo(repo) as r:
+        return r.results(revs, dataset=dataset, metric=metric, run=run, sort=sort, limit=limit,
+                         events=events)
+
+
+def results_history(metric: str, *, run: str | None = None, dataset: str | None = None,
+                    revs: list[str] | None = None, repo: RepoPath = None,
+                    events: Events | None = None) -> list[HistoryPoint]:
+    """``metric`` over the commits for one run on one test dataset, newest first.
+
+    As ``git ml results --history`` shows it; see :func:`mlgit.api.results_table.history`.
+    """
+    from mlgit.api import results_table
+
+    with Repo(repo) as r:
+        return results_table.history(r, metric, run=run, dataset=dataset, revs=revs,
+                                     events=events)

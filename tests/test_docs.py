@@ -22,6 +22,7 @@ import mlgit.errors as errors_mod
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
 from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
+from mlgit.api.results_table import HistoryPoint, ResultRow, ResultSource
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
 from mlgit.format.config import StoreConfig, encode_config
@@ -227,6 +228,8 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
     snap = _sample_snapshot()
     files = [FileInfo("a", "file", 1, executable=True), FileInfo("l", "symlink", 1, target="a")]
     change = Change("M", "a", 1, 2)
+    row = ResultRow(oid, "r", 1, "c" * 40, 1, None, None, {"acc": 1}, "a <a@b>", 1,
+                    (ResultSource("c" * 40, "e.json", oid, "json", "a <a@b>", 1),))
 
     snapshot_keys = set(SnapshotInfo(oid, snap).to_json())
     show_keys = set(SnapshotInfo(oid, snap, files).to_json()) - snapshot_keys
@@ -241,6 +244,9 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
         "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
+        "#### `results --json`": set(row.to_json()),
+        "#### `results --history --json`": set(HistoryPoint(row, "acc", 1, None, True).to_json())
+        - set(row.to_json()),
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading

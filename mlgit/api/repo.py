@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
     from mlgit.format.records import PayloadRecord
+    from mlgit.format.resultrows import ResultRow
     from mlgit.hooks.install import HookResult
     from mlgit.store.fsck import FsckReport
     from mlgit.store.gc import GcReport
@@ -479,11 +480,12 @@ class Repo:
     def add_note(self, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
                  graph: str | os.PathLike[str] | None = None,
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+                 checkpoint: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:
         """Attach a training log, graph definition and/or test results to a commit."""
         from mlgit.api import notes  # imported when used: start-up time
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
-                              dataset=dataset, events=events)
+                              dataset=dataset, checkpoint=checkpoint, events=events)
 
     def show_note(self, commit: str = "HEAD", events: Events | None = None) -> NoteView:
         """A commit's ML records (malformed lines are problems; the rest is kept)."""
@@ -497,6 +499,15 @@ class Repo:
             history,  # imported when used: start-up time
             )
         return history.log(self, rev_range, run=run, limit=limit, events=events)
+
+    def results(self, revs: list[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+                metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+                sort: str | None = None, limit: int | None = None,
+                events: Events | None = None) -> list[ResultRow]:
+        """The results table (``git ml results``): see :func:`mlgit.api.results_table.results`."""
+        from mlgit.api import results_table  # imported when used: start-up time
+        return results_table.results(self, revs, dataset=dataset, metric=metric, run=run,
+                                     sort=sort, limit=limit, events=events)
 
     # -- maintenance (mlgit/api/maintenance.py) ---------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:

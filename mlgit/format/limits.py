@@ -25,6 +25,7 @@ __all__ = [
     "MAX_POINTER_LEN",
     "MAX_REF_LEN",
     "MAX_REMOTE_LIST",
+    "MAX_RESULTS_CACHE_LEN",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
@@ -97,6 +98,10 @@ MAX_SETTING_LEN = 4096
 
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""
+
+MAX_RESULTS_CACHE_LEN = 256 << 20
+"""One file of ``git ml results``' cache (``.git/ml/cache/results/``): a larger one is not
+written, and one found larger is not read (the table is then built from the notes)."""
 
 MAX_TF_STATE_LEN = 1 << 20
 """A TensorFlow ``checkpoint`` state file in a checked-out checkpoint (``mlgit.tf``)."""

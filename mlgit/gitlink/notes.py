@@ -24,8 +24,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
 __all__ = ["NOTES_REF", "NoteRoot", "append_note_lines", "fetch_notes", "list_notes",
-           "merge_notes", "note_records", "note_roots", "notes_commit", "push_notes", "read_note",
-           "read_note_blob"]
+           "merge_notes", "note_records", "note_roots", "notes_commit", "notes_refs", "push_notes",
+           "read_note", "read_note_blob"]
 
 NOTES_REF = "refs/notes/ml"
 _MAX_FANOUT = 20  # a 40-hex name split into 2-hex directories at most this deep
@@ -96,10 +96,10 @@ def read_note(repo: GitRepo, commit: str) -> str | None:
     return None if blob is None else read_note_blob(repo, blob, commit)
 
 
-def list_notes(repo: GitRepo) -> list[tuple[str, str]]:
-    """Every (commit, note blob id) under ``refs/notes/ml`` (``git notes list``)."""
+def list_notes(repo: GitRepo, ref: str = NOTES_REF) -> list[tuple[str, str]]:
+    """Every (commit, note blob id) under ``ref`` (``git notes list``)."""
     try:
-        listing = repo.run_git("notes", "--ref", NOTES_REF, "list").decode().split("\n")
+        listing = repo.run_git("notes", "--ref", ref, "list").decode().split("\n")
     except GitCommandError:
         return []
     out = []
@@ -165,6 +165,33 @@ def notes_commit(repo: GitRepo, remote: str | None = None) -> str | None:
         return str(repo.git.lookup_reference(ref).peel(pygit2.Commit).id)
     except (KeyError, ValueError, pygit2.GitError):
         return None
+
+
+_TRACKING_PREFIXES = ("refs/notes/remotes/", "refs/notes/remote-urls/")
+
+
+def notes_refs(repo: GitRepo) -> list[tuple[str, str]]:
+    """(ref, commit) of ``refs/notes/ml`` and of every remote's notes as last fetched.
+
+    The tracking refs are those :func:`fetch_notes` writes
+    (``refs/notes/remotes/<remote>/ml``, ``refs/notes/remote-urls/<hash>``):
+    a fetch that has not been merged yet still counts. Sorted by ref; a ref
+    that does not peel to a commit is left out.
+    """
+    import pygit2  # start-up time
+
+    out = []
+    for ref in repo.git.references.iterator():
+        name = ref.name
+        ours = name == NOTES_REF or name.startswith(_TRACKING_PREFIXES[1]) or (
+            name.startswith(_TRACKING_PREFIXES[0]) and name.endswith("/ml"))
+        if not ours:
+            continue
+        try:
+            out.append((name, str(ref.peel(pygit2.Commit).id)))
+        except (KeyError, ValueError, pygit2.GitError):  # dangling, or not a commit
+            continue
+    return sorted(out)
 
 
 def _signature(repo: GitRepo) -> Any:
