@@ -125,7 +125,7 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
         return r.ls()
 
 
-def results(revs: list[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[str] | None = None,
             metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
             sort: str | None = None, limit: int | None = None, repo: RepoPath = None,
             events: Events | None = None) -> list[ResultRow]:
@@ -142,7 +142,7 @@ def results(revs: list[str] | None = None, *, dataset: str | Iterable[str] | Non
 
 
 def results_history(metric: str, *, run: str | None = None, dataset: str | None = None,
-                    revs: list[str] | None = None, repo: RepoPath = None,
+                    revs: str | Iterable[str] | None = None, repo: RepoPath = None,
                     events: Events | None = None) -> list[HistoryPoint]:
     """``metric`` over the commits for one run on one test dataset, newest first.
 

@@ -500,7 +500,8 @@ class Repo:
             )
         return history.log(self, rev_range, run=run, limit=limit, events=events)
 
-    def results(self, revs: list[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+    def results(self, revs: str | Iterable[str] | None = None, *,
+                dataset: str | Iterable[str] | None = None,
                 metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
                 sort: str | None = None, limit: int | None = None,
                 events: Events | None = None) -> list[ResultRow]:

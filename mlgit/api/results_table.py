@@ -88,7 +88,7 @@ from mlgit.gitlink.commits import (
     reachable_commits,
     resolve_range,
 )
-from mlgit.gitlink.notes import list_notes, notes_refs, read_note_blob
+from mlgit.gitlink.notes import list_notes_at, notes_refs, read_note_blob
 from mlgit.store.fsutil import atomic_write, read_bounded
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class _Key:
     digest: str
 
 
-def _key(repo: Repo, revs: list[str] | None) -> _Key:
+def _key(repo: Repo, revs: list[str]) -> _Key:
     if revs:
         include, exclude = resolve_range(repo.git, revs)
     else:
@@ -268,11 +268,15 @@ def _read_facts(repo: Repo, commit: str, blob: str) -> NoteFacts:
 
 
 def _gather(repo: Repo, key: _Key, old: _Facts) -> tuple[dict[str, list[NoteFacts]], _Facts]:
-    """Every note under every notes ref, as facts by commit (cached ones reused)."""
+    """Every note under every notes ref, as facts by commit (cached ones reused).
+
+    The facts returned hold only these notes' (the cache keeps no note that is gone);
+    their ``snapshots`` are filled by the join with the ones it uses.
+    """
     by_commit: dict[str, list[NoteFacts]] = {}
-    fresh = _Facts(snapshots=old.snapshots)
-    for ref, _ in key.notes:
-        for commit, blob in list_notes(repo.git, ref):
+    fresh = _Facts()
+    for _, notes in key.notes:
+        for commit, blob in list_notes_at(repo.git, notes):
             k = f"{commit}:{blob}"
             if k in fresh.notes or not _note_key_ok(k):
                 continue
@@ -302,11 +306,12 @@ class _Join:
     """Rows from facts: model versions resolved, records grouped, merged and sorted."""
 
     def __init__(self, repo: Repo, walked: set[str], by_commit: dict[str, list[NoteFacts]],
-                 facts: _Facts) -> None:
+                 known: dict[str, tuple[CheckpointFact, str | None]]) -> None:
         self.repo = repo
         self.walked = walked
         self.by_commit = by_commit
-        self.facts = facts
+        self.known = known  # checkpoint facts read from the store before (cached)
+        self.used: dict[str, tuple[CheckpointFact, str | None]] = {}  # ... and this time
         self.problems: list[str] = []
         self.store_missed = False
         self._commits: dict[str, tuple[str, int | None] | None] = {}
@@ -331,8 +336,9 @@ class _Join:
 
     def _from_store(self, ckpt: ObjectID) -> tuple[CheckpointFact, str | None] | None:
         """A checkpoint's facts from its snapshot in the local store (cached), else None."""
-        hit = self.facts.snapshots.get(ckpt)
+        hit = self.known.get(ckpt)
         if hit is not None:
+            self.used[ckpt] = hit
             return hit
         try:
             store = self.repo.store
@@ -356,7 +362,7 @@ class _Join:
         time = snap.time if 0 <= snap.time <= MAX_TIME else None
         out = (CheckpointFact(ckpt, snap.name, meta.step, snap.parents[0] if snap.parents
                               else None, config_digest(meta.config), time), commit)
-        self.facts.snapshots[ckpt] = out
+        self.used[ckpt] = out
         return out
 
     def checkpoint(self, ckpt: ObjectID) -> tuple[CheckpointFact, str | None] | None:
@@ -371,7 +377,7 @@ class _Join:
                 t = info[1] if info is not None and info[1] is not None else -1
                 return (item[0] not in self.walked, -t, item[0])
 
-            commit, fact = min(found, key=rank)
+            commit, fact = found[0] if len(found) == 1 else min(found, key=rank)
             if fact.config is None:
                 snap = self._from_store(ckpt)
                 if snap is not None and snap[0].config is not None:
@@ -459,9 +465,11 @@ def _report(problems: Iterable[str], ev: Events) -> None:
         ev.problem(FormatError(p))
 
 
-def table(repo: Repo, revs: list[str] | None = None, events: Events | None = None
+def table(repo: Repo, revs: str | Iterable[str] | None = None, events: Events | None = None
           ) -> list[ResultRow]:
     """Every row over the history of ``revs`` (default: HEAD and all branches), newest first.
+
+    ``revs`` as ``git log`` takes them: ``REV``, ``^REV``, ``A..B`` (a string is one).
 
     Served from the cache when its key matches; otherwise built from the notes
     (reusing the facts of notes already read) and cached. Problems (a note
@@ -470,7 +478,7 @@ def table(repo: Repo, revs: list[str] | None = None, events: Events | None = Non
     are all kept.
     """
     ev = events or Events()
-    key = _key(repo, revs)
+    key = _key(repo, _as_list(revs))
     cdir = _cache_dir(repo)
     if cdir is not None:
         hit = _load_rows(cdir / f"rows-{key.digest}.json", key.digest, repo)
@@ -479,12 +487,16 @@ def table(repo: Repo, revs: list[str] | None = None, events: Events | None = Non
             return hit[0]
     old = _load_facts(cdir / "facts.json") if cdir is not None else _Facts()
     by_commit, fresh = _gather(repo, key, old)
-    join = _Join(repo, reachable_commits(repo.git, key.include, key.exclude), by_commit, fresh)
+    join = _Join(repo, reachable_commits(repo.git, key.include, key.exclude), by_commit,
+                 old.snapshots)
     rows = join.rows()
+    fresh.snapshots = join.used
     problems = list(dict.fromkeys(join.problems))
     _report(problems, ev)
     if cdir is not None:
-        if fresh.notes.keys() != old.notes.keys() or fresh.snapshots.keys() != old.snapshots.keys():
+        changed = (fresh.notes.keys() != old.notes.keys()
+                   or fresh.snapshots.keys() != old.snapshots.keys())
+        if changed:
             _write(cdir / "facts.json", _FACTS, _ANY_KEY, fresh.to_json(), ev)
         _store_rows(cdir, key.digest, rows, problems,
                     _packs_signature(repo) if join.store_missed else None, ev)
@@ -529,7 +541,7 @@ def _by_metric(metric: str) -> Any:
     return key
 
 
-def results(repo: Repo, revs: list[str] | None = None, *,
+def results(repo: Repo, revs: str | Iterable[str] | None = None, *,
             dataset: str | Iterable[str] | None = None,
             metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
             sort: str | None = None, limit: int | None = None,
@@ -599,7 +611,8 @@ def _only(values: set[Any], what: str, flag: str) -> Any:
 
 
 def history(repo: Repo, metric: str, *, run: str | None = None, dataset: str | None = None,
-            revs: list[str] | None = None, events: Events | None = None) -> list[HistoryPoint]:
+            revs: str | Iterable[str] | None = None, events: Events | None = None
+            ) -> list[HistoryPoint]:
     """``metric`` over the commits for one run on one test dataset, newest first.
 
     The points are the rows of ``run`` on test dataset ``dataset`` (a name,

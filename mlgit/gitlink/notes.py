@@ -24,8 +24,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
 __all__ = ["NOTES_REF", "NoteRoot", "append_note_lines", "fetch_notes", "list_notes",
-           "merge_notes", "note_records", "note_roots", "notes_commit", "notes_refs", "push_notes",
-           "read_note", "read_note_blob"]
+           "list_notes_at", "merge_notes", "note_records", "note_roots", "notes_commit",
+           "notes_refs", "push_notes", "read_note", "read_note_blob"]
 
 NOTES_REF = "refs/notes/ml"
 _MAX_FANOUT = 20  # a 40-hex name split into 2-hex directories at most this deep
@@ -96,10 +96,10 @@ def read_note(repo: GitRepo, commit: str) -> str | None:
     return None if blob is None else read_note_blob(repo, blob, commit)
 
 
-def list_notes(repo: GitRepo, ref: str = NOTES_REF) -> list[tuple[str, str]]:
-    """Every (commit, note blob id) under ``ref`` (``git notes list``)."""
+def list_notes(repo: GitRepo) -> list[tuple[str, str]]:
+    """Every (commit, note blob id) under ``refs/notes/ml`` (``git notes list``)."""
     try:
-        listing = repo.run_git("notes", "--ref", ref, "list").decode().split("\n")
+        listing = repo.run_git("notes", "--ref", NOTES_REF, "list").decode().split("\n")
     except GitCommandError:
         return []
     out = []
@@ -107,6 +107,31 @@ def list_notes(repo: GitRepo, ref: str = NOTES_REF) -> list[tuple[str, str]]:
         parts = line.split()
         if len(parts) == 2:
             out.append((parts[1], parts[0]))
+    return out
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def list_notes_at(repo: GitRepo, notes: str) -> list[tuple[str, str]]:
+    """Every (commit, note blob id) in the notes commit ``notes`` (a commit id, not a ref).
+
+    Read from that commit's tree (``git ls-tree -r``), so what is listed is
+    exactly that commit's notes, whatever the ref does meanwhile. A note's path
+    is the annotated object's id, whole or split into 2-hex directories (any
+    fan-out); entries that are not blobs at such a path are not notes and are
+    left out, as git leaves them out.
+    """
+    out = []
+    listing = repo.run_git("ls-tree", "-r", "-z", "--full-tree", notes).split(b"\0")
+    for entry in listing:
+        meta, tab, path = entry.partition(b"\t")
+        parts = meta.split()
+        if not tab or len(parts) != 3 or parts[1] != b"blob":
+            continue
+        name = path.decode("ascii", "replace").replace("/", "")
+        if len(name) in (40, 64) and _HEX.issuperset(name):
+            out.append((name, parts[2].decode("ascii")))
     return out
 
 
