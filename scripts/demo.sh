@@ -108,8 +108,12 @@ with mlgit.Repo() as r:
 print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
-run git ml note add --results eval.json --dataset testset
+run git ml note add --results eval.json --dataset testset --checkpoint "$BEST"
+run python3 evaluate.py blobs
+run git ml note add --results eval.json --dataset testset --checkpoint blobs
 run git ml log --metric accuracy
 run git ml log -n 1
+run git ml results --sort accuracy
+run git ml results --history --metric accuracy
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

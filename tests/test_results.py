@@ -664,9 +664,16 @@ def test_without_a_store_the_table_is_read_from_the_notes(tmp_path: Path) -> Non
     root.mkdir()
     git(root, "init", "-q")
     git(root, "commit", "-q", "--allow-empty", "-m", "one")
+    p = run_gitml(root, "results")
+    assert p.stdout == ""
+    assert p.stderr.startswith("git-ml: no results yet")
+    assert _table(root) == []
+    assert run_gitml(root, "results", "--csv").stdout.splitlines() == [
+        "checkpoint,run,step,commit,config,dataset,dataset_id,author,time"]
     _append_note(root, [_line({"type": "results", "v": 1, "object": "ab" * 16, "name": "e",
                                "format": "json", "metrics": {"acc": 1}, "dataset": None,
                                "time": 1_700_000_000, "author": BOB})])
     [row] = _table(root)
     assert (row["checkpoint"], row["dataset"], row["author"]) == (None, None, BOB)
+    assert run_gitml(root, "results", "--run", "nope").stderr == "git-ml: no results match\n"
     assert not (root / ".git" / "ml").exists()

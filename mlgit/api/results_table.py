@@ -433,23 +433,22 @@ class _Join:
 
     def _row(self, items: list[tuple[str, ResultFact, _Model]]) -> ResultRow:
         sources = []
-        for commit, r, _ in items:
+        for commit, r, m in items:
             info = self.commit(commit)
             author = r.author or (info[0] if info else "")
             when = r.time if r.time is not None else (info[1] if info and info[1] else 0)
-            sources.append((ResultSource(commit, r.name, r.object, r.format, author, when), r))
+            sources.append((ResultSource(commit, r.name, r.object, r.format, author, when), r, m))
         sources.sort(key=lambda s: (s[0].time, s[0].object, s[0].commit))
         metrics: dict[str, float] = {}
-        for _, r in sources:
+        for _, r, _ in sources:
             metrics.update(r.metrics)
-        newest, newest_fact = sources[-1]
-        m = items[0][2]
-        info = self.commit(m.commit)
+        newest, newest_fact, m = sources[-1]  # one model version; its commit, if not known
+        info = self.commit(m.commit)          # from a record, is the newest results' commit
         dataset = newest_fact.dataset
         return ResultRow(m.checkpoint, m.run, m.step, m.commit, info[1] if info else None,
                          m.config, DatasetRef(dataset.name, dataset.id) if dataset else None,
                          dict(sorted(metrics.items())), newest.author, newest.time,
-                         tuple(s for s, _ in reversed(sources)))
+                         tuple(s for s, _, _ in reversed(sources)))
 
 
 def _newest_first(r: ResultRow) -> tuple[Any, ...]:

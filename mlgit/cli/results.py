@@ -83,10 +83,11 @@ def _best(values: list[float], metric: str) -> float | None:
     return min(values) if best_mode(metric) == "min" else max(values)
 
 
-def _print_rows(rows: list[ResultRow], chosen: list[str]) -> None:
+def _print_rows(rows: list[ResultRow], chosen: list[str], filtered: bool) -> None:
     if not rows:
-        click.echo("no results (record some with `git ml note add --results FILE --dataset "
-                   "TESTSET`)", err=True)
+        click.echo("git-ml: no results match" if filtered else "git-ml: no results yet "
+                   "(record some with `git ml note add --results FILE --dataset TESTSET`)",
+                   err=True)
         return
     counts = Counter(m for r in rows for m in r.metrics)
     names = chosen or sorted(counts, key=lambda m: (-counts[m], m))[:MAX_TEXT_METRICS]
@@ -215,4 +216,4 @@ def results_cmd(c: _Ctx, revs: tuple[str, ...], datasets: tuple[str, ...],
     elif fmt == "csv":
         _csv_rows(rows, chosen)
     else:
-        _print_rows(rows, chosen)
+        _print_rows(rows, chosen, bool(datasets or metrics or runs))
