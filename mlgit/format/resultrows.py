@@ -286,9 +286,16 @@ class _Bulk:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.commits: list[str] = []
-        self.shown: set[str] = set()
+        self.shown: list[str] = []
         self.runs: set[str] = set()
         self.numbers: list[Any] = []
+        self.datasets: dict[tuple[str, str], DatasetRef] = {}  # few: one object each
+
+    def dataset(self, name: str, oid: Any) -> DatasetRef:
+        ref = self.datasets.get((name, oid))
+        if ref is None:
+            ref = self.datasets[name, oid] = DatasetRef(name, oid)
+        return ref
 
     def opt_id(self, v: Any) -> Any:
         if v is not None:
@@ -304,10 +311,10 @@ class _Bulk:
 
     def check(self) -> None:
         # Each value ends in one newline: as many newlines as values means none held one.
-        ids = "".join(i + "\n" for i in self.ids)
+        ids = "\n".join(self.ids) + "\n" if self.ids else ""
         if ids.count("\n") != len(self.ids) or not _IDS.match(ids):
             raise FormatError("an object id that is not 32 lowercase hex")
-        commits = "".join(c + "\n" for c in self.commits)
+        commits = "\n".join(self.commits) + "\n" if self.commits else ""
         if commits.count("\n") != len(self.commits) or not _COMMITS.match(commits):
             raise FormatError("a commit id that is not 40 or 64 lowercase hex")
         text = "\t".join(self.shown)  # a tab is the one control character allowed
@@ -331,13 +338,13 @@ def _cached_row(item: Any, b: _Bulk) -> ResultRow:
     if (dsn is None) != (dsi is None):
         raise FormatError("a test dataset with a name and no id, or an id and no name")
     if dsn is not None:
-        b.shown.add(dsn)
+        b.shown.append(dsn)
         b.ids.append(dsi)
     if type(metrics) is not dict:
         raise FormatError("metrics that are not an object")
-    b.shown.update(metrics)
+    b.shown.extend(metrics)
     b.numbers.extend(metrics.values())
-    b.shown.add(author)
+    b.shown.append(author)
     if type(srcs) is not list or not srcs:
         raise FormatError("a row with no sources")
     sources = []
@@ -346,10 +353,10 @@ def _cached_row(item: Any, b: _Bulk) -> ResultRow:
         b.ids.append(obj)
         if not name:
             raise FormatError("a source with an empty name")
-        b.shown.update((name, fmt, who))
+        b.shown += (name, fmt, who)
         sources.append(ResultSource(sc, name, obj, fmt, who, b.time(st)))
     return ResultRow(b.opt_id(ck), run, step, commit, b.time(ctime, True), b.opt_id(config),
-                     DatasetRef(dsn, dsi) if dsn is not None else None, metrics, author,
+                     b.dataset(dsn, dsi) if dsn is not None else None, metrics, author,
                      b.time(t), tuple(sources))
 
 
