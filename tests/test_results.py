@@ -15,12 +15,11 @@ import io
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, make_tree, run_gitml
+from conftest import git, make_tree, run_as, run_gitml
 
 import mlgit
 from mlgit.api import results_table
@@ -36,18 +35,6 @@ ALICE = "Alice Smith <alice@example.com>"
 BOB = "Bob Jones <bob@example.com>"
 EXIT_USAGE = 2
 EXIT_FORMAT = 7
-
-
-def _as(who: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``git ml ARGS`` (or ``git ARGS`` when the first is ``git``) as ``who``."""
-    name, email = who[:-1].split(" <")
-    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-    cmd = ["git", *args[1:]] if args[0] == "git" else ["git", "ml", *args]
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and p.returncode:
-        raise AssertionError(f"{cmd} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def _table(root: Path, *args: str) -> list[dict[str, Any]]:
@@ -81,7 +68,7 @@ def _ckpt(root: Path, run: str, step: int, *extra: str) -> str:
 def _results(root: Path, metrics: dict[str, float], *extra: str, who: str = ME) -> None:
     f = root.parent / "eval.json"
     f.write_text(json.dumps(metrics))
-    _as(who, root, "note", "add", "--results", str(f), *extra)
+    run_as(who, root, "note", "add", "--results", str(f), *extra)
 
 
 def _dataset_id(root: Path, name: str) -> str:
@@ -353,13 +340,13 @@ def alice(tmp_path: Path, origin: Path) -> Path:
     git(a, "init", "-q")
     run_gitml(a, "init")
     make_tree(a, {"test/x.csv": "1,2\n", "train.py": "# v0\n"})
-    _as(ALICE, a, "add", "test")
+    run_as(ALICE, a, "add", "test")
     git(a, "add", "-A")
-    _as(ALICE, a, "git", "commit", "-qm", "v0")
+    run_as(ALICE, a, "git", "commit", "-qm", "v0")
     _ckpt(a, "alice-run", 1)
     _results(a, {"acc": 0.8}, "--dataset", "test", who=ALICE)
     git(a, "remote", "add", "origin", str(origin))
-    _as(ALICE, a, "git", "push", "-q", "-u", "origin", "main")
+    run_as(ALICE, a, "git", "push", "-q", "-u", "origin", "main")
     return a
 
 
@@ -367,16 +354,16 @@ def test_a_teammates_fetched_results_appear_with_their_author(
         alice: Path, origin: Path, tmp_path: Path) -> None:
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
-    _as(BOB, bob, "pull")
+    run_as(BOB, bob, "pull")
     assert [r["author"] for r in _table(bob)] == [ALICE]
-    _as(BOB, bob, "git", "commit", "-q", "--allow-empty", "-m", "bob's change")
+    run_as(BOB, bob, "git", "commit", "-q", "--allow-empty", "-m", "bob's change")
     kb = _ckpt(bob, "bob-run", 1)
     _results(bob, {"acc": 0.85}, "--dataset", "test", who=BOB)
-    _as(BOB, bob, "git", "push", "-q", "origin", "main")
+    run_as(BOB, bob, "git", "push", "-q", "origin", "main")
     assert [r["author"] for r in _table(alice)] == [ALICE]  # not fetched yet
 
-    _as(ALICE, alice, "git", "fetch", "-q", "origin")  # Bob's commit: on origin/main only
-    _as(ALICE, alice, "fetch")  # his notes merged, his objects fetched
+    run_as(ALICE, alice, "git", "fetch", "-q", "origin")  # Bob's commit: on origin/main only
+    run_as(ALICE, alice, "fetch")  # his notes merged, his objects fetched
     rows = _table(alice)
     assert (rows[0]["author"], rows[0]["run"], rows[0]["checkpoint"]) == (BOB, "bob-run", kb)
     assert {r["author"] for r in rows} == {ALICE, BOB}
@@ -385,7 +372,7 @@ def test_a_teammates_fetched_results_appear_with_their_author(
 
     # Notes fetched by git alone (not merged into refs/notes/ml) count too.
     _results(bob, {"acc": 0.86, "f1": 0.3}, "--dataset", "test", "--checkpoint", kb, who=BOB)
-    _as(BOB, bob, "git", "push", "-q", "origin", "refs/notes/ml")
+    run_as(BOB, bob, "git", "push", "-q", "origin", "refs/notes/ml")
     git(alice, "fetch", "-q", "origin", "+refs/notes/ml:refs/notes/remotes/origin/ml")
     assert "f1" not in git(alice, "notes", "--ref", "ml", "show", rows[0]["commit"]).stdout
     [bobs] = _table(alice, "--run", "bob-run")
@@ -647,7 +634,7 @@ def test_records_of_older_git_ml_versions(repo: Path) -> None:
     note = repo.parent / "note.txt"
     note.write_text(_line(ck) + "\n" + _line(old) + "\n")
     git(repo, "notes", "--ref", "ml", "add", "-f", "-F", str(note))
-    _as(ALICE, repo, "git", "commit", "-q", "--allow-empty", "-m", "by alice")
+    run_as(ALICE, repo, "git", "commit", "-q", "--allow-empty", "-m", "by alice")
     git(repo, "notes", "--ref", "ml", "add", "-f", "-m", _line({**old, "checkpoint": k}))
     alice_time = int(git(repo, "log", "-1", "--format=%at").stdout)
     rows = _table(repo)

@@ -12,8 +12,9 @@ they are fetched, merged or not.
 1. the checkpoint it names (its ``checkpoint`` field, which
    ``git ml note add --results FILE --checkpoint REV`` writes);
 2. else, the checkpoint trained at the commit it is noted on: of the
-   ``checkpoint`` records in that commit's note, those noted no later than the
-   results were (all of them if none was, or the results have no time); when
+   ``checkpoint`` records in that commit's note, those noted before the results
+   (by time; within one second, by their order in the note; all of them if none
+   was, or the results have no time); when
    these are of exactly one run, the newest of them (the one no other names as
    its parent, then the latest, the highest step, the smallest id). So results
    noted after training at a commit measure the checkpoint just trained, and
@@ -99,7 +100,7 @@ __all__ = ["KEEP_ROWS", "HistoryPoint", "ResultRow", "ResultSource", "history", 
 
 KEEP_ROWS = 4
 """Finished tables kept in the cache (one per key: e.g. all branches, and ``main`` alone)."""
-_LOGIC = 1  # bump when the join changes: every cached table is then rebuilt
+_LOGIC = 2  # bump when the join changes: every cached table is then rebuilt
 _ROWS = "results-rows"
 _FACTS = "results-facts"
 _ANY_KEY = "content-addressed"
@@ -389,14 +390,17 @@ class _Join:
         return out
 
     # -- model versions
-    def model(self, commit: str, r: ResultFact, here: list[CheckpointFact]) -> _Model:
+    def model(self, commit: str, r: ResultFact, note: int,
+              here: list[tuple[int, CheckpointFact]]) -> _Model:
+        """The model version of results ``r`` (in the ``note``-th note of ``commit``)."""
         ckpt = r.checkpoint
         if ckpt is None:
             # What was there when the results were noted: results noted after step 1 stay
             # step 1's when step 2 (or another run) is committed later on the same commit.
-            when = r.time
-            before = [c for c in here if when is not None and c.time is not None
-                      and c.time <= when] or here
+            # Within one second, a note's own order tells (one written line by line).
+            before = [c for n, c in here if r.time is not None and c.time is not None and (
+                c.time < r.time or (c.time == r.time and (n != note or c.seq < r.seq)))]
+            before = before or [c for _, c in here]
             if len({c.run for c in before}) != 1:
                 return _Model(None, None, None, commit, None)
             parents = {c.parent for c in before}
@@ -418,9 +422,12 @@ class _Join:
             notes = self.by_commit[commit]
             for nf in notes:
                 self.problems.extend(nf.problems)
-            here = list({c.id: c for nf in notes for c in nf.checkpoints}.values())
-            for r in (r for nf in notes for r in nf.results):
-                m = self.model(commit, r, here)
+            here: dict[str, tuple[int, CheckpointFact]] = {}
+            for n, nf in enumerate(notes):
+                for c in nf.checkpoints:
+                    here.setdefault(c.id, (n, c))
+            for n, r in ((n, r) for n, nf in enumerate(notes) for r in nf.results):
+                m = self.model(commit, r, n, list(here.values()))
                 g = (m.key, r.dataset.id if r.dataset else None)
                 ident = r.identity()
                 if ident in seen.setdefault(g, set()):

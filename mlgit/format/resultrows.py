@@ -103,6 +103,8 @@ class ResultFact:
     checkpoint: ObjectID | None
     author: str
     time: int | None
+    seq: int = 0
+    """Its place among the records of its note (0 first): which records came before it."""
 
     def identity(self) -> tuple[Any, ...]:
         """Equal for the same record read from two notes refs (a merged and a fetched note)."""
@@ -116,7 +118,8 @@ class ResultFact:
         return {"name": self.name, "object": self.object, "format": self.format,
                 "metrics": self.metrics,
                 "dataset": self.dataset.to_json() if self.dataset else None,
-                "checkpoint": self.checkpoint, "author": self.author, "time": self.time}
+                "checkpoint": self.checkpoint, "author": self.author, "time": self.time,
+                "seq": self.seq}
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,13 @@ class CheckpointFact:
     parent: ObjectID | None
     config: str | None
     time: int | None
+    seq: int = 0
+    """Its place among the records of its note, as :attr:`ResultFact.seq`."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (the cache's)."""
         return {"id": self.id, "run": self.run, "step": self.step, "parent": self.parent,
-                "config": self.config, "time": self.time}
+                "config": self.config, "time": self.time, "seq": self.seq}
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,12 @@ class NoteFacts:
 def note_facts(records: Iterable[Record], problems: Iterable[str]) -> NoteFacts:
     """The facts of a decoded note (:func:`~mlgit.format.records.decode_note`'s output)."""
     results, ckpts = [], []
-    for r in records:
+    for seq, r in enumerate(records):
         if isinstance(r, ResultsRecord):
             results.append(ResultFact(r.name, r.object, r.format, dict(r.metrics), r.dataset,
-                                      r.checkpoint, r.author, r.time))
+                                      r.checkpoint, r.author, r.time, seq))
         elif isinstance(r, CheckpointRecord):
-            ckpts.append(CheckpointFact(r.id, r.run, r.step, r.parent, r.config, r.time))
+            ckpts.append(CheckpointFact(r.id, r.run, r.step, r.parent, r.config, r.time, seq))
     return NoteFacts(tuple(results), tuple(ckpts), tuple(problems))
 
 
@@ -172,7 +177,7 @@ def _result_fact(v: Any, where: str) -> ResultFact:
                       metrics_at(o.get("metrics"), f"{where}.metrics"),
                       _dataset(o.get("dataset"), f"{where}.dataset"),
                       opt_id(o, "checkpoint", where), req_str(o, "author", where),
-                      _time(o, "time", where))
+                      _time(o, "time", where), opt_int(o, "seq", where) or 0)
 
 
 def _checkpoint_fact(v: Any, where: str) -> CheckpointFact:
@@ -182,7 +187,7 @@ def _checkpoint_fact(v: Any, where: str) -> CheckpointFact:
         raise FormatError(f"{where}.run is missing")
     return CheckpointFact(req_id(o, "id", where), run, opt_int(o, "step", where),
                           opt_id(o, "parent", where), opt_id(o, "config", where),
-                          _time(o, "time", where))
+                          _time(o, "time", where), opt_int(o, "seq", where) or 0)
 
 
 def facts_from_json(v: Any, where: str = "note facts") -> NoteFacts:
