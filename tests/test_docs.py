@@ -21,8 +21,9 @@ import pytest
 import mlgit.errors as errors_mod
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
-from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
+from mlgit.api.inspect import FileInfo, ListEntry, SnapshotInfo
 from mlgit.api.results_table import HistoryPoint, ResultRow, ResultSource
+from mlgit.api.status import StatusEntry
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
 from mlgit.format.config import StoreConfig, encode_config

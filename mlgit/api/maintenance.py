@@ -13,26 +13,29 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api import sync
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, raw_to_hex
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
 from mlgit.store import walk
 from mlgit.store.fsck import Root
+from mlgit.store.packs import read_index_file
 from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
-__all__ = ["collect_garbage", "fsck", "roots"]
+__all__ = ["collect_garbage", "fsck", "repair", "roots"]
 
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Repo, ev: Events) -> list[Root]:
+def _sidecar_refs(repo: Core, ev: Events) -> list[Root]:
     """Every sidecar ref, local and remote-tracking: each names a snapshot.
 
     A ref that cannot be read is reported to ``ev`` and left out.
@@ -56,7 +59,7 @@ class _BadRef(FormatError):
     """A sidecar ref that cannot be read (fsck reports it as ``bad-ref``)."""
 
 
-def _commits(repo: Repo) -> list[str]:
+def _commits(repo: Core) -> list[str]:
     try:
         out = repo.git.run_git("rev-list", "--branches", "--tags", "--remotes", "HEAD", "--")
     except GitCommandError:
@@ -67,7 +70,7 @@ def _commits(repo: Repo) -> list[str]:
     return out.decode().split()
 
 
-def roots(repo: Repo, events: Events | None = None) -> list[Root]:
+def roots(repo: Core, events: Events | None = None) -> list[Root]:
     """Every (id, what names it, the role it must have) that the store must keep, complete.
 
     Refs, pointer files, checkpoint records and results datasets name snapshots;
@@ -96,7 +99,7 @@ def roots(repo: Repo, events: Events | None = None) -> list[Root]:
     return out
 
 
-def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
+def fsck(repo: Core, events: Events | None = None) -> fsck_mod.FsckReport:
     """Check every pack, index and object, and that everything roots reach is complete.
 
     Consistent while other processes write to the store (see
@@ -123,16 +126,14 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
     return report
 
 
-def _promised(repo: Repo) -> set[bytes]:
+def _promised(repo: Core) -> set[RawObjectID]:
     """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
 
     Each is read as a remote's index is (bounded, a regular file, named by its
     hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
     skipped.
     """
-    from mlgit.store.packs import read_index_file
-
-    out: set[bytes] = set()
+    out: set[RawObjectID] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:
@@ -142,16 +143,13 @@ def _promised(repo: Repo) -> set[bytes]:
     return out
 
 
-def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
+def repair(repo: Core, remote: str | None, report: fsck_mod.FsckReport,
            events: Events | None = None) -> int:
     """Fetch good copies of damaged and missing objects from ``remote``; return how many.
 
     The damaged copies stay where they are (readers fall back to the good one);
     ``gc`` drops them.
     """
-    from mlgit.api import sync
-    from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
-
     wanted = sorted(report.corrupt | report.missing)
     if not wanted:
         return 0
@@ -182,7 +180,7 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
         backend.close()
 
 
-def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False,
+def collect_garbage(repo: Core, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False,
                     events: Events | None = None) -> gc_mod.GcReport:
     """Remove what no root reaches from packs older than ``prune`` (an age or ``now``).
 

@@ -93,7 +93,7 @@ from mlgit.gitlink.notes import list_notes_at, notes_refs, read_note_blob
 from mlgit.store.fsutil import atomic_write, read_bounded
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["KEEP_ROWS", "HistoryPoint", "ResultRow", "ResultSource", "history", "results",
            "table"]
@@ -119,7 +119,7 @@ class _Key:
     digest: str
 
 
-def _key(repo: Repo, revs: list[str]) -> _Key:
+def _key(repo: Core, revs: list[str]) -> _Key:
     if revs:
         include, exclude = resolve_range(repo.git, revs)
     else:
@@ -139,7 +139,7 @@ def _key(repo: Repo, revs: list[str]) -> _Key:
 # -- the cache files -------------------------------------------------------------------------
 
 
-def _cache_dir(repo: Repo) -> Path | None:
+def _cache_dir(repo: Core) -> Path | None:
     """``.git/ml/cache/results``, or None without a store (no cache then)."""
     try:
         return repo.store.cache_dir / "results"
@@ -147,7 +147,7 @@ def _cache_dir(repo: Repo) -> Path | None:
         return None
 
 
-def _packs_signature(repo: Repo) -> str:
+def _packs_signature(repo: Core) -> str:
     """A digest of the names of the store's packs: it changes when objects arrive or go."""
     try:
         names = sorted(os.listdir(repo.store.objects.packs_dir))
@@ -221,7 +221,7 @@ def _load_facts(path: Path) -> _Facts:
         return _Facts()
 
 
-def _load_rows(path: Path, key: str, repo: Repo) -> tuple[list[ResultRow], list[str]] | None:
+def _load_rows(path: Path, key: str, repo: Core) -> tuple[list[ResultRow], list[str]] | None:
     body = _read(path, _ROWS, key, strict=False)  # every field is checked below
     if body is None:
         return None
@@ -258,7 +258,7 @@ def _store_rows(cdir: Path, key: str, rows: list[ResultRow], problems: list[str]
 # -- reading the notes -----------------------------------------------------------------------
 
 
-def _read_facts(repo: Repo, commit: str, blob: str) -> NoteFacts:
+def _read_facts(repo: Core, commit: str, blob: str) -> NoteFacts:
     where = f"note on {commit[:12]}"
     try:
         text = read_note_blob(repo.git, blob, commit)
@@ -268,7 +268,7 @@ def _read_facts(repo: Repo, commit: str, blob: str) -> NoteFacts:
     return note_facts(records, problems)
 
 
-def _gather(repo: Repo, key: _Key, old: _Facts) -> tuple[dict[str, list[NoteFacts]], _Facts]:
+def _gather(repo: Core, key: _Key, old: _Facts) -> tuple[dict[str, list[NoteFacts]], _Facts]:
     """Every note under every notes ref, as facts by commit (cached ones reused).
 
     The facts returned hold only these notes' (the cache keeps no note that is gone);
@@ -306,7 +306,7 @@ class _Model:
 class _Join:
     """Rows from facts: model versions resolved, records grouped, merged and sorted."""
 
-    def __init__(self, repo: Repo, walked: set[str], by_commit: dict[str, list[NoteFacts]],
+    def __init__(self, repo: Core, walked: set[str], by_commit: dict[str, list[NoteFacts]],
                  known: dict[str, tuple[CheckpointFact, str | None]]) -> None:
         self.repo = repo
         self.walked = walked
@@ -471,7 +471,7 @@ def _report(problems: Iterable[str], ev: Events) -> None:
         ev.problem(FormatError(p))
 
 
-def table(repo: Repo, revs: str | Iterable[str] | None = None, events: Events | None = None
+def table(repo: Core, revs: str | Iterable[str] | None = None, events: Events | None = None
           ) -> list[ResultRow]:
     """Every row over the history of ``revs`` (default: HEAD and all branches), newest first.
 
@@ -547,7 +547,7 @@ def _by_metric(metric: str) -> Any:
     return key
 
 
-def results(repo: Repo, revs: str | Iterable[str] | None = None, *,
+def results(repo: Core, revs: str | Iterable[str] | None = None, *,
             dataset: str | Iterable[str] | None = None,
             metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
             sort: str | None = None, limit: int | None = None,
@@ -616,7 +616,7 @@ def _only(values: set[Any], what: str, flag: str) -> Any:
     raise UsageError(f"--history needs one {what}: give {flag} (found: {shown})")
 
 
-def history(repo: Repo, metric: str, *, run: str | None = None, dataset: str | None = None,
+def history(repo: Core, metric: str, *, run: str | None = None, dataset: str | None = None,
             revs: str | Iterable[str] | None = None, events: Events | None = None
             ) -> list[HistoryPoint]:
     """``metric`` over the commits for one run on one test dataset, newest first.

@@ -16,8 +16,9 @@ everything: every ref's history and every object the notes name. With
 revisions, ``pull`` and the hooks bring those versions whole and, for every
 other remote ref, its snapshot and trees (so every name resolves and ``show``
 works); the rest (payloads, other versions' chunks) comes lazily when used.
-Pull then fast-forwards local refs to their remote-tracking refs, creates the
-ones we lack, and refuses (ConflictError, kept) one that diverged.
+Pull (:mod:`mlgit.api.pull`) then fast-forwards local refs to their
+remote-tracking refs, creates the ones we lack, and refuses (ConflictError,
+kept) one that diverged.
 
 Bad input is reported and skipped, as ``git fsck`` does (``Events.problem``): a
 ref that cannot be read (here or on the remote), a remote index that fails its
@@ -44,7 +45,7 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.compression import decompress
-from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
@@ -75,10 +76,10 @@ from mlgit.sync.transfer import (
 )
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
-           "is_git_remote", "ls_remote", "pull", "push", "tracking_refs"]
+           "is_git_remote", "ls_remote", "push", "tracking_refs"]
 
 _NOTES_SENT = "notes-pushed"
 """In a remote's index cache: the notes commit whose every named object that remote holds."""
@@ -115,13 +116,13 @@ class RemoteRef:
                 "bytes": s.bytes if s else None, "message": s.message if s else None}
 
 
-def connect_remote(repo: Repo, remote: str | None) -> tuple[RemoteSpec, Backend]:
+def connect_remote(repo: Core, remote: str | None) -> tuple[RemoteSpec, Backend]:
     """``remote`` (None: the default one) resolved and its backend opened; close it after."""
     spec = resolve_remote(repo.git, remote, repo.ssh_command)
     return spec, open_backend(spec)
 
 
-def is_git_remote(repo: Repo, name: str) -> bool:
+def is_git_remote(repo: Core, name: str) -> bool:
     """True when ``name`` is one of git's remotes (so notes can travel with git)."""
     try:
         repo.git.run_git("config", "--get", f"remote.{name}.url")
@@ -130,7 +131,7 @@ def is_git_remote(repo: Repo, name: str) -> bool:
         return False
 
 
-def _carries_notes(repo: Repo, spec: RemoteSpec) -> bool:
+def _carries_notes(repo: Core, spec: RemoteSpec) -> bool:
     """True when git can fetch and push ``spec``'s notes (by ``spec.name``).
 
     A remote ``git remote`` knows, or a path or SSH URL given directly (``git push
@@ -172,14 +173,14 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
         oid = stack.pop()
         if oid == old:
             return True
-        if oid in seen or not store.objects.has_committed(bytes.fromhex(oid)):
+        if oid in seen or not store.objects.has_committed(hex_to_raw(oid)):
             continue
         seen.add(oid)
         stack.extend(store.objects.get_snapshot(oid).parents)
     return False
 
 
-def _pinned(repo: Repo, commits: list[str]) -> set[ObjectID]:
+def _pinned(repo: Core, commits: list[str]) -> set[ObjectID]:
     """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped)."""
     import pygit2  # start-up time
 
@@ -219,7 +220,7 @@ def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str
     return updates
 
 
-def push(repo: Repo, remote: str | None = None, *, force: bool = False,
+def push(repo: Core, remote: str | None = None, *, force: bool = False,
          commits: list[str] | None = None, notes: bool = True,
          events: Events | None = None) -> PushResult:
     """Send objects, refs and notes to ``remote``. See the module docstring for the order.
@@ -266,12 +267,12 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 ev.raise_problems()
             return result
         absent = sorted(p for p in pinned - set(local.values())
-                        if not store.objects.has_committed(bytes.fromhex(p)))
+                        if not store.objects.has_committed(hex_to_raw(p)))
         for p in absent:
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
         updates = _ref_updates(store, local, remote_refs, force, spec.name)
-        roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
+        roots = [hex_to_raw(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
         index = RemoteIndex(backend, cache, ev.problem)
         todo = closure_postorder(store, roots, index.has)
         if not notes_sent:
@@ -312,7 +313,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     return result
 
 
-def _notes_in(repo: Repo, remote: str) -> str | None:
+def _notes_in(repo: Core, remote: str) -> str | None:
     """Fetch the remote's notes and merge them into ours; return the remote's commit (or None)."""
     if not fetch_notes(repo.git, remote):
         return None
@@ -320,7 +321,7 @@ def _notes_in(repo: Repo, remote: str) -> str | None:
     return notes_commit(repo.git, remote)
 
 
-def _notes_out(repo: Repo, remote: str, remote_notes: str | None) -> bool:
+def _notes_out(repo: Core, remote: str, remote_notes: str | None) -> bool:
     """Push our notes (already merged with the remote's) unless the remote has exactly them.
 
     True when the remote has our notes afterwards; False when there are none.
@@ -348,7 +349,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
         atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
-def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
+def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[RawObjectID], spec: RemoteSpec,
                        ev: Events) -> bool:
     """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
 
@@ -360,12 +361,12 @@ def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: 
     store = repo.store
     planned = set(todo)
 
-    def have(oid: bytes) -> bool:
+    def have(oid: RawObjectID) -> bool:
         return oid in planned or index.has(oid)
 
     ok = True
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if store.objects.entry(raw) is None:
             if not index.has(raw):
                 ok = False
@@ -395,7 +396,7 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
     for kind in REF_KINDS:
         if f"{kind}/{base}" in refs:
             return refs[f"{kind}/{base}"]
-    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(bytes.fromhex(base)):
+    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(hex_to_raw(base.lower())):
         return ObjectID(base.lower())  # a full id: whatever type the remote's index claims
     if is_hex_prefix(base.lower()):
         cands = [s for s in _remote_snapshot_ids(index) if s.startswith(base.lower())]
@@ -406,7 +407,7 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex)
     raise RevisionError(f"the remote has no dataset, run or snapshot {rev!r}")
 
 
-def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, *,
+def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, *,
           history: bool = True, notes: bool = True, chunks_too: bool = True,
           all_refs: bool = False, local_refs: str | None = None, require_store: bool = True,
           events: Events | None = None) -> PushResult:
@@ -452,10 +453,10 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
             bring(wanted, history=history, chunks_too=chunks_too)
             # A root that failed a check stays unfetched: no tracking ref will name it.
             others = [oid for oid in dict.fromkeys(refs.values())
-                      if bytes.fromhex(oid) not in bring.failed]
+                      if hex_to_raw(oid) not in bring.failed]
             if revs is None or all_refs or mode is not None:
                 has = store.objects.has_committed
-                bring([oid for oid in others if not has(bytes.fromhex(oid))],
+                bring([oid for oid in others if not has(hex_to_raw(oid))],
                       history=False, chunks_too=False)
             if mode is not None:
                 # What fast-forwarding needs: the remote versions' history (snapshots
@@ -469,7 +470,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
                 _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
             fetched = {ref: oid for ref, oid in refs.items()
-                       if bytes.fromhex(oid) not in bring.failed}
+                       if hex_to_raw(oid) not in bring.failed}
             _track(store, spec.name, fetched, result, ev)
             if mode is not None:
                 _update_local_refs(store, spec.name, fetched, mode, result, ev)
@@ -480,7 +481,7 @@ def fetch(repo: Repo, remote: str | None = None, revs: list[str] | None = None, 
     return result
 
 
-def _local_mode(repo: Repo, remote: str) -> str | None:
+def _local_mode(repo: Core, remote: str) -> str | None:
     """``local_refs="auto"``: a bare repository follows the remote's refs, a mirror exactly."""
     if repo.git.workdir is not None:
         return None
@@ -494,16 +495,16 @@ def _local_mode(repo: Repo, remote: str) -> str | None:
 class _Bringer:
     """Runs :func:`fetch_objects` for one fetch, adding up what came and what failed."""
 
-    def __init__(self, repo: Repo, backend: Backend, index: RemoteIndex, remote: str,
+    def __init__(self, repo: Core, backend: Backend, index: RemoteIndex, remote: str,
                  result: PushResult, ev: Events) -> None:
         self.store, self.backend, self.index = repo.store, backend, index
         self.remote, self.result, self.ev = remote, result, ev
-        self.failed: set[bytes] = set()
+        self.failed: set[RawObjectID] = set()
 
-    def __call__(self, oids: list[ObjectID] | list[bytes], *, role: str = walk.SNAPSHOT,
+    def __call__(self, oids: list[ObjectID] | list[RawObjectID], *, role: str = walk.SNAPSHOT,
                  history: bool = True, chunks_too: bool = True) -> None:
         """Bring ``oids`` (in ``role``) and what they reference; failures are problems."""
-        roots = [o if isinstance(o, bytes) else bytes.fromhex(o) for o in oids]
+        roots = [o if isinstance(o, bytes) else hex_to_raw(o) for o in oids]
         if not roots:
             return
         ev = self.ev
@@ -523,7 +524,7 @@ class _Bringer:
         self.failed |= stats.failed
 
 
-def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
+def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
                         report: bool, ev: Events) -> None:
     """Bring, whole, every object the notes name: payload trees, checkpoints, test datasets.
 
@@ -531,9 +532,9 @@ def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: R
     came from this remote (``report``): whoever wrote the record did not push it.
     """
     has = repo.store.objects.has_committed
-    by_role: dict[str, list[bytes]] = {walk.TREE: [], walk.SNAPSHOT: []}
+    by_role: dict[str, list[RawObjectID]] = {walk.TREE: [], walk.SNAPSHOT: []}
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if not has(raw) and not index.has(raw):
             if report:
                 ev.problem(CorruptObjectError(
@@ -588,7 +589,7 @@ def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushRes
     tracking = tracking_refs(store, remote)
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue  # not fetched (a check failed): a tracking ref names only what is here
         try:
             current = tracking.get(kind, name)
@@ -615,7 +616,7 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
     """
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue
         try:
             mine = store.refs.get(kind, name)
@@ -641,7 +642,7 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
         result.local.append(ref)
 
 
-def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = None
+def ls_remote(repo: Core, remote: str | None = None, events: Events | None = None
               ) -> list[RemoteRef]:
     """The datasets and runs a remote holds, without downloading their data.
 
@@ -657,15 +658,15 @@ def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = Non
             return []
         refs = backend.list_refs(lambda _, e: ev.problem(e))
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
-        raws = list(dict.fromkeys(bytes.fromhex(o) for o in refs.values()))
+        raws = list(dict.fromkeys(hex_to_raw(o) for o in refs.values()))
         small = [r for r in raws
                  if index.has(r) and index.entries[r][1].raw_len <= MAX_SNAPSHOT_LEN]
-        failed: dict[bytes, MlgitError] = {}
+        failed: dict[RawObjectID, MlgitError] = {}
         got = read_objects(backend, index, small, failed)
         for ref, oid in _in_kind_order(refs):  # datasets first, as local `ls` lists them
             kind, _, name = ref.partition("/")
             out.append(RemoteRef(kind[:-1], name, oid, _remote_snapshot(
-                spec.url, ref, bytes.fromhex(oid), index, got, failed, ev)))
+                spec.url, ref, hex_to_raw(oid), index, got, failed, ev)))
     finally:
         backend.close()
     if events is None:
@@ -673,9 +674,9 @@ def ls_remote(repo: Repo, remote: str | None = None, events: Events | None = Non
     return out
 
 
-def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
-                     got: dict[bytes, tuple[Any, bytes]], failed: dict[bytes, MlgitError],
-                     ev: Events) -> Snapshot | None:
+def _remote_snapshot(url: str, ref: str, raw: RawObjectID, index: RemoteIndex,
+                     got: dict[RawObjectID, tuple[Any, bytes]],
+                     failed: dict[RawObjectID, MlgitError], ev: Events) -> Snapshot | None:
     """The decoded snapshot a remote ref names, or None (a problem if it is bad)."""
     if raw in failed:
         ev.problem(failed[raw])
@@ -695,42 +696,19 @@ def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
         return None
 
 
-def resolve_commits(repo: Repo, revs: list[str]) -> list[str]:
+def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     """Commit ids for git revisions."""
     return [resolve_commit(repo.git, r) for r in revs]
 
 
-def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
-         ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
-    """Bring the remote's notes and names, move local refs, and check out what HEAD pins.
-
-    Fetches the versions HEAD's pointer files pin (just those, whole) and, for
-    every remote ref, its snapshot and trees with a remote-tracking ref; then
-    fast-forwards local refs that are behind, creates those we lack, and keeps
-    (a ConflictError problem) one that diverged. Returns the fetch result and
-    the paths materialized (none in a bare repository). Bad pointer files are
-    left out of both; the checkout reports each (to ``events``, else it raises
-    the first once the other paths are checked out).
-    """
-    ev = events or Events()
-    pins = sorted({p.id for _, p in repo.tracked()}) if repo.git.workdir is not None else []
-    missing = [p for p in pins if not repo.store.objects.has_committed(bytes.fromhex(p))]
-    result = fetch(repo, remote, [str(m) for m in missing], history=False, all_refs=True,
-                   local_refs="ff", require_store=bool(missing), events=ev)
-    done = repo.checkout_worktree(events=ev) if repo.git.workdir is not None else []
-    if events is None:
-        ev.raise_problems()
-    return result, done
-
-
-def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> None:
+def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[RawObjectID, int]]) -> None:
     """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
 
     ``chunks`` are (id, the length its tree records) pairs. Each chunk's length
     is checked against the tree's before it is stored; a chunk that fails (or
     that the remote lacks) raises, naming the remote.
     """
-    lengths: dict[bytes, int] = {}
+    lengths: dict[RawObjectID, int] = {}
     for cid, n in chunks:
         if lengths.setdefault(cid, n) != n:
             raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
@@ -747,7 +725,7 @@ def fetch_chunks(repo: Repo, remote: str, chunks: list[tuple[bytes, int]]) -> No
         backend.close()
 
 
-def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
+def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
     """Bring a note's payload (a tree, ``oid``) and everything below it, verified.
 
     RevisionError when the remote does not have it; other failures raise, naming
@@ -758,7 +736,7 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-        raw = bytes.fromhex(oid)
+        raw = hex_to_raw(oid)
         if not index.has(raw) and not repo.store.objects.has_committed(raw):
             raise RevisionError(f"payload {oid} is neither here nor on {spec.name} "
                                 f"({spec.url}); whoever noted it must `git ml push` it")
@@ -768,8 +746,8 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
         backend.close()
 
 
-def fetch_objects_closure(repo: Repo, backend: Backend, index: RemoteIndex,
-                          oids: list[bytes]) -> None:
+def fetch_objects_closure(repo: Core, backend: Backend, index: RemoteIndex,
+                          oids: list[RawObjectID]) -> None:
     """Fetch these objects (of any role) and everything below them that is missing locally."""
     with repo.store.writing():
         fetch_objects(repo.store, backend, oids, index, role=walk.ANY)

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlgit import __version__
-from mlgit.api.repo import Repo, StatusEntry
+from mlgit.api import settings
+from mlgit.api.repo import Repo
+from mlgit.api.status import StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+from mlgit.format.ids import digest_to_hex
 from mlgit.format.records import (
     CheckpointRecord,
     GraphRecord,
@@ -221,7 +224,7 @@ def _side(e: TreeEntry | None) -> str:
     if e is None:
         return "deleted"
     if e.type == TYPE_FILE:
-        return e.digest.hex()[:12]
+        return digest_to_hex(e.digest)[:12]
     return "a directory" if e.type == TYPE_DIR else "a symlink"
 
 
@@ -861,7 +864,6 @@ def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: 
     Without --shared, settings go to this clone's .git/config; with it, to
     .mlgitconfig, which every clone reads below its own config.
     """
-    from mlgit.api import settings  # imported when used: start-up time
     with c.repo() as repo:
         if list_all:
             if key is not None or unset:

@@ -7,20 +7,20 @@ from click, so this module imports nothing of ``main``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections import Counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
-from mlgit.api.events import Events
-from mlgit.api.repo import Repo
 from mlgit.errors import UsageError
 from mlgit.format.records import best_mode
-from mlgit.format.resultrows import ResultRow
+
+if TYPE_CHECKING:  # 5 ms of every command's start-up (the results types) otherwise
+    from mlgit.api.events import Events
+    from mlgit.api.repo import Repo
+    from mlgit.format.resultrows import ResultRow
 
 __all__ = ["results_cmd"]
 
@@ -111,6 +111,9 @@ def _print_rows(rows: list[ResultRow], chosen: list[str], filtered: bool) -> Non
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> None:
+    import csv  # 2 ms of every command's start-up otherwise
+    import io
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES
 from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
 from mlgit.format.snapshot import decode_snapshot
@@ -66,8 +66,8 @@ class FsckReport:
     snapshots: int = 0
     not_fetched: int = 0
     problems: list[Problem] = field(default_factory=list)
-    corrupt: set[bytes] = field(default_factory=set)
-    missing: set[bytes] = field(default_factory=set)
+    corrupt: set[RawObjectID] = field(default_factory=set)
+    missing: set[RawObjectID] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +81,7 @@ class FsckReport:
                 "problems": [p.to_json() for p in self.problems]}
 
 
-Located = dict[bytes, tuple[Any, Any]]
+Located = dict[RawObjectID, tuple[Any, Any]]
 """Good objects: id to (open PackReader, IndexEntry)."""
 
 
@@ -103,7 +103,7 @@ def check_objects(store: Store, report: FsckReport,
 
 
 def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport, *,
-          promised: Callable[[], set[bytes]] = lambda: set(),
+          promised: Callable[[], set[RawObjectID]] = lambda: set(),
           progress: Callable[[int, int], None] | None = None,
           lock_timeout: float = 600.0) -> None:
     """The whole check, the same answer while other processes add, fetch, push or gc.
@@ -150,7 +150,7 @@ def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport,
 
 
 def _walk(store: Store, good: Located, roots: list[Root], report: FsckReport,
-          promised: set[bytes]) -> FsckReport:
+          promised: set[RawObjectID]) -> FsckReport:
     """:func:`check_reachable` into a fresh report that knows ``report``'s corrupt objects."""
     out = FsckReport(corrupt=report.corrupt)
     check_reachable(store, good, roots, out, promised)
@@ -187,7 +187,7 @@ def _check_packs(store: Store, stems: list[str], good: Located, report: FsckRepo
     from mlgit.store.packs import PackReader
 
     packs_dir = store.root / "packs"
-    bad_copies: list[Problem] = []
+    bad_copies: list[tuple[RawObjectID, Problem]] = []
     for stem in stems:
         report.packs += 1
         try:
@@ -205,15 +205,14 @@ def _check_packs(store: Store, stems: list[str], good: Located, report: FsckRepo
                     kept = True
             except CorruptObjectError as err:
                 report.corrupt.add(e.oid)
-                bad_copies.append(Problem("corrupt", str(err), raw_to_hex(e.oid)))
+                bad_copies.append((e.oid, Problem("corrupt", str(err), raw_to_hex(e.oid))))
             if progress:
                 progress(1, e.stored_len)
         if not kept:
             reader.close()
     # An object with one good copy is fine even if another copy is damaged.
     report.corrupt -= good.keys()
-    report.problems += [p for p in bad_copies
-                        if p.object is None or bytes.fromhex(p.object) not in good]
+    report.problems += [p for oid, p in bad_copies if oid not in good]
 
 
 def close(located: Located) -> None:
@@ -238,15 +237,15 @@ class _TreeFacts:
     dirs: list[TreeEntry]
 
 
-_Top = tuple[str, str, bytes, tuple[int, int] | None]
+_Top = tuple[str, str, RawObjectID, tuple[int, int] | None]
 """A tree a shape is checked from: (label, snapshot or root id, tree, the snapshot's claim)."""
 
 
 # ``store`` is unused (the walk reads ``good``), kept: public, the same first argument as
 # check_objects'.
 def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa: ARG001
-                    report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
-                    ) -> None:
+                    report: FsckReport,
+                    promised: set[RawObjectID] | frozenset[RawObjectID] = frozenset()) -> None:
     """Walk from each (id, label, role) root; report what is missing, unreadable or malformed.
 
     Every object is decoded in the role it is referenced in (see
@@ -260,10 +259,10 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
     An absent object in ``promised`` (a remote is known to have it: a clone that
     fetched only some versions) is counted as not fetched, not as missing.
     """
-    seen: set[tuple[bytes, str]] = set()
-    stack: list[tuple[bytes, str, int | None, str, bool]] = [
-        (bytes.fromhex(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
-    trees: dict[bytes, _TreeFacts] = {}
+    seen: set[tuple[RawObjectID, str]] = set()
+    stack: list[tuple[RawObjectID, str, int | None, str, bool]] = [
+        (hex_to_raw(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
+    trees: dict[RawObjectID, _TreeFacts] = {}
     tops: list[_Top] = []
     while stack:
         oid, role, length, parent, is_root = stack.pop()
@@ -297,7 +296,7 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
             if role == walk.SNAPSHOT:
                 refs = walk.references(role, data)
                 snap = decode_snapshot(data)
-                tops.append((here, raw_to_hex(oid), bytes.fromhex(snap.tree),
+                tops.append((here, raw_to_hex(oid), hex_to_raw(snap.tree),
                              (snap.files, snap.bytes)))
             else:
                 entries = decode_tree(data)
@@ -325,7 +324,8 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
     _check_shapes(trees, tops, report)
 
 
-def _check_shapes(trees: dict[bytes, _TreeFacts], tops: list[_Top], report: FsckReport) -> None:
+def _check_shapes(trees: dict[RawObjectID, _TreeFacts], tops: list[_Top],
+                  report: FsckReport) -> None:
     """Report claims that disagree with the trees read, and trees past the shape limits.
 
     Trees that could not be read are left out (they are reported already).
@@ -339,11 +339,11 @@ def _check_shapes(trees: dict[bytes, _TreeFacts], tops: list[_Top], report: Fsck
                     f"{d.files} files and {d.size} bytes but its tree {raw_to_hex(d.subtree)} "
                     f"holds {sub.files} files and {sub.nbytes} bytes", raw_to_hex(tid)))
 
-    def node_of(tid: bytes) -> Node:
+    def node_of(tid: RawObjectID) -> Node:
         f = trees[tid]
         return f.files, [d.subtree for d in f.dirs if d.subtree in trees]
 
-    memo: dict[bytes, Shape] = {}
+    memo: dict[RawObjectID, Shape] = {}
     for label, obj, tid, claim in tops:
         top = trees.get(tid)
         if top is None:

@@ -16,6 +16,7 @@ tree of a ``root: "file"`` snapshot, which must hold exactly one regular file
 
 from __future__ import annotations
 
+from mlgit.format.ids import RawObjectID, hex_to_raw
 from mlgit.format.pack import OBJ_BLOB, OBJ_CHUNK, OBJ_SNAPSHOT, OBJ_TREE
 from mlgit.format.snapshot import ROOT_FILE, decode_snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry, decode_tree
@@ -31,7 +32,7 @@ LEAF = "leaf"
 TREE_ROLES = (TREE, FILE_TREE)
 """The roles decoded as a tree."""
 
-Ref = tuple[bytes, str, int | None]
+Ref = tuple[RawObjectID, str, int | None]
 """A reference: (raw id, role, expected length for a chunk or None)."""
 
 
@@ -68,12 +69,12 @@ def references(role: str, data: bytes, history: bool = True,
     out: list[Ref] = []
     if role == SNAPSHOT:
         s = decode_snapshot(data)
-        out.append((bytes.fromhex(s.tree), FILE_TREE if s.root == ROOT_FILE else TREE, None))
+        out.append((hex_to_raw(s.tree), FILE_TREE if s.root == ROOT_FILE else TREE, None))
         if history:
-            out.extend((bytes.fromhex(p), SNAPSHOT, None) for p in s.parents)
+            out.extend((hex_to_raw(p), SNAPSHOT, None) for p in s.parents)
         # A checkpoint's config files are blobs it names (decoded and typed with it).
         for c in s.checkpoint.config if s.checkpoint is not None else ():
-            out.append((bytes.fromhex(c.id), LEAF, None))
+            out.append((hex_to_raw(c.id), LEAF, None))
     elif role in TREE_ROLES:
         out.extend(tree_references(decode_tree(data), chunks))
     return out

@@ -1,0 +1,39 @@
+"""``git ml pull``: fetch what HEAD pins and every remote name, then check the data out.
+
+A fetch (:func:`mlgit.api.sync.fetch`) followed by a work-tree checkout
+(:func:`mlgit.api.checkout.checkout_worktree`); here rather than in ``sync`` so
+that the remote layer does not depend on checking out.
+"""
+
+from __future__ import annotations
+
+from mlgit.api.checkout import checkout_worktree
+from mlgit.api.core import Core
+from mlgit.api.events import Events
+from mlgit.api.sync import PushResult, fetch
+from mlgit.format.ids import ObjectID, hex_to_raw
+
+__all__ = ["pull"]
+
+
+def pull(core: Core, remote: str | None = None, *, events: Events | None = None
+         ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
+    """Bring the remote's notes and names, move local refs, and check out what HEAD pins.
+
+    Fetches the versions HEAD's pointer files pin (just those, whole) and, for
+    every remote ref, its snapshot and trees with a remote-tracking ref; then
+    fast-forwards local refs that are behind, creates those we lack, and keeps
+    (a ConflictError problem) one that diverged. Returns the fetch result and
+    the paths materialized (none in a bare repository). Bad pointer files are
+    left out of both; the checkout reports each (to ``events``, else it raises
+    the first once the other paths are checked out).
+    """
+    ev = events or Events()
+    pins = sorted({p.id for _, p in core.tracked()}) if core.git.workdir is not None else []
+    missing = [p for p in pins if not core.store.objects.has_committed(hex_to_raw(p))]
+    result = fetch(core, remote, [str(m) for m in missing], history=False, all_refs=True,
+                   local_refs="ff", require_store=bool(missing), events=ev)
+    done = checkout_worktree(core, events=ev) if core.git.workdir is not None else []
+    if events is None:
+        ev.raise_problems()
+    return result, done
