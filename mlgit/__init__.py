@@ -8,6 +8,8 @@ repository, default the current directory)::
     with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
     mlgit.prefetch("data", ["train/"])        # fetch many files lazily in one transfer
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
+    mlgit.promote("resnet-a", "production", message="passed A/B")  # the model registry
+    mlgit.checkout("resnet-a@production")     # what holds a model's stage
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
 
@@ -24,13 +26,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mlgit.api.add import AddResult
 from mlgit.api.inspect import ListEntry, SnapshotInfo
 from mlgit.api.repo import Repo
-from mlgit.errors import MlgitError
+from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from mlgit.api.checkpoints import CkptResult
     from mlgit.api.events import Events
+    from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.results_table import HistoryPoint, ResultRow
 
 
@@ -44,11 +47,16 @@ def __getattr__(name: str) -> Any:
         from mlgit.api import results_table
 
         return getattr(results_table, name)
+    if name in ("PromoteResult", "StageRecord"):
+        from mlgit.api import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ListEntry", "MlgitError", "Repo",
-           "ResultRow", "SnapshotInfo", "__version__", "add", "checkout", "commit_ckpt",
-           "latest_checkpoint", "ls", "open", "prefetch", "results", "results_history", "show"]
+__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ListEntry", "MlgitError", "PromoteResult",
+           "Repo", "ResultRow", "SnapshotInfo", "StageRecord", "__version__", "add", "checkout",
+           "commit_ckpt", "demote", "latest_checkpoint", "ls", "open", "prefetch", "promote",
+           "results", "results_history", "show", "stages"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -125,6 +133,45 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
     with Repo(repo) as r:
         return r.ls()
+
+
+def promote(rev: str, stage: str, *, model: str | None = None, message: str = "",
+            repo: RepoPath = None) -> PromoteResult:
+    """Record that checkpoint ``rev`` now holds ``stage``, as ``git ml promote`` does.
+
+    The model is ``model``, else the model of a ``MODEL@STAGE`` revision, else the
+    checkpoint's run. Then ``mlgit.checkout("MODEL@STAGE")`` (and every revision) names it.
+    """
+    with Repo(repo) as r:
+        return r.promote(rev, stage, model=model, message=message)
+
+
+def demote(model: str, stage: str, *, message: str = "", repo: RepoPath = None
+           ) -> PromoteResult:
+    """Record that ``model``'s ``stage`` holds nothing from now on, as ``git ml demote`` does."""
+    with Repo(repo) as r:
+        return r.demote(model, stage, message=message)
+
+
+def stages(model: str | None = None, stage: str | None = None, *, history: bool = False,
+           at: str | None = None, repo: RepoPath = None) -> list[StageRecord]:
+    """The registry, as ``git ml stages`` shows it.
+
+    Each stage (of ``model``) with the record that holds it now; with ``stage`` just
+    that stage, and with ``history`` its whole trail, newest first. ``at`` (a day such
+    as ``"2025-03-01"``, a moment, an age: docs/cli.md) gives the records that held the
+    stages then instead.
+    """
+    with Repo(repo) as r:
+        if stage is None:
+            if history:
+                raise UsageError("history=True needs a model and a stage")
+            return r.stages(model, at=at)
+        if model is None:
+            raise UsageError("a stage needs its model: stages(model, stage)")
+        if history or at is not None:
+            return r.stage_history(model, stage, at=at)
+        return r.stage_history(model, stage, limit=1)
 
 
 def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[str] | None = None,

@@ -109,6 +109,8 @@ print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
 run git ml note add --results eval.json --dataset testset --checkpoint "$BEST"
+run git ml promote "$BEST" production --model blobs -m "best val_accuracy, test accuracy in eval.json"
+run git ml stages blobs
 run python3 evaluate.py blobs
 run git ml note add --results eval.json --dataset testset --checkpoint blobs
 run git ml log --metric accuracy

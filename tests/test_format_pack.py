@@ -148,7 +148,7 @@ def test_entry_header_flipped_bytes(h: tuple[RawObjectID, int, int, int, int],
 
 @pytest.mark.parametrize("args", [
     (RawObjectID(b"x" * 15), 1, CODEC_RAW, 1, 1), (RawObjectID(b"x" * 17), 1, CODEC_RAW, 1, 1),
-    (RawObjectID(b"x" * 16), 0, CODEC_RAW, 1, 1), (RawObjectID(b"x" * 16), 5, CODEC_RAW, 1, 1),
+    (RawObjectID(b"x" * 16), 0, CODEC_RAW, 1, 1), (RawObjectID(b"x" * 16), 6, CODEC_RAW, 1, 1),
     (RawObjectID(b"x" * 16), 1, 2, 1, 1), (RawObjectID(b"x" * 16), 1, CODEC_RAW, 1, 2),
     (RawObjectID(b"x" * 16), 1, CODEC_ZSTD, MAX_OBJECT_LEN + 1, 10),
     (RawObjectID(b"x" * 16), 1, CODEC_ZSTD, 10, MAX_OBJECT_LEN + 1),
@@ -159,7 +159,7 @@ def test_encode_entry_header_rejects(args: tuple[RawObjectID, int, int, int, int
 
 
 @pytest.mark.parametrize("fields", [
-    (0, CODEC_RAW, 1, 1), (5, CODEC_RAW, 1, 1), (255, CODEC_RAW, 1, 1), (1, 2, 1, 1),
+    (0, CODEC_RAW, 1, 1), (6, CODEC_RAW, 1, 1), (255, CODEC_RAW, 1, 1), (1, 2, 1, 1),
     (1, 255, 1, 1), (1, CODEC_RAW, 1, 2), (1, CODEC_ZSTD, 2**32 - 1, 10),
     (1, CODEC_ZSTD, 10, 2**32 - 1), (1, CODEC_RAW, 2**32 - 1, 2**32 - 1),
 ])

@@ -20,7 +20,7 @@ from mlgit.format.snapshot import ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry
 from mlgit.snapshot.treewalk import Change, diff_trees, flatten
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.refs import SNAPSHOT_KINDS, RefStore
 from mlgit.store.revision import remote_names, tracking_refs
 
 __all__ = ["FileInfo", "ListEntry", "SnapshotInfo", "diff", "file_root", "history", "ls",
@@ -138,7 +138,7 @@ def ls(core: Core, events: Events | None = None) -> list[ListEntry]:
     sources: list[tuple[str | None, RefStore]] = [(None, core.store.refs)]
     sources += [(r, tracking_refs(core.store, r)) for r in remote_names(core.store)]
     for remote, refs in sources:
-        for kind in REF_KINDS:
+        for kind in SNAPSHOT_KINDS:
             for name, oid in refs.list(kind, lambda _, e: ev.problem(e)).items():
                 where = f"{remote}/{name}" if remote else name
                 try:

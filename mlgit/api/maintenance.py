@@ -1,7 +1,7 @@
 """``git ml fsck`` and ``git ml gc``: what the store must keep, and checking and pruning it.
 
-Roots (what must stay and be complete): every sidecar ref (datasets, runs, and
-remote-tracking refs), the snapshot named by every pointer file in every commit
+Roots (what must stay and be complete): every sidecar ref (datasets, runs, stages,
+and remote-tracking refs), the snapshot named by every pointer file in every commit
 of every local branch, tag and remote-tracking branch and in the work tree, and
 every object a note record names (checkpoints, stored logs, graphs, results and
 their test datasets).
@@ -24,7 +24,7 @@ from mlgit.store import gc as gc_mod
 from mlgit.store import walk
 from mlgit.store.fsck import Root
 from mlgit.store.packs import read_index_file
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.refs import REF_KINDS, STAGES, RefStore, ref_role
 from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
 
 if TYPE_CHECKING:
@@ -35,23 +35,47 @@ __all__ = ["collect_garbage", "fsck", "repair", "roots"]
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Core, ev: Events) -> list[Root]:
-    """Every sidecar ref, local and remote-tracking: each names a snapshot.
-
-    A ref that cannot be read is reported to ``ev`` and left out.
-    """
+def _ref_stores(repo: Core) -> list[tuple[str, RefStore]]:
+    """The local refs (label ``""``) and each remote's tracking refs (``remotes/<r>/``)."""
     store = repo.store
+    out = [("", store.refs)]
+    remotes = store.root / "refs" / "remotes"
+    for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
+        out.append((f"remotes/{remote}/", RefStore(remotes / remote)))
+    return out
 
+
+def _sidecar_refs(repo: Core, ev: Events) -> list[Root]:
+    """Every sidecar ref, local and remote-tracking, with the role of what it names.
+
+    Dataset and run refs name snapshots, stage refs promotions. A ref that cannot be
+    read is reported to ``ev`` and left out.
+    """
     def bad(_ref: str, err: FormatError) -> None:
         ev.problem(_BadRef(str(err)))
 
-    out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS
-                       for name, oid in store.refs.list(kind, bad).items()]
-    remotes = store.root / "refs" / "remotes"
-    for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
-        tracking = RefStore(remotes / remote)
-        out += [(oid, f"ref remotes/{remote}/{kind}/{name}", walk.SNAPSHOT)
-                for kind in REF_KINDS for name, oid in tracking.list(kind, bad).items()]
+    return [(oid, f"ref {where}{kind}/{name}", ref_role(kind))
+            for where, refs in _ref_stores(repo) for kind in REF_KINDS
+            for name, oid in refs.list(kind, bad).items()]
+
+
+def _stage_ref_problems(repo: Core) -> list[fsck_mod.Problem]:
+    """``bad-ref`` for each stage ref that names another stage's record.
+
+    A record that is missing, damaged or not a promotion is left to the walk, which
+    reports it.
+    """
+    out: list[fsck_mod.Problem] = []
+    for where, refs in _ref_stores(repo):
+        for name, oid in refs.list(STAGES, lambda _r, _e: None).items():
+            try:
+                p = repo.store.objects.get_promotion(oid)
+            except FormatError:
+                continue
+            if f"{p.model}@{p.stage}" != name:
+                out.append(fsck_mod.Problem(
+                    "bad-ref", f"ref {where}{STAGES}/{name} names promotion {oid}, a record "
+                    f"of {p.model}@{p.stage}", oid))
     return out
 
 
@@ -123,6 +147,7 @@ def fsck(repo: Core, events: Events | None = None) -> fsck_mod.FsckReport:
         kind = ("bad-ref" if isinstance(err, _BadRef) else
                 "bad-pointer" if isinstance(err, PointerError) else "bad-note")
         report.problems.append(fsck_mod.Problem(kind, str(err)))
+    report.problems += _stage_ref_problems(repo)
     return report
 
 

@@ -23,7 +23,7 @@ from mlgit.api.events import Events
 from mlgit.errors import AmbiguousRevisionError, ConflictError, FormatError, UsageError
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import SNAPSHOT_KINDS
 from mlgit.store.revision import tracking_refs
 from mlgit.sync.remote import open_backend, resolve_remote
 
@@ -45,8 +45,8 @@ class DeleteResult:
 def _resolve(repo: Core, remote: str, name: str) -> tuple[str, ObjectID]:
     """(``<kind>/<name>``, the id last fetched) for ``name``; UsageError/Ambiguous if none."""
     kind, slash, rest = name.partition("/")
-    kinds = (kind,) if slash and kind in REF_KINDS else REF_KINDS
-    base = rest if slash and kind in REF_KINDS else name
+    kinds = (kind,) if slash and kind in SNAPSHOT_KINDS else SNAPSHOT_KINDS
+    base = rest if slash and kind in SNAPSHOT_KINDS else name
     if not is_ref_name(base):
         raise UsageError(f"{name!r} is not a dataset or run name (nor datasets/NAME, "
                          "checkpoints/NAME)")

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
+    from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
@@ -286,3 +287,29 @@ class Repo(Core):
                            events: Events | None = None) -> DeleteResult:
         """Delete datasets or runs from ``remote`` at the versions last fetched (push --delete)."""
         return remote_delete.delete_remote_refs(self, remote, names, events=events)
+
+    # -- the model registry (mlgit/api/registry.py) ------------------------------------
+    def promote(self, rev: str, stage: str, *, model: str | None = None, message: str = "",
+                events: Events | None = None) -> PromoteResult:
+        """Record that checkpoint ``rev`` now holds ``stage``; see :func:`registry.promote`."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.promote(self, rev, stage, model=model, message=message, events=events)
+
+    def demote(self, model: str, stage: str, *, message: str = "",
+               events: Events | None = None) -> PromoteResult:
+        """Record that ``model``'s ``stage`` holds nothing from now on."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.demote(self, model, stage, message=message, events=events)
+
+    def stages(self, model: str | None = None, *, at: str | None = None,
+               events: Events | None = None) -> list[StageRecord]:
+        """Each stage (of ``model``) with the record that holds it (now, or ``at``)."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.stages(self, model, at=at, events=events)
+
+    def stage_history(self, model: str, stage: str, *, at: str | None = None,
+                      limit: int | None = None, events: Events | None = None
+                      ) -> list[StageRecord]:
+        """The records of ``model``'s ``stage``, newest first (its audit trail)."""
+        from mlgit.api import registry  # imported when used: start-up time
+        return registry.stage_history(self, model, stage, at=at, limit=limit, events=events)

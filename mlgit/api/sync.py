@@ -47,9 +47,9 @@ from mlgit.errors import (
 from mlgit.format.compression import decompress
 from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
-from mlgit.format.names import is_ref_name
+from mlgit.format.names import is_ref_name, is_stage_name
 from mlgit.format.pack import OBJ_SNAPSHOT
-from mlgit.format.snapshot import Snapshot, decode_snapshot
+from mlgit.format.snapshot import KIND_CHECKPOINT, Snapshot, decode_snapshot
 from mlgit.gitlink.commits import head_commit, pointers_in_tree, resolve_commit
 from mlgit.gitlink.notes import (
     fetch_notes,
@@ -60,7 +60,7 @@ from mlgit.gitlink.notes import (
 )
 from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, read_bounded
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.refs import REF_KINDS, SNAPSHOT_KINDS, STAGES, RefStore, ref_role
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 from mlgit.sync.remote import RemoteSpec, no_store_error, open_backend, resolve_remote
@@ -165,8 +165,20 @@ def _local_refs(store: Store, ev: Events, warn: bool = False) -> dict[str, Objec
             for name, oid in store.refs.list(kind, bad).items()}
 
 
-def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
-    """True if ``old`` is ``new`` or one of its ancestors (in the local store)."""
+def _parents(store: Store, kind: str, oid: ObjectID) -> tuple[ObjectID, ...]:
+    """What a ref of ``kind`` held before ``oid``: a snapshot's parents, a promotion's parent."""
+    if kind == STAGES:
+        parent = store.objects.get_promotion(oid).parent
+        return (parent,) if parent is not None else ()
+    return store.objects.get_snapshot(oid).parents
+
+
+def _is_ancestor(store: Store, old: ObjectID, new: ObjectID, kind: str = "datasets") -> bool:
+    """True if ``old`` is ``new`` or one of its ancestors (in the local store).
+
+    Ancestors of a snapshot are its parents; of a promotion (``kind`` ``stages``) the
+    stage's earlier records.
+    """
     seen: set[str] = set()
     stack = [new]
     while stack:
@@ -176,7 +188,7 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
         if oid in seen or not store.objects.has_committed(hex_to_raw(oid)):
             continue
         seen.add(oid)
-        stack.extend(store.objects.get_snapshot(oid).parents)
+        stack.extend(_parents(store, kind, oid))
     return False
 
 
@@ -208,15 +220,24 @@ def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str
         old = remote_refs.get(ref)
         if old == new:
             continue
-        if old is not None and not force and not _is_ancestor(store, old, new):
+        kind = ref.partition("/")[0]
+        if old is not None and not force and not _is_ancestor(store, old, new, kind):
             refused.append(ref)
             continue
         updates.append((ref, new, old))
     if refused:
+        stages = [r.partition("/")[2] for r in refused if r.startswith(f"{STAGES}/")]
+        then = []
+        if len(stages) < len(refused):
+            then.append("add or commit on top of the remote's version")
+        if stages:
+            model, _, stage = stages[0].partition("@")
+            then.append(f"for a stage someone else moved, see `git ml stages {model} {stage} "
+                        "--history` and promote again (your record then follows theirs)")
         raise ConflictError(
             f"push to {remote} rejected: the remote's {', '.join(refused)} has versions "
-            f"yours lacks; run `git ml fetch {remote}`, then add or commit on top of "
-            "the remote's version (or push with --force to replace it)")
+            f"yours lacks; run `git ml fetch {remote}`, then {'; '.join(then)} (or push with "
+            "--force to replace it)")
     return updates
 
 
@@ -272,7 +293,10 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
         updates = _ref_updates(store, local, remote_refs, force, spec.name)
-        roots = [hex_to_raw(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
+        roots: list[tuple[RawObjectID, str]] = [
+            (hex_to_raw(oid), ref_role(ref.partition("/")[0])) for ref, oid in sorted(
+                local.items())]
+        roots += [(hex_to_raw(x), walk.SNAPSHOT) for x in sorted(pinned - set(absent))]
         index = RemoteIndex(backend, cache, ev.problem)
         todo = closure_postorder(store, roots, index.has)
         if not notes_sent:
@@ -391,17 +415,31 @@ def _remote_snapshot_ids(index: RemoteIndex) -> list[str]:
                   if e.type == OBJ_SNAPSHOT)
 
 
-def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex) -> ObjectID:
+def _remote_rev_refs(base: str) -> list[str]:
+    """The remote refs a revision's base (``~N`` cut off) may name: a stage's, or a name's."""
+    name, at, right = base.partition("@")
+    if at:
+        return [f"{STAGES}/{base}"] if is_stage_name(right) and is_ref_name(name) else []
+    return [f"{kind}/{base}" for kind in SNAPSHOT_KINDS]
+
+
+def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex
+                        ) -> tuple[ObjectID, str]:
+    """What ``rev`` names on the remote, as (id, role): a ref's object, or a snapshot by id."""
     base = rev.split("~", 1)[0]
-    for kind in REF_KINDS:
-        if f"{kind}/{base}" in refs:
-            return refs[f"{kind}/{base}"]
+    for ref in _remote_rev_refs(base):
+        if ref in refs:
+            return refs[ref], ref_role(ref.partition("/")[0])
+    if "@" in base and is_stage_name(base.partition("@")[2]):
+        model, _, stage = base.partition("@")
+        raise RevisionError(f"the remote has no stage {stage!r} of {model!r}")
     if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(hex_to_raw(base.lower())):
-        return ObjectID(base.lower())  # a full id: whatever type the remote's index claims
+        # A full id: whatever type the remote's index claims.
+        return ObjectID(base.lower()), walk.SNAPSHOT
     if is_hex_prefix(base.lower()):
         cands = [s for s in _remote_snapshot_ids(index) if s.startswith(base.lower())]
         if len(cands) == 1:
-            return ObjectID(cands[0])
+            return ObjectID(cands[0]), walk.SNAPSHOT
         if len(cands) > 1:
             raise RevisionError(f"revision {rev!r} is ambiguous on the remote")
     raise RevisionError(f"the remote has no dataset, run or snapshot {rev!r}")
@@ -450,27 +488,26 @@ def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, 
         wanted = _wanted(revs, refs, unreadable, index, ev)
         bring = _Bringer(repo, backend, index, spec.name, result, ev)
         with store.writing():
-            bring(wanted, history=history, chunks_too=chunks_too)
+            bring.roles(wanted, history=history, chunks_too=chunks_too)
             # A root that failed a check stays unfetched: no tracking ref will name it.
-            others = [oid for oid in dict.fromkeys(refs.values())
-                      if hex_to_raw(oid) not in bring.failed]
+            others = {ref: oid for ref, oid in refs.items() if not bring.failed_ref(ref, oid)}
             if revs is None or all_refs or mode is not None:
                 has = store.objects.has_committed
-                bring([oid for oid in others if not has(hex_to_raw(oid))],
-                      history=False, chunks_too=False)
+                bring.roles([(oid, ref_role(ref.partition("/")[0]))
+                             for ref, oid in others.items() if not has(hex_to_raw(oid))],
+                            history=False, chunks_too=False)
             if mode is not None:
                 # What fast-forwarding needs: the remote versions' history (snapshots
-                # and trees), to tell "behind" from "diverged".
+                # and trees; a stage's earlier records), to tell "behind" from "diverged".
                 mine = _local_refs(store, ev, warn=True)
-                ok = set(others)
-                bring([oid for ref, oid in refs.items()
-                       if oid in ok and ref in mine and mine[ref] != oid],
-                      history=True, chunks_too=False)
+                bring.roles([(oid, ref_role(ref.partition("/")[0]))
+                             for ref, oid in others.items() if ref in mine and mine[ref] != oid],
+                            history=True, chunks_too=False)
             if revs is None and notes:
                 _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
-            fetched = {ref: oid for ref, oid in refs.items()
-                       if hex_to_raw(oid) not in bring.failed}
+            fetched = {ref: oid for ref, oid in refs.items() if not bring.failed_ref(ref, oid)}
+            fetched = _sound_stages(store, spec, fetched, ev)
             _track(store, spec.name, fetched, result, ev)
             if mode is not None:
                 _update_local_refs(store, spec.name, fetched, mode, result, ev)
@@ -499,7 +536,7 @@ class _Bringer:
                  result: PushResult, ev: Events) -> None:
         self.store, self.backend, self.index = repo.store, backend, index
         self.remote, self.result, self.ev = remote, result, ev
-        self.failed: set[RawObjectID] = set()
+        self.failed: set[tuple[RawObjectID, str]] = set()  # roots not fetched, in their role
 
     def __call__(self, oids: list[ObjectID] | list[RawObjectID], *, role: str = walk.SNAPSHOT,
                  history: bool = True, chunks_too: bool = True) -> None:
@@ -521,7 +558,24 @@ class _Bringer:
             ev.finish()
         self.result.objects += stats.objects
         self.result.bytes += stats.bytes
-        self.failed |= stats.failed
+        self.failed |= {(oid, role) for oid in stats.failed}
+
+    def failed_ref(self, ref: str, oid: ObjectID) -> bool:
+        """True if the object ``ref`` names failed a check in the role the ref gives it.
+
+        By role: a stage ref that names a snapshot fails as a promotion, and must not
+        keep a run ref naming that snapshot from being fetched.
+        """
+        return (hex_to_raw(oid), ref_role(ref.partition("/")[0])) in self.failed
+
+    def roles(self, wanted: list[tuple[ObjectID, str]], *, history: bool,
+              chunks_too: bool) -> None:
+        """Bring (id, role) pairs: one transfer per role, in the order roles first appear."""
+        by_role: dict[str, list[ObjectID]] = {}
+        for oid, role in dict.fromkeys(wanted):
+            by_role.setdefault(role, []).append(oid)
+        for role, oids in by_role.items():
+            self(oids, role=role, history=history, chunks_too=chunks_too)
 
 
 def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
@@ -549,8 +603,8 @@ def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: R
 
 def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
             unreadable: dict[str, FormatError], index: RemoteIndex, ev: Events
-            ) -> list[ObjectID]:
-    """The snapshots to fetch: for ``revs``, else (None) every remote ref.
+            ) -> list[tuple[ObjectID, str]]:
+    """What to fetch, as (id, role): for ``revs``, else (None) every remote ref.
 
     A ref that could not be read is a problem when it is wanted (every ref, or a
     rev naming it) and only a warning otherwise; so is a rev the remote lacks.
@@ -558,13 +612,13 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
     if revs is None:
         for e in unreadable.values():
             ev.problem(e)
-        return sorted(set(refs.values()))
-    wanted: list[ObjectID] = []
+        return sorted({(oid, ref_role(ref.partition("/")[0])) for ref, oid in refs.items()})
+    wanted: list[tuple[ObjectID, str]] = []
     named: set[str] = set()
     for rev in revs:
-        base = rev.split("~", 1)[0]
-        bad = [f"{kind}/{base}" for kind in REF_KINDS if f"{kind}/{base}" in unreadable]
-        if bad and not any(f"{kind}/{base}" in refs for kind in REF_KINDS):
+        candidates = _remote_rev_refs(rev.split("~", 1)[0])
+        bad = [ref for ref in candidates if ref in unreadable]
+        if bad and not any(ref in refs for ref in candidates):
             named.update(bad)
             ev.problem(unreadable[bad[0]])
             continue
@@ -576,6 +630,60 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
         if ref not in named:
             ev.warn(f"{bad_ref} (skipped)")
     return wanted
+
+
+def _stage_problem(store: Store, name: str, oid: ObjectID, checked: ObjectID | None
+                   ) -> str | None:
+    """What is wrong with the records a stage ref ``stages/<name>`` names, or None.
+
+    Each record here, from ``oid`` back to ``checked`` (the one the tracking ref names:
+    it and its history were checked when it was set), must be one of that model's
+    stage, and each checkpoint it names that is here must be a checkpoint (decoding
+    checked each on arrival; this checks what decoding one object cannot).
+    """
+    model, _, stage = name.partition("@")
+    seen: set[str] = set()
+    cur: ObjectID | None = oid
+    has = store.objects.has_committed
+    while cur is not None and cur != checked and cur not in seen and has(hex_to_raw(cur)):
+        seen.add(cur)
+        p = store.objects.get_promotion(cur)
+        if (p.model, p.stage) != (model, stage):
+            return f"its record {cur} is one of {p.model}@{p.stage}"
+        if p.checkpoint is not None and has(hex_to_raw(p.checkpoint)):
+            kind = store.objects.get_snapshot(p.checkpoint).kind
+            if kind != KIND_CHECKPOINT:
+                return f"its record {cur} names {p.checkpoint}, a {kind}, not a checkpoint"
+        cur = p.parent
+    return None
+
+
+def _sound_stages(store: Store, spec: RemoteSpec, refs: dict[str, ObjectID],
+                  ev: Events) -> dict[str, ObjectID]:
+    """``refs`` without the stage refs whose records are not that stage's (each a problem).
+
+    Only stage refs that move are checked (what a tracking ref names was checked when
+    it was set). The records stay in the store, named by nothing.
+    """
+    tracking = tracking_refs(store, spec.name)
+    out: dict[str, ObjectID] = {}
+    for ref, oid in refs.items():
+        kind, _, name = ref.partition("/")
+        if kind == STAGES:
+            try:
+                current = tracking.get(kind, name)
+            except FormatError:
+                current = None  # a damaged tracking ref: _track reports it
+            try:
+                wrong = None if current == oid else _stage_problem(store, name, oid, current)
+            except FormatError as e:
+                wrong = str(e)
+            if wrong is not None:
+                ev.problem(CorruptObjectError(f"remote {spec.url}: {ref}: {wrong}; the stage "
+                                              "was not fetched"))
+                continue
+        out[ref] = oid
+    return out
 
 
 def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushResult,
@@ -625,14 +733,10 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
             continue
         if mine == oid:
             continue
-        if mine is not None and mode != "mirror" and not _is_ancestor(store, mine, oid):
-            if _is_ancestor(store, oid, mine):
+        if mine is not None and mode != "mirror" and not _is_ancestor(store, mine, oid, kind):
+            if _is_ancestor(store, oid, mine, kind):
                 continue  # ours is ahead: `git ml push` sends it
-            what = "dataset" if kind == "datasets" else "run"
-            ev.problem(ConflictError(
-                f"{what} {name} has diverged from {remote}'s: yours is {mine[:12]}, "
-                f"{remote}/{name} is {oid[:12]}; yours is kept (merge the two and `git ml "
-                f"add` the result, or `git ml push --force` to replace {remote}'s)"))
+            ev.problem(ConflictError(_diverged(kind, name, mine, oid, remote)))
             continue
         try:
             store.refs.update(kind, name, oid, mine)
@@ -640,6 +744,20 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
             ev.problem(e)
             continue
         result.local.append(ref)
+
+
+def _diverged(kind: str, name: str, mine: ObjectID, theirs: ObjectID, remote: str) -> str:
+    """The message for a local ref kept because it diverged from ``remote``'s."""
+    if kind == STAGES:
+        model, _, stage = name.partition("@")
+        return (f"stage {stage} of {model} has diverged from {remote}'s: your record is "
+                f"{mine[:12]}, {remote}/{name} is {theirs[:12]}; yours is kept (see `git ml "
+                f"stages {model} {stage} --history`; promote again to record your choice "
+                f"after {remote}'s, or `git ml push --force` to replace {remote}'s)")
+    what = "dataset" if kind == "datasets" else "run"
+    return (f"{what} {name} has diverged from {remote}'s: yours is {mine[:12]}, "
+            f"{remote}/{name} is {theirs[:12]}; yours is kept (merge the two and `git ml "
+            f"add` the result, or `git ml push --force` to replace {remote}'s)")
 
 
 def ls_remote(repo: Core, remote: str | None = None, events: Events | None = None
@@ -656,7 +774,8 @@ def ls_remote(repo: Core, remote: str | None = None, events: Events | None = Non
     try:
         if not check_remote_config(backend, store, create=False):
             return []
-        refs = backend.list_refs(lambda _, e: ev.problem(e))
+        refs = {ref: oid for ref, oid in backend.list_refs(lambda _, e: ev.problem(e)).items()
+                if ref.partition("/")[0] in SNAPSHOT_KINDS}  # stages: `git ml stages`
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
         raws = list(dict.fromkeys(hex_to_raw(o) for o in refs.values()))
         small = [r for r in raws

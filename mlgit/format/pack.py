@@ -41,6 +41,7 @@ __all__ = [
     "MAX_OBJECT_LEN",
     "OBJ_BLOB",
     "OBJ_CHUNK",
+    "OBJ_PROMOTION",
     "OBJ_SNAPSHOT",
     "OBJ_TREE",
     "OBJECT_TYPE_NAMES",
@@ -62,8 +63,9 @@ OBJ_CHUNK = 1
 OBJ_TREE = 2
 OBJ_SNAPSHOT = 3
 OBJ_BLOB = 4
+OBJ_PROMOTION = 5
 OBJECT_TYPE_NAMES = {OBJ_CHUNK: "chunk", OBJ_TREE: "tree", OBJ_SNAPSHOT: "snapshot",
-                     OBJ_BLOB: "blob"}
+                     OBJ_BLOB: "blob", OBJ_PROMOTION: "promotion"}
 
 ENTRY_HEADER = struct.Struct("<16sBBII")
 INDEX_ENTRY = struct.Struct("<16sQIIBB")

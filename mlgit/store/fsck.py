@@ -1,8 +1,9 @@
 """Checking a store: packs, indexes, objects, and the completeness of what roots reach.
 
 Every pack and index must be readable, every object must match its id, every
-root must name an object of its role, and every snapshot reachable from the
-roots must be complete and have the shape the format requires.
+root must name an object of its role, every snapshot reachable from the
+roots must be complete and have the shape the format requires, and every
+promotion chain must stay within one model's stage and name checkpoints.
 
 The caller (``Repo.fsck``) gathers the roots: sidecar refs, pointer files in
 every commit of every local branch and tag, and note records.
@@ -18,8 +19,8 @@ from typing import Any
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
-from mlgit.format.snapshot import decode_snapshot
+from mlgit.format.promotion import Promotion, decode_promotion
+from mlgit.format.snapshot import KIND_CHECKPOINT, decode_snapshot
 from mlgit.format.tree import TYPE_DIR, TreeEntry, decode_tree
 from mlgit.format.treeshape import (
     Node,
@@ -222,10 +223,10 @@ def close(located: Located) -> None:
 
 
 Root = tuple[str, str, str]
-"""A root: (hex id, what names it, the role it must have: ``walk.SNAPSHOT`` or ``walk.TREE``;
-``walk.ANY`` takes the role from the pack index's type)."""
+"""A root: (hex id, what names it, the role it must have: ``walk.SNAPSHOT``, ``walk.TREE`` or
+``walk.PROMOTION``; ``walk.ANY`` takes the role from the pack index's type)."""
 
-_ROLE_TYPES = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
+_ROLE_TYPES = walk.ROLE_TYPES
 
 
 @dataclass
@@ -239,6 +240,28 @@ class _TreeFacts:
 
 _Top = tuple[str, str, RawObjectID, tuple[int, int] | None]
 """A tree a shape is checked from: (label, snapshot or root id, tree, the snapshot's claim)."""
+
+
+@dataclass
+class _Walked:
+    """What :func:`check_reachable` keeps of the objects it decoded, for the final checks."""
+
+    trees: dict[RawObjectID, _TreeFacts] = field(default_factory=dict)
+    tops: list[_Top] = field(default_factory=list)
+    chains: _Chains = field(default_factory=lambda: _Chains())
+
+
+@dataclass
+class _Chains:
+    """What fsck keeps of the promotions it read, to check their chains once the walk is done."""
+
+    # promotion: (model, stage)
+    stage: dict[RawObjectID, tuple[str, str]] = field(default_factory=dict)
+    # (promotion, its parent)
+    links: list[tuple[RawObjectID, RawObjectID]] = field(default_factory=list)
+    # (promotion, its checkpoint)
+    named: list[tuple[RawObjectID, RawObjectID]] = field(default_factory=list)
+    kinds: dict[RawObjectID, str] = field(default_factory=dict)  # snapshot read: its kind
 
 
 # ``store`` is unused (the walk reads ``good``), kept: public, the same first argument as
@@ -262,8 +285,7 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
     seen: set[tuple[RawObjectID, str]] = set()
     stack: list[tuple[RawObjectID, str, int | None, str, bool]] = [
         (hex_to_raw(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
-    trees: dict[RawObjectID, _TreeFacts] = {}
-    tops: list[_Top] = []
+    walked = _Walked()
     while stack:
         oid, role, length, parent, is_root = stack.pop()
         if (oid, role) in seen:
@@ -292,19 +314,7 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
         if role == walk.SNAPSHOT:
             report.snapshots += 1
         try:
-            data = reader.read(entry)
-            if role == walk.SNAPSHOT:
-                refs = walk.references(role, data)
-                snap = decode_snapshot(data)
-                tops.append((here, raw_to_hex(oid), hex_to_raw(snap.tree),
-                             (snap.files, snap.bytes)))
-            else:
-                entries = decode_tree(data)
-                refs = walk.tree_references(entries)
-                files, nbytes = totals(entries)
-                trees[oid] = _TreeFacts(files, nbytes, [e for e in entries if e.type == TYPE_DIR])
-                if is_root:
-                    tops.append((f"{parent}: {here}", raw_to_hex(oid), oid, None))
+            refs = _decode(role, oid, reader.read(entry), is_root, parent, walked, report)
         except (FormatError, ValueError) as err:
             if is_root and entry.type != _ROLE_TYPES.get(role, entry.type):
                 report.problems.append(Problem(
@@ -315,13 +325,67 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
                     "corrupt", f"{here} does not decode as a {role}: {err}", raw_to_hex(oid),
                     parent))
             continue
-        if role == walk.FILE_TREE:
-            try:
-                file_root_entry(entries, here)
-            except FormatError as err:
-                report.problems.append(Problem("corrupt", str(err), raw_to_hex(oid), parent))
         stack.extend((c, r, n, here, False) for c, r, n in refs)
-    _check_shapes(trees, tops, report)
+    _check_shapes(walked.trees, walked.tops, report)
+    _check_chains(walked.chains, report)
+
+
+def _decode(role: str, oid: RawObjectID, data: bytes, is_root: bool, parent: str, walked: _Walked,
+            report: FsckReport) -> list[walk.Ref]:
+    """Decode ``data`` in ``role``, keep what the final checks need; return what it references.
+
+    FormatError (or ValueError) if it does not decode so; a file snapshot's tree that
+    does not hold one regular file is reported here and its references still returned.
+    """
+    here = f"{role} {raw_to_hex(oid)}"
+    if role == walk.SNAPSHOT:
+        snap = decode_snapshot(data)
+        walked.chains.kinds[oid] = snap.kind
+        walked.tops.append((here, raw_to_hex(oid), hex_to_raw(snap.tree),
+                            (snap.files, snap.bytes)))
+        return walk.references(role, data)
+    if role in (walk.PROMOTION, walk.TRAIL):
+        _note_promotion(walked.chains, oid, decode_promotion(data))
+        return walk.references(role, data)
+    entries = decode_tree(data)
+    files, nbytes = totals(entries)
+    walked.trees[oid] = _TreeFacts(files, nbytes, [e for e in entries if e.type == TYPE_DIR])
+    if is_root:
+        walked.tops.append((f"{parent}: {here}", raw_to_hex(oid), oid, None))
+    if role == walk.FILE_TREE:
+        try:
+            file_root_entry(entries, here)
+        except FormatError as err:
+            report.problems.append(Problem("corrupt", str(err), raw_to_hex(oid), parent))
+    return walk.tree_references(entries)
+
+
+def _note_promotion(chains: _Chains, oid: RawObjectID, p: Promotion) -> None:
+    chains.stage[oid] = (p.model, p.stage)
+    if p.parent is not None:
+        chains.links.append((oid, hex_to_raw(p.parent)))
+    if p.checkpoint is not None:
+        chains.named.append((oid, hex_to_raw(p.checkpoint)))
+
+
+def _check_chains(chains: _Chains, report: FsckReport) -> None:
+    """Report a promotion whose parent is another stage's record, or that names no checkpoint.
+
+    Objects that were not read (missing, not fetched, damaged) are left out: they are
+    reported already, or not here to check.
+    """
+    for oid, parent in chains.links:
+        mine, theirs = chains.stage[oid], chains.stage.get(parent)
+        if theirs is not None and theirs != mine:
+            report.problems.append(Problem(
+                "corrupt", f"promotion {raw_to_hex(oid)} ({'@'.join(mine)}) has parent "
+                f"{raw_to_hex(parent)}, a record of {'@'.join(theirs)}", raw_to_hex(oid)))
+    for oid, ckpt in chains.named:
+        kind = chains.kinds.get(ckpt)
+        if kind is not None and kind != KIND_CHECKPOINT:
+            report.problems.append(Problem(
+                "corrupt", f"promotion {raw_to_hex(oid)} ({'@'.join(chains.stage[oid])}) names "
+                f"{raw_to_hex(ckpt)}, a {kind}, not a checkpoint", raw_to_hex(oid)))
 
 
 def _check_shapes(trees: dict[RawObjectID, _TreeFacts], tops: list[_Top],

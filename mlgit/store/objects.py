@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import compress
 from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_object_id, raw_to_hex
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.limits import MAX_PROMOTION_LEN
+from mlgit.format.pack import OBJ_PROMOTION, OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.promotion import Promotion, decode_promotion, encode_promotion
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
 from mlgit.store.packs import PackReader, PackWriter, commit_into
@@ -223,6 +225,23 @@ class ObjectStore:
         except FormatError as e:
             raise type(e)(f"snapshot {oid}: {e}") from None
 
+    def get_promotion(self, oid: ObjectID) -> Promotion:
+        """Decode a promotion (a stage's record) by hex id.
+
+        One that claims more than ``MAX_PROMOTION_LEN`` bytes is refused before it is read.
+        """
+        raw = hex_to_raw(oid)
+        e = self.entry(raw)
+        if e is not None and e.raw_len > MAX_PROMOTION_LEN:
+            raise FormatError(f"promotion {oid}: {e.raw_len} bytes, more than the "
+                              f"{MAX_PROMOTION_LEN} a promotion may have")
+        try:
+            return decode_promotion(self.get(raw))
+        except CorruptObjectError:
+            raise
+        except FormatError as e:
+            raise type(e)(f"promotion {oid}: {e}") from None
+
     # -- writes ------------------------------------------------------------
     def put(self, type_: int, data: bytes, oid: RawObjectID | None = None) -> RawObjectID:
         """Store an object unless present; return its raw id.
@@ -255,6 +274,10 @@ class ObjectStore:
     def put_snapshot(self, s: Snapshot) -> ObjectID:
         """Encode and store a snapshot; return its hex id."""
         return raw_to_hex(self.put(OBJ_SNAPSHOT, encode_snapshot(s)))
+
+    def put_promotion(self, p: Promotion) -> ObjectID:
+        """Encode and store a promotion; return its hex id."""
+        return raw_to_hex(self.put(OBJ_PROMOTION, encode_promotion(p)))
 
     def compress_pool(self) -> ThreadPoolExecutor:
         """A shared pool for storing chunks in parallel (created on first use)."""

@@ -32,13 +32,11 @@ from mlgit.errors import CorruptObjectError, FormatError, MlgitError, Unsupporte
 from mlgit.format.compression import decompress
 from mlgit.format.config import decode_config, encode_config
 from mlgit.format.ids import RawObjectID, digest_bytes, digest_hex, raw_to_hex
-from mlgit.format.limits import MAX_INDEX_LEN, MAX_SNAPSHOT_LEN
+from mlgit.format.limits import MAX_INDEX_LEN, MAX_PROMOTION_LEN, MAX_SNAPSHOT_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
     OBJ_BLOB,
     OBJ_CHUNK,
-    OBJ_SNAPSHOT,
-    OBJ_TREE,
     PACK_MAGIC,
     IndexEntry,
     check_index_name,
@@ -59,7 +57,10 @@ Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
 """Told of bad input that was skipped so that the rest could go on (``Events.problem``)."""
 _COALESCE_GAP = 1 << 20
-_ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
+_ROLE_TYPE = walk.ROLE_TYPES
+_ROLE_MAX = {walk.SNAPSHOT: MAX_SNAPSHOT_LEN, walk.PROMOTION: MAX_PROMOTION_LEN,
+             walk.TRAIL: MAX_PROMOTION_LEN}
+"""The most bytes an object of a role may have, checked before it is read from a remote."""
 
 
 @dataclass
@@ -467,10 +468,10 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
             w.broken[parent or node] = CorruptObjectError(
                 f"remote {url} has chunk {raw_to_hex(oid)} of {e.raw_len} bytes; "
                 f"{where} says {length}")
-        if r == walk.SNAPSHOT and e.raw_len > MAX_SNAPSHOT_LEN:
+        if r in _ROLE_MAX and e.raw_len > _ROLE_MAX[r]:
             w.broken[node] = CorruptObjectError(
-                f"remote {url}: snapshot {raw_to_hex(oid)} claims {e.raw_len} bytes, more "
-                f"than the {MAX_SNAPSHOT_LEN} a snapshot may have")
+                f"remote {url}: {r} {raw_to_hex(oid)} claims {e.raw_len} bytes, more "
+                f"than the {_ROLE_MAX[r]} a {r} may have")
     if node in w.seen:
         return
     w.seen.add(node)
