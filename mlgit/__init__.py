@@ -29,9 +29,13 @@ from mlgit.api.repo import Repo
 from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlgit.api.board import BoardResult
     from mlgit.api.checkpoints import CkptResult
+    from mlgit.api.events import Events
     from mlgit.api.registry import PromoteResult, StageRecord
+    from mlgit.api.results_table import HistoryPoint, ResultRow
     from mlgit.tf.export import ExportResult
     from mlgit.tf.verify import Verification
 
@@ -42,16 +46,21 @@ def __getattr__(name: str) -> Any:
         from mlgit.api.checkpoints import CkptResult
 
         return CkptResult
+    if name in ("ResultRow", "HistoryPoint"):
+        from mlgit.api import results_table
+
+        return getattr(results_table, name)
     if name in ("PromoteResult", "StageRecord"):
         from mlgit.api import registry
 
         return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "PromoteResult", "Repo",
-           "SnapshotInfo", "StageRecord", "__version__", "add", "board", "board_logdir",
-           "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint", "ls", "open",
-           "prefetch", "promote", "release", "show", "stages", "verify"]
+__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ListEntry", "MlgitError", "PromoteResult",
+           "Repo", "ResultRow", "SnapshotInfo", "StageRecord", "__version__", "add", "board",
+           "board_logdir", "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint",
+           "ls", "open", "prefetch", "promote", "release", "results", "results_history", "show",
+           "stages", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -267,3 +276,31 @@ def board(revs: list[str] | None = None, host: str = "127.0.0.1", port: int | No
     with Repo(repo) as r:
         result = lay_out(r, None, revs)
     return serve_logdir(result.logdir, host, port)
+def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+            metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+            sort: str | None = None, limit: int | None = None, repo: RepoPath = None,
+            events: Events | None = None) -> list[ResultRow]:
+    """The results table, as ``git ml results`` shows it, newest first or best first by ``sort``.
+
+    One row per (model version, test dataset version); see
+    :func:`mlgit.api.results_table.results` for the filters. Without
+    ``events``, a bad note record raises once the table is read (pass an
+    ``mlgit.api.events.Events()`` to keep the rows and collect the problems).
+    """
+    with Repo(repo) as r:
+        return r.results(revs, dataset=dataset, metric=metric, run=run, sort=sort, limit=limit,
+                         events=events)
+
+
+def results_history(metric: str, *, run: str | None = None, dataset: str | None = None,
+                    revs: str | Iterable[str] | None = None, repo: RepoPath = None,
+                    events: Events | None = None) -> list[HistoryPoint]:
+    """``metric`` over the commits for one run on one test dataset, newest first.
+
+    As ``git ml results --history`` shows it; see :func:`mlgit.api.results_table.history`.
+    """
+    from mlgit.api import results_table
+
+    with Repo(repo) as r:
+        return results_table.history(r, metric, run=run, dataset=dataset, revs=revs,
+                                     events=events)

@@ -109,9 +109,11 @@ with mlgit.Repo() as r:
 print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
-run git ml note add --results eval.json --dataset testset
+run git ml note add --results eval.json --dataset testset --checkpoint "$BEST"
 run git ml promote "$BEST" production --model blobs -m "best val_accuracy, test accuracy in eval.json"
 run git ml stages blobs
+run python3 evaluate.py blobs
+run git ml note add --results eval.json --dataset testset --checkpoint blobs
 run git ml log --metric accuracy
 run git ml log -n 1
 printf '\n# export the best checkpoint for TensorFlow Serving, then check it as a deployment would\n'
@@ -119,5 +121,7 @@ run git ml verify "$BEST"
 run git ml export "$BEST" serving
 run ls serving/blobs/1 serving/blobs/1/assets.extra
 (cd / && run git ml verify --export "$DEMO/serving/blobs")
+run git ml results --sort accuracy
+run git ml results --history --metric accuracy
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

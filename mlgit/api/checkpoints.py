@@ -23,7 +23,13 @@ from mlgit.api.events import Events
 from mlgit.api.payloads import LogPaths, payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
-from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
+from mlgit.format.meta import (
+    CodeInfo,
+    ConfigRef,
+    DatasetRef,
+    config_digest,
+    decode_checkpoint_meta,
+)
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_BLOB
 from mlgit.format.plainjson import check_shown
@@ -261,9 +267,11 @@ def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message
                            old=old_cache, warn=ev.warn, progress=ev.advance,
                            on_total=on_total, only=only)
         config_meta = []
+        config_refs = []
         for name, data in configs:
             oid = raw_to_hex(store.objects.put(OBJ_BLOB, data))
             config_meta.append({"name": name, "id": oid, "size": len(data)})
+            config_refs.append(ConfigRef(name, oid, len(data)))
     except BaseException:
         store.objects.abort()
         raise
@@ -272,13 +280,15 @@ def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message
     meta = _checkpoint_meta(step, clean_metrics, config_meta, code, used, kind, path)
     tz = time.localtime().tm_gmtoff // 60
     author = repo.author()
+    config_id = config_digest(config_refs)
 
     def checkpoint_record(oid: str, parent_id: str | None, when: int) -> dict[str, Any]:
         return {"type": "checkpoint", "v": RECORD_VERSION, "id": oid, "run": run,
                 "step": step, "metrics": clean_metrics, "parent": parent_id,
                 "datasets": [{"name": d["name"], "id": d["id"]} for d in used],
                 "dirty": code.dirty, "time": when, "author": author,
-                "message": message.splitlines()[0] if message else ""}
+                "message": message.splitlines()[0] if message else "",
+                **({"config": config_id} if config_id else {})}
 
     # Encode the note lines once before any ref moves: a record that cannot be
     # written must fail the command while nothing names the checkpoint yet.

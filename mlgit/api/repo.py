@@ -40,6 +40,8 @@ from mlgit.format.ids import ObjectID
 from mlgit.snapshot.treewalk import Change
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
     from mlgit.api.merge import MergeOutcome
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
+    from mlgit.format.resultrows import ResultRow
     from mlgit.hooks.install import HookResult
     from mlgit.store.fsck import FsckReport
     from mlgit.store.gc import GcReport
@@ -211,11 +214,12 @@ class Repo(Core):
     def add_note(self, commit: str = "HEAD", *, log: LogPaths = None,
                  graph: str | os.PathLike[str] | None = None,
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+                 checkpoint: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:
         """Attach a training log, graph definition and/or test results to a commit."""
         from mlgit.api import notes  # 6 ms of start-up (records, notes)
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
-                              dataset=dataset, events=events)
+                              dataset=dataset, checkpoint=checkpoint, events=events)
 
     def show_note(self, commit: str = "HEAD", events: Events | None = None) -> NoteView:
         """A commit's ML records (malformed lines are problems; the rest is kept)."""
@@ -227,6 +231,16 @@ class Repo(Core):
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         from mlgit.api import history  # 6 ms of start-up (commits, notes)
         return history.log(self, rev_range, run=run, limit=limit, events=events)
+
+    def results(self, revs: str | Iterable[str] | None = None, *,
+                dataset: str | Iterable[str] | None = None,
+                metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+                sort: str | None = None, limit: int | None = None,
+                events: Events | None = None) -> list[ResultRow]:
+        """The results table (``git ml results``): see :func:`mlgit.api.results_table.results`."""
+        from mlgit.api import results_table  # 13 ms of start-up (its types, commits, notes)
+        return results_table.results(self, revs, dataset=dataset, metric=metric, run=run,
+                                     sort=sort, limit=limit, events=events)
 
     # -- maintenance (maintenance.py) -----------------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:

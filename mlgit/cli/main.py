@@ -485,13 +485,16 @@ def note() -> None:
 @click.option("--results", "results_file", type=click.Path(path_type=Path),
               help="Test results: a JSON object of metrics or JUnit XML.")
 @click.option("--dataset", metavar="REV", help="The test dataset the results were measured on.")
+@click.option("--checkpoint", metavar="REV",
+              help="The checkpoint these files are of (the model the results measure).")
 @pass_ctx
 def note_add(c: Ctx, commit: str, log_files: tuple[Path, ...], graph_file: Path | None,
-             results_file: Path | None, dataset: str | None) -> None:
+             results_file: Path | None, dataset: str | None, checkpoint: str | None) -> None:
     """Store files and attach one record each to COMMIT's note (default HEAD)."""
     with c.repo() as repo:
         recs = repo.add_note(commit, log=_abs_all(c, log_files), graph=_abs(c, graph_file),
-                             results=_abs(c, results_file), dataset=dataset, events=c.events)
+                             results=_abs(c, results_file), dataset=dataset,
+                             checkpoint=checkpoint, events=c.events)
     for r in recs:
         click.echo(f"{r['type']} {r['name']} ({r['format']}) -> {r['object'][:12]}")
 
@@ -1208,9 +1211,11 @@ def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_onl
     _serve_until_interrupted()
 
 
+from mlgit.cli.results import results_cmd  # noqa: E402
 from mlgit.cli.serve import serve_store  # noqa: E402
 
 cli.add_command(serve_store)
+cli.add_command(results_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

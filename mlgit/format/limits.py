@@ -33,6 +33,7 @@ __all__ = [
     "MAX_SAMPLES",
     "MAX_SAMPLES_LEN",
     "MAX_SAMPLE_ARRAYS",
+    "MAX_RESULTS_CACHE_LEN",
     "MAX_SNAPSHOT_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
@@ -115,6 +116,10 @@ MAX_SETTING_LEN = 4096
 
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""
+
+MAX_RESULTS_CACHE_LEN = 256 << 20
+"""One file of ``git ml results``' cache (``.git/ml/cache/results/``): a larger one is not
+written, and one found larger is not read (the table is then built from the notes)."""
 
 MAX_TF_STATE_LEN = 1 << 20
 """A TensorFlow ``checkpoint`` state file in a checked-out checkpoint (``mlgit.tf``)."""
