@@ -10,6 +10,8 @@ repository, default the current directory)::
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
+    mlgit.import_("/srv/registry", "mnist", "data/mnist")   # like `git ml import`
+    mlgit.update(["data/mnist"])              # to the registry's newest mnist
 
 Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
 TensorFlow support is ``mlgit.tf``, imported only when used (``import mlgit.tf``).
@@ -26,6 +28,7 @@ from mlgit.errors import MlgitError
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import CkptResult
+    from mlgit.api.imports import ImportResult
 
 
 def __getattr__(name: str) -> Any:
@@ -34,11 +37,15 @@ def __getattr__(name: str) -> Any:
         from mlgit.api.checkpoints import CkptResult
 
         return CkptResult
+    if name == "ImportResult":
+        from mlgit.api.imports import ImportResult
+
+        return ImportResult
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "Repo", "SnapshotInfo",
-           "__version__", "add", "checkout", "commit_ckpt", "latest_checkpoint", "ls", "open",
-           "prefetch", "show"]
+__all__ = ["AddResult", "CkptResult", "ImportResult", "ListEntry", "MlgitError", "Repo",
+           "SnapshotInfo", "__version__", "add", "checkout", "commit_ckpt", "import_",
+           "latest_checkpoint", "ls", "open", "prefetch", "show", "update"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -115,3 +122,26 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
     with Repo(repo) as r:
         return r.ls()
+
+
+def import_(url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+            repo: RepoPath = None) -> ImportResult:
+    """Pin version ``rev`` (``NAME[@PREFIX][~N]``) of repository ``url``'s data at ``path``.
+
+    As ``git ml import``: the data is fetched from the source's store and written
+    at ``path`` (default: ``NAME``; relative paths, and a relative local ``url``,
+    from the current directory), and an imported pointer recording the source is
+    written and staged.
+    """
+    with Repo(repo) as r:
+        return r.import_(url, rev, path)
+
+
+def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+           repo: RepoPath = None) -> list[ImportResult]:
+    """Move imported data (paths or their pointer files) to the source's newest version.
+
+    As ``git ml update``; ``rev`` pins another version of the same name.
+    """
+    with Repo(repo) as r:
+        return r.update([Path(p).absolute() for p in paths], rev=rev)

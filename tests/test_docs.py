@@ -21,6 +21,7 @@ import pytest
 import mlgit.errors as errors_mod
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
+from mlgit.api.imports import ImportResult
 from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
@@ -241,6 +242,8 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
         "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
+        "#### `import --json`": set(ImportResult("d", "d.mlgit", "dataset", "d", "/srv/r",
+                                                 "d", oid).to_json()),
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading

@@ -34,7 +34,7 @@ from mlgit.format.config import StoreConfig
 from mlgit.format.ids import ObjectID, is_hex_prefix
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_component, check_tracked_path
-from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
+from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict, PointerSource
 from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import file_root_entry, totals
@@ -59,10 +59,11 @@ from mlgit.store.revision import remote_names, resolve_revision, tracking_refs
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
+    from mlgit.api.imports import ImportResult
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
     from mlgit.api.remote_delete import DeleteResult
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from mlgit.hooks.install import HookResult
     from mlgit.store.fsck import FsckReport
     from mlgit.store.gc import GcReport
+    from mlgit.sync.remote import RemoteSpec
 
 __all__ = ["AddResult", "FileInfo", "ListEntry", "Repo", "SnapshotInfo", "StatusEntry"]
 
@@ -101,7 +103,7 @@ class StatusEntry:
     is set, ``changes`` compare the data with ours plus what merged cleanly).
     ``conflicts`` lists the conflicting paths, worked out again from the merge's
     versions; None when those are not in the local store (``conflict.paths`` then
-    lists what the pointer file holds).
+    lists what the pointer file holds). ``source`` is set for imported data.
     """
 
     path: str
@@ -113,12 +115,15 @@ class StatusEntry:
     is_file: bool = False
     conflict: PointerConflict | None = None
     conflicts: list[Conflict] | None = None
+    source: PointerSource | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml status --json`` prints it."""
+        src = self.source
         return {"path": self.path, "pointer": self.pointer, "name": self.name, "id": self.id,
                 "state": self.state, "changes": [c.to_json() for c in self.changes],
-                "conflict": self._conflict_json()}
+                "conflict": self._conflict_json(),
+                "source": {"url": src.url, "rev": src.rev} if src is not None else None}
 
     def _conflict_json(self) -> dict[str, Any] | None:
         c = self.conflict
@@ -369,7 +374,8 @@ class Repo:
         """
         from mlgit.api import sync  # imported when used: start-up time
         missing = sorted({p.id for _, p in self.tracked()  # checkout reports bad ones
-                          if not self.store.objects.has_committed(bytes.fromhex(p.id))})
+                          if p.source is None  # imports: from their sources, by checkout
+                          and not self.store.objects.has_committed(bytes.fromhex(p.id))})
         remote = self._lazy_remote() if missing else None
         if missing and remote is not None:
             sync.fetch(self, remote, [str(m) for m in missing], history=False, all_refs=True,
@@ -524,11 +530,15 @@ class Repo:
 
     # -- remotes (mlgit/api/sync.py) -------------------------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
-             commits: list[str] | None = None, notes: bool = True,
+             commits: list[str] | None = None, notes: bool = True, imports: bool | None = None,
              events: Events | None = None) -> PushResult:
-        """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes."""
+        """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes.
+
+        ``imports``: imported data too (default: ``ml.pushImports``; see :func:`sync.push`).
+        """
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.push(self, remote, force=force, commits=commits, notes=notes, events=events)
+        return sync.push(self, remote, force=force, commits=commits, notes=notes,
+                         imports=imports, events=events)
 
     def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
               events: Events | None = None) -> PushResult:
@@ -548,17 +558,33 @@ class Repo:
         from mlgit.api import sync  # imported when used: start-up time
         return sync.pull(self, remote, events=events)
 
-    def ls_remote(self, remote: str | None = None, events: Events | None = None
-                  ) -> list[RemoteRef]:
-        """The datasets and runs a remote holds (bad refs and snapshots are problems)."""
+    def ls_remote(self, remote: str | None = None, events: Events | None = None,
+                  grep: Sequence[str] = ()) -> list[RemoteRef]:
+        """The datasets and runs a remote holds (bad refs and snapshots are problems).
+
+        ``grep``: only those whose name or newest message holds one of these words.
+        """
         from mlgit.api import sync  # imported when used: start-up time
-        return sync.ls_remote(self, remote, events)
+        return sync.ls_remote(self, remote, events, grep)
 
     def delete_remote_refs(self, remote: str | None, names: list[str], *,
                            events: Events | None = None) -> DeleteResult:
         """Delete datasets or runs from ``remote`` at the versions last fetched (push --delete)."""
         from mlgit.api import remote_delete  # imported when used: start-up time
         return remote_delete.delete_remote_refs(self, remote, names, events=events)
+
+    # -- imports (mlgit/api/imports.py) ------------------------------------------------
+    def import_(self, url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+                base: Path | None = None, events: Events | None = None) -> ImportResult:
+        """Pin version ``rev`` of repository ``url``'s data at ``path`` (``git ml import``)."""
+        from mlgit.api import imports  # imported when used: start-up time
+        return imports.import_(self, url, rev, path, base=base, events=events)
+
+    def update(self, paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+               force: bool = False, events: Events | None = None) -> list[ImportResult]:
+        """Move imported pointers to their source's newest version (or ``rev``)."""
+        from mlgit.api import imports  # imported when used: start-up time
+        return imports.update(self, paths, rev=rev, force=force, events=events)
 
     # -- removing datasets (mlgit/api/remove.py) ---------------------------------------
     def rm(self, paths: list[str | os.PathLike[str]], *, force: bool = False,
@@ -588,6 +614,12 @@ class Repo:
         except UsageError:
             return None  # no remote to fetch from
 
+    def _remote_for(self, oid: ObjectID) -> str | RemoteSpec | None:
+        """Where snapshot ``oid``'s missing data comes from: its source if imported, else lazily."""
+        from mlgit.api import imports  # imported when used: start-up time
+        source = imports.source_spec(self, oid)
+        return source if source is not None else self._lazy_remote()
+
     def _resolve_fetching(self, rev: str, whole: bool = True) -> ObjectID:
         """Resolve ``rev`` locally, else fetch it from the lazy-fetch remote (when allowed).
 
@@ -607,15 +639,16 @@ class Repo:
             oid = self.resolve(rev)
         if not self.store.objects.has_committed(bytes.fromhex(oid)) or (
                 whole and not self._complete(oid)):
-            remote = self._lazy_remote()
-            if remote is not None:
-                self._fetch_for(rev, remote, [oid], whole, None)
+            where = self._remote_for(oid)  # imported data: from its source
+            if where is not None:
+                self._fetch_for(rev, where, [oid], whole, None)
         return oid
 
-    def _fetch_for(self, rev: str, remote: str, revs: list[str], whole: bool,
+    def _fetch_for(self, rev: str, remote: str | RemoteSpec, revs: list[str], whole: bool,
                    missing: RevisionError | None) -> None:
         """Lazily fetch ``revs`` for ``rev``; a failure names both and keeps its cause."""
         from mlgit.api import sync  # imported when used: start-up time
+        shown = remote if isinstance(remote, str) else remote.name
         try:
             sync.fetch(self, remote, revs, history=False, notes=False, chunks_too=whole)
         except RevisionError as e:
@@ -624,7 +657,7 @@ class Repo:
         except MlgitError as e:
             where = ("is not in the local store" if missing is not None
                      else "is not complete in the local store")
-            raise _with_message(e, f"{rev!r} {where}, and fetching it from {remote!r} "
+            raise _with_message(e, f"{rev!r} {where}, and fetching it from {shown!r} "
                                    f"failed: {e}") from None
 
     def _complete(self, oid: ObjectID) -> bool:
@@ -656,8 +689,15 @@ class Repo:
 
     # -- revisions -----------------------------------------------------------
     def resolve(self, rev: str) -> ObjectID:
-        """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""
-        return resolve_revision(self.store, rev)
+        """The snapshot id a revision names (see :mod:`mlgit.store.revision`).
+
+        A name no local ref has may be imported data's (:func:`imports.pinned_name`).
+        """
+        def pinned(name: str) -> ObjectID | None:
+            from mlgit.api import imports  # imported when used: start-up time
+            return imports.pinned_name(self, name)
+
+        return resolve_revision(self.store, rev, pinned=pinned)
 
     def snapshot(self, oid: ObjectID) -> Snapshot:
         """Read a snapshot by id."""
@@ -712,6 +752,11 @@ class Repo:
             rel, is_file = self._check_add_path(p)
             pointer_rel = pointer_path_for(rel)
             existing = read_pointer(self.git, pointer_rel)
+            if existing is not None and existing.source is not None:
+                raise BadPathError(
+                    f"{rel} is imported from {existing.source.url}; `git ml update {rel}` "
+                    f"moves it to another version of the source (to make it this "
+                    f"repository's own dataset: `git ml rm --cached {rel}`, then add it)")
             ds = name or (existing.name if existing else rel.rsplit("/", 1)[-1])
             if not is_ref_name(ds):
                 raise UsageError(f"{rel}: {ds!r} is not a valid dataset name; pass --name NAME")
@@ -886,6 +931,7 @@ class Repo:
                                     "conflicted")
             if p.conflict is not None:
                 self._add_conflicts(entry, p.conflict, ev)
+            entry.source = p.source
             out.append(entry)
         if events is None:
             ev.raise_problems()
@@ -1147,7 +1193,9 @@ class Repo:
         pointers = self._tracked_for(paths, ev)
         lacking = sorted({p.id for _, p in pointers
                           if not store.objects.has_committed(bytes.fromhex(p.id))})
-        why = self._fetch_snapshots(lacking) if lacking else {}
+        from mlgit.api import imports  # imported when used: start-up time
+        why = imports.fetch_lacking(self, pointers, lacking, self._fetch_snapshots) if (
+            lacking) else {}
         done = []
         for pointer_rel, p in pointers:
             rel = tracked_path_for(pointer_rel)
@@ -1171,7 +1219,8 @@ class Repo:
             try:
                 cache, stat_time = update_worktree(
                     store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
-                    on_total=on_total, fetch=self._chunk_fetcher())
+                    on_total=on_total,
+                    fetch=imports.chunk_fetcher_for(self, p, self._chunk_fetcher()))
             except FormatError as e:  # a bad snapshot: nothing of it was written
                 ev.problem(_about(pointer_rel, e))
                 continue
@@ -1267,7 +1316,7 @@ class Repo:
         if entry.type != TYPE_FILE:
             raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
         missing = [(c, n) for c, n in entry.chunks if not self.store.objects.has_committed(c)]
-        remote = self._lazy_remote() if missing else None
+        remote = self._remote_for(oid) if missing else None
         if missing and remote is not None:
             sync.fetch_chunks(self, remote, missing)
             self.consolidate_packs()  # one pack per lazy open: keep their number bounded
@@ -1306,7 +1355,7 @@ class Repo:
                                  where=f"snapshot {oid}: {path}"))
             for _, e in files:
                 missing.update((c, n) for c, n in e.chunks if c not in missing and not has(c))
-        remote = self._lazy_remote() if missing else None
+        remote = self._remote_for(oid) if missing else None
         if remote is None:
             return 0
         sync.fetch_chunks(self, remote, list(missing.items()))

@@ -4,8 +4,9 @@ Accepted forms (docs/revisions.md):
 
 - a full id (32 hex) or a unique prefix of 4+ hex characters of a snapshot id;
 - ``name``: the newest snapshot of a dataset or checkpoint run: the local ref, else
-  the remote-tracking ref of the one remote that has it (as git resolves a branch
-  name to ``origin/NAME``);
+  the version data imported under that name is pinned at (when the caller says,
+  ``pinned``), else the remote-tracking ref of the one remote that has it (as git
+  resolves a branch name to ``origin/NAME``);
 - ``remote/name``: what ``git ml fetch REMOTE`` last saw of ``name`` there;
 - ``name@<prefix>``: a snapshot of that name by id prefix;
 - any of these followed by ``~N``: N first-parents back.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 from mlgit.errors import AmbiguousRevisionError, RevisionError
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
@@ -25,7 +27,7 @@ from mlgit.format.pack import OBJ_SNAPSHOT
 from mlgit.store.refs import REF_KINDS, RefStore
 from mlgit.store.store import Store
 
-__all__ = ["RemoteName", "remote_names", "resolve_name", "resolve_revision",
+__all__ = ["Pinned", "RemoteName", "remote_names", "resolve_name", "resolve_revision",
            "snapshot_ids_with_prefix", "tracking_refs"]
 
 _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
@@ -73,13 +75,19 @@ def _tracked(store: Store, remote: str, name: str, kinds: tuple[str, ...]) -> Ob
                 f"{remote}/{name}")
 
 
-def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS
-                 ) -> ObjectID | None:
+Pinned = Callable[[str], "ObjectID | None"]
+"""What a name stands for beside refs: the version imported data of that name is
+pinned at in the work tree (None: no import of that name)."""
+
+
+def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS,
+                 pinned: Pinned | None = None) -> ObjectID | None:
     """The id a name stands for among refs of ``kinds``; None if no ref has it.
 
-    ``NAME``: the local ref; else the remote-tracking ref of the one remote that
-    has ``NAME`` (several remotes that agree on its id count as one; several that
-    disagree are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
+    ``NAME``: the local ref; else ``pinned(NAME)`` (an import's version) when
+    given; else the remote-tracking ref of the one remote that has ``NAME``
+    (several remotes that agree on its id count as one; several that disagree
+    are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
     AmbiguousRevisionError when a name is a dataset and a run at different ids.
     """
     remote, slash, rest = name.partition("/")
@@ -92,6 +100,10 @@ def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS
     local = _local(store, name, kinds)
     if local is not None:
         return local
+    if pinned is not None:
+        imported = pinned(name)
+        if imported is not None:
+            return imported
     found = {r: oid for r in remote_names(store)
              if (oid := _tracked(store, r, name, kinds)) is not None}
     if len(set(found.values())) > 1:
@@ -113,8 +125,11 @@ def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
     return cands[0]
 
 
-def resolve_revision(store: Store, rev: str) -> ObjectID:
-    """Resolve a revision string to a snapshot id; RevisionError if it names none."""
+def resolve_revision(store: Store, rev: str, pinned: Pinned | None = None) -> ObjectID:
+    """Resolve a revision string to a snapshot id; RevisionError if it names none.
+
+    ``pinned`` is consulted for a name after the local refs (see :func:`resolve_name`).
+    """
     m = _TILDE_RE.match(rev.strip())
     assert m is not None
     base, tildes = m.group(1), m.group(2)
@@ -135,7 +150,7 @@ def resolve_revision(store: Store, rev: str) -> ObjectID:
             )
         oid = cands[0]
     else:
-        oid = resolve_name(store, base)
+        oid = resolve_name(store, base, pinned=pinned)
         if oid is None:
             if not is_hex_prefix(base.lower()):
                 raise RevisionError(f"unknown revision {rev!r}")
