@@ -449,3 +449,24 @@ def test_import_over_ssh(registry: tuple[Path, Path], project: tuple[Path, Path]
     run_gitml(proj, "update", "data/mnist")
     assert _pinned(proj, "data/mnist.mlgit") == v2
     fsck_ok(proj, proj_bare, mate)
+
+
+def test_lazy_fetch_off_fetches_imports_only_when_asked(registry: tuple[Path, Path],
+                                                        project: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    reg, reg_bare = registry
+    proj, proj_bare = project
+    run_gitml(proj, "import", str(reg_bare), "mnist", "data/mnist")
+    git(proj, "commit", "-qm", "import")
+    git(proj, "push", "-q", "-u", "origin", "main")
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(proj_bare), str(mate))
+    run_gitml(mate, "init")
+    git(mate, "config", "ml.lazyFetch", "false")
+    p = run_gitml(mate, "checkout", "data/mnist", check=False)
+    assert p.returncode == errors.CorruptObjectError.exit_code, p.stderr
+    assert "ml.lazyFetch" in p.stderr
+    assert not (mate / "data/mnist").exists()
+    run_gitml(mate, "pull")  # asked: fetched from the source
+    assert read_tree(mate / "data/mnist") == read_tree(reg / "mnist")
+    fsck_ok(mate)

@@ -73,6 +73,7 @@ from mlgit.gitlink.pointers import (
     tracked_path_for,
     write_pointer,
 )
+from mlgit.gitlink.settings import setting_bool
 from mlgit.snapshot import statcache
 from mlgit.snapshot.materialize import update_worktree
 from mlgit.store.refs import REF_KINDS
@@ -533,10 +534,11 @@ def pinned_name(repo: Repo, name: str) -> ObjectID | None:
 def source_spec(repo: Repo, oid: ObjectID) -> RemoteSpec | None:
     """Where snapshot ``oid`` comes from when the work tree imports it: its source, or None.
 
-    None too when no work tree pointer imports it, or when the source's URL is
-    refused (the caller then uses the lazy-fetch remote, as for any snapshot).
+    None too when no work tree pointer imports it, when the source's URL is
+    refused (the caller then uses the lazy-fetch remote, as for any snapshot),
+    and when lazy fetching is off (``ml.lazyFetch false``).
     """
-    if repo.git.workdir is None:
+    if repo.git.workdir is None or not _lazy(repo):
         return None
     url = imported(load_pointers(repo.git)[0]).get(oid)
     if url is None:
@@ -555,7 +557,7 @@ def fetch_lacking(repo: Repo, pointers: list[tuple[str, Pointer]], lacking: list
     ``lazy`` (the lazy-fetch remote's fetch, which says why for each it could not
     bring); any other comes from ``lazy``.
     """
-    sources = imported(pointers)
+    sources = imported(pointers) if _lazy(repo) else {}
     own = [o for o in lacking if o not in sources]
     why = lazy(own) if own else {}
     missing = source_snapshots(repo, {o: sources[o] for o in lacking if o in sources})
@@ -566,8 +568,18 @@ def fetch_lacking(repo: Repo, pointers: list[tuple[str, Pointer]], lacking: list
 
 
 def chunk_fetcher_for(repo: Repo, p: Pointer, lazy: ChunkFetcher | None) -> ChunkFetcher | None:
-    """What brings the missing chunks of pointer ``p``'s data: its source's, or ``lazy``."""
-    return source_chunk_fetcher(repo, p.source.url, lazy) if p.source is not None else lazy
+    """What brings the missing chunks of pointer ``p``'s data: its source's, or ``lazy``.
+
+    None when lazy fetching is off (``ml.lazyFetch false``).
+    """
+    if p.source is None or not _lazy(repo):
+        return lazy
+    return source_chunk_fetcher(repo, p.source.url, lazy)
+
+
+def _lazy(repo: Repo) -> bool:
+    """False when ``ml.lazyFetch`` is false: data the store lacks is fetched only when asked."""
+    return setting_bool(repo.git, "ml.lazyFetch") is not False
 
 
 def _ancestors(repo: Repo, src: _Source, start: ObjectID, stop: ObjectID) -> bool:

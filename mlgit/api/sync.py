@@ -238,11 +238,13 @@ def _imports_ready(repo: Repo, roots: list[bytes], imported: dict[ObjectID, str]
     return [r for r in roots if raw_to_hex(r) not in failed]
 
 
-def _bring_imports(repo: Repo, wanted: dict[ObjectID, str], ev: Events) -> set[ObjectID]:
-    """Fetch imported versions whole, with their history, from their sources; those that came.
+def _bring_imports(repo: Repo, wanted: dict[ObjectID, str], ev: Events,
+                   history: bool = True) -> set[ObjectID]:
+    """Fetch imported versions whole (with ``history``) from their sources; those that came.
 
-    What a push that sends imports needs: a store never holds a snapshot without
-    its ancestors. A source that fails is a problem, and its versions are not sent.
+    What a push that sends imports needs (a store never holds a snapshot without
+    its ancestors), and what pull fetches. A source that fails is a problem, and
+    its versions are left out.
     """
     by_url: dict[str, list[ObjectID]] = {}
     for oid, url in sorted(wanted.items()):
@@ -252,7 +254,7 @@ def _bring_imports(repo: Repo, wanted: dict[ObjectID, str], ev: Events) -> set[O
         collect = Events()
         try:
             fetch(repo, resolve_source(repo.git, url, repo.ssh_command), [str(o) for o in oids],
-                  history=True, notes=False, events=collect)
+                  history=history, notes=False, events=collect)
         except MlgitError as e:
             collect.problem(e)
         found = getattr(collect, "problems", [])
@@ -805,12 +807,18 @@ def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
     the first once the other paths are checked out).
     """
     ev = events or Events()
-    # Imported data comes from its source (the checkout fetches it), not from ``remote``.
-    pins = sorted({p.id for _, p in repo.tracked() if p.source is None}
-                  ) if repo.git.workdir is not None else []
-    missing = [p for p in pins if not repo.store.objects.has_committed(bytes.fromhex(p))]
+    tracked = repo.tracked() if repo.git.workdir is not None else []
+    has = repo.store.objects.has_committed
+    missing = sorted({p.id for _, p in tracked
+                      if p.source is None and not has(bytes.fromhex(p.id))})
     result = fetch(repo, remote, [str(m) for m in missing], history=False, all_refs=True,
                    local_refs="ff", require_store=bool(missing), events=ev)
+    # Imported data comes from its source, whole (the checkout then tries ``remote``
+    # for what a source could not supply).
+    imported = {p.id: p.source.url for _, p in tracked
+                if p.source is not None and not has(bytes.fromhex(p.id))}
+    if imported:
+        _bring_imports(repo, imported, Events(), history=False)
     done = repo.checkout_worktree(events=ev) if repo.git.workdir is not None else []
     if events is None:
         ev.raise_problems()
