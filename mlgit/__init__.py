@@ -8,6 +8,8 @@ repository, default the current directory)::
     with mlgit.open("data", "train/x.csv") as f: ...   # stream one file, no copy
     mlgit.prefetch("data", ["train/"])        # fetch many files lazily in one transfer
     mlgit.add("data/", message="v2")          # snapshot a directory (like `git ml add`)
+    mlgit.promote("resnet-a", "production", message="passed A/B")  # the model registry
+    mlgit.checkout("resnet-a@production")     # what holds a model's stage
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
     mlgit.import_("/srv/registry", "mnist", "data/mnist")   # like `git ml import`
@@ -23,16 +25,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api.repo import AddResult, ListEntry, Repo, SnapshotInfo
-from mlgit.errors import MlgitError
+from mlgit.api.add import AddResult
+from mlgit.api.inspect import ListEntry, SnapshotInfo
+from mlgit.api.repo import Repo
+from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import CkptResult
     from mlgit.api.imports import ImportResult
+    from mlgit.api.registry import PromoteResult, StageRecord
 
 
 def __getattr__(name: str) -> Any:
-    """Load rarely used names on first use (keeps ``git ml status`` start-up short)."""
+    """Load rarely used names on first use (``mlgit.api.checkpoints``: 30 ms of start-up)."""
     if name == "CkptResult":
         from mlgit.api.checkpoints import CkptResult
 
@@ -41,11 +46,16 @@ def __getattr__(name: str) -> Any:
         from mlgit.api.imports import ImportResult
 
         return ImportResult
+    if name in ("PromoteResult", "StageRecord"):
+        from mlgit.api import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ImportResult", "ListEntry", "MlgitError", "Repo",
-           "SnapshotInfo", "__version__", "add", "checkout", "commit_ckpt", "import_",
-           "latest_checkpoint", "ls", "open", "prefetch", "show", "update"]
+__all__ = ["AddResult", "CkptResult", "ImportResult", "ListEntry", "MlgitError",
+           "PromoteResult", "Repo", "SnapshotInfo", "StageRecord", "__version__", "add",
+           "checkout", "commit_ckpt", "demote", "import_", "latest_checkpoint", "ls", "open",
+           "prefetch", "promote", "show", "stages", "update"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -145,3 +155,42 @@ def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
     """
     with Repo(repo) as r:
         return r.update([Path(p).absolute() for p in paths], rev=rev)
+
+
+def promote(rev: str, stage: str, *, model: str | None = None, message: str = "",
+            repo: RepoPath = None) -> PromoteResult:
+    """Record that checkpoint ``rev`` now holds ``stage``, as ``git ml promote`` does.
+
+    The model is ``model``, else the model of a ``MODEL@STAGE`` revision, else the
+    checkpoint's run. Then ``mlgit.checkout("MODEL@STAGE")`` (and every revision) names it.
+    """
+    with Repo(repo) as r:
+        return r.promote(rev, stage, model=model, message=message)
+
+
+def demote(model: str, stage: str, *, message: str = "", repo: RepoPath = None
+           ) -> PromoteResult:
+    """Record that ``model``'s ``stage`` holds nothing from now on, as ``git ml demote`` does."""
+    with Repo(repo) as r:
+        return r.demote(model, stage, message=message)
+
+
+def stages(model: str | None = None, stage: str | None = None, *, history: bool = False,
+           at: str | None = None, repo: RepoPath = None) -> list[StageRecord]:
+    """The registry, as ``git ml stages`` shows it.
+
+    Each stage (of ``model``) with the record that holds it now; with ``stage`` just
+    that stage, and with ``history`` its whole trail, newest first. ``at`` (a day such
+    as ``"2025-03-01"``, a moment, an age: docs/cli.md) gives the records that held the
+    stages then instead.
+    """
+    with Repo(repo) as r:
+        if stage is None:
+            if history:
+                raise UsageError("history=True needs a model and a stage")
+            return r.stages(model, at=at)
+        if model is None:
+            raise UsageError("a stage needs its model: stages(model, stage)")
+        if history or at is not None:
+            return r.stage_history(model, stage, at=at)
+        return r.stage_history(model, stage, limit=1)

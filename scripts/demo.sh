@@ -109,6 +109,8 @@ print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
 run git ml note add --results eval.json --dataset testset
+run git ml promote "$BEST" production --model blobs -m "best val_accuracy, test accuracy in eval.json"
+run git ml stages blobs
 run git ml log --metric accuracy
 run git ml log -n 1
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"

@@ -34,7 +34,8 @@ TREE_MAGIC = b"MLGTREE\x01"
 SNAP_MAGIC = b"MLGSNAP\x01"
 PACK_MAGIC = b"MLGPACK\x01"
 INDEX_MAGIC = b"MLGIDX\x00\x01"
-CHUNK, TREE, SNAPSHOT, BLOB = 1, 2, 3, 4
+PROM_MAGIC = b"MLGPROM\x01"
+CHUNK, TREE, SNAPSHOT, BLOB, PROMOTION = 1, 2, 3, 4, 5
 RAW, ZSTD = 0, 1
 T_FILE, T_LINK, T_DIR = 1, 2, 3
 ZERO16 = b"\0" * 16
@@ -104,6 +105,24 @@ def snapshot_fields(name: str, tree: bytes | str, **over: Any) -> dict[str, Any]
 def snapshot_bytes(obj: dict[str, Any] | bytes) -> bytes:
     """Snapshot object bytes: the magic and canonical JSON (or a body given as bytes)."""
     return SNAP_MAGIC + (obj if isinstance(obj, bytes) else canonical(obj))
+
+
+def promotion_fields(model: str, stage: str, checkpoint: bytes | str | None,
+                     parent: bytes | str | None = None, **over: Any) -> dict[str, Any]:
+    """The eight promotion fields with plausible values; ``over`` replaces any of them."""
+    def hx(v: bytes | str | None) -> str | None:
+        return v.hex() if isinstance(v, bytes) else v
+
+    obj: dict[str, Any] = {"model": model, "stage": stage, "checkpoint": hx(checkpoint),
+                           "parent": hx(parent), "time": 1_700_000_000, "tz": 0,
+                           "author": "Mallory <m@example.com>", "message": ""}
+    obj.update(over)
+    return obj
+
+
+def promotion_bytes(obj: dict[str, Any] | bytes) -> bytes:
+    """Promotion object bytes: the magic and canonical JSON (or a body given as bytes)."""
+    return PROM_MAGIC + (obj if isinstance(obj, bytes) else canonical(obj))
 
 
 # -- objects, packs, indexes --------------------------------------------------------------
@@ -234,6 +253,12 @@ class Builder:
 
     def snapshot(self, name: str, tree: bytes, **over: Any) -> bytes:
         return self.add(snapshot_bytes(snapshot_fields(name, tree, **over)), SNAPSHOT)
+
+    def promotion(self, model: str, stage: str, checkpoint: bytes | None,
+                  parent: bytes | None = None, **over: Any) -> bytes:
+        """A promotion record (docs/format.md, "Promotion"); returns its raw id."""
+        return self.add(promotion_bytes(promotion_fields(model, stage, checkpoint, parent,
+                                                         **over)), PROMOTION)
 
     def dataset(self, name: str, files: dict[str, bytes], **over: Any) -> bytes:
         """A well-formed snapshot of ``files`` (``a/b.txt``: content); returns its raw id."""

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import make_tree, read_tree
+from conftest import git, make_tree, read_tree
 
 import mlgit
 from mlgit.errors import BadPathError, CorruptObjectError, RevisionError
@@ -116,3 +116,31 @@ def test_failed_add_then_retry_on_the_same_repo_stores_everything(repo_dir: Path
         r.add([repo_dir / "data"])
     with Repo(repo_dir) as r:
         assert (r.checkout("data") / "x.bin").read_bytes() == blob
+
+
+def test_the_verbs_work_on_a_bare_core(repo_dir: Path, tmp_path: Path) -> None:
+    """Every verb module takes a Core: no Repo is needed to add, inspect and check out."""
+    from mlgit.api import add, checkout, inspect, reading, status
+    from mlgit.api.core import Core
+    from mlgit.errors import NotInitializedError
+
+    make_tree(repo_dir, {"data/a.txt": "one", "data/b.txt": "two"})
+    with Core(repo_dir) as core:
+        (result,) = add.add(core, [repo_dir / "data"], message="first")
+        assert [e.state for e in status.status(core)] == ["clean"]
+        assert inspect.show(core, "data").id == result.id
+        assert [e.name for e in inspect.ls(core)] == ["data"]
+        (repo_dir / "data/a.txt").write_text("changed")
+        assert [e.state for e in status.status(core)] == ["modified"]
+        path = checkout.checkout(core, "data")
+        assert (path / "a.txt").read_text() == "one"
+        assert checkout.checkout_worktree(core, force=True) == [("data", result.id)]
+        assert (repo_dir / "data/a.txt").read_text() == "one"
+        with reading.open_file(core, "data", "b.txt") as f:
+            assert f.read() == b"two"
+    assert core.author() == "Test Author <author@example.com>"
+    other = tmp_path / "plain"
+    other.mkdir()
+    git(other, "init", "-q")
+    with pytest.raises(NotInitializedError):
+        status.status(Core(other))

@@ -13,6 +13,7 @@ from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
+from mlgit.format.ids import hex_to_raw
 
 
 def _setup(root: Path) -> str:
@@ -256,7 +257,7 @@ def test_note_add_results_log_and_graph(repo_dir: Path) -> None:
     assert recs["graph"]["format"] == "keras-json"
     # the whole file is an object in the store, named by the record
     with mlgit.Repo(repo_dir) as r:
-        entries = r.store.objects.get_tree(bytes.fromhex(recs["log"]["object"]))
+        entries = r.store.objects.get_tree(hex_to_raw(recs["log"]["object"]))
         assert [e.name for e in entries] == [b"train.csv"]
     table = run_gitml(repo_dir, "log", "--metric", "acc").stdout
     assert "0.91*" in table

@@ -22,12 +22,15 @@ import mlgit.errors as errors_mod
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
 from mlgit.api.imports import ImportResult
-from mlgit.api.repo import FileInfo, ListEntry, SnapshotInfo, StatusEntry
+from mlgit.api.inspect import FileInfo, ListEntry, SnapshotInfo
+from mlgit.api.registry import PromoteResult, StageRecord
+from mlgit.api.status import StatusEntry
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
 from mlgit.format.config import StoreConfig, encode_config
 from mlgit.format.ids import ObjectID
 from mlgit.format.pack import ENTRY_HEADER, INDEX_ENTRY, INDEX_MAGIC, MAX_OBJECT_LEN, PACK_MAGIC
+from mlgit.format.promotion import PROMOTION_MAGIC
 from mlgit.format.snapshot import SNAPSHOT_MAGIC, Snapshot
 from mlgit.format.tree import TREE_MAGIC
 from mlgit.gitlink.commits import CommitInfo
@@ -228,6 +231,7 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
     snap = _sample_snapshot()
     files = [FileInfo("a", "file", 1, executable=True), FileInfo("l", "symlink", 1, target="a")]
     change = Change("M", "a", 1, 2)
+    stage = StageRecord("m", "production", oid, oid, None, 1, 0, "a <a@b>", "why")
 
     snapshot_keys = set(SnapshotInfo(oid, snap).to_json())
     show_keys = set(SnapshotInfo(oid, snap, files).to_json()) - snapshot_keys
@@ -244,6 +248,9 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
         "#### `import --json`": set(ImportResult("d", "d.mlgit", "dataset", "d", "/srv/r",
                                                  "d", oid).to_json()),
+        "#### `stages --json`": set(stage.to_json()),
+        "#### `promote --json`": set(PromoteResult(stage, True).to_json()) - set(stage.to_json()),
+        "#### `demote --json`": set(),
     }
     for heading, keys in expected.items():
         assert documented_fields(section(text, heading, nested=False)) == keys, heading
@@ -261,7 +268,7 @@ def _render_magic(m: bytes) -> str:
 
 def test_format_doc_states_the_constants() -> None:
     text = (DOCS / "format.md").read_text()
-    for magic in (TREE_MAGIC, SNAPSHOT_MAGIC, PACK_MAGIC, INDEX_MAGIC):
+    for magic in (TREE_MAGIC, SNAPSHOT_MAGIC, PACK_MAGIC, INDEX_MAGIC, PROMOTION_MAGIC):
         assert _render_magic(magic) in text, _render_magic(magic)
     assert f"Entry header ({ENTRY_HEADER.size} bytes" in text
     assert f"Index entry ({INDEX_ENTRY.size} bytes)" in text

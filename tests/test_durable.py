@@ -28,7 +28,7 @@ import pytest
 
 import mlgit
 from mlgit.format.compression import CODEC_RAW
-from mlgit.format.ids import digest_bytes
+from mlgit.format.ids import raw_object_id
 from mlgit.format.pack import OBJ_CHUNK, encode_index
 from mlgit.store import fsutil
 from mlgit.store.packs import BuiltPack, PackWriter, commit_into, read_index_file
@@ -113,7 +113,7 @@ def test_a_pack_costs_two_file_fsyncs_and_two_directory_fsyncs_whatever_it_holds
     w = PackWriter(tmp, 1 << 30, commit_into(packs, lambda _p, idx: committed.append(idx)))
     for i in range(500):
         data = b"object %d" % i
-        w.add(digest_bytes(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
+        w.add(raw_object_id(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
     assert events == [], "no fsync before the pack is committed"
     w.commit()
     (idx,) = committed
@@ -137,7 +137,7 @@ def test_the_local_backend_puts_the_pack_then_the_index_each_durably(
         built.append((b.stem, b.index, b.file.close().read_bytes()))
 
     w = PackWriter(tmp_path, 1 << 30, keep, dedup=False)
-    w.add(digest_bytes(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
+    w.add(raw_object_id(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
     w.commit()
     ((stem, index, pack_bytes),) = built
     src = tmp_path / "upload.pack"
@@ -201,7 +201,7 @@ def test_a_pack_whose_commit_fails_leaves_no_temporary_file(tmp_path: Path) -> N
     tmp, packs = tmp_path / "tmp", tmp_path / "packs"
     tmp.mkdir()
     data = b"an object"
-    oid = digest_bytes(data)
+    oid = raw_object_id(data)
 
     def writer() -> PackWriter:
         w = PackWriter(tmp, 1 << 30, commit_into(packs, lambda _p, _i: None))
@@ -235,11 +235,11 @@ def test_a_publisher_that_raises_leaves_no_temporary_file(tmp_path: Path) -> Non
         raise ConnectionError("the remote went away")
 
     w = PackWriter(tmp_path, 1 << 30, upload, dedup=False)
-    w.add(digest_bytes(b"x"), OBJ_CHUNK, CODEC_RAW, 1, b"x")
+    w.add(raw_object_id(b"x"), OBJ_CHUNK, CODEC_RAW, 1, b"x")
     with pytest.raises(ConnectionError):
         w.commit()
     assert os.listdir(tmp_path) == []
-    w.add(digest_bytes(b"y"), OBJ_CHUNK, CODEC_RAW, 1, b"y")
+    w.add(raw_object_id(b"y"), OBJ_CHUNK, CODEC_RAW, 1, b"y")
     w.abort()
     assert os.listdir(tmp_path) == []
 

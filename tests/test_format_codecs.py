@@ -33,7 +33,8 @@ from mlgit.format.config import FORMAT_VERSION, StoreConfig, decode_config, enco
 from mlgit.format.ids import (
     HASH_NAME,
     ID_HEX_LEN,
-    ObjectID,
+    FileDigest,
+    RawObjectID,
     digest_bytes,
     hex_to_raw,
     is_hex_prefix,
@@ -106,8 +107,9 @@ randoms = st.randoms(use_true_random=False)
 # strategies
 # ---------------------------------------------------------------------------
 
-raw_ids = st.binary(min_size=16, max_size=16)
-hex_ids = raw_ids.map(lambda b: ObjectID(b.hex()))
+raw_ids = st.binary(min_size=16, max_size=16).map(RawObjectID)
+hex_ids = raw_ids.map(raw_to_hex)
+file_digests = st.binary(min_size=16, max_size=16).map(FileDigest)
 
 
 def _valid_entry_name(name: bytes) -> bool:
@@ -134,7 +136,7 @@ chunk_lens = st.one_of(st.integers(1, 1 << 16), st.integers(1, MAX_CHUNK_LEN))
 def file_entries(draw: st.DrawFn, name: bytes) -> TreeEntry:
     chunks = tuple(draw(st.lists(st.tuples(raw_ids, chunk_lens), max_size=6)))
     return TreeEntry(name, TYPE_FILE, size=sum(n for _, n in chunks),
-                     executable=draw(st.booleans()), digest=draw(raw_ids), chunks=chunks)
+                     executable=draw(st.booleans()), digest=draw(file_digests), chunks=chunks)
 
 
 @st.composite
@@ -261,17 +263,17 @@ def test_object_id_is_hex_of_digest(data: bytes) -> None:
     assert oid == digest_bytes(data).hex()
     assert parse_object_id(oid) == oid
     assert hex_to_raw(oid) == digest_bytes(data)
-    assert raw_to_hex(digest_bytes(data)) == oid
+    assert raw_to_hex(RawObjectID(digest_bytes(data))) == oid
 
 
 @given(st.binary(max_size=40))
 @ROUND
 def test_raw_to_hex_rejects_wrong_lengths(raw: bytes) -> None:
     if len(raw) == 16:
-        assert raw_to_hex(raw) == raw.hex()
+        assert raw_to_hex(RawObjectID(raw)) == raw.hex()
     else:
         with pytest.raises(FormatError):
-            raw_to_hex(raw)
+            raw_to_hex(RawObjectID(raw))
 
 
 @given(st.text(max_size=40))
@@ -439,6 +441,10 @@ def _raw_dir(name: bytes, flags: int = 0, etype: int = TYPE_DIR) -> bytes:
             + b"S" * 16 + struct.pack("<Q", 3))
 
 
+SUBTREE = RawObjectID(b"S" * 16)
+DIGEST = FileDigest(b"D" * 16)
+
+
 def _raw_tree(*entries: bytes, count: int | None = None) -> bytes:
     n = len(entries) if count is None else count
     return TREE_MAGIC + struct.pack("<I", n) + b"".join(entries)
@@ -446,13 +452,13 @@ def _raw_tree(*entries: bytes, count: int | None = None) -> bytes:
 
 def test_raw_tree_builder_matches_encoder() -> None:
     """The hand builder used below writes exactly what encode_tree writes."""
-    cid = b"C" * 16
+    cid = RawObjectID(b"C" * 16)
     good = _raw_tree(_raw_dir(b"a"), _raw_file(b"b", 7, [(cid, 3), (cid, 4)], flags=1),
                      _raw_symlink(b"c", b"target"))
     expect = encode_tree([
         TreeEntry(b"c", TYPE_SYMLINK, 6, target=b"target"),
-        TreeEntry(b"a", TYPE_DIR, 10, subtree=b"S" * 16, files=3),
-        TreeEntry(b"b", TYPE_FILE, 7, True, b"D" * 16, ((cid, 3), (cid, 4))),
+        TreeEntry(b"a", TYPE_DIR, 10, subtree=SUBTREE, files=3),
+        TreeEntry(b"b", TYPE_FILE, 7, True, DIGEST, ((cid, 3), (cid, 4))),
     ])
     assert good == expect
     assert [e.name for e in decode_tree(good)] == [b"a", b"b", b"c"]
@@ -477,11 +483,11 @@ def test_tree_hostile_names_rejected_by_decode(name: bytes, kind: str) -> None:
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_tree_hostile_names_rejected_by_encode(name: bytes) -> None:
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(name, TYPE_DIR, subtree=b"S" * 16)])
+        encode_tree([TreeEntry(name, TYPE_DIR, subtree=SUBTREE)])
     with pytest.raises(FormatError):
         encode_tree([TreeEntry(name, TYPE_SYMLINK, target=b"t")])
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(name, TYPE_FILE, 0, digest=b"D" * 16)])
+        encode_tree([TreeEntry(name, TYPE_FILE, 0, digest=DIGEST)])
 
 
 def test_tree_duplicate_names() -> None:
@@ -490,7 +496,7 @@ def test_tree_duplicate_names() -> None:
     with pytest.raises(FormatError):
         decode_tree(_raw_tree(_raw_dir(b"a"), _raw_symlink(b"a", b"x")))
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"a", TYPE_DIR, subtree=b"S" * 16),
+        encode_tree([TreeEntry(b"a", TYPE_DIR, subtree=SUBTREE),
                      TreeEntry(b"a", TYPE_SYMLINK, target=b"x")])
 
 
@@ -507,7 +513,7 @@ def test_tree_unsorted_entries() -> None:
 
 
 def test_tree_chunk_lengths_must_sum_to_size() -> None:
-    cid = b"C" * 16
+    cid = RawObjectID(b"C" * 16)
     assert decode_tree(_raw_tree(_raw_file(b"f", 5, [(cid, 2), (cid, 3)])))[0].size == 5
     for size in (0, 4, 6, 2**64 - 1):
         with pytest.raises(FormatError):
@@ -515,28 +521,29 @@ def test_tree_chunk_lengths_must_sum_to_size() -> None:
     with pytest.raises(FormatError):
         decode_tree(_raw_tree(_raw_file(b"f", 1, [])))
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"f", TYPE_FILE, 6, digest=b"D" * 16,
+        encode_tree([TreeEntry(b"f", TYPE_FILE, 6, digest=DIGEST,
                                chunks=((cid, 2), (cid, 3)))])
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"f", TYPE_FILE, 1, digest=b"D" * 16)])
+        encode_tree([TreeEntry(b"f", TYPE_FILE, 1, digest=DIGEST)])
 
 
 def test_tree_bad_chunk_lengths() -> None:
-    cid = b"C" * 16
+    cid = RawObjectID(b"C" * 16)
     for n in (0, MAX_CHUNK_LEN + 1, 2**32 - 1):
         with pytest.raises(FormatError):
             decode_tree(_raw_tree(_raw_file(b"f", n, [(cid, n)])))
         with pytest.raises(FormatError):
-            encode_tree([TreeEntry(b"f", TYPE_FILE, n, digest=b"D" * 16, chunks=((cid, n),))])
+            encode_tree([TreeEntry(b"f", TYPE_FILE, n, digest=DIGEST, chunks=((cid, n),))])
 
 
 def test_tree_encode_rejects_bad_ids() -> None:
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"f", TYPE_FILE, 0, digest=b"D" * 15)])
+        encode_tree([TreeEntry(b"f", TYPE_FILE, 0, digest=FileDigest(b"D" * 15))])
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"f", TYPE_FILE, 1, digest=b"D" * 16, chunks=((b"C" * 17, 1),))])
+        encode_tree([TreeEntry(b"f", TYPE_FILE, 1, digest=DIGEST,
+                               chunks=((RawObjectID(b"C" * 17), 1),))])
     with pytest.raises(FormatError):
-        encode_tree([TreeEntry(b"d", TYPE_DIR, subtree=b"")])
+        encode_tree([TreeEntry(b"d", TYPE_DIR, subtree=RawObjectID(b""))])
     with pytest.raises(FormatError):
         encode_tree([TreeEntry(b"x", 9)])
 

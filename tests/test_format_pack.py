@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mlgit.errors import FormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, compress
-from mlgit.format.ids import digest_bytes
+from mlgit.format.ids import RawObjectID, digest_bytes, raw_object_id
 from mlgit.format.limits import MAX_PACK_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
@@ -35,7 +35,7 @@ _HC = [HealthCheck.too_slow, HealthCheck.data_too_large]
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=_HC)
 ROUND = settings(max_examples=150, deadline=None, suppress_health_check=_HC)
 
-raw_ids = st.binary(min_size=16, max_size=16)
+raw_ids = st.binary(min_size=16, max_size=16).map(RawObjectID)
 types = st.sampled_from(sorted(OBJECT_TYPE_NAMES))
 lengths = st.one_of(st.integers(0, 4096), st.integers(0, MAX_OBJECT_LEN))
 randoms = st.randoms(use_true_random=False)
@@ -61,7 +61,7 @@ def flips(data: bytes, rnd: random.Random) -> list[bytes]:
 
 
 @st.composite
-def headers(draw: st.DrawFn) -> tuple[bytes, int, int, int, int]:
+def headers(draw: st.DrawFn) -> tuple[RawObjectID, int, int, int, int]:
     codec = draw(st.sampled_from([CODEC_RAW, CODEC_ZSTD]))
     raw_len = draw(lengths)
     stored_len = raw_len if codec == CODEC_RAW else draw(lengths)
@@ -102,7 +102,7 @@ def _row(oid: bytes, offset: int = 8, stored: int = 5, raw: int = 5, type_: int 
 
 @given(headers(), st.binary(max_size=40), st.binary(max_size=10))
 @ROUND
-def test_entry_header_round_trip(h: tuple[bytes, int, int, int, int], before: bytes,
+def test_entry_header_round_trip(h: tuple[RawObjectID, int, int, int, int], before: bytes,
                                  after: bytes) -> None:
     oid, type_, codec, raw_len, stored_len = h
     enc = encode_entry_header(oid, type_, codec, raw_len, stored_len)
@@ -127,7 +127,7 @@ def test_entry_header_random_bytes(data: bytes, pos: int) -> None:
 
 @given(headers())
 @FUZZ
-def test_entry_header_every_truncation(h: tuple[bytes, int, int, int, int]) -> None:
+def test_entry_header_every_truncation(h: tuple[RawObjectID, int, int, int, int]) -> None:
     enc = encode_entry_header(*h)
     for i in range(len(enc)):
         with pytest.raises(FormatError):
@@ -138,7 +138,7 @@ def test_entry_header_every_truncation(h: tuple[bytes, int, int, int, int]) -> N
 
 @given(headers(), randoms)
 @FUZZ
-def test_entry_header_flipped_bytes(h: tuple[bytes, int, int, int, int],
+def test_entry_header_flipped_bytes(h: tuple[RawObjectID, int, int, int, int],
                                     rnd: random.Random) -> None:
     for bad in flips(encode_entry_header(*h), rnd):
         e = decode_or_format_error(decode_entry_header, bad)
@@ -147,19 +147,19 @@ def test_entry_header_flipped_bytes(h: tuple[bytes, int, int, int, int],
 
 
 @pytest.mark.parametrize("args", [
-    (b"x" * 15, 1, CODEC_RAW, 1, 1), (b"x" * 17, 1, CODEC_RAW, 1, 1),
-    (b"x" * 16, 0, CODEC_RAW, 1, 1), (b"x" * 16, 5, CODEC_RAW, 1, 1),
-    (b"x" * 16, 1, 2, 1, 1), (b"x" * 16, 1, CODEC_RAW, 1, 2),
-    (b"x" * 16, 1, CODEC_ZSTD, MAX_OBJECT_LEN + 1, 10),
-    (b"x" * 16, 1, CODEC_ZSTD, 10, MAX_OBJECT_LEN + 1),
+    (RawObjectID(b"x" * 15), 1, CODEC_RAW, 1, 1), (RawObjectID(b"x" * 17), 1, CODEC_RAW, 1, 1),
+    (RawObjectID(b"x" * 16), 0, CODEC_RAW, 1, 1), (RawObjectID(b"x" * 16), 6, CODEC_RAW, 1, 1),
+    (RawObjectID(b"x" * 16), 1, 2, 1, 1), (RawObjectID(b"x" * 16), 1, CODEC_RAW, 1, 2),
+    (RawObjectID(b"x" * 16), 1, CODEC_ZSTD, MAX_OBJECT_LEN + 1, 10),
+    (RawObjectID(b"x" * 16), 1, CODEC_ZSTD, 10, MAX_OBJECT_LEN + 1),
 ])
-def test_encode_entry_header_rejects(args: tuple[bytes, int, int, int, int]) -> None:
+def test_encode_entry_header_rejects(args: tuple[RawObjectID, int, int, int, int]) -> None:
     with pytest.raises(FormatError):
         encode_entry_header(*args)
 
 
 @pytest.mark.parametrize("fields", [
-    (0, CODEC_RAW, 1, 1), (5, CODEC_RAW, 1, 1), (255, CODEC_RAW, 1, 1), (1, 2, 1, 1),
+    (0, CODEC_RAW, 1, 1), (6, CODEC_RAW, 1, 1), (255, CODEC_RAW, 1, 1), (1, 2, 1, 1),
     (1, 255, 1, 1), (1, CODEC_RAW, 1, 2), (1, CODEC_ZSTD, 2**32 - 1, 10),
     (1, CODEC_ZSTD, 10, 2**32 - 1), (1, CODEC_RAW, 2**32 - 1, 2**32 - 1),
 ])
@@ -183,7 +183,7 @@ def packs(draw: st.DrawFn) -> tuple[bytes, list[IndexEntry], list[bytes]]:
     entries = []
     for data in objs:
         codec, stored = compress(data)
-        oid = digest_bytes(data)
+        oid = raw_object_id(data)
         type_ = draw(types)
         out.append(encode_entry_header(oid, type_, codec, len(data), len(stored)))
         out.append(stored)
@@ -266,7 +266,7 @@ def test_iter_pack_entries_bad_magic() -> None:
 
 
 def test_iter_pack_entries_object_running_past_the_end() -> None:
-    head = encode_entry_header(b"i" * 16, 1, CODEC_RAW, 100, 100)
+    head = encode_entry_header(RawObjectID(b"i" * 16), 1, CODEC_RAW, 100, 100)
     with pytest.raises(FormatError):
         list(iter_pack_entries(PACK_MAGIC + head + b"x" * 99))
     assert len(list(iter_pack_entries(PACK_MAGIC + head + b"x" * 100))) == 1
@@ -318,16 +318,16 @@ def test_index_encode_accepts_only_what_decode_accepts(entries: list[IndexEntry]
 
 
 def test_index_encode_rejects_duplicates_and_bad_fields() -> None:
-    e = IndexEntry(b"a" * 16, 8, 5, 5, 1, CODEC_RAW)
+    e = IndexEntry(RawObjectID(b"a" * 16), 8, 5, 5, 1, CODEC_RAW)
     with pytest.raises(FormatError):
         encode_index([e, e])
     with pytest.raises(FormatError):
-        encode_index([IndexEntry(b"a" * 16, 8, 5, 5, 1, CODEC_RAW),
-                      IndexEntry(b"a" * 16, 40, 6, 6, 2, CODEC_RAW)])
-    for bad in (IndexEntry(b"b" * 16, 8, 5, 5, 9, CODEC_RAW),
-                IndexEntry(b"b" * 16, 8, 5, 5, 1, 7),
-                IndexEntry(b"b" * 16, 8, 5, 6, 1, CODEC_RAW),
-                IndexEntry(b"b" * 16, 8, 5, MAX_OBJECT_LEN + 1, 1, CODEC_ZSTD)):
+        encode_index([IndexEntry(RawObjectID(b"a" * 16), 8, 5, 5, 1, CODEC_RAW),
+                      IndexEntry(RawObjectID(b"a" * 16), 40, 6, 6, 2, CODEC_RAW)])
+    for bad in (IndexEntry(RawObjectID(b"b" * 16), 8, 5, 5, 9, CODEC_RAW),
+                IndexEntry(RawObjectID(b"b" * 16), 8, 5, 5, 1, 7),
+                IndexEntry(RawObjectID(b"b" * 16), 8, 5, 6, 1, CODEC_RAW),
+                IndexEntry(RawObjectID(b"b" * 16), 8, 5, MAX_OBJECT_LEN + 1, 1, CODEC_ZSTD)):
         with pytest.raises(FormatError):
             encode_index([e, bad])
 
@@ -432,7 +432,7 @@ def test_index_count_claiming_huge_numbers(count: int) -> None:
 
 
 def test_index_checksum_mismatch() -> None:
-    good = encode_index([IndexEntry(b"a" * 16, 8, 5, 5, 1, CODEC_RAW)])
+    good = encode_index([IndexEntry(RawObjectID(b"a" * 16), 8, 5, 5, 1, CODEC_RAW)])
     with pytest.raises(FormatError):
         decode_index(good[:-16] + bytes(16))
     assert decode_index(good)[0].oid == b"a" * 16
@@ -446,7 +446,7 @@ def test_index_of_a_real_pack_matches_the_walk(entries: list[IndexEntry]) -> Non
     real = []
     for i, e in enumerate(entries[:5]):
         data = bytes([i]) * (i + 1)
-        oid = digest_bytes(data)
+        oid = raw_object_id(data)
         pack.append(encode_entry_header(oid, e.type, CODEC_RAW, len(data), len(data)) + data)
         real.append(IndexEntry(oid, pos, len(data), len(data), e.type, CODEC_RAW))
         pos += ENTRY_HEADER.size + len(data)

@@ -37,7 +37,14 @@ import mlgit
 from mlgit.api.repo import Repo
 from mlgit.errors import FormatError
 from mlgit.format.compression import MAX_OBJECT_LEN
-from mlgit.format.ids import ObjectID, digest_bytes, raw_to_hex
+from mlgit.format.ids import (
+    ObjectID,
+    RawObjectID,
+    digest_bytes,
+    file_digest,
+    raw_object_id,
+    raw_to_hex,
+)
 from mlgit.format.pack import (
     ENTRY_HEADER,
     INDEX_ENTRY,
@@ -96,17 +103,17 @@ class Planter:
         self.repo = Repo(root)
         self.objects = self.repo.store.objects
 
-    def chunk(self, data: bytes) -> tuple[bytes, int]:
+    def chunk(self, data: bytes) -> tuple[RawObjectID, int]:
         return self.objects.put(OBJ_CHUNK, data), len(data)
 
     def file(self, data: bytes) -> bytes:
         """A well-formed file entry body holding ``data`` (one chunk)."""
         return file_body([self.chunk(data)], digest=digest_bytes(data))
 
-    def tree(self, raw: bytes) -> bytes:
+    def tree(self, raw: bytes) -> RawObjectID:
         return self.objects.put(OBJ_TREE, raw)
 
-    def snapshot(self, name: str, tree: bytes, root: str = "dir", files: int | None = None,
+    def snapshot(self, name: str, tree: RawObjectID, root: str = "dir", files: int | None = None,
                  nbytes: int | None = None) -> str:
         """Store a snapshot of ``tree``, point the ref and a pointer file at it.
 
@@ -552,7 +559,7 @@ def _packs(root: Path) -> list[Path]:
     return sorted((root / ".git/ml/packs").glob("*.pack"))
 
 
-def _write_pack(root: Path, objects: list[tuple[bytes, int, int, int, bytes]],
+def _write_pack(root: Path, objects: list[tuple[RawObjectID, int, int, int, bytes]],
                 index_rows: list[IndexEntry] | None = None) -> Path:
     """Write a pack of (oid, type, codec, raw_len, stored) and its index (or ``index_rows``)."""
     body = bytearray(PACK_MAGIC)
@@ -578,7 +585,7 @@ def _zstd_frame(content_size: int, payload: bytes) -> bytes:
 def _plant_dataset_with_chunk_in(root: Path, data: bytes,
                                  stored_entry: tuple[int, int, bytes]) -> str:
     """A dataset whose only chunk lives in a hand-written pack with the given entry."""
-    cid = digest_bytes(data)
+    cid = raw_object_id(data)
     codec, raw_len, stored = stored_entry
     _write_pack(root, [(cid, OBJ_CHUNK, codec, raw_len, stored)])
     pl = Planter(root)
@@ -671,7 +678,7 @@ def test_fsck_reports_a_bad_index_and_checks_the_rest(repo_dir: Path) -> None:
 def test_index_entry_that_lies(repo_dir: Path, sentinel: Path, case: str) -> None:
     data = b"lying index\n" * 10
     other = b"another object\n" * 10
-    cid, oid2 = digest_bytes(data), digest_bytes(other)
+    cid, oid2 = raw_object_id(data), raw_object_id(other)
     # Write a good pack first to learn the offsets, then lie about them in the index.
     good_pack = _write_pack(repo_dir, [(cid, OBJ_CHUNK, 0, len(data), data),
                                        (oid2, OBJ_CHUNK, 0, len(other), other)])
@@ -799,9 +806,9 @@ def test_file_whose_bytes_are_a_tree_does_not_make_gc_lose_data(repo_dir: Path) 
     from mlgit.format.tree import TYPE_FILE, TreeEntry, encode_tree
 
     content = b"precious content\n" * 10
-    cid = digest_bytes(content)
-    tree_bytes = encode_tree([TreeEntry(b"x", TYPE_FILE, len(content), False, cid,
-                                        ((cid, len(content)),))])
+    tree_bytes = encode_tree([TreeEntry(b"x", TYPE_FILE, len(content), False,
+                                        file_digest(content),
+                                        ((raw_object_id(content), len(content)),))])
     make_tree(repo_dir, {"a/blob.bin": tree_bytes, "b/sub/x": content})
     run_gitml(repo_dir, "add", "a")
     run_gitml(repo_dir, "add", "b")

@@ -1062,13 +1062,14 @@ def test_a_plain_store_directory_as_the_remote(world: World) -> None:
 
 def test_decoders_refuse_an_index_past_its_entry_limit() -> None:
     from mlgit.errors import FormatError
+    from mlgit.format.ids import RawObjectID
     from mlgit.format.limits import MAX_INDEX_ENTRIES
     from mlgit.format.pack import IndexEntry, decode_index, encode_index
 
     head = b"MLGIDX\0\1" + struct.pack("<II", MAX_INDEX_ENTRIES + 1, 0)
     with pytest.raises(FormatError, match="more than the 1048576 allowed"):
         decode_index(head + oid(head))  # refused on the count, before any length check
-    entries = [IndexEntry(i.to_bytes(16, "big"), 8, 1, 1, 1, 0)
+    entries = [IndexEntry(RawObjectID(i.to_bytes(16, "big")), 8, 1, 1, 1, 0)
                for i in range(MAX_INDEX_ENTRIES + 1)]
     with pytest.raises(FormatError, match="at most 1048576 entries"):
         encode_index(entries)
@@ -1076,6 +1077,7 @@ def test_decoders_refuse_an_index_past_its_entry_limit() -> None:
 
 def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_push(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlgit.format.ids import raw_object_id
     from mlgit.store import packs as packs_mod
 
     monkeypatch.setattr(packs_mod, "MAX_INDEX_ENTRIES", 3)
@@ -1086,7 +1088,7 @@ def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_
         tmp_path / "packs", lambda _pack, idx: committed.append(idx)))
     for i in range(7):
         data = b"object %d" % i
-        w.add(oid(data), CHUNK, RAW, len(data), data)
+        w.add(raw_object_id(data), CHUNK, RAW, len(data), data)
     w.commit()
     counts = [struct.unpack_from("<I", p.read_bytes(), 8)[0] for p in committed]
     assert counts == [3, 3, 1]
@@ -1097,7 +1099,7 @@ def test_the_pack_writer_closes_a_pack_at_the_entry_limit_for_a_store_and_for_a_
                              lambda built: emitted.append(len(built.entries)), dedup=False)
     for i in range(7):
         data = b"object %d" % i
-        b.add(oid(data), CHUNK, RAW, len(data), data)
+        b.add(raw_object_id(data), CHUNK, RAW, len(data), data)
     b.commit()
     assert emitted == [3, 3, 1]
     assert os.listdir(tmp_path / "tmp") == []

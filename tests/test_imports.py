@@ -21,7 +21,7 @@ from fixtures_ssh import SSHServer
 
 import mlgit
 from mlgit import errors
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw
 from mlgit.store.store import Store
 
 V1: dict[str, str | bytes] = {"train/a.csv": "x,y\n1,2\n", "train/b.csv": os.urandom(20_000),
@@ -87,7 +87,7 @@ def _state(root: Path) -> tuple[str, dict[str, bytes | str], list[str]]:
 def _has(store_dir: Path, oid: str) -> bool:
     store = Store.open(store_dir)
     try:
-        return store.objects.has_committed(bytes.fromhex(oid))
+        return store.objects.has_committed(hex_to_raw(ObjectID(oid)))
     finally:
         store.close()
 

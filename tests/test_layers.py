@@ -119,6 +119,119 @@ def test_the_architecture_doc_draws_these_layers() -> None:
     order = [r.pop() for r in ranks]
     assert order == sorted(order, reverse=True), levels
     assert len(set(order)) == len(order), levels
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The modules of ``known`` that module ``name`` imports, by any import statement.
+
+    Top-level, function-level (lazy) and ``TYPE_CHECKING`` imports alike: each is an
+    edge of the import graph whether or not it runs at import time. ``from p import m``
+    is an edge to module ``p.m`` when there is one, else to ``p``.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")
+                up = up[: len(up) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            for a in node.names:
+                target = f"{base}.{a.name}"
+                out.add(target if target in known else base)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                out.update(".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                           if ".".join(parts[:i]) in known)
+    return (out & known) - {name}
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or not (itself only if on a cycle)."""
+    seen: set[str] = set()
+    todo = list(graph[start])
+    while todo:
+        v = todo.pop()
+        if v not in seen:
+            seen.add(v)
+            todo.extend(graph[v])
+    return seen
+
+
+def _shortest_cycle(graph: dict[str, set[str]], start: str) -> list[str]:
+    """A shortest ``[start, ..., start]`` (breadth first); ``start`` must be on a cycle."""
+    came: dict[str, str] = {}
+    frontier = [start]
+    while start not in came:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w not in came:
+                    came[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    path = [start]
+    while len(path) == 1 or path[-1] != start:
+        path.append(came[path[-1]])
+    return path[::-1]
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[tuple[list[str], list[str]]]:
+    """For each strongly connected part of ``graph`` with a cycle: one cycle and the part.
+
+    The cycle (``[a, b, ..., a]``) is a shortest one through the part's first module
+    in sorted order; the part lists every module on some cycle with it.
+    """
+    reach = {v: _reach(graph, v) for v in graph}
+    parts = {tuple(sorted(w for w in reach[v] if v in reach[w])) for v in graph if v in reach[v]}
+    return [(_shortest_cycle(graph, part[0]), list(part)) for part in sorted(parts)]
+
+
+def _layer_cycles(modules: dict[str, Path]) -> list[str]:
+    """Every import circle inside one layer, as ``a -> b -> a``."""
+    known = set(modules)
+    graph = {name: {t for t in _imports(name, path, known) if _layer(t) == _layer(name)}
+             for name, path in modules.items()}
+    return [" -> ".join(c) + (f" (the circle holds {len(part)} modules: {', '.join(part)})"
+                              if len(part) > len(c) - 1 else "")
+            for c, part in _cycles(graph)]
+
+
+def test_no_import_circle_inside_a_layer() -> None:
+    """Within a layer the modules import each other one way only (lazy imports count too)."""
+    assert _layer_cycles(dict(_modules())) == []
+
+
+def test_the_circle_rule_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("from mlgit.api import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from .c import g\n    return g\n")
+    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\n"
+                                   "if TYPE_CHECKING:\n    import mlgit.api.a as a\n")
+    (tmp_path / "d.py").write_text("from mlgit.api import c\n")
+    (tmp_path / "e.py").write_text("from mlgit.api.d import x\n")
+    modules = {f"mlgit.api.{n}": tmp_path / f"{n}.py" for n in "abcde"}
+    modules["mlgit.errors"] = tmp_path / "e.py"  # another layer: never part of a circle
+    assert _layer_cycles(modules) == ["mlgit.api.a -> mlgit.api.b -> mlgit.api.c -> mlgit.api.a"]
+    (tmp_path / "c.py").write_text("import mlgit.errors\n")
+    assert _layer_cycles(modules) == []
+
+
+def test_the_api_verbs_take_the_core_and_only_the_facade_imports_them() -> None:
+    """``api/core.py`` imports no verb module; no verb module imports ``api/repo.py``.
+
+    Every verb module takes a :class:`~mlgit.api.core.Core`; ``Repo`` (the facade)
+    is a ``Core`` whose methods delegate to them.
+    """
+    modules = dict(_modules())
+    known = set(modules)
+    api = {name for name in known if name.startswith("mlgit.api.")}
+    imports = {name: _imports(name, modules[name], known) & api for name in api}
+    assert imports["mlgit.api.core"] <= {"mlgit.api.events"}
+    assert sorted(name for name, deps in imports.items() if "mlgit.api.repo" in deps) == []
+
+
 def _is_module(dotted: str) -> bool:
     path = PKG.parent.joinpath(*dotted.split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()

@@ -12,6 +12,7 @@ import pytest
 from conftest import git, make_tree, read_tree, run_gitml
 
 from mlgit.api.repo import Repo
+from mlgit.format.ids import hex_to_raw
 from mlgit.format.pack import OBJ_CHUNK
 
 
@@ -51,7 +52,7 @@ def _flip_a_byte_in_a_chunk(root: Path) -> str:
         from mlgit.snapshot.treewalk import lookup
 
         snap = r.snapshot(r.resolve("data"))
-        chunk = lookup(r.store.objects.get_tree, bytes.fromhex(snap.tree), "f1.bin").chunks[0][0]
+        chunk = lookup(r.store.objects.get_tree, hex_to_raw(snap.tree), "f1.bin").chunks[0][0]
         for reader in r.store.objects.readers():
             e = reader.find(chunk)
             if e is not None:

@@ -19,7 +19,14 @@ from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
-from mlgit.format.ids import ObjectID, digest_bytes
+from mlgit.format.ids import (
+    ObjectID,
+    RawObjectID,
+    digest_to_hex,
+    file_digest,
+    hex_to_raw,
+    raw_object_id,
+)
 from mlgit.format.limits import MAX_POINTER_LEN
 from mlgit.format.pointer import Pointer, PointerConflict, decode_pointer, encode_pointer
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry, encode_tree
@@ -41,7 +48,7 @@ def _show(root: Path, rev: str) -> dict[str, object]:
 
 
 def _digest(data: bytes) -> str:
-    return digest_bytes(data).hex()
+    return digest_to_hex(file_digest(data))
 
 
 @pytest.fixture
@@ -141,11 +148,11 @@ def test_merge_fetches_the_other_side_first(alice: Path, bob: Path) -> None:
     _change(bob, {"data/a.txt": "a by bob\n"}, "bob changes a")
     git(bob, "fetch", "-q")  # git's objects only: Alice's snapshot is not here
     with mlgit.Repo(bob) as r:
-        assert not r.store.objects.has_committed(bytes.fromhex(a1))
+        assert not r.store.objects.has_committed(hex_to_raw(a1))
     p = git(bob, "merge", "--no-edit", "origin/main", check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     with mlgit.Repo(bob) as r:
-        assert r.store.objects.has_committed(bytes.fromhex(a1))
+        assert r.store.objects.has_committed(hex_to_raw(a1))
     assert _show(bob, _pid(bob))["parents"][1] == a1  # type: ignore[index]
     assert (bob / "data/sub/c.txt").read_text() == "c by alice\n"
     assert (bob / "data/a.txt").read_text() == "a by bob\n"
@@ -549,24 +556,24 @@ class _Trees:
     """An in-memory tree store for :func:`merge_trees`."""
 
     def __init__(self) -> None:
-        self.trees: dict[bytes, list[TreeEntry]] = {}
+        self.trees: dict[RawObjectID, list[TreeEntry]] = {}
 
-    def put(self, entries: list[TreeEntry]) -> bytes:
-        oid = digest_bytes(encode_tree(entries))
+    def put(self, entries: list[TreeEntry]) -> RawObjectID:
+        oid = raw_object_id(encode_tree(entries))
         self.trees[oid] = sorted(entries, key=lambda e: e.name)
         return oid
 
     def file(self, name: str, content: bytes, executable: bool = False) -> TreeEntry:
-        d = digest_bytes(content)
-        return TreeEntry(name.encode(), TYPE_FILE, len(content), executable, d,
-                         ((d, len(content)),) if content else ())
+        return TreeEntry(name.encode(), TYPE_FILE, len(content), executable,
+                         file_digest(content),
+                         ((raw_object_id(content), len(content)),) if content else ())
 
     def dir(self, name: str, entries: list[TreeEntry]) -> TreeEntry:
         from mlgit.format.treeshape import totals
         files, nbytes = totals(entries)
         return TreeEntry(name.encode(), TYPE_DIR, nbytes, subtree=self.put(entries), files=files)
 
-    def flat(self, root: bytes, prefix: str = "") -> dict[str, object]:
+    def flat(self, root: RawObjectID, prefix: str = "") -> dict[str, object]:
         out: dict[str, object] = {}
         for e in self.trees[root]:
             path = f"{prefix}{e.name.decode()}"
@@ -613,7 +620,7 @@ def test_tree_merge_cases() -> None:
     got, conflicts = _merge(t, [t.dir("d", [f("a", b"a")])], [t.dir("d", [])],
                             [t.dir("d", [f("a", b"a")]), f("z", b"z")])
     assert conflicts == []
-    assert got == {"d/": "dir", "z": (TYPE_FILE, digest_bytes(b"z"),
+    assert got == {"d/": "dir", "z": (TYPE_FILE, file_digest(b"z"),
                                                            False, b"")}
     got, conflicts = _merge(t, [t.dir("d", [f("a", b"a"), f("b", b"b")])],
                             [t.dir("d", [f("b", b"b")])], [])
@@ -622,7 +629,7 @@ def test_tree_merge_cases() -> None:
     # Content on one side, executable bit on the other: merged attribute by attribute.
     got, conflicts = _merge(t, [x1], [f("x", b"2")], [f("x", b"1", executable=True)])
     assert conflicts == []
-    assert got["x"] == (TYPE_FILE, digest_bytes(b"2"), True, b"")
+    assert got["x"] == (TYPE_FILE, file_digest(b"2"), True, b"")
     # Both changed the executable bit and the content differently.
     got, conflicts = _merge(t, [x1], [f("x", b"2", executable=True)], [x3])
     assert conflicts == [("x", "both-modified")]

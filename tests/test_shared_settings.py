@@ -13,6 +13,7 @@ import pytest
 from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
+from mlgit.api.fetching import lazy_remote
 
 
 def _team_repo(tmp_path: Path, name: str = "alice") -> tuple[Path, Path]:
@@ -73,10 +74,10 @@ def test_the_clones_own_config_wins(tmp_path: Path) -> None:
         "ml.lazyfetch=false  (.mlgitconfig)", f"ml.origin.url={origin}"]
     # ml.lazyFetch from the file holds: mlgit.checkout does not fetch.
     with mlgit.Repo(bob) as r:
-        assert r._lazy_remote() is None
+        assert lazy_remote(r) is None
     git(bob, "config", "ml.lazyFetch", "true")
     with mlgit.Repo(bob) as r:
-        assert r._lazy_remote() == "origin"
+        assert lazy_remote(r) == "origin"
     run_gitml(bob, "config", "--unset", "ml.origin.url")
     assert run_gitml(bob, "config", "ml.origin.url").stdout.strip() == "/nonexistent/elsewhere"
 
@@ -140,7 +141,7 @@ def test_a_hostile_file_is_reported_and_ignored(kind: str, tmp_path: Path) -> No
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with mlgit.Repo(bob) as r:
-            assert r._lazy_remote() == "origin"
+            assert lazy_remote(r) == "origin"
     assert any(issubclass(w.category, SettingsWarning) for w in caught)
 
 

@@ -25,7 +25,16 @@ from mlgit.errors import (
 )
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD
 from mlgit.format.config import StoreConfig, decode_config, encode_config
-from mlgit.format.ids import ObjectID, digest_bytes, object_id, raw_to_hex
+from mlgit.format.ids import (
+    ObjectID,
+    RawObjectID,
+    digest_bytes,
+    file_digest,
+    hex_to_raw,
+    object_id,
+    raw_object_id,
+    raw_to_hex,
+)
 from mlgit.format.pack import (
     ENTRY_HEADER,
     OBJ_BLOB,
@@ -174,7 +183,7 @@ def test_open_recreates_missing_dirs(root: Path) -> None:
 def test_many_objects_many_packs_read_back_after_reopen(root: Path, store: Store) -> None:
     blobs = _blobs(300, size=400) + [b"abc" * 500] * 3 + [bytes(2000), b""]
     ids = [store.objects.put(OBJ_BLOB, b) for b in blobs]
-    assert ids == [digest_bytes(b) for b in blobs]
+    assert ids == [raw_object_id(b) for b in blobs]
     store.objects.flush()
     uniq = set(ids)
     # reads in the same process
@@ -212,11 +221,11 @@ def test_codecs_used_and_stored_smaller(root: Path, store: Store) -> None:
     store.objects.put(OBJ_BLOB, text)
     store.objects.flush()
     entries = {e.oid: e for e in _all_index_entries(root)}
-    assert entries[digest_bytes(noise)].codec == CODEC_RAW
-    t = entries[digest_bytes(text)]
+    assert entries[raw_object_id(noise)].codec == CODEC_RAW
+    t = entries[raw_object_id(text)]
     assert t.codec == CODEC_ZSTD
     assert t.stored_len < t.raw_len == len(text)
-    assert store.objects.get(digest_bytes(text)) == text
+    assert store.objects.get(raw_object_id(text)) == text
 
 
 def test_objects_are_deduplicated(root: Path, store: Store) -> None:
@@ -225,7 +234,7 @@ def test_objects_are_deduplicated(root: Path, store: Store) -> None:
     written = store.objects.bytes_written
     assert written == ENTRY_HEADER.size + 500
     assert store.objects.put(OBJ_BLOB, data) == a
-    assert store.objects.put(OBJ_CHUNK, data, digest_bytes(data)) == a
+    assert store.objects.put(OBJ_CHUNK, data, raw_object_id(data)) == a
     assert store.objects.bytes_written == written
     store.objects.flush()
     store.objects.put(OBJ_BLOB, data)  # already committed
@@ -252,7 +261,7 @@ def test_get_pending_object_flushes_it(root: Path, store: Store) -> None:
 
 
 def test_missing_object(store: Store) -> None:
-    oid = digest_bytes(b"never stored")
+    oid = raw_object_id(b"never stored")
     assert not store.objects.has(oid)
     with pytest.raises(CorruptObjectError, match=raw_to_hex(oid)):
         store.objects.get(oid)
@@ -260,8 +269,8 @@ def test_missing_object(store: Store) -> None:
 
 def test_trees_and_snapshots(root: Path, store: Store) -> None:
     chunk = store.objects.put(OBJ_CHUNK, b"content")
-    entries = [TreeEntry(b"f", TYPE_FILE, 7, False, digest_bytes(b"content"), ((chunk, 7),)),
-               TreeEntry(b"d", TYPE_DIR, 0, subtree=digest_bytes(b"sub"), files=0)]
+    entries = [TreeEntry(b"f", TYPE_FILE, 7, False, file_digest(b"content"), ((chunk, 7),)),
+               TreeEntry(b"d", TYPE_DIR, 0, subtree=raw_object_id(b"sub"), files=0)]
     tid = store.objects.put_tree(entries)
     sid = store.objects.put_snapshot(_snapshot(raw_to_hex(tid)))
     store.objects.flush()
@@ -269,7 +278,7 @@ def test_trees_and_snapshots(root: Path, store: Store) -> None:
     s2 = Store.open(root)
     assert s2.objects.get_tree(tid) == sorted(entries, key=lambda e: e.name)
     assert s2.objects.get_snapshot(sid) == _snapshot(raw_to_hex(tid))
-    assert s2.objects.ids(OBJ_SNAPSHOT) == [bytes.fromhex(sid)]
+    assert s2.objects.ids(OBJ_SNAPSHOT) == [hex_to_raw(sid)]
     assert s2.objects.ids(OBJ_TREE) == [tid]
     with pytest.raises(FormatError, match=raw_to_hex(chunk)):
         s2.objects.get_tree(chunk)  # not a tree
@@ -358,7 +367,7 @@ def test_flipped_byte_in_zstd_object_never_returns_wrong_bytes(root: Path, store
     assert corrupt > e.stored_len // 2
 
 
-def _one_pack_store(root: Path) -> tuple[list[bytes], list[bytes], Path, Path]:
+def _one_pack_store(root: Path) -> tuple[list[bytes], list[RawObjectID], Path, Path]:
     s, _ = Store.init(root, StoreConfig(pack_size=1 << 20))
     blobs = _blobs(20, seed=3)
     ids = [s.objects.put(OBJ_BLOB, b) for b in blobs]
@@ -509,7 +518,7 @@ def test_sees_packs_committed_by_another_store(root: Path, store: Store) -> None
     other.close()
 
 
-def _threaded_puts(store: Store) -> dict[bytes, bytes]:
+def _threaded_puts(store: Store) -> dict[RawObjectID, bytes]:
     """4 threads put overlapping objects (and read some back mid-stream); return all put."""
     pool = _blobs(400, seed=9, size=200)
     errors: list[BaseException] = []
@@ -535,7 +544,7 @@ def _threaded_puts(store: Store) -> dict[bytes, bytes]:
         t.join()
     assert not errors, errors
     store.objects.flush()
-    return {digest_bytes(b): b for b in [*pool[: 3 * 60 + 220], b"z" * 3000]}
+    return {raw_object_id(b): b for b in [*pool[: 3 * 60 + 220], b"z" * 3000]}
 
 
 def test_threads_put_overlapping_objects(root: Path, store: Store) -> None:

@@ -11,6 +11,7 @@ from conftest import git, make_tree, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
+from mlgit.api.fetching import complete
 from mlgit.format.ids import ObjectID
 
 
@@ -130,7 +131,7 @@ def test_lazy_fetch_in_python(alice: Path, tmp_path: Path, origin: Path) -> None
     with mlgit.open(data_id, "part1/f1.bin", repo=bob) as f:
         assert f.read() == (alice / "data/part1/f1.bin").read_bytes()
     with mlgit.Repo(bob) as r:
-        assert not r._complete(data_id)  # only that file's chunks came
+        assert not complete(r, data_id)  # only that file's chunks came
     path = mlgit.checkout(data_id, repo=bob)
     assert read_tree(path) == want
     git(bob, "config", "ml.lazyFetch", "false")

@@ -18,6 +18,7 @@ from conftest import fsck_ok, git, make_tree, note_records, read_tree, run_gitml
 
 import mlgit
 from mlgit import errors
+from mlgit.format.ids import hex_to_raw
 
 
 def _pointer_id(root: Path, name: str = "data") -> str:
@@ -119,7 +120,7 @@ def test_payloads_names_and_fsck_across_two_teammates(tmp_path: Path, origin: Pa
     assert sorted(r["metrics"]["acc"] for r in results) == [0.87, 0.91]
     bobs = next(str(r["object"]) for r in results if r["name"] == "bob-eval.json")
     with mlgit.Repo(alice) as r:  # `git ml fetch` brings payloads eagerly
-        assert r.store.objects.has_committed(bytes.fromhex(bobs))
+        assert r.store.objects.has_committed(hex_to_raw(bobs))
     assert Path(run_gitml(alice, "path", bobs).stdout.strip()).read_text() == '{"acc": 0.87}'
     fsck_ok(alice, origin, bob)
 
@@ -163,7 +164,7 @@ def test_a_payload_nobody_has_is_reported_and_the_rest_pushed(tmp_path: Path,
     with mlgit.Repo(origin) as r:
         for oid in _payloads(alice).values():
             if oid != ghost:
-                assert r.store.objects.has_committed(bytes.fromhex(oid))
+                assert r.store.objects.has_committed(hex_to_raw(oid))
 
 
 def test_notes_pushed_before_payloads_travelled_get_their_payloads(tmp_path: Path,
@@ -418,5 +419,5 @@ def test_push_pull_fsck_loop_over_s3(tmp_path: Path, origin: Path, s3_env: objec
     run_gitml(carol, "fetch")
     with mlgit.Repo(carol) as r:
         for oid in _payloads(alice).values():
-            assert r.store.objects.has_committed(bytes.fromhex(oid))
+            assert r.store.objects.has_committed(hex_to_raw(oid))
     fsck_ok(carol)

@@ -16,6 +16,7 @@ from conftest import git, make_tree
 
 from mlgit import errors
 from mlgit.api.repo import Repo
+from mlgit.format.ids import hex_to_raw
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_callback_commits_every_epoch_and_load_restores_the_model(
 
     # The config file holds the given config and the model's description.
     with Repo(committed) as r:
-        blob = r.store.objects.get(bytes.fromhex(infos[0].snapshot.meta["config"][0]["id"]))
+        blob = r.store.objects.get(hex_to_raw(infos[0].snapshot.meta["config"][0]["id"]))
     config = json.loads(blob)
     assert config["config"] == {"lr": 0.001, "seed": 0}
     assert config["model"]["class_name"] == "Sequential"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api.checkout import checkout
 from mlgit.api.events import Events
 from mlgit.api.payloads import payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
@@ -35,7 +36,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.store.revision import resolve_name
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
     from mlgit.store.store import Store
 
 __all__ = ["CkptResult", "LineageEntry", "LineageStop", "LineageWalk", "commit_ckpt",
@@ -136,7 +137,7 @@ def _check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _datasets(repo: Repo, revs: list[str] | None) -> list[dict[str, str]]:
+def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
     if revs is not None:
         out = []
         for rev in revs:
@@ -154,7 +155,7 @@ def _datasets(repo: Repo, revs: list[str] | None) -> list[dict[str, str]]:
             for path, p in pointers_in_tree(repo.git, tree) if p.kind == KIND_DATASET]
 
 
-def commit_ckpt(repo: Repo, path: str | os.PathLike[str], *, run: str, step: int | None = None,
+def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int | None = None,
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
                 datasets: list[str] | None = None, parent: str | None = None,
@@ -233,7 +234,7 @@ def _checkpoint_meta(step: int | None, metrics: dict[str, float],
     }
 
 
-def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message: str,
+def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message: str,
                    kind: str, target: Path, only: frozenset[bytes] | None, cpath: Path,
                    old_cache: statcache.StatCache, cached: bool,
                    configs: list[tuple[str, bytes]], explicit_parent: ObjectID | None,
@@ -276,7 +277,7 @@ def _commit_locked(repo: Repo, store: Store, run: str, step: int | None, message
     for _ in range(_CAS_TRIES):
         head = store.refs.get("checkpoints", run)
         parent_id = explicit_parent or head
-        snap = Snapshot(KIND_CHECKPOINT, run, ObjectID(built.root.hex()),
+        snap = Snapshot(KIND_CHECKPOINT, run, raw_to_hex(built.root),
                         ROOT_FILE if kind == "file" else ROOT_DIR,
                         (parent_id,) if parent_id else (), int(time.time()), tz, author,
                         message, built.files, built.total_bytes, meta)
@@ -310,7 +311,7 @@ def only_key(only: frozenset[bytes]) -> str:
     return "#" + ",".join(sorted(os.fsdecode(n) for n in only))
 
 
-def latest_checkpoint(repo: Repo, run: str) -> Path:
+def latest_checkpoint(repo: Core, run: str) -> Path:
     """Path of ``run``'s newest checkpoint, materialized read-only (the prefix for TF ones)."""
     oid = resolve_name(repo.store, run, ("checkpoints",))
     if oid is None:
@@ -318,9 +319,9 @@ def latest_checkpoint(repo: Repo, run: str) -> Path:
     return checkpoint_path(repo, oid)
 
 
-def checkpoint_path(repo: Repo, oid: ObjectID) -> Path:
+def checkpoint_path(repo: Core, oid: ObjectID) -> Path:
     """Materialize a checkpoint; for a TF prefix checkpoint return the prefix inside it."""
-    return repo.checkout(oid)
+    return checkout(repo, oid)
 
 
 class LineageWalk:
@@ -332,7 +333,7 @@ class LineageWalk:
     that does not decode is also reported to ``events`` as a problem.
     """
 
-    def __init__(self, repo: Repo, rev: str, limit: int | None = None,
+    def __init__(self, repo: Core, rev: str, limit: int | None = None,
                  events: Events | None = None) -> None:
         self.repo = repo
         self.limit = limit
@@ -384,7 +385,7 @@ class LineageWalk:
         return snap
 
 
-def lineage(repo: Repo, rev: str, limit: int | None = None,
+def lineage(repo: Core, rev: str, limit: int | None = None,
             events: Events | None = None) -> list[LineageEntry]:
     """A checkpoint and its ancestors (first parents, across runs), newest first.
 

@@ -27,7 +27,7 @@ from mlgit.gitlink.commits import (
 from mlgit.gitlink.notes import read_note
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["DatasetPin", "LogEntry", "log"]
 
@@ -88,7 +88,7 @@ class LogEntry:
                 "other": [r.to_json() for r in self.other], "problems": self.problems}
 
 
-def _range(repo: Repo, rev_range: str | None) -> tuple[list[str], list[str]]:
+def _range(repo: Core, rev_range: str | None) -> tuple[list[str], list[str]]:
     if rev_range is None:
         head = head_commit(repo.git)
         return ([head] if head else []), []
@@ -100,7 +100,7 @@ def _range(repo: Repo, rev_range: str | None) -> tuple[list[str], list[str]]:
     return [resolve_commit(repo.git, rev_range)], []
 
 
-def log(repo: Repo, rev_range: str | None = None, *, run: str | None = None,
+def log(repo: Core, rev_range: str | None = None, *, run: str | None = None,
         limit: int | None = None, events: Events | None = None) -> list[LogEntry]:
     """Commits of ``rev_range`` (default: HEAD's history), newest first, with their records.
 

@@ -43,9 +43,10 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlgit.api import sync
+from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import (
     AmbiguousRevisionError,
@@ -58,7 +59,7 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.compression import decompress
-from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
 from mlgit.format.pack import OBJ_SNAPSHOT
 from mlgit.format.paths import check_tracked_path
@@ -76,7 +77,7 @@ from mlgit.gitlink.pointers import (
 from mlgit.gitlink.settings import setting_bool
 from mlgit.snapshot import statcache
 from mlgit.snapshot.materialize import update_worktree
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import SNAPSHOT_KINDS
 from mlgit.sync.remote import RemoteSpec, resolve_source
 from mlgit.sync.transfer import (
     RemoteIndex,
@@ -86,11 +87,8 @@ from mlgit.sync.transfer import (
     remote_cache_dir,
 )
 
-if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
-
 __all__ = ["ChunkFetcher", "ImportResult", "chunk_fetcher_for", "fetch_lacking", "import_",
-           "imported", "newer_import", "pinned_name", "source_chunk_fetcher", "source_snapshots",
+           "imported", "newer_import", "source_chunk_fetcher", "source_snapshots",
            "source_spec", "source_url", "update"]
 
 _MAX_CANDIDATES = 256
@@ -129,7 +127,7 @@ class ImportResult:
                 "fetched_bytes": self.fetched_bytes}
 
 
-def source_url(repo: Repo, text: str, base: Path | None = None) -> str:
+def source_url(repo: Core, text: str, base: Path | None = None) -> str:
     """The URL an import records for ``text``: checked, and absolute for a local path.
 
     ``text`` may be a remote of this clone (its URL is used), a local path
@@ -167,7 +165,7 @@ def _parse_rev(text: str) -> ImportRev:
         raise UsageError(str(e)) from None
 
 
-def _check_free_path(repo: Repo, path: str | os.PathLike[str]) -> str:
+def _check_free_path(repo: Core, path: str | os.PathLike[str]) -> str:
     """The work-tree path a new import may be written at; BadPathError if it may not.
 
     Refused: an existing file, directory or symlink (or an existing pointer file
@@ -214,7 +212,7 @@ def _no_store(spec: RemoteSpec, url: str) -> UsageError:
 class _Source:
     """One connection to an import's source store: its refs, index and snapshots."""
 
-    def __init__(self, repo: Repo, url: str) -> None:
+    def __init__(self, repo: Core, url: str) -> None:
         self.repo, self.url = repo, url
         spec = resolve_source(repo.git, url, repo.ssh_command)
         self.spec, self.backend = sync.connect_remote(repo, spec)
@@ -231,7 +229,7 @@ class _Source:
         """End the connection."""
         self.backend.close()
 
-    def snapshot(self, raw: bytes) -> Snapshot:
+    def snapshot(self, raw: RawObjectID) -> Snapshot:
         """A snapshot of the source, read and verified (RevisionError if it lacks it)."""
         hit = self.index.entries.get(raw)
         if hit is None or hit[1].type != OBJ_SNAPSHOT:
@@ -248,7 +246,7 @@ class _Source:
 
     def resolve(self, want: ImportRev) -> tuple[str, ObjectID]:
         """(kind, id) of ``want`` on the source; RevisionError if it names nothing there."""
-        kinds = {kind[:-1]: self.refs[f"{kind}/{want.name}"] for kind in REF_KINDS
+        kinds = {kind[:-1]: self.refs[f"{kind}/{want.name}"] for kind in SNAPSHOT_KINDS
                  if f"{kind}/{want.name}" in self.refs}
         if want.prefix is None:
             if not kinds:
@@ -261,17 +259,17 @@ class _Source:
         else:
             kind, oid = self._by_prefix(want.name, want.prefix)
         for i in range(want.steps):
-            parents = self.snapshot(bytes.fromhex(oid)).parents
+            parents = self.snapshot(hex_to_raw(oid)).parents
             if not parents:
                 raise RevisionError(f"{want}: {want.name} has only {i} earlier versions on "
                                     f"{self.url}")
             oid = parents[0]
-        snap = self.snapshot(bytes.fromhex(oid))
+        snap = self.snapshot(hex_to_raw(oid))
         return snap.kind if want.steps or want.prefix else kind, oid
 
     def _by_prefix(self, name: str, prefix: str) -> tuple[str, ObjectID]:
         cands = sorted(raw for raw, (_, e) in self.index.entries.items()
-                       if e.type == OBJ_SNAPSHOT and raw.hex().startswith(prefix))
+                       if e.type == OBJ_SNAPSHOT and raw_to_hex(raw).startswith(prefix))
         if len(cands) > _MAX_CANDIDATES:
             raise AmbiguousRevisionError(f"{name}@{prefix} matches over {_MAX_CANDIDATES} "
                                          f"snapshots on {self.url}; give more of the id")
@@ -295,7 +293,7 @@ class _Source:
             ev.start(f"fetching from {self.url}", files, nbytes)
 
         try:
-            stats = fetch_objects(self.repo.store, self.backend, [bytes.fromhex(oid)],
+            stats = fetch_objects(self.repo.store, self.backend, [hex_to_raw(oid)],
                                   self.index, history=history, progress=ev.advance,
                                   on_total=on_total)
         finally:
@@ -303,7 +301,7 @@ class _Source:
         return stats.objects, stats.bytes
 
 
-def _materialize(repo: Repo, rel: str, oid: ObjectID, force: bool, ev: Events) -> Snapshot:
+def _materialize(repo: Core, rel: str, oid: ObjectID, force: bool, ev: Events) -> Snapshot:
     """Make work-tree path ``rel`` hold snapshot ``oid`` (all of it local) and cache its stat.
 
     Raises BadPathError, changing nothing, for local changes the store does not
@@ -328,7 +326,7 @@ def _materialize(repo: Repo, rel: str, oid: ObjectID, force: bool, ev: Events) -
     return snap
 
 
-def _pin(repo: Repo, rel: str, pointer: Pointer) -> None:
+def _pin(repo: Core, rel: str, pointer: Pointer) -> None:
     """Write the pointer, the ``.gitignore`` line, and stage both."""
     pointer_rel = pointer_path_for(rel)
     write_pointer(repo.git, pointer_rel, pointer)
@@ -336,7 +334,7 @@ def _pin(repo: Repo, rel: str, pointer: Pointer) -> None:
     gitindex.stage(repo.git, [pointer_rel, ignore_rel])
 
 
-def import_(repo: Repo, url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+def import_(repo: Core, url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
             base: Path | None = None, events: Events | None = None) -> ImportResult:
     """Import version ``rev`` (``NAME[@PREFIX][~N]``) of repository ``url``'s data at ``path``.
 
@@ -387,7 +385,7 @@ def _update_rev(name: str, rev: str | None) -> ImportRev:
     return want
 
 
-def update(repo: Repo, paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+def update(repo: Core, paths: list[str | os.PathLike[str]], *, rev: str | None = None,
            force: bool = False, events: Events | None = None) -> list[ImportResult]:
     """Move imported pointers (data paths or pointer files) to their source's newest version.
 
@@ -438,7 +436,7 @@ def update(repo: Repo, paths: list[str | os.PathLike[str]], *, rev: str | None =
     return out
 
 
-def _is_here(repo: Repo, rel: str) -> bool:
+def _is_here(repo: Core, rel: str) -> bool:
     return os.path.lexists(repo.git.require_workdir() / rel)
 
 
@@ -451,7 +449,7 @@ def imported(pointers: list[tuple[str, Pointer]]) -> dict[ObjectID, str]:
     return out
 
 
-def source_snapshots(repo: Repo, wanted: dict[ObjectID, str], chunks_too: bool = False
+def source_snapshots(repo: Core, wanted: dict[ObjectID, str], chunks_too: bool = False
                      ) -> dict[ObjectID, str]:
     """Fetch imported snapshots (id: source URL) and their trees from their sources.
 
@@ -477,14 +475,14 @@ def source_snapshots(repo: Repo, wanted: dict[ObjectID, str], chunks_too: bool =
         if found:
             reason = f"and its source {url} could not supply it: {found[0]}"
         has = repo.store.objects.has_committed
-        why.update({o: reason for o in oids if not has(bytes.fromhex(o))})
+        why.update({o: reason for o in oids if not has(hex_to_raw(o))})
     return why
 
 
-ChunkFetcher = Callable[[list[tuple[bytes, int]]], None]
+ChunkFetcher = Callable[[list[tuple[RawObjectID, int]]], None]
 
 
-def source_chunk_fetcher(repo: Repo, url: str, fallback: ChunkFetcher | None = None
+def source_chunk_fetcher(repo: Core, url: str, fallback: ChunkFetcher | None = None
                          ) -> ChunkFetcher:
     """What brings an imported snapshot's missing chunks for a checkout: its source's.
 
@@ -492,7 +490,7 @@ def source_chunk_fetcher(repo: Repo, url: str, fallback: ChunkFetcher | None = N
     ``fallback`` (the lazy-fetch remote's fetcher: data pushed with ``--imports``),
     that is tried; if it fails too, the source's error is raised.
     """
-    def fetch(chunks: list[tuple[bytes, int]]) -> None:
+    def fetch(chunks: list[tuple[RawObjectID, int]]) -> None:
         try:
             spec = resolve_source(repo.git, url, repo.ssh_command)
             sync.fetch_chunks(repo, spec, chunks)
@@ -511,27 +509,7 @@ def source_chunk_fetcher(repo: Repo, url: str, fallback: ChunkFetcher | None = N
 
 
 
-def pinned_name(repo: Repo, name: str) -> ObjectID | None:
-    """The version the work tree's imported data called ``name`` is pinned at, or None.
-
-    What a revision ``NAME`` means when no local ref has that name
-    (:func:`mlgit.store.revision.resolve_name`): ``mlgit.checkout("mnist")`` reads
-    the imported ``mnist`` the project pins. AmbiguousRevisionError when imports
-    of that name pin different versions. None in a bare repository.
-    """
-    if repo.git.workdir is None:
-        return None
-    found = {pr: p.id for pr, p in load_pointers(repo.git)[0]
-             if p.source is not None and p.name == name}
-    if len(set(found.values())) > 1:
-        where = ", ".join(f"{tracked_path_for(pr)} ({oid[:12]})"
-                          for pr, oid in sorted(found.items()))
-        raise AmbiguousRevisionError(f"{name!r} is imported at several versions: {where}; "
-                                     "use an id")
-    return next(iter(found.values()), None)
-
-
-def source_spec(repo: Repo, oid: ObjectID) -> RemoteSpec | None:
+def source_spec(repo: Core, oid: ObjectID) -> RemoteSpec | None:
     """Where snapshot ``oid`` comes from when the work tree imports it: its source, or None.
 
     None too when no work tree pointer imports it, when the source's URL is
@@ -549,7 +527,7 @@ def source_spec(repo: Repo, oid: ObjectID) -> RemoteSpec | None:
         return None
 
 
-def fetch_lacking(repo: Repo, pointers: list[tuple[str, Pointer]], lacking: list[ObjectID],
+def fetch_lacking(repo: Core, pointers: list[tuple[str, Pointer]], lacking: list[ObjectID],
                   lazy: Callable[[list[ObjectID]], dict[ObjectID, str]]) -> dict[ObjectID, str]:
     """Fetch the snapshots (and trees) ``pointers`` pin that the store lacks; why, for each not.
 
@@ -567,7 +545,7 @@ def fetch_lacking(repo: Repo, pointers: list[tuple[str, Pointer]], lacking: list
     return why
 
 
-def chunk_fetcher_for(repo: Repo, p: Pointer, lazy: ChunkFetcher | None) -> ChunkFetcher | None:
+def chunk_fetcher_for(repo: Core, p: Pointer, lazy: ChunkFetcher | None) -> ChunkFetcher | None:
     """What brings the missing chunks of pointer ``p``'s data: its source's, or ``lazy``.
 
     None when lazy fetching is off (``ml.lazyFetch false``).
@@ -577,12 +555,12 @@ def chunk_fetcher_for(repo: Repo, p: Pointer, lazy: ChunkFetcher | None) -> Chun
     return source_chunk_fetcher(repo, p.source.url, lazy)
 
 
-def _lazy(repo: Repo) -> bool:
+def _lazy(repo: Core) -> bool:
     """False when ``ml.lazyFetch`` is false: data the store lacks is fetched only when asked."""
     return setting_bool(repo.git, "ml.lazyFetch") is not False
 
 
-def _ancestors(repo: Repo, src: _Source, start: ObjectID, stop: ObjectID) -> bool:
+def _ancestors(repo: Core, src: _Source, start: ObjectID, stop: ObjectID) -> bool:
     """True if ``stop`` is ``start`` or one of its ancestors (snapshots read here or there)."""
     has = repo.store.objects.has_committed
     seen: set[str] = set()
@@ -594,7 +572,7 @@ def _ancestors(repo: Repo, src: _Source, start: ObjectID, stop: ObjectID) -> boo
         if oid in seen:
             continue
         seen.add(oid)
-        raw = bytes.fromhex(oid)
+        raw = hex_to_raw(oid)
         try:
             snap = repo.snapshot(oid) if has(raw) else src.snapshot(raw)
         except RevisionError:
@@ -603,7 +581,7 @@ def _ancestors(repo: Repo, src: _Source, start: ObjectID, stop: ObjectID) -> boo
     return False
 
 
-def newer_import(repo: Repo, url: str, a: ObjectID, b: ObjectID) -> ObjectID | None:
+def newer_import(repo: Core, url: str, a: ObjectID, b: ObjectID) -> ObjectID | None:
     """Of two versions of one import, the one the other is an ancestor of; None if neither.
 
     What the merge driver keeps when both sides of a merge moved an imported

@@ -1,7 +1,7 @@
 """``git ml fsck`` and ``git ml gc``: what the store must keep, and checking and pruning it.
 
-Roots (what must stay and be complete): every sidecar ref (datasets, runs, and
-remote-tracking refs), the snapshot named by every pointer file in every commit
+Roots (what must stay and be complete): every sidecar ref (datasets, runs, stages,
+and remote-tracking refs), the snapshot named by every pointer file in every commit
 of every local branch, tag and remote-tracking branch and in the work tree, and
 every object a note record names (checkpoints, stored logs, graphs, results and
 their test datasets). A version an imported pointer pins that this store does
@@ -16,42 +16,69 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlgit.api import sync
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
 from mlgit.store import gc as gc_mod
 from mlgit.store import walk
 from mlgit.store.fsck import Root
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.packs import read_index_file
+from mlgit.store.refs import REF_KINDS, STAGES, RefStore, ref_role
+from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
-__all__ = ["collect_garbage", "fsck", "roots"]
+__all__ = ["collect_garbage", "fsck", "repair", "roots"]
 
 DEFAULT_PRUNE = "2.weeks.ago"
 
 
-def _sidecar_refs(repo: Repo, ev: Events) -> list[Root]:
-    """Every sidecar ref, local and remote-tracking: each names a snapshot.
-
-    A ref that cannot be read is reported to ``ev`` and left out.
-    """
+def _ref_stores(repo: Core) -> list[tuple[str, RefStore]]:
+    """The local refs (label ``""``) and each remote's tracking refs (``remotes/<r>/``)."""
     store = repo.store
+    out = [("", store.refs)]
+    remotes = store.root / "refs" / "remotes"
+    for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
+        out.append((f"remotes/{remote}/", RefStore(remotes / remote)))
+    return out
 
+
+def _sidecar_refs(repo: Core, ev: Events) -> list[Root]:
+    """Every sidecar ref, local and remote-tracking, with the role of what it names.
+
+    Dataset and run refs name snapshots, stage refs promotions. A ref that cannot be
+    read is reported to ``ev`` and left out.
+    """
     def bad(_ref: str, err: FormatError) -> None:
         ev.problem(_BadRef(str(err)))
 
-    out: list[Root] = [(oid, f"ref {kind}/{name}", walk.SNAPSHOT) for kind in REF_KINDS
-                       for name, oid in store.refs.list(kind, bad).items()]
-    remotes = store.root / "refs" / "remotes"
-    for remote in sorted(os.listdir(remotes)) if remotes.exists() else []:
-        tracking = RefStore(remotes / remote)
-        out += [(oid, f"ref remotes/{remote}/{kind}/{name}", walk.SNAPSHOT)
-                for kind in REF_KINDS for name, oid in tracking.list(kind, bad).items()]
+    return [(oid, f"ref {where}{kind}/{name}", ref_role(kind))
+            for where, refs in _ref_stores(repo) for kind in REF_KINDS
+            for name, oid in refs.list(kind, bad).items()]
+
+
+def _stage_ref_problems(repo: Core) -> list[fsck_mod.Problem]:
+    """``bad-ref`` for each stage ref that names another stage's record.
+
+    A record that is missing, damaged or not a promotion is left to the walk, which
+    reports it.
+    """
+    out: list[fsck_mod.Problem] = []
+    for where, refs in _ref_stores(repo):
+        for name, oid in refs.list(STAGES, lambda _r, _e: None).items():
+            try:
+                p = repo.store.objects.get_promotion(oid)
+            except FormatError:
+                continue
+            if f"{p.model}@{p.stage}" != name:
+                out.append(fsck_mod.Problem(
+                    "bad-ref", f"ref {where}{STAGES}/{name} names promotion {oid}, a record "
+                    f"of {p.model}@{p.stage}", oid))
     return out
 
 
@@ -59,7 +86,7 @@ class _BadRef(FormatError):
     """A sidecar ref that cannot be read (fsck reports it as ``bad-ref``)."""
 
 
-def _commits(repo: Repo) -> list[str]:
+def _commits(repo: Core) -> list[str]:
     try:
         out = repo.git.run_git("rev-list", "--branches", "--tags", "--remotes", "HEAD", "--")
     except GitCommandError:
@@ -70,8 +97,8 @@ def _commits(repo: Repo) -> list[str]:
     return out.decode().split()
 
 
-def roots(repo: Repo, events: Events | None = None,
-          imported: set[bytes] | None = None) -> list[Root]:
+def roots(repo: Core, events: Events | None = None,
+          imported: set[RawObjectID] | None = None) -> list[Root]:
     """Every (id, what names it, the role it must have) that the store must keep, complete.
 
     Refs, pointer files, checkpoint records and results datasets name snapshots;
@@ -91,7 +118,7 @@ def roots(repo: Repo, events: Events | None = None,
         found = pointers_in_tree(repo.git, tree, cache, bad)
         out += [(p.id, f"{path} in commit {commit[:12]}", walk.SNAPSHOT) for path, p in found]
         if imported is not None:
-            imported.update(bytes.fromhex(p.id) for _, p in found if p.source is not None)
+            imported.update(hex_to_raw(p.id) for _, p in found if p.source is not None)
         for err in bad:
             if str(err) not in reported:
                 reported.add(str(err))
@@ -100,12 +127,12 @@ def roots(repo: Repo, events: Events | None = None,
         here = repo.tracked(ev)
         out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT) for path, p in here]
         if imported is not None:
-            imported.update(bytes.fromhex(p.id) for _, p in here if p.source is not None)
+            imported.update(hex_to_raw(p.id) for _, p in here if p.source is not None)
     out += note_roots(repo.git, ev.problem)
     return out
 
 
-def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
+def fsck(repo: Core, events: Events | None = None) -> fsck_mod.FsckReport:
     """Check every pack, index and object, and that everything roots reach is complete.
 
     Consistent while other processes write to the store (see
@@ -114,7 +141,7 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
     ev = events or Events()
     report = fsck_mod.FsckReport()
     skipped = Events()  # bad refs, pointers and note lines become problems of the report
-    imported: set[bytes] = set()  # a version imported pointers pin: its source holds it
+    imported: set[RawObjectID] = set()  # a version imported pointers pin: its source holds it
 
     def named() -> list[Root]:
         out = roots(repo, skipped, imported)
@@ -130,19 +157,18 @@ def fsck(repo: Repo, events: Events | None = None) -> fsck_mod.FsckReport:
         kind = ("bad-ref" if isinstance(err, _BadRef) else
                 "bad-pointer" if isinstance(err, PointerError) else "bad-note")
         report.problems.append(fsck_mod.Problem(kind, str(err)))
+    report.problems += _stage_ref_problems(repo)
     return report
 
 
-def _promised(repo: Repo) -> set[bytes]:
+def _promised(repo: Core) -> set[RawObjectID]:
     """Ids a remote is known to hold: the cached copies of remotes' pack indexes.
 
     Each is read as a remote's index is (bounded, a regular file, named by its
     hash, entries inside a pack of at most ``MAX_PACK_LEN``); one that fails is
     skipped.
     """
-    from mlgit.store.packs import read_index_file
-
-    out: set[bytes] = set()
+    out: set[RawObjectID] = set()
     cache = repo.store.cache_dir / "remotes"
     for idx in cache.glob("*/pack-*.idx") if cache.exists() else []:
         try:
@@ -152,16 +178,13 @@ def _promised(repo: Repo) -> set[bytes]:
     return out
 
 
-def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
+def repair(repo: Core, remote: str | None, report: fsck_mod.FsckReport,
            events: Events | None = None) -> int:
     """Fetch good copies of damaged and missing objects from ``remote``; return how many.
 
     The damaged copies stay where they are (readers fall back to the good one);
     ``gc`` drops them.
     """
-    from mlgit.api import sync
-    from mlgit.sync.transfer import RemoteIndex, check_remote_config, read_objects, remote_cache_dir
-
     wanted = sorted(report.corrupt | report.missing)
     if not wanted:
         return 0
@@ -192,7 +215,7 @@ def repair(repo: Repo, remote: str | None, report: fsck_mod.FsckReport,
         backend.close()
 
 
-def collect_garbage(repo: Repo, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False,
+def collect_garbage(repo: Core, *, prune: str = DEFAULT_PRUNE, dry_run: bool = False,
                     events: Events | None = None) -> gc_mod.GcReport:
     """Remove what no root reaches from packs older than ``prune`` (an age or ``now``).
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from mlgit.api.events import Events
 from mlgit.errors import MlgitError, PointerError, RevisionError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_POINTER_LEN
 from mlgit.format.pointer import (
     POINTER_SUFFIX,
@@ -43,7 +43,7 @@ from mlgit.snapshot.merge import Conflict, MergeInput, MergeResult, merge_trees,
 from mlgit.store.fsutil import atomic_write, read_bounded
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
     from mlgit.store.store import Store
 
 __all__ = ["MergeOutcome", "conflicts_of", "merge_pointer_files"]
@@ -87,7 +87,7 @@ def _read(path: Path, label: str, allow_empty: bool) -> Pointer | None:
     return decode_pointer(data, label, hint="git-ml merges only pointer files it can read")
 
 
-def _inputs(repo: Repo, ids: tuple[ObjectID | None, ObjectID, ObjectID]
+def _inputs(repo: Core, ids: tuple[ObjectID | None, ObjectID, ObjectID]
             ) -> tuple[list[Snapshot | None], list[MergeInput]]:
     snaps: list[Snapshot | None] = []
     inputs: list[MergeInput] = []
@@ -98,12 +98,12 @@ def _inputs(repo: Repo, ids: tuple[ObjectID | None, ObjectID, ObjectID]
             continue
         s = repo.snapshot(oid)
         snaps.append(s)
-        inputs.append(MergeInput(bytes.fromhex(s.tree), (s.files, s.bytes),
+        inputs.append(MergeInput(hex_to_raw(s.tree), (s.files, s.bytes),
                                  f"snapshot {oid} ({label})"))
     return snaps, inputs
 
 
-def conflicts_of(repo: Repo, c: PointerConflict) -> list[Conflict]:
+def conflicts_of(repo: Core, c: PointerConflict) -> list[Conflict]:
     """The conflicts of a conflicted pointer, worked out again from its three versions.
 
     FormatError if a version is not in the local store or does not read.
@@ -117,16 +117,16 @@ def conflicts_of(repo: Repo, c: PointerConflict) -> list[Conflict]:
 
 def _ensure_local(store: Store, wanted: list[ObjectID], fetch: Fetch, shown: str) -> None:
     """Fetch the snapshots of ``wanted`` the store lacks; RevisionError if some still are not."""
-    missing = [oid for oid in wanted if not store.objects.has_committed(bytes.fromhex(oid))]
+    missing = [oid for oid in wanted if not store.objects.has_committed(hex_to_raw(oid))]
     if missing:
         fetch(missing)
-        still = [oid for oid in missing if not store.objects.has_committed(bytes.fromhex(oid))]
+        still = [oid for oid in missing if not store.objects.has_committed(hex_to_raw(oid))]
         if still:
             raise RevisionError(f"{shown}: snapshot {still[0]} is not in the local store and "
                                 "could not be fetched")
 
 
-def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_file: Path,
+def merge_pointer_files(repo: Core, base_file: Path, ours_file: Path, theirs_file: Path,
                         pointer_rel: str, *, fetch: Fetch, events: Events | None = None
                         ) -> MergeOutcome:
     """Merge the pointer files git passes a merge driver; write the result to ``ours_file``.
@@ -201,7 +201,7 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
             message = (f"merge of {ours.id[:12]} and {theirs.id[:12]}" if not conflicts else
                        f"merge of {ours.id[:12]} and {theirs.id[:12]} with {len(conflicts)} "
                        "conflicts (unresolved)")
-            snap = Snapshot(KIND_DATASET, ours.name, ObjectID(result.tree.hex()), so.root,
+            snap = Snapshot(KIND_DATASET, ours.name, raw_to_hex(result.tree), so.root,
                             (ours.id, theirs.id), int(time.time()),
                             time.localtime().tm_gmtoff // 60, repo.author(), message,
                             result.files, result.bytes, meta)
@@ -227,7 +227,7 @@ def merge_pointer_files(repo: Repo, base_file: Path, ours_file: Path, theirs_fil
     return outcome
 
 
-def _merge_imports(repo: Repo, ours: Pointer, theirs: Pointer, base: Pointer | None,
+def _merge_imports(repo: Core, ours: Pointer, theirs: Pointer, base: Pointer | None,
                    ours_file: Path, outcome: MergeOutcome, pick: str) -> MergeOutcome:
     """Merge pointers of which one or both are imports: never a merge of trees.
 

@@ -14,7 +14,7 @@ from mlgit.gitlink.commits import resolve_commit
 from mlgit.gitlink.notes import append_note_lines, read_note
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["NoteView", "add_note", "show_note"]
 
@@ -33,7 +33,7 @@ class NoteView:
                 "problems": self.problems}
 
 
-def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
+def add_note(repo: Core, commit: str = "HEAD", *, log: str | os.PathLike[str] | None = None,
              graph: str | os.PathLike[str] | None = None,
              results: str | os.PathLike[str] | None = None, dataset: str | None = None,
              events: Events | None = None  # noqa: ARG001 - public keyword, as every verb's
@@ -50,7 +50,7 @@ def add_note(repo: Repo, commit: str = "HEAD", *, log: str | os.PathLike[str] | 
     return recs
 
 
-def show_note(repo: Repo, commit: str = "HEAD", events: Events | None = None) -> NoteView:
+def show_note(repo: Core, commit: str = "HEAD", events: Events | None = None) -> NoteView:
     """Parse ``commit``'s note into typed records.
 
     A note that cannot be read (larger than ``MAX_NOTE_LEN``) and each malformed

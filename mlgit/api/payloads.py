@@ -14,24 +14,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.errors import BadPathError, UsageError
+from mlgit.format.ids import raw_to_hex
 from mlgit.format.records import RECORD_VERSION
 from mlgit.format.snapshot import KIND_DATASET
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.statcache import StatCache
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["payload_records", "store_payload"]
 
 _MAX_SCALARS = 64
 
 
-def store_payload(repo: Repo, path: Path) -> tuple[str, int]:
+def store_payload(repo: Core, path: Path) -> tuple[str, int]:
     """Store a file or directory as an object tree; return (root tree id, bytes)."""
     built = build_tree(repo.store, os.fsencode(path.absolute()), is_file=path.is_file(),
                        old=StatCache())
-    return built.root.hex(), built.total_bytes
+    return raw_to_hex(built.root), built.total_bytes
 
 
 def _existing(p: str | os.PathLike[str], what: str) -> Path:
@@ -41,7 +42,7 @@ def _existing(p: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
-def payload_records(repo: Repo, *, log: str | os.PathLike[str] | None,
+def payload_records(repo: Core, *, log: str | os.PathLike[str] | None,
                     graph: str | os.PathLike[str] | None,
                     results: str | os.PathLike[str] | None,
                     dataset: str | None) -> list[dict[str, Any]]:

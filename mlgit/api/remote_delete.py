@@ -23,12 +23,12 @@ from mlgit.api.events import Events
 from mlgit.errors import AmbiguousRevisionError, ConflictError, FormatError, UsageError
 from mlgit.format.ids import ObjectID
 from mlgit.format.names import is_ref_name
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import SNAPSHOT_KINDS
 from mlgit.store.revision import tracking_refs
 from mlgit.sync.remote import open_backend, resolve_remote
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["DeleteResult", "delete_remote_refs"]
 
@@ -42,11 +42,11 @@ class DeleteResult:
     deleted: list[tuple[str, ObjectID]] = field(default_factory=list)
 
 
-def _resolve(repo: Repo, remote: str, name: str) -> tuple[str, ObjectID]:
+def _resolve(repo: Core, remote: str, name: str) -> tuple[str, ObjectID]:
     """(``<kind>/<name>``, the id last fetched) for ``name``; UsageError/Ambiguous if none."""
     kind, slash, rest = name.partition("/")
-    kinds = (kind,) if slash and kind in REF_KINDS else REF_KINDS
-    base = rest if slash and kind in REF_KINDS else name
+    kinds = (kind,) if slash and kind in SNAPSHOT_KINDS else SNAPSHOT_KINDS
+    base = rest if slash and kind in SNAPSHOT_KINDS else name
     if not is_ref_name(base):
         raise UsageError(f"{name!r} is not a dataset or run name (nor datasets/NAME, "
                          "checkpoints/NAME)")
@@ -65,7 +65,7 @@ def _resolve(repo: Repo, remote: str, name: str) -> tuple[str, ObjectID]:
     return f"{k}/{base}", oid
 
 
-def delete_remote_refs(repo: Repo, remote: str | None, names: list[str], *,
+def delete_remote_refs(repo: Core, remote: str | None, names: list[str], *,
                        events: Events | None = None) -> DeleteResult:
     """Delete ``names`` from ``remote``'s refs, each at the version last fetched.
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
 from mlgit.errors import BadPathError, ConflictError, GitCommandError, UsageError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import load_pointers, tracked_path_for
@@ -38,7 +38,7 @@ from mlgit.snapshot.build import build_tree
 from mlgit.store.fsutil import force_remove
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["RemoveResult", "remove"]
 
@@ -66,7 +66,7 @@ def _literal(rel: str) -> str:
     return f":(literal){rel}"
 
 
-def _plan(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[tuple[str, str, Pointer]]:
+def _plan(repo: Core, paths: list[str | os.PathLike[str]]) -> list[tuple[str, str, Pointer]]:
     """(data path, pointer path, pointer) for each path named; BadPathError for the others."""
     good, problems = load_pointers(repo.git)
     by_data = {tracked_path_for(pr): (pr, p) for pr, p in good}
@@ -83,7 +83,7 @@ def _plan(repo: Repo, paths: list[str | os.PathLike[str]]) -> list[tuple[str, st
     return sorted(out.values())
 
 
-def _check_saved(repo: Repo, rel: str, p: Pointer, ev: Events) -> None:
+def _check_saved(repo: Core, rel: str, p: Pointer, ev: Events) -> None:
     """BadPathError unless the data at ``rel`` is absent or exactly the snapshot ``p`` pins."""
     store = repo.store
     full = repo.git.require_workdir() / rel
@@ -92,7 +92,7 @@ def _check_saved(repo: Repo, rel: str, p: Pointer, ev: Events) -> None:
     if full.is_symlink() or not (full.is_dir() or full.is_file()):
         raise BadPathError(f"{rel} is not the data git-ml checked out (a symlink or a special "
                            "file); remove it yourself, or use --force (or --cached to keep it)")
-    if not store.objects.has_committed(bytes.fromhex(p.id)):
+    if not store.objects.has_committed(hex_to_raw(p.id)):
         raise BadPathError(f"{rel}: its version {p.id[:12]} is not in the local store, so "
                            "git-ml cannot tell whether the files hold unsaved changes; "
                            "`git ml fetch` it first, or use --force (or --cached to keep them)")
@@ -102,13 +102,13 @@ def _check_saved(repo: Repo, rel: str, p: Pointer, ev: Events) -> None:
         old = statcache.StatCache()
     built = build_tree(store, os.fsencode(full), is_file=full.is_file(), old=old, dry=True,
                        warn=ev.warn)
-    if built.root.hex() != repo.snapshot(p.id).tree:
+    if raw_to_hex(built.root) != repo.snapshot(p.id).tree:
         raise BadPathError(f"{rel} has changes not saved in the store (it differs from "
                            f"{p.name} {p.id[:12]}); `git ml add {rel}` first, use --cached to "
                            "keep the files, or --force to delete them")
 
 
-def _git_rm(repo: Repo, pointers: list[str], force: bool, cached: bool, dry: bool) -> None:
+def _git_rm(repo: Core, pointers: list[str], force: bool, cached: bool, dry: bool) -> None:
     """``git rm`` the pointer files (``dry``: only git's checks); git's refusal as BadPathError.
 
     With ``cached``, ``git rm --cached`` (whose check is lighter: the index must match
@@ -133,7 +133,7 @@ def _git_rm(repo: Repo, pointers: list[str], force: bool, cached: bool, dry: boo
         raise BadPathError(f"{', '.join(listed)} {why}") from None
 
 
-def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = False,
+def remove(repo: Core, paths: list[str | os.PathLike[str]], *, force: bool = False,
            cached: bool = False, events: Events | None = None) -> list[RemoveResult]:
     """Stop tracking the datasets at ``paths``; see the module docstring.
 
@@ -182,7 +182,7 @@ def remove(repo: Repo, paths: list[str | os.PathLike[str]], *, force: bool = Fal
     return results
 
 
-def _drop_refs(repo: Repo, results: list[RemoveResult], imported: set[str],
+def _drop_refs(repo: Core, results: list[RemoveResult], imported: set[str],
                ev: Events) -> None:
     """Delete the ref of each dataset removed that no pointer names any more.
 

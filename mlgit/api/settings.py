@@ -16,7 +16,7 @@ from mlgit.errors import GitCommandError, UsageError
 from mlgit.gitlink.settings import normalize_key, shared_settings, write_shared
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["Setting", "get_setting", "list_settings", "set_setting"]
 
@@ -39,7 +39,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def get_setting(repo: Repo, key: str) -> Setting | None:
+def get_setting(repo: Core, key: str) -> Setting | None:
     """The value of ``key`` in effect (git's config first, then the shared file), or None."""
     _check_key(key)
     try:
@@ -51,7 +51,7 @@ def get_setting(repo: Repo, key: str) -> Setting | None:
     return None if shared is None else Setting(key, shared, "shared")
 
 
-def set_setting(repo: Repo, key: str, value: str | None, *, shared: bool = False) -> str:
+def set_setting(repo: Core, key: str, value: str | None, *, shared: bool = False) -> str:
     """Set (``value`` None: unset) ``key`` in this clone's git config, or in the shared file.
 
     Returns where it was written: ``.git/config`` or ``.mlgitconfig`` (then staged).
@@ -72,7 +72,7 @@ def set_setting(repo: Repo, key: str, value: str | None, *, shared: bool = False
     return ".git/config"
 
 
-def list_settings(repo: Repo) -> list[Setting]:
+def list_settings(repo: Core) -> list[Setting]:
     """Every ``ml.*`` setting in effect, git's config over the shared file, sorted by key."""
     out: dict[str, Setting] = {}
     try:

@@ -16,8 +16,9 @@ everything: every ref's history and every object the notes name. With
 revisions, ``pull`` and the hooks bring those versions whole and, for every
 other remote ref, its snapshot and trees (so every name resolves and ``show``
 works); the rest (payloads, other versions' chunks) comes lazily when used.
-Pull then fast-forwards local refs to their remote-tracking refs, creates the
-ones we lack, and refuses (ConflictError, kept) one that diverged.
+Pull (:mod:`mlgit.api.pull`) then fast-forwards local refs to their
+remote-tracking refs, creates the ones we lack, and refuses (ConflictError,
+kept) one that diverged.
 
 Bad input is reported and skipped, as ``git fsck`` does (``Events.problem``): a
 ref that cannot be read (here or on the remote), a remote index that fails its
@@ -46,11 +47,11 @@ from mlgit.errors import (
     UsageError,
 )
 from mlgit.format.compression import decompress
-from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, is_hex_prefix, raw_to_hex
 from mlgit.format.limits import MAX_SNAPSHOT_LEN
-from mlgit.format.names import is_ref_name
+from mlgit.format.names import is_ref_name, is_stage_name
 from mlgit.format.pack import OBJ_SNAPSHOT
-from mlgit.format.snapshot import Snapshot, decode_snapshot
+from mlgit.format.snapshot import KIND_CHECKPOINT, Snapshot, decode_snapshot
 from mlgit.gitlink.commits import head_commit, pointers_in_tree, resolve_commit
 from mlgit.gitlink.notes import (
     fetch_notes,
@@ -62,7 +63,7 @@ from mlgit.gitlink.notes import (
 from mlgit.gitlink.settings import setting_bool
 from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, read_bounded
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.store.refs import REF_KINDS, SNAPSHOT_KINDS, STAGES, RefStore, ref_role
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
 from mlgit.sync.remote import (
@@ -84,10 +85,10 @@ from mlgit.sync.transfer import (
 )
 
 if TYPE_CHECKING:
-    from mlgit.api.repo import Repo
+    from mlgit.api.core import Core
 
 __all__ = ["PushResult", "RemoteRef", "connect_remote", "fetch", "fetch_chunks", "fetch_payload",
-           "is_git_remote", "ls_remote", "pull", "push", "tracking_refs"]
+           "is_git_remote", "ls_remote", "push", "tracking_refs"]
 
 _NOTES_SENT = "notes-pushed"
 """In a remote's index cache: the notes commit whose every named object that remote holds."""
@@ -124,7 +125,7 @@ class RemoteRef:
                 "bytes": s.bytes if s else None, "message": s.message if s else None}
 
 
-def connect_remote(repo: Repo, remote: str | RemoteSpec | None) -> tuple[RemoteSpec, Backend]:
+def connect_remote(repo: Core, remote: str | RemoteSpec | None) -> tuple[RemoteSpec, Backend]:
     """``remote`` (None: the default one) resolved and its backend opened; close it after.
 
     A :class:`RemoteSpec` already resolved (an import's source) is used as it is.
@@ -134,7 +135,7 @@ def connect_remote(repo: Repo, remote: str | RemoteSpec | None) -> tuple[RemoteS
     return spec, open_backend(spec)
 
 
-def is_git_remote(repo: Repo, name: str) -> bool:
+def is_git_remote(repo: Core, name: str) -> bool:
     """True when ``name`` is one of git's remotes (so notes can travel with git)."""
     try:
         repo.git.run_git("config", "--get", f"remote.{name}.url")
@@ -143,7 +144,7 @@ def is_git_remote(repo: Repo, name: str) -> bool:
         return False
 
 
-def _carries_notes(repo: Repo, spec: RemoteSpec) -> bool:
+def _carries_notes(repo: Core, spec: RemoteSpec) -> bool:
     """True when git can fetch and push ``spec``'s notes (by ``spec.name``).
 
     A remote ``git remote`` knows, or a path or SSH URL given directly (``git push
@@ -177,22 +178,34 @@ def _local_refs(store: Store, ev: Events, warn: bool = False) -> dict[str, Objec
             for name, oid in store.refs.list(kind, bad).items()}
 
 
-def _is_ancestor(store: Store, old: ObjectID, new: ObjectID) -> bool:
-    """True if ``old`` is ``new`` or one of its ancestors (in the local store)."""
+def _parents(store: Store, kind: str, oid: ObjectID) -> tuple[ObjectID, ...]:
+    """What a ref of ``kind`` held before ``oid``: a snapshot's parents, a promotion's parent."""
+    if kind == STAGES:
+        parent = store.objects.get_promotion(oid).parent
+        return (parent,) if parent is not None else ()
+    return store.objects.get_snapshot(oid).parents
+
+
+def _is_ancestor(store: Store, old: ObjectID, new: ObjectID, kind: str = "datasets") -> bool:
+    """True if ``old`` is ``new`` or one of its ancestors (in the local store).
+
+    Ancestors of a snapshot are its parents; of a promotion (``kind`` ``stages``) the
+    stage's earlier records.
+    """
     seen: set[str] = set()
     stack = [new]
     while stack:
         oid = stack.pop()
         if oid == old:
             return True
-        if oid in seen or not store.objects.has_committed(bytes.fromhex(oid)):
+        if oid in seen or not store.objects.has_committed(hex_to_raw(oid)):
             continue
         seen.add(oid)
-        stack.extend(store.objects.get_snapshot(oid).parents)
+        stack.extend(_parents(store, kind, oid))
     return False
 
 
-def _pinned(repo: Repo, commits: list[str]) -> tuple[set[ObjectID], dict[ObjectID, str]]:
+def _pinned(repo: Core, commits: list[str]) -> tuple[set[ObjectID], dict[ObjectID, str]]:
     """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped).
 
     Returns those of this repository's own pointers, and those only imported
@@ -216,7 +229,7 @@ def _pinned(repo: Repo, commits: list[str]) -> tuple[set[ObjectID], dict[ObjectI
     return own, {oid: url for oid, url in imported.items() if oid not in own}
 
 
-def _with_imports(repo: Repo, pinned: set[ObjectID], imported: dict[ObjectID, str],
+def _with_imports(repo: Core, pinned: set[ObjectID], imported: dict[ObjectID, str],
                   imports: bool | None) -> tuple[set[ObjectID], dict[ObjectID, str]]:
     """What a push sends of what commits pin: imports too when asked (``ml.pushImports``)."""
     if imports if imports is not None else setting_bool(repo.git, "ml.pushImports"):
@@ -224,27 +237,28 @@ def _with_imports(repo: Repo, pinned: set[ObjectID], imported: dict[ObjectID, st
     return pinned, {}
 
 
-def _imports_ready(repo: Repo, roots: list[bytes], imported: dict[ObjectID, str],
-                   index: RemoteIndex, ev: Events) -> list[bytes]:
+def _imports_ready(repo: Core, roots: list[tuple[RawObjectID, str]],
+                   imported: dict[ObjectID, str], index: RemoteIndex, ev: Events
+                   ) -> list[tuple[RawObjectID, str]]:
     """``roots`` less the imported versions the remote lacks that cannot be had whole here.
 
     Those the remote lacks are fetched with their history from their sources
-    first (:func:`_bring_imports`).
+    first (:func:`bring_imports`).
     """
-    lacking = {o: u for o, u in imported.items() if not index.has(bytes.fromhex(o))}
+    lacking = {o: u for o, u in imported.items() if not index.has(hex_to_raw(o))}
     if not lacking:
         return roots
-    failed = set(lacking) - _bring_imports(repo, lacking, ev)
-    return [r for r in roots if raw_to_hex(r) not in failed]
+    failed = {hex_to_raw(o) for o in set(lacking) - bring_imports(repo, lacking, ev)}
+    return [r for r in roots if r[0] not in failed]
 
 
-def _bring_imports(repo: Repo, wanted: dict[ObjectID, str], ev: Events,
-                   history: bool = True) -> set[ObjectID]:
-    """Fetch imported versions whole (with ``history``) from their sources; those that came.
+def bring_imports(repo: Core, wanted: dict[ObjectID, str], ev: Events,
+                  history: bool = True) -> set[ObjectID]:
+    """Fetch imported versions (id: source URL) whole, ``history`` too, from their sources.
 
-    What a push that sends imports needs (a store never holds a snapshot without
-    its ancestors), and what pull fetches. A source that fails is a problem, and
-    its versions are left out.
+    Returns those that came. What a push that sends imports needs (a store never
+    holds a snapshot without its ancestors), and what pull fetches. A source that
+    fails is a problem, and its versions are left out.
     """
     by_url: dict[str, list[ObjectID]] = {}
     for oid, url in sorted(wanted.items()):
@@ -259,8 +273,8 @@ def _bring_imports(repo: Repo, wanted: dict[ObjectID, str], ev: Events,
             collect.problem(e)
         found = getattr(collect, "problems", [])
         if found:
-            ev.problem(_with_message(found[0], f"imported data from {url} not pushed: its "
-                                                f"history could not be fetched there: {found[0]}"))
+            ev.problem(_with_message(found[0], f"imported data from {url} not fetched: "
+                                                f"{found[0]}"))
             continue
         came.update(oids)
     return came
@@ -289,19 +303,28 @@ def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str
         old = remote_refs.get(ref)
         if old == new:
             continue
-        if old is not None and not force and not _is_ancestor(store, old, new):
+        kind = ref.partition("/")[0]
+        if old is not None and not force and not _is_ancestor(store, old, new, kind):
             refused.append(ref)
             continue
         updates.append((ref, new, old))
     if refused:
+        stages = [r.partition("/")[2] for r in refused if r.startswith(f"{STAGES}/")]
+        then = []
+        if len(stages) < len(refused):
+            then.append("add or commit on top of the remote's version")
+        if stages:
+            model, _, stage = stages[0].partition("@")
+            then.append(f"for a stage someone else moved, see `git ml stages {model} {stage} "
+                        "--history` and promote again (your record then follows theirs)")
         raise ConflictError(
             f"push to {remote} rejected: the remote's {', '.join(refused)} has versions "
-            f"yours lacks; run `git ml fetch {remote}`, then add or commit on top of "
-            "the remote's version (or push with --force to replace it)")
+            f"yours lacks; run `git ml fetch {remote}`, then {'; '.join(then)} (or push with "
+            "--force to replace it)")
     return updates
 
 
-def push(repo: Repo, remote: str | None = None, *, force: bool = False,
+def push(repo: Core, remote: str | None = None, *, force: bool = False,
          commits: list[str] | None = None, notes: bool = True, imports: bool | None = None,
          events: Events | None = None) -> PushResult:
     """Send objects, refs and notes to ``remote``. See the module docstring for the order.
@@ -334,8 +357,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
         notes_sent = notes_at is None or _notes_marker(cache) == notes_at
         local = _local_refs(store, ev)
         heads = commits if commits is not None else [c for c in [head_commit(repo.git)] if c]
-        pinned, imported = _pinned(repo, heads)
-        pinned, imported = _with_imports(repo, pinned, imported, imports)
+        pinned, imported = _with_imports(repo, *_pinned(repo, heads), imports)
         unreadable: set[str] = set()
 
         def bad_remote_ref(ref: str, e: FormatError) -> None:
@@ -355,12 +377,15 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
                 ev.raise_problems()
             return result
         absent = sorted(p for p in pinned - set(local.values())
-                        if not store.objects.has_committed(bytes.fromhex(p)))
+                        if not store.objects.has_committed(hex_to_raw(p)))
         for p in absent:
             ev.warn(f"snapshot {p[:12]} is pinned by a pushed commit but not in the local store;"
                     " it cannot be pushed from here")
         updates = _ref_updates(store, local, remote_refs, force, spec.name)
-        roots = [bytes.fromhex(x) for x in sorted(set(local.values()) | (pinned - set(absent)))]
+        roots: list[tuple[RawObjectID, str]] = [
+            (hex_to_raw(oid), ref_role(ref.partition("/")[0])) for ref, oid in sorted(
+                local.items())]
+        roots += [(hex_to_raw(x), walk.SNAPSHOT) for x in sorted(pinned - set(absent))]
         index = RemoteIndex(backend, cache, ev.problem)
         roots = _imports_ready(repo, roots, imported, index, ev)
         todo = closure_postorder(store, roots, index.has)
@@ -402,7 +427,7 @@ def push(repo: Repo, remote: str | None = None, *, force: bool = False,
     return result
 
 
-def _notes_in(repo: Repo, remote: str) -> str | None:
+def _notes_in(repo: Core, remote: str) -> str | None:
     """Fetch the remote's notes and merge them into ours; return the remote's commit (or None)."""
     if not fetch_notes(repo.git, remote):
         return None
@@ -410,7 +435,7 @@ def _notes_in(repo: Repo, remote: str) -> str | None:
     return notes_commit(repo.git, remote)
 
 
-def _notes_out(repo: Repo, remote: str, remote_notes: str | None) -> bool:
+def _notes_out(repo: Core, remote: str, remote_notes: str | None) -> bool:
     """Push our notes (already merged with the remote's) unless the remote has exactly them.
 
     True when the remote has our notes afterwards; False when there are none.
@@ -438,7 +463,7 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
         atomic_write(cache / _NOTES_SENT, (commit + "\n").encode())
 
 
-def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: RemoteSpec,
+def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[RawObjectID], spec: RemoteSpec,
                        ev: Events) -> bool:
     """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
 
@@ -450,12 +475,12 @@ def _plan_note_objects(repo: Repo, index: RemoteIndex, todo: list[bytes], spec: 
     store = repo.store
     planned = set(todo)
 
-    def have(oid: bytes) -> bool:
+    def have(oid: RawObjectID) -> bool:
         return oid in planned or index.has(oid)
 
     ok = True
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if store.objects.entry(raw) is None:
             if not index.has(raw):
                 ok = False
@@ -480,23 +505,37 @@ def _remote_snapshot_ids(index: RemoteIndex) -> list[str]:
                   if e.type == OBJ_SNAPSHOT)
 
 
-def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex) -> ObjectID:
+def _remote_rev_refs(base: str) -> list[str]:
+    """The remote refs a revision's base (``~N`` cut off) may name: a stage's, or a name's."""
+    name, at, right = base.partition("@")
+    if at:
+        return [f"{STAGES}/{base}"] if is_stage_name(right) and is_ref_name(name) else []
+    return [f"{kind}/{base}" for kind in SNAPSHOT_KINDS]
+
+
+def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex
+                        ) -> tuple[ObjectID, str]:
+    """What ``rev`` names on the remote, as (id, role): a ref's object, or a snapshot by id."""
     base = rev.split("~", 1)[0]
-    for kind in REF_KINDS:
-        if f"{kind}/{base}" in refs:
-            return refs[f"{kind}/{base}"]
-    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(bytes.fromhex(base)):
-        return ObjectID(base.lower())  # a full id: whatever type the remote's index claims
+    for ref in _remote_rev_refs(base):
+        if ref in refs:
+            return refs[ref], ref_role(ref.partition("/")[0])
+    if "@" in base and is_stage_name(base.partition("@")[2]):
+        model, _, stage = base.partition("@")
+        raise RevisionError(f"the remote has no stage {stage!r} of {model!r}")
+    if len(base) == 32 and is_hex_prefix(base.lower()) and index.has(hex_to_raw(base.lower())):
+        # A full id: whatever type the remote's index claims.
+        return ObjectID(base.lower()), walk.SNAPSHOT
     if is_hex_prefix(base.lower()):
         cands = [s for s in _remote_snapshot_ids(index) if s.startswith(base.lower())]
         if len(cands) == 1:
-            return ObjectID(cands[0])
+            return ObjectID(cands[0]), walk.SNAPSHOT
         if len(cands) > 1:
             raise RevisionError(f"revision {rev!r} is ambiguous on the remote")
     raise RevisionError(f"the remote has no dataset, run or snapshot {rev!r}")
 
 
-def fetch(repo: Repo, remote: str | RemoteSpec | None = None, revs: list[str] | None = None, *,
+def fetch(repo: Core, remote: str | RemoteSpec | None = None, revs: list[str] | None = None, *,
           history: bool = True, notes: bool = True, chunks_too: bool = True,
           all_refs: bool = False, local_refs: str | None = None, require_store: bool = True,
           events: Events | None = None) -> PushResult:
@@ -539,27 +578,26 @@ def fetch(repo: Repo, remote: str | RemoteSpec | None = None, revs: list[str] | 
         wanted = _wanted(revs, refs, unreadable, index, ev)
         bring = _Bringer(repo, backend, index, spec.name, result, ev)
         with store.writing():
-            bring(wanted, history=history, chunks_too=chunks_too)
+            bring.roles(wanted, history=history, chunks_too=chunks_too)
             # A root that failed a check stays unfetched: no tracking ref will name it.
-            others = [oid for oid in dict.fromkeys(refs.values())
-                      if bytes.fromhex(oid) not in bring.failed]
+            others = {ref: oid for ref, oid in refs.items() if not bring.failed_ref(ref, oid)}
             if revs is None or all_refs or mode is not None:
                 has = store.objects.has_committed
-                bring([oid for oid in others if not has(bytes.fromhex(oid))],
-                      history=False, chunks_too=False)
+                bring.roles([(oid, ref_role(ref.partition("/")[0]))
+                             for ref, oid in others.items() if not has(hex_to_raw(oid))],
+                            history=False, chunks_too=False)
             if mode is not None:
                 # What fast-forwarding needs: the remote versions' history (snapshots
-                # and trees), to tell "behind" from "diverged".
+                # and trees; a stage's earlier records), to tell "behind" from "diverged".
                 mine = _local_refs(store, ev, warn=True)
-                ok = set(others)
-                bring([oid for ref, oid in refs.items()
-                       if oid in ok and ref in mine and mine[ref] != oid],
-                      history=True, chunks_too=False)
+                bring.roles([(oid, ref_role(ref.partition("/")[0]))
+                             for ref, oid in others.items() if ref in mine and mine[ref] != oid],
+                            history=True, chunks_too=False)
             if revs is None and notes:
                 _bring_note_objects(repo, index, bring, spec, git_remote, ev)
         if is_ref_name(spec.name):
-            fetched = {ref: oid for ref, oid in refs.items()
-                       if bytes.fromhex(oid) not in bring.failed}
+            fetched = {ref: oid for ref, oid in refs.items() if not bring.failed_ref(ref, oid)}
+            fetched = _sound_stages(store, spec, fetched, ev)
             _track(store, spec.name, fetched, result, ev)
             if mode is not None:
                 _update_local_refs(store, spec.name, fetched, mode, result, ev)
@@ -570,7 +608,7 @@ def fetch(repo: Repo, remote: str | RemoteSpec | None = None, revs: list[str] | 
     return result
 
 
-def _local_mode(repo: Repo, remote: str) -> str | None:
+def _local_mode(repo: Core, remote: str) -> str | None:
     """``local_refs="auto"``: a bare repository follows the remote's refs, a mirror exactly."""
     if repo.git.workdir is not None:
         return None
@@ -584,16 +622,16 @@ def _local_mode(repo: Repo, remote: str) -> str | None:
 class _Bringer:
     """Runs :func:`fetch_objects` for one fetch, adding up what came and what failed."""
 
-    def __init__(self, repo: Repo, backend: Backend, index: RemoteIndex, remote: str,
+    def __init__(self, repo: Core, backend: Backend, index: RemoteIndex, remote: str,
                  result: PushResult, ev: Events) -> None:
         self.store, self.backend, self.index = repo.store, backend, index
         self.remote, self.result, self.ev = remote, result, ev
-        self.failed: set[bytes] = set()
+        self.failed: set[tuple[RawObjectID, str]] = set()  # roots not fetched, in their role
 
-    def __call__(self, oids: list[ObjectID] | list[bytes], *, role: str = walk.SNAPSHOT,
+    def __call__(self, oids: list[ObjectID] | list[RawObjectID], *, role: str = walk.SNAPSHOT,
                  history: bool = True, chunks_too: bool = True) -> None:
         """Bring ``oids`` (in ``role``) and what they reference; failures are problems."""
-        roots = [o if isinstance(o, bytes) else bytes.fromhex(o) for o in oids]
+        roots = [o if isinstance(o, bytes) else hex_to_raw(o) for o in oids]
         if not roots:
             return
         ev = self.ev
@@ -610,10 +648,27 @@ class _Bringer:
             ev.finish()
         self.result.objects += stats.objects
         self.result.bytes += stats.bytes
-        self.failed |= stats.failed
+        self.failed |= {(oid, role) for oid in stats.failed}
+
+    def failed_ref(self, ref: str, oid: ObjectID) -> bool:
+        """True if the object ``ref`` names failed a check in the role the ref gives it.
+
+        By role: a stage ref that names a snapshot fails as a promotion, and must not
+        keep a run ref naming that snapshot from being fetched.
+        """
+        return (hex_to_raw(oid), ref_role(ref.partition("/")[0])) in self.failed
+
+    def roles(self, wanted: list[tuple[ObjectID, str]], *, history: bool,
+              chunks_too: bool) -> None:
+        """Bring (id, role) pairs: one transfer per role, in the order roles first appear."""
+        by_role: dict[str, list[ObjectID]] = {}
+        for oid, role in dict.fromkeys(wanted):
+            by_role.setdefault(role, []).append(oid)
+        for role, oids in by_role.items():
+            self(oids, role=role, history=history, chunks_too=chunks_too)
 
 
-def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
+def _bring_note_objects(repo: Core, index: RemoteIndex, bring: _Bringer, spec: RemoteSpec,
                         report: bool, ev: Events) -> None:
     """Bring, whole, every object the notes name: payload trees, checkpoints, test datasets.
 
@@ -621,9 +676,9 @@ def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: R
     came from this remote (``report``): whoever wrote the record did not push it.
     """
     has = repo.store.objects.has_committed
-    by_role: dict[str, list[bytes]] = {walk.TREE: [], walk.SNAPSHOT: []}
+    by_role: dict[str, list[RawObjectID]] = {walk.TREE: [], walk.SNAPSHOT: []}
     for oid_hex, label, role in dict.fromkeys(note_roots(repo.git)):
-        raw = bytes.fromhex(oid_hex)
+        raw = hex_to_raw(oid_hex)
         if not has(raw) and not index.has(raw):
             if report:
                 ev.problem(CorruptObjectError(
@@ -638,8 +693,8 @@ def _bring_note_objects(repo: Repo, index: RemoteIndex, bring: _Bringer, spec: R
 
 def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
             unreadable: dict[str, FormatError], index: RemoteIndex, ev: Events
-            ) -> list[ObjectID]:
-    """The snapshots to fetch: for ``revs``, else (None) every remote ref.
+            ) -> list[tuple[ObjectID, str]]:
+    """What to fetch, as (id, role): for ``revs``, else (None) every remote ref.
 
     A ref that could not be read is a problem when it is wanted (every ref, or a
     rev naming it) and only a warning otherwise; so is a rev the remote lacks.
@@ -647,13 +702,13 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
     if revs is None:
         for e in unreadable.values():
             ev.problem(e)
-        return sorted(set(refs.values()))
-    wanted: list[ObjectID] = []
+        return sorted({(oid, ref_role(ref.partition("/")[0])) for ref, oid in refs.items()})
+    wanted: list[tuple[ObjectID, str]] = []
     named: set[str] = set()
     for rev in revs:
-        base = rev.split("~", 1)[0]
-        bad = [f"{kind}/{base}" for kind in REF_KINDS if f"{kind}/{base}" in unreadable]
-        if bad and not any(f"{kind}/{base}" in refs for kind in REF_KINDS):
+        candidates = _remote_rev_refs(rev.split("~", 1)[0])
+        bad = [ref for ref in candidates if ref in unreadable]
+        if bad and not any(ref in refs for ref in candidates):
             named.update(bad)
             ev.problem(unreadable[bad[0]])
             continue
@@ -667,6 +722,60 @@ def _wanted(revs: list[str] | None, refs: dict[str, ObjectID],
     return wanted
 
 
+def _stage_problem(store: Store, name: str, oid: ObjectID, checked: ObjectID | None
+                   ) -> str | None:
+    """What is wrong with the records a stage ref ``stages/<name>`` names, or None.
+
+    Each record here, from ``oid`` back to ``checked`` (the one the tracking ref names:
+    it and its history were checked when it was set), must be one of that model's
+    stage, and each checkpoint it names that is here must be a checkpoint (decoding
+    checked each on arrival; this checks what decoding one object cannot).
+    """
+    model, _, stage = name.partition("@")
+    seen: set[str] = set()
+    cur: ObjectID | None = oid
+    has = store.objects.has_committed
+    while cur is not None and cur != checked and cur not in seen and has(hex_to_raw(cur)):
+        seen.add(cur)
+        p = store.objects.get_promotion(cur)
+        if (p.model, p.stage) != (model, stage):
+            return f"its record {cur} is one of {p.model}@{p.stage}"
+        if p.checkpoint is not None and has(hex_to_raw(p.checkpoint)):
+            kind = store.objects.get_snapshot(p.checkpoint).kind
+            if kind != KIND_CHECKPOINT:
+                return f"its record {cur} names {p.checkpoint}, a {kind}, not a checkpoint"
+        cur = p.parent
+    return None
+
+
+def _sound_stages(store: Store, spec: RemoteSpec, refs: dict[str, ObjectID],
+                  ev: Events) -> dict[str, ObjectID]:
+    """``refs`` without the stage refs whose records are not that stage's (each a problem).
+
+    Only stage refs that move are checked (what a tracking ref names was checked when
+    it was set). The records stay in the store, named by nothing.
+    """
+    tracking = tracking_refs(store, spec.name)
+    out: dict[str, ObjectID] = {}
+    for ref, oid in refs.items():
+        kind, _, name = ref.partition("/")
+        if kind == STAGES:
+            try:
+                current = tracking.get(kind, name)
+            except FormatError:
+                current = None  # a damaged tracking ref: _track reports it
+            try:
+                wrong = None if current == oid else _stage_problem(store, name, oid, current)
+            except FormatError as e:
+                wrong = str(e)
+            if wrong is not None:
+                ev.problem(CorruptObjectError(f"remote {spec.url}: {ref}: {wrong}; the stage "
+                                              "was not fetched"))
+                continue
+        out[ref] = oid
+    return out
+
+
 def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushResult,
            ev: Events) -> None:
     """Point the remote-tracking refs at the remote refs whose snapshots are here.
@@ -678,7 +787,7 @@ def _track(store: Store, remote: str, refs: dict[str, ObjectID], result: PushRes
     tracking = tracking_refs(store, remote)
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue  # not fetched (a check failed): a tracking ref names only what is here
         try:
             current = tracking.get(kind, name)
@@ -705,7 +814,7 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
     """
     for ref, oid in _in_kind_order(refs):
         kind, _, name = ref.partition("/")
-        if not store.objects.has_committed(bytes.fromhex(oid)):
+        if not store.objects.has_committed(hex_to_raw(oid)):
             continue
         try:
             mine = store.refs.get(kind, name)
@@ -714,14 +823,10 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
             continue
         if mine == oid:
             continue
-        if mine is not None and mode != "mirror" and not _is_ancestor(store, mine, oid):
-            if _is_ancestor(store, oid, mine):
+        if mine is not None and mode != "mirror" and not _is_ancestor(store, mine, oid, kind):
+            if _is_ancestor(store, oid, mine, kind):
                 continue  # ours is ahead: `git ml push` sends it
-            what = "dataset" if kind == "datasets" else "run"
-            ev.problem(ConflictError(
-                f"{what} {name} has diverged from {remote}'s: yours is {mine[:12]}, "
-                f"{remote}/{name} is {oid[:12]}; yours is kept (merge the two and `git ml "
-                f"add` the result, or `git ml push --force` to replace {remote}'s)"))
+            ev.problem(ConflictError(_diverged(kind, name, mine, oid, remote)))
             continue
         try:
             store.refs.update(kind, name, oid, mine)
@@ -731,8 +836,22 @@ def _update_local_refs(store: Store, remote: str, refs: dict[str, ObjectID], mod
         result.local.append(ref)
 
 
-def ls_remote(repo: Repo, remote: str | RemoteSpec | None = None, events: Events | None = None,
-              grep: Sequence[str] = ()) -> list[RemoteRef]:
+def _diverged(kind: str, name: str, mine: ObjectID, theirs: ObjectID, remote: str) -> str:
+    """The message for a local ref kept because it diverged from ``remote``'s."""
+    if kind == STAGES:
+        model, _, stage = name.partition("@")
+        return (f"stage {stage} of {model} has diverged from {remote}'s: your record is "
+                f"{mine[:12]}, {remote}/{name} is {theirs[:12]}; yours is kept (see `git ml "
+                f"stages {model} {stage} --history`; promote again to record your choice "
+                f"after {remote}'s, or `git ml push --force` to replace {remote}'s)")
+    what = "dataset" if kind == "datasets" else "run"
+    return (f"{what} {name} has diverged from {remote}'s: yours is {mine[:12]}, "
+            f"{remote}/{name} is {theirs[:12]}; yours is kept (merge the two and `git ml "
+            f"add` the result, or `git ml push --force` to replace {remote}'s)")
+
+
+def ls_remote(repo: Core, remote: str | RemoteSpec | None = None,
+              events: Events | None = None, grep: Sequence[str] = ()) -> list[RemoteRef]:
     """The datasets and runs a remote holds, without downloading their data.
 
     A ref that cannot be read is a problem and left out; one whose snapshot
@@ -748,17 +867,18 @@ def ls_remote(repo: Repo, remote: str | RemoteSpec | None = None, events: Events
     try:
         if not check_remote_config(backend, store, create=False):
             return []
-        refs = backend.list_refs(lambda _, e: ev.problem(e))
+        refs = {ref: oid for ref, oid in backend.list_refs(lambda _, e: ev.problem(e)).items()
+                if ref.partition("/")[0] in SNAPSHOT_KINDS}  # stages: `git ml stages`
         index = RemoteIndex(backend, remote_cache_dir(store, spec.url), ev.problem)
-        raws = list(dict.fromkeys(bytes.fromhex(o) for o in refs.values()))
+        raws = list(dict.fromkeys(hex_to_raw(o) for o in refs.values()))
         small = [r for r in raws
                  if index.has(r) and index.entries[r][1].raw_len <= MAX_SNAPSHOT_LEN]
-        failed: dict[bytes, MlgitError] = {}
+        failed: dict[RawObjectID, MlgitError] = {}
         got = read_objects(backend, index, small, failed)
         for ref, oid in _in_kind_order(refs):  # datasets first, as local `ls` lists them
             kind, _, name = ref.partition("/")
             out.append(RemoteRef(kind[:-1], name, oid, _remote_snapshot(
-                spec.url, ref, bytes.fromhex(oid), index, got, failed, ev)))
+                spec.url, ref, hex_to_raw(oid), index, got, failed, ev)))
     finally:
         backend.close()
     if events is None:
@@ -767,9 +887,9 @@ def ls_remote(repo: Repo, remote: str | RemoteSpec | None = None, events: Events
             if grep_matches(grep, r.name, r.snapshot.message if r.snapshot else None)]
 
 
-def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
-                     got: dict[bytes, tuple[Any, bytes]], failed: dict[bytes, MlgitError],
-                     ev: Events) -> Snapshot | None:
+def _remote_snapshot(url: str, ref: str, raw: RawObjectID, index: RemoteIndex,
+                     got: dict[RawObjectID, tuple[Any, bytes]],
+                     failed: dict[RawObjectID, MlgitError], ev: Events) -> Snapshot | None:
     """The decoded snapshot a remote ref names, or None (a problem if it is bad)."""
     if raw in failed:
         ev.problem(failed[raw])
@@ -789,50 +909,20 @@ def _remote_snapshot(url: str, ref: str, raw: bytes, index: RemoteIndex,
         return None
 
 
-def resolve_commits(repo: Repo, revs: list[str]) -> list[str]:
+def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     """Commit ids for git revisions."""
     return [resolve_commit(repo.git, r) for r in revs]
 
 
-def pull(repo: Repo, remote: str | None = None, *, events: Events | None = None
-         ) -> tuple[PushResult, list[tuple[str, ObjectID]]]:
-    """Bring the remote's notes and names, move local refs, and check out what HEAD pins.
-
-    Fetches the versions HEAD's pointer files pin (just those, whole) and, for
-    every remote ref, its snapshot and trees with a remote-tracking ref; then
-    fast-forwards local refs that are behind, creates those we lack, and keeps
-    (a ConflictError problem) one that diverged. Returns the fetch result and
-    the paths materialized (none in a bare repository). Bad pointer files are
-    left out of both; the checkout reports each (to ``events``, else it raises
-    the first once the other paths are checked out).
-    """
-    ev = events or Events()
-    tracked = repo.tracked() if repo.git.workdir is not None else []
-    has = repo.store.objects.has_committed
-    missing = sorted({p.id for _, p in tracked
-                      if p.source is None and not has(bytes.fromhex(p.id))})
-    result = fetch(repo, remote, [str(m) for m in missing], history=False, all_refs=True,
-                   local_refs="ff", require_store=bool(missing), events=ev)
-    # Imported data comes from its source, whole (the checkout then tries ``remote``
-    # for what a source could not supply).
-    imported = {p.id: p.source.url for _, p in tracked
-                if p.source is not None and not has(bytes.fromhex(p.id))}
-    if imported:
-        _bring_imports(repo, imported, Events(), history=False)
-    done = repo.checkout_worktree(events=ev) if repo.git.workdir is not None else []
-    if events is None:
-        ev.raise_problems()
-    return result, done
-
-
-def fetch_chunks(repo: Repo, remote: str | RemoteSpec, chunks: list[tuple[bytes, int]]) -> None:
+def fetch_chunks(repo: Core, remote: str | RemoteSpec, chunks: list[tuple[RawObjectID, int]]
+                 ) -> None:
     """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
 
     ``chunks`` are (id, the length its tree records) pairs. Each chunk's length
     is checked against the tree's before it is stored; a chunk that fails (or
     that the remote lacks) raises, naming the remote.
     """
-    lengths: dict[bytes, int] = {}
+    lengths: dict[RawObjectID, int] = {}
     for cid, n in chunks:
         if lengths.setdefault(cid, n) != n:
             raise CorruptObjectError(f"chunk {raw_to_hex(cid)} is listed with two lengths "
@@ -849,7 +939,7 @@ def fetch_chunks(repo: Repo, remote: str | RemoteSpec, chunks: list[tuple[bytes,
         backend.close()
 
 
-def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
+def fetch_payload(repo: Core, remote: str, oid: ObjectID) -> None:
     """Bring a note's payload (a tree, ``oid``) and everything below it, verified.
 
     RevisionError when the remote does not have it; other failures raise, naming
@@ -860,7 +950,7 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
         if not check_remote_config(backend, repo.store, create=False):
             raise no_store_error(spec)
         index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-        raw = bytes.fromhex(oid)
+        raw = hex_to_raw(oid)
         if not index.has(raw) and not repo.store.objects.has_committed(raw):
             raise RevisionError(f"payload {oid} is neither here nor on {spec.name} "
                                 f"({spec.url}); whoever noted it must `git ml push` it")
@@ -870,8 +960,8 @@ def fetch_payload(repo: Repo, remote: str, oid: ObjectID) -> None:
         backend.close()
 
 
-def fetch_objects_closure(repo: Repo, backend: Backend, index: RemoteIndex,
-                          oids: list[bytes]) -> None:
+def fetch_objects_closure(repo: Core, backend: Backend, index: RemoteIndex,
+                          oids: list[RawObjectID]) -> None:
     """Fetch these objects (of any role) and everything below them that is missing locally."""
     with repo.store.writing():
         fetch_objects(repo.store, backend, oids, index, role=walk.ANY)

@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mlgit import __version__
-from mlgit.api.repo import Repo, StatusEntry
+from mlgit.api import settings
+from mlgit.api.repo import Repo
+from mlgit.api.status import StatusEntry
 from mlgit.cli.progress import TerminalEvents
 from mlgit.errors import MlgitError, UsageError
 from mlgit.format.config import StoreConfig
+from mlgit.format.ids import digest_to_hex
 from mlgit.format.records import (
     CheckpointRecord,
     GraphRecord,
@@ -38,6 +41,7 @@ from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 
 if TYPE_CHECKING:
     from mlgit.api.checkpoints import LineageEntry
+    from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.format.meta import CheckpointMeta
 
 __all__ = ["cli", "main"]
@@ -227,7 +231,7 @@ def _side(e: TreeEntry | None) -> str:
     if e is None:
         return "deleted"
     if e.type == TYPE_FILE:
-        return e.digest.hex()[:12]
+        return digest_to_hex(e.digest)[:12]
     return "a directory" if e.type == TYPE_DIR else "a symlink"
 
 
@@ -924,7 +928,6 @@ def config_cmd(c: Ctx, key: str | None, value: str | None, shared: bool, unset: 
     Without --shared, settings go to this clone's .git/config; with it, to
     .mlgitconfig, which every clone reads below its own config.
     """
-    from mlgit.api import settings  # imported when used: start-up time
     with c.repo() as repo:
         if list_all:
             if key is not None or unset:
@@ -958,6 +961,107 @@ def path_cmd(c: Ctx, rev: str) -> None:
     """Print the path of a read-only copy of REV or of a note's payload ID (as mlgit.checkout)."""
     with c.repo() as repo:
         click.echo(str(repo.checkout(rev, events=c.events)))
+
+
+# -- the model registry (mlgit/api/registry.py) -------------------------------------------
+def _holder(r: StageRecord) -> str:
+    """What holds a stage per a record: ``run@id12 (step N, metrics)``, or ``nothing``."""
+    if r.checkpoint is None:
+        return "nothing (removed)"
+    step = f"step {r.step}" if r.step is not None else ""
+    facts = ", ".join(x for x in (step, _fmt_metrics(r.metrics)) if x)
+    return f"{r.run or '?'}@{r.checkpoint[:12]}" + (f" ({facts})" if facts else "")
+
+
+def _print_record(r: StageRecord, lead: str) -> None:
+    """A stage's record: when, what holds it, who; its message indented below."""
+    click.echo(f"{lead}{_holder(r)}  {_when(r.time, r.tz)}{_by(r.author)}  "
+               f"(record {r.id[:12]})")
+    for line in r.message.splitlines():
+        click.echo(f"    {line}")
+
+
+def _print_promoted(r: PromoteResult) -> None:
+    rec = r.record
+    if not r.created:
+        state = "is already empty" if rec.removed else f"already holds {_holder(rec)}"
+        click.echo(f"{rec.model}@{rec.stage} {state} (since {_when(rec.time, rec.tz)}); "
+                   "nothing recorded")
+        return
+    was = f"; was {rec.previous[:12]}" if rec.previous else ""
+    click.echo(f"{rec.model}@{rec.stage}: {_holder(rec)}{was} (record {rec.id[:12]})")
+
+
+@cli.command()
+@click.argument("rev")
+@click.argument("stage")
+@click.option("-m", "--message", default="", help="Why (kept in the stage's history).")
+@click.option("--model", help="The model whose stage this is (default: MODEL of a MODEL@STAGE "
+              "revision, else the checkpoint's run).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def promote(c: Ctx, rev: str, stage: str, message: str, model: str | None,
+            as_json: bool) -> None:
+    """Record that checkpoint REV now holds STAGE (production, staging...) for its model.
+
+    Each promotion is a record in the stage's history; `git ml push` shares it.
+    """
+    with c.repo() as repo:
+        r = repo.promote(rev, stage, model=model, message=message, events=c.events)
+    if as_json:
+        _echo_json(r.to_json())
+    else:
+        _print_promoted(r)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("stage")
+@click.option("-m", "--message", default="", help="Why (kept in the stage's history).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def demote(c: Ctx, model: str, stage: str, message: str, as_json: bool) -> None:
+    """Record that MODEL's STAGE holds nothing from now on (its history stays)."""
+    with c.repo() as repo:
+        r = repo.demote(model, stage, message=message, events=c.events)
+    if as_json:
+        _echo_json(r.to_json())
+    else:
+        _print_promoted(r)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.argument("stage", required=False)
+@click.option("--history", is_flag=True, help="Every record of STAGE, newest first: who "
+              "moved it, when, from which version, why.")
+@click.option("--at", "at", metavar="WHEN", help="What held the stages then: a day "
+              "(2025-03-01, yesterday), a moment (2025-03-01T14:30, @UNIXTIME) or an age "
+              "(3.days.ago).")
+@click.option("-n", "--max-count", type=click.IntRange(1), help="With --history: at most N.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def stages(c: Ctx, model: str | None, stage: str | None, history: bool, at: str | None,
+           max_count: int | None, as_json: bool) -> None:
+    """Show which checkpoint holds each stage of MODEL (or of every model), with its metrics."""
+    if (history or max_count) and stage is None:
+        raise UsageError("--history and --max-count need a MODEL and a STAGE")
+    with c.repo() as repo:
+        if stage is None:
+            records = repo.stages(model, at=at, events=c.events)
+        else:
+            assert model is not None
+            limit = max_count if history else None if at is not None else 1
+            records = repo.stage_history(model, stage, at=at, limit=limit, events=c.events)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+    elif stage is not None and (history or at is not None):
+        for r in records:
+            _print_record(r, "")
+    else:
+        for r in records:
+            name = f"{r.remote}/{r.model}" if r.remote else r.model
+            _print_record(r, f"{name:<16} {r.stage:<12} ")
 
 
 from mlgit.cli.serve import serve_store  # noqa: E402

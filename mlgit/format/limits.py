@@ -23,6 +23,7 @@ __all__ = [
     "MAX_PACK_LEN",
     "MAX_PATH_LEN",
     "MAX_POINTER_LEN",
+    "MAX_PROMOTION_LEN",
     "MAX_REF_LEN",
     "MAX_REMOTE_LIST",
     "MAX_SNAPSHOT_LEN",
@@ -60,6 +61,9 @@ goes on past this is refused instead of being read to its end)."""
 
 MAX_SNAPSHOT_LEN = 4 << 20
 """A snapshot object's canonical bytes."""
+
+MAX_PROMOTION_LEN = 64 << 10
+"""A promotion object's canonical bytes (a stage's record: ids, names, author, message)."""
 
 MAX_JSON_DEPTH = 32
 """Nesting of JSON objects and arrays in snapshot metadata and note records."""

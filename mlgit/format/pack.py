@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, MAX_OBJECT_LEN
-from mlgit.format.ids import ID_LEN, digest_bytes
+from mlgit.format.ids import ID_LEN, RawObjectID, digest_bytes, digest_hex, raw_to_hex
 from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_PACK_LEN
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "MAX_OBJECT_LEN",
     "OBJ_BLOB",
     "OBJ_CHUNK",
+    "OBJ_PROMOTION",
     "OBJ_SNAPSHOT",
     "OBJ_TREE",
     "OBJECT_TYPE_NAMES",
@@ -62,8 +63,9 @@ OBJ_CHUNK = 1
 OBJ_TREE = 2
 OBJ_SNAPSHOT = 3
 OBJ_BLOB = 4
+OBJ_PROMOTION = 5
 OBJECT_TYPE_NAMES = {OBJ_CHUNK: "chunk", OBJ_TREE: "tree", OBJ_SNAPSHOT: "snapshot",
-                     OBJ_BLOB: "blob"}
+                     OBJ_BLOB: "blob", OBJ_PROMOTION: "promotion"}
 
 ENTRY_HEADER = struct.Struct("<16sBBII")
 INDEX_ENTRY = struct.Struct("<16sQIIBB")
@@ -72,12 +74,13 @@ _CHECKSUM_LEN = 16
 
 
 class IndexEntry(NamedTuple):
-    """Where one object lives in a pack. ``oid`` is the 16 raw id bytes.
+    """Where one object lives in a pack. ``oid`` is the object's raw id.
 
-    A named tuple: millions of these are built when indexes load.
+    A named tuple: millions of these are built when indexes load. The decoders
+    take ``oid`` from a 16-byte struct field, so it needs no further check.
     """
 
-    oid: bytes
+    oid: RawObjectID
     offset: int
     stored_len: int
     raw_len: int
@@ -96,7 +99,8 @@ def _check_fields(type_: int, codec: int, raw_len: int, stored_len: int) -> None
         raise FormatError("raw object whose stored and raw lengths differ")
 
 
-def encode_entry_header(oid: bytes, type_: int, codec: int, raw_len: int, stored_len: int) -> bytes:
+def encode_entry_header(oid: RawObjectID, type_: int, codec: int, raw_len: int,
+                        stored_len: int) -> bytes:
     """Encode the 26-byte header that precedes each object in a pack."""
     if len(oid) != ID_LEN:
         raise FormatError("object id must be 16 bytes")
@@ -142,7 +146,7 @@ _STEM_RE = re.compile(r"pack-[0-9a-f]{32}")
 
 def pack_stem(index: bytes) -> str:
     """The name of the pack whose index file is ``index``: ``pack-`` and its hex XXH3-128."""
-    return "pack-" + digest_bytes(index).hex()
+    return "pack-" + digest_hex(index)
 
 
 def is_pack_stem(stem: str) -> bool:
@@ -179,9 +183,9 @@ def encode_index(entries: Sequence[IndexEntry]) -> bytes:
         prev = e.oid
         _check_fields(e.type, e.codec, e.raw_len, e.stored_len)
         if e.offset < len(PACK_MAGIC):
-            raise FormatError(f"pack index entry {e.oid.hex()} points into the pack header")
+            raise FormatError(f"pack index entry {raw_to_hex(e.oid)} points into the pack header")
         if e.offset + ENTRY_HEADER.size + e.stored_len > MAX_PACK_LEN:
-            raise FormatError(f"pack index entry {e.oid.hex()} lies past the {MAX_PACK_LEN} "
+            raise FormatError(f"pack index entry {raw_to_hex(e.oid)} lies past the {MAX_PACK_LEN} "
                               "bytes a pack may have")
         parts.append(INDEX_ENTRY.pack(e.oid, e.offset, e.stored_len, e.raw_len, e.type, e.codec))
     body = b"".join(parts)
@@ -227,5 +231,5 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
                 or slen > MAX_OBJECT_LEN or (codec == CODEC_RAW and rlen != slen)):
             _check_fields(type_, codec, rlen, slen)
         if off < header or off + ENTRY_HEADER.size + slen > limit:
-            raise FormatError(f"pack index entry {oid.hex()} points past its pack")
+            raise FormatError(f"pack index entry {raw_to_hex(oid)} points past its pack")
     return list(map(IndexEntry._make, rows))

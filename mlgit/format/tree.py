@@ -25,11 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlgit.errors import FormatError, UnsupportedFormatError
-from mlgit.format.ids import ID_LEN
+from mlgit.format.ids import ID_LEN, FileDigest, RawObjectID
 from mlgit.format.names import check_entry_name
 
 __all__ = [
     "MAX_CHUNK_LEN",
+    "NO_DIGEST",
+    "NO_SUBTREE",
     "TREE_MAGIC",
     "TYPE_DIR",
     "TYPE_FILE",
@@ -55,8 +57,13 @@ _FILE = struct.Struct("<16sI")
 _CHUNK = struct.Struct("<16sI")
 _DIR = struct.Struct("<16sQ")
 
-ChunkRef = tuple[bytes, int]
-"""A chunk of a file: (16 raw id bytes, length)."""
+ChunkRef = tuple[RawObjectID, int]
+"""A chunk of a file: (its raw id, its length)."""
+
+NO_DIGEST = FileDigest(b"")
+"""The ``digest`` of an entry that is not a file."""
+NO_SUBTREE = RawObjectID(b"")
+"""The ``subtree`` of an entry that is not a directory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +71,21 @@ class TreeEntry:
     """One entry of a tree. Which fields matter depends on ``type``.
 
     ``name`` is raw bytes (one path component). Files: ``size``, ``executable``,
-    ``digest`` (16 raw bytes) and ``chunks``. Symlinks: ``target``. Dirs:
-    ``subtree`` (16 raw bytes), ``size`` (bytes of files below) and ``files``.
+    ``digest`` (the content's :data:`~mlgit.format.ids.FileDigest`) and ``chunks``.
+    Symlinks: ``target``. Dirs: ``subtree`` (the tree's
+    :data:`~mlgit.format.ids.RawObjectID`), ``size`` (bytes of files below) and
+    ``files``. :func:`decode_tree` has checked every id's length, so readers of a
+    decoded entry use them as they are.
     """
 
     name: bytes
     type: int
     size: int = 0
     executable: bool = False
-    digest: bytes = b""
+    digest: FileDigest = NO_DIGEST
     chunks: tuple[ChunkRef, ...] = ()
     target: bytes = b""
-    subtree: bytes = b""
+    subtree: RawObjectID = NO_SUBTREE
     files: int = 0
 
 

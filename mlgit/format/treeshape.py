@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlgit.errors import FormatError
+from mlgit.format.ids import RawObjectID, raw_to_hex
 from mlgit.format.limits import MAX_EMPTY_DIRS, MAX_FILES, MAX_SNAPSHOT_BYTES, MAX_TREE_DEPTH
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 
@@ -78,8 +79,8 @@ def check_claim(entries: list[TreeEntry], e: TreeEntry, path: str | bytes,
     if files != e.files or nbytes != e.size:
         raise FormatError(
             f"{where + ': ' if where else ''}directory {short_path(path)} claims {e.files} "
-            f"files and {e.size} bytes but its tree {e.subtree.hex()} holds {files} files and "
-            f"{nbytes} bytes")
+            f"files and {e.size} bytes but its tree {raw_to_hex(e.subtree)} holds {files} files "
+            f"and {nbytes} bytes")
 
 
 def check_root(entries: list[TreeEntry], files: int, nbytes: int, where: str = "") -> None:
@@ -124,31 +125,31 @@ class Shape:
     files: int
 
 
-Node = tuple[int, list[bytes]]
+Node = tuple[int, list[RawObjectID]]
 """What :func:`shape_of` needs of one tree: (its files total, its subdirectories' tree ids)."""
 
 
-def shape(get: Callable[[bytes], list[TreeEntry]], root: bytes,
-          memo: dict[bytes, Shape] | None = None) -> Shape:
+def shape(get: Callable[[RawObjectID], list[TreeEntry]], root: RawObjectID,
+          memo: dict[RawObjectID, Shape] | None = None) -> Shape:
     """The :class:`Shape` of tree ``root``; ``get`` returns a tree's entries by raw id.
 
     Each distinct tree is read once (twice through ``get``, which should cache),
     whatever the number of paths; ``memo`` may be shared between calls. A tree
     that contains itself (which only a hash collision could build) is a FormatError.
     """
-    def node_of(tid: bytes) -> Node:
+    def node_of(tid: RawObjectID) -> Node:
         entries = get(tid)
         return totals(entries)[0], [e.subtree for e in entries if e.type == TYPE_DIR]
 
     return shape_of(node_of, root, memo)
 
 
-def shape_of(node_of: Callable[[bytes], Node], root: bytes,
-             memo: dict[bytes, Shape] | None = None) -> Shape:
+def shape_of(node_of: Callable[[RawObjectID], Node], root: RawObjectID,
+             memo: dict[RawObjectID, Shape] | None = None) -> Shape:
     """:func:`shape` over trees given as :data:`Node` (what fsck keeps of each tree)."""
     memo = {} if memo is None else memo
-    open_: set[bytes] = set()
-    stack: list[tuple[bytes, bool]] = [(root, False)]
+    open_: set[RawObjectID] = set()
+    stack: list[tuple[RawObjectID, bool]] = [(root, False)]
     while stack:
         tid, finish = stack.pop()
         if finish:
@@ -165,15 +166,15 @@ def shape_of(node_of: Callable[[bytes], Node], root: bytes,
         if tid in memo:
             continue
         if tid in open_:
-            raise FormatError(f"tree {tid.hex()} contains itself")
+            raise FormatError(f"tree {raw_to_hex(tid)} contains itself")
         open_.add(tid)
         stack.append((tid, True))
         stack.extend((sub_id, False) for sub_id in node_of(tid)[1] if sub_id not in memo)
     return memo[root]
 
 
-def check_shape(get: Callable[[bytes], list[TreeEntry]], root: bytes, where: str = "",
-                memo: dict[bytes, Shape] | None = None) -> Shape:
+def check_shape(get: Callable[[RawObjectID], list[TreeEntry]], root: RawObjectID, where: str = "",
+                memo: dict[RawObjectID, Shape] | None = None) -> Shape:
     """:func:`shape`, and FormatError past MAX_TREE_DEPTH levels or MAX_EMPTY_DIRS empty dirs."""
     return check_limits(shape(get, root, memo), where)
 

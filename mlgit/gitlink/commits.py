@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlgit.errors import GitCommandError, PointerError, RevisionError
-from mlgit.format.ids import digest_bytes
+from mlgit.format.ids import digest_hex
 from mlgit.format.limits import MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer
 from mlgit.gitlink.pointers import check_pointer_path
@@ -208,4 +208,4 @@ def code_state(repo: GitRepo) -> CodeState:
     diff = repo.run_git("diff", "--binary", "HEAD", "--")
     if not diff:
         return CodeState(head, branch, False, None)
-    return CodeState(head, branch, True, digest_bytes(diff).hex())
+    return CodeState(head, branch, True, digest_hex(diff))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mlgit.errors import BadPathError, FormatError, GitCommandError
-from mlgit.format.ids import digest_bytes
+from mlgit.format.ids import digest_hex
 from mlgit.format.limits import MAX_GITIGNORE_LEN
 from mlgit.format.pointer import POINTER_SUFFIX
 from mlgit.gitlink.repo import GitRepo
@@ -136,7 +136,7 @@ def ensure_ignored(repo: GitRepo, rel: str) -> str:
         return ignore_rel
     # Read-modify-write: another git-ml may be adding a line too. The lock lives in the
     # store, not beside the .gitignore, so the work tree stays clean.
-    key = digest_bytes(os.fsencode(str(path))).hex()
+    key = digest_hex(os.fsencode(str(path)))
     with lock_file(repo.ml_dir / "tmp" / f"gitignore-{key}"):
         text = _read(path, ignore_rel)
         if line not in text.splitlines():
@@ -155,7 +155,7 @@ def remove_ignored(repo: GitRepo, rel: str) -> str | None:
     path, ignore_rel, line, text = _ignore_line(repo, rel)
     if line not in text.splitlines():
         return None
-    key = digest_bytes(os.fsencode(str(path))).hex()
+    key = digest_hex(os.fsencode(str(path)))
     with lock_file(repo.ml_dir / "tmp" / f"gitignore-{key}"):
         text = _read(path, ignore_rel)
         lines = text.splitlines(keepends=True)

@@ -20,14 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import xxhash
-
 from mlgit.errors import BadPathError, FileChangedError
 from mlgit.format.chunking import Chunker
-from mlgit.format.ids import digest_bytes
+from mlgit.format.ids import FileHasher, RawObjectID, raw_object_id, raw_to_hex
 from mlgit.format.limits import MAX_EMPTY_DIRS
 from mlgit.format.pack import OBJ_CHUNK, OBJ_TREE
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry, encode_tree
+from mlgit.format.tree import (
+    NO_SUBTREE,
+    TYPE_DIR,
+    TYPE_FILE,
+    TYPE_SYMLINK,
+    ChunkRef,
+    TreeEntry,
+    encode_tree,
+)
 from mlgit.snapshot.scan import DirNode, FileStat, scan_dir, scan_file
 from mlgit.snapshot.statcache import DirCache, StatCache, dir_signature
 from mlgit.store.store import Store
@@ -55,15 +61,15 @@ class BuildResult:
     ``stat_time_ns`` the moment before the scan (for the racy check).
     """
 
-    root: bytes
+    root: RawObjectID
     files: int
     total_bytes: int
     hashed_files: int
     hashed_bytes: int
     cache: StatCache
     stat_time_ns: int
-    trees: dict[bytes, list[TreeEntry]] = field(default_factory=dict)
-    new_chunks: set[bytes] = field(default_factory=set)
+    trees: dict[RawObjectID, list[TreeEntry]] = field(default_factory=dict)
+    new_chunks: set[RawObjectID] = field(default_factory=set)
 
 
 def hash_file(path: bytes, expect: FileStat, store: Store | None, chunker: Chunker,
@@ -100,8 +106,8 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         before = FileStat.of(os.fstat(fd))
         if before != expect:
             return None
-        whole = xxhash.xxh3_128()
-        chunks: list[tuple[bytes, int]] = []
+        whole = FileHasher()
+        chunks: list[ChunkRef] = []
         total = 0
         if before.size <= chunker.single_max:
             pieces = chunker.chunks_of(f.read(before.size + 1))
@@ -112,11 +118,11 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         objects = store.objects if store is not None else None
         pool = objects.compress_pool() if objects is not None and (
             before.size > _PIPELINE_MIN) else None
-        waiting: deque[Future[bytes]] = deque()
+        waiting: deque[Future[RawObjectID]] = deque()
         try:
             for data in pieces:
                 whole.update(data)
-                cid = digest_bytes(data)
+                cid = raw_object_id(data)
                 if pool is not None and objects is not None:
                     waiting.append(pool.submit(objects.put, OBJ_CHUNK, data, cid))
                     if len(waiting) > _IN_FLIGHT:
@@ -164,7 +170,7 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
 
     # Decide, per file, whether the cache vouches for it.
     todo: list[tuple[DirNode, bytes, FileStat]] = []
-    sigs: dict[str, bytes] = {}
+    sigs: dict[str, str] = {}
     for node in nodes:
         sig = sigs[node.rel] = dir_signature(node.files, node.links, node.dirs)
         dc = old.dirs.get(node.rel)
@@ -194,19 +200,20 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
         for (node, name, _), entry in zip(todo, results, strict=True):
             hashed[(node.rel, name)] = entry
 
-    result = BuildResult(b"", 0, 0, len(todo), sum(e.size for e in hashed.values()),
+    result = BuildResult(NO_SUBTREE, 0, 0, len(todo), sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
     # Bottom-up without recursion: in reversed pre-order every child comes before its parent.
-    ids: dict[str, bytes] = {}
+    ids: dict[str, RawObjectID] = {}
     for node in reversed(nodes):
         sub_ids = {name: ids.pop(child.rel) for name, child in node.dirs.items()}
         ids[node.rel] = _build_node(store, node, sub_ids, old, sigs, hashed, result, dry)
     result.root = ids[root_node.rel]
-    if old.tree == result.root.hex():
+    root_hex = raw_to_hex(result.root)
+    if old.tree == root_hex:
         result.files, result.total_bytes = old.files, old.nbytes
     else:
         result.files, result.total_bytes = _dir_summary(_get_tree(store, result.root, result))
-    result.cache.tree = result.root.hex()
+    result.cache.tree = root_hex
     result.cache.files, result.cache.nbytes = result.files, result.total_bytes
     return result
 
@@ -226,12 +233,12 @@ def _check_empty_dirs(nodes: list[DirNode], path: bytes) -> None:
                            f"git-ml stores at most {MAX_EMPTY_DIRS}")
 
 
-def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, bytes], old: StatCache,
-                sigs: dict[str, bytes], hashed: dict[tuple[str, bytes], TreeEntry],
-                result: BuildResult, dry: bool) -> bytes:
+def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID], old: StatCache,
+                sigs: dict[str, str], hashed: dict[tuple[str, bytes], TreeEntry],
+                result: BuildResult, dry: bool) -> RawObjectID:
     """Build (or reuse from the stat cache) one directory's tree, its subtrees' ids given."""
     dc = old.dirs.get(node.rel)
-    new_dc = DirCache(b"", sigs[node.rel], node.files)
+    new_dc = DirCache(NO_SUBTREE, sigs[node.rel], node.files)
     if (
         dc is not None and dc.sig == new_dc.sig
         and all(child.rel in old.dirs and old.dirs[child.rel].tree == sub_ids[name]
@@ -258,7 +265,7 @@ def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, bytes], old: S
         nfiles, nbytes = _dir_summary(_get_tree(store, sub_ids[name], result))
         entries.append(TreeEntry(name, TYPE_DIR, nbytes, subtree=sub_ids[name], files=nfiles))
     data = encode_tree(entries)
-    tree_id = digest_bytes(data)
+    tree_id = raw_object_id(data)
     ordered = sorted(entries, key=lambda e: e.name)
     if dry:
         result.trees[tree_id] = ordered
@@ -270,6 +277,6 @@ def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, bytes], old: S
     return tree_id
 
 
-def _get_tree(store: Store, tree_id: bytes, result: BuildResult) -> list[TreeEntry]:
+def _get_tree(store: Store, tree_id: RawObjectID, result: BuildResult) -> list[TreeEntry]:
     got = result.trees.get(tree_id)
     return got if got is not None else store.objects.get_tree(tree_id)

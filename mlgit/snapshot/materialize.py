@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgit.errors import BadPathError, CorruptObjectError, FormatError
-from mlgit.format.ids import ObjectID
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.snapshot import ROOT_FILE, Snapshot
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, TreeEntry
+from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, ChunkRef, TreeEntry
 from mlgit.format.treeshape import check_shape, file_root_entry
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.scan import TMP_PREFIX, FileStat
@@ -68,7 +68,7 @@ def _write_file(store: Store, e: TreeEntry, dest: bytes) -> None:
         for cid, n in e.chunks:
             data = store.objects.get(cid)
             if len(data) != n:
-                raise CorruptObjectError(f"chunk {cid.hex()} has {len(data)} bytes, its tree "
+                raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, its tree "
                                          f"says {n}; nothing was written for {os.fsdecode(dest)}")
             view = memoryview(data)
             while view:
@@ -96,7 +96,7 @@ def _remove(path: bytes) -> None:
         os.unlink(path)
 
 
-def _collect(check: Checked, tree: bytes, claim: tuple[int, int], dest: bytes,
+def _collect(check: Checked, tree: RawObjectID, claim: tuple[int, int], dest: bytes,
              files: list[tuple[TreeEntry, bytes]], links: list[tuple[TreeEntry, bytes]],
              dirs: list[bytes]) -> None:
     """Every directory, file and symlink of the tree, as paths below ``dest`` (checked)."""
@@ -164,7 +164,7 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
     final = store.checkouts_dir / oid
     where = f"snapshot {oid}"
     get = store.objects.get_tree
-    root = bytes.fromhex(snap.tree)
+    root = hex_to_raw(snap.tree)
     if snap.root == ROOT_FILE:
         file_root_entry(get(root), where)
     if not final.exists():
@@ -199,9 +199,9 @@ def materialize_readonly(store: Store, oid: ObjectID, snap: Snapshot,
     return final
 
 
-def _stat_cache_for(check: Checked, tree: bytes, dest: bytes, cache: StatCache) -> None:
+def _stat_cache_for(check: Checked, tree: RawObjectID, dest: bytes, cache: StatCache) -> None:
     """Record every directory of ``tree`` as just written at ``dest`` in ``cache``."""
-    stack: list[tuple[bytes, list[TreeEntry], bytes, str, int]] = [
+    stack: list[tuple[RawObjectID, list[TreeEntry], bytes, str, int]] = [
         (tree, check.get(tree), dest, "", 1)]
     while stack:
         tid, entries, d, rel, depth = stack.pop()
@@ -244,7 +244,7 @@ def _frame(cur: list[TreeEntry], want: list[TreeEntry], dest: bytes, depth: int)
     return iter(sorted(ce.keys() | we.keys())), ce, we, dest, depth
 
 
-def _plan(want: Checked, cur: Checked, cur_root: bytes | None, want_root: bytes | None,
+def _plan(want: Checked, cur: Checked, cur_root: RawObjectID | None, want_root: RawObjectID | None,
           claim: tuple[int, int], dest: bytes, plan: _Plan) -> None:
     """Work out what turns tree ``cur_root`` at ``dest`` into ``want_root`` (which holds ``claim``).
 
@@ -300,7 +300,7 @@ def _note_lost(cur: Checked, c: TreeEntry, p: bytes, lost: list[tuple[bytes, Tre
 
 
 def _fetch_missing(store: Store, writes: list[tuple[TreeEntry, bytes]], where: str,
-                   fetch: Callable[[list[tuple[bytes, int]]], None] | None) -> None:
+                   fetch: Callable[[list[ChunkRef]], None] | None) -> None:
     """Bring the chunks of the files to write that the store lacks (a lazily fetched version).
 
     Only the files a checkout writes are looked at, so an up-to-date path costs nothing.
@@ -313,7 +313,7 @@ def _fetch_missing(store: Store, writes: list[tuple[TreeEntry, bytes]], where: s
     if missing:
         raise CorruptObjectError(
             f"{where}: {len(missing)} chunks of the files to write are not in the local store "
-            f"(first: {missing[0][0].hex()}) and no remote could supply them; nothing was "
+            f"(first: {raw_to_hex(missing[0][0])}) and no remote could supply them; nothing was "
             "written (`git ml fetch REMOTE`)")
 
 
@@ -322,7 +322,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
                     progress: Progress | None = None,
                     on_total: Callable[[int, int], None] | None = None,
                     label: str = "",
-                    fetch: Callable[[list[tuple[bytes, int]]], None] | None = None
+                    fetch: Callable[[list[ChunkRef]], None] | None = None
                     ) -> tuple[StatCache, int]:
     """Make ``target`` hold exactly snapshot ``snap``; return the new stat cache and its time.
 
@@ -337,7 +337,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     """
     where = label or f"{snap.kind} {snap.name}"
     is_file = snap.root == ROOT_FILE
-    want_root = bytes.fromhex(snap.tree)
+    want_root = hex_to_raw(snap.tree)
     # The snapshot's shape is checked before anything is touched: depth and empty
     # directories here, every subtree's claims while planning.
     if is_file:
@@ -348,7 +348,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
     cur_root, trees, replace_target = _current(store, target, is_file=is_file, old=old,
                                                force=force, warn=warn)
 
-    def get_cur(t: bytes) -> list[TreeEntry]:
+    def get_cur(t: RawObjectID) -> list[TreeEntry]:
         got = trees.get(t)
         return got if got is not None else store.objects.get_tree(t)
 
@@ -366,7 +366,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
         # (the pointer may have been renamed with `git mv`).
         renamed = [dataclasses.replace(entry, name=os.path.basename(tpath))]
 
-        def get_want(t: bytes) -> list[TreeEntry]:
+        def get_want(t: RawObjectID) -> list[TreeEntry]:
             return renamed if t == want_root else store.objects.get_tree(t)
 
     _plan(Checked(get_want, where), Checked(get_cur, target.name), cur_root, want_root,
@@ -407,7 +407,7 @@ def update_worktree(store: Store, snap: Snapshot, target: Path, old: StatCache, 
 
 def _current(store: Store, target: Path, *, is_file: bool, old: StatCache, force: bool,
              warn: Callable[[str], None]
-             ) -> tuple[bytes | None, dict[bytes, list[TreeEntry]], bool]:
+             ) -> tuple[RawObjectID | None, dict[RawObjectID, list[TreeEntry]], bool]:
     """What ``target`` holds now: (its tree's root or None, the trees built, replace it whole).
 
     The last is true for a file where a directory goes (or the reverse), with

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.format.ids import RawObjectID, digest_to_hex, raw_to_hex
+from mlgit.format.tree import NO_SUBTREE, TYPE_DIR, TYPE_FILE, ChunkRef, TreeEntry
 from mlgit.format.treeshape import (
     check_claim,
     check_root,
@@ -47,7 +48,7 @@ DELETED_BY_THEM = "deleted-by-them"
 TYPE_CHANGED = "type-changed"
 
 Claim = tuple[int, int]
-TreePutter = Callable[[list[TreeEntry]], bytes]
+TreePutter = Callable[[list[TreeEntry]], RawObjectID]
 """Stores a tree's entries and returns its raw id."""
 
 
@@ -55,7 +56,7 @@ TreePutter = Callable[[list[TreeEntry]], bytes]
 class MergeInput:
     """One side of a merge: its root tree (None: an empty tree), claims and label."""
 
-    tree: bytes | None
+    tree: RawObjectID | None
     claim: Claim | None = None
     where: str = ""
 
@@ -90,9 +91,9 @@ def side_json(e: TreeEntry | None) -> dict[str, Any] | None:
     if e is None:
         return None
     if e.type == TYPE_FILE:
-        return {"type": "file", "size": e.size, "id": e.digest.hex()}
+        return {"type": "file", "size": e.size, "id": digest_to_hex(e.digest)}
     if e.type == TYPE_DIR:
-        return {"type": "dir", "size": e.size, "id": e.subtree.hex()}
+        return {"type": "dir", "size": e.size, "id": raw_to_hex(e.subtree)}
     return {"type": "symlink", "size": e.size, "id": None}
 
 
@@ -100,13 +101,13 @@ def side_json(e: TreeEntry | None) -> dict[str, Any] | None:
 class MergeResult:
     """The merged root tree (None unless built), its totals and the conflicts, in path order."""
 
-    tree: bytes | None
+    tree: RawObjectID | None
     files: int
     bytes: int
     conflicts: list[Conflict] = field(default_factory=list)
 
 
-def _content(e: TreeEntry) -> tuple[int, bytes, bytes, tuple[tuple[bytes, int], ...]]:
+def _content(e: TreeEntry) -> tuple[int, bytes, bytes, tuple[ChunkRef, ...]]:
     """What an entry holds, apart from a file's executable bit."""
     if e.type == TYPE_FILE:
         return e.type, e.digest, b"", e.chunks
@@ -210,7 +211,7 @@ def merge_trees(get: TreeGetter, base: MergeInput, ours: MergeInput, theirs: Mer
             parent = stack[-1]
             if f.out or f.keep:
                 files, nbytes = totals(f.out)
-                sub = put(f.out) if put is not None else b""
+                sub = put(f.out) if put is not None else NO_SUBTREE
                 parent.out.append(TreeEntry(f.name, TYPE_DIR, nbytes, subtree=sub, files=files))
             continue
         b, o, t = f.b.get(name), f.o.get(name), f.t.get(name)
@@ -270,7 +271,7 @@ def _merge_file_roots(eb: list[TreeEntry], eo: list[TreeEntry], et: list[TreeEnt
     return MergeResult(put([out]) if put is not None else None, files, nbytes, conflicts)
 
 
-def verify_tree(get: TreeGetter, root: bytes, claim: Claim, where: str = "",
+def verify_tree(get: TreeGetter, root: RawObjectID, claim: Claim, where: str = "",
                 file_root: bool = False) -> None:
     """FormatError unless tree ``root`` has the shape a snapshot claiming ``claim`` needs.
 
@@ -285,7 +286,7 @@ def verify_tree(get: TreeGetter, root: bytes, claim: Claim, where: str = "",
         file_root_entry(entries, where)
         return
     check_shape(get, root, where)
-    seen: set[tuple[bytes, int, int]] = set()
+    seen: set[tuple[RawObjectID, int, int]] = set()
     stack = [(root, "")]
     while stack:
         tid, path = stack.pop()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from itertools import accumulate
 
 from mlgit.errors import CorruptObjectError
+from mlgit.format.ids import raw_to_hex
 from mlgit.format.tree import TreeEntry
 from mlgit.store.objects import ObjectStore
 
@@ -76,7 +77,7 @@ class SnapshotFile(io.RawIOBase):
             cid, n = self._chunks[i]
             data = self._objects.get(cid)
             if len(data) != n:
-                raise CorruptObjectError(f"chunk {cid.hex()} has {len(data)} bytes, its tree "
+                raise CorruptObjectError(f"chunk {raw_to_hex(cid)} has {len(data)} bytes, its tree "
                                          f"says {n}")
             self._cached = (i, data)
         return self._cached[1]

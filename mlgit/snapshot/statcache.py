@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlgit.format.ids import digest_bytes
+from mlgit.errors import FormatError
+from mlgit.format.ids import RawObjectID, digest_hex, hex_to_raw, raw_to_hex
 from mlgit.snapshot.scan import FileStat
 from mlgit.store.fsutil import atomic_write
 
@@ -31,8 +32,10 @@ _SIG = struct.Struct("<HqqqQ?")
 
 
 def dir_signature(files: dict[bytes, FileStat], links: dict[bytes, bytes],
-                  dirs: Iterable[bytes]) -> bytes:
+                  dirs: Iterable[bytes]) -> str:
     """A digest of a directory listing: every name, file stat, symlink target and subdir name.
+
+    In hex, as the cache file stores it (it names no object).
 
     Equal signatures mean the listing and every file's stat are unchanged, so
     the whole directory can be vouched for without looking at single entries.
@@ -47,7 +50,7 @@ def dir_signature(files: dict[bytes, FileStat], links: dict[bytes, bytes],
     parts.append(b"D")
     for name in sorted(dirs):
         parts += [name, b"\0"]
-    return digest_bytes(b"".join(parts))
+    return digest_hex(b"".join(parts))
 
 
 class DirCache:
@@ -60,7 +63,7 @@ class DirCache:
 
     __slots__ = ("_files", "_raw", "sig", "tree")
 
-    def __init__(self, tree: bytes, sig: bytes, files: dict[bytes, FileStat] | None = None,
+    def __init__(self, tree: RawObjectID, sig: str, files: dict[bytes, FileStat] | None = None,
                  raw: str | None = None) -> None:
         self.tree = tree
         self.sig = sig
@@ -89,7 +92,7 @@ class StatCache:
 
 def cache_path(cache_dir: Path, tracked: Path) -> Path:
     """Where the stat cache of the tracked path ``tracked`` (absolute) lives."""
-    key = digest_bytes(os.fsencode(str(tracked))).hex()
+    key = digest_hex(os.fsencode(str(tracked)))
     return cache_dir / "stat" / f"{key}.json"
 
 
@@ -99,10 +102,10 @@ def load(path: Path) -> StatCache:
         obj = json.loads(path.read_bytes())
         if obj.get("v") != _VERSION:
             return StatCache()
-        dirs = {rel: DirCache(bytes.fromhex(tree), bytes.fromhex(sig), raw=raw)
+        dirs = {rel: DirCache(hex_to_raw(tree), sig, raw=raw)
                 for rel, (tree, sig, raw) in obj["dirs"].items()}
         return StatCache(obj["snapshot"], obj["tree"], dirs, obj["files"], obj["bytes"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, FormatError):
         return StatCache()
 
 
@@ -116,8 +119,8 @@ def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
             for n, s in dc.files.items()
             if s.mtime_ns < limit and s.ctime_ns < limit
         }
-        sig = dc.sig if len(files) == len(dc.files) else b""
-        dirs[rel] = [dc.tree.hex(), sig.hex(), json.dumps(files, separators=(",", ":"))]
+        sig = dc.sig if len(files) == len(dc.files) else ""
+        dirs[rel] = [raw_to_hex(dc.tree), sig, json.dumps(files, separators=(",", ":"))]
     obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs,
            "files": cache.files, "bytes": cache.nbytes}
     path.parent.mkdir(parents=True, exist_ok=True)

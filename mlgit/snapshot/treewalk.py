@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mlgit.errors import BadPathError, FormatError
+from mlgit.format.ids import RawObjectID
 from mlgit.format.limits import MAX_EMPTY_DIRS, MAX_TREE_DEPTH
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.format.treeshape import check_claim, check_root, short_path, totals
 
 __all__ = ["Change", "Checked", "TreeGetter", "diff_trees", "flatten", "lookup", "walk"]
 
-TreeGetter = Callable[[bytes], list[TreeEntry]]
+TreeGetter = Callable[[RawObjectID], list[TreeEntry]]
 """Returns the entries of a tree by raw id (the store's, or an in-memory one)."""
 
 Claim = tuple[int, int]
@@ -73,7 +74,7 @@ class Checked:
             return path[len(base):].lstrip("/")
         return path
 
-    def root(self, tree: bytes, claim: Claim | None) -> list[TreeEntry]:
+    def root(self, tree: RawObjectID, claim: Claim | None) -> list[TreeEntry]:
         """The root tree's entries; FormatError unless they hold ``claim`` (when given).
 
         Without a claim the root must still hold no more than a snapshot may
@@ -110,7 +111,7 @@ def _join(prefix: str, name: bytes) -> str:
     return f"{prefix}/{n}" if prefix else n
 
 
-def walk(get: TreeGetter | Checked, root: bytes, base: P, join: Callable[[P, bytes], P], *,
+def walk(get: TreeGetter | Checked, root: RawObjectID, base: P, join: Callable[[P, bytes], P], *,
          claim: Claim | None = None, dirs: bool = True) -> Iterator[tuple[P, TreeEntry]]:
     """Every entry below ``root`` as (path, entry), in path order, paths built by ``join``.
 
@@ -139,7 +140,7 @@ def walk(get: TreeGetter | Checked, root: bytes, base: P, join: Callable[[P, byt
             break
 
 
-def flatten(get: TreeGetter, root: bytes, prefix: str = "", dirs: bool = False,
+def flatten(get: TreeGetter, root: RawObjectID, prefix: str = "", dirs: bool = False,
             claim: Claim | None = None, where: str = "") -> Iterator[tuple[str, TreeEntry]]:
     """Every file and symlink below ``root`` as (path, entry), in path order.
 
@@ -198,7 +199,7 @@ def _diff_level(ea: list[TreeEntry], eb: list[TreeEntry], prefix: str) -> list[C
     return out
 
 
-def diff_trees(get_a: TreeGetter, a: bytes | None, get_b: TreeGetter, b: bytes | None,
+def diff_trees(get_a: TreeGetter, a: RawObjectID | None, get_b: TreeGetter, b: RawObjectID | None,
                prefix: str = "", claims: tuple[Claim | None, Claim | None] = (None, None),
                where: tuple[str, str] = ("", "")) -> Iterator[Change]:
     """Files and symlinks that differ between two trees (None: an empty tree), in path order.
@@ -228,7 +229,7 @@ def diff_trees(get_a: TreeGetter, a: bytes | None, get_b: TreeGetter, b: bytes |
         stack.append(iter(_diff_level(sa, sb, path)))
 
 
-def lookup(get: TreeGetter, root: bytes, path: str) -> TreeEntry:
+def lookup(get: TreeGetter, root: RawObjectID, path: str) -> TreeEntry:
     """The entry at ``path`` (``/``-separated, relative) below ``root``; BadPathError if none."""
     parts = [p for p in path.split("/") if p and p != "."]
     if not parts:

@@ -1,8 +1,9 @@
 """Checking a store: packs, indexes, objects, and the completeness of what roots reach.
 
 Every pack and index must be readable, every object must match its id, every
-root must name an object of its role, and every snapshot reachable from the
-roots must be complete and have the shape the format requires.
+root must name an object of its role, every snapshot reachable from the
+roots must be complete and have the shape the format requires, and every
+promotion chain must stay within one model's stage and name checkpoints.
 
 The caller (``Repo.fsck``) gathers the roots: sidecar refs, pointer files in
 every commit of every local branch and tag, and note records.
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE
-from mlgit.format.snapshot import decode_snapshot
+from mlgit.format.promotion import Promotion, decode_promotion
+from mlgit.format.snapshot import KIND_CHECKPOINT, decode_snapshot
 from mlgit.format.tree import TYPE_DIR, TreeEntry, decode_tree
 from mlgit.format.treeshape import (
     Node,
@@ -66,8 +67,8 @@ class FsckReport:
     snapshots: int = 0
     not_fetched: int = 0
     problems: list[Problem] = field(default_factory=list)
-    corrupt: set[bytes] = field(default_factory=set)
-    missing: set[bytes] = field(default_factory=set)
+    corrupt: set[RawObjectID] = field(default_factory=set)
+    missing: set[RawObjectID] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,7 @@ class FsckReport:
                 "problems": [p.to_json() for p in self.problems]}
 
 
-Located = dict[bytes, tuple[Any, Any]]
+Located = dict[RawObjectID, tuple[Any, Any]]
 """Good objects: id to (open PackReader, IndexEntry)."""
 
 
@@ -103,7 +104,7 @@ def check_objects(store: Store, report: FsckReport,
 
 
 def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport, *,
-          promised: Callable[[], set[bytes]] = lambda: set(),
+          promised: Callable[[], set[RawObjectID]] = lambda: set(),
           progress: Callable[[int, int], None] | None = None,
           lock_timeout: float = 600.0) -> None:
     """The whole check, the same answer while other processes add, fetch, push or gc.
@@ -150,7 +151,7 @@ def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport,
 
 
 def _walk(store: Store, good: Located, roots: list[Root], report: FsckReport,
-          promised: set[bytes]) -> FsckReport:
+          promised: set[RawObjectID]) -> FsckReport:
     """:func:`check_reachable` into a fresh report that knows ``report``'s corrupt objects."""
     out = FsckReport(corrupt=report.corrupt)
     check_reachable(store, good, roots, out, promised)
@@ -187,7 +188,7 @@ def _check_packs(store: Store, stems: list[str], good: Located, report: FsckRepo
     from mlgit.store.packs import PackReader
 
     packs_dir = store.root / "packs"
-    bad_copies: list[Problem] = []
+    bad_copies: list[tuple[RawObjectID, Problem]] = []
     for stem in stems:
         report.packs += 1
         try:
@@ -205,15 +206,14 @@ def _check_packs(store: Store, stems: list[str], good: Located, report: FsckRepo
                     kept = True
             except CorruptObjectError as err:
                 report.corrupt.add(e.oid)
-                bad_copies.append(Problem("corrupt", str(err), raw_to_hex(e.oid)))
+                bad_copies.append((e.oid, Problem("corrupt", str(err), raw_to_hex(e.oid))))
             if progress:
                 progress(1, e.stored_len)
         if not kept:
             reader.close()
     # An object with one good copy is fine even if another copy is damaged.
     report.corrupt -= good.keys()
-    report.problems += [p for p in bad_copies
-                        if p.object is None or bytes.fromhex(p.object) not in good]
+    report.problems += [p for oid, p in bad_copies if oid not in good]
 
 
 def close(located: Located) -> None:
@@ -223,10 +223,10 @@ def close(located: Located) -> None:
 
 
 Root = tuple[str, str, str]
-"""A root: (hex id, what names it, the role it must have: ``walk.SNAPSHOT`` or ``walk.TREE``;
-``walk.ANY`` takes the role from the pack index's type)."""
+"""A root: (hex id, what names it, the role it must have: ``walk.SNAPSHOT``, ``walk.TREE`` or
+``walk.PROMOTION``; ``walk.ANY`` takes the role from the pack index's type)."""
 
-_ROLE_TYPES = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
+_ROLE_TYPES = walk.ROLE_TYPES
 
 
 @dataclass
@@ -238,15 +238,37 @@ class _TreeFacts:
     dirs: list[TreeEntry]
 
 
-_Top = tuple[str, str, bytes, tuple[int, int] | None]
+_Top = tuple[str, str, RawObjectID, tuple[int, int] | None]
 """A tree a shape is checked from: (label, snapshot or root id, tree, the snapshot's claim)."""
+
+
+@dataclass
+class _Walked:
+    """What :func:`check_reachable` keeps of the objects it decoded, for the final checks."""
+
+    trees: dict[RawObjectID, _TreeFacts] = field(default_factory=dict)
+    tops: list[_Top] = field(default_factory=list)
+    chains: _Chains = field(default_factory=lambda: _Chains())
+
+
+@dataclass
+class _Chains:
+    """What fsck keeps of the promotions it read, to check their chains once the walk is done."""
+
+    # promotion: (model, stage)
+    stage: dict[RawObjectID, tuple[str, str]] = field(default_factory=dict)
+    # (promotion, its parent)
+    links: list[tuple[RawObjectID, RawObjectID]] = field(default_factory=list)
+    # (promotion, its checkpoint)
+    named: list[tuple[RawObjectID, RawObjectID]] = field(default_factory=list)
+    kinds: dict[RawObjectID, str] = field(default_factory=dict)  # snapshot read: its kind
 
 
 # ``store`` is unused (the walk reads ``good``), kept: public, the same first argument as
 # check_objects'.
 def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa: ARG001
-                    report: FsckReport, promised: set[bytes] | frozenset[bytes] = frozenset()
-                    ) -> None:
+                    report: FsckReport,
+                    promised: set[RawObjectID] | frozenset[RawObjectID] = frozenset()) -> None:
     """Walk from each (id, label, role) root; report what is missing, unreadable or malformed.
 
     Every object is decoded in the role it is referenced in (see
@@ -260,11 +282,10 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
     An absent object in ``promised`` (a remote is known to have it: a clone that
     fetched only some versions) is counted as not fetched, not as missing.
     """
-    seen: set[tuple[bytes, str]] = set()
-    stack: list[tuple[bytes, str, int | None, str, bool]] = [
-        (bytes.fromhex(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
-    trees: dict[bytes, _TreeFacts] = {}
-    tops: list[_Top] = []
+    seen: set[tuple[RawObjectID, str]] = set()
+    stack: list[tuple[RawObjectID, str, int | None, str, bool]] = [
+        (hex_to_raw(oid_hex), role, None, label, True) for oid_hex, label, role in roots]
+    walked = _Walked()
     while stack:
         oid, role, length, parent, is_root = stack.pop()
         if (oid, role) in seen:
@@ -293,19 +314,7 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
         if role == walk.SNAPSHOT:
             report.snapshots += 1
         try:
-            data = reader.read(entry)
-            if role == walk.SNAPSHOT:
-                refs = walk.references(role, data)
-                snap = decode_snapshot(data)
-                tops.append((here, raw_to_hex(oid), bytes.fromhex(snap.tree),
-                             (snap.files, snap.bytes)))
-            else:
-                entries = decode_tree(data)
-                refs = walk.tree_references(entries)
-                files, nbytes = totals(entries)
-                trees[oid] = _TreeFacts(files, nbytes, [e for e in entries if e.type == TYPE_DIR])
-                if is_root:
-                    tops.append((f"{parent}: {here}", raw_to_hex(oid), oid, None))
+            refs = _decode(role, oid, reader.read(entry), is_root, parent, walked, report)
         except (FormatError, ValueError) as err:
             if is_root and entry.type != _ROLE_TYPES.get(role, entry.type):
                 report.problems.append(Problem(
@@ -316,16 +325,71 @@ def check_reachable(store: Store, good: Located, roots: Iterable[Root],  # noqa:
                     "corrupt", f"{here} does not decode as a {role}: {err}", raw_to_hex(oid),
                     parent))
             continue
-        if role == walk.FILE_TREE:
-            try:
-                file_root_entry(entries, here)
-            except FormatError as err:
-                report.problems.append(Problem("corrupt", str(err), raw_to_hex(oid), parent))
         stack.extend((c, r, n, here, False) for c, r, n in refs)
-    _check_shapes(trees, tops, report)
+    _check_shapes(walked.trees, walked.tops, report)
+    _check_chains(walked.chains, report)
 
 
-def _check_shapes(trees: dict[bytes, _TreeFacts], tops: list[_Top], report: FsckReport) -> None:
+def _decode(role: str, oid: RawObjectID, data: bytes, is_root: bool, parent: str, walked: _Walked,
+            report: FsckReport) -> list[walk.Ref]:
+    """Decode ``data`` in ``role``, keep what the final checks need; return what it references.
+
+    FormatError (or ValueError) if it does not decode so; a file snapshot's tree that
+    does not hold one regular file is reported here and its references still returned.
+    """
+    here = f"{role} {raw_to_hex(oid)}"
+    if role == walk.SNAPSHOT:
+        snap = decode_snapshot(data)
+        walked.chains.kinds[oid] = snap.kind
+        walked.tops.append((here, raw_to_hex(oid), hex_to_raw(snap.tree),
+                            (snap.files, snap.bytes)))
+        return walk.references(role, data)
+    if role in (walk.PROMOTION, walk.TRAIL):
+        _note_promotion(walked.chains, oid, decode_promotion(data))
+        return walk.references(role, data)
+    entries = decode_tree(data)
+    files, nbytes = totals(entries)
+    walked.trees[oid] = _TreeFacts(files, nbytes, [e for e in entries if e.type == TYPE_DIR])
+    if is_root:
+        walked.tops.append((f"{parent}: {here}", raw_to_hex(oid), oid, None))
+    if role == walk.FILE_TREE:
+        try:
+            file_root_entry(entries, here)
+        except FormatError as err:
+            report.problems.append(Problem("corrupt", str(err), raw_to_hex(oid), parent))
+    return walk.tree_references(entries)
+
+
+def _note_promotion(chains: _Chains, oid: RawObjectID, p: Promotion) -> None:
+    chains.stage[oid] = (p.model, p.stage)
+    if p.parent is not None:
+        chains.links.append((oid, hex_to_raw(p.parent)))
+    if p.checkpoint is not None:
+        chains.named.append((oid, hex_to_raw(p.checkpoint)))
+
+
+def _check_chains(chains: _Chains, report: FsckReport) -> None:
+    """Report a promotion whose parent is another stage's record, or that names no checkpoint.
+
+    Objects that were not read (missing, not fetched, damaged) are left out: they are
+    reported already, or not here to check.
+    """
+    for oid, parent in chains.links:
+        mine, theirs = chains.stage[oid], chains.stage.get(parent)
+        if theirs is not None and theirs != mine:
+            report.problems.append(Problem(
+                "corrupt", f"promotion {raw_to_hex(oid)} ({'@'.join(mine)}) has parent "
+                f"{raw_to_hex(parent)}, a record of {'@'.join(theirs)}", raw_to_hex(oid)))
+    for oid, ckpt in chains.named:
+        kind = chains.kinds.get(ckpt)
+        if kind is not None and kind != KIND_CHECKPOINT:
+            report.problems.append(Problem(
+                "corrupt", f"promotion {raw_to_hex(oid)} ({'@'.join(chains.stage[oid])}) names "
+                f"{raw_to_hex(ckpt)}, a {kind}, not a checkpoint", raw_to_hex(oid)))
+
+
+def _check_shapes(trees: dict[RawObjectID, _TreeFacts], tops: list[_Top],
+                  report: FsckReport) -> None:
     """Report claims that disagree with the trees read, and trees past the shape limits.
 
     Trees that could not be read are left out (they are reported already).
@@ -339,11 +403,11 @@ def _check_shapes(trees: dict[bytes, _TreeFacts], tops: list[_Top], report: Fsck
                     f"{d.files} files and {d.size} bytes but its tree {raw_to_hex(d.subtree)} "
                     f"holds {sub.files} files and {sub.nbytes} bytes", raw_to_hex(tid)))
 
-    def node_of(tid: bytes) -> Node:
+    def node_of(tid: RawObjectID) -> Node:
         f = trees[tid]
         return f.files, [d.subtree for d in f.dirs if d.subtree in trees]
 
-    memo: dict[bytes, Shape] = {}
+    memo: dict[RawObjectID, Shape] = {}
     for label, obj, tid, claim in tops:
         top = trees.get(tid)
         if top is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlgit.errors import CorruptObjectError, FormatError
-from mlgit.format.ids import raw_to_hex
+from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
 from mlgit.store import walk
 from mlgit.store.fsutil import force_remove
@@ -51,7 +51,7 @@ class GcReport:
         return dict(self.__dict__)
 
 
-def mark(store: Store, roots: Iterable[tuple[str, str]]) -> set[bytes]:
+def mark(store: Store, roots: Iterable[tuple[str, str]]) -> set[RawObjectID]:
     """Every object reachable from the given (hex id, role) roots (missing ones skipped).
 
     Objects are decoded in the role they are referenced in. A root that does not
@@ -59,9 +59,9 @@ def mark(store: Store, roots: Iterable[tuple[str, str]]) -> set[bytes]:
     role its index type gives, so gc keeps at least what it kept before roles.
     Iterative; each (object, role) is read once, so a hostile DAG costs its objects.
     """
-    live: set[bytes] = set()
-    seen: set[tuple[bytes, str]] = set()
-    stack = [(bytes.fromhex(r), role, True) for r, role in roots]
+    live: set[RawObjectID] = set()
+    seen: set[tuple[RawObjectID, str]] = set()
+    stack = [(hex_to_raw(r), role, True) for r, role in roots]
     objects = store.objects
     while stack:
         oid, role, is_root = stack.pop()
@@ -150,7 +150,7 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
                 rewrite.append(r)
             else:
                 keep_whole.append(r)
-        copied: set[bytes] = {e.oid for r in keep_whole for e in r.entries
+        copied: set[RawObjectID] = {e.oid for r in keep_whole for e in r.entries
                               if (id(r), e.oid) not in bad}
         for r in readers:
             if r not in old:
@@ -174,17 +174,17 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
     return report
 
 
-def _bad_copies(readers: list[PackReader]) -> set[tuple[int, bytes]]:
+def _bad_copies(readers: list[PackReader]) -> set[tuple[int, RawObjectID]]:
     """(id of the pack reader, object id) of every damaged copy of an object stored twice.
 
     An object stored twice (a repair, or two writers racing) may have a damaged
     copy: every copy of such objects is checked, and gc rewrites packs holding a bad one.
     """
-    copies: dict[bytes, list[PackReader]] = {}
+    copies: dict[RawObjectID, list[PackReader]] = {}
     for r in readers:
         for e in r.entries:
             copies.setdefault(e.oid, []).append(r)
-    bad: set[tuple[int, bytes]] = set()
+    bad: set[tuple[int, RawObjectID]] = set()
     for oid, holders in copies.items():
         if len(holders) > 1:
             for r in holders:
@@ -194,9 +194,9 @@ def _bad_copies(readers: list[PackReader]) -> set[tuple[int, bytes]]:
     return bad
 
 
-def _copy_live(rewrite: list[PackReader], live: set[bytes], copied: set[bytes],
+def _copy_live(rewrite: list[PackReader], live: set[RawObjectID], copied: set[RawObjectID],
                report: GcReport, count: Callable[[int], None] | None,
-               writer: PackWriter) -> list[tuple[PackReader, bytes]]:
+               writer: PackWriter) -> list[tuple[PackReader, RawObjectID]]:
     """Copy the live objects of the packs to ``rewrite`` that no kept pack holds.
 
     Each object copied is added to ``copied``; dead ones are counted in ``report``.
@@ -204,7 +204,7 @@ def _copy_live(rewrite: list[PackReader], live: set[bytes], copied: set[bytes],
     nothing. Returns the (pack, id) pairs of live objects that could not be read:
     a damaged object is never copied forward.
     """
-    unreadable: list[tuple[PackReader, bytes]] = []
+    unreadable: list[tuple[PackReader, RawObjectID]] = []
     for r in rewrite:
         for e in r.entries:
             if e.oid not in live:
@@ -241,7 +241,7 @@ def _remove_rewritten(rewrite: list[PackReader], new_packs: list[str],
     return removed
 
 
-def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
+def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> int:
     """Old temp files, packs without an index, checkouts of dead snapshots, stat caches."""
     removed = 0
     for d in (store.tmp_dir, store.root / "packs"):
@@ -262,7 +262,7 @@ def _sweep_files(store: Store, prune_before: float, live: set[bytes]) -> int:
     checkouts = store.checkouts_dir
     for name in os.listdir(checkouts) if checkouts.exists() else []:
         stale_tmp = name.startswith(".") and os.lstat(checkouts / name).st_mtime < prune_before
-        dead = not name.startswith(".") and len(name) == 32 and bytes.fromhex(name) not in live
+        dead = not name.startswith(".") and _dead_checkout(name, live)
         if stale_tmp or dead:
             force_remove(checkouts / name)
             removed += 1
@@ -361,7 +361,7 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
         new_packs: list[str] = []
         writer = PackWriter(store.tmp_dir, store.config.pack_size, commit_into(
             store.root / "packs", lambda _pack, idx: new_packs.append(idx.name[:-4])))
-        copied: set[bytes] = set()
+        copied: set[RawObjectID] = set()
         try:
             for r in merge:
                 for e in r.entries:
@@ -414,5 +414,16 @@ def parse_prune(value: str, now: float | None = None) -> float:
     raise ValueError(f"cannot read {value!r} as an age (try 2.weeks.ago, 3d, 1h or now)")
 
 
-def _hex(oids: Iterable[bytes]) -> list[str]:
+def _dead_checkout(name: str, live: set[RawObjectID]) -> bool:
+    """True if ``name`` (in ``checkouts/``) is a snapshot id that is not live.
+
+    A name that is not an id is not git-ml's and is left alone.
+    """
+    try:
+        return hex_to_raw(name) not in live
+    except FormatError:
+        return False
+
+
+def _hex(oids: Iterable[RawObjectID]) -> list[str]:
     return [raw_to_hex(o) for o in oids]

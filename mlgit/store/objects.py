@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import compress
-from mlgit.format.ids import ObjectID, digest_bytes, hex_to_raw, raw_to_hex
-from mlgit.format.pack import OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_object_id, raw_to_hex
+from mlgit.format.limits import MAX_PROMOTION_LEN
+from mlgit.format.pack import OBJ_PROMOTION, OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
+from mlgit.format.promotion import Promotion, decode_promotion, encode_promotion
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
 from mlgit.store.packs import PackReader, PackWriter, commit_into
@@ -35,14 +37,14 @@ class ObjectStore:
         self.tmp_dir = tmp_dir
         self._lock = threading.RLock()
         self._readers: dict[str, PackReader] = {}
-        self._index: dict[bytes, tuple[PackReader, IndexEntry]] | None = None
+        self._index: dict[RawObjectID, tuple[PackReader, IndexEntry]] | None = None
         self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit))
-        self._tree_cache: dict[bytes, list[TreeEntry]] = {}
+        self._tree_cache: dict[RawObjectID, list[TreeEntry]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.packs_committed = 0  # packs this store's writer committed (see Store.writing)
 
     # -- index -----------------------------------------------------------
-    def _load(self) -> dict[bytes, tuple[PackReader, IndexEntry]]:
+    def _load(self) -> dict[RawObjectID, tuple[PackReader, IndexEntry]]:
         with self._lock:
             if self._index is None:
                 self._index = {}
@@ -117,7 +119,7 @@ class ObjectStore:
                     self._index.setdefault(e.oid, (r, e))
             self._scan()
 
-    def _find(self, oid: bytes) -> tuple[PackReader, IndexEntry] | None:
+    def _find(self, oid: RawObjectID) -> tuple[PackReader, IndexEntry] | None:
         index = self._load()
         hit = index.get(oid)
         if hit is None:
@@ -128,22 +130,22 @@ class ObjectStore:
         return hit
 
     # -- queries -----------------------------------------------------------
-    def has(self, oid: bytes) -> bool:
+    def has(self, oid: RawObjectID) -> bool:
         """True if the object is in a committed pack or pending in this writer."""
         return oid in self._writer.pending or self._find(oid) is not None
 
-    def has_committed(self, oid: bytes) -> bool:
+    def has_committed(self, oid: RawObjectID) -> bool:
         """True if the object is in a committed pack (durable, visible to others)."""
         return self._find(oid) is not None
 
-    def ids(self, type_: int | None = None) -> list[bytes]:
+    def ids(self, type_: int | None = None) -> list[RawObjectID]:
         """Ids of every committed object (of one type, if given), sorted."""
         index = self._load()
         with self._lock:
             self._scan()
             return sorted(k for k, (_, e) in index.items() if type_ is None or e.type == type_)
 
-    def get(self, oid: bytes) -> bytes:
+    def get(self, oid: RawObjectID) -> bytes:
         """The verified bytes of an object; CorruptObjectError if missing or damaged."""
         hit = self._find(oid)
         if hit is None:
@@ -170,12 +172,12 @@ class ObjectStore:
                     return data
             raise
 
-    def entry(self, oid: bytes) -> IndexEntry | None:
+    def entry(self, oid: RawObjectID) -> IndexEntry | None:
         """The index entry of a committed object, or None."""
         hit = self._find(oid)
         return hit[1] if hit else None
 
-    def get_stored(self, oid: bytes) -> tuple[IndexEntry, bytes]:
+    def get_stored(self, oid: RawObjectID) -> tuple[IndexEntry, bytes]:
         """An object's index entry and stored (still compressed) bytes, to send elsewhere."""
         hit = self._find(oid)
         if hit is None:
@@ -183,7 +185,7 @@ class ObjectStore:
         reader, e = hit
         return e, reader.read_stored(e)
 
-    def put_stored(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes,
+    def put_stored(self, oid: RawObjectID, type_: int, codec: int, raw_len: int, stored: bytes,
                    force: bool = False) -> None:
         """Add an object received as stored bytes; the caller has verified it against ``oid``.
 
@@ -199,7 +201,7 @@ class ObjectStore:
             self._scan()
             return list(self._readers.values())
 
-    def get_tree(self, oid: bytes) -> list[TreeEntry]:
+    def get_tree(self, oid: RawObjectID) -> list[TreeEntry]:
         """Decode a tree object (cached; trees are immutable)."""
         cached = self._tree_cache.get(oid)
         if cached is None:
@@ -223,30 +225,47 @@ class ObjectStore:
         except FormatError as e:
             raise type(e)(f"snapshot {oid}: {e}") from None
 
+    def get_promotion(self, oid: ObjectID) -> Promotion:
+        """Decode a promotion (a stage's record) by hex id.
+
+        One that claims more than ``MAX_PROMOTION_LEN`` bytes is refused before it is read.
+        """
+        raw = hex_to_raw(oid)
+        e = self.entry(raw)
+        if e is not None and e.raw_len > MAX_PROMOTION_LEN:
+            raise FormatError(f"promotion {oid}: {e.raw_len} bytes, more than the "
+                              f"{MAX_PROMOTION_LEN} a promotion may have")
+        try:
+            return decode_promotion(self.get(raw))
+        except CorruptObjectError:
+            raise
+        except FormatError as e:
+            raise type(e)(f"promotion {oid}: {e}") from None
+
     # -- writes ------------------------------------------------------------
-    def put(self, type_: int, data: bytes, oid: bytes | None = None) -> bytes:
+    def put(self, type_: int, data: bytes, oid: RawObjectID | None = None) -> RawObjectID:
         """Store an object unless present; return its raw id.
 
-        ``oid``, if given, must be ``digest_bytes(data)`` (callers that already
+        ``oid``, if given, must be ``raw_object_id(data)`` (callers that already
         hashed pass it to avoid hashing twice). Compression runs outside any
         lock, so several threads can store objects at once.
         """
         if oid is None:
-            oid = digest_bytes(data)
+            oid = raw_object_id(data)
         if self.has(oid):
             return oid
         codec, stored = compress(data)
         self._writer.add(oid, type_, codec, len(data), stored)
         return oid
 
-    def put_tree(self, entries: list[TreeEntry]) -> bytes:
+    def put_tree(self, entries: list[TreeEntry]) -> RawObjectID:
         """Encode and store a tree; return its raw id."""
         data = encode_tree(entries)
         oid = self.put(OBJ_TREE, data)
         self._tree_cache[oid] = sorted(entries, key=lambda e: e.name)
         return oid
 
-    def remember_tree(self, oid: bytes, entries: list[TreeEntry]) -> None:
+    def remember_tree(self, oid: RawObjectID, entries: list[TreeEntry]) -> None:
         """Seed the tree cache with entries the caller just encoded as ``oid``."""
         if len(self._tree_cache) > 4096:
             self._tree_cache.clear()
@@ -255,6 +274,10 @@ class ObjectStore:
     def put_snapshot(self, s: Snapshot) -> ObjectID:
         """Encode and store a snapshot; return its hex id."""
         return raw_to_hex(self.put(OBJ_SNAPSHOT, encode_snapshot(s)))
+
+    def put_promotion(self, p: Promotion) -> ObjectID:
+        """Encode and store a promotion; return its hex id."""
+        return raw_to_hex(self.put(OBJ_PROMOTION, encode_promotion(p)))
 
     def compress_pool(self) -> ThreadPoolExecutor:
         """A shared pool for storing chunks in parallel (created on first use)."""

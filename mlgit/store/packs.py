@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import decompress
-from mlgit.format.ids import digest_bytes, raw_to_hex
+from mlgit.format.ids import RawObjectID, digest_bytes, raw_to_hex
 from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
@@ -75,7 +75,7 @@ class PackReader:
 
     def __init__(self, pack_path: Path, idx_path: Path) -> None:
         self.path = pack_path
-        self._oids: list[bytes] | None = None
+        self._oids: list[RawObjectID] | None = None
         self.fd = open_regular(pack_path, pack_path.name)
         try:
             size = os.fstat(self.fd).st_size
@@ -88,7 +88,7 @@ class PackReader:
             self.close()
             raise
 
-    def find(self, oid: bytes) -> IndexEntry | None:
+    def find(self, oid: RawObjectID) -> IndexEntry | None:
         """Return this pack's entry for ``oid`` (binary search of the sorted index), or None."""
         oids = self._oids
         if oids is None:
@@ -215,11 +215,11 @@ class PackWriter:
         self._pos = 0
         # Ids in the pack being written (not yet committed). Committed ids are found
         # through the committed indexes; aborted ones are forgotten.
-        self.pending: set[bytes] = set()
-        self._committed: set[bytes] = set()  # by this writer: exact dedup across threads
+        self.pending: set[RawObjectID] = set()
+        self._committed: set[RawObjectID] = set()  # by this writer: exact dedup across threads
         self.bytes_written = 0
 
-    def add(self, oid: bytes, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
+    def add(self, oid: RawObjectID, type_: int, codec: int, raw_len: int, stored: bytes) -> None:
         """Append one object (already compressed) unless this writer already wrote it."""
         header = encode_entry_header(oid, type_, codec, raw_len, len(stored))
         with self._lock:

@@ -1,6 +1,10 @@
-"""Sidecar refs: ``refs/<kind>/<name>`` files holding the newest snapshot id of a name.
+"""Sidecar refs: ``refs/<kind>/<name>`` files holding the newest object id of a name.
 
-``kind`` is ``datasets`` or ``checkpoints``. An update is a compare-and-swap
+``kind`` is ``datasets`` or ``checkpoints`` (the ref names a snapshot: the newest
+version of a dataset or run; ``<name>`` follows
+:func:`~mlgit.format.names.is_ref_name`), or ``stages`` (the ref names a promotion:
+the newest record of a model's stage; ``<name>`` is ``<model>@<stage>``,
+:func:`~mlgit.format.names.is_stage_ref_name`). An update is a compare-and-swap
 under the ref's lock file: the caller says what it expects the ref to hold now,
 and the update fails with ConflictError if someone else moved it.
 
@@ -19,13 +23,20 @@ from pathlib import Path
 from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_REF_LEN
-from mlgit.format.names import check_ref_name, is_ref_name
+from mlgit.format.names import check_ref_name, is_ref_name, is_stage_ref_name
+from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, fsync_dir, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["REF_KINDS", "OnBadRef", "RefStore", "ref_kind_for"]
+__all__ = ["REF_KINDS", "SNAPSHOT_KINDS", "STAGES", "OnBadRef", "RefStore", "is_ref_name_of",
+           "ref_kind_for", "ref_role"]
 
-REF_KINDS = ("datasets", "checkpoints")
+SNAPSHOT_KINDS = ("datasets", "checkpoints")
+"""The kinds of refs that name a snapshot (a dataset's or a run's newest version)."""
+STAGES = "stages"
+"""The kind of refs that name a promotion: ``stages/<model>@<stage>``."""
+REF_KINDS = (*SNAPSHOT_KINDS, STAGES)
+"""Every kind of ref a store holds (and syncs), in the order listings give them."""
 
 OnBadRef = Callable[[str, FormatError], None]
 """Told of a ref that cannot be read, by its path (``datasets/<name>``) and the error."""
@@ -34,6 +45,18 @@ OnBadRef = Callable[[str, FormatError], None]
 def ref_kind_for(snapshot_kind: str) -> str:
     """Map a snapshot kind (``dataset``/``checkpoint``) to its ref folder name."""
     return snapshot_kind + "s"
+
+
+def is_ref_name_of(kind: str, name: str) -> bool:
+    """True if ``name`` is a valid name for a ref of ``kind`` (False for an unknown kind)."""
+    if kind == STAGES:
+        return is_stage_ref_name(name)
+    return kind in SNAPSHOT_KINDS and is_ref_name(name)
+
+
+def ref_role(kind: str) -> str:
+    """The role (:mod:`mlgit.store.walk`) of what a ref of ``kind`` names."""
+    return walk.PROMOTION if kind == STAGES else walk.SNAPSHOT
 
 
 class RefStore:
@@ -46,6 +69,11 @@ class RefStore:
     def _path(self, kind: str, name: str) -> Path:
         if kind not in REF_KINDS:
             raise FormatError(f"unknown ref kind {kind!r}")
+        if kind == STAGES:
+            if not is_stage_ref_name(name):
+                raise FormatError(f"invalid stage ref name {name[:200]!r} (expected "
+                                  "MODEL@STAGE)")
+            return self.root / kind / name
         return self.root / kind / check_ref_name(name)
 
     def get(self, kind: str, name: str) -> ObjectID | None:
@@ -75,7 +103,7 @@ class RefStore:
         except FileNotFoundError:
             return out
         for name in names:
-            if is_ref_name(name):
+            if is_ref_name_of(kind, name):
                 try:
                     oid = self.get(kind, name)
                 except FormatError as e:

@@ -9,7 +9,12 @@ Accepted forms (docs/revisions.md):
   resolves a branch name to ``origin/NAME``);
 - ``remote/name``: what ``git ml fetch REMOTE`` last saw of ``name`` there;
 - ``name@<prefix>``: a snapshot of that name by id prefix;
-- any of these followed by ``~N``: N first-parents back.
+- ``model@<stage>`` (and ``remote/model@<stage>``): the checkpoint that holds a
+  model's stage, from the stage's ref (its newest promotion record). A stage name is
+  never 4 to 32 hex digits (:func:`~mlgit.format.names.is_stage_name`), so the part
+  after ``@`` alone says which of the two it is;
+- any of these followed by ``~N``: N first-parents back (for a stage: the checkpoint's
+  parents, not the stage's earlier records).
 
 A name wins over an id prefix that happens to look the same, as in git.
 """
@@ -18,17 +23,19 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 
-from mlgit.errors import AmbiguousRevisionError, RevisionError
+from mlgit.errors import AmbiguousRevisionError, FormatError, RevisionError
 from mlgit.format.ids import ObjectID, is_hex_prefix, raw_to_hex
-from mlgit.format.names import is_ref_name
+from mlgit.format.names import is_ref_name, is_stage_name, split_stage_ref_name
 from mlgit.format.pack import OBJ_SNAPSHOT
-from mlgit.store.refs import REF_KINDS, RefStore
+from mlgit.format.promotion import Promotion
+from mlgit.store.refs import SNAPSHOT_KINDS, STAGES, RefStore, is_ref_name_of
 from mlgit.store.store import Store
 
-__all__ = ["Pinned", "RemoteName", "remote_names", "resolve_name", "resolve_revision",
-           "snapshot_ids_with_prefix", "tracking_refs"]
+__all__ = ["Pinned", "RemoteName", "read_stage_record", "remote_names", "resolve_name",
+           "resolve_revision", "resolve_stage", "snapshot_ids_with_prefix", "tracking_refs"]
 
 _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
 
@@ -80,7 +87,7 @@ Pinned = Callable[[str], "ObjectID | None"]
 pinned at in the work tree (None: no import of that name)."""
 
 
-def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS,
+def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = SNAPSHOT_KINDS,
                  pinned: Pinned | None = None) -> ObjectID | None:
     """The id a name stands for among refs of ``kinds``; None if no ref has it.
 
@@ -89,13 +96,17 @@ def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = REF_KINDS,
     (several remotes that agree on its id count as one; several that disagree
     are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
     AmbiguousRevisionError when a name is a dataset and a run at different ids.
+    Only the kinds whose ref names ``NAME`` can be are looked at (a stage ref's name
+    is ``MODEL@STAGE``, a dataset's or run's never has an ``@``).
     """
     remote, slash, rest = name.partition("/")
     if slash:
-        if not (is_ref_name(remote) and is_ref_name(rest)):
+        kinds = tuple(k for k in kinds if is_ref_name_of(k, rest))
+        if not (is_ref_name(remote) and kinds):
             return None
         return _tracked(store, remote, rest, kinds)
-    if not is_ref_name(name):
+    kinds = tuple(k for k in kinds if is_ref_name_of(k, name))
+    if not kinds:
         return None
     local = _local(store, name, kinds)
     if local is not None:
@@ -125,6 +136,77 @@ def _by_prefix(store: Store, prefix: str, rev: str) -> ObjectID:
     return cands[0]
 
 
+def resolve_stage(store: Store, model: str, stage: str) -> ObjectID | None:
+    """The id of the newest record (promotion) of ``model``'s ``stage``; None if none.
+
+    ``model`` may be ``REMOTE/MODEL`` (that remote's tracking ref). Found as a name is
+    (:func:`resolve_name`): the local ref ``stages/MODEL@STAGE``, else the
+    remote-tracking ref of the one remote that has it.
+    """
+    if not is_stage_name(stage):
+        return None
+    return resolve_name(store, f"{model}@{stage}", (STAGES,))
+
+
+def read_stage_record(store: Store, oid: ObjectID, model: str, stage: str) -> Promotion:
+    """The promotion ``oid`` a ref of ``model``'s ``stage`` names, checked to be that stage's.
+
+    A FormatError when it is of another model or stage (a ref of one stage that names
+    another's record is damage, or a hostile remote's), or does not decode.
+    """
+    p = store.objects.get_promotion(oid)
+    plain = model.rpartition("/")[2]
+    if (p.model, p.stage) != (plain, stage):
+        raise FormatError(f"ref stages/{plain}@{stage} names promotion {oid}, a record of "
+                          f"{p.model}@{p.stage}")
+    return p
+
+
+def _stages_of(store: Store, model: str) -> list[str]:
+    """The stages ``model`` has a local or remote-tracking ref for, sorted."""
+    plain = model.rpartition("/")[2]
+    found: set[str] = set()
+    sources = [store.refs, *(tracking_refs(store, r) for r in remote_names(store))]
+    for refs in sources:
+        for name in refs.list(STAGES, lambda _ref, _err: None):
+            split = split_stage_ref_name(name)
+            if split is not None and split[0] == plain:
+                found.add(split[1])
+    return sorted(found)
+
+
+def _stage_checkpoint(store: Store, model: str, stage: str, rev: str) -> ObjectID:
+    """The checkpoint ``model@stage`` holds; RevisionError if none (unknown or emptied)."""
+    oid = resolve_stage(store, model, stage)
+    if oid is None:
+        known = _stages_of(store, model)
+        which = (f"its stages: {', '.join(known)}" if known else
+                 f"no stage of {model!r} is recorded here; `git ml fetch` brings a remote's")
+        raise RevisionError(f"unknown revision {rev!r}: {model!r} has no stage {stage!r} "
+                            f"({which})")
+    p = read_stage_record(store, oid, model, stage)
+    if p.checkpoint is None:
+        day = time.strftime("%Y-%m-%d", time.gmtime(p.time))
+        raise RevisionError(f"{rev!r}: stage {stage} of {p.model} is empty ({p.author} "
+                            f"removed it on {day})")
+    return p.checkpoint
+
+
+def _name_at_prefix(store: Store, name: str, prefix: str, rev: str) -> ObjectID:
+    """The one snapshot recorded as ``name`` whose id starts with ``prefix``."""
+    if not is_ref_name(name):
+        raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX")
+    cands = [c for c in snapshot_ids_with_prefix(store, prefix.lower())
+             if store.objects.get_snapshot(c).name == name]
+    if not cands:
+        raise RevisionError(f"no snapshot of {name!r} has an id starting {prefix!r}")
+    if len(cands) > 1:
+        raise AmbiguousRevisionError(
+            f"revision {rev!r} is ambiguous: {', '.join(c[:12] for c in cands[:10])}"
+        )
+    return cands[0]
+
+
 def resolve_revision(store: Store, rev: str, pinned: Pinned | None = None) -> ObjectID:
     """Resolve a revision string to a snapshot id; RevisionError if it names none.
 
@@ -137,18 +219,14 @@ def resolve_revision(store: Store, rev: str, pinned: Pinned | None = None) -> Ob
         raise RevisionError(f"empty revision {rev!r}")
     oid: ObjectID | None
     if "@" in base:
-        name, _, prefix = base.partition("@")
-        if not is_ref_name(name) or not is_hex_prefix(prefix.lower()):
-            raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX")
-        cands = [c for c in snapshot_ids_with_prefix(store, prefix.lower())
-                 if store.objects.get_snapshot(c).name == name]
-        if not cands:
-            raise RevisionError(f"no snapshot of {name!r} has an id starting {prefix!r}")
-        if len(cands) > 1:
-            raise AmbiguousRevisionError(
-                f"revision {rev!r} is ambiguous: {', '.join(c[:12] for c in cands[:10])}"
-            )
-        oid = cands[0]
+        name, _, right = base.partition("@")
+        if is_hex_prefix(right.lower()):
+            oid = _name_at_prefix(store, name, right, rev)
+        elif is_stage_name(right) and all(is_ref_name(n) for n in name.split("/", 1)):
+            oid = _stage_checkpoint(store, name, right, rev)  # MODEL or REMOTE/MODEL
+        else:
+            raise RevisionError(f"bad revision {rev!r}: expected NAME@ID-PREFIX or "
+                                "MODEL@STAGE")
     else:
         oid = resolve_name(store, base, pinned=pinned)
         if oid is None:

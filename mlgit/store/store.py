@@ -7,6 +7,7 @@ Layout (docs/format.md, "Directory tree")::
     .git/ml/packs/pack-<h>.idx      sorted index of that pack
     .git/ml/refs/datasets/<name>    newest snapshot id of a dataset
     .git/ml/refs/checkpoints/<run>  newest snapshot id of a checkpoint run
+    .git/ml/refs/stages/<model>@<stage>  newest promotion (record) of a model's stage
     .git/ml/tmp/                    packs and files being written
     .git/ml/cache/                  stat caches (safe to delete)
     .git/ml/checkouts/<id>/         read-only materialized snapshots
@@ -27,7 +28,7 @@ from mlgit.store.refs import REF_KINDS, RefStore
 
 __all__ = ["Store"]
 
-_DIRS = ("packs", "refs/datasets", "refs/checkpoints", "tmp", "cache", "checkouts")
+_DIRS = ("packs", *(f"refs/{kind}" for kind in REF_KINDS), "tmp", "cache", "checkouts")
 
 
 class Store:
@@ -99,7 +100,7 @@ class Store:
         return lock_file(self.root / "gc", timeout=timeout, shared=True)
 
     def ref_kinds(self) -> tuple[str, ...]:
-        """The ref folders (``datasets``, ``checkpoints``)."""
+        """The ref folders (``datasets``, ``checkpoints``, ``stages``)."""
         return REF_KINDS
 
     def close(self) -> None:

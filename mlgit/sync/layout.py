@@ -12,9 +12,10 @@ name and rule from here rather than from a copy of its own::
 
 ``<h>`` is 32 lowercase hex digits (the hash of the index: see
 :func:`mlgit.format.pack.pack_stem`); ``<kind>`` is one of :data:`REF_KINDS`
-(the store's own, :data:`mlgit.store.refs.REF_KINDS`); ``<name>`` follows
-:func:`mlgit.format.names.is_ref_name`. A pack exists for readers only when both
-of its files do (:func:`complete_packs`).
+(the store's own, :data:`mlgit.store.refs.REF_KINDS`: ``datasets``, ``checkpoints``,
+``stages``); ``<name>`` is a valid name of that kind
+(:func:`mlgit.store.refs.is_ref_name_of`: a dataset or run name, or ``<model>@<stage>``).
+A pack exists for readers only when both of its files do (:func:`complete_packs`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mlgit.errors import FormatError
-from mlgit.format.names import is_ref_name
 from mlgit.format.pack import is_pack_stem
-from mlgit.store.refs import REF_KINDS
+from mlgit.store.refs import REF_KINDS, is_ref_name_of
 
 __all__ = [
     "CONFIG",
@@ -70,7 +70,7 @@ def check_pack_name(stem: str) -> str:
 def check_ref_path(ref: str) -> str:
     """Return ``ref`` if it is ``<kind>/<name>`` (a kind of REF_KINDS), else FormatError."""
     kind, _, name = ref.partition("/")
-    if kind not in REF_KINDS or not is_ref_name(name):
+    if not is_ref_name_of(kind, name):
         raise FormatError(f"bad ref {ref[:80]!r}")
     return ref
 
@@ -110,6 +110,6 @@ def refs_in(names: Iterable[str]) -> list[str]:
     out: list[str] = []
     have = set(names)
     for kind in REF_KINDS:
-        out += sorted(n for n in have
-                      if n.partition("/")[0] == kind and is_ref_name(n.partition("/")[2]))
+        out += sorted(n for n in have if n.partition("/")[0] == kind
+                      and is_ref_name_of(kind, n.partition("/")[2]))
     return out

@@ -31,14 +31,12 @@ from pathlib import Path
 from mlgit.errors import CorruptObjectError, FormatError, MlgitError, UnsupportedFormatError
 from mlgit.format.compression import decompress
 from mlgit.format.config import decode_config, encode_config
-from mlgit.format.ids import digest_bytes, raw_to_hex
-from mlgit.format.limits import MAX_INDEX_LEN, MAX_SNAPSHOT_LEN
+from mlgit.format.ids import RawObjectID, digest_bytes, digest_hex, raw_to_hex
+from mlgit.format.limits import MAX_INDEX_LEN, MAX_PROMOTION_LEN, MAX_SNAPSHOT_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
     OBJ_BLOB,
     OBJ_CHUNK,
-    OBJ_SNAPSHOT,
-    OBJ_TREE,
     PACK_MAGIC,
     IndexEntry,
     check_index_name,
@@ -59,10 +57,10 @@ Progress = Callable[[int, int], None]
 OnBad = Callable[[MlgitError], None]
 """Told of bad input that was skipped so that the rest could go on (``Events.problem``)."""
 _COALESCE_GAP = 1 << 20
-_ROLE_TYPE = {walk.SNAPSHOT: OBJ_SNAPSHOT, walk.TREE: OBJ_TREE, walk.FILE_TREE: OBJ_TREE}
-
-
-_RawId = bytes  # (``bytes`` is also a field name below)
+_ROLE_TYPE = walk.ROLE_TYPES
+_ROLE_MAX = {walk.SNAPSHOT: MAX_SNAPSHOT_LEN, walk.PROMOTION: MAX_PROMOTION_LEN,
+             walk.TRAIL: MAX_PROMOTION_LEN}
+"""The most bytes an object of a role may have, checked before it is read from a remote."""
 
 
 @dataclass
@@ -74,7 +72,7 @@ class TransferStats:
     packs: int = 0
     skipped: int = 0
     refs: list[str] = field(default_factory=list)
-    failed: set[_RawId] = field(default_factory=set)  # roots not fetched (a check failed)
+    failed: set[RawObjectID] = field(default_factory=set)  # roots not fetched (a check failed)
 
 
 def check_remote_config(backend: Backend, store: Store, create: bool) -> bool:
@@ -113,7 +111,7 @@ class RemoteIndex:
         self.backend = backend
         self.cache_dir = cache_dir
         self.on_bad = on_bad
-        self.entries: dict[bytes, tuple[str, IndexEntry]] = {}
+        self.entries: dict[RawObjectID, tuple[str, IndexEntry]] = {}
         self.loaded: set[str] = set()
         self.bad: set[str] = set()
         self.magic_ok: set[str] = set()
@@ -157,14 +155,14 @@ class RemoteIndex:
             atomic_write(cached, data)
         return entries
 
-    def has(self, oid: bytes) -> bool:
+    def has(self, oid: RawObjectID) -> bool:
         """True if the remote has the object."""
         return oid in self.entries
 
 
 # -- push ---------------------------------------------------------------------------
-def closure_postorder(store: Store, roots: Iterable[bytes | tuple[bytes, str]],
-                      have: Callable[[bytes], bool]) -> list[bytes]:
+def closure_postorder(store: Store, roots: Iterable[RawObjectID | tuple[RawObjectID, str]],
+                      have: Callable[[RawObjectID], bool]) -> list[RawObjectID]:
     """Objects reachable from ``roots`` that ``have`` lacks, every object after its children.
 
     A root is an id (its role taken from the local index type) or (id, role):
@@ -175,12 +173,12 @@ def closure_postorder(store: Store, roots: Iterable[bytes | tuple[bytes, str]],
     holds in another role never hide what a tree references. An object neither
     the local store nor ``have`` has is a CorruptObjectError.
     """
-    order: list[bytes] = []
-    emitted: set[bytes] = set()
-    seen: set[tuple[bytes, str]] = set()
+    order: list[RawObjectID] = []
+    emitted: set[RawObjectID] = set()
+    seen: set[tuple[RawObjectID, str]] = set()
     for root in roots:
         oid0, role0 = root if isinstance(root, tuple) else (root, walk.ANY)
-        stack: list[tuple[bytes, str, bool]] = [(oid0, role0, False)]
+        stack: list[tuple[RawObjectID, str, bool]] = [(oid0, role0, False)]
         while stack:
             oid, role, expanded = stack.pop()
             if expanded:
@@ -209,7 +207,7 @@ def closure_postorder(store: Store, roots: Iterable[bytes | tuple[bytes, str]],
     return order
 
 
-def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
+def push_objects(store: Store, backend: Backend, roots: Iterable[RawObjectID], remote: RemoteIndex,
                  progress: Progress | None = None,
                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
     """Send every object reachable from ``roots`` that the remote lacks, as packs."""
@@ -217,7 +215,7 @@ def push_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote:
                         progress, on_total)
 
 
-def send_objects(store: Store, backend: Backend, todo: list[bytes], remote: RemoteIndex,
+def send_objects(store: Store, backend: Backend, todo: list[RawObjectID], remote: RemoteIndex,
                  progress: Progress | None = None,
                  on_total: Callable[[int, int], None] | None = None) -> TransferStats:
     """Send ``todo`` (each object after everything it references: :func:`closure_postorder`)."""
@@ -251,9 +249,9 @@ def send_objects(store: Store, backend: Backend, todo: list[bytes], remote: Remo
 
 
 # -- fetch --------------------------------------------------------------------------
-def read_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes],
-                 bad: dict[bytes, MlgitError] | None = None
-                 ) -> dict[bytes, tuple[IndexEntry, bytes]]:
+def read_objects(backend: Backend, remote: RemoteIndex, oids: list[RawObjectID],
+                 bad: dict[RawObjectID, MlgitError] | None = None
+                 ) -> dict[RawObjectID, tuple[IndexEntry, bytes]]:
     """Read objects (stored bytes, verified) with as few ranged reads as possible.
 
     Each pack's magic is checked on the first read from it in this session (that
@@ -267,7 +265,7 @@ def read_objects(backend: Backend, remote: RemoteIndex, oids: list[bytes],
     for oid in oids:
         stem, e = remote.entries[oid]
         by_pack.setdefault(stem, []).append(e)
-    out: dict[bytes, tuple[IndexEntry, bytes]] = {}
+    out: dict[RawObjectID, tuple[IndexEntry, bytes]] = {}
     for stem, entries in by_pack.items():
         entries.sort(key=lambda e: e.offset)
         i = 0
@@ -341,7 +339,7 @@ def _verified(backend: Backend, stem: str, blob: bytes, e: IndexEntry, base: int
     return stored
 
 
-Node = tuple[bytes, str]
+Node = tuple[RawObjectID, str]
 """An object in the role it is fetched in: (raw id, walk role)."""
 
 
@@ -351,13 +349,13 @@ class _Walk:
 
     graph: dict[Node, list[Node]] = field(default_factory=dict)  # structure -> children
     broken: dict[Node, MlgitError] = field(default_factory=dict)  # fails a check itself
-    structure: dict[bytes, tuple[int, IndexEntry, bytes]] = field(default_factory=dict)
-    leaf_type: dict[bytes, int] = field(default_factory=dict)  # leaves to fetch: stored type
+    structure: dict[RawObjectID, tuple[int, IndexEntry, bytes]] = field(default_factory=dict)
+    leaf_type: dict[RawObjectID, int] = field(default_factory=dict)  # leaves to fetch: stored type
     seen: set[Node] = field(default_factory=set)
 
 
-def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote: RemoteIndex,
-                  *, role: str = walk.SNAPSHOT, lengths: dict[bytes, int] | None = None,
+def fetch_objects(store: Store, backend: Backend, roots: Iterable[RawObjectID], remote: RemoteIndex,
+                  *, role: str = walk.SNAPSHOT, lengths: dict[RawObjectID, int] | None = None,
                   history: bool = True, chunks_too: bool = True,
                   progress: Progress | None = None,
                   on_total: Callable[[int, int], None] | None = None,
@@ -403,8 +401,8 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
     if on_total:
         on_total(len(chunk_ids), sum(remote.entries[c][1].stored_len for c in chunk_ids))
     # Leaves first, in batches that bound memory, then structure from the bottom up.
-    failed: dict[bytes, MlgitError] = {}
-    batch: list[bytes] = []
+    failed: dict[RawObjectID, MlgitError] = {}
+    batch: list[RawObjectID] = []
     size = 0
     for c in chunk_ids:
         batch.append(c)
@@ -436,7 +434,7 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[bytes], remote
     return stats
 
 
-def _root_role(store: Store, remote: RemoteIndex, oid: bytes) -> str:
+def _root_role(store: Store, remote: RemoteIndex, oid: RawObjectID) -> str:
     """The role of a root given as :data:`~mlgit.store.walk.ANY`: from its index type."""
     e = store.objects.entry(oid)
     if e is None and remote.has(oid):
@@ -444,7 +442,7 @@ def _root_role(store: Store, remote: RemoteIndex, oid: bytes) -> str:
     return walk.resolve_role(walk.ANY, e.type) if e is not None else walk.SNAPSHOT
 
 
-def _leaf_root_type(store: Store, remote: RemoteIndex, oid: bytes) -> int:
+def _leaf_root_type(store: Store, remote: RemoteIndex, oid: RawObjectID) -> int:
     """The type to store a leaf root of unknown role as: chunk or blob, as its index says."""
     e = store.objects.entry(oid)
     if e is None and remote.has(oid):
@@ -470,10 +468,10 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
             w.broken[parent or node] = CorruptObjectError(
                 f"remote {url} has chunk {raw_to_hex(oid)} of {e.raw_len} bytes; "
                 f"{where} says {length}")
-        if r == walk.SNAPSHOT and e.raw_len > MAX_SNAPSHOT_LEN:
+        if r in _ROLE_MAX and e.raw_len > _ROLE_MAX[r]:
             w.broken[node] = CorruptObjectError(
-                f"remote {url}: snapshot {raw_to_hex(oid)} claims {e.raw_len} bytes, more "
-                f"than the {MAX_SNAPSHOT_LEN} a snapshot may have")
+                f"remote {url}: {r} {raw_to_hex(oid)} claims {e.raw_len} bytes, more "
+                f"than the {_ROLE_MAX[r]} a {r} may have")
     if node in w.seen:
         return
     w.seen.add(node)
@@ -494,7 +492,7 @@ def _walk_level(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk,
                 level: list[Node], history: bool, chunks_too: bool) -> list[Node]:
     """Read and decode one level of trees and snapshots; return the next level."""
     have = store.objects.has_committed
-    failed: dict[bytes, MlgitError] = {}
+    failed: dict[RawObjectID, MlgitError] = {}
     got = read_objects(backend, remote, list(dict.fromkeys(o for o, _ in level if not have(o))),
                        failed)
     nxt: list[Node] = []
@@ -595,9 +593,9 @@ def _not_fetched(node: Node, err: MlgitError, itself: bool) -> MlgitError:
     return type(err)(f"{err} (so {r} {raw_to_hex(oid)} was not fetched)")
 
 
-def _store_batch(store: Store, backend: Backend, remote: RemoteIndex, batch: list[bytes],
-                 types: dict[bytes, int], stats: TransferStats, progress: Progress | None,
-                 failed: dict[bytes, MlgitError]) -> None:
+def _store_batch(store: Store, backend: Backend, remote: RemoteIndex, batch: list[RawObjectID],
+                 types: dict[RawObjectID, int], stats: TransferStats, progress: Progress | None,
+                 failed: dict[RawObjectID, MlgitError]) -> None:
     """Read and store a batch of leaves (as ``types`` says); failures go into ``failed``."""
     if not batch:
         return
@@ -614,4 +612,4 @@ def remote_cache_dir(store: Store, url: str) -> Path:
 
     ``<h>`` is the hex XXH3-128 of the URL as configured (its file-system encoding).
     """
-    return store.cache_dir / "remotes" / digest_bytes(os.fsencode(url)).hex()
+    return store.cache_dir / "remotes" / digest_hex(os.fsencode(url))
