@@ -470,3 +470,26 @@ def test_lazy_fetch_off_fetches_imports_only_when_asked(registry: tuple[Path, Pa
     run_gitml(mate, "pull")  # asked: fetched from the source
     assert read_tree(mate / "data/mnist") == read_tree(reg / "mnist")
     fsck_ok(mate)
+
+
+def test_import_a_checkpoint_run_through_a_remote_name(registry: tuple[Path, Path],
+                                                       project: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    """A run imports like a dataset (kind checkpoint); a remote of the clone names the source,
+    and the pointer records that remote's URL, which every clone can use."""
+    reg, reg_bare = registry
+    proj, _ = project
+    ck = tmp_path / "ck"
+    make_tree(ck, {"w.bin": os.urandom(6000), "meta.json": "{}\n"})
+    run_gitml(reg, "commit-ckpt", str(ck), "--run", "resnet", "--step", "7", "--metric",
+              "acc=0.9")
+    run_gitml(reg, "push")
+    git(proj, "remote", "add", "registry", str(reg_bare))
+    out = json.loads(run_gitml(proj, "import", "registry", "resnet", "models/resnet",
+                               "--json").stdout)
+    assert (out["kind"], out["name"], out["source"]["url"]) == (
+        "checkpoint", "resnet", str(reg_bare))
+    assert read_tree(proj / "models/resnet") == read_tree(ck)
+    assert "kind: checkpoint\n" in (proj / "models/resnet.mlgit").read_text()
+    assert mlgit.show("resnet", repo=proj, files=False).snapshot.checkpoint is not None
+    fsck_ok(proj)
