@@ -213,3 +213,27 @@ def test_an_accepted_ssh_source_goes_only_through_the_ssh_client(
     assert set(runs) == {"-o BatchMode=yes user@registry.example "
                          "git-ml serve-store '/srv/reg;touch .git'"}, runs
     assert sorted(os.listdir(victim)) == [".git", "data.mlgit"]
+
+
+def test_a_hostile_source_store_changes_nothing_here(tmp_path: Path) -> None:
+    """A source whose ref is garbage, or whose named snapshot is not in its packs: one
+    error line with the format's exit code, and nothing written in the importing repo."""
+    reg = tmp_path / "registry"
+    reg.mkdir()
+    git(reg, "init", "-q")
+    run_gitml(reg, "init")
+    make_tree(reg / "mnist", {"a.txt": "a\n"})
+    run_gitml(reg, "add", "mnist")
+    ref = reg / ".git/ml/refs/datasets/mnist"
+    proj = tmp_path / "project"
+    proj.mkdir()
+    git(proj, "init", "-q")
+    run_gitml(proj, "init")
+    before = sorted(os.listdir(proj)), sorted(os.listdir(proj / ".git/ml/packs"))
+    for body, code in ((b"\x00garbage" * 40, EXIT_POINTER), (HEX.encode() + b"\n", 5)):
+        ref.write_bytes(body)
+        p = run_gitml(proj, "import", str(reg), "mnist", check=False)
+        assert p.returncode == code, p.stderr
+        assert len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.stderr.startswith("git-ml: error: "), p.stderr
+        assert (sorted(os.listdir(proj)), sorted(os.listdir(proj / ".git/ml/packs"))) == before

@@ -219,7 +219,8 @@ class _Source:
         try:
             if not check_remote_config(self.backend, repo.store, create=False):
                 raise _no_store(self.spec, url)
-            self.refs = self.backend.list_refs(lambda _ref, _e: None)
+            self.bad: dict[str, FormatError] = {}
+            self.refs = self.backend.list_refs(self.bad.__setitem__)
             self.index = RemoteIndex(self.backend, remote_cache_dir(repo.store, self.spec.url))
         except BaseException:
             self.backend.close()
@@ -249,6 +250,10 @@ class _Source:
         kinds = {kind[:-1]: self.refs[f"{kind}/{want.name}"] for kind in SNAPSHOT_KINDS
                  if f"{kind}/{want.name}" in self.refs}
         if want.prefix is None:
+            unreadable = [self.bad[r] for r in (f"{k}/{want.name}" for k in SNAPSHOT_KINDS)
+                          if r in self.bad]
+            if not kinds and unreadable:
+                raise unreadable[0]
             if not kinds:
                 raise RevisionError(f"{self.url} has no dataset or run {want.name!r} (`git ml "
                                     f"ls {shlex.quote(self.url)}` lists what it has)")
