@@ -12,6 +12,8 @@ repository, default the current directory)::
     mlgit.checkout("resnet-a@production")     # what holds a model's stage
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
+    mlgit.import_("/srv/registry", "mnist", "data/mnist")   # like `git ml import`
+    mlgit.update(["data/mnist"])              # to the registry's newest mnist
 
 Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
 TensorFlow support is ``mlgit.tf``, imported only when used (``import mlgit.tf``).
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from mlgit.api.board import BoardResult
     from mlgit.api.checkpoints import CkptResult
     from mlgit.api.events import Events
+    from mlgit.api.imports import ImportResult
     from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.results_table import HistoryPoint, ResultRow
     from mlgit.tf.export import ExportResult
@@ -50,17 +53,21 @@ def __getattr__(name: str) -> Any:
         from mlgit.api import results_table
 
         return getattr(results_table, name)
+    if name == "ImportResult":
+        from mlgit.api.imports import ImportResult
+
+        return ImportResult
     if name in ("PromoteResult", "StageRecord"):
         from mlgit.api import registry
 
         return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ListEntry", "MlgitError", "PromoteResult",
-           "Repo", "ResultRow", "SnapshotInfo", "StageRecord", "__version__", "add", "board",
-           "board_logdir", "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint",
-           "ls", "open", "prefetch", "promote", "release", "results", "results_history", "show",
-           "stages", "verify"]
+__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ImportResult", "ListEntry", "MlgitError",
+           "PromoteResult", "Repo", "ResultRow", "SnapshotInfo", "StageRecord", "__version__",
+           "add", "board", "board_logdir", "checkout", "commit_ckpt", "demote", "export",
+           "import_", "latest_checkpoint", "ls", "open", "prefetch", "promote", "release",
+           "results", "results_history", "show", "stages", "update", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -173,6 +180,29 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
     with Repo(repo) as r:
         return r.ls()
+
+
+def import_(url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+            repo: RepoPath = None) -> ImportResult:
+    """Pin version ``rev`` (``NAME[@PREFIX][~N]``) of repository ``url``'s data at ``path``.
+
+    As ``git ml import``: the data is fetched from the source's store and written
+    at ``path`` (default: ``NAME``; relative paths, and a relative local ``url``,
+    from the current directory), and an imported pointer recording the source is
+    written and staged.
+    """
+    with Repo(repo) as r:
+        return r.import_(url, rev, path)
+
+
+def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+           repo: RepoPath = None) -> list[ImportResult]:
+    """Move imported data (paths or their pointer files) to the source's newest version.
+
+    As ``git ml update``; ``rev`` pins another version of the same name.
+    """
+    with Repo(repo) as r:
+        return r.update([Path(p).absolute() for p in paths], rev=rev)
 
 
 def promote(rev: str, stage: str, *, model: str | None = None, message: str = "",

@@ -102,6 +102,14 @@ run git add make_data.py train.py evaluate.py
 run git commit -qm "model code and data"
 run python3 train.py
 run git ml lineage blobs
+printf '\n# the team board: every run in the real TensorBoard (served, asked over HTTP, stopped)\n'
+git ml board --port 0 > board.out 2>&1 &
+BOARD=$!
+for _ in $(seq 150); do grep -q "TensorBoard at" board.out && break; sleep 0.2; done
+cat board.out
+URL=$(grep -o 'http://[^ ]*/' board.out | head -1)
+run python3 -c "import json, urllib.request; print('runs:', json.load(urllib.request.urlopen('${URL}data/runs')))"
+kill "$BOARD"; wait "$BOARD" || true
 BEST=$(python3 -c "
 import mlgit
 with mlgit.Repo() as r:
@@ -123,5 +131,6 @@ run ls serving/blobs/1 serving/blobs/1/assets.extra
 (cd / && run git ml verify --export "$DEMO/serving/blobs")
 run git ml results --sort accuracy
 run git ml results --history --metric accuracy
+run python3 -c "import mlgit; print([(s.stage, s.checkpoint[:12]) for s in mlgit.stages('blobs')])"
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

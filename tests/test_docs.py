@@ -22,6 +22,7 @@ import mlgit.errors as errors_mod
 from mlgit.api.board import BoardResult
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
+from mlgit.api.imports import ImportResult
 from mlgit.api.inspect import FileInfo, ListEntry, SnapshotInfo
 from mlgit.api.registry import PromoteResult, StageRecord
 from mlgit.api.results_table import HistoryPoint, ResultRow, ResultSource
@@ -252,6 +253,8 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `results --json`": set(row.to_json()),
         "#### `results --history --json`": set(HistoryPoint(row, "acc", 1, None, True).to_json())
         - set(row.to_json()),
+        "#### `import --json`": set(ImportResult("d", "d.mlgit", "dataset", "d", "/srv/r",
+                                                 "d", oid).to_json()),
         "#### `stages --json`": set(stage.to_json()),
         "#### `promote --json`": set(PromoteResult(stage, True).to_json()) - set(stage.to_json()),
         "#### `demote --json`": set(),

@@ -26,7 +26,7 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.pointer import Pointer
 from mlgit.format.snapshot import Snapshot
 from mlgit.gitlink.env import GitEnv
-from mlgit.gitlink.pointers import load_pointers
+from mlgit.gitlink.pointers import imported_version, load_pointers
 from mlgit.gitlink.repo import GitRepo, discover
 from mlgit.store import gc, shared
 from mlgit.store.revision import resolve_revision
@@ -115,8 +115,13 @@ class Core:
                 shared.register(store.shared, self.git.ml_dir, main_worktree(self.git))
 
     def resolve(self, rev: str) -> ObjectID:
-        """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""
-        return resolve_revision(self.store, rev)
+        """The snapshot id a revision names (see :mod:`mlgit.store.revision`).
+
+        A name no local ref has may be imported data's
+        (:func:`~mlgit.gitlink.pointers.imported_version`).
+        """
+        return resolve_revision(self.store, rev,
+                                pinned=lambda name: imported_version(self.git, name))
 
     def snapshot(self, oid: ObjectID) -> Snapshot:
         """Read a snapshot by id (verified against its id; FormatError if it does not decode)."""

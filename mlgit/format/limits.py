@@ -35,6 +35,7 @@ __all__ = [
     "MAX_SAMPLE_ARRAYS",
     "MAX_RESULTS_CACHE_LEN",
     "MAX_SNAPSHOT_LEN",
+    "MAX_SOURCE_URL_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
     "MAX_SHARED_CONFIG_LEN",
@@ -113,6 +114,9 @@ MAX_SHARED_CONFIG_LEN = 64 << 10
 
 MAX_SETTING_LEN = 4096
 """One value in ``.mlgitconfig`` (a URL, a path, a number)."""
+
+MAX_SOURCE_URL_LEN = 1024
+"""The source URL an imported pointer records (``source:``), in UTF-8 bytes."""
 
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""
