@@ -3,12 +3,13 @@
 # datasets in a temporary git repository (no server). Prints each command it runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-"$ROOT/scripts/setup-venv.sh"
+# MLGIT_DEMO_NO_SETUP=1: use the venv as it is (tests/test_demo.py runs the demo so).
+[ -n "${MLGIT_DEMO_NO_SETUP:-}" ] || "$ROOT/scripts/setup-venv.sh"
 VENV="${MLGIT_VENV:-$ROOT/.venv}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 export PATH="$VENV/bin:$PATH"
 DEMO="$(mktemp -d "${TMPDIR:-/tmp}/git-ml-demo.XXXXXX")"
-trap 'chmod -R u+w "$DEMO" 2>/dev/null; rm -rf "$DEMO"' EXIT
+trap '[ -z "${BOARD:-}" ] || kill "$BOARD" 2>/dev/null; chmod -R u+w "$DEMO" 2>/dev/null; rm -rf "$DEMO"' EXIT
 export GIT_CONFIG_NOSYSTEM=1 HOME="$DEMO/home"
 mkdir -p "$HOME" "$DEMO/repo"
 git config --global user.name "Demo User"
@@ -52,6 +53,8 @@ run git ml checkout
 run git ml status
 run python3 -c "import mlgit; p = mlgit.checkout('data~1'); print(p); print(sorted(x.name for x in p.iterdir()))"
 run python3 -c "import mlgit; print(mlgit.open('data', 'part0/rows0.csv').read()[:40])"
+run git checkout -q main
+run git ml checkout
 
 printf '\n\033[1m# Part 2: the ML loop (TensorFlow on the CPU)\033[0m\n'
 if ! "$VENV/bin/python" -c "import tensorflow" >/dev/null 2>&1; then
@@ -108,8 +111,16 @@ BOARD=$!
 for _ in $(seq 150); do grep -q "TensorBoard at" board.out && break; sleep 0.2; done
 cat board.out
 URL=$(grep -o 'http://[^ ]*/' board.out | head -1)
-run python3 -c "import json, urllib.request; print('runs:', json.load(urllib.request.urlopen('${URL}data/runs')))"
-kill "$BOARD"; wait "$BOARD" || true
+# TensorBoard loads the runs in the background: ask until they are there (at most 60 s)
+run python3 -c "
+import json, time, urllib.request
+for _ in range(120):
+    runs = json.load(urllib.request.urlopen('${URL}data/runs'))
+    if any(r.endswith('/train') for r in runs):
+        break
+    time.sleep(0.5)
+print('runs:', sorted(runs))"
+kill "$BOARD"; wait "$BOARD" || true; BOARD=
 BEST=$(python3 -c "
 import mlgit
 with mlgit.Repo() as r:
@@ -128,7 +139,7 @@ printf '\n# export the best checkpoint for TensorFlow Serving, then check it as 
 run git ml verify "$BEST"
 run git ml export "$BEST" serving
 run ls serving/blobs/1 serving/blobs/1/assets.extra
-(cd / && run git ml verify --export "$DEMO/serving/blobs")
+(cd / && run git ml verify --export "$DEMO/repo/serving/blobs")
 run git ml results --sort accuracy
 run git ml results --history --metric accuracy
 run python3 -c "import mlgit; print([(s.stage, s.checkpoint[:12]) for s in mlgit.stages('blobs')])"

@@ -1248,7 +1248,7 @@ def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_onl
     """Show every teammate's runs in TensorBoard, each named author/run.
 
     The runs are the event files and checkpoints that the notes of REVS (commits;
-    default: every local and remote-tracking branch) name, fetched lazily.
+    default: HEAD and every local and remote-tracking branch) name, fetched lazily.
     """
     from mlgit.api import board as boards  # imported when used: start-up time
     events = c.events if logdir_only is not None else _ProblemsAsWarnings(c.events.tty)
@@ -1272,7 +1272,9 @@ def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_onl
         _echo_json({**result.to_json(), "url": url})
     else:
         people = len({r.path.split("/", 1)[0] for r in result.runs})
-        click.echo(f"{len(result.runs)} runs of {people} people from {result.logdir}")
+        runs = f"{len(result.runs)} run" + ("" if len(result.runs) == 1 else "s")
+        who = f"{people} " + ("person" if people == 1 else "people")
+        click.echo(f"{runs} of {who} from {result.logdir}")
         click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
     _serve_until_interrupted()
 
