@@ -71,6 +71,9 @@ COMPRESSIONS = ("", "GZIP", "ZLIB")
 MAX_RECORD_LEN = 1 << 30
 """The longest TFRecord record a stream reads (longer: refused, never allocated)."""
 FS_HINT = "pip install 'mlgit[fs]'"
+GROUP_RECORDS = 1024
+GROUP_BYTES = 4 << 20
+"""A streaming generator hands tf.data records in lists of at most this many (or bytes)."""
 _BLOCK = 1 << 20
 _HEADER = 12
 _FOOTER = 4
@@ -706,11 +709,34 @@ def _local_reader(info: DatasetInfo, plan: _Csv | None) -> Callable[[Any], Any]:
         select_cols=list(plan.indices))
 
 
+def _groups(items: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """``items`` in lists of up to :data:`GROUP_RECORDS` or :data:`GROUP_BYTES`.
+
+    One call into Python per list rather than per record (what makes a generator
+    slow in tf.data); what was read before an error is yielded before it is raised.
+    """
+    group: list[bytes] = []
+    size = 0
+    try:
+        for item in items:
+            group.append(item)
+            size += len(item)
+            if len(group) >= GROUP_RECORDS or size >= GROUP_BYTES:
+                yield group
+                group, size = [], 0
+    except Exception:
+        if group:
+            yield group
+        raise
+    if group:
+        yield group
+
+
 def _stream_reader(fs: MlgitFileSystem, info: DatasetInfo, plan: _Csv | None
                    ) -> Callable[[Any], Any]:
     ct = info.compression_type
     fmt = info.format
-    spec = tf.TensorSpec((), tf.string)
+    spec = tf.TensorSpec((None,), tf.string)
 
     def records(path: bytes) -> Iterator[bytes]:
         where = path.decode()
@@ -726,12 +752,16 @@ def _stream_reader(fs: MlgitFileSystem, info: DatasetInfo, plan: _Csv | None
                 _check_header(rows, plan, where, records=True)
             yield from rows
 
+    def grouped(path: bytes) -> Iterator[list[bytes]]:
+        return _groups(records(path))
+
     def read(p: Any) -> Any:
-        ds = tf.data.Dataset.from_generator(records, args=(p,), output_signature=spec)
-        if plan is None:
-            return ds
-        return ds.map(lambda line: tuple(tf.io.decode_csv(
-            line, list(plan.defaults), field_delim=plan.delim, use_quote_delim=plan.quoting,
-            na_value=plan.na_value, select_cols=list(plan.indices))))
+        ds = tf.data.Dataset.from_generator(grouped, args=(p,), output_signature=spec)
+        if plan is not None:  # decode_csv a group at a time, then one row per element
+            ds = ds.map(lambda group: tuple(tf.io.decode_csv(
+                group, list(plan.defaults), field_delim=plan.delim,
+                use_quote_delim=plan.quoting, na_value=plan.na_value,
+                select_cols=list(plan.indices))))
+        return ds.unbatch()
 
     return read
