@@ -31,7 +31,9 @@ import mlgit  # noqa: E402
 import mlgit.tf  # noqa: E402
 from mlgit import errors  # noqa: E402
 from mlgit.api.repo import Repo  # noqa: E402
+from mlgit.format.pack import OBJ_CHUNK  # noqa: E402
 from mlgit.records.tfevents import masked_crc  # noqa: E402
+from mlgit.store.store import Store  # noqa: E402
 from mlgit.tf.data import csv_records, lines, match, tfrecords  # noqa: E402
 
 
@@ -177,9 +179,19 @@ def test_records_from_a_clones_work_tree(team: dict[str, Any]) -> None:
     assert not (bob / ".git" / "ml" / "checkouts" / team["id"]).exists()  # no second copy
 
 
+def _chunks(root: Path) -> int:
+    store = Store.open(root / ".git" / "ml")
+    try:
+        return len(store.objects.ids(OBJ_CHUNK))
+    finally:
+        store.close()
+
+
 def test_records_from_a_clone_with_no_checkout_stream_lazily(team: dict[str, Any]) -> None:
     bob = team["bob"]
+    assert _chunks(bob) == 0  # nothing fetched yet
     (info,) = _check_all(team, repo=bob)
+    assert 0 < _chunks(bob) <= _chunks(team["alice"])  # fetched lazily, as read
     assert info.local is None  # streamed through mlgit://, fetched lazily from origin
     assert info.paths[0] == f"mlgit://{team['id']}/{team['train'][0]}"
     assert not (bob / "data").exists()
@@ -306,7 +318,8 @@ def test_a_run_records_the_dataset_it_trained_on(team: dict[str, Any]) -> None:
     bob = team["bob"]
     run_gitml(bob, "checkout")
     other = json.loads(run_gitml(bob, "show", "other", "--json").stdout)["id"]
-    unused = mlgit.tf.dataset("data", "notes/*.txt", repo=bob)  # made, never read in the fit
+    unused = mlgit.tf.dataset("other", "*.txt", repo=bob)  # made, never read during the fit
+    assert _values(unused) == [b"another dataset"]  # (read before it: not counted)
     train = mlgit.tf.dataset("data", "train/**/*.tfrecord", repo=bob, shuffle_files=True,
                              seed=1)
     cb = mlgit.tf.CheckpointCallback("tiny", repo=bob, tensorboard=False)
