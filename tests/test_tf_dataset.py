@@ -67,6 +67,7 @@ def _make_data(root: Path) -> None:
         "notes/one.txt": "first\r\nsecond\n\nfourth",
         "notes/two.txt": "alpha\nbeta\n",
         "README": "not a record file\n",
+        "tabs/x.tsv": "a\tb\n1\tq, r\n2\ts\n",
     })
     (d / "notes" / "three.txt.gz").write_bytes(gzip.compress(b"gz line 1\ngz line 2\n"))
 
@@ -164,6 +165,8 @@ def _check_all(team: dict[str, Any], **where: Any) -> list[Any]:
     ds = mlgit.tf.dataset("data", "table/*.csv", label_name="x", select_columns=["x", "id"],
                           **where)
     assert _values(ds) == [({"id": r["id"]}, r["x"]) for r in CSV_ROWS]
+    ds = mlgit.tf.dataset("data", "tabs/*", **where)  # .tsv: tab-separated
+    assert _values(ds) == [{"a": 1, "b": b"q, r"}, {"a": 2, "b": b"s"}]
     return infos
 
 
@@ -287,10 +290,21 @@ def test_parallel_reads_give_every_record_deterministically(team: dict[str, Any]
 def test_a_snapshot_of_one_file(repo_dir: Path) -> None:
     _write_tfrecords(repo_dir / "one.tfrecord", [b"a", b"b"])
     mlgit.add(repo_dir / "one.tfrecord", repo=repo_dir)
-    for checkout in (None, False):
+    ds = mlgit.tf.dataset("one.tfrecord", repo=repo_dir)
+    assert ds.mlgit.local == repo_dir / "one.tfrecord"  # the work tree's copy, clean
+    assert _values(ds) == [b"a", b"b"]
+    _write_tfrecords(repo_dir / "one.tfrecord", [b"changed"])  # no longer that version
+    where = []
+    for checkout in (None, False, True, None):
         ds = mlgit.tf.dataset("one.tfrecord", repo=repo_dir, checkout=checkout)
         assert _values(ds) == [b"a", b"b"]
-    assert ds.mlgit.files == ("",)
+        assert ds.mlgit.files == ("",)
+        where.append(ds.mlgit.local)
+    made = repo_dir / ".git" / "ml" / "checkouts" / ds.mlgit.id / "one.tfrecord"
+    assert where == [None, None, made, made]  # streamed, then the checkout once made
+    assert made.is_file()
+    assert mlgit.tf.dataset("one.tfrecord", repo=repo_dir, checkout=False).mlgit.paths == (
+        f"mlgit://{ds.mlgit.id}",)
 
 
 # -- lineage ----------------------------------------------------------------------------------

@@ -603,6 +603,16 @@ def _kind(names: list[str], fmt: str | None, compression_type: str | None, outpu
     return fmt, compression_type
 
 
+def _delimiter(names: list[str]) -> str:
+    """A tab when every file is a ``.tsv`` (compressed or not), else a comma."""
+    def tsv(n: str) -> bool:
+        stem = n.lower()
+        for ext in COMPRESSED:
+            stem = stem.removesuffix(ext)
+        return stem.endswith(".tsv")
+    return "\t" if all(tsv(n) for n in names) else ","
+
+
 def dataset(rev: str, pattern: str | None = "**/*.tfrecord", *, output: str = "records",
             format: str | None = None, compression_type: str | None = None,
             shuffle_files: bool = False, seed: int | None = None,
@@ -611,7 +621,7 @@ def dataset(rev: str, pattern: str | None = "**/*.tfrecord", *, output: str = "r
             column_names: Sequence[str] | None = None,
             column_defaults: Sequence[Any] | None = None,
             select_columns: Sequence[str | int] | None = None, label_name: str | None = None,
-            header: bool = True, field_delim: str = ",", use_quote_delim: bool = True,
+            header: bool = True, field_delim: str | None = None, use_quote_delim: bool = True,
             na_value: str = "", num_rows_for_inference: int = 100,
             repo: str | os.PathLike[str] | None = None, remote: str | None = None,
             storage_options: dict[str, Any] | None = None) -> Any:
@@ -637,8 +647,8 @@ def dataset(rev: str, pattern: str | None = "**/*.tfrecord", *, output: str = "r
     except (OSError, ValueError) as e:
         raise _unwrap(e) from None
     files = _pick(every, pattern, oid, snap)
-    fmt, compression = _kind([snap.name] if snap.root == ROOT_FILE else files, format,
-                             compression_type, output)
+    names = [snap.name] if snap.root == ROOT_FILE else files
+    fmt, compression = _kind(names, format, compression_type, output)
     local = None
     if checkout is not False and opts.get("remote") is None:
         local = _local_copy(opts, oid, snap, make=bool(checkout))
@@ -656,7 +666,9 @@ def dataset(rev: str, pattern: str | None = "**/*.tfrecord", *, output: str = "r
                                         else _blocks(fs, p, compression)),
                              paths, check_all=local is not None, column_names=column_names,
                              column_defaults=column_defaults, select_columns=select_columns,
-                             label_name=label_name, header=header, field_delim=field_delim,
+                             label_name=label_name, header=header,
+                             field_delim=(field_delim if field_delim is not None
+                                          else _delimiter(names)),
                              use_quote_delim=use_quote_delim, na_value=na_value,
                              num_rows_for_inference=num_rows_for_inference)
         except (OSError, ValueError) as e:
