@@ -393,6 +393,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(team: dict[str, Any],
     cases: list[tuple[type[BaseException], str, dict[str, Any]]] = [
         (errors.RevisionError, "nope", {}),
         (errors.BadPathError, "data", {"pattern": "train/*.png"}),
+        (errors.BadPathError, "data", {"pattern": "../other/*.txt"}),  # outside the snapshot
         (errors.UsageError, "r1", {}),  # a checkpoint
         (errors.UsageError, "data", {"pattern": "**"}),  # mixed kinds as records
         (errors.UsageError, "data", {"pattern": "README"}),  # no record reader
