@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,10 +144,13 @@ def _check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
+def _datasets(repo: Core, revs: Sequence[str | DatasetRef] | None) -> list[dict[str, str]]:
     if revs is not None:
         out = []
         for rev in revs:
+            if isinstance(rev, DatasetRef):  # read and checked elsewhere (mlgit.tf.dataset)
+                out.append({"name": rev.name, "id": str(rev.id)})
+                continue
             oid = repo.resolve(rev)
             snap = repo.snapshot(oid)
             if snap.kind != KIND_DATASET:
@@ -165,19 +168,22 @@ def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
 def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int | None = None,
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
-                datasets: list[str] | None = None, parent: str | None = None,
-                log: LogPaths = None,
+                datasets: Sequence[str | DatasetRef] | None = None,
+                parent: str | None = None, log: LogPaths = None,
                 graph: str | os.PathLike[str] | None = None,
                 events: Events | None = None,
                 samples: SamplesPayload | None = None) -> CkptResult:
     """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
 
     ``log`` is one training log or a list of them (a ``log`` record each).
-    ``samples`` (made by ``mlgit.tf.samples``) are noted with it as a ``samples``
-    record (:mod:`mlgit.api.samples`). Everything is validated before anything is
-    written. Concurrent commits to one run are serialized by the ref's
-    compare-and-swap: a loser re-parents its snapshot on the new head and tries
-    again, so no checkpoint is lost.
+    ``datasets`` are revisions (each must name a dataset here) or
+    :class:`~mlgit.format.meta.DatasetRef` pins recorded as given (a version read
+    and checked elsewhere, e.g. by ``mlgit.tf.dataset`` from a remote); None: the
+    datasets HEAD's pointer files pin. ``samples`` (made by ``mlgit.tf.samples``)
+    are noted with it as a ``samples`` record (:mod:`mlgit.api.samples`). Everything
+    is validated before anything is written. Concurrent commits to one run are
+    serialized by the ref's compare-and-swap: a loser re-parents its snapshot on
+    the new head and tries again, so no checkpoint is lost.
     """
     ev = events or Events()
     if not is_ref_name(run):
