@@ -77,18 +77,21 @@ blob(600, "points/train.csv")
 blob(200, "testset/test.csv")
 PY
 cat > train.py <<'PY'
-import numpy as np, keras, mlgit
+import keras, tensorflow as tf, mlgit.tf
 from mlgit.tf import CheckpointCallback
-rows = np.loadtxt(mlgit.checkout("points") / "train.csv", delimiter=",", skiprows=1)
-x, y = rows[:, :2], rows[:, 2]
+# The training data straight from its pinned version: CheckpointCallback records which
+# version the fit read (no datasets= needed).
+rows = mlgit.tf.dataset("points", "train.csv", label_name="label")
+rows = rows.map(lambda f, y: (tf.stack([f["x1"], f["x2"]], axis=-1), tf.cast(y, tf.float32)))
+train, val = rows.take(450).batch(32), rows.skip(450).batch(32)
+samples = next(iter(rows.batch(16)))[0].numpy()
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8, activation="relu"),
                           keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy",
               metrics=["accuracy"])
-model.fit(x, y, epochs=4, validation_split=0.25, verbose=0,
-          callbacks=[CheckpointCallback("blobs", datasets=["points"], config={"lr": 0.05},
-                                        samples=x[:16])])
+model.fit(train, validation_data=val, epochs=4, verbose=0,
+          callbacks=[CheckpointCallback("blobs", config={"lr": 0.05}, samples=samples)])
 PY
 cat > evaluate.py <<'PY'
 import json, sys, numpy as np, mlgit, mlgit.tf

@@ -36,4 +36,9 @@ def test_the_demo_walks_the_whole_loop(tmp_path: Path) -> None:
                  "git ml promote", "ok: blobs", "git ml export", "git ml verify --export",
                  "git ml results --sort accuracy", "testset@", "demo finished"):
         assert step in out, step
+    # train.py reads its data through mlgit.tf.dataset: the checkpoints record that version
+    # alone (not every dataset HEAD pins, such as the test set).
+    lineage = out.split("git ml lineage blobs", 1)[1].split("\x1b[1m$ ", 1)[0]
+    assert "points@" in lineage
+    assert "testset@" not in lineage
     assert os.listdir(tmp_path) == []  # the demo removes its directory
