@@ -21,8 +21,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "remove_ignored", "stage",
-           "stage_paths", "tracked_files_at", "tracked_under"]
+__all__ = ["check_ignorable", "ensure_ignored", "ignored_by", "indexed_pointers", "remove_ignored",
+           "stage", "stage_paths", "staged", "tracked_files_at", "tracked_under"]
 
 _INDEX_LOCK_WAIT = 30.0
 _PATHSPEC_BATCH = 256 << 10
@@ -75,6 +75,30 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
 
     A path git left unmerged (a conflict) is always added: that resolves it.
     """
+    todo = _unstaged(repo, rels)
+    if not todo:
+        return
+    deadline = time.monotonic() + _INDEX_LOCK_WAIT
+    while True:
+        try:
+            repo.run_git("add", "-f", "--", *(f":(literal){r}" for r in todo))
+            return
+        except GitCommandError as e:
+            if "index.lock" not in e.stderr or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def staged(repo: GitRepo, rels: list[str]) -> bool:
+    """Whether the index holds each of these work-tree files as it is (:func:`stage` would not).
+
+    One ``git ls-files``; the files are read and hashed as git would.
+    """
+    return not _unstaged(repo, rels)
+
+
+def _unstaged(repo: GitRepo, rels: list[str]) -> list[str]:
+    """Those of ``rels`` that are not in the index as the work tree has them, or are unmerged."""
     work = repo.require_workdir()
     staged = {}
     unmerged = set()
@@ -87,20 +111,18 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
             staged[name] = fields[1].decode()
             if fields[2:3] != [b"0"]:
                 unmerged.add(name)
-    todo = [r for r in rels
+    return [r for r in rels
             if r not in staged or r in unmerged
             or _blob_id((work / r).read_bytes(), len(staged[r])) != staged[r]]
-    if not todo:
-        return
-    deadline = time.monotonic() + _INDEX_LOCK_WAIT
-    while True:
-        try:
-            repo.run_git("add", "-f", "--", *(f":(literal){r}" for r in todo))
-            return
-        except GitCommandError as e:
-            if "index.lock" not in e.stderr or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+
+
+def ignored_by(repo: GitRepo, rel: str) -> str | None:
+    """The .gitignore already holding ``rel``'s line, else None (the first would be left alone).
+
+    :func:`ensure_ignored` would leave that file alone; BadPathError as it raises.
+    """
+    _, ignore_rel, line, text = _ignore_line(repo, rel)
+    return ignore_rel if line in text.splitlines() else None
 
 
 def _ignore_line(repo: GitRepo, rel: str) -> tuple[Path, str, str, str]:

@@ -20,7 +20,7 @@ from mlgit.format.limits import MAX_TREE_DEPTH
 from mlgit.format.paths import is_git_dir_name
 from mlgit.format.treeshape import short_path
 
-__all__ = ["TMP_PREFIX", "DirNode", "FileStat", "scan_dir", "scan_file"]
+__all__ = ["TMP_PREFIX", "DirNode", "FileStat", "is_skipped", "scan_dir", "scan_file"]
 
 TMP_PREFIX = b".mlgit."
 """Names of temporary files checkout writes beside their targets; scans skip them."""
@@ -68,6 +68,17 @@ _GIT_FIRST = frozenset(b".gG\xe2\xef")
 NTFS ``git~1``, an HFS-ignorable code point), unless it holds a ``\\``: a cheap test
 that spares the full one for almost every name of a large scan. ``TMP_PREFIX`` starts
 with ``.`` too."""
+
+
+def is_skipped(name: bytes) -> bool:
+    """Whether a scan skips the entry ``name`` whatever it is, warning about it.
+
+    A name git reserves for a git directory, or a temporary file an interrupted
+    checkout left (:func:`scan_dir` warns about each).
+    """
+    if name[0] not in _GIT_FIRST and b"\\" not in name:
+        return False
+    return is_git_dir_name(name) or (name.startswith(TMP_PREFIX) and name.endswith(b".tmp"))
 
 
 def _rel(rel: str, name: bytes) -> str:
