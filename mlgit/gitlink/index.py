@@ -8,7 +8,6 @@ each other's staging. Staging is skipped when the index already holds the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -64,6 +63,8 @@ def indexed_pointers(repo: GitRepo) -> list[str]:
 
 
 def _blob_id(data: bytes, hex_len: int) -> str:
+    import hashlib  # start-up time (OpenSSL): only when staging is checked
+
     h = hashlib.sha256() if hex_len == 64 else hashlib.sha1()  # git object id, not security
     h.update(b"blob %d\0" % len(data))
     h.update(data)
