@@ -26,10 +26,10 @@ from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import BadPathError, FormatError, PointerError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
+from mlgit.format.kinds import KIND_DATASET, ROOT_DIR, ROOT_FILE
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict, encode_pointer
-from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
     list_pointers,

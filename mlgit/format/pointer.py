@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from mlgit.errors import FormatError, PointerError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.kinds import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.format.limits import MAX_FILES, MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.plainjson import check_shown
-from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET
 
 __all__ = ["POINTER_SUFFIX", "Pointer", "PointerConflict", "decode_pointer", "encode_pointer"]
 

@@ -18,7 +18,6 @@ from typing import NamedTuple
 from mlgit.errors import BadPathError
 from mlgit.format.limits import MAX_TREE_DEPTH
 from mlgit.format.paths import is_git_dir_name
-from mlgit.format.treeshape import short_path
 
 __all__ = ["TMP_PREFIX", "DirNode", "FileStat", "is_skipped", "scan_dir", "scan_file"]
 
@@ -98,6 +97,8 @@ def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "",
         node, depth = stack.pop()
         subdirs = _scan_one(node, warn, only if node is root else None)
         if subdirs and depth + 1 > MAX_TREE_DEPTH:
+            from mlgit.format.treeshape import short_path  # start-up time: errors only
+
             where = _rel(node.rel, next(iter(subdirs)))
             raise BadPathError(
                 f"{os.fsdecode(path)}: directories nest deeper than {MAX_TREE_DEPTH} levels "
