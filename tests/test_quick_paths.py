@@ -214,3 +214,20 @@ def test_a_file_dataset_and_two_paths(repo_dir: Path) -> None:
     assert "data: clean" in stdout
     with Repo(repo_dir) as r:
         assert [e.state for e in r.status()] == ["clean", "clean"]
+
+
+def test_a_clone_with_a_shared_store_goes_the_full_way(tmp_path: Path) -> None:
+    """Opening a shared store checks it and registers the clone: the quick answer skips neither."""
+    root = tmp_path / "a"
+    root.mkdir()
+    git(root, "init", "-q")
+    run_gitml(root, "init", "--shared", str(tmp_path / "store"))
+    make_tree(root / "data", FILES)
+    _settle(root / "data")
+    run_gitml(root, "add", "data")
+    with Core(root) as core:
+        assert not core.has_store()
+        assert api_status.status_if_unchanged(core) is None
+    _, heavy = _loaded(root, "status")
+    assert "click" in heavy
+    assert run_gitml(root, "status").stdout.startswith("data: clean")

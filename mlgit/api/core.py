@@ -126,19 +126,21 @@ class Core:
         return RefStore(self.git.ml_dir / "refs")
 
     def has_store(self) -> bool:
-        """Whether the store exists with a config that decodes, without opening it.
+        """Whether the store exists with a config that decodes, checked without opening it.
 
         For answers that need nothing else from the store (``status`` on
         unchanged data); False sends the caller to :attr:`store`, which raises
-        the right error.
+        the right error. A clone that keeps its objects in a shared store is
+        False too: opening its store checks the shared store and registers the
+        clone there (:meth:`register_shared`), which such an answer must not skip.
         """
         if self._store is not None:
             return True
         try:
-            decode_config(read_bounded(self.git.ml_dir / "config", MAX_CONFIG_LEN))
+            config = decode_config(read_bounded(self.git.ml_dir / "config", MAX_CONFIG_LEN))
         except (OSError, FormatError):
             return False
-        return True
+        return not config.shared
 
     def register_shared(self) -> None:
         """Make sure this clone is in its shared store's registry (one small read when it is).

@@ -83,8 +83,7 @@ def status(core: Core, events: Events | None = None) -> list[StatusEntry]:
     first problem is raised once the rest is done.
     """
     ev = events or Events()
-    if not core.has_store():
-        core.store  # noqa: B018 - NotInitializedError (or a bad config) before anything else
+    core.store  # noqa: B018 - NotInitializedError before anything else
     out = []
     for pointer_rel, p in core.tracked(ev):
         try:
