@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,10 +110,25 @@ def add_if_unchanged(core: Core, paths: list[str | os.PathLike[str]]) -> list[Ad
     """
     if not paths or not core.has_store():
         return None
+    # One `git ls-files` for what add asks the index: paths tracked under each data
+    # path, the pointer files, and whether pointers and .gitignore files are staged.
+    work = core.git.require_workdir()
+    rels = [core.git.relpath(Path(p)) for p in paths]
+    if any(not rel or rel == "." for rel in rels):
+        return None  # add's error
+    ignores = [rel.rsplit("/", 1)[0] + "/.gitignore" if "/" in rel else ".gitignore"
+               for rel in rels]
+    entries = gitindex.index_entries(core.git, [
+        f":(glob)**/*{POINTER_SUFFIX}",
+        *(f":(literal){r}" for r in [*rels, *(pointer_path_for(r) for r in rels), *ignores])])
+
+    def tracked_under(rel: str) -> list[str]:
+        return [e for e in entries if e == rel or e.startswith(rel + "/")]
+
     plans = []
     names: dict[str, str] = {}
     for p in paths:
-        rel, is_file = _check_add_path(core, p)
+        rel, is_file = _check_add_path(core, p, tracked_under)
         pointer_rel = pointer_path_for(rel)
         existing = read_pointer(core.git, pointer_rel)
         if existing is None or existing.conflict is not None or not is_ref_name(existing.name):
@@ -120,8 +136,10 @@ def add_if_unchanged(core: Core, paths: list[str | os.PathLike[str]]) -> list[Ad
         if names.setdefault(existing.name, rel) != rel:
             return None
         plans.append((rel, is_file, pointer_rel, existing))
-    for other in list_pointers(core.git):  # no other pointer names one of these datasets
-        if other in {pointer_path_for(rel) for rel in names.values()}:
+    indexed = [e for e in entries if e.endswith(POINTER_SUFFIX)]
+    ours = {pointer_path_for(rel) for rel in names.values()}
+    for other in list_pointers(core.git, indexed):  # no other pointer names these datasets
+        if other in ours:
             continue
         try:
             op = read_pointer(core.git, other)
@@ -130,7 +148,6 @@ def add_if_unchanged(core: Core, paths: list[str | os.PathLike[str]]) -> list[Ad
         if op is not None and op.name in names:
             return None
     out = []
-    work = core.git.require_workdir()
     staged: list[str] = []
     for rel, is_file, pointer_rel, existing in plans:
         full = work / rel
@@ -145,13 +162,17 @@ def add_if_unchanged(core: Core, paths: list[str | os.PathLike[str]]) -> list[Ad
         staged += [pointer_rel, ignore_rel]
         out.append(AddResult(rel, pointer_rel, existing.name, existing.id, False, old.files,
                              old.nbytes, 0, 0, 0))
-    if not gitindex.staged(core.git, sorted(set(staged))):
+    if not gitindex.staged(core.git, sorted(set(staged)), entries):
         return None
     return out
 
 
-def _check_add_path(core: Core, path: str | os.PathLike[str]) -> tuple[str, bool]:
-    """``path`` as a work-tree path git-ml may track, and whether it is a file."""
+def _check_add_path(core: Core, path: str | os.PathLike[str],
+                    tracked_under: Callable[[str], list[str]] | None = None) -> tuple[str, bool]:
+    """``path`` as a work-tree path git-ml may track, and whether it is a file.
+
+    ``tracked_under`` answers for the index when the caller read it already.
+    """
     rel = core.git.relpath(Path(path))
     if not rel or rel == ".":
         raise BadPathError("cannot add the whole work tree; name a directory or file in it")
@@ -169,7 +190,7 @@ def _check_add_path(core: Core, path: str | os.PathLike[str]) -> tuple[str, bool
     if rel.endswith(POINTER_SUFFIX):
         raise BadPathError(f"{path} is a git-ml pointer file")
     gitindex.check_ignorable(core.git, rel)  # refused now, not after the snapshot
-    tracked = gitindex.tracked_under(core.git, rel)
+    tracked = (tracked_under or (lambda r: gitindex.tracked_under(core.git, r)))(rel)
     if tracked:
         flag = " -r" if full.is_dir() else ""
         raise BadPathError(
