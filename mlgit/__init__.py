@@ -12,6 +12,8 @@ repository, default the current directory)::
     mlgit.checkout("resnet-a@production")     # what holds a model's stage
     mlgit.show("data").snapshot.parents
     [e.name for e in mlgit.ls()]
+    mlgit.import_("/srv/registry", "mnist", "data/mnist")   # like `git ml import`
+    mlgit.update(["data/mnist"])              # to the registry's newest mnist
 
 Errors are :class:`mlgit.errors.MlgitError` subclasses with one-line messages.
 TensorFlow support is ``mlgit.tf``, imported only when used (``import mlgit.tf``).
@@ -26,12 +28,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mlgit.api.add import AddResult
     from mlgit.api.board import BoardResult
     from mlgit.api.checkpoints import CkptResult
+    from mlgit.api.events import Events
+    from mlgit.api.imports import ImportResult
     from mlgit.api.inspect import ListEntry, SnapshotInfo
     from mlgit.api.registry import PromoteResult, StageRecord
     from mlgit.api.repo import Repo
+    from mlgit.api.results_table import HistoryPoint, ResultRow
     from mlgit.tf.export import ExportResult
     from mlgit.tf.verify import Verification
 
@@ -57,16 +64,25 @@ def __getattr__(name: str) -> Any:
         from mlgit.api.checkpoints import CkptResult
 
         return CkptResult
+    if name in ("ResultRow", "HistoryPoint"):
+        from mlgit.api import results_table
+
+        return getattr(results_table, name)
+    if name == "ImportResult":
+        from mlgit.api.imports import ImportResult
+
+        return ImportResult
     if name in ("PromoteResult", "StageRecord"):
         from mlgit.api import registry
 
         return getattr(registry, name)
     raise AttributeError(f"module 'mlgit' has no attribute {name!r}")
 
-__all__ = ["AddResult", "CkptResult", "ListEntry", "MlgitError", "PromoteResult", "Repo",
-           "SnapshotInfo", "StageRecord", "__version__", "add", "board", "board_logdir",
-           "checkout", "commit_ckpt", "demote", "export", "latest_checkpoint", "ls", "open",
-           "prefetch", "promote", "release", "show", "stages", "verify"]
+__all__ = ["AddResult", "CkptResult", "HistoryPoint", "ImportResult", "ListEntry", "MlgitError",
+           "PromoteResult", "Repo", "ResultRow", "SnapshotInfo", "StageRecord", "__version__",
+           "add", "board", "board_logdir", "checkout", "commit_ckpt", "demote", "export",
+           "import_", "latest_checkpoint", "ls", "open", "prefetch", "promote", "release",
+           "results", "results_history", "show", "stages", "update", "verify"]
 __version__ = "0.1.0"
 
 RepoPath = str | os.PathLike[str] | None
@@ -187,6 +203,29 @@ def ls(repo: RepoPath = None) -> list[ListEntry]:
         return r.ls()
 
 
+def import_(url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+            repo: RepoPath = None) -> ImportResult:
+    """Pin version ``rev`` (``NAME[@PREFIX][~N]``) of repository ``url``'s data at ``path``.
+
+    As ``git ml import``: the data is fetched from the source's store and written
+    at ``path`` (default: ``NAME``; relative paths, and a relative local ``url``,
+    from the current directory), and an imported pointer recording the source is
+    written and staged.
+    """
+    with _repo(repo) as r:
+        return r.import_(url, rev, path)
+
+
+def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+           repo: RepoPath = None) -> list[ImportResult]:
+    """Move imported data (paths or their pointer files) to the source's newest version.
+
+    As ``git ml update``; ``rev`` pins another version of the same name.
+    """
+    with _repo(repo) as r:
+        return r.update([Path(p).absolute() for p in paths], rev=rev)
+
+
 def promote(rev: str, stage: str, *, model: str | None = None, message: str = "",
             repo: RepoPath = None) -> PromoteResult:
     """Record that checkpoint ``rev`` now holds ``stage``, as ``git ml promote`` does.
@@ -288,3 +327,31 @@ def board(revs: list[str] | None = None, host: str = "127.0.0.1", port: int | No
     with _repo(repo) as r:
         result = lay_out(r, None, revs)
     return serve_logdir(result.logdir, host, port)
+def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[str] | None = None,
+            metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+            sort: str | None = None, limit: int | None = None, repo: RepoPath = None,
+            events: Events | None = None) -> list[ResultRow]:
+    """The results table, as ``git ml results`` shows it, newest first or best first by ``sort``.
+
+    One row per (model version, test dataset version); see
+    :func:`mlgit.api.results_table.results` for the filters. Without
+    ``events``, a bad note record raises once the table is read (pass an
+    ``mlgit.api.events.Events()`` to keep the rows and collect the problems).
+    """
+    with _repo(repo) as r:
+        return r.results(revs, dataset=dataset, metric=metric, run=run, sort=sort, limit=limit,
+                         events=events)
+
+
+def results_history(metric: str, *, run: str | None = None, dataset: str | None = None,
+                    revs: str | Iterable[str] | None = None, repo: RepoPath = None,
+                    events: Events | None = None) -> list[HistoryPoint]:
+    """``metric`` over the commits for one run on one test dataset, newest first.
+
+    As ``git ml results --history`` shows it; see :func:`mlgit.api.results_table.history`.
+    """
+    from mlgit.api import results_table
+
+    with _repo(repo) as r:
+        return results_table.history(r, metric, run=run, dataset=dataset, revs=revs,
+                                     events=events)

@@ -3,12 +3,13 @@
 # datasets in a temporary git repository (no server). Prints each command it runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-"$ROOT/scripts/setup-venv.sh"
+# MLGIT_DEMO_NO_SETUP=1: use the venv as it is (tests/test_demo.py runs the demo so).
+[ -n "${MLGIT_DEMO_NO_SETUP:-}" ] || "$ROOT/scripts/setup-venv.sh"
 VENV="${MLGIT_VENV:-$ROOT/.venv}"
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 export PATH="$VENV/bin:$PATH"
 DEMO="$(mktemp -d "${TMPDIR:-/tmp}/git-ml-demo.XXXXXX")"
-trap 'chmod -R u+w "$DEMO" 2>/dev/null; rm -rf "$DEMO"' EXIT
+trap '[ -z "${BOARD:-}" ] || kill "$BOARD" 2>/dev/null; chmod -R u+w "$DEMO" 2>/dev/null; rm -rf "$DEMO"' EXIT
 export GIT_CONFIG_NOSYSTEM=1 HOME="$DEMO/home"
 mkdir -p "$HOME" "$DEMO/repo"
 git config --global user.name "Demo User"
@@ -52,6 +53,8 @@ run git ml checkout
 run git ml status
 run python3 -c "import mlgit; p = mlgit.checkout('data~1'); print(p); print(sorted(x.name for x in p.iterdir()))"
 run python3 -c "import mlgit; print(mlgit.open('data', 'part0/rows0.csv').read()[:40])"
+run git checkout -q main
+run git ml checkout
 
 printf '\n\033[1m# Part 2: the ML loop (TensorFlow on the CPU)\033[0m\n'
 if ! "$VENV/bin/python" -c "import tensorflow" >/dev/null 2>&1; then
@@ -74,18 +77,21 @@ blob(600, "points/train.csv")
 blob(200, "testset/test.csv")
 PY
 cat > train.py <<'PY'
-import numpy as np, keras, mlgit
+import keras, tensorflow as tf, mlgit.tf
 from mlgit.tf import CheckpointCallback
-rows = np.loadtxt(mlgit.checkout("points") / "train.csv", delimiter=",", skiprows=1)
-x, y = rows[:, :2], rows[:, 2]
+# The training data straight from its pinned version: CheckpointCallback records which
+# version the fit read (no datasets= needed).
+rows = mlgit.tf.dataset("points", "train.csv", label_name="label")
+rows = rows.map(lambda f, y: (tf.stack([f["x1"], f["x2"]], axis=-1), tf.cast(y, tf.float32)))
+train, val = rows.take(450).batch(32), rows.skip(450).batch(32)
+samples = next(iter(rows.batch(16)))[0].numpy()
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(8, activation="relu"),
                           keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy",
               metrics=["accuracy"])
-model.fit(x, y, epochs=4, validation_split=0.25, verbose=0,
-          callbacks=[CheckpointCallback("blobs", datasets=["points"], config={"lr": 0.05},
-                                        samples=x[:16])])
+model.fit(train, validation_data=val, epochs=4, verbose=0,
+          callbacks=[CheckpointCallback("blobs", config={"lr": 0.05}, samples=samples)])
 PY
 cat > evaluate.py <<'PY'
 import json, sys, numpy as np, mlgit, mlgit.tf
@@ -102,6 +108,22 @@ run git add make_data.py train.py evaluate.py
 run git commit -qm "model code and data"
 run python3 train.py
 run git ml lineage blobs
+printf '\n# the team board: every run in the real TensorBoard (served, asked over HTTP, stopped)\n'
+git ml board --port 0 > board.out 2>&1 &
+BOARD=$!
+for _ in $(seq 150); do grep -q "TensorBoard at" board.out && break; sleep 0.2; done
+cat board.out
+URL=$(grep -o 'http://[^ ]*/' board.out | head -1)
+# TensorBoard loads the runs in the background: ask until they are there (at most 60 s)
+run python3 -c "
+import json, time, urllib.request
+for _ in range(120):
+    runs = json.load(urllib.request.urlopen('${URL}data/runs'))
+    if any(r.endswith('/train') for r in runs):
+        break
+    time.sleep(0.5)
+print('runs:', sorted(runs))"
+kill "$BOARD"; wait "$BOARD" || true; BOARD=
 BEST=$(python3 -c "
 import mlgit
 with mlgit.Repo() as r:
@@ -109,15 +131,20 @@ with mlgit.Repo() as r:
 print(best.id)")
 printf '\n# best checkpoint by val_accuracy: %s\n' "$BEST"
 run python3 evaluate.py "$BEST"
-run git ml note add --results eval.json --dataset testset
+run git ml note add --results eval.json --dataset testset --checkpoint "$BEST"
 run git ml promote "$BEST" production --model blobs -m "best val_accuracy, test accuracy in eval.json"
 run git ml stages blobs
+run python3 evaluate.py blobs
+run git ml note add --results eval.json --dataset testset --checkpoint blobs
 run git ml log --metric accuracy
 run git ml log -n 1
 printf '\n# export the best checkpoint for TensorFlow Serving, then check it as a deployment would\n'
 run git ml verify "$BEST"
 run git ml export "$BEST" serving
 run ls serving/blobs/1 serving/blobs/1/assets.extra
-(cd / && run git ml verify --export "$DEMO/serving/blobs")
+(cd / && run git ml verify --export "$DEMO/repo/serving/blobs")
+run git ml results --sort accuracy
+run git ml results --history --metric accuracy
+run python3 -c "import mlgit; print([(s.stage, s.checkpoint[:12]) for s in mlgit.stages('blobs')])"
 run python3 -c "import mlgit.tf; m = mlgit.tf.load('$BEST'); print('reloaded', m.name, 'with', m.count_params(), 'parameters; predicts', m.predict(__import__('numpy').array([[2.0, -2.0]]), verbose=0).round(3).tolist())"
 printf '\ndemo finished: everything above ran in %s (now removed)\n' "$DEMO"

@@ -67,6 +67,23 @@ def run_gitml(cwd: Path, *args: str, check: bool = True,
     return p
 
 
+def run_as(who: str, cwd: Path, *args: str,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``git ml ARGS`` (or ``git ARGS`` when the first is ``git``) as ``who`` (``Name <email>``).
+
+    The identity is set as git takes it, in ``GIT_AUTHOR_*`` and ``GIT_COMMITTER_*``:
+    one process per teammate, as two people on two machines.
+    """
+    name, email = who[:-1].split(" <")
+    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    cmd = ["git", *args[1:]] if args[0] == "git" else ["git", "ml", *args]
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and p.returncode:
+        raise AssertionError(f"{cmd} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
 def fsck_ok(*where: Path) -> None:
     """``git ml fsck --json`` passes (exit 0, no problem) in each repository or store."""
     for w in where:

@@ -523,3 +523,21 @@ def test_scope_prune_and_the_python_api(tmp_path: Path, repo_dir: Path) -> None:
     assert len(p.stderr.splitlines()) == 1
     assert sorted(os.listdir(tmp_path / "foreign")) == [".mlgit-board.json",
                                                        ".mlgit-board.json.lock"]
+
+
+def test_a_detached_heads_runs_are_on_the_board(tmp_path: Path, repo_dir: Path) -> None:
+    """The default scope starts from HEAD too (as ``git ml results``): a run trained on a
+    detached HEAD is shown."""
+    import mlgit
+
+    root = repo_dir
+    make_tree(tmp_path / "ck", {"w.bin": b"w"})
+    make_tree(root, {"a.txt": "a"})
+    git(root, "add", "a.txt")
+    git(root, "commit", "-qm", "one")
+    git(root, "commit", "-q", "--allow-empty", "-m", "two")
+    git(root, "checkout", "-q", "HEAD~1")
+    git(root, "commit", "-q", "--allow-empty", "-m", "detached")
+    run_gitml(root, "commit-ckpt", str(tmp_path / "ck"), "--run", "detached", "--metric", "a=1")
+    result = mlgit.board_logdir(tmp_path / "own", repo=root)
+    assert {r.path for r in result.runs} == {"test-author/detached"}

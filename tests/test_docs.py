@@ -22,8 +22,10 @@ import mlgit.errors as errors_mod
 from mlgit.api.board import BoardResult
 from mlgit.api.checkpoints import LineageEntry
 from mlgit.api.history import LogEntry
+from mlgit.api.imports import ImportResult
 from mlgit.api.inspect import FileInfo, ListEntry, SnapshotInfo
 from mlgit.api.registry import PromoteResult, StageRecord
+from mlgit.api.results_table import HistoryPoint, ResultRow, ResultSource
 from mlgit.api.status import StatusEntry
 from mlgit.cli import main as cli_main
 from mlgit.errors import MlgitError
@@ -231,6 +233,8 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
     snap = _sample_snapshot()
     files = [FileInfo("a", "file", 1, executable=True), FileInfo("l", "symlink", 1, target="a")]
     change = Change("M", "a", 1, 2)
+    row = ResultRow(oid, "r", 1, "c" * 40, 1, None, None, {"acc": 1}, "a <a@b>", 1,
+                    (ResultSource("c" * 40, "e.json", oid, "json", "a <a@b>", 1),))
     stage = StageRecord("m", "production", oid, oid, None, 1, 0, "a <a@b>", "why")
 
     snapshot_keys = set(SnapshotInfo(oid, snap).to_json())
@@ -246,6 +250,11 @@ def test_cli_doc_json_schemas_match_to_json() -> None:
         "#### `log --json`": set(LogEntry(CommitInfo("c", (), "a", 1, 0, "s", "t")).to_json()),
         "#### `lineage --json`": set(LineageEntry(oid, "r", 1, {}, None).to_json()),
         "#### `fsck --json`": set(FsckReport().to_json()) | {"repaired"},
+        "#### `results --json`": set(row.to_json()),
+        "#### `results --history --json`": set(HistoryPoint(row, "acc", 1, None, True).to_json())
+        - set(row.to_json()),
+        "#### `import --json`": set(ImportResult("d", "d.mlgit", "dataset", "d", "/srv/r",
+                                                 "d", oid).to_json()),
         "#### `stages --json`": set(stage.to_json()),
         "#### `promote --json`": set(PromoteResult(stage, True).to_json()) - set(stage.to_json()),
         "#### `demote --json`": set(),

@@ -554,6 +554,26 @@ def test_log_over_many_hostile_notes_reports_each_and_shows_every_commit(
             strict_json(p.stdout)
 
 
+def test_results_over_many_hostile_notes_reports_each_and_keeps_the_good_rows(
+        tmp_path: Path) -> None:
+    """One commit per form: `git ml results` names each bad line, cold and then cached."""
+    victim_repo(tmp_path / "victim")
+    root = tmp_path / "victim"
+    for form, line in NOTE_FORMS.items():
+        _note_commit(root, line, f"c-{form}")
+    for _ in range(2):
+        p = run_gitml(root, "results", "--json", check=False)
+        fails(p, errors=len(NOTE_FORMS))
+        rows = strict_json(p.stdout)
+        # Every commit's good results record measures checkpoint HEX (the one run noted
+        # beside it): one row, the same record on every commit counted once.
+        assert [(r["checkpoint"], r["run"], r["dataset"]["name"]) for r in rows] == [
+            (HEX, "r", "t")]
+        p = run_gitml(root, "results", check=False)
+        fails(p, errors=len(NOTE_FORMS))
+        assert p.stdout.splitlines()[1].split()[2:4] == ["r", "1"]
+
+
 def test_many_bad_lines_in_one_note_are_reported_in_bounded_lines(tmp_path: Path) -> None:
     """A note of 10,000 bad lines gives a bounded number of error lines, not 10,000."""
     victim_repo(tmp_path / "victim")

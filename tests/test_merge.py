@@ -497,8 +497,8 @@ def test_older_git_ml_refuses_a_conflicted_pointer_cleanly(alice: Path, bob: Pat
     text = (bob / "data.mlgit").read_text()
     assert "mlgit-pointer: 2" in text
     # What a version-1-only reader does with it: the version line is refused.
-    v1_only = text.replace("mlgit-pointer: 2", "mlgit-pointer: 3")
-    with pytest.raises(errors.PointerError, match="version '3' is not supported"):
+    v1_only = text.replace("mlgit-pointer: 2", "mlgit-pointer: 9")
+    with pytest.raises(errors.PointerError, match="version '9' is not supported"):
         decode_pointer(v1_only.encode())
 
 

@@ -13,25 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, make_tree, run_gitml
+from conftest import git, make_tree, run_as, run_gitml
 
 import mlgit
 from mlgit.format.records import LogRecord, ResultsRecord, decode_note
 
 ALICE = "Alice Smith <alice@example.com>"
 BOB = "Bob Jones <bob@example.com>"
-
-
-def _as(who: str, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``git ml ARGS`` (or ``git ARGS`` when the first is ``git``) as ``who``."""
-    name, email = who[:-1].split(" <")
-    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-    cmd = ["git", *args[1:]] if args[0] == "git" else ["git", "ml", *args]
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and p.returncode:
-        raise AssertionError(f"{cmd} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
-    return p
 
 
 def _records(root: Path, kind: str) -> list[dict[str, Any]]:
@@ -53,11 +41,11 @@ def alice(tmp_path: Path, origin: Path) -> Path:
     git(a, "init", "-q")
     run_gitml(a, "init")
     make_tree(a, {"test/x.csv": "1,2\n", "train.py": "print(1)\n"})
-    _as(ALICE, a, "add", "test")
+    run_as(ALICE, a, "add", "test")
     git(a, "add", "train.py")
-    _as(ALICE, a, "git", "commit", "-qm", "v1")
+    run_as(ALICE, a, "git", "commit", "-qm", "v1")
     git(a, "remote", "add", "origin", str(origin))
-    _as(ALICE, a, "git", "push", "-q", "-u", "origin", "main")
+    run_as(ALICE, a, "git", "push", "-q", "-u", "origin", "main")
     return a
 
 
@@ -67,15 +55,15 @@ def test_two_peoples_identical_results_on_one_commit_are_both_kept(
     results.write_text('{"acc": 0.91, "loss": 0.3}\n')
     bob = tmp_path / "bob"
     git(tmp_path, "clone", "-q", str(origin), str(bob))
-    _as(BOB, bob, "pull")
+    run_as(BOB, bob, "pull")
 
     # The same file, on the same commit and test dataset, by each of them.
-    _as(ALICE, alice, "note", "add", "--results", str(results), "--dataset", "test")
-    _as(BOB, bob, "note", "add", "--results", str(results), "--dataset", "test")
-    _as(ALICE, alice, "push")
-    _as(BOB, bob, "fetch")  # merges Alice's note into Bob's (cat_sort_uniq)
-    _as(BOB, bob, "push")
-    _as(ALICE, alice, "fetch")
+    run_as(ALICE, alice, "note", "add", "--results", str(results), "--dataset", "test")
+    run_as(BOB, bob, "note", "add", "--results", str(results), "--dataset", "test")
+    run_as(ALICE, alice, "push")
+    run_as(BOB, bob, "fetch")  # merges Alice's note into Bob's (cat_sort_uniq)
+    run_as(BOB, bob, "push")
+    run_as(ALICE, alice, "fetch")
 
     for root in (alice, bob):
         recs = _records(root, "results")
@@ -103,9 +91,9 @@ def test_every_writer_records_the_author(alice: Path, tmp_path: Path) -> None:
     graph.write_text(json.dumps({"class_name": "Sequential", "config": {"layers": []}}))
     ck = tmp_path / "ck"
     make_tree(ck, {"w.bin": os.urandom(100)})
-    _as(BOB, alice, "commit-ckpt", str(ck), "--run", "r", "--log", str(log),
+    run_as(BOB, alice, "commit-ckpt", str(ck), "--run", "r", "--log", str(log),
         "--graph", str(graph))
-    _as(ALICE, alice, "note", "add", "--log", str(log))
+    run_as(ALICE, alice, "note", "add", "--log", str(log))
     recs = json.loads(run_gitml(alice, "note", "show", "--json").stdout)["records"]
     assert [(r["type"], r["author"]) for r in recs] == [
         ("checkpoint", BOB), ("log", BOB), ("graph", BOB), ("log", ALICE)]

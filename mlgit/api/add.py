@@ -85,6 +85,11 @@ def add(core: Core, paths: list[str | os.PathLike[str]], *, name: str | None = N
         rel, is_file = _check_add_path(core, p)
         pointer_rel = pointer_path_for(rel)
         existing = read_pointer(core.git, pointer_rel)
+        if existing is not None and existing.source is not None:
+            raise BadPathError(
+                f"{rel} is imported from {existing.source.url}; `git ml update {rel}` "
+                f"moves it to another version of the source (to make it this "
+                f"repository's own dataset: `git ml rm --cached {rel}`, then add it)")
         ds = name or (existing.name if existing else rel.rsplit("/", 1)[-1])
         if not is_ref_name(ds):
             raise UsageError(f"{rel}: {ds!r} is not a valid dataset name; pass --name NAME")

@@ -1,7 +1,7 @@
 """``git ml board``: every teammate's training runs, laid out as one TensorBoard logdir.
 
 The runs come from the notes of a set of commits (by default every commit
-reachable from a local or remote-tracking branch). A *run* is a person's
+reachable from HEAD or a local or remote-tracking branch). A *run* is a person's
 checkpoint run (the ``author`` and ``run`` of its ``checkpoint`` records), or a
 ``log`` of event files noted on a commit without a checkpoint (named after the
 log and the commit). Each run becomes a directory ``<author>/<run>`` of the
@@ -57,7 +57,7 @@ from mlgit.format.limits import MAX_LOGDIR_PAYLOAD
 from mlgit.format.paths import check_component, check_tracked_path
 from mlgit.format.records import CheckpointRecord, LogRecord, decode_note
 from mlgit.format.tree import TYPE_FILE, TreeEntry
-from mlgit.gitlink.commits import resolve_commit
+from mlgit.gitlink.commits import branch_tips, resolve_commit
 from mlgit.gitlink.notes import list_notes, notes_commit, read_note_blob
 from mlgit.records import hparams as hp
 from mlgit.records.tfevents import read_records
@@ -214,11 +214,8 @@ def _load_manifest(logdir: Path) -> _Manifest:
 def _scope(repo: Core, revs: list[str] | None) -> tuple[set[str], list[str]]:
     """The commits whose notes count, and the heads they are reachable from."""
     git = repo.git
-    if revs:
-        heads = sorted({resolve_commit(git, r) for r in revs})
-    else:
-        out = git.run_git("for-each-ref", "--format=%(objectname)", "refs/heads", "refs/remotes")
-        heads = sorted(set(out.decode().split()))
+    # Default: HEAD and every branch, where git ml results starts from.
+    heads = sorted({resolve_commit(git, r) for r in revs}) if revs else branch_tips(git)
     if not heads:
         return set(), heads
     listing = git.run_git("rev-list", "--stdin", input="".join(h + "\n" for h in heads).encode())
@@ -627,7 +624,7 @@ def board_logdir(repo: Core, logdir: str | os.PathLike[str] | None = None,
     """Lay out the runs the notes of ``revs`` name as a TensorBoard logdir; see the module doc.
 
     ``logdir`` defaults to :func:`default_logdir`. ``revs`` are commits (names,
-    ids); None means every local and remote-tracking branch. ``prune`` removes
+    ids); None means HEAD and every local and remote-tracking branch. ``prune`` removes
     the runs of an earlier refresh that are not in scope now (default: only in
     the default logdir, which git-ml owns). Problems (bad notes, payloads that
     cannot be fetched or fail their checks, names that clash) go to ``events``;

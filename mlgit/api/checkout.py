@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlgit.api import copies, fetching, sync
+from mlgit.api import copies, fetching, imports, sync
 from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
 from mlgit.errors import (
@@ -190,7 +190,9 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
     every = pointers if not paths else core.tracked()
     lacking = sorted({p.id for _, p in pointers
                       if not store.objects.has_committed(hex_to_raw(p.id))})
-    why = fetching.fetch_snapshots(core, lacking) if lacking else {}
+    why = imports.fetch_lacking(core, pointers, lacking,
+                                lambda oids: fetching.fetch_snapshots(core, oids)) if (
+        lacking) else {}
     done = []
     for pointer_rel, p in pointers:
         rel = tracked_path_for(pointer_rel)
@@ -214,7 +216,8 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
         try:
             cache, stat_time = update_worktree(
                 store, snap, full, old, force=force, warn=ev.warn, progress=ev.advance,
-                on_total=on_total, fetch=fetching.chunk_fetcher(core),
+                on_total=on_total,
+                fetch=imports.chunk_fetcher_for(core, p, fetching.chunk_fetcher(core)),
                 reuse=copies.update_reuse(core, full, p.id, snap, every))
         except FormatError as e:  # a bad snapshot: nothing of it was written
             ev.problem(about_pointer(pointer_rel, e))

@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,13 @@ from mlgit.api.events import Events
 from mlgit.api.payloads import LogPaths, payload_records
 from mlgit.errors import BadPathError, ConflictError, FormatError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
-from mlgit.format.meta import CodeInfo, DatasetRef, decode_checkpoint_meta
+from mlgit.format.meta import (
+    CodeInfo,
+    ConfigRef,
+    DatasetRef,
+    config_digest,
+    decode_checkpoint_meta,
+)
 from mlgit.format.names import is_ref_name
 from mlgit.format.pack import OBJ_BLOB
 from mlgit.format.plainjson import check_shown
@@ -138,10 +144,13 @@ def _check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
+def _datasets(repo: Core, revs: Sequence[str | DatasetRef] | None) -> list[dict[str, str]]:
     if revs is not None:
         out = []
         for rev in revs:
+            if isinstance(rev, DatasetRef):  # read and checked elsewhere (mlgit.tf.dataset)
+                out.append({"name": rev.name, "id": str(rev.id)})
+                continue
             oid = repo.resolve(rev)
             snap = repo.snapshot(oid)
             if snap.kind != KIND_DATASET:
@@ -159,19 +168,22 @@ def _datasets(repo: Core, revs: list[str] | None) -> list[dict[str, str]]:
 def commit_ckpt(repo: Core, path: str | os.PathLike[str], *, run: str, step: int | None = None,
                 metrics: dict[str, Any] | None = None,
                 config_files: list[str | os.PathLike[str]] | None = None, message: str = "",
-                datasets: list[str] | None = None, parent: str | None = None,
-                log: LogPaths = None,
+                datasets: Sequence[str | DatasetRef] | None = None,
+                parent: str | None = None, log: LogPaths = None,
                 graph: str | os.PathLike[str] | None = None,
                 events: Events | None = None,
                 samples: SamplesPayload | None = None) -> CkptResult:
     """Store ``path`` as the next checkpoint of ``run`` and record it on HEAD's note.
 
     ``log`` is one training log or a list of them (a ``log`` record each).
-    ``samples`` (made by ``mlgit.tf.samples``) are noted with it as a ``samples``
-    record (:mod:`mlgit.api.samples`). Everything is validated before anything is
-    written. Concurrent commits to one run are serialized by the ref's
-    compare-and-swap: a loser re-parents its snapshot on the new head and tries
-    again, so no checkpoint is lost.
+    ``datasets`` are revisions (each must name a dataset here) or
+    :class:`~mlgit.format.meta.DatasetRef` pins recorded as given (a version read
+    and checked elsewhere, e.g. by ``mlgit.tf.dataset`` from a remote); None: the
+    datasets HEAD's pointer files pin. ``samples`` (made by ``mlgit.tf.samples``)
+    are noted with it as a ``samples`` record (:mod:`mlgit.api.samples`). Everything
+    is validated before anything is written. Concurrent commits to one run are
+    serialized by the ref's compare-and-swap: a loser re-parents its snapshot on
+    the new head and tries again, so no checkpoint is lost.
     """
     ev = events or Events()
     if not is_ref_name(run):
@@ -261,9 +273,11 @@ def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message
                            old=old_cache, warn=ev.warn, progress=ev.advance,
                            on_total=on_total, only=only)
         config_meta = []
+        config_refs = []
         for name, data in configs:
             oid = raw_to_hex(store.objects.put(OBJ_BLOB, data))
             config_meta.append({"name": name, "id": oid, "size": len(data)})
+            config_refs.append(ConfigRef(name, oid, len(data)))
     except BaseException:
         store.objects.abort()
         raise
@@ -272,13 +286,15 @@ def _commit_locked(repo: Core, store: Store, run: str, step: int | None, message
     meta = _checkpoint_meta(step, clean_metrics, config_meta, code, used, kind, path)
     tz = time.localtime().tm_gmtoff // 60
     author = repo.author()
+    config_id = config_digest(config_refs)
 
     def checkpoint_record(oid: str, parent_id: str | None, when: int) -> dict[str, Any]:
         return {"type": "checkpoint", "v": RECORD_VERSION, "id": oid, "run": run,
                 "step": step, "metrics": clean_metrics, "parent": parent_id,
                 "datasets": [{"name": d["name"], "id": d["id"]} for d in used],
                 "dirty": code.dirty, "time": when, "author": author,
-                "message": message.splitlines()[0] if message else ""}
+                "message": message.splitlines()[0] if message else "",
+                **({"config": config_id} if config_id else {})}
 
     # Encode the note lines once before any ref moves: a record that cannot be
     # written must fail the command while nothing names the checkpoint yet.

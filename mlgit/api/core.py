@@ -27,7 +27,7 @@ from mlgit.format.ids import ObjectID
 from mlgit.format.limits import MAX_CONFIG_LEN
 from mlgit.format.pointer import Pointer
 from mlgit.gitlink.env import GitEnv
-from mlgit.gitlink.pointers import load_pointers
+from mlgit.gitlink.pointers import imported_version, load_pointers
 from mlgit.gitlink.repo import GitRepo, discover
 from mlgit.store.fsutil import read_bounded
 
@@ -157,10 +157,15 @@ class Core:
                 shared.register(store.shared, self.git.ml_dir, main_worktree(self.git))
 
     def resolve(self, rev: str) -> ObjectID:
-        """The snapshot id a revision names (see :mod:`mlgit.store.revision`)."""
+        """The snapshot id a revision names (see :mod:`mlgit.store.revision`).
+
+        A name no local ref has may be imported data's
+        (:func:`~mlgit.gitlink.pointers.imported_version`).
+        """
         from mlgit.store.revision import resolve_revision
 
-        return resolve_revision(self.store, rev)
+        return resolve_revision(self.store, rev,
+                                pinned=lambda name: imported_version(self.git, name))
 
     def snapshot(self, oid: ObjectID) -> Snapshot:
         """Read a snapshot by id (verified against its id; FormatError if it does not decode)."""

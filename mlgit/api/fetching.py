@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mlgit.api import sync
+from mlgit.api import imports, sync
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import CorruptObjectError, MlgitError, RevisionError, UsageError
 from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE
 from mlgit.gitlink.settings import setting, setting_bool
-from mlgit.sync.remote import resolve_remote
+from mlgit.sync.remote import RemoteSpec, resolve_remote
 
 __all__ = ["chunk_fetcher", "complete", "fetch_pinned", "fetch_snapshots", "lazy_remote",
-           "resolve_fetching", "snapshot_fetcher", "tree_complete"]
+           "remote_for", "resolve_fetching", "snapshot_fetcher", "tree_complete"]
 
 
 def lazy_remote(core: Core) -> str | None:
@@ -62,10 +62,20 @@ def resolve_fetching(core: Core, rev: str, whole: bool = True) -> ObjectID:
         oid = core.resolve(rev)
     if not core.store.objects.has_committed(hex_to_raw(oid)) or (
             whole and not complete(core, oid)):
-        remote = lazy_remote(core)
-        if remote is not None:
-            _fetch_for(core, rev, remote, [oid], whole, None)
+        where = remote_for(core, oid)  # imported data: from its source
+        if where is not None:
+            _fetch_for(core, rev, where, [oid], whole, None)
     return oid
+
+
+def remote_for(core: Core, oid: ObjectID) -> str | RemoteSpec | None:
+    """Where snapshot ``oid``'s missing data comes from: its import's source, else lazily.
+
+    The source of the work tree's imported pointer of ``oid``
+    (:func:`mlgit.api.imports.source_spec`), else the lazy-fetch remote (or None).
+    """
+    source = imports.source_spec(core, oid)
+    return source if source is not None else lazy_remote(core)
 
 
 def _with_message(e: MlgitError, message: str) -> MlgitError:
@@ -78,9 +88,10 @@ def _with_message(e: MlgitError, message: str) -> MlgitError:
         return out
 
 
-def _fetch_for(core: Core, rev: str, remote: str, revs: list[str], whole: bool,
+def _fetch_for(core: Core, rev: str, remote: str | RemoteSpec, revs: list[str], whole: bool,
                missing: RevisionError | None) -> None:
     """Lazily fetch ``revs`` for ``rev``; a failure names both and keeps its cause."""
+    shown = remote if isinstance(remote, str) else remote.name
     try:
         sync.fetch(core, remote, revs, history=False, notes=False, chunks_too=whole)
     except RevisionError as e:
@@ -89,7 +100,7 @@ def _fetch_for(core: Core, rev: str, remote: str, revs: list[str], whole: bool,
     except MlgitError as e:
         where = ("is not in the local store" if missing is not None
                  else "is not complete in the local store")
-        raise _with_message(e, f"{rev!r} {where}, and fetching it from {remote!r} "
+        raise _with_message(e, f"{rev!r} {where}, and fetching it from {shown!r} "
                                f"failed: {e}") from None
 
 
@@ -170,7 +181,8 @@ def fetch_pinned(core: Core, ev: Events) -> None:
     remote ref's snapshot and trees (so every name resolves), as pull does.
     """
     missing = sorted({p.id for _, p in core.tracked()  # checkout reports bad ones
-                      if not core.store.objects.has_committed(hex_to_raw(p.id))})
+                      if p.source is None  # imports: from their sources, by the checkout
+                      and not core.store.objects.has_committed(hex_to_raw(p.id))})
     remote = lazy_remote(core) if missing else None
     if missing and remote is not None:
         sync.fetch(core, remote, [str(m) for m in missing], history=False, all_refs=True,

@@ -4,7 +4,10 @@ Roots (what must stay and be complete): every sidecar ref (datasets, runs, stage
 and remote-tracking refs), the snapshot named by every pointer file in every commit
 of every local branch, tag and remote-tracking branch and in the work tree, and
 every object a note record names (checkpoints, stored logs, graphs, results and
-their test datasets).
+their test datasets). A version an imported pointer pins that this store does
+not hold is counted by fsck as not fetched (its source holds it: a project's
+remote holds none unless they were pushed with ``--imports``), not as missing;
+gc keeps the imported versions the store holds.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlgit.api import sync
 from mlgit.api.events import Events
 from mlgit.errors import FormatError, GitCommandError, PointerError, UsageError
-from mlgit.format.ids import RawObjectID, raw_to_hex
+from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.gitlink.commits import pointers_in_tree
 from mlgit.gitlink.notes import note_roots
 from mlgit.store import fsck as fsck_mod
@@ -94,14 +97,16 @@ def _commits(repo: Core) -> list[str]:
     return out.decode().split()
 
 
-def roots(repo: Core, events: Events | None = None) -> list[Root]:
+def roots(repo: Core, events: Events | None = None,
+          imported: set[RawObjectID] | None = None) -> list[Root]:
     """Every (id, what names it, the role it must have) that the store must keep, complete.
 
     Refs, pointer files, checkpoint records and results datasets name snapshots;
     note payloads name trees (see :mod:`mlgit.store.walk`). A ref that cannot be
     read, a pointer file git-ml must not use (in a commit or the work tree) and a
     malformed note line are reported to ``events`` (each once) and skipped: they
-    must never stop fsck or gc.
+    must never stop fsck or gc. The snapshots imported pointers pin are added
+    to ``imported`` (when given): their source holds them.
     """
     ev = events or Events()
     out = _sidecar_refs(repo, ev)
@@ -110,15 +115,19 @@ def roots(repo: Core, events: Events | None = None) -> list[Root]:
     for commit in _commits(repo):
         tree = str(repo.git.git[commit].tree_id)
         bad: list[PointerError] = []
-        out += [(p.id, f"{path} in commit {commit[:12]}", walk.SNAPSHOT)
-                for path, p in pointers_in_tree(repo.git, tree, cache, bad)]
+        found = pointers_in_tree(repo.git, tree, cache, bad)
+        out += [(p.id, f"{path} in commit {commit[:12]}", walk.SNAPSHOT) for path, p in found]
+        if imported is not None:
+            imported.update(hex_to_raw(p.id) for _, p in found if p.source is not None)
         for err in bad:
             if str(err) not in reported:
                 reported.add(str(err))
                 ev.problem(PointerError(f"commit {commit[:12]}: {err}"))
     if repo.git.workdir is not None:
-        out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT)
-                for path, p in repo.tracked(ev)]
+        here = repo.tracked(ev)
+        out += [(p.id, f"{path} in the work tree", walk.SNAPSHOT) for path, p in here]
+        if imported is not None:
+            imported.update(hex_to_raw(p.id) for _, p in here if p.source is not None)
     out += note_roots(repo.git, ev.problem)
     return out
 
@@ -132,14 +141,15 @@ def fsck(repo: Core, events: Events | None = None) -> fsck_mod.FsckReport:
     ev = events or Events()
     report = fsck_mod.FsckReport()
     skipped = Events()  # bad refs, pointers and note lines become problems of the report
+    imported: set[RawObjectID] = set()  # a version imported pointers pin: its source holds it
 
     def named() -> list[Root]:
-        out = roots(repo, skipped)
+        out = roots(repo, skipped, imported)
         ev.start("checking objects", 0, 0)
         return out
 
     try:
-        fsck_mod.check(repo.store, named, report, promised=lambda: _promised(repo),
+        fsck_mod.check(repo.store, named, report, promised=lambda: _promised(repo) | imported,
                        progress=ev.advance)
     finally:
         ev.finish()

@@ -151,6 +151,8 @@ def merge_pointer_files(repo: Core, base_file: Path, ours_file: Path, theirs_fil
     outcome = MergeOutcome(pointer_rel.removesuffix(POINTER_SUFFIX), ours.name, ours.id,
                            theirs.id, base_id)
     pick = "; pick one with `git checkout --ours` or `--theirs`"
+    if ours.source is not None or theirs.source is not None:
+        return _merge_imports(repo, ours, theirs, base, ours_file, outcome, pick)
     if ours.kind != KIND_DATASET or theirs.kind != KIND_DATASET:
         outcome.refused = f"only datasets are merged, not checkpoints{pick}"
         return outcome
@@ -222,6 +224,44 @@ def merge_pointer_files(repo: Core, base_file: Path, ours_file: Path, theirs_fil
             _write(ours_file, Pointer(KIND_DATASET, ours.name, oid, PointerConflict(
                 ours.id, theirs.id, base_id, len(conflicts),
                 tuple(c.path for c in conflicts[:256]))))
+    return outcome
+
+
+def _merge_imports(repo: Core, ours: Pointer, theirs: Pointer, base: Pointer | None,
+                   ours_file: Path, outcome: MergeOutcome, pick: str) -> MergeOutcome:
+    """Merge pointers of which one or both are imports: never a merge of trees.
+
+    Two imports of the same source and name: one side unchanged wins the other;
+    two versions of which one descends from the other (the source's history)
+    give the newer (a fast-forward); anything else is refused (git reports the
+    conflict; ``git ml update --rev`` settles it). An import against a pointer
+    of this repository's own data is refused.
+    """
+    from mlgit.api.imports import newer_import  # imported when used: start-up time
+    os_, ts = ours.source, theirs.source
+    if os_ is None or ts is None or os_.url != ts.url or ours.name != theirs.name or (
+            ours.kind != theirs.kind):
+        what = [f"{p.kind} {p.name!r}" + (f" imported from {p.source.url}" if p.source else
+                                          " of this repository")
+                for p in (ours, theirs)]
+        outcome.refused = f"ours is {what[0]} and theirs {what[1]}{pick}"
+        return outcome
+    base_id = base.id if base is not None and base.source is not None else None
+    if base == theirs or ours.id == theirs.id or base_id == theirs.id:
+        chosen = ours
+    elif base == ours or base_id == ours.id:
+        chosen = theirs
+    else:
+        newer = newer_import(repo, os_.url, ours.id, theirs.id)
+        if newer is None:
+            outcome.refused = (f"both sides moved {ours.name} (imported from {os_.url}) to "
+                               f"versions that do not descend one from the other; keep one with "
+                               f"`git checkout --ours` or `--theirs`, or pin another with "
+                               f"`git ml update {outcome.path} --rev ID`")
+            return outcome
+        chosen = ours if newer == ours.id else theirs
+    _write(ours_file, chosen)
+    outcome.id = chosen.id
     return outcome
 
 

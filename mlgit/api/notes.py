@@ -36,17 +36,22 @@ class NoteView:
 def add_note(repo: Core, commit: str = "HEAD", *, log: LogPaths = None,
              graph: str | os.PathLike[str] | None = None,
              results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+             checkpoint: str | None = None,
              events: Events | None = None  # noqa: ARG001 - public keyword, as every verb's
              ) -> list[dict[str, Any]]:
     """Store the given files and append one record each to ``commit``'s note; return them.
 
-    ``log`` is one path or a list of them.
+    ``log`` is one path or a list of them. ``checkpoint`` (a revision naming a
+    checkpoint) is recorded in each record as the model it belongs to (``git ml
+    results`` then shows the results on that checkpoint, whatever commit they are
+    noted on).
     """
     if not log and graph is None and results is None:
         raise UsageError("nothing to note: give --log, --graph and/or --results")
     target = resolve_commit(repo.git, commit)
     with repo.store.writing():  # gc must not prune what the payloads reuse
-        recs = payload_records(repo, log=log, graph=graph, results=results, dataset=dataset)
+        recs = payload_records(repo, log=log, graph=graph, results=results, dataset=dataset,
+                               checkpoint=checkpoint)
         lines = [encode_record(r) for r in recs]
         repo.store.objects.flush()  # payload objects durable before the note names them
         append_note_lines(repo.git, target, lines)

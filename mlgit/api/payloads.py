@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mlgit.errors import BadPathError, UsageError
 from mlgit.format.ids import raw_to_hex
 from mlgit.format.records import RECORD_VERSION
-from mlgit.format.snapshot import KIND_DATASET
+from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.snapshot.build import build_tree
 from mlgit.snapshot.statcache import StatCache
 
@@ -49,18 +49,30 @@ def _existing(p: str | os.PathLike[str], what: str) -> Path:
 def payload_records(repo: Core, *, log: LogPaths,
                     graph: str | os.PathLike[str] | None,
                     results: str | os.PathLike[str] | None,
-                    dataset: str | None) -> list[dict[str, Any]]:
+                    dataset: str | None, checkpoint: str | None = None) -> list[dict[str, Any]]:
     """Summarize, then store, the given payload files; return their note records.
 
     ``log`` is one path or a list of them (one ``log`` record each, in order).
     Each record carries ``author``, who git says is the author now
-    (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does.
+    (``git var GIT_AUTHOR_IDENT``), as the checkpoint record does, and, with
+    ``checkpoint`` (a revision naming a checkpoint), that checkpoint's id: the
+    model the log, graph or results belong to.
     """
     logs = [] if log is None else [log] if isinstance(log, str | os.PathLike) else list(log)
     if not logs and graph is None and results is None:
         if dataset is not None:
             raise UsageError("--dataset names the test dataset of --results; give --results too")
+        if checkpoint is not None:
+            raise UsageError("--checkpoint names the model of --results, --log or --graph; "
+                             "give one of them too")
         return []
+    ckpt: dict[str, str] = {}
+    if checkpoint is not None:
+        oid = repo.resolve(checkpoint)
+        snap = repo.snapshot(oid)
+        if snap.kind != KIND_CHECKPOINT:
+            raise UsageError(f"--checkpoint {checkpoint!r} is a {snap.kind}, not a checkpoint")
+        ckpt = {"checkpoint": oid}
     import mlgit.records as records  # parsers; TensorFlow itself only when a format needs it
 
     planned: list[tuple[Path, dict[str, Any]]] = []
@@ -95,5 +107,5 @@ def payload_records(repo: Core, *, log: LogPaths,
     for path, rec in planned:
         obj, size = store_payload(repo, path)
         out.append({**rec, "v": RECORD_VERSION, "object": obj, "name": path.name,
-                    "size": size, "time": now, "author": author})
+                    "size": size, "time": now, "author": author, **ckpt})
     return out

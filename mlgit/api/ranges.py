@@ -8,7 +8,10 @@ lazy-fetch remote (``ml.lazyFetch``, ``ml.remote``: docs/remotes.md) as
 :func:`mlgit.open` fetches it: a snapshot's trees when it is first resolved,
 and then only the chunks a read needs, one batch at a time, over one connection
 kept for the reader's life. Fetched objects are stored in the repository's
-store (verified, durable, consolidated as any lazy fetch's are).
+store (verified, durable, consolidated as any lazy fetch's are). Imported data
+(``git ml import``) comes from its source, as checkout's does: the chunks a read
+lacks are asked of the sources of the imported snapshots this reader resolved
+first, then of the lazy-fetch remote.
 
 A :class:`~mlgit.store.revision.RevisionSource`-like reader and a
 :class:`~mlgit.snapshot.reader.ChunkSource`; thread-safe (one lock).
@@ -19,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
-from mlgit.api import fetching, inspect, sync
+from mlgit.api import fetching, imports, inspect
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import CorruptObjectError, RevisionError
@@ -28,7 +31,7 @@ from mlgit.format.snapshot import Snapshot
 from mlgit.format.tree import ChunkRef, TreeEntry
 from mlgit.store import walk
 from mlgit.sync.backend import Backend
-from mlgit.sync.remote import no_store_error
+from mlgit.sync.remote import RemoteSpec, no_store_error, open_backend, resolve_remote
 from mlgit.sync.transfer import RemoteIndex, check_remote_config, fetch_objects, remote_cache_dir
 
 __all__ = ["BATCH_BYTES", "RepoReader"]
@@ -43,7 +46,9 @@ class RepoReader:
     def __init__(self, repo: Core) -> None:
         self.repo = repo
         self._lock = threading.RLock()
-        self._remote: tuple[Backend, RemoteIndex] | None = None
+        # Open connections by URL, in the order they are asked: import sources, the lazy remote.
+        self._remotes: dict[str, tuple[Backend, RemoteIndex]] = {}
+        self._sources: dict[str, RemoteSpec] = {}  # the imported snapshots' sources, by URL
 
     def resolve(self, rev: str) -> ObjectID:
         """The snapshot id ``rev`` names; its snapshot and trees fetched lazily when not here.
@@ -56,6 +61,9 @@ class RepoReader:
             if not self.repo.store.objects.has_committed(hex_to_raw(oid)):
                 raise RevisionError(f"snapshot {oid} ({rev!r}) is not in the local store, and "
                                     "there is no remote to fetch it from")
+            source = imports.source_spec(self.repo, oid)
+            if source is not None:
+                self._sources.setdefault(source.url, source)
             return oid
 
     def get_snapshot(self, oid: ObjectID) -> Snapshot:
@@ -103,30 +111,53 @@ class RepoReader:
                 yield data
             i = j
 
-    def _fetch(self, missing: dict[RawObjectID, int]) -> None:
-        """Bring ``missing`` chunks (id → length) from the lazy remote into the store."""
+    def _connect(self, remote: str | RemoteSpec) -> tuple[Backend, RemoteIndex]:
+        """The kept connection to ``remote`` and its index (opened on first use)."""
         repo = self.repo
-        if self._remote is None:
-            remote = fetching.lazy_remote(repo)
-            if remote is None:
-                first = raw_to_hex(next(iter(missing)))
-                raise CorruptObjectError(f"chunk {first} is not in the local store, and lazy "
-                                         "fetching is off (ml.lazyFetch) or there is no remote")
-            spec, backend = sync.connect_remote(repo, remote)
-            try:
-                if not check_remote_config(backend, repo.store, create=False):
-                    raise no_store_error(spec)
-                index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
-            except BaseException:
-                backend.close()
-                raise
-            self._remote = (backend, index)
-        backend, index = self._remote
-        if not all(index.has(c) for c in missing):
-            index.refresh()
-        with repo.store.writing():
-            fetch_objects(repo.store, backend, list(missing), index, role=walk.LEAF,
-                          lengths=missing)
+        spec = (remote if isinstance(remote, RemoteSpec) else
+                resolve_remote(repo.git, remote, repo.ssh_command))
+        kept = self._remotes.get(spec.url)
+        if kept is not None:
+            return kept
+        backend = open_backend(spec)
+        try:
+            if not check_remote_config(backend, repo.store, create=False):
+                raise no_store_error(spec)
+            index = RemoteIndex(backend, remote_cache_dir(repo.store, spec.url))
+        except BaseException:
+            backend.close()
+            raise
+        self._remotes[spec.url] = (backend, index)
+        return backend, index
+
+    def _fetch(self, missing: dict[RawObjectID, int]) -> None:
+        """Bring ``missing`` chunks (id → length) into the store.
+
+        From the sources of the imported snapshots resolved so far, then the lazy remote.
+        """
+        repo = self.repo
+        wanted: list[str | RemoteSpec] = list(self._sources.values())
+        lazy = fetching.lazy_remote(repo)
+        if lazy is not None:
+            wanted.append(lazy)
+        if not wanted:
+            first = raw_to_hex(next(iter(missing)))
+            raise CorruptObjectError(f"chunk {first} is not in the local store, and lazy "
+                                     "fetching is off (ml.lazyFetch) or there is no remote")
+        left = dict(missing)
+        for n, remote in enumerate(wanted):
+            backend, index = self._connect(remote)
+            if not all(index.has(c) for c in left):
+                index.refresh()
+            last = n == len(wanted) - 1
+            here = left if last else {c: k for c, k in left.items() if index.has(c)}
+            if here:
+                with repo.store.writing():
+                    fetch_objects(repo.store, backend, list(here), index, role=walk.LEAF,
+                                  lengths=here)
+            left = {c: k for c, k in left.items() if c not in here}
+            if not left:
+                break
         repo.consolidate_packs()
 
     def commit(self) -> None:
@@ -139,11 +170,11 @@ class RepoReader:
         """Nothing to forget: refs are read from the store each time."""
 
     def close(self) -> None:
-        """Close the lazy remote's connection and the repository."""
+        """Close the remotes' connections and the repository."""
         with self._lock:
-            remote, self._remote = self._remote, None
+            remotes, self._remotes = list(self._remotes.values()), {}
             try:
-                if remote is not None:
-                    remote[0].close()
+                for backend, _ in remotes:
+                    backend.close()
             finally:
                 self.repo.close()

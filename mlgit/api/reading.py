@@ -3,7 +3,7 @@
 :func:`open_file` gives a seekable file object that reads chunks on demand from
 the store; :func:`prefetch` brings, in one transfer, the chunks a loop of opens
 over a lazily fetched snapshot will need. What the store lacks comes from the
-lazy-fetch remote (:mod:`mlgit.api.fetching`).
+lazy-fetch remote, or for imported data from its source (:mod:`mlgit.api.fetching`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def open_file(core: Core, rev: str, path: str = "", *, close_core: bool = False)
     if entry.type != TYPE_FILE:
         raise BadPathError(f"{path!r} is a symlink to {os.fsdecode(entry.target)!r}")
     missing = [(c, n) for c, n in entry.chunks if not core.store.objects.has_committed(c)]
-    remote = fetching.lazy_remote(core) if missing else None
+    remote = fetching.remote_for(core, oid) if missing else None
     if missing and remote is not None:
         sync.fetch_chunks(core, remote, missing)
         core.consolidate_packs()  # one pack per lazy open: keep their number bounded
@@ -86,7 +86,7 @@ def prefetch(core: Core, rev: str, paths: list[str] | None = None) -> int:
                              where=f"snapshot {oid}: {path}"))
         for _, e in files:
             missing.update((c, n) for c, n in e.chunks if c not in missing and not has(c))
-    remote = fetching.lazy_remote(core) if missing else None
+    remote = fetching.remote_for(core, oid) if missing else None
     if remote is None:
         return 0
     sync.fetch_chunks(core, remote, list(missing.items()))

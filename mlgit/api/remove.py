@@ -12,7 +12,8 @@ For each path (the data path or its pointer file), in this order:
 3. its line leaves the ``.gitignore`` beside it (a .gitignore left empty is
    deleted) and the change is staged;
 4. the dataset's local ref (``refs/datasets/<name>``) goes, unless another pointer
-   in the work tree still names that dataset.
+   in the work tree still names that dataset (an imported pointer names its
+   source's dataset, no ref here: its removal leaves every ref alone).
 
 Nothing leaves the store: the snapshots stay until ``git ml gc`` finds nothing
 reaching them (commits that still pin them keep them). Every check, for every
@@ -177,20 +178,22 @@ def remove(repo: Core, paths: list[str | os.PathLike[str]], *, force: bool = Fal
     if ignores:
         gitindex.stage_paths(git, sorted(set(ignores)))
 
-    _drop_refs(repo, results, ev)
+    _drop_refs(repo, results, {pr for _, pr, p in plan if p.source is not None}, ev)
     return results
 
 
-def _drop_refs(repo: Core, results: list[RemoveResult], ev: Events) -> None:
+def _drop_refs(repo: Core, results: list[RemoveResult], imported: set[str],
+               ev: Events) -> None:
     """Delete the ref of each dataset removed that no pointer names any more.
 
     The results of that name get ``ref_removed``; a ref moved meanwhile is kept, with
-    a warning.
+    a warning. An imported pointer (``imported``: their paths) names a dataset of
+    its source, never a ref here: removing it leaves the refs alone.
     """
     store = repo.store
-    still_named = {p.name for pr, p in load_pointers(repo.git)[0]}
+    still_named = {p.name for pr, p in load_pointers(repo.git)[0] if p.source is None}
     for r in results:
-        if r.name in still_named:
+        if r.name in still_named or r.pointer in imported:
             continue
         current = store.refs.get("datasets", r.name)
         if current is None:

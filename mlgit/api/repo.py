@@ -8,7 +8,8 @@ delegating to the verb's module, which takes the core as its first argument:
 (open, prefetch), :mod:`~mlgit.api.githooks`, :mod:`~mlgit.api.sync`,
 :mod:`~mlgit.api.pull`, :mod:`~mlgit.api.checkpoints`, :mod:`~mlgit.api.notes`,
 :mod:`~mlgit.api.history` (log), :mod:`~mlgit.api.maintenance`,
-:mod:`~mlgit.api.remove`, :mod:`~mlgit.api.remote_delete`, :mod:`~mlgit.api.merge`.
+:mod:`~mlgit.api.remove`, :mod:`~mlgit.api.remote_delete`, :mod:`~mlgit.api.merge`,
+:mod:`~mlgit.api.imports` (import, update).
 This is the one api module that imports them all; none of them imports it.
 
 The CLI and the module-level functions in :mod:`mlgit` are thin layers over this
@@ -40,8 +41,11 @@ from mlgit.format.ids import ObjectID
 from mlgit.snapshot.treewalk import Change
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from mlgit.api.checkpoints import CkptResult, LineageEntry, LineageWalk
     from mlgit.api.history import LogEntry
+    from mlgit.api.imports import ImportResult
     from mlgit.api.merge import MergeOutcome
     from mlgit.api.notes import NoteView
     from mlgit.api.payloads import LogPaths
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
     from mlgit.api.remote_delete import DeleteResult
     from mlgit.api.remove import RemoveResult
     from mlgit.api.sync import PushResult, RemoteRef
+    from mlgit.format.resultrows import ResultRow
     from mlgit.hooks.install import HookResult
     from mlgit.store.fsck import FsckReport
     from mlgit.store.gc import GcReport
@@ -211,11 +216,12 @@ class Repo(Core):
     def add_note(self, commit: str = "HEAD", *, log: LogPaths = None,
                  graph: str | os.PathLike[str] | None = None,
                  results: str | os.PathLike[str] | None = None, dataset: str | None = None,
+                 checkpoint: str | None = None,
                  events: Events | None = None) -> list[dict[str, Any]]:
         """Attach a training log, graph definition and/or test results to a commit."""
         from mlgit.api import notes  # 6 ms of start-up (records, notes)
         return notes.add_note(self, commit, log=log, graph=graph, results=results,
-                              dataset=dataset, events=events)
+                              dataset=dataset, checkpoint=checkpoint, events=events)
 
     def show_note(self, commit: str = "HEAD", events: Events | None = None) -> NoteView:
         """A commit's ML records (malformed lines are problems; the rest is kept)."""
@@ -227,6 +233,16 @@ class Repo(Core):
         """Git history with each commit's datasets, checkpoints and results (``git ml log``)."""
         from mlgit.api import history  # 6 ms of start-up (commits, notes)
         return history.log(self, rev_range, run=run, limit=limit, events=events)
+
+    def results(self, revs: str | Iterable[str] | None = None, *,
+                dataset: str | Iterable[str] | None = None,
+                metric: str | Iterable[str] | None = None, run: str | Iterable[str] | None = None,
+                sort: str | None = None, limit: int | None = None,
+                events: Events | None = None) -> list[ResultRow]:
+        """The results table (``git ml results``): see :func:`mlgit.api.results_table.results`."""
+        from mlgit.api import results_table  # 13 ms of start-up (its types, commits, notes)
+        return results_table.results(self, revs, dataset=dataset, metric=metric, run=run,
+                                     sort=sort, limit=limit, events=events)
 
     # -- maintenance (maintenance.py) -----------------------------------------------
     def fsck(self, events: Events | None = None) -> FsckReport:
@@ -254,11 +270,15 @@ class Repo(Core):
 
     # -- remotes (sync.py, pull.py, remote_delete.py) -----------------------------------
     def push(self, remote: str | None = None, *, force: bool = False,
-             commits: list[str] | None = None, notes: bool = True,
+             commits: list[str] | None = None, notes: bool = True, imports: bool | None = None,
              events: Events | None = None) -> PushResult:
-        """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes."""
+        """Send sidecar objects, refs, the objects notes name, and (``notes``) the notes.
+
+        ``imports``: imported data too (default: ``ml.pushImports``; see :func:`sync.push`).
+        """
         from mlgit.api import sync  # 17 ms of start-up (transfer, notes)
-        return sync.push(self, remote, force=force, commits=commits, notes=notes, events=events)
+        return sync.push(self, remote, force=force, commits=commits, notes=notes,
+                         imports=imports, events=events)
 
     def fetch(self, remote: str | None = None, revs: list[str] | None = None, *,
               events: Events | None = None) -> PushResult:
@@ -278,16 +298,32 @@ class Repo(Core):
         from mlgit.api import pull  # 27 ms of start-up (sync, checkout)
         return pull.pull(self, remote, events=events)
 
-    def ls_remote(self, remote: str | None = None, events: Events | None = None
-                  ) -> list[RemoteRef]:
-        """The datasets and runs a remote holds (bad refs and snapshots are problems)."""
+    def ls_remote(self, remote: str | None = None, events: Events | None = None,
+                  grep: Sequence[str] = ()) -> list[RemoteRef]:
+        """The datasets and runs a remote holds (bad refs and snapshots are problems).
+
+        ``grep``: only those whose name or newest message holds one of these words.
+        """
         from mlgit.api import sync  # 17 ms of start-up (transfer, notes)
-        return sync.ls_remote(self, remote, events)
+        return sync.ls_remote(self, remote, events, grep)
 
     def delete_remote_refs(self, remote: str | None, names: list[str], *,
                            events: Events | None = None) -> DeleteResult:
         """Delete datasets or runs from ``remote`` at the versions last fetched (push --delete)."""
         return remote_delete.delete_remote_refs(self, remote, names, events=events)
+
+    # -- data from other repositories (imports.py) ---------------------------------------
+    def import_(self, url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
+                base: Path | None = None, events: Events | None = None) -> ImportResult:
+        """Pin version ``rev`` of repository ``url``'s data at ``path`` (``git ml import``)."""
+        from mlgit.api import imports  # 17 ms of start-up (sync)
+        return imports.import_(self, url, rev, path, base=base, events=events)
+
+    def update(self, paths: list[str | os.PathLike[str]], *, rev: str | None = None,
+               force: bool = False, events: Events | None = None) -> list[ImportResult]:
+        """Move imported pointers to their source's newest version (or ``rev``)."""
+        from mlgit.api import imports  # 17 ms of start-up (sync)
+        return imports.update(self, paths, rev=rev, force=force, events=events)
 
     # -- the model registry (mlgit/api/registry.py) ------------------------------------
     def promote(self, rev: str, stage: str, *, model: str | None = None, message: str = "",

@@ -22,7 +22,7 @@ from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
 from mlgit.errors import FormatError
 from mlgit.format.ids import ObjectID
-from mlgit.format.pointer import Pointer, PointerConflict
+from mlgit.format.pointer import Pointer, PointerConflict, PointerSource
 from mlgit.gitlink.pointers import load_pointers, tracked_path_for
 from mlgit.snapshot import statcache
 
@@ -44,7 +44,7 @@ class StatusEntry:
     is set, ``changes`` compare the data with ours plus what merged cleanly).
     ``conflicts`` lists the conflicting paths, worked out again from the merge's
     versions; None when those are not in the local store (``conflict.paths`` then
-    lists what the pointer file holds).
+    lists what the pointer file holds). ``source`` is set for imported data.
     """
 
     path: str
@@ -56,12 +56,15 @@ class StatusEntry:
     is_file: bool = False
     conflict: PointerConflict | None = None
     conflicts: list[Conflict] | None = None
+    source: PointerSource | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as ``git ml status --json`` prints it."""
+        src = self.source
         return {"path": self.path, "pointer": self.pointer, "name": self.name, "id": self.id,
                 "state": self.state, "changes": [c.to_json() for c in self.changes],
-                "conflict": self._conflict_json()}
+                "conflict": self._conflict_json(),
+                "source": {"url": src.url, "rev": src.rev} if src is not None else None}
 
     def _conflict_json(self) -> dict[str, Any] | None:
         c = self.conflict
@@ -99,6 +102,7 @@ def status(core: Core, events: Events | None = None) -> list[StatusEntry]:
                                 "conflicted")
         if p.conflict is not None:
             _add_conflicts(core, entry, p.conflict, ev)
+        entry.source = p.source
         out.append(entry)
     if events is None:
         ev.raise_problems()
@@ -139,7 +143,8 @@ def _clean_entry(core: Core, pointer_rel: str, p: Pointer) -> StatusEntry | None
     is_file = full.is_file()
     if not statcache.matches(os.fsencode(full), old, is_file=is_file):
         return None
-    return StatusEntry(rel, pointer_rel, p.name, p.id, "clean", is_file=is_file)
+    return StatusEntry(rel, pointer_rel, p.name, p.id, "clean", is_file=is_file,
+                       source=p.source)
 
 
 def _add_conflicts(core: Core, entry: StatusEntry, c: PointerConflict, ev: Events) -> None:

@@ -30,12 +30,13 @@ Called without ``events``, a verb raises the first problem once the rest is done
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgit.api.events import Events
+from mlgit.api.search import grep_matches
 from mlgit.errors import (
     ConflictError,
     CorruptObjectError,
@@ -59,12 +60,19 @@ from mlgit.gitlink.notes import (
     notes_commit,
     push_notes,
 )
+from mlgit.gitlink.settings import setting_bool
 from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.refs import REF_KINDS, SNAPSHOT_KINDS, STAGES, RefStore, ref_role
 from mlgit.store.store import Store
 from mlgit.sync.backend import Backend
-from mlgit.sync.remote import RemoteSpec, no_store_error, open_backend, resolve_remote
+from mlgit.sync.remote import (
+    RemoteSpec,
+    no_store_error,
+    open_backend,
+    resolve_remote,
+    resolve_source,
+)
 from mlgit.sync.transfer import (
     RemoteIndex,
     TransferStats,
@@ -117,9 +125,13 @@ class RemoteRef:
                 "bytes": s.bytes if s else None, "message": s.message if s else None}
 
 
-def connect_remote(repo: Core, remote: str | None) -> tuple[RemoteSpec, Backend]:
-    """``remote`` (None: the default one) resolved and its backend opened; close it after."""
-    spec = resolve_remote(repo.git, remote, repo.ssh_command)
+def connect_remote(repo: Core, remote: str | RemoteSpec | None) -> tuple[RemoteSpec, Backend]:
+    """``remote`` (None: the default one) resolved and its backend opened; close it after.
+
+    A :class:`RemoteSpec` already resolved (an import's source) is used as it is.
+    """
+    spec = (remote if isinstance(remote, RemoteSpec) else
+            resolve_remote(repo.git, remote, repo.ssh_command))
     return spec, open_backend(spec)
 
 
@@ -193,19 +205,89 @@ def _is_ancestor(store: Store, old: ObjectID, new: ObjectID, kind: str = "datase
     return False
 
 
-def _pinned(repo: Core, commits: list[str]) -> set[ObjectID]:
-    """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped)."""
+def _pinned(repo: Core, commits: list[str]) -> tuple[set[ObjectID], dict[ObjectID, str]]:
+    """The snapshots the pointer files of ``commits`` pin (tags peeled; others skipped).
+
+    Returns those of this repository's own pointers, and those only imported
+    pointers pin, each with its source URL.
+    """
     import pygit2  # start-up time
 
     cache: dict[str, Any] = {}
-    out: set[ObjectID] = set()
+    own: set[ObjectID] = set()
+    imported: dict[ObjectID, str] = {}
     for c in commits:
         try:
             tree = str(repo.git.git[c].peel(pygit2.Commit).tree_id)
         except (KeyError, ValueError, pygit2.GitError):
             continue  # not a commit (a tag of a tree or blob)
-        out.update(p.id for _, p in pointers_in_tree(repo.git, tree, cache))
-    return out
+        for _, p in pointers_in_tree(repo.git, tree, cache):
+            if p.source is None:
+                own.add(p.id)
+            else:
+                imported.setdefault(p.id, p.source.url)
+    return own, {oid: url for oid, url in imported.items() if oid not in own}
+
+
+def _with_imports(repo: Core, pinned: set[ObjectID], imported: dict[ObjectID, str],
+                  imports: bool | None) -> tuple[set[ObjectID], dict[ObjectID, str]]:
+    """What a push sends of what commits pin: imports too when asked (``ml.pushImports``)."""
+    if imports if imports is not None else setting_bool(repo.git, "ml.pushImports"):
+        return pinned | set(imported), imported
+    return pinned, {}
+
+
+def _imports_ready(repo: Core, roots: list[tuple[RawObjectID, str]],
+                   imported: dict[ObjectID, str], index: RemoteIndex, ev: Events
+                   ) -> list[tuple[RawObjectID, str]]:
+    """``roots`` less the imported versions the remote lacks that cannot be had whole here.
+
+    Those the remote lacks are fetched with their history from their sources
+    first (:func:`bring_imports`).
+    """
+    lacking = {o: u for o, u in imported.items() if not index.has(hex_to_raw(o))}
+    if not lacking:
+        return roots
+    failed = {hex_to_raw(o) for o in set(lacking) - bring_imports(repo, lacking, ev)}
+    return [r for r in roots if r[0] not in failed]
+
+
+def bring_imports(repo: Core, wanted: dict[ObjectID, str], ev: Events,
+                  history: bool = True) -> set[ObjectID]:
+    """Fetch imported versions (id: source URL) whole, ``history`` too, from their sources.
+
+    Returns those that came. What a push that sends imports needs (a store never
+    holds a snapshot without its ancestors), and what pull fetches. A source that
+    fails is a problem, and its versions are left out.
+    """
+    by_url: dict[str, list[ObjectID]] = {}
+    for oid, url in sorted(wanted.items()):
+        by_url.setdefault(url, []).append(oid)
+    came: set[ObjectID] = set()
+    for url, oids in by_url.items():
+        collect = Events()
+        try:
+            fetch(repo, resolve_source(repo.git, url, repo.ssh_command), [str(o) for o in oids],
+                  history=history, notes=False, events=collect)
+        except MlgitError as e:
+            collect.problem(e)
+        found = getattr(collect, "problems", [])
+        if found:
+            ev.problem(_with_message(found[0], f"imported data from {url} not fetched: "
+                                                f"{found[0]}"))
+            continue
+        came.update(oids)
+    return came
+
+
+def _with_message(e: MlgitError, message: str) -> MlgitError:
+    """An error of ``e``'s class (so its exit code) with ``message``."""
+    try:
+        return type(e)(message)
+    except TypeError:  # a class whose constructor takes other arguments
+        out = MlgitError(message)
+        out.exit_code = e.exit_code
+        return out
 
 
 def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str, ObjectID],
@@ -243,7 +325,7 @@ def _ref_updates(store: Store, local: dict[str, ObjectID], remote_refs: dict[str
 
 
 def push(repo: Core, remote: str | None = None, *, force: bool = False,
-         commits: list[str] | None = None, notes: bool = True,
+         commits: list[str] | None = None, notes: bool = True, imports: bool | None = None,
          events: Events | None = None) -> PushResult:
     """Send objects, refs and notes to ``remote``. See the module docstring for the order.
 
@@ -253,6 +335,12 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
     test datasets) that the remote lacks and we have; one that neither has is a
     problem (reported; the rest is pushed). ``notes`` False: the notes ref
     itself is left to git (the pre-push hook of a ``git push`` that pushes it).
+
+    Data imported from another repository (imported pointers) is not sent: a
+    clone fetches it from its source. ``imports`` True (default: the setting
+    ``ml.pushImports``) sends it too, with its history, fetched whole from the
+    source first where this store lacks it (a source that fails is a problem;
+    the rest is pushed).
     """
     ev = events or Events()
     store = repo.store
@@ -269,7 +357,7 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
         notes_sent = notes_at is None or _notes_marker(cache) == notes_at
         local = _local_refs(store, ev)
         heads = commits if commits is not None else [c for c in [head_commit(repo.git)] if c]
-        pinned = _pinned(repo, heads)
+        pinned, imported = _with_imports(repo, *_pinned(repo, heads), imports)
         unreadable: set[str] = set()
 
         def bad_remote_ref(ref: str, e: FormatError) -> None:
@@ -299,6 +387,7 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
                 local.items())]
         roots += [(hex_to_raw(x), walk.SNAPSHOT) for x in sorted(pinned - set(absent))]
         index = RemoteIndex(backend, cache, ev.problem)
+        roots = _imports_ready(repo, roots, imported, index, ev)
         todo = closure_postorder(store, roots, index.has)
         if not notes_sent:
             notes_ok = _plan_note_objects(repo, index, todo, spec, ev)
@@ -446,7 +535,7 @@ def _resolve_remote_rev(rev: str, refs: dict[str, ObjectID], index: RemoteIndex
     raise RevisionError(f"the remote has no dataset, run or snapshot {rev!r}")
 
 
-def fetch(repo: Core, remote: str | None = None, revs: list[str] | None = None, *,
+def fetch(repo: Core, remote: str | RemoteSpec | None = None, revs: list[str] | None = None, *,
           history: bool = True, notes: bool = True, chunks_too: bool = True,
           all_refs: bool = False, local_refs: str | None = None, require_store: bool = True,
           events: Events | None = None) -> PushResult:
@@ -761,12 +850,15 @@ def _diverged(kind: str, name: str, mine: ObjectID, theirs: ObjectID, remote: st
             f"add` the result, or `git ml push --force` to replace {remote}'s)")
 
 
-def ls_remote(repo: Core, remote: str | None = None, events: Events | None = None
-              ) -> list[RemoteRef]:
+def ls_remote(repo: Core, remote: str | RemoteSpec | None = None,
+              events: Events | None = None, grep: Sequence[str] = ()) -> list[RemoteRef]:
     """The datasets and runs a remote holds, without downloading their data.
 
     A ref that cannot be read is a problem and left out; one whose snapshot
     cannot be read or does not decode is a problem and listed without details.
+    ``grep``: only those whose name or newest message holds one of these words
+    (:func:`mlgit.api.search.grep_matches`; one listed without details is kept
+    only for its name).
     """
     ev = events or Events()
     store = repo.store
@@ -791,7 +883,8 @@ def ls_remote(repo: Core, remote: str | None = None, events: Events | None = Non
         backend.close()
     if events is None:
         ev.raise_problems()
-    return out
+    return [r for r in out
+            if grep_matches(grep, r.name, r.snapshot.message if r.snapshot else None)]
 
 
 def _remote_snapshot(url: str, ref: str, raw: RawObjectID, index: RemoteIndex,
@@ -821,7 +914,8 @@ def resolve_commits(repo: Core, revs: list[str]) -> list[str]:
     return [resolve_commit(repo.git, r) for r in revs]
 
 
-def fetch_chunks(repo: Core, remote: str, chunks: list[tuple[RawObjectID, int]]) -> None:
+def fetch_chunks(repo: Core, remote: str | RemoteSpec, chunks: list[tuple[RawObjectID, int]]
+                 ) -> None:
     """Bring just these chunks (``mlgit.open`` reading one file of a lazy snapshot).
 
     ``chunks`` are (id, the length its tree records) pairs. Each chunk's length

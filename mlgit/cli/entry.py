@@ -73,7 +73,9 @@ def _status(core: Core) -> list[str] | None:
     entries = status_if_unchanged(core)
     if not entries:  # no datasets: the CLI says how to start one
         return None
-    return [f"{e.path}: clean ({e.name} {e.id[:12]})\n" for e in entries]
+    return [f"{e.path}: clean ({e.name} {e.id[:12]}"
+            f"{f', imported from {e.source.url}' if e.source is not None else ''})\n"
+            for e in entries]
 
 
 def _add(core: Core, paths: list[str]) -> list[str] | None:

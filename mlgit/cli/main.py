@@ -213,14 +213,20 @@ def status(c: Ctx, as_json: bool) -> None:
         if e.state == "conflicted":
             _print_conflicted(e)
         elif e.state == "clean":
-            click.echo(f"{e.path}: clean ({e.name} {e.id[:12]})")
+            click.echo(f"{e.path}: clean ({e.name} {e.id[:12]}{_imported(e)})")
         elif e.state == "missing":
-            click.echo(f"{e.path}: missing (run `git ml checkout {e.path}`)")
+            click.echo(f"{e.path}: missing (run `git ml checkout {e.path}`{_imported(e)})")
         else:
-            click.echo(f"{e.path}: modified ({len(e.changes)} changes from {e.name} {e.id[:12]})")
+            click.echo(f"{e.path}: modified ({len(e.changes)} changes from {e.name} "
+                       f"{e.id[:12]}{_imported(e)})")
             for ch in e.changes:
                 where = e.path if e.is_file else f"{e.path}/{ch.path}"
                 click.echo(f"  {_STATUS_WORDS[ch.status]:<9} {where}")
+
+
+def _imported(e: StatusEntry) -> str:
+    """``, imported from URL`` for an imported path's status line, else nothing."""
+    return f", imported from {e.source.url}" if e.source is not None else ""
 
 
 _STATUS_WORDS = {"A": "added", "D": "removed", "M": "modified", "T": "typechange"}
@@ -336,13 +342,20 @@ def _show_checkpoint_meta(meta: CheckpointMeta) -> None:
 
 @cli.command(name="ls")
 @click.argument("remote", required=False)
+@click.option("--grep", "words", multiple=True, metavar="WORD",
+              help="Only those whose name or newest message holds WORD (any case; "
+              "repeatable: any of them).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
-    """List every dataset and checkpoint run with its newest version (here, or on REMOTE)."""
+def ls_cmd(c: Ctx, remote: str | None, words: tuple[str, ...], as_json: bool) -> None:
+    """List every dataset and checkpoint run with its newest version (here, or on REMOTE).
+
+    REMOTE is a remote's name or any URL git-ml can reach (a registry to import from).
+    """
+    from mlgit.api.search import grep_matches  # imported when used: start-up time
     if remote is not None:
         with c.repo() as repo:
-            remote_entries = repo.ls_remote(remote, events=c.events)
+            remote_entries = repo.ls_remote(remote, events=c.events, grep=words)
         if as_json:
             _echo_json([e.to_json() for e in remote_entries])
             return
@@ -353,7 +366,8 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
             click.echo(f"{r.kind:<10} {r.name:<24} {r.id[:12]}  {detail}")
         return
     with c.repo() as repo:
-        entries = repo.ls(events=c.events)
+        entries = [e for e in repo.ls(events=c.events)
+                   if grep_matches(words, e.name, e.snapshot.message)]
     if as_json:
         _echo_json([e.to_json() for e in entries])
         return
@@ -362,6 +376,54 @@ def ls_cmd(c: Ctx, remote: str | None, as_json: bool) -> None:
         name = f"{e.remote}/{e.name}" if e.remote else e.name
         click.echo(f"{e.kind:<10} {name:<24} {e.id[:12]}  {s.files:>8} files "
                    f"{_human(s.bytes):>10}  {_when(s.time, s.tz)}")
+
+
+@cli.command(name="import")
+@click.argument("url")
+@click.argument("rev", metavar="NAME[@REV]")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def import_cmd(c: Ctx, url: str, rev: str, path: Path | None, as_json: bool) -> None:
+    """Pin a version of another repository's dataset or run at PATH (default: NAME).
+
+    URL is the source repository (a path, ssh:// or host:path, s3://, or a remote
+    of this clone); NAME its dataset or run, newest unless @ID-PREFIX or ~N says
+    otherwise. The data comes from the source's store; the pointer records where.
+    """
+    with c.repo() as repo:
+        r = repo.import_(url, rev, path, base=c.cwd, events=c.events)
+    if as_json:
+        _echo_json(r.to_json())
+        return
+    click.echo(f"imported {r.kind} {r.rev} {r.id} from {r.url} ({r.files} files, "
+               f"{_human(r.bytes)}; fetched {_human(r.fetched_bytes)}) -> {r.pointer}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--rev", help="Move to this version instead of the newest: ID-PREFIX, "
+              "NAME@ID-PREFIX or ~N.")
+@click.option("-f", "--force", is_flag=True, help="Discard local changes that are not saved.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def update(c: Ctx, paths: tuple[Path, ...], rev: str | None, force: bool,
+           as_json: bool) -> None:
+    """Move imported data at PATHS to its source's newest version (and stage the pointer)."""
+    cwd_paths: list[str | os.PathLike[str]] = [p if p.is_absolute() else c.cwd / p for p in paths]
+    with c.repo() as repo:
+        results = repo.update(cwd_paths, rev=rev, force=force, events=c.events)
+    if as_json:
+        _echo_json([r.to_json() for r in results])
+        return
+    for r in results:
+        if r.old == r.id:
+            what = "the newest" if rev is None else "that version"
+            click.echo(f"{r.path}: already at {what} of {r.name} on {r.url} ({r.id[:12]})"
+                       + ("; pointer rewritten (staged)" if r.changed else ""))
+        else:
+            click.echo(f"{r.path}: {r.name} {(r.old or '')[:12]} -> {r.id[:12]} from {r.url} "
+                       f"({r.files} files, {_human(r.bytes)}) -> {r.pointer} (staged)")
 
 
 @cli.command()
@@ -485,13 +547,16 @@ def note() -> None:
 @click.option("--results", "results_file", type=click.Path(path_type=Path),
               help="Test results: a JSON object of metrics or JUnit XML.")
 @click.option("--dataset", metavar="REV", help="The test dataset the results were measured on.")
+@click.option("--checkpoint", metavar="REV",
+              help="The checkpoint these files are of (the model the results measure).")
 @pass_ctx
 def note_add(c: Ctx, commit: str, log_files: tuple[Path, ...], graph_file: Path | None,
-             results_file: Path | None, dataset: str | None) -> None:
+             results_file: Path | None, dataset: str | None, checkpoint: str | None) -> None:
     """Store files and attach one record each to COMMIT's note (default HEAD)."""
     with c.repo() as repo:
         recs = repo.add_note(commit, log=_abs_all(c, log_files), graph=_abs(c, graph_file),
-                             results=_abs(c, results_file), dataset=dataset, events=c.events)
+                             results=_abs(c, results_file), dataset=dataset,
+                             checkpoint=checkpoint, events=c.events)
     for r in recs:
         click.echo(f"{r['type']} {r['name']} ({r['format']}) -> {r['object'][:12]}")
 
@@ -716,8 +781,12 @@ def _report_transfer(verb: str, r: Any) -> None:
 @click.option("-d", "--delete", "delete", multiple=True, metavar="NAME",
               help="Delete dataset or run NAME (datasets/NAME, checkpoints/NAME) from REMOTE, "
               "at the version last fetched; pushes nothing else (repeatable).")
+@click.option("--imports/--no-imports", default=None,
+              help="Also send data imported from other repositories (default: the "
+              "ml.pushImports setting, else no: clones fetch it from its source).")
 @pass_ctx
-def push(c: Ctx, remote: str | None, force: bool, delete: tuple[str, ...]) -> None:
+def push(c: Ctx, remote: str | None, force: bool, delete: tuple[str, ...],
+         imports: bool | None) -> None:
     """Send datasets, checkpoints and notes to REMOTE (default: the branch's, else origin)."""
     if delete:
         if force:
@@ -729,7 +798,7 @@ def push(c: Ctx, remote: str | None, force: bool, delete: tuple[str, ...]) -> No
             click.echo(f"deleted {ref} ({oid[:12]}) from {d.remote} ({d.url})")
         return
     with c.repo() as repo:
-        r = repo.push(remote, force=force, events=c.events)
+        r = repo.push(remote, force=force, imports=imports, events=c.events)
     _report_transfer("pushed to", r)
 
 
@@ -1179,7 +1248,7 @@ def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_onl
     """Show every teammate's runs in TensorBoard, each named author/run.
 
     The runs are the event files and checkpoints that the notes of REVS (commits;
-    default: every local and remote-tracking branch) name, fetched lazily.
+    default: HEAD and every local and remote-tracking branch) name, fetched lazily.
     """
     from mlgit.api import board as boards  # imported when used: start-up time
     events = c.events if logdir_only is not None else _ProblemsAsWarnings(c.events.tty)
@@ -1203,14 +1272,18 @@ def board(c: Ctx, revs: tuple[str, ...], host: str, port: int | None, logdir_onl
         _echo_json({**result.to_json(), "url": url})
     else:
         people = len({r.path.split("/", 1)[0] for r in result.runs})
-        click.echo(f"{len(result.runs)} runs of {people} people from {result.logdir}")
+        runs = f"{len(result.runs)} run" + ("" if len(result.runs) == 1 else "s")
+        who = f"{people} " + ("person" if people == 1 else "people")
+        click.echo(f"{runs} of {who} from {result.logdir}")
         click.echo(f"TensorBoard at {url} (Ctrl-C to stop)")
     _serve_until_interrupted()
 
 
+from mlgit.cli.results import results_cmd  # noqa: E402
 from mlgit.cli.serve import serve_store  # noqa: E402
 
 cli.add_command(serve_store)
+cli.add_command(results_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

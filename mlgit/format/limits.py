@@ -33,7 +33,9 @@ __all__ = [
     "MAX_SAMPLES",
     "MAX_SAMPLES_LEN",
     "MAX_SAMPLE_ARRAYS",
+    "MAX_RESULTS_CACHE_LEN",
     "MAX_SNAPSHOT_LEN",
+    "MAX_SOURCE_URL_LEN",
     "MAX_SNAPSHOT_BYTES",
     "MAX_SETTING_LEN",
     "MAX_SHARED_CONFIG_LEN",
@@ -113,8 +115,15 @@ MAX_SHARED_CONFIG_LEN = 64 << 10
 MAX_SETTING_LEN = 4096
 """One value in ``.mlgitconfig`` (a URL, a path, a number)."""
 
+MAX_SOURCE_URL_LEN = 1024
+"""The source URL an imported pointer records (``source:``), in UTF-8 bytes."""
+
 MAX_GITIGNORE_LEN = 16 << 20
 """A ``.gitignore`` git-ml reads to add a line to."""
+
+MAX_RESULTS_CACHE_LEN = 256 << 20
+"""One file of ``git ml results``' cache (``.git/ml/cache/results/``): a larger one is not
+written, and one found larger is not read (the table is then built from the notes)."""
 
 MAX_TF_STATE_LEN = 1 << 20
 """A TensorFlow ``checkpoint`` state file in a checked-out checkpoint (``mlgit.tf``)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlgit.errors import FormatError
-from mlgit.format.ids import ID_HEX_LEN, ObjectID, is_hex_prefix
+from mlgit.format.ids import ID_HEX_LEN, ObjectID, is_hex_prefix, object_id
 from mlgit.format.plainjson import check_shown, is_number
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "DatasetRef",
     "SourceInfo",
     "check_dataset_meta",
+    "config_digest",
     "dataset_ref",
     "decode_checkpoint_meta",
     "list_at",
@@ -240,6 +241,20 @@ class CheckpointMeta:
         if self.source is None or self.source.type != "tf-prefix":
             return None
         return self.source.prefix
+
+
+def config_digest(config: tuple[ConfigRef, ...] | list[ConfigRef]) -> str | None:
+    """One digest for a checkpoint's config files (None when it has none).
+
+    32 lowercase hex, the XXH3-128 of the canonical JSON of ``[[name, blob id], ...]`` sorted by
+    name: two checkpoints trained with the same config files (same names, same
+    bytes) have the same digest, whatever their sizes or order. ``commit-ckpt``
+    writes it in the checkpoint record (``config``); ``git ml results`` shows it.
+    """
+    if not config:
+        return None
+    pairs = sorted([c.name, str(c.id)] for c in config)
+    return str(object_id(json.dumps(pairs, separators=(",", ":"), ensure_ascii=True).encode()))
 
 
 def dataset_ref(v: Any, where: str, with_path: bool = True) -> DatasetRef:

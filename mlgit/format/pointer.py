@@ -21,11 +21,24 @@ a dataset has conflicts (docs/format.md, "Pointer file")::
     conflicts: <count>
     conflict: "<path>"        (zero or more, at most <count>: a JSON string each)
 
+Version 3 is an imported pointer (``git ml import``): the data is a version of
+another repository's dataset or run, and the pointer records where it came from
+(docs/format.md, "Imported pointer")::
+
+    mlgit-pointer: 3
+    kind: dataset | checkpoint
+    name: <the dataset's or run's name in the source>
+    id: <32 hex>
+    source: "<the source repository's URL: a JSON string>"
+    rev: <the revision asked for: NAME[@PREFIX][~N]>
+
 Lines starting with ``#`` and blank lines are ignored; every other line is
 ``key: value``. Every key is required once except ``base`` (at most once) and
 ``conflict`` (repeated); no others are allowed. The tracked path is the pointer's
 own path without ``.mlgit``. A version this module does not know is refused, so
-an older git-ml stops at a conflicted pointer with a one-line error.
+an older git-ml stops at a conflicted or imported pointer with a one-line error.
+The source URL and revision are checked by :mod:`mlgit.format.source` (a
+teammate's commit may hold anything there).
 """
 
 from __future__ import annotations
@@ -40,17 +53,24 @@ from mlgit.format.kinds import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.format.limits import MAX_FILES, MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.plainjson import check_shown
+from mlgit.format.source import check_source_url, parse_import_rev
 
-__all__ = ["POINTER_SUFFIX", "Pointer", "PointerConflict", "decode_pointer", "encode_pointer"]
+__all__ = ["POINTER_SUFFIX", "Pointer", "PointerConflict", "PointerSource", "decode_pointer",
+           "encode_pointer"]
 
 POINTER_SUFFIX = ".mlgit"
 _VERSION = "1"
 _VERSION_CONFLICT = "2"
+_VERSION_IMPORT = "3"
 _KEYS_V1 = {"mlgit-pointer", "kind", "name", "id"}
 _KEYS_V2 = _KEYS_V1 | {"ours", "theirs", "conflicts"}
+_KEYS_V3 = _KEYS_V1 | {"source", "rev"}
 _HEADER_V1 = "# git-ml pointer: pins one version of the data beside it. Managed by `git ml`.\n"
 _HEADER_V2 = ("# git-ml pointer: a merge of two versions of this data left conflicts; see "
               "`git ml status`.\n# Resolve: edit the data, then `git ml add` it. Managed by "
+              "`git ml`.\n")
+_HEADER_V3 = ("# git-ml pointer: pins one version of data imported from another repository.\n"
+              "# `git ml update <path>` moves it to the source's newest version. Managed by "
               "`git ml`.\n")
 
 
@@ -71,17 +91,33 @@ class PointerConflict:
 
 
 @dataclass(frozen=True)
+class PointerSource:
+    """Where an imported pointer's data comes from (version 3).
+
+    ``url`` is the source repository's URL (checked by
+    :func:`~mlgit.format.source.check_source_url`), ``rev`` the revision asked for
+    (``NAME[@PREFIX][~N]``, checked by :func:`~mlgit.format.source.parse_import_rev`).
+    """
+
+    url: str
+    rev: str
+
+
+@dataclass(frozen=True)
 class Pointer:
     """What a pointer file says: the kind, name and snapshot id of the data it pins.
 
     ``conflict`` is set for a conflicted merge (version 2): ``id`` then names
     ours plus what merged cleanly, which is what ``git ml checkout`` materializes.
+    ``source`` is set for imported data (version 3): ``name`` is then the name
+    the dataset or run has in the source, not a ref of this repository.
     """
 
     kind: str
     name: str
     id: ObjectID
     conflict: PointerConflict | None = None
+    source: PointerSource | None = None
 
 
 def _listable(path: str) -> bool:
@@ -97,8 +133,25 @@ def _listable(path: str) -> bool:
 
 
 def encode_pointer(p: Pointer) -> bytes:
-    """Render a pointer file's bytes (version 2, at most MAX_POINTER_LEN, for a conflict)."""
+    """Render a pointer file's bytes (version 2 for a conflict, 3 for an import).
+
+    Nothing a reader would refuse is written: FormatError for a source URL or
+    revision the checks refuse, ValueError for a conflicted import or a URL too
+    long for a pointer file.
+    """
     c = p.conflict
+    if p.source is not None:
+        if c is not None:
+            raise ValueError("an imported pointer cannot record a merge conflict")
+        src = p.source
+        check_source_url(src.url)
+        parse_import_rev(src.rev)
+        data = (f"{_HEADER_V3}mlgit-pointer: {_VERSION_IMPORT}\nkind: {p.kind}\n"
+                f"name: {p.name}\nid: {p.id}\nsource: {json.dumps(src.url, ensure_ascii=True)}\n"
+                f"rev: {src.rev}\n").encode()
+        if len(data) > MAX_POINTER_LEN:
+            raise ValueError("the source URL is too long for a pointer file")
+        return data
     if c is None:
         return (f"{_HEADER_V1}mlgit-pointer: {_VERSION}\nkind: {p.kind}\nname: {p.name}\n"
                 f"id: {p.id}\n").encode()
@@ -160,6 +213,25 @@ def _conflict_paths(count_text: str, listed: list[str], bad: Callable[[str], Poi
     return count, paths
 
 
+def _source(url_text: str, rev_text: str, name: str, bad: Callable[[str], PointerError]
+            ) -> PointerSource:
+    """The ``source`` (a JSON string literal) and ``rev`` of an imported pointer, checked."""
+    try:  # a string literal only: nothing nested to parse
+        url = json.loads(url_text) if url_text.startswith('"') else None
+    except ValueError:
+        url = None
+    if not isinstance(url, str):
+        raise bad(f"invalid source {url_text[:60]!r} (a JSON string is expected)")
+    try:
+        check_source_url(url)
+        rev = parse_import_rev(rev_text)
+    except FormatError as e:
+        raise bad(str(e)) from None
+    if rev.name != name:
+        raise bad(f"rev {rev_text[:140]!r} does not name {name!r}")
+    return PointerSource(url, rev_text)
+
+
 def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = None) -> Pointer:
     """Parse pointer bytes; PointerError (naming ``where``) if they are not a valid pointer.
 
@@ -179,9 +251,10 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
         raise bad("not UTF-8 text") from None
     fields, listed = _fields(text, bad)
     version = fields.get("mlgit-pointer")
-    if version is not None and version not in (_VERSION, _VERSION_CONFLICT):
+    if version is not None and version not in (_VERSION, _VERSION_CONFLICT, _VERSION_IMPORT):
         raise bad(f"pointer version {version[:20]!r} is not supported (upgrade git-ml)")
-    wanted = _KEYS_V2 if version == _VERSION_CONFLICT else _KEYS_V1
+    wanted = {_VERSION_CONFLICT: _KEYS_V2, _VERSION_IMPORT: _KEYS_V3}.get(version or "",
+                                                                         _KEYS_V1)
     if not (wanted <= set(fields) <= wanted | ({"base"} if version == _VERSION_CONFLICT
                                                  else set())):
         raise bad("missing or unknown keys")
@@ -199,6 +272,9 @@ def decode_pointer(data: bytes, where: str = "pointer file", hint: str | None = 
             raise bad(f"invalid {key} {fields[key][:40]!r}") from None
 
     pid = oid("id")
+    if version == _VERSION_IMPORT:
+        return Pointer(fields["kind"], fields["name"], pid,
+                       source=_source(fields["source"], fields["rev"], fields["name"], bad))
     if version != _VERSION_CONFLICT:
         return Pointer(fields["kind"], fields["name"], pid)
     if fields["kind"] != KIND_DATASET:

@@ -123,6 +123,9 @@ class CheckpointRecord(Record):
     time: int | None
     author: str
     message: str
+    config: str | None = None
+    """The digest of its config files (:func:`~mlgit.format.meta.config_digest`); None
+    when it has none or the record predates the field."""
 
     def roots(self) -> list[tuple[ObjectID, str]]:
         """The checkpoint snapshot."""
@@ -286,7 +289,7 @@ def _checkpoint(r: dict[str, Any], base: tuple[str, int, dict[str, Any]]) -> Che
             list_at(ds, f"{w}.datasets") if ds is not None else [])),
         dirty=opt_bool(r, "dirty", w), time=opt_int(r, "time", w, 0, MAX_TIME),
         author=_text(r, "author", w, required=False),
-        message=_text(r, "message", w, required=False))
+        message=_text(r, "message", w, required=False), config=opt_id(r, "config", w))
 
 
 def _payload(r: dict[str, Any], w: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,9 @@ from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer
 from mlgit.gitlink.pointers import check_pointer_path
 from mlgit.gitlink.repo import GitRepo
 
-__all__ = ["CommitInfo", "CodeState", "code_state", "commit_info", "head_commit",
-           "pointers_in_tree", "resolve_commit", "walk_commits"]
+__all__ = ["CommitInfo", "CodeState", "branch_tips", "code_state", "commit_info", "head_commit",
+           "pointers_in_tree", "reachable_commits", "resolve_commit", "resolve_range",
+           "walk_commits"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +211,68 @@ def code_state(repo: GitRepo) -> CodeState:
     if not diff:
         return CodeState(head, branch, False, None)
     return CodeState(head, branch, True, digest_hex(diff))
+
+
+_BRANCH_PREFIXES = ("refs/heads/", "refs/remotes/")
+
+
+def branch_tips(repo: GitRepo) -> list[str]:
+    """The commits of HEAD, every local branch and every remote-tracking branch, sorted.
+
+    What ``git log --branches --remotes HEAD`` starts from. Symbolic refs
+    (``origin/HEAD``) are skipped (their target is listed anyway); a ref that
+    does not peel to a commit (damaged, or naming a tree) is left out.
+    """
+    import pygit2  # start-up time
+
+    tips: set[str] = set()
+    with contextlib.suppress(KeyError, ValueError, pygit2.GitError):  # unborn or damaged HEAD
+        tips.add(str(repo.git.head.peel(pygit2.Commit).id))
+    for ref in repo.git.references.iterator():
+        direct = ref.type == pygit2.enums.ReferenceType.DIRECT
+        if not direct or not ref.name.startswith(_BRANCH_PREFIXES):
+            continue
+        try:
+            tips.add(str(ref.peel(pygit2.Commit).id))
+        except (KeyError, ValueError, pygit2.GitError):  # a dangling or non-commit ref
+            continue
+    return sorted(tips)
+
+
+def resolve_range(repo: GitRepo, revs: list[str]) -> tuple[list[str], list[str]]:
+    """``git rev-list``'s arguments to (include, exclude) commit ids, each sorted.
+
+    Each of ``revs`` is ``REV`` (its history), ``^REV`` (not its history) or
+    ``A..B`` (B's history but not A's; an empty side means HEAD). RevisionError
+    for a revision that names no commit.
+    """
+    include: set[str] = set()
+    exclude: set[str] = set()
+    for rev in revs:
+        if rev.startswith("^"):
+            exclude.add(resolve_commit(repo, rev[1:]))
+        elif ".." in rev and "..." not in rev:
+            a, _, b = rev.partition("..")
+            include.add(resolve_commit(repo, b or "HEAD"))
+            exclude.add(resolve_commit(repo, a or "HEAD"))
+        else:
+            include.add(resolve_commit(repo, rev))
+    return sorted(include), sorted(exclude)
+
+
+def reachable_commits(repo: GitRepo, include: list[str], exclude: list[str]) -> set[str]:
+    """The ids of every commit reachable from ``include`` but not from ``exclude``.
+
+    Unordered (no commit is read beyond what the walk needs), for callers that
+    only ask whether a commit is in the history.
+    """
+    import pygit2  # start-up time
+
+    if not include:
+        return set()
+    walker = repo.git.walk(None, pygit2.enums.SortMode.NONE)
+    for c in include:
+        walker.push(c)
+    for c in exclude:
+        walker.hide(c)
+    return {str(c.id) for c in walker}

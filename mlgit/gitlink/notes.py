@@ -24,8 +24,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.lock import lock_file
 
 __all__ = ["NOTES_REF", "NoteRoot", "append_note_lines", "fetch_notes", "list_notes",
-           "merge_notes", "note_records", "note_roots", "notes_commit", "push_notes", "read_note",
-           "read_note_blob"]
+           "list_notes_at", "merge_notes", "note_records", "note_roots", "notes_commit",
+           "notes_refs", "push_notes", "read_note", "read_note_blob"]
 
 NOTES_REF = "refs/notes/ml"
 _MAX_FANOUT = 20  # a 40-hex name split into 2-hex directories at most this deep
@@ -110,6 +110,31 @@ def list_notes(repo: GitRepo) -> list[tuple[str, str]]:
     return out
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def list_notes_at(repo: GitRepo, notes: str) -> list[tuple[str, str]]:
+    """Every (commit, note blob id) in the notes commit ``notes`` (a commit id, not a ref).
+
+    Read from that commit's tree (``git ls-tree -r``), so what is listed is
+    exactly that commit's notes, whatever the ref does meanwhile. A note's path
+    is the annotated object's id, whole or split into 2-hex directories (any
+    fan-out); entries that are not blobs at such a path are not notes and are
+    left out, as git leaves them out.
+    """
+    out = []
+    listing = repo.run_git("ls-tree", "-r", "-z", "--full-tree", notes).split(b"\0")
+    for entry in listing:
+        meta, tab, path = entry.partition(b"\t")
+        parts = meta.split()
+        if not tab or len(parts) != 3 or parts[1] != b"blob":
+            continue
+        name = path.decode("ascii", "replace").replace("/", "")
+        if len(name) in (40, 64) and _HEX.issuperset(name):
+            out.append((name, parts[2].decode("ascii")))
+    return out
+
+
 OnProblem = Callable[[MlgitError], None]
 
 NoteRoot = tuple[str, str, str]
@@ -165,6 +190,33 @@ def notes_commit(repo: GitRepo, remote: str | None = None) -> str | None:
         return str(repo.git.lookup_reference(ref).peel(pygit2.Commit).id)
     except (KeyError, ValueError, pygit2.GitError):
         return None
+
+
+_TRACKING_PREFIXES = ("refs/notes/remotes/", "refs/notes/remote-urls/")
+
+
+def notes_refs(repo: GitRepo) -> list[tuple[str, str]]:
+    """(ref, commit) of ``refs/notes/ml`` and of every remote's notes as last fetched.
+
+    The tracking refs are those :func:`fetch_notes` writes
+    (``refs/notes/remotes/<remote>/ml``, ``refs/notes/remote-urls/<hash>``):
+    a fetch that has not been merged yet still counts. Sorted by ref; a ref
+    that does not peel to a commit is left out.
+    """
+    import pygit2  # start-up time
+
+    out = []
+    for ref in repo.git.references.iterator():
+        name = ref.name
+        ours = name == NOTES_REF or name.startswith(_TRACKING_PREFIXES[1]) or (
+            name.startswith(_TRACKING_PREFIXES[0]) and name.endswith("/ml"))
+        if not ours:
+            continue
+        try:
+            out.append((name, str(ref.peel(pygit2.Commit).id)))
+        except (KeyError, ValueError, pygit2.GitError):  # dangling, or not a commit
+            continue
+    return sorted(out)
 
 
 def _signature(repo: GitRepo) -> Any:

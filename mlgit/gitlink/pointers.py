@@ -29,7 +29,8 @@ import os
 import stat
 from pathlib import Path
 
-from mlgit.errors import FormatError, PointerError
+from mlgit.errors import AmbiguousRevisionError, FormatError, PointerError
+from mlgit.format.ids import ObjectID
 from mlgit.format.limits import MAX_POINTER_LEN
 from mlgit.format.paths import check_tracked_path
 from mlgit.format.pointer import POINTER_SUFFIX, Pointer, decode_pointer, encode_pointer
@@ -37,8 +38,9 @@ from mlgit.gitlink.index import indexed_pointers, tracked_files_at
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write, read_bounded
 
-__all__ = ["PointerProblem", "check_pointer_path", "list_pointers", "load_pointers",
-           "pointer_path_for", "read_pointer", "tracked_path_for", "write_pointer"]
+__all__ = ["PointerProblem", "check_pointer_path", "imported_version", "list_pointers",
+           "load_pointers", "pointer_path_for", "read_pointer", "tracked_path_for",
+           "write_pointer"]
 
 PointerProblem = tuple[str, PointerError]
 """A refused pointer file: its path (relative to the work tree) and why."""
@@ -242,3 +244,24 @@ def load_pointers(repo: GitRepo, rels: list[str] | None = None
             good.append((ptr, p))
     problems.sort(key=lambda pe: pe[0])
     return good, problems
+
+
+def imported_version(repo: GitRepo, name: str) -> ObjectID | None:
+    """The version the work tree's imported data called ``name`` is pinned at, or None.
+
+    What a revision ``NAME`` means when no local ref has that name
+    (:func:`mlgit.store.revision.resolve_name`): ``mlgit.checkout("mnist")`` reads
+    the imported ``mnist`` the project pins. AmbiguousRevisionError when imports
+    of that name pin different versions. None in a bare repository; bad pointers
+    are left out (the commands that list pointers report them).
+    """
+    if repo.workdir is None:
+        return None
+    found = {pr: p.id for pr, p in load_pointers(repo)[0]
+             if p.source is not None and p.name == name}
+    if len(set(found.values())) > 1:
+        where = ", ".join(f"{tracked_path_for(pr)} ({oid[:12]})"
+                          for pr, oid in sorted(found.items()))
+        raise AmbiguousRevisionError(f"{name!r} is imported at several versions: {where}; "
+                                     "use an id")
+    return next(iter(found.values()), None)

@@ -15,10 +15,12 @@ most ``MAX_SHARED_CONFIG_LEN`` bytes, and parsed by ``git config -f -`` (stdin:
 from it, and only with values of the expected shape (:func:`check_shared`); none
 of them can make your machine run a command or hold a credential:
 
-- ``ml.remote``, ``ml.lazyFetch``, ``ml.timeout``;
+- ``ml.remote``, ``ml.lazyFetch``, ``ml.timeout``, ``ml.pushImports``;
 - ``ml.<remote>.url`` (no password or key in it), ``ml.<remote>.endpoint`` (an
   ``http(s)://host[:port]`` S3 endpoint, without credentials),
-  ``ml.<remote>.timeout``;
+  ``ml.<remote>.timeout``, where ``<remote>`` is a remote's name or the source
+  URL of imported data (one :func:`~mlgit.format.source.check_source_url`
+  accepts: where that repository's store is, for every clone);
 - ``ml.<remote>.gitml``: the git-ml to run *on the SSH server*, only as a plain
   path to a program named ``git-ml`` (no spaces, arguments or shell characters), so
   a commit cannot make the server run anything but git-ml under your login.
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 
 from mlgit.errors import BadPathError, FormatError, GitCommandError, UsageError
 from mlgit.format.limits import MAX_SETTING_LEN, MAX_SHARED_CONFIG_LEN
+from mlgit.format.source import check_source_url
 from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import open_regular, read_bounded
 
@@ -49,11 +52,12 @@ __all__ = ["SHARED_FILE", "SHARED_KEYS", "SettingsWarning", "SharedSettings", "c
 SHARED_FILE = ".mlgitconfig"
 """The committed settings file, at the top of the work tree."""
 
-SHARED_KEYS = ("ml.remote", "ml.lazyFetch", "ml.timeout", "ml.<remote>.url",
+SHARED_KEYS = ("ml.remote", "ml.lazyFetch", "ml.timeout", "ml.pushImports", "ml.<remote>.url",
                "ml.<remote>.endpoint", "ml.<remote>.gitml", "ml.<remote>.timeout")
-"""The keys git-ml takes from the committed file (``<remote>``: a remote's name)."""
+"""The keys git-ml takes from the committed file (``<remote>``: a remote's name, or an
+imported pointer's source URL)."""
 
-_GLOBAL = {"remote", "lazyfetch", "timeout"}
+_GLOBAL = {"remote", "lazyfetch", "timeout", "pushimports"}
 _PER_REMOTE = {"url", "endpoint", "gitml", "timeout"}
 _NEVER = {"core.sshcommand": "it would run a command on your machine",
           "ml.hooks": "whether git-ml's hooks run is your choice, not a commit's"}
@@ -103,9 +107,18 @@ def check_shared_key(key: str) -> str | None:
             sub is not None and name in _PER_REMOTE)):
         return (f"{shown} is not a setting git-ml takes from {SHARED_FILE} (those are "
                 f"{', '.join(SHARED_KEYS)})")
-    if sub is not None and not _REMOTE_NAME.match(sub):
-        return f"{shown}: {sub[:80]!r} is not a remote name"
+    if sub is not None and not (_REMOTE_NAME.match(sub) or _is_source_url(sub)):
+        return f"{shown}: {sub[:80]!r} is not a remote name or an import's source URL"
     return None
+
+
+def _is_source_url(sub: str) -> bool:
+    """True when ``sub`` is a URL an imported pointer may record (``ml.<URL>.url``...)."""
+    try:
+        check_source_url(sub)
+    except FormatError:
+        return False
+    return True
 
 
 def check_shared(key: str, value: str) -> str | None:
@@ -116,7 +129,7 @@ def check_shared(key: str, value: str) -> str | None:
     name = _split(normalize_key(key))[2]
     if len(value) > MAX_SETTING_LEN or not value.isprintable() or any(c.isspace() for c in value):
         return f"{key}: the value must be one word of printable characters"
-    if name == "lazyfetch":
+    if name in ("lazyfetch", "pushimports"):
         return None if value.lower() in _BOOLS else f"{key}: {value[:40]!r} is not a boolean"
     if name == "timeout":
         try:

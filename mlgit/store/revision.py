@@ -4,8 +4,9 @@ Accepted forms (docs/revisions.md):
 
 - a full id (32 hex) or a unique prefix of 4+ hex characters of a snapshot id;
 - ``name``: the newest snapshot of a dataset or checkpoint run: the local ref, else
-  the remote-tracking ref of the one remote that has it (as git resolves a branch
-  name to ``origin/NAME``);
+  the version data imported under that name is pinned at (when the caller says,
+  ``pinned``), else the remote-tracking ref of the one remote that has it (as git
+  resolves a branch name to ``origin/NAME``);
 - ``remote/name``: what ``git ml fetch REMOTE`` last saw of ``name`` there;
 - ``name@<prefix>``: a snapshot of that name by id prefix;
 - ``model@<stage>`` (and ``remote/model@<stage>``): the checkpoint that holds a
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from mlgit.errors import AmbiguousRevisionError, FormatError, RevisionError
@@ -39,7 +41,7 @@ from mlgit.format.snapshot import Snapshot
 from mlgit.store.refs import SNAPSHOT_KINDS, STAGES, RefStore, is_ref_name_of
 from mlgit.store.store import Store
 
-__all__ = ["RemoteName", "RevisionSource", "StoreRevisions", "read_stage_record",
+__all__ = ["Pinned", "RemoteName", "RevisionSource", "StoreRevisions", "read_stage_record",
            "remote_names", "resolve_in", "resolve_name", "resolve_revision", "resolve_stage",
            "snapshot_ids_with_prefix", "stage_checkpoint", "tracking_refs"]
 
@@ -88,13 +90,19 @@ def _tracked(store: Store, remote: str, name: str, kinds: tuple[str, ...]) -> Ob
                 f"{remote}/{name}")
 
 
-def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = SNAPSHOT_KINDS
-                 ) -> ObjectID | None:
+Pinned = Callable[[str], "ObjectID | None"]
+"""What a name stands for beside refs: the version imported data of that name is
+pinned at in the work tree (None: no import of that name)."""
+
+
+def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = SNAPSHOT_KINDS,
+                 pinned: Pinned | None = None) -> ObjectID | None:
     """The id a name stands for among refs of ``kinds``; None if no ref has it.
 
-    ``NAME``: the local ref; else the remote-tracking ref of the one remote that
-    has ``NAME`` (several remotes that agree on its id count as one; several that
-    disagree are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
+    ``NAME``: the local ref; else ``pinned(NAME)`` (an import's version) when
+    given; else the remote-tracking ref of the one remote that has ``NAME``
+    (several remotes that agree on its id count as one; several that disagree
+    are ambiguous). ``REMOTE/NAME``: that remote's tracking ref.
     AmbiguousRevisionError when a name is a dataset and a run at different ids.
     Only the kinds whose ref names ``NAME`` can be are looked at (a stage ref's name
     is ``MODEL@STAGE``, a dataset's or run's never has an ``@``).
@@ -111,6 +119,10 @@ def resolve_name(store: Store, name: str, kinds: tuple[str, ...] = SNAPSHOT_KIND
     local = _local(store, name, kinds)
     if local is not None:
         return local
+    if pinned is not None:
+        imported = pinned(name)
+        if imported is not None:
+            return imported
     found = {r: oid for r in remote_names(store)
              if (oid := _tracked(store, r, name, kinds)) is not None}
     if len(set(found.values())) > 1:
@@ -185,14 +197,18 @@ class RevisionSource(Protocol):
 
 
 class StoreRevisions:
-    """A store as a :class:`RevisionSource`: its refs, remote-tracking refs and snapshots."""
+    """A store as a :class:`RevisionSource`: its refs, remote-tracking refs and snapshots.
 
-    def __init__(self, store: Store) -> None:
+    ``pinned``: what a name stands for beside refs (the versions imports pin).
+    """
+
+    def __init__(self, store: Store, pinned: Pinned | None = None) -> None:
         self.store = store
+        self.pinned = pinned
 
     def named(self, name: str) -> ObjectID | None:
-        """See :meth:`RevisionSource.named` (:func:`resolve_name` over the snapshot kinds)."""
-        return resolve_name(self.store, name)
+        """See :meth:`RevisionSource.named` (:func:`resolve_name`, with ``pinned``)."""
+        return resolve_name(self.store, name, pinned=self.pinned)
 
     def stage_record(self, model: str, stage: str) -> Promotion | None:
         """See :meth:`RevisionSource.stage_record` (:func:`resolve_stage`)."""
@@ -255,9 +271,12 @@ def _name_at_prefix(source: RevisionSource, name: str, prefix: str, rev: str) ->
     return cands[0]
 
 
-def resolve_revision(store: Store, rev: str) -> ObjectID:
-    """Resolve a revision string to a snapshot id; RevisionError if it names none."""
-    return resolve_in(StoreRevisions(store), rev)
+def resolve_revision(store: Store, rev: str, pinned: Pinned | None = None) -> ObjectID:
+    """Resolve a revision string to a snapshot id; RevisionError if it names none.
+
+    ``pinned`` is consulted for a name after the local refs (see :func:`resolve_name`).
+    """
+    return resolve_in(StoreRevisions(store, pinned), rev)
 
 
 def resolve_in(source: RevisionSource, rev: str) -> ObjectID:

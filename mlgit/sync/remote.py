@@ -27,14 +27,15 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlgit.errors import GitCommandError, UsageError
+from mlgit.errors import FormatError, GitCommandError, UsageError
+from mlgit.format.source import check_source_url
 from mlgit.gitlink.env import shell_command
 from mlgit.gitlink.repo import GitRepo
 from mlgit.gitlink.settings import SHARED_FILE, setting
 from mlgit.sync.backend import Backend, LocalBackend
 
 __all__ = ["RemoteSpec", "config_hint", "default_remote", "local_store", "no_store_error",
-           "open_backend", "parse_url", "resolve_remote"]
+           "open_backend", "parse_url", "resolve_remote", "resolve_source"]
 
 _SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.*)$")
 _SSH_RE = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
@@ -177,6 +178,45 @@ def resolve_remote(git: GitRepo, name: str | None, ssh_command: str | None = Non
             spec, ssh_command=tuple(client) if client else None,
             remote_command=setting(git, f"ml.{remote}.gitml"))
     return spec
+
+
+def _remote_named_by_url(git: GitRepo, url: str) -> str | None:
+    """The git remote of this clone whose URL is exactly ``url`` (the first by name), or None."""
+    try:
+        out = git.run_git("config", "--get-regexp", r"^remote\..*\.url$").decode(
+            "utf-8", "replace")
+    except GitCommandError:
+        return None
+    for line in sorted(out.splitlines()):
+        key, _, value = line.partition(" ")
+        name = key[len("remote."):-len(".url")]
+        if value == url and _NAME_RE.match(name):
+            return name
+    return None
+
+
+def resolve_source(git: GitRepo, url: str, ssh_command: str | None = None) -> RemoteSpec:
+    """Where the git-ml store of an imported pointer's source repository is.
+
+    ``url`` (from a pointer: hostile) must pass
+    :func:`~mlgit.format.source.check_source_url`, else UsageError. Then, as for a
+    remote: ``ml.<url>.url`` (git config, else the committed ``.mlgitconfig``) names
+    the store, with ``ml.<url>.endpoint``, ``.timeout`` and ``.gitml``; else a git
+    remote of this clone whose URL is ``url`` lends its ``ml.<remote>.*`` settings;
+    else the URL itself is the store's place (a local path, ssh, s3). The spec is
+    named ``url`` whichever way it was found (no remote-tracking refs are made
+    for it).
+    """
+    try:
+        check_source_url(url)
+    except FormatError as e:
+        raise UsageError(str(e)) from None
+    if setting(git, f"ml.{url}.url") is None:
+        named = _remote_named_by_url(git, url)
+        if named is not None:
+            spec = resolve_remote(git, named, ssh_command)
+            return dataclasses.replace(spec, name=url)
+    return resolve_remote(git, url, ssh_command)
 
 
 def local_store(spec: RemoteSpec) -> Path:

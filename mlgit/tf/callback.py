@@ -24,10 +24,12 @@ from typing import Any
 from mlgit.api import checkpoints
 from mlgit.api.repo import Repo
 from mlgit.errors import UsageError
+from mlgit.format.meta import DatasetRef
 from mlgit.format.names import is_ref_name
 from mlgit.format.snapshot import KIND_DATASET
 from mlgit.records.tfevents import frame
 from mlgit.tf._compat import keras, tf
+from mlgit.tf.lineage import Reads
 from mlgit.tf.samples import Runner, as_arrays, fit_inputs, record_samples
 
 __all__ = ["SAVE_FORMATS", "CheckpointCallback", "numeric_logs"]
@@ -112,7 +114,9 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
     (Keras' epoch index + 1), ``metrics`` the epoch's finite numeric logs,
     ``config_files`` a ``config.json`` holding ``{"config": config, "model": the
     model's JSON, "save_format", "keras_version", "tensorflow_version"}``,
-    ``datasets`` as given (None: every dataset pinned in HEAD's tree), ``log`` the
+    ``datasets`` as given (None: the versions ``mlgit.tf.dataset`` datasets read
+    while this callback's fits ran, see :meth:`datasets_read`; if none, every
+    dataset pinned in HEAD's tree), ``log`` the
     history so far as CSV (``history.csv``) and, unless ``tensorboard`` is False,
     as TensorBoard event files (a ``tensorboard`` directory, see
     :meth:`write_events`), and ``graph`` the model's JSON. The temporary directory
@@ -165,6 +169,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._graphs: list[bytes] | None = None  # the graph events, made once per history
         self._last_epoch: int | None = None
         self._last_committed: int | None = None
+        self._reads = Reads()  # what mlgit.tf.dataset datasets read during this callback's fits
         with Repo(self.repo_path) as r:
             _ = r.store  # NotInitializedError now rather than after the first epoch
             for rev in self.datasets or []:
@@ -179,6 +184,16 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._last_committed = None
         if self.samples is not None:
             fit_inputs(Runner(self.model), self.samples, "samples")
+        self._reads.listen()
+
+    def datasets_read(self) -> list[DatasetRef]:
+        """The dataset versions ``mlgit.tf.dataset`` datasets read during this callback's fits.
+
+        Collected from ``on_train_begin`` to ``on_train_end`` of every fit this
+        callback has been part of (training and validation data alike), in the
+        order first read; what the checkpoints record when ``datasets`` is None.
+        """
+        return self._reads.refs()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Record the epoch's logs; commit when ``epoch + 1`` is a multiple of ``every_epochs``.
@@ -199,9 +214,12 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._commit(epoch)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:  # noqa: ARG002 - Keras passes logs=
-        """Commit the last epoch if it was not committed already."""
-        if self._last_epoch is not None and self._last_committed != self._last_epoch:
-            self._commit(self._last_epoch)
+        """Commit the last epoch if it was not committed already; stop collecting reads."""
+        try:
+            if self._last_epoch is not None and self._last_committed != self._last_epoch:
+                self._commit(self._last_epoch)
+        finally:
+            self._reads.stop()
 
     # -- committing ------------------------------------------------------------
     def _save_model(self, dest: Path) -> None:
@@ -268,6 +286,13 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             out.append(path)
         return out
 
+    def _datasets(self) -> list[str | DatasetRef] | None:
+        """What a commit records: the datasets given, else those read, else None (HEAD's)."""
+        if self.datasets is not None:
+            return list(self.datasets)
+        read = self.datasets_read()
+        return list(read) if read else None
+
     def _commit(self, epoch: int) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f"mlgit-{self.run}-"))
         try:
@@ -297,7 +322,7 @@ class CheckpointCallback(keras.callbacks.Callback):  # type: ignore[misc]
             with Repo(self.repo_path) as r:
                 result = checkpoints.commit_ckpt(
                     r, ckpt, run=self.run, step=epoch + 1, metrics=self._history.get(epoch, {}),
-                    config_files=[config_file], datasets=self.datasets, log=logs,
+                    config_files=[config_file], datasets=self._datasets(), log=logs,
                     graph=graph, samples=samples)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
