@@ -45,8 +45,10 @@ def _wrapper(where: Path, source: Path) -> Path:
     """A directory holding a ``git-ml`` that runs the build in ``source``."""
     where.mkdir(parents=True)
     script = where / "git-ml"
+    # The build's own console entry point: mlgit.cli.entry where it has one.
+    entry = "entry" if (source / "mlgit" / "cli" / "entry.py").exists() else "main"
     script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(source)!r})\n"
-                      "from mlgit.cli.main import main\nsys.exit(main())\n")
+                      f"from mlgit.cli.{entry} import main\nsys.exit(main())\n")
     script.chmod(0o755)
     return where
 

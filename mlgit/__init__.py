@@ -25,26 +25,41 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mlgit.api.add import AddResult
-from mlgit.api.inspect import ListEntry, SnapshotInfo
-from mlgit.api.repo import Repo
 from mlgit.errors import MlgitError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from mlgit.api.add import AddResult
     from mlgit.api.board import BoardResult
     from mlgit.api.checkpoints import CkptResult
     from mlgit.api.events import Events
     from mlgit.api.imports import ImportResult
+    from mlgit.api.inspect import ListEntry, SnapshotInfo
     from mlgit.api.registry import PromoteResult, StageRecord
+    from mlgit.api.repo import Repo
     from mlgit.api.results_table import HistoryPoint, ResultRow
     from mlgit.tf.export import ExportResult
     from mlgit.tf.verify import Verification
 
 
 def __getattr__(name: str) -> Any:
-    """Load rarely used names on first use (``mlgit.api.checkpoints``: 30 ms of start-up)."""
+    """Load the API on first use: ``git ml status`` imports ``mlgit`` and needs none of it.
+
+    (The whole API is about 100 ms of start-up; ``mlgit.api.checkpoints`` alone 30 ms.)
+    """
+    if name == "Repo":
+        from mlgit.api.repo import Repo
+
+        return Repo
+    if name == "AddResult":
+        from mlgit.api.add import AddResult
+
+        return AddResult
+    if name in ("ListEntry", "SnapshotInfo"):
+        from mlgit.api import inspect
+
+        return getattr(inspect, name)
     if name == "CkptResult":
         from mlgit.api.checkpoints import CkptResult
 
@@ -73,6 +88,12 @@ __version__ = "0.1.0"
 RepoPath = str | os.PathLike[str] | None
 
 
+def _repo(repo: RepoPath) -> Repo:
+    from mlgit.api.repo import Repo
+
+    return Repo(repo)
+
+
 def checkout(rev: str, repo: RepoPath = None, *, worktree: bool = True) -> Path:
     """Path of a local copy of snapshot ``rev``, to read and never to write to.
 
@@ -84,7 +105,7 @@ def checkout(rev: str, repo: RepoPath = None, *, worktree: bool = True) -> Path:
     it) or until :func:`release`. Safe to call from several processes at once:
     each gets a complete tree. For a snapshot of a single file the path is that file.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.checkout(rev, worktree=worktree)
 
 
@@ -103,7 +124,7 @@ def release(path: str | os.PathLike[str]) -> bool:
 def add(path: str | os.PathLike[str], *, name: str | None = None, message: str = "",
         repo: RepoPath = None) -> AddResult:
     """Snapshot ``path`` as a dataset, as ``git ml add`` does; return the result."""
-    with Repo(repo if repo is not None else Path(path).absolute().parent) as r:
+    with _repo(repo if repo is not None else Path(path).absolute().parent) as r:
         return r.add([Path(path).absolute()], name=name, message=message)[0]
 
 
@@ -115,7 +136,7 @@ def open(rev: str, path: str = "", repo: RepoPath = None) -> BinaryIO:
     descriptor, so a loop over many files holds a constant number. To read many
     files, :meth:`Repo.open` on one long-lived ``Repo`` shares its store.
     """
-    r = Repo(repo)
+    r = _repo(repo)
     try:
         return r.open(rev, path, close_repo=True)
     except BaseException:
@@ -129,7 +150,7 @@ def prefetch(rev: str, paths: list[str] | None = None, repo: RepoPath = None) ->
     ``paths`` are files or directories of snapshot ``rev`` (None: all of it).
     Then ``mlgit.open`` over those files reads only the local store.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.prefetch(rev, paths)
 
 
@@ -145,7 +166,7 @@ def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = No
     noted with the outputs it gave (``git ml verify``); TensorFlow is imported
     only then.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         if samples is None:
             return r.commit_ckpt(path, run=run, step=step, metrics=metrics,
                                  config_files=config_files, message=message,
@@ -166,19 +187,19 @@ def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = No
 
 def latest_checkpoint(run: str, repo: RepoPath = None) -> Path:
     """Path of ``run``'s newest checkpoint (read-only), e.g. to resume training."""
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.latest_checkpoint(run)
 
 
 def show(rev: str, repo: RepoPath = None, files: bool = True) -> SnapshotInfo:
     """Snapshot ``rev`` with its metadata (and file list unless ``files`` is False)."""
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.show(rev, files=files)
 
 
 def ls(repo: RepoPath = None) -> list[ListEntry]:
     """Every dataset and checkpoint run with its newest snapshot."""
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.ls()
 
 
@@ -191,7 +212,7 @@ def import_(url: str, rev: str, path: str | os.PathLike[str] | None = None, *,
     from the current directory), and an imported pointer recording the source is
     written and staged.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.import_(url, rev, path)
 
 
@@ -201,7 +222,7 @@ def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
 
     As ``git ml update``; ``rev`` pins another version of the same name.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.update([Path(p).absolute() for p in paths], rev=rev)
 
 
@@ -212,14 +233,14 @@ def promote(rev: str, stage: str, *, model: str | None = None, message: str = ""
     The model is ``model``, else the model of a ``MODEL@STAGE`` revision, else the
     checkpoint's run. Then ``mlgit.checkout("MODEL@STAGE")`` (and every revision) names it.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.promote(rev, stage, model=model, message=message)
 
 
 def demote(model: str, stage: str, *, message: str = "", repo: RepoPath = None
            ) -> PromoteResult:
     """Record that ``model``'s ``stage`` holds nothing from now on, as ``git ml demote`` does."""
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.demote(model, stage, message=message)
 
 
@@ -232,7 +253,7 @@ def stages(model: str | None = None, stage: str | None = None, *, history: bool 
     as ``"2025-03-01"``, a moment, an age: docs/cli.md) gives the records that held the
     stages then instead.
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         if stage is None:
             if history:
                 raise UsageError("history=True needs a model and a stage")
@@ -254,7 +275,7 @@ def export(rev: str, directory: str | os.PathLike[str], *, model: str | None = N
     """
     from mlgit.tf.export import export as export_
 
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return export_(r, rev, directory, model=model, version=version, check=check,
                        atol=atol, rtol=rtol)
 
@@ -280,7 +301,7 @@ def verify(rev: str | None = None, *, export: str | os.PathLike[str] | None = No
     from mlgit.tf.verify import verify_checkpoint
 
     assert rev is not None
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return verify_checkpoint(r, rev, atol=atol, rtol=rtol, record=record)
 
 
@@ -291,7 +312,7 @@ def board_logdir(logdir: str | os.PathLike[str] | None = None, revs: list[str] |
     ``revs`` None: every branch. See :mod:`mlgit.api.board`.
     """
     from mlgit.api.board import board_logdir as lay_out  # imported when used: start-up time
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return lay_out(r, logdir, revs)
 
 
@@ -303,7 +324,7 @@ def board(revs: list[str] | None = None, host: str = "127.0.0.1", port: int | No
     """
     from mlgit.api.board import board_logdir as lay_out  # imported when used: start-up time
     from mlgit.api.boardserver import serve_logdir  # imported when used: start-up time
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         result = lay_out(r, None, revs)
     return serve_logdir(result.logdir, host, port)
 def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[str] | None = None,
@@ -317,7 +338,7 @@ def results(revs: str | Iterable[str] | None = None, *, dataset: str | Iterable[
     ``events``, a bad note record raises once the table is read (pass an
     ``mlgit.api.events.Events()`` to keep the rows and collect the problems).
     """
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return r.results(revs, dataset=dataset, metric=metric, run=run, sort=sort, limit=limit,
                          events=events)
 
@@ -331,6 +352,6 @@ def results_history(metric: str, *, run: str | None = None, dataset: str | None 
     """
     from mlgit.api import results_table
 
-    with Repo(repo) as r:
+    with _repo(repo) as r:
         return results_table.history(r, metric, run=run, dataset=dataset, revs=revs,
                                      events=events)

@@ -6,23 +6,31 @@ dataset name). Then, per path: the tree is built (only what the stat cache
 does not vouch for is hashed), the snapshot stored, the objects made durable,
 and only then the dataset's ref moved (compare-and-swap), the pointer file
 written, the ``.gitignore`` line added, both staged, and the stat cache saved.
+
+Re-adding a path whose stat cache shows nothing changed since its pointer's
+snapshot (:func:`mlgit.snapshot.statcache.matches`) makes no snapshot and
+writes nothing; :func:`add_if_unchanged` answers that case alone, with the same
+checks and no store opened, for a caller that answers it before loading the
+rest of git-ml.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlgit.api.core import Core
 from mlgit.api.events import Events
 from mlgit.errors import BadPathError, FormatError, PointerError, UsageError
 from mlgit.format.ids import ObjectID, hex_to_raw, raw_to_hex
+from mlgit.format.kinds import KIND_DATASET, ROOT_DIR, ROOT_FILE
 from mlgit.format.names import is_ref_name
 from mlgit.format.paths import check_tracked_path
-from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict
-from mlgit.format.snapshot import KIND_DATASET, ROOT_DIR, ROOT_FILE, Snapshot
+from mlgit.format.pointer import POINTER_SUFFIX, Pointer, PointerConflict, encode_pointer
 from mlgit.gitlink import index as gitindex
 from mlgit.gitlink.pointers import (
     list_pointers,
@@ -32,10 +40,11 @@ from mlgit.gitlink.pointers import (
     write_pointer,
 )
 from mlgit.snapshot import statcache
-from mlgit.snapshot.build import build_tree
-from mlgit.store.store import Store
 
-__all__ = ["AddResult", "add"]
+if TYPE_CHECKING:
+    from mlgit.store.store import Store
+
+__all__ = ["AddResult", "add", "add_if_unchanged"]
 
 
 @dataclass
@@ -93,8 +102,82 @@ def add(core: Core, paths: list[str | os.PathLike[str]], *, name: str | None = N
         return [_add_one(core, store, *plan, message, ev) for plan in plans]
 
 
-def _check_add_path(core: Core, path: str | os.PathLike[str]) -> tuple[str, bool]:
-    """``path`` as a work-tree path git-ml may track, and whether it is a file."""
+def add_if_unchanged(core: Core, paths: list[str | os.PathLike[str]]) -> list[AddResult] | None:
+    """What :func:`add` (without a name) returns when no path changed since its snapshot.
+
+    Each path must pass :func:`add`'s checks, have a pointer file (no conflict)
+    whose dataset's ref exists, and a stat cache of that snapshot that
+    :func:`~mlgit.snapshot.statcache.matches` it; its pointer file and
+    ``.gitignore`` line must be in place and staged. :func:`add` would then
+    write nothing, and neither does this. None when anything else holds:
+    :func:`add` then does the work. A path :func:`add` refuses raises what it
+    would raise. Opens no store and hashes nothing.
+    """
+    if not paths or not core.has_store():
+        return None
+    # One `git ls-files` for what add asks the index: paths tracked under each data
+    # path, the pointer files, and whether pointers and .gitignore files are staged.
+    work = core.git.require_workdir()
+    rels = [core.git.relpath(Path(p)) for p in paths]
+    if any(not rel or rel == "." for rel in rels):
+        return None  # add's error
+    ignores = [rel.rsplit("/", 1)[0] + "/.gitignore" if "/" in rel else ".gitignore"
+               for rel in rels]
+    entries = gitindex.index_entries(core.git, [
+        f":(glob)**/*{POINTER_SUFFIX}",
+        *(f":(literal){r}" for r in [*rels, *(pointer_path_for(r) for r in rels), *ignores])])
+
+    def tracked_under(rel: str) -> list[str]:
+        return [e for e in entries if e == rel or e.startswith(rel + "/")]
+
+    plans = []
+    names: dict[str, str] = {}
+    for p in paths:
+        rel, is_file = _check_add_path(core, p, tracked_under)
+        pointer_rel = pointer_path_for(rel)
+        existing = read_pointer(core.git, pointer_rel)
+        if existing is None or existing.conflict is not None or not is_ref_name(existing.name):
+            return None
+        if names.setdefault(existing.name, rel) != rel:
+            return None
+        plans.append((rel, is_file, pointer_rel, existing))
+    indexed = [e for e in entries if e.endswith(POINTER_SUFFIX)]
+    ours = {pointer_path_for(rel) for rel in names.values()}
+    for other in list_pointers(core.git, indexed):  # no other pointer names these datasets
+        if other in ours:
+            continue
+        try:
+            op = read_pointer(core.git, other)
+        except PointerError:
+            continue
+        if op is not None and op.name in names:
+            return None
+    out = []
+    staged: list[str] = []
+    for rel, is_file, pointer_rel, existing in plans:
+        full = work / rel
+        old = statcache.load(statcache.cache_path(core.cache_dir, full))
+        ignore_rel = gitindex.ignored_by(core.git, rel)
+        if (ignore_rel is None or old.snapshot != existing.id
+                or core.refs.get("datasets", existing.name) is None
+                or (work / pointer_rel).read_bytes() != encode_pointer(
+                    Pointer(KIND_DATASET, existing.name, existing.id))
+                or not statcache.matches(os.fsencode(full), old, is_file=is_file)):
+            return None
+        staged += [pointer_rel, ignore_rel]
+        out.append(AddResult(rel, pointer_rel, existing.name, existing.id, False, old.files,
+                             old.nbytes, 0, 0, 0))
+    if not gitindex.staged(core.git, sorted(set(staged)), entries):
+        return None
+    return out
+
+
+def _check_add_path(core: Core, path: str | os.PathLike[str],
+                    tracked_under: Callable[[str], list[str]] | None = None) -> tuple[str, bool]:
+    """``path`` as a work-tree path git-ml may track, and whether it is a file.
+
+    ``tracked_under`` answers for the index when the caller read it already.
+    """
     rel = core.git.relpath(Path(path))
     if not rel or rel == ".":
         raise BadPathError("cannot add the whole work tree; name a directory or file in it")
@@ -112,7 +195,7 @@ def _check_add_path(core: Core, path: str | os.PathLike[str]) -> tuple[str, bool
     if rel.endswith(POINTER_SUFFIX):
         raise BadPathError(f"{path} is a git-ml pointer file")
     gitindex.check_ignorable(core.git, rel)  # refused now, not after the snapshot
-    tracked = gitindex.tracked_under(core.git, rel)
+    tracked = (tracked_under or (lambda r: gitindex.tracked_under(core.git, r)))(rel)
     if tracked:
         flag = " -r" if full.is_dir() else ""
         raise BadPathError(
@@ -139,6 +222,9 @@ def _check_name_free(core: Core, ds: str, pointer_rel: str) -> None:
 def _add_one(core: Core, store: Store, rel: str, is_file: bool, pointer_rel: str,
              existing: Pointer | None, ds: str, message: str, ev: Events) -> AddResult:
     """Snapshot one checked path; objects durable before the ref, pointer and stat cache."""
+    from mlgit.format.snapshot import Snapshot
+    from mlgit.snapshot.build import build_tree  # start-up time: not for add_if_unchanged
+
     work = core.git.require_workdir()
     full = work / rel
     cpath = statcache.cache_path(store.cache_dir, full)

@@ -8,7 +8,8 @@ own: the git repository (:attr:`Core.git`), the store, opened on first use
 the work tree's pointer files (:meth:`Core.tracked`), the author git would record
 (:meth:`Core.author`), and closing with its housekeeping (:meth:`Core.close`:
 small packs consolidated, as ``git gc --auto`` does). This module imports no other
-verb module, so every verb module may import it.
+verb module, so every verb module may import it. It imports the store only when
+one is opened: ``git ml status`` on unchanged data never needs it.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from mlgit.api.events import Events
 from mlgit.errors import ConflictError, FormatError, GitCommandError, MlgitError
-from mlgit.format.config import StoreConfig
+from mlgit.format.config import decode_config
 from mlgit.format.ids import ObjectID
+from mlgit.format.limits import MAX_CONFIG_LEN
 from mlgit.format.pointer import Pointer
-from mlgit.format.snapshot import Snapshot
 from mlgit.gitlink.env import GitEnv
 from mlgit.gitlink.pointers import imported_version, load_pointers
 from mlgit.gitlink.repo import GitRepo, discover
-from mlgit.store import gc, shared
-from mlgit.store.revision import resolve_revision
-from mlgit.store.store import Store
+from mlgit.store.fsutil import read_bounded
+
+if TYPE_CHECKING:
+    from mlgit.format.config import StoreConfig
+    from mlgit.format.snapshot import Snapshot
+    from mlgit.store.refs import RefStore
+    from mlgit.store.store import Store
 
 __all__ = ["Core", "about_pointer", "main_worktree"]
 
@@ -88,6 +93,8 @@ class Core:
 
         Returns True if it was created.
         """
+        from mlgit.store.store import Store  # start-up time: only when a store is opened
+
         store, created = Store.init(self.git.ml_dir, config)
         if self._store is not None:
             self._store.close()
@@ -98,9 +105,42 @@ class Core:
     def store(self) -> Store:
         """The opened store; NotInitializedError if ``git ml init`` was never run."""
         if self._store is None:
+            from mlgit.store.store import Store  # start-up time: only when a store is opened
+
             self._store = Store.open(self.git.ml_dir)
             self.register_shared()
         return self._store
+
+    @property
+    def cache_dir(self) -> Path:
+        """The store's derived data (:attr:`Store.cache_dir`), known without opening the store."""
+        return self._store.cache_dir if self._store is not None else self.git.ml_dir / "cache"
+
+    @property
+    def refs(self) -> RefStore:
+        """The store's refs (:attr:`Store.refs`), readable without opening the store."""
+        if self._store is not None:
+            return self._store.refs
+        from mlgit.store.refs import RefStore
+
+        return RefStore(self.git.ml_dir / "refs")
+
+    def has_store(self) -> bool:
+        """Whether the store exists with a config that decodes, checked without opening it.
+
+        For answers that need nothing else from the store (``status`` on
+        unchanged data); False sends the caller to :attr:`store`, which raises
+        the right error. A clone that keeps its objects in a shared store is
+        False too: opening its store checks the shared store and registers the
+        clone there (:meth:`register_shared`), which such an answer must not skip.
+        """
+        if self._store is not None:
+            return True
+        try:
+            config = decode_config(read_bounded(self.git.ml_dir / "config", MAX_CONFIG_LEN))
+        except (OSError, FormatError):
+            return False
+        return not config.shared
 
     def register_shared(self) -> None:
         """Make sure this clone is in its shared store's registry (one small read when it is).
@@ -111,6 +151,8 @@ class Core:
         """
         store = self._store
         if store is not None and store.shared is not None:
+            from mlgit.store import shared
+
             with contextlib.suppress(OSError):
                 shared.register(store.shared, self.git.ml_dir, main_worktree(self.git))
 
@@ -120,6 +162,8 @@ class Core:
         A name no local ref has may be imported data's
         (:func:`~mlgit.gitlink.pointers.imported_version`).
         """
+        from mlgit.store.revision import resolve_revision
+
         return resolve_revision(self.store, rev,
                                 pinned=lambda name: imported_version(self.git, name))
 
@@ -185,6 +229,8 @@ class Core:
         if store is None or store.objects.packs_committed == self._packs_checked:
             return
         self._packs_checked = store.objects.packs_committed
+        from mlgit.store import gc
+
         ev = events or self.events or Events()
         try:
             if len(gc.small_packs(store)) <= 1:

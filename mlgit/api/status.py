@@ -1,32 +1,38 @@
 """``git ml status``: each tracked path compared with the snapshot its pointer pins.
 
-The comparison builds the path's tree without storing anything (``build_tree``
-with ``dry=True``), hashing only what the stat cache does not vouch for, and
-diffs it with the pinned snapshot's tree. A conflicted pointer (a merge that
-left conflicts) is listed with its conflicts, worked out again from the merge's
-versions (:func:`mlgit.api.merge.conflicts_of`).
+A path whose stat cache shows nothing changed since the pinned snapshot was
+added or checked out (:func:`mlgit.snapshot.statcache.matches`: ``lstat`` calls
+only) is clean without opening the store. Any other path is compared by
+building its tree without storing anything (``build_tree`` with ``dry=True``),
+hashing only what the stat cache does not vouch for, and diffing it with the
+pinned snapshot's tree. :func:`status_if_unchanged` is the first half alone,
+for a caller that answers the common case before loading the rest of git-ml.
+A conflicted pointer (a merge that left conflicts) is listed with its
+conflicts, worked out again from the merge's versions
+(:func:`mlgit.api.merge.conflicts_of`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlgit.api.core import Core, about_pointer
 from mlgit.api.events import Events
-from mlgit.api.merge import conflicts_of
 from mlgit.errors import FormatError
-from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_to_hex
+from mlgit.format.ids import ObjectID
 from mlgit.format.pointer import Pointer, PointerConflict, PointerSource
-from mlgit.format.tree import TreeEntry
-from mlgit.gitlink.pointers import tracked_path_for
+from mlgit.gitlink.pointers import load_pointers, tracked_path_for
 from mlgit.snapshot import statcache
-from mlgit.snapshot.build import build_tree
-from mlgit.snapshot.merge import Conflict
-from mlgit.snapshot.treewalk import Change, diff_trees
 
-__all__ = ["StatusEntry", "status"]
+if TYPE_CHECKING:
+    from mlgit.format.ids import RawObjectID
+    from mlgit.format.tree import TreeEntry
+    from mlgit.snapshot.merge import Conflict
+    from mlgit.snapshot.treewalk import Change
+
+__all__ = ["StatusEntry", "status", "status_if_unchanged"]
 
 
 @dataclass
@@ -103,8 +109,48 @@ def status(core: Core, events: Events | None = None) -> list[StatusEntry]:
     return out
 
 
+def status_if_unchanged(core: Core) -> list[StatusEntry] | None:
+    """The status of every tracked path when their stat caches show that none changed.
+
+    Every entry is then clean. None when anything needs a closer look (no
+    usable store, a pointer file git-ml refuses, a conflicted pointer, a
+    missing path, any difference): :func:`status` then answers. Opens no store
+    and hashes nothing: ``lstat`` calls, the pointer files and the stat caches.
+    """
+    if not core.has_store():
+        return None
+    good, problems = load_pointers(core.git)
+    if problems:
+        return None
+    out = []
+    for pointer_rel, p in good:
+        if p.conflict is not None:
+            return None
+        entry = _clean_entry(core, pointer_rel, p)
+        if entry is None:
+            return None
+        out.append(entry)
+    return out
+
+
+def _clean_entry(core: Core, pointer_rel: str, p: Pointer) -> StatusEntry | None:
+    """The clean entry of a tracked path its stat cache vouches for; else None (look closer)."""
+    rel = tracked_path_for(pointer_rel)
+    full = core.git.require_workdir() / rel
+    old = statcache.load(statcache.cache_path(core.cache_dir, full))
+    if old.snapshot != p.id:
+        return None
+    is_file = full.is_file()
+    if not statcache.matches(os.fsencode(full), old, is_file=is_file):
+        return None
+    return StatusEntry(rel, pointer_rel, p.name, p.id, "clean", is_file=is_file,
+                       source=p.source)
+
+
 def _add_conflicts(core: Core, entry: StatusEntry, c: PointerConflict, ev: Events) -> None:
     """Mark ``entry`` conflicted and work out its conflicts from the merge's versions."""
+    from mlgit.api.merge import conflicts_of  # start-up time: only for a conflict
+
     entry.state = "conflicted"
     entry.conflict = c
     try:
@@ -116,6 +162,14 @@ def _add_conflicts(core: Core, entry: StatusEntry, c: PointerConflict, ev: Event
 
 def _status_one(core: Core, pointer_rel: str, p: Pointer, ev: Events) -> StatusEntry:
     """One tracked path compared with its pinned snapshot."""
+    if p.conflict is None:
+        clean = _clean_entry(core, pointer_rel, p)
+        if clean is not None:
+            return clean
+    from mlgit.format.ids import hex_to_raw, raw_to_hex
+    from mlgit.snapshot.build import build_tree
+    from mlgit.snapshot.treewalk import diff_trees
+
     store = core.store
     rel = tracked_path_for(pointer_rel)
     full = core.git.require_workdir() / rel

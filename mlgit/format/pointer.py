@@ -49,10 +49,10 @@ from dataclasses import dataclass
 
 from mlgit.errors import FormatError, PointerError
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.kinds import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.format.limits import MAX_FILES, MAX_PATH_LEN, MAX_POINTER_LEN
 from mlgit.format.names import is_ref_name
 from mlgit.format.plainjson import check_shown
-from mlgit.format.snapshot import KIND_CHECKPOINT, KIND_DATASET
 from mlgit.format.source import check_source_url, parse_import_rev
 
 __all__ = ["POINTER_SUFFIX", "Pointer", "PointerConflict", "PointerSource", "decode_pointer",

@@ -15,6 +15,7 @@ from typing import Any
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format import plainjson
 from mlgit.format.ids import ObjectID, parse_object_id
+from mlgit.format.kinds import KIND_CHECKPOINT, KIND_DATASET, ROOT_DIR, ROOT_FILE
 from mlgit.format.limits import MAX_FILES, MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_LEN, MAX_TIME
 from mlgit.format.meta import CheckpointMeta, check_dataset_meta, decode_checkpoint_meta
 from mlgit.format.names import check_ref_name
@@ -31,10 +32,6 @@ __all__ = [
 ]
 
 SNAPSHOT_MAGIC = b"MLGSNAP\x01"
-KIND_DATASET = "dataset"
-KIND_CHECKPOINT = "checkpoint"
-ROOT_DIR = "dir"
-ROOT_FILE = "file"
 _KEYS = {"kind", "name", "tree", "root", "parents", "time", "tz", "author", "message", "files",
          "bytes", "meta"}
 

@@ -8,7 +8,6 @@ each other's staging. Staging is skipped when the index already holds the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ from mlgit.gitlink.repo import GitRepo
 from mlgit.store.fsutil import atomic_write, read_bounded
 from mlgit.store.lock import lock_file
 
-__all__ = ["check_ignorable", "ensure_ignored", "indexed_pointers", "remove_ignored", "stage",
-           "stage_paths", "tracked_files_at", "tracked_under"]
+__all__ = ["check_ignorable", "ensure_ignored", "ignored_by", "index_entries", "indexed_pointers",
+           "remove_ignored", "stage", "stage_paths", "staged", "tracked_files_at", "tracked_under"]
 
 _INDEX_LOCK_WAIT = 30.0
 _PATHSPEC_BATCH = 256 << 10
@@ -64,6 +63,8 @@ def indexed_pointers(repo: GitRepo) -> list[str]:
 
 
 def _blob_id(data: bytes, hex_len: int) -> str:
+    import hashlib  # start-up time (OpenSSL): only when staging is checked
+
     h = hashlib.sha256() if hex_len == 64 else hashlib.sha1()  # git object id, not security
     h.update(b"blob %d\0" % len(data))
     h.update(data)
@@ -75,21 +76,7 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
 
     A path git left unmerged (a conflict) is always added: that resolves it.
     """
-    work = repo.require_workdir()
-    staged = {}
-    unmerged = set()
-    for line in repo.run_git("ls-files", "-s", "-z", "--",
-                             *(f":(literal){r}" for r in rels)).split(b"\0"):
-        if line:
-            meta, _, path = line.partition(b"\t")
-            fields = meta.split()
-            name = path.decode("utf-8", "surrogateescape")
-            staged[name] = fields[1].decode()
-            if fields[2:3] != [b"0"]:
-                unmerged.add(name)
-    todo = [r for r in rels
-            if r not in staged or r in unmerged
-            or _blob_id((work / r).read_bytes(), len(staged[r])) != staged[r]]
+    todo = _unstaged(repo, rels)
     if not todo:
         return
     deadline = time.monotonic() + _INDEX_LOCK_WAIT
@@ -101,6 +88,54 @@ def stage(repo: GitRepo, rels: list[str]) -> None:
             if "index.lock" not in e.stderr or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def staged(repo: GitRepo, rels: list[str],
+           entries: dict[str, tuple[str, bool]] | None = None) -> bool:
+    """Whether the index holds each of these work-tree files as it is (:func:`stage` would not).
+
+    One ``git ls-files`` (none with ``entries``, from :func:`index_entries` with
+    these paths); the files are read and hashed as git would.
+    """
+    return not _unstaged(repo, rels, entries)
+
+
+def index_entries(repo: GitRepo, pathspecs: list[str]) -> dict[str, tuple[str, bool]]:
+    """Index entries matching any of ``pathspecs`` (git's, magic allowed): path -> (id, unmerged).
+
+    One ``git ls-files -s``; ``unmerged`` when the path has a conflict stage.
+    What :func:`tracked_under`, :func:`indexed_pointers` and :func:`staged`
+    ask, for callers that ask them all at once.
+    """
+    out: dict[str, tuple[str, bool]] = {}
+    for line in repo.run_git("ls-files", "-s", "-z", "--", *pathspecs).split(b"\0"):
+        if line:
+            meta, _, path = line.partition(b"\t")
+            fields = meta.split()
+            name = path.decode("utf-8", "surrogateescape")
+            unmerged = fields[2:3] != [b"0"] or out.get(name, ("", False))[1]
+            out[name] = (fields[1].decode(), unmerged)
+    return out
+
+
+def _unstaged(repo: GitRepo, rels: list[str],
+              entries: dict[str, tuple[str, bool]] | None = None) -> list[str]:
+    """Those of ``rels`` that are not in the index as the work tree has them, or are unmerged."""
+    work = repo.require_workdir()
+    if entries is None:
+        entries = index_entries(repo, [f":(literal){r}" for r in rels])
+    return [r for r in rels
+            if r not in entries or entries[r][1]
+            or _blob_id((work / r).read_bytes(), len(entries[r][0])) != entries[r][0]]
+
+
+def ignored_by(repo: GitRepo, rel: str) -> str | None:
+    """The .gitignore already holding ``rel``'s line, else None (the first would be left alone).
+
+    :func:`ensure_ignored` would leave that file alone; BadPathError as it raises.
+    """
+    _, ignore_rel, line, text = _ignore_line(repo, rel)
+    return ignore_rel if line in text.splitlines() else None
 
 
 def _ignore_line(repo: GitRepo, rel: str) -> tuple[Path, str, str, str]:

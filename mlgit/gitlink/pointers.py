@@ -144,14 +144,15 @@ def write_pointer(repo: GitRepo, pointer_rel: str, p: Pointer) -> None:
     atomic_write(path, data)
 
 
-def list_pointers(repo: GitRepo) -> list[str]:
+def list_pointers(repo: GitRepo, indexed: list[str] | None = None) -> list[str]:
     """Pointer files git knows (in the index) plus any in the work tree's top level.
 
     Sorted, relative to the work tree; nothing is followed or read (a top-level
     entry counts unless it is a real directory), and nothing is checked: see
     :func:`load_pointers`. An index entry may be absent from the work tree.
+    ``indexed``: the index's pointer files when the caller has them already.
     """
-    found = set(indexed_pointers(repo))
+    found = set(indexed_pointers(repo) if indexed is None else indexed)
     with os.scandir(repo.require_workdir()) as it:
         for e in it:
             if e.name.endswith(POINTER_SUFFIX) and not e.is_dir(follow_symlinks=False):

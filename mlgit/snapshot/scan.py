@@ -18,9 +18,8 @@ from typing import NamedTuple
 from mlgit.errors import BadPathError
 from mlgit.format.limits import MAX_TREE_DEPTH
 from mlgit.format.paths import is_git_dir_name
-from mlgit.format.treeshape import short_path
 
-__all__ = ["TMP_PREFIX", "DirNode", "FileStat", "scan_dir", "scan_file"]
+__all__ = ["TMP_PREFIX", "DirNode", "FileStat", "is_skipped", "scan_dir", "scan_file"]
 
 TMP_PREFIX = b".mlgit."
 """Names of temporary files checkout writes beside their targets; scans skip them."""
@@ -70,6 +69,17 @@ that spares the full one for almost every name of a large scan. ``TMP_PREFIX`` s
 with ``.`` too."""
 
 
+def is_skipped(name: bytes) -> bool:
+    """Whether a scan skips the entry ``name`` whatever it is, warning about it.
+
+    A name git reserves for a git directory, or a temporary file an interrupted
+    checkout left (:func:`scan_dir` warns about each).
+    """
+    if name[0] not in _GIT_FIRST and b"\\" not in name:
+        return False
+    return is_git_dir_name(name) or (name.startswith(TMP_PREFIX) and name.endswith(b".tmp"))
+
+
 def _rel(rel: str, name: bytes) -> str:
     return f"{rel}/{os.fsdecode(name)}" if rel else os.fsdecode(name)
 
@@ -87,6 +97,8 @@ def scan_dir(path: bytes, warn: Callable[[str], None], rel: str = "",
         node, depth = stack.pop()
         subdirs = _scan_one(node, warn, only if node is root else None)
         if subdirs and depth + 1 > MAX_TREE_DEPTH:
+            from mlgit.format.treeshape import short_path  # start-up time: errors only
+
             where = _rel(node.rel, next(iter(subdirs)))
             raise BadPathError(
                 f"{os.fsdecode(path)}: directories nest deeper than {MAX_TREE_DEPTH} levels "

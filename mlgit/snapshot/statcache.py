@@ -4,16 +4,34 @@ One cache per tracked path, in ``.git/ml/cache/stat/<key>.json``. It records,
 for each directory of the last snapshot built or materialized there, the tree
 id and each regular file's (size, mtime, ctime, inode, executable bit). A file
 whose stat matches is taken to hold what the tree says; any other file is
-hashed. Entries whose mtime is within :data:`RACY_NS` of the moment the stat
-was taken are never recorded (the "racy git" problem: a later write in the same
-timestamp tick would go unnoticed). The cache is derived data: deleting it only
-costs a rehash, and a cache that does not parse is ignored.
+hashed. The cache is derived data: deleting it only costs a rehash, and a
+cache that does not parse is ignored.
+
+Racy entries (git's "racy git" problem): a file written again within the same
+timestamp tick as the stat the cache recorded keeps that stat, so its change
+would go unnoticed. Three rules keep such a file from being vouched for:
+
+- :func:`save` leaves out entries whose mtime or ctime is within :data:`RACY_NS`
+  of the moment the scan began (timestamps finer than that: ext4, xfs, btrfs...);
+- and, for an mtime and a ctime of whole seconds (a filesystem with 1 s or 2 s
+  timestamps: ext3, ext4 with small inodes, FAT, HFS+, some network
+  filesystems), within :data:`COARSE_RACY_NS`;
+- :func:`load` takes no entry whose mtime or ctime is not older than the cache
+  file's own mtime (git's rule against its index file: whatever the
+  granularity, a file touched in the tick the cache was written in is hashed
+  again). Each directory records its newest entry time, so this costs nothing
+  per file.
+
+:func:`matches` answers "is this path exactly as the cache recorded it" with
+``lstat`` calls alone (no hashing, no store): what ``status`` and ``add`` ask
+first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,13 +39,17 @@ from pathlib import Path
 
 from mlgit.errors import FormatError
 from mlgit.format.ids import RawObjectID, digest_hex, hex_to_raw, raw_to_hex
-from mlgit.snapshot.scan import FileStat
-from mlgit.store.fsutil import atomic_write
+from mlgit.snapshot.scan import FileStat, is_skipped
+from mlgit.store.fsutil import replace_file
 
-__all__ = ["RACY_NS", "DirCache", "StatCache", "cache_path", "dir_signature", "load", "save"]
+__all__ = ["COARSE_RACY_NS", "RACY_NS", "DirCache", "StatCache", "cache_path", "dir_signature",
+           "load", "matches", "save"]
 
 RACY_NS = 30_000_000
-_VERSION = 2
+COARSE_RACY_NS = 2_000_000_000
+_SECOND = 1_000_000_000
+_VERSION = 3
+_OLD_VERSIONS = (2,)  # read (no newest entry time per directory: worked out on load)
 _SIG = struct.Struct("<HqqqQ?")
 
 
@@ -53,29 +75,123 @@ def dir_signature(files: dict[bytes, FileStat], links: dict[bytes, bytes],
     return digest_hex(b"".join(parts))
 
 
+def matches(path: bytes, cache: StatCache, *, is_file: bool) -> bool:
+    """True if ``path`` is exactly as ``cache`` recorded it, found with ``lstat`` alone.
+
+    Every directory's listing and every file's stat must equal what the cache
+    vouches for (its signatures, racy entries excluded), so the tree built now
+    would be the cache's :attr:`StatCache.tree`. False at the first difference,
+    and for anything a build would warn about or refuse (a name a scan skips,
+    an entry that is not a file, directory or symlink, a directory that cannot
+    be listed): the caller then builds the tree, which reports it.
+    """
+    dirs = cache.dirs
+    if not cache.tree or not dirs:
+        return False
+    try:
+        if is_file:
+            return _file_matches(path, dirs)
+        seen = 0
+        stack = [(path, "")]
+        while stack:
+            where, rel = stack.pop()
+            dc = dirs.get(rel)
+            if dc is None or not dc.sig:
+                return False
+            seen += 1
+            sig, subdirs = _listing_signature(where)
+            if sig != dc.sig:
+                return False
+            for name in subdirs:
+                stack.append((os.path.join(where, name),
+                              f"{rel}/{os.fsdecode(name)}" if rel else os.fsdecode(name)))
+        return seen == len(dirs)
+    except (OSError, _Doubt):
+        return False
+
+
+class _Doubt(Exception):
+    """An entry :func:`matches` leaves to a full build."""
+
+
+def _file_matches(path: bytes, dirs: dict[str, DirCache]) -> bool:
+    dc = dirs.get("")
+    if dc is None or not dc.sig or len(dirs) != 1:
+        return False
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    name = os.path.basename(path)
+    return dir_signature({name: FileStat.of(st)}, {}, ()) == dc.sig
+
+
+def _listing_signature(where: bytes) -> tuple[str, list[bytes]]:
+    """:func:`dir_signature` of the directory ``where`` as a scan would see it, and its subdirs.
+
+    _Doubt for an entry a scan would skip or warn about. (A listing and one
+    ``fstatat`` per name relative to the directory: the cheapest way to stat
+    from Python.)
+    """
+    names = os.listdir(where)
+    names.sort()
+    files = [b"F"]
+    links = [b"L"]
+    subdirs: list[bytes] = []
+    pack = _SIG.pack
+    lstat = os.stat
+    fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:
+            if is_skipped(name):
+                raise _Doubt(name)
+            st = lstat(name, dir_fd=fd, follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                files.append(pack(len(name), st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                  st.st_ino, (mode & 0o100) != 0))
+                files.append(name)
+            elif stat.S_ISDIR(mode):
+                subdirs.append(name)
+            elif stat.S_ISLNK(mode):
+                links += [name, b"\0", os.readlink(name, dir_fd=fd), b"\0"]
+            else:
+                raise _Doubt(name)
+    finally:
+        os.close(fd)
+    parts = files + links
+    parts.append(b"D")
+    for name in subdirs:
+        parts += [name, b"\0"]
+    return digest_hex(b"".join(parts)), subdirs
+
+
 class DirCache:
     """The cached state of one directory: tree id, listing signature, files' stats.
 
     ``sig`` is empty when some entry could not be cached (racy), which forces a
     per-file comparison. The per-file stats are parsed from the cache file only
-    when asked for (most directories of a large unchanged dataset never are).
+    when asked for (most directories of a large unchanged dataset never are);
+    entries whose mtime or ctime is ``racy_from`` or later are then left out.
     """
 
-    __slots__ = ("_files", "_raw", "sig", "tree")
+    __slots__ = ("_files", "_raw", "racy_from", "sig", "tree")
 
     def __init__(self, tree: RawObjectID, sig: str, files: dict[bytes, FileStat] | None = None,
-                 raw: str | None = None) -> None:
+                 raw: str | None = None, racy_from: int | None = None) -> None:
         self.tree = tree
         self.sig = sig
         self._files = files
         self._raw = raw
+        self.racy_from = racy_from
 
     @property
     def files(self) -> dict[bytes, FileStat]:
         """Each regular file's stat, by name."""
         if self._files is None:
             obj = json.loads(self._raw) if self._raw else {}
-            self._files = {os.fsencode(n): FileStat._make(v) for n, v in obj.items()}
+            limit = self.racy_from
+            self._files = {os.fsencode(n): FileStat._make(v) for n, v in obj.items()
+                           if limit is None or max(v[1], v[2]) < limit}
         return self._files
 
 
@@ -97,31 +213,74 @@ def cache_path(cache_dir: Path, tracked: Path) -> Path:
 
 
 def load(path: Path) -> StatCache:
-    """Read a cache; an empty one if it is missing or unreadable."""
+    """Read a cache; an empty one if it is missing or unreadable.
+
+    Entries not older than the cache file itself are left out (racy: see the
+    module docstring), and their directories' signatures dropped.
+    """
     try:
-        obj = json.loads(path.read_bytes())
-        if obj.get("v") != _VERSION:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            written = os.fstat(fd).st_mtime_ns
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                obj = json.loads(f.read())
+        finally:
+            os.close(fd)
+        version = obj.get("v")
+        if version == _VERSION:
+            dirs = {rel: _dir_cache(tree, sig, raw, newest, written)
+                    for rel, (tree, sig, raw, newest) in obj["dirs"].items()}
+        elif version in _OLD_VERSIONS:
+            dirs = {rel: _dir_cache(tree, sig, raw, None, written)
+                    for rel, (tree, sig, raw) in obj["dirs"].items()}
+        else:
             return StatCache()
-        dirs = {rel: DirCache(hex_to_raw(tree), sig, raw=raw)
-                for rel, (tree, sig, raw) in obj["dirs"].items()}
         return StatCache(obj["snapshot"], obj["tree"], dirs, obj["files"], obj["bytes"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError, FormatError):
         return StatCache()
 
 
+def _dir_cache(tree: str, sig: str, raw: str, newest: int | None, written: int) -> DirCache:
+    """One directory's entry; its signature only if every file in it is older than the cache."""
+    if not isinstance(sig, str) or not isinstance(raw, str):
+        raise TypeError("bad stat cache entry")
+    dc = DirCache(hex_to_raw(tree), sig, raw=raw, racy_from=written)
+    if newest is None:  # an old cache: look at the entries
+        newest = max((max(s.mtime_ns, s.ctime_ns) for s in _parse(raw)), default=0)
+    if not isinstance(newest, int) or newest >= written:
+        dc.sig = ""
+    return dc
+
+
+def _parse(raw: str) -> list[FileStat]:
+    return [FileStat._make(v) for v in json.loads(raw).values()] if raw else []
+
+
+def _cacheable(s: FileStat, limit: int, coarse_limit: int) -> bool:
+    """Whether ``s`` is old enough to be recorded (the save rules of the module docstring)."""
+    newest = max(s.mtime_ns, s.ctime_ns)
+    coarse = not (s.mtime_ns % _SECOND or s.ctime_ns % _SECOND)
+    return newest < limit and (not coarse or newest < coarse_limit)
+
+
 def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
-    """Write a cache, leaving out entries that are racy relative to ``stat_time_ns``."""
+    """Write a cache, leaving out entries that are racy relative to ``stat_time_ns``.
+
+    ``stat_time_ns`` is the wall-clock time just before the stats were taken.
+    Not durable (no fsync): the cache is derived data, a file that a crash left
+    torn does not parse and only costs a rehash.
+    """
     limit = stat_time_ns - RACY_NS
+    coarse_limit = stat_time_ns - COARSE_RACY_NS
     dirs = {}
     for rel, dc in cache.dirs.items():
-        files = {
-            os.fsdecode(n): [s.size, s.mtime_ns, s.ctime_ns, s.ino, int(s.executable)]
-            for n, s in dc.files.items()
-            if s.mtime_ns < limit and s.ctime_ns < limit
-        }
+        kept = [(n, s) for n, s in dc.files.items() if _cacheable(s, limit, coarse_limit)]
+        files = {os.fsdecode(n): [s.size, s.mtime_ns, s.ctime_ns, s.ino, int(s.executable)]
+                 for n, s in kept}
         sig = dc.sig if len(files) == len(dc.files) else ""
-        dirs[rel] = [raw_to_hex(dc.tree), sig, json.dumps(files, separators=(",", ":"))]
+        newest = max((max(s.mtime_ns, s.ctime_ns) for _, s in kept), default=0)
+        dirs[rel] = [raw_to_hex(dc.tree), sig, json.dumps(files, separators=(",", ":")), newest]
     obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs,
            "files": cache.files, "bytes": cache.nbytes}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(obj, separators=(",", ":")).encode())
+    replace_file(path, json.dumps(obj, separators=(",", ":")).encode())

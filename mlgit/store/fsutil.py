@@ -12,7 +12,8 @@ for a copy of another file; :func:`move_into_place` for a temporary file already
 written by other means; :func:`move_dir_into_place` for a finished directory
 (made durable first with :func:`fsync_tree` when another library wrote it), and
 :func:`rename_aside` to remove one (renamed away first, so a reader never sees
-part of one).
+part of one). Derived data that may be lost at any time (caches) skips the
+fsyncs: :func:`replace_file` is only atomic.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mlgit.errors import FormatError
 
 __all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
            "fsync_tree", "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
-           "rename_aside", "unique_tmp_name"]
+           "rename_aside", "replace_file", "unique_tmp_name"]
 
 
 def open_regular(path: str | os.PathLike[str], what: str | None = None,
@@ -324,6 +325,30 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
     with DurableFile(tmp_dir if tmp_dir is not None else path.parent, prefix, mode) as f:
         f.write(data)
         f.commit(path)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically but not durably: for derived data only.
+
+    Readers see the old file or the whole new one; after a crash the file may
+    be the old one, the new one, or empty or torn (so its reader must treat a
+    file that does not parse as absent). The temporary file is a hidden one
+    beside ``path``, removed if the write fails.
+    """
+    tmp = path.parent / unique_tmp_name("." + path.name)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def force_remove(path: str | bytes | os.PathLike[str]) -> None:

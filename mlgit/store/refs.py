@@ -24,7 +24,6 @@ from mlgit.errors import ConflictError, FormatError
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_REF_LEN
 from mlgit.format.names import check_ref_name, is_ref_name, is_stage_ref_name
-from mlgit.store import walk
 from mlgit.store.fsutil import atomic_write, fsync_dir, read_bounded
 from mlgit.store.lock import lock_file
 
@@ -56,6 +55,8 @@ def is_ref_name_of(kind: str, name: str) -> bool:
 
 def ref_role(kind: str) -> str:
     """The role (:mod:`mlgit.store.walk`) of what a ref of ``kind`` names."""
+    from mlgit.store import walk  # start-up time: reading a ref needs no object format
+
     return walk.PROMOTION if kind == STAGES else walk.SNAPSHOT
 
 
