@@ -32,6 +32,7 @@ backends do. Contracts every implementation keeps:
 
 from __future__ import annotations
 
+import errno
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -61,13 +62,23 @@ from mlgit.sync.layout import (
     pack_file,
 )
 
-__all__ = ["Backend", "LocalBackend", "OnBadRef"]
+__all__ = ["COPY_PIECE", "Backend", "LocalBackend", "OnBadRef"]
+
+COPY_PIECE = 8 << 20
+"""Bytes read at a time by the default :meth:`Backend.read_pack_into`."""
+
+
+_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                            errno.EBADF, errno.ETXTBSY})
+"""What ``copy_file_range(2)`` answers when it cannot copy between these two files."""
 
 
 class Backend(ABC):
     """The operations sync needs from a remote store. ``url`` is safe to print."""
 
     url: str
+    concurrent = False
+    """True when several threads may use the backend at once (reading and putting packs)."""
 
     @abstractmethod
     def read_config(self) -> bytes | None:
@@ -88,6 +99,24 @@ class Backend(ABC):
     @abstractmethod
     def read_pack(self, stem: str, offset: int, length: int) -> bytes:
         """``length`` bytes of pack ``stem`` from ``offset`` (a ranged read)."""
+
+    def read_pack_into(self, stem: str, offset: int, length: int, fd: int, at: int) -> None:
+        """Write ``length`` bytes of pack ``stem`` from ``offset`` into file ``fd`` at ``at``.
+
+        A ranged read (the same checks and errors as :meth:`read_pack`) whose bytes
+        go to a file: a whole pack copied in one call. By default
+        :meth:`read_pack` in pieces of :data:`COPY_PIECE` bytes; a backend on a
+        mounted filesystem copies inside the kernel.
+        """
+        if offset < 0 or length < 0:
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
+        done = 0
+        while done < length:
+            n = min(COPY_PIECE, length - done)
+            view = memoryview(self.read_pack(stem, offset + done, n))
+            while view:
+                k = os.pwrite(fd, view, at + done)
+                view, done = view[k:], done + k
 
     @abstractmethod
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
@@ -124,6 +153,8 @@ class LocalBackend(Backend):
     shared store's ``packs/`` as well as its own; packs pushed to it go to its
     own ``packs/``, which it reads too (its gc moves them into the shared store).
     """
+
+    concurrent = True
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = root
@@ -203,6 +234,34 @@ class LocalBackend(Backend):
         if len(data) != length:
             raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
         return data
+
+    def read_pack_into(self, stem: str, offset: int, length: int, fd: int, at: int) -> None:
+        """See :meth:`Backend.read_pack_into`: ``copy_file_range(2)``, inside the kernel.
+
+        Where the kernel cannot (another kind of file system, an old kernel), the
+        bytes are read and written in pieces.
+        """
+        path = self._pack_dir(stem).parent / pack_file(stem)
+        if offset < 0 or length < 0:
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
+        src = open_regular(path, f"{self.url}: {stem}.pack")
+        try:
+            if os.fstat(src).st_size < offset + length:
+                raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
+            done = 0
+            while done < length:
+                try:
+                    n = os.copy_file_range(src, fd, length - done, offset + done, at + done)
+                except OSError as e:
+                    if e.errno not in _NO_COPY_RANGE:
+                        raise
+                    super().read_pack_into(stem, offset + done, length - done, fd, at + done)
+                    return
+                if n == 0:
+                    raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
+                done += n
+        finally:
+            os.close(src)
 
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
         """See :meth:`Backend.put_pack`."""
