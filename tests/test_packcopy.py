@@ -54,10 +54,10 @@ def alice(tmp_path: Path, origin: Path) -> Path:
     return a
 
 
-def _clone(tmp_path: Path, origin: Path, name: str = "bob") -> Path:
+def _clone(tmp_path: Path, origin: Path, name: str = "bob", pack: str = PACK) -> Path:
     bob = tmp_path / name
     git(tmp_path, "clone", "-q", str(origin), str(bob))
-    run_gitml(bob, "init", "--pack-size", PACK)
+    run_gitml(bob, "init", "--pack-size", pack)
     return bob
 
 
@@ -69,11 +69,14 @@ def _fsck_clean(repo: Path) -> None:
 def test_a_clone_copies_whole_packs_and_gets_every_file(alice: Path, origin: Path,
                                                          tmp_path: Path) -> None:
     remote = _stems(origin / "ml/packs")
-    bob = _clone(tmp_path, origin)
+    bob = _clone(tmp_path, origin, pack="16384")  # every remote pack is big enough
     out = run_gitml(bob, "pull").stdout
     assert "fetched" in out
     copied = _stems(bob / ".git/ml/packs") & remote
-    assert copied, "no remote pack was copied whole"
+    assert copied == remote, "not every remote pack was copied whole"
+    # ... the one holding the trees and the snapshot too, after the chunks they name.
+    assert any(e.type != OBJ_CHUNK for s in copied
+               for e in read_index_file(bob / ".git/ml/packs" / f"{s}.idx"))
     for stem in copied:  # byte for byte the remote's pack, up to its last object
         ours = (bob / ".git/ml/packs" / f"{stem}.pack").read_bytes()
         assert ours == (origin / "ml/packs" / f"{stem}.pack").read_bytes()

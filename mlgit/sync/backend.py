@@ -32,7 +32,6 @@ backends do. Contracts every implementation keeps:
 
 from __future__ import annotations
 
-import errno
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -42,6 +41,7 @@ from mlgit.format.config import decode_config
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.store.fsutil import (
+    COPY_RANGE_UNSUPPORTED,
     atomic_write,
     copy_into_place,
     open_regular,
@@ -66,11 +66,6 @@ __all__ = ["COPY_PIECE", "Backend", "LocalBackend", "OnBadRef"]
 
 COPY_PIECE = 8 << 20
 """Bytes read at a time by the default :meth:`Backend.read_pack_into`."""
-
-
-_NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
-                            errno.EBADF, errno.ETXTBSY})
-"""What ``copy_file_range(2)`` answers when it cannot copy between these two files."""
 
 
 class Backend(ABC):
@@ -253,7 +248,7 @@ class LocalBackend(Backend):
                 try:
                     n = os.copy_file_range(src, fd, length - done, offset + done, at + done)
                 except OSError as e:
-                    if e.errno not in _NO_COPY_RANGE:
+                    if e.errno not in COPY_RANGE_UNSUPPORTED:
                         raise
                     super().read_pack_into(stem, offset + done, length - done, fd, at + done)
                     return

@@ -544,6 +544,10 @@ class _Walk:
     structure: dict[RawObjectID, tuple[int, IndexEntry, bytes]] = field(default_factory=dict)
     leaf_type: dict[RawObjectID, int] = field(default_factory=dict)  # leaves to fetch: stored type
     seen: set[Node] = field(default_factory=set)
+    # The local store had no pack when the fetch began (a new clone): nothing is looked up
+    # there (each miss would list its packs again). What another process adds meanwhile
+    # is only fetched twice.
+    empty: bool = False
 
 
 def fetch_objects(store: Store, backend: Backend, roots: Iterable[RawObjectID], remote: RemoteIndex,
@@ -574,7 +578,7 @@ def fetch_objects(store: Store, backend: Backend, roots: Iterable[RawObjectID], 
     their role (chunk, blob, tree, snapshot), whatever the remote's index says.
     """
     stats = TransferStats()
-    w = _Walk()
+    w = _Walk(empty=not store.objects.readers())
     root_nodes: list[Node] = []
     level: list[Node] = []
     for oid in dict.fromkeys(roots):
@@ -824,7 +828,7 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
     chunk whose length disagrees with its tree breaks the tree).
     """
     oid, r = node
-    have = store.objects.has_committed(oid)
+    have = not w.empty and store.objects.has_committed(oid)
     url = backend.url
     if not have and remote.has(oid):
         e = remote.entries[oid][1]
@@ -856,14 +860,16 @@ def _visit(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk, node: 
 def _walk_level(store: Store, backend: Backend, remote: RemoteIndex, w: _Walk,
                 level: list[Node], history: bool, chunks_too: bool) -> list[Node]:
     """Read and decode one level of trees and snapshots; return the next level."""
-    have = store.objects.has_committed
+    def have(oid: RawObjectID) -> bool:
+        return not w.empty and store.objects.has_committed(oid)
+
     failed: dict[RawObjectID, MlgitError] = {}
     got = read_objects(backend, remote, list(dict.fromkeys(o for o, _ in level if not have(o))),
                        failed)
     nxt: list[Node] = []
     for node in level:
         oid, r = node
-        local = store.objects.entry(oid)
+        local = None if w.empty else store.objects.entry(oid)
         where = "the local store" if local is not None else f"remote {backend.url}"
         if oid in failed:
             w.broken[node] = failed[oid]  # could not be read (its error names the remote)
