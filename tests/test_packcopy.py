@@ -106,7 +106,7 @@ def test_a_corrupt_object_in_a_whole_pack_is_refused_and_nothing_names_it(
     _, pack = max(leafy)
     entries = read_index_file(pack.with_suffix(".idx"))
     _corrupt_one_object(pack, entries[len(entries) // 2])
-    bob = _clone(tmp_path, origin)
+    bob = _clone(tmp_path, origin, pack="16384")  # every remote pack would be copied whole
     p = run_gitml(bob, "pull", check=False)
     assert p.returncode == errors.CorruptObjectError.exit_code
     assert str(origin) in p.stderr

@@ -16,8 +16,10 @@ backends do. Contracts every implementation keeps:
   changing nothing, when the ref does not hold ``expect``. :meth:`Backend.delete_ref`
   is the same for a removal: it removes the ref only if it holds ``expect``.
 - Reads return exactly the bytes asked for or raise (a range outside the pack, or
-  a negative one, is a FormatError); no method retries silently forever, and none
-  prints or reads the environment.
+  a negative one, is a FormatError), into memory (:meth:`Backend.read_pack`) or
+  into a file (:meth:`Backend.read_pack_into`, for whole packs); no method retries
+  silently forever, and none prints or reads the environment. Only a backend whose
+  :attr:`Backend.concurrent` is True is used from several threads at once.
 - A remote that cannot be used raises one of the kinds of
   :class:`~mlgit.errors.RemoteError` (unreachable, authentication, protocol,
   refused), never a bare MlgitError, so that every backend's failures exit alike.
