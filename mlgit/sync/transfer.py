@@ -328,6 +328,8 @@ def send_objects(store: Store, backend: Backend, todo: list[RawObjectID], remote
     try:
         with ThreadPoolExecutor(threads, thread_name_prefix="mlgit-push") as pool:
             for wave in waves:  # a wave's units reference only earlier waves': at once
+                if any(u in whole for u in wave):
+                    writer.commit()  # what earlier waves packed anew is there before them
                 futures = [(u, pool.submit(put_whole, u)) for u in wave if u in whole]
                 for u in wave:
                     if u in whole:
@@ -342,7 +344,6 @@ def send_objects(store: Store, backend: Backend, todo: list[RawObjectID], remote
                         stats.bytes += len(stored)
                         if progress:
                             progress(1, len(stored))
-                    writer.commit()
                 for u, fut in futures:
                     fut.result()
                     entries = whole[u][1]
@@ -352,6 +353,7 @@ def send_objects(store: Store, backend: Backend, todo: list[RawObjectID], remote
                     stats.bytes += n
                     if progress:
                         progress(len(entries), n)
+            writer.commit()
     except BaseException:
         writer.abort()
         raise
