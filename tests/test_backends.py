@@ -335,6 +335,38 @@ def test_a_pack_shorter_than_asked_is_an_error(backend: Backend, raw: Raw,
     assert backend.read_pack(stem, 10, 5) == data[10:15]
 
 
+def test_read_pack_into_copies_exactly_the_range(backend: Backend, tmp_path: Path) -> None:
+    backend.init(encode_config(StoreConfig()))
+    stem, path, data, index = _pack(tmp_path, 300_000)
+    backend.put_pack(stem, path, index)
+    out = tmp_path / "copy"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        backend.read_pack_into(stem, 0, len(data), fd, 0)
+        backend.read_pack_into(stem, 7, 1000, fd, len(data))  # at an offset of the file
+        backend.read_pack_into(stem, 5, 0, fd, 0)  # nothing
+        for offset, length in ((-1, 4), (0, -1), (len(data) - 2, 3)):
+            with pytest.raises(FormatError):
+                backend.read_pack_into(stem, offset, length, fd, 0)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == data + data[7:1007]
+
+
+def test_read_pack_into_a_pack_shorter_than_asked_is_an_error(backend: Backend, raw: Raw,
+                                                             tmp_path: Path) -> None:
+    backend.init(encode_config(StoreConfig()))
+    stem, path, data, index = _pack(tmp_path, 100)
+    backend.put_pack(stem, path, index)
+    raw.put(pack_file(stem), data[:50])
+    fd = os.open(tmp_path / "copy", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(FormatError):
+            backend.read_pack_into(stem, 0, len(data), fd, 0)
+    finally:
+        os.close(fd)
+
+
 # -- Every read is bounded by the kind of file ------------------------------------------
 
 

@@ -388,16 +388,17 @@ def push(repo: Core, remote: str | None = None, *, force: bool = False,
         roots += [(hex_to_raw(x), walk.SNAPSHOT) for x in sorted(pinned - set(absent))]
         index = RemoteIndex(backend, cache, ev.problem)
         roots = _imports_ready(repo, roots, imported, index, ev)
-        todo = closure_postorder(store, roots, index.has)
+        children: dict[RawObjectID, list[RawObjectID]] = {}  # lets whole packs go as they are
+        todo = closure_postorder(store, roots, index.has, children)
         if not notes_sent:
-            notes_ok = _plan_note_objects(repo, index, todo, spec, ev)
+            notes_ok = _plan_note_objects(repo, index, todo, spec, ev, children)
 
         def on_total(files: int, nbytes: int) -> None:
             ev.start(f"pushing to {spec.name}", files, nbytes)
 
         try:
             stats = send_objects(store, backend, todo, index, progress=ev.advance,
-                                 on_total=on_total)
+                                 on_total=on_total, children=children)
         finally:
             ev.finish()
         result.objects, result.bytes, result.packs = stats.objects, stats.bytes, stats.packs
@@ -464,7 +465,8 @@ def _set_notes_marker(cache: Path, commit: str) -> None:
 
 
 def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[RawObjectID], spec: RemoteSpec,
-                       ev: Events) -> bool:
+                       ev: Events, children: dict[RawObjectID, list[RawObjectID]] | None = None
+                       ) -> bool:
     """Add to ``todo`` what the remote lacks of every object the notes name; False on a problem.
 
     An object we never fetched that the remote has is fine. One that neither
@@ -490,7 +492,7 @@ def _plan_note_objects(repo: Core, index: RemoteIndex, todo: list[RawObjectID], 
                     "they can `git ml push` it)"))
             continue
         try:
-            more = closure_postorder(store, [(raw, role)], have)
+            more = closure_postorder(store, [(raw, role)], have, children)
         except CorruptObjectError as e:
             ok = False
             ev.problem(CorruptObjectError(f"{label}: {role} {oid_hex} cannot be pushed: {e}"))

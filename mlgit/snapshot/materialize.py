@@ -115,20 +115,53 @@ def _collect(check: Checked, tree: RawObjectID, claim: tuple[int, int], dest: by
 
 def _run(store: Store, jobs: list[tuple[TreeEntry, bytes]], progress: Progress | None,
          reuse: Reuse | None = None) -> None:
-    def one(job: tuple[TreeEntry, bytes]) -> None:
-        _write_file(store, job[0], job[1], reuse)
-        if progress:
-            progress(1, job[0].size)
+    """Write every file of ``jobs`` (:func:`_write_file`), on up to ``_WORKERS`` threads.
 
+    Reading a chunk (zstd) and writing a file release the GIL, so the threads
+    overlap. Each thread takes the next job from a shared iterator (no future
+    per file); the first failure stops the others after the file they are
+    writing and is raised once they have all stopped.
+    """
     if len(jobs) <= 1:
-        for j in jobs:
-            one(j)
+        for e, dest in jobs:
+            _write_file(store, e, dest, reuse)
+            if progress:
+                progress(1, e.size)
         return
-    from concurrent.futures import ThreadPoolExecutor  # start-up time
+    import threading  # start-up time
 
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        for _ in pool.map(one, jobs):
-            pass
+    it = iter(jobs)
+    take = threading.Lock()
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while not stop.is_set():
+            with take:
+                job = next(it, None)
+            if job is None:
+                return
+            try:
+                _write_file(store, job[0], job[1], reuse)
+                if progress:
+                    progress(1, job[0].size)
+            except BaseException as err:  # noqa: BLE001 - raised by the calling thread
+                failed.append(err)
+                stop.set()
+                return
+
+    helpers = [threading.Thread(target=work, name="mlgit-checkout", daemon=True)
+               for _ in range(min(_WORKERS, len(jobs)) - 1)]
+    for t in helpers:
+        t.start()
+    try:
+        work()
+    finally:
+        stop.set()  # when this thread was interrupted: the others stop after their file
+        for t in helpers:
+            t.join()
+    if failed:
+        raise failed[0]
 
 
 def _syncfs(path: Path) -> None:

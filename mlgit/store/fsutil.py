@@ -28,9 +28,9 @@ from typing import BinaryIO
 
 from mlgit.errors import FormatError
 
-__all__ = ["DurableFile", "atomic_write", "copy_into_place", "force_remove", "fsync_dir",
-           "fsync_tree", "move_dir_into_place", "move_into_place", "open_regular", "read_bounded",
-           "rename_aside", "replace_file", "unique_tmp_name"]
+__all__ = ["COPY_RANGE_UNSUPPORTED", "DurableFile", "atomic_write", "copy_into_place",
+           "force_remove", "fsync_dir", "fsync_tree", "move_dir_into_place", "move_into_place",
+           "open_regular", "read_bounded", "rename_aside", "replace_file", "unique_tmp_name"]
 
 
 def open_regular(path: str | os.PathLike[str], what: str | None = None,
@@ -270,12 +270,41 @@ def copy_into_place(src: Path, dest: Path, *, tmp_dir: Path | None = None,
                 raise OSError(errno.EXDEV, "no link asked for")
             os.link(src, tmp, follow_symlinks=False)
         except OSError:
-            shutil.copyfile(src, tmp)
+            _copy_file(src, tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return move_into_place(tmp, dest, overwrite=overwrite)
+
+
+COPY_RANGE_UNSUPPORTED = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                                    errno.EBADF, errno.ETXTBSY})
+"""What ``copy_file_range(2)`` answers when it cannot copy between two files (copy by hand)."""
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to the new file ``dest`` inside the kernel where it can.
+
+    ``copy_file_range(2)`` (which shares the blocks, a reflink, on filesystems
+    that can: XFS, Btrfs), else :func:`shutil.copyfile` (``sendfile``).
+    """
+    with open(src, "rb") as fin:
+        size = os.fstat(fin.fileno()).st_size
+        with open(dest, "xb") as fout:
+            done = 0
+            try:
+                while done < size:
+                    n = os.copy_file_range(fin.fileno(), fout.fileno(), size - done, done, done)
+                    if n == 0:
+                        break  # shorter than it was: copy what there is, as copyfile would
+                    done += n
+                return
+            except OSError as e:
+                if e.errno not in COPY_RANGE_UNSUPPORTED or done:
+                    raise
+    os.unlink(dest)
+    shutil.copyfile(src, dest)
 
 
 def move_dir_into_place(tmp: Path, dest: Path) -> bool:

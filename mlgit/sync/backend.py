@@ -16,8 +16,10 @@ backends do. Contracts every implementation keeps:
   changing nothing, when the ref does not hold ``expect``. :meth:`Backend.delete_ref`
   is the same for a removal: it removes the ref only if it holds ``expect``.
 - Reads return exactly the bytes asked for or raise (a range outside the pack, or
-  a negative one, is a FormatError); no method retries silently forever, and none
-  prints or reads the environment.
+  a negative one, is a FormatError), into memory (:meth:`Backend.read_pack`) or
+  into a file (:meth:`Backend.read_pack_into`, for whole packs); no method retries
+  silently forever, and none prints or reads the environment. Only a backend whose
+  :attr:`Backend.concurrent` is True is used from several threads at once.
 - A remote that cannot be used raises one of the kinds of
   :class:`~mlgit.errors.RemoteError` (unreachable, authentication, protocol,
   refused), never a bare MlgitError, so that every backend's failures exit alike.
@@ -41,6 +43,7 @@ from mlgit.format.config import decode_config
 from mlgit.format.ids import ObjectID, parse_object_id
 from mlgit.format.limits import MAX_CONFIG_LEN, MAX_INDEX_LEN
 from mlgit.store.fsutil import (
+    COPY_RANGE_UNSUPPORTED,
     atomic_write,
     copy_into_place,
     open_regular,
@@ -61,13 +64,18 @@ from mlgit.sync.layout import (
     pack_file,
 )
 
-__all__ = ["Backend", "LocalBackend", "OnBadRef"]
+__all__ = ["COPY_PIECE", "Backend", "LocalBackend", "OnBadRef"]
+
+COPY_PIECE = 8 << 20
+"""Bytes read at a time by the default :meth:`Backend.read_pack_into`."""
 
 
 class Backend(ABC):
     """The operations sync needs from a remote store. ``url`` is safe to print."""
 
     url: str
+    concurrent = False
+    """True when several threads may use the backend at once (reading and putting packs)."""
 
     @abstractmethod
     def read_config(self) -> bytes | None:
@@ -88,6 +96,24 @@ class Backend(ABC):
     @abstractmethod
     def read_pack(self, stem: str, offset: int, length: int) -> bytes:
         """``length`` bytes of pack ``stem`` from ``offset`` (a ranged read)."""
+
+    def read_pack_into(self, stem: str, offset: int, length: int, fd: int, at: int) -> None:
+        """Write ``length`` bytes of pack ``stem`` from ``offset`` into file ``fd`` at ``at``.
+
+        A ranged read (the same checks and errors as :meth:`read_pack`) whose bytes
+        go to a file: a whole pack copied in one call. By default
+        :meth:`read_pack` in pieces of :data:`COPY_PIECE` bytes; a backend on a
+        mounted filesystem copies inside the kernel.
+        """
+        if offset < 0 or length < 0:
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
+        done = 0
+        while done < length:
+            n = min(COPY_PIECE, length - done)
+            view = memoryview(self.read_pack(stem, offset + done, n))
+            while view:
+                k = os.pwrite(fd, view, at + done)
+                view, done = view[k:], done + k
 
     @abstractmethod
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
@@ -124,6 +150,8 @@ class LocalBackend(Backend):
     shared store's ``packs/`` as well as its own; packs pushed to it go to its
     own ``packs/``, which it reads too (its gc moves them into the shared store).
     """
+
+    concurrent = True
 
     def __init__(self, root: Path, url: str | None = None) -> None:
         self.root = root
@@ -203,6 +231,34 @@ class LocalBackend(Backend):
         if len(data) != length:
             raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
         return data
+
+    def read_pack_into(self, stem: str, offset: int, length: int, fd: int, at: int) -> None:
+        """See :meth:`Backend.read_pack_into`: ``copy_file_range(2)``, inside the kernel.
+
+        Where the kernel cannot (another kind of file system, an old kernel), the
+        bytes are read and written in pieces.
+        """
+        path = self._pack_dir(stem).parent / pack_file(stem)
+        if offset < 0 or length < 0:
+            raise FormatError(f"{self.url}: bad range {offset}+{length} of {stem}.pack")
+        src = open_regular(path, f"{self.url}: {stem}.pack")
+        try:
+            if os.fstat(src).st_size < offset + length:
+                raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
+            done = 0
+            while done < length:
+                try:
+                    n = os.copy_file_range(src, fd, length - done, offset + done, at + done)
+                except OSError as e:
+                    if e.errno not in COPY_RANGE_UNSUPPORTED:
+                        raise
+                    super().read_pack_into(stem, offset + done, length - done, fd, at + done)
+                    return
+                if n == 0:
+                    raise FormatError(f"{self.url}: {stem}.pack is shorter than its index says")
+                done += n
+        finally:
+            os.close(src)
 
     def put_pack(self, stem: str, pack: Path, index: bytes) -> None:
         """See :meth:`Backend.put_pack`."""
