@@ -1,0 +1,207 @@
+"""A ``packs/`` directory's multi-pack index: opened in place, checked, written durably.
+
+The file is ``packs/multi-pack-index`` (docs/format.md, "Multi-pack index"). It
+is derived data: a reader that finds it missing, stale (it names a pack that is
+not there, or of another size) or corrupt uses the packs' own indexes instead,
+and nothing it says is needed for an object to be read. Opening it checks its
+size, header, pack table, fan-out and checksum (read in pieces, never mapped in
+whole); each row a lookup finds is checked when it is decoded; :func:`verify`
+checks every row against the packs' own indexes (``git ml fsck``, and ``gc``
+before it trusts the file to say what exists). Writers: :func:`write_midx`,
+through :class:`~mlgit.store.fsutil.DurableFile` (the one durable write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import mmap
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from mlgit.errors import FormatError
+from mlgit.format.ids import FileHasher, RawObjectID
+from mlgit.format.midx import (
+    MIDX_FANOUT_LEN,
+    MIDX_HEAD_LEN,
+    MIDX_ROW,
+    MidxWriter,
+    decode_fanout,
+    decode_midx_packs,
+    decode_row,
+    find_row,
+    midx_layout,
+)
+from mlgit.format.pack import INDEX_ENTRY, IndexEntry
+from mlgit.store.fsutil import DurableFile, open_regular
+
+__all__ = ["MIDX_NAME", "MIDX_PACK_THRESHOLD", "MultiPackIndex", "merge_rows", "verify",
+           "write_midx"]
+
+MIDX_NAME = "multi-pack-index"
+MIDX_PACK_THRESHOLD = 8
+"""A writer that leaves more packs than this outside a ``packs/``'s multi-pack index
+rewrites it (:meth:`mlgit.store.objects.ObjectStore.write_midx`)."""
+
+_CHUNK = 1 << 20
+_CHECKSUM_LEN = 16
+
+
+class MultiPackIndex:
+    """One multi-pack index file, checked and memory-mapped.
+
+    ``stems`` and ``sizes`` are its pack table (by pack number); ``stamp`` the
+    file's identity when opened, so a reader notices when it is replaced.
+    FormatError (naming the file) if any open-time check fails.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        fd = open_regular(path, path.name)
+        try:
+            st = os.fstat(fd)
+            self.stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            size = st.st_size
+            self.layout = midx_layout(os.pread(fd, MIDX_HEAD_LEN, 0), size)
+            h = FileHasher()
+            pos, body = 0, size - _CHECKSUM_LEN
+            while pos < body:
+                data = os.pread(fd, min(_CHUNK, body - pos), pos)
+                if not data:
+                    raise FormatError("truncated multi-pack index")
+                h.update(data)
+                pos += len(data)
+            if h.digest() != os.pread(fd, _CHECKSUM_LEN, body):
+                raise FormatError("multi-pack index checksum mismatch")
+            lay = self.layout
+            packs = decode_midx_packs(os.pread(fd, lay.rows_at - MIDX_HEAD_LEN, MIDX_HEAD_LEN),
+                                      lay.packs)
+            self.fanout = decode_fanout(os.pread(fd, MIDX_FANOUT_LEN, lay.fanout_at), lay.rows)
+            self.stems = [s for s, _ in packs]
+            self.sizes = [n for _, n in packs]
+            self._mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        except FormatError as e:
+            raise type(e)(f"{path.name}: {e}") from None
+        finally:
+            os.close(fd)
+
+    @property
+    def rows(self) -> int:
+        """Objects it holds."""
+        return self.layout.rows
+
+    def find(self, oid: RawObjectID) -> tuple[int, IndexEntry] | None:
+        """(pack number, entry) of ``oid``, or None; FormatError if its row is bad."""
+        i = find_row(self._mm, self.layout, self.fanout, oid)
+        if i < 0:
+            return None
+        try:
+            return decode_row(self._mm, self.layout, self.sizes, i)
+        except FormatError as e:
+            raise type(e)(f"{self.path.name}: {e}") from None
+
+    def row(self, i: int) -> tuple[int, IndexEntry]:
+        """Row ``i``'s (pack number, entry), checked; FormatError if it is bad."""
+        try:
+            return decode_row(self._mm, self.layout, self.sizes, i)
+        except FormatError as e:
+            raise type(e)(f"{self.path.name}: {e}") from None
+
+    def iter_rows(self) -> Iterator[bytes]:
+        """Every row's 38 bytes, in id order (read in pieces; the pages are released)."""
+        width = MIDX_ROW.size
+        step = (_CHUNK // width) * width
+        start, end = self.layout.rows_at, self.layout.fanout_at
+        mm = self._mm
+        for at in range(start, end, step):
+            blk = mm[at:min(at + step, end)]
+            page = at - at % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, page, at + len(blk) - page)
+            yield from (blk[i:i + width] for i in range(0, len(blk), width))
+
+    def close(self) -> None:
+        """Unmap it (lookups afterwards raise ValueError)."""
+        with contextlib.suppress(BufferError):
+            self._mm.close()
+
+
+def merge_rows(sources: Sequence[Iterable[bytes]]) -> Iterator[bytes]:
+    """The rows of ``sources`` (each sorted by id) in id order, each id once (the first)."""
+    merged: Iterable[bytes] = sources[0] if len(sources) == 1 else heapq.merge(*sources)
+    prev = b""
+    for row in merged:
+        oid = row[:16]
+        if oid != prev:
+            prev = oid
+            yield row
+
+
+def write_midx(path: Path, tmp_dir: Path, packs: Sequence[tuple[str, int]],
+               rows: Iterable[bytes]) -> int:
+    """Write the multi-pack index of ``packs`` ((stem, size) by pack number) to ``path``.
+
+    ``rows`` come sorted strictly by id (:func:`merge_rows`). Streamed through a
+    :class:`~mlgit.store.fsutil.DurableFile` in ``tmp_dir`` (``path``'s
+    filesystem), so memory stays small and the file appears whole and durable
+    or not at all. Returns the number of rows.
+    """
+    w = MidxWriter(packs)
+    with DurableFile(tmp_dir, MIDX_NAME) as f:
+        f.write(w.head())
+        batch: list[bytes] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 1 << 15:
+                f.write(w.add(batch))
+                batch = []
+        f.write(w.add(batch))
+        f.write(w.finish())
+        f.commit(path)
+    return w.rows
+
+
+def verify(midx: MultiPackIndex, entries: Sequence[Iterable[bytes] | None]) -> str | None:
+    """Why ``midx`` does not say exactly what its packs' own indexes say, or None.
+
+    ``entries[j]`` gives pack number ``j``'s index entries (34 bytes each, in id
+    order), or is None when that pack cannot be read. Every row is checked (order,
+    pack number, fields, inside its pack) and must be its pack's own entry;
+    every entry of every pack must have a row (in that pack or another).
+    Memory is bounded by a piece of the file; time is linear in the rows.
+    """
+    if any(e is None for e in entries) or len(entries) != len(midx.stems):
+        return "it names a pack that cannot be read"
+    try:
+        prev = b""
+        counts = [0] * (1 << 16)
+        for i, row in enumerate(midx.iter_rows()):
+            oid = row[:16]
+            if oid <= prev:
+                return f"row {i} is out of order"
+            prev = oid
+            counts[int.from_bytes(oid[:2], "big")] += 1
+            midx.row(i)
+        total = 0
+        for b, n in enumerate(counts):
+            total += n
+            if midx.fanout[b] != total:
+                return "its fan-out does not count its rows"
+        matched = 0
+        for j, source in enumerate(entries):
+            assert source is not None
+            for rec in source:
+                found = midx.find(RawObjectID(rec[:16]))
+                if found is None:
+                    return f"it lacks an object of {midx.stems[j]}"
+                pack, e = found
+                if pack == j:
+                    if INDEX_ENTRY.pack(*e) != rec:
+                        return f"its row of an object of {midx.stems[j]} differs from that pack's"
+                    matched += 1
+        if matched != midx.rows:
+            return "it has rows its packs do not hold"
+    except FormatError as e:
+        return str(e)
+    return None
