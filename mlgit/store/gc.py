@@ -26,6 +26,7 @@ from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
 from mlgit.store import checkouts, walk
 from mlgit.store.lock import lock_file
+from mlgit.store.midx import MIDX_NAME, MultiPackIndex
 from mlgit.store.packs import PackReader, PackWriter, commit_into, pack_is_full
 from mlgit.store.store import Store
 
@@ -290,7 +291,7 @@ def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> i
             p = d / name
             if name.endswith(".lock"):
                 continue  # lock files are never deleted (see mlgit.store.lock)
-            if d.name == "packs" and (name.endswith(".idx") or (
+            if d.name == "packs" and (name.endswith(".idx") or name == MIDX_NAME or (
                     name.endswith(".pack") and (d / (name[:-5] + ".idx")).exists())):
                 continue
             try:
@@ -429,8 +430,6 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
 
 def _midx_covers_any(store: Store, stems: list[str]) -> bool:
     """True if ``packs_dir``'s multi-pack index (read as a reader would) names one of ``stems``."""
-    from mlgit.store.midx import MIDX_NAME, MultiPackIndex
-
     try:
         return bool(set(MultiPackIndex(store.packs_dir / MIDX_NAME).stems) & set(stems))
     except (FormatError, OSError):

@@ -148,6 +148,8 @@ def write_midx(path: Path, tmp_dir: Path, packs: Sequence[tuple[str, int]],
     or not at all. Returns the number of rows.
     """
     w = MidxWriter(packs)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)  # not ours (readers refuse it); an empty one goes, else OSError
     with DurableFile(tmp_dir, MIDX_NAME) as f:
         f.write(w.head())
         batch: list[bytes] = []
