@@ -1,8 +1,8 @@
 r"""The multi-pack index: one sorted table of the objects of many packs (docs/format.md).
 
 As git's ``multi-pack-index``: a reader finds any object of the packs it covers
-with one fan-out lookup and one search of a few records, in a memory-mapped
-file, without reading those packs' own indexes. Layout (little-endian)::
+with one fan-out lookup and one read and search of a few rows, without reading
+those packs' own indexes. Layout (little-endian)::
 
     magic    8  b"MLGMIDX\x01"
     packs    u32 P, reserved u32 (0)
@@ -19,7 +19,6 @@ and nothing else; :class:`MidxWriter` produces the bytes.
 
 from __future__ import annotations
 
-import mmap
 import struct
 from array import array
 from collections import Counter
@@ -28,12 +27,13 @@ from itertools import accumulate, islice
 from operator import itemgetter, le, lt
 
 from mlgit.errors import FormatError, UnsupportedFormatError
+from mlgit.format.compression import CODEC_ZSTD, MAX_OBJECT_LEN
 from mlgit.format.ids import ID_LEN, FileHasher, RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.limits import MAX_MIDX_PACKS, MAX_PACK_LEN
-from mlgit.format.pack import IndexEntry, check_entry, find_record, is_pack_stem
+from mlgit.format.pack import OBJECT_TYPE_NAMES, IndexEntry, check_entry, is_pack_stem
 
 __all__ = ["MIDX_FANOUT_LEN", "MIDX_HEAD_LEN", "MIDX_MAGIC", "MIDX_ROW", "MidxLayout",
-           "MidxWriter", "decode_fanout", "decode_midx_packs", "decode_row", "find_row",
+           "MidxWriter", "decode_fanout", "decode_midx_packs", "decode_row", "midx_bucket",
            "midx_layout", "row_bytes"]
 
 MIDX_MAGIC = b"MLGMIDX\x01"
@@ -46,6 +46,7 @@ MIDX_FANOUT_LEN = 4 << _FANOUT_BITS
 _CHECKSUM_LEN = 16
 _PREFIX = struct.Struct(">H36x")  # a row's first two id bytes, as a number
 MAX_MIDX_ROWS = (1 << 32) - 1  # the fan-out's counts are u32
+_TYPES = frozenset(OBJECT_TYPE_NAMES)
 
 
 class MidxLayout:
@@ -120,26 +121,28 @@ def decode_fanout(data: bytes, rows: int) -> array[int]:
     return fan
 
 
-def find_row(buf: bytes | mmap.mmap, layout: MidxLayout, fan: array[int], oid: bytes) -> int:
-    """The row number of ``oid`` (by its fan-out bucket and one search), or -1."""
+def midx_bucket(fan: array[int], oid: bytes) -> tuple[int, int]:
+    """The [lo, hi) row numbers the fan-out gives ``oid``'s first two bytes."""
     b = int.from_bytes(oid[:2], "big")
-    lo = fan[b - 1] if b else 0
-    return find_record(buf, oid, layout.rows_at, MIDX_ROW.size, lo, fan[b])
+    return (fan[b - 1] if b else 0), fan[b]
 
 
-def decode_row(buf: bytes | mmap.mmap, layout: MidxLayout, sizes: Sequence[int],
-               row: int) -> tuple[int, IndexEntry]:
-    """Row ``row``: its pack number and entry, checked; FormatError otherwise.
+def decode_row(buf: bytes, at: int, sizes: Sequence[int], row: int) -> tuple[int, IndexEntry]:
+    """Row number ``row`` (its bytes at ``at`` in ``buf``): pack number and entry, checked.
 
-    The pack must be in the table and the entry valid and inside that pack's
+    FormatError otherwise: the pack must be in the table and the entry valid and inside that pack's
     recorded size.
     """
-    oid, pack, off, slen, rlen, type_, codec = MIDX_ROW.unpack_from(
-        buf, layout.rows_at + row * MIDX_ROW.size)
+    oid, pack, off, slen, rlen, type_, codec = MIDX_ROW.unpack_from(buf, at)
     if pack >= len(sizes):
         raise FormatError(f"multi-pack index row {row} names pack {pack}, past its "
                           f"{len(sizes)} packs")
-    return pack, check_entry(IndexEntry(oid, off, slen, rlen, type_, codec), sizes[pack])
+    e = IndexEntry(oid, off, slen, rlen, type_, codec)
+    if (type_ in _TYPES and codec <= CODEC_ZSTD and slen <= MAX_OBJECT_LEN
+            and rlen <= MAX_OBJECT_LEN and (codec or rlen == slen) and off >= 8
+            and off + 26 + slen <= sizes[pack]):
+        return pack, e  # the common case, checked without a call
+    return pack, check_entry(e, sizes[pack])
 
 
 def row_bytes(pack: int, record: bytes) -> bytes:

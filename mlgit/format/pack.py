@@ -20,7 +20,7 @@ Index file (``pack-<name>.idx``)::
 ``offset`` points at the entry header inside the pack. All integers
 little-endian. The decoders raise FormatError and nothing else.
 
-A store reads its own indexes in place (memory-mapped) rather than decoding them:
+A store reads its own indexes in place (positioned reads) rather than decoding them:
 :class:`IndexScan` checks an index fed piece by piece, keeping nothing per entry
 but a small fan-out table, and :func:`find_record` finds an id among fixed-width
 records with one C-level search; :func:`decode_index` is for a remote's index.
@@ -28,7 +28,6 @@ records with one C-level search; :func:`decode_index` is for a remote's index.
 
 from __future__ import annotations
 
-import mmap
 import re
 import struct
 from array import array
@@ -320,11 +319,11 @@ def fanout_range(ends: array[int], bits: int, oid: bytes) -> tuple[int, int]:
     return (ends[b - 1] if b else 0), ends[b]
 
 
-def find_record(buf: bytes | mmap.mmap, oid: bytes, base: int, width: int,
+def find_record(buf: bytes, oid: bytes, base: int, width: int,
                 lo: int, hi: int) -> int:
     """The position in [lo, hi) of the ``width``-byte record starting with ``oid``, or -1.
 
-    ``buf`` (bytes or an mmap) holds records from ``base``. One C-level search of
+    ``buf`` holds records from ``base``. One C-level search of
     the range; a match that does not start a record is skipped, so the records
     need not even be sorted for the answer to be right (only found in its range).
     """

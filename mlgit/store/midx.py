@@ -4,8 +4,8 @@ The file is ``packs/multi-pack-index`` (docs/format.md, "Multi-pack index"). It
 is derived data: a reader that finds it missing, stale (it names a pack that is
 not there, or of another size) or corrupt uses the packs' own indexes instead,
 and nothing it says is needed for an object to be read. Opening it checks its
-size, header, pack table, fan-out and checksum (read in pieces, never mapped in
-whole); each row a lookup finds is checked when it is decoded; :func:`verify`
+size, header, pack table, fan-out and checksum (read in pieces); a lookup reads
+the few rows of one fan-out bucket, and the row it finds is checked; :func:`verify`
 checks every row against the packs' own indexes (``git ml fsck``, and ``gc``
 before it trusts the file to say what exists). Writers: :func:`write_midx`,
 through :class:`~mlgit.store.fsutil.DurableFile` (the one durable write).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import mmap
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,14 +29,15 @@ from mlgit.format.midx import (
     decode_fanout,
     decode_midx_packs,
     decode_row,
-    find_row,
+    midx_bucket,
     midx_layout,
 )
 from mlgit.format.pack import INDEX_ENTRY, IndexEntry
 from mlgit.store.fsutil import DurableFile, open_regular
+from mlgit.store.packs import read_records, search_records
 
-__all__ = ["MIDX_NAME", "MIDX_PACK_THRESHOLD", "MultiPackIndex", "merge_rows", "verify",
-           "write_midx"]
+__all__ = ["MIDX_NAME", "MIDX_PACK_THRESHOLD", "MultiPackIndex", "merge_into", "merge_rows",
+           "verify", "write_midx"]
 
 MIDX_NAME = "multi-pack-index"
 MIDX_PACK_THRESHOLD = 8
@@ -49,15 +49,19 @@ _CHECKSUM_LEN = 16
 
 
 class MultiPackIndex:
-    """One multi-pack index file, checked and memory-mapped.
+    """One multi-pack index file, checked when opened and then read in place.
 
     ``stems`` and ``sizes`` are its pack table (by pack number); ``stamp`` the
-    file's identity when opened, so a reader notices when it is replaced.
-    FormatError (naming the file) if any open-time check fails.
+    file's identity when opened, so a reader notices when it is replaced. The
+    descriptor stays open; a lookup reads the few rows of one fan-out bucket
+    (:func:`~mlgit.store.packs.search_records`), so nothing of the file stays in
+    memory but its 256 KiB fan-out. FormatError (naming the file) if any
+    open-time check fails.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._fd = -1
         fd = open_regular(path, path.name)
         try:
             st = os.fstat(fd)
@@ -78,13 +82,14 @@ class MultiPackIndex:
             packs = decode_midx_packs(os.pread(fd, lay.rows_at - MIDX_HEAD_LEN, MIDX_HEAD_LEN),
                                       lay.packs)
             self.fanout = decode_fanout(os.pread(fd, MIDX_FANOUT_LEN, lay.fanout_at), lay.rows)
-            self.stems = [s for s, _ in packs]
-            self.sizes = [n for _, n in packs]
-            self._mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        except FormatError as e:
-            raise type(e)(f"{path.name}: {e}") from None
-        finally:
+        except BaseException as e:
             os.close(fd)
+            if isinstance(e, FormatError):
+                raise type(e)(f"{path.name}: {e}") from None
+            raise
+        self.stems = [s for s, _ in packs]
+        self.sizes = [n for _, n in packs]
+        self._fd = fd
 
     @property
     def rows(self) -> int:
@@ -93,38 +98,49 @@ class MultiPackIndex:
 
     def find(self, oid: RawObjectID) -> tuple[int, IndexEntry] | None:
         """(pack number, entry) of ``oid``, or None; FormatError if its row is bad."""
-        i = find_row(self._mm, self.layout, self.fanout, oid)
-        if i < 0:
+        lo, hi = midx_bucket(self.fanout, oid)
+        if lo == hi:
+            return None
+        hit = search_records(self._fd, oid, self.layout.rows_at, MIDX_ROW.size, lo, hi)
+        if hit is None:
             return None
         try:
-            return decode_row(self._mm, self.layout, self.sizes, i)
+            return decode_row(hit[1], 0, self.sizes, hit[0])
         except FormatError as e:
             raise type(e)(f"{self.path.name}: {e}") from None
 
     def row(self, i: int) -> tuple[int, IndexEntry]:
         """Row ``i``'s (pack number, entry), checked; FormatError if it is bad."""
         try:
-            return decode_row(self._mm, self.layout, self.sizes, i)
+            blk = next(read_records(self._fd, self.layout.rows_at, MIDX_ROW.size, i, i + 1))
+            return decode_row(blk, 0, self.sizes, i)
         except FormatError as e:
             raise type(e)(f"{self.path.name}: {e}") from None
 
+    def blocks(self, lo: int, hi: int) -> Iterator[bytes]:
+        """Rows [lo, hi) as blocks of whole rows (about 1 MiB each)."""
+        return read_records(self._fd, self.layout.rows_at, MIDX_ROW.size, lo, hi)
+
+    def key(self, i: int) -> bytes:
+        """Row ``i``'s id (16 bytes; fewer past the end of a damaged file)."""
+        return os.pread(self._fd, 16, self.layout.rows_at + i * MIDX_ROW.size)
+
     def iter_rows(self) -> Iterator[bytes]:
-        """Every row's 38 bytes, in id order (read in pieces; the pages are released)."""
+        """Every row's 38 bytes, in id order (read in 1 MiB pieces)."""
         width = MIDX_ROW.size
-        step = (_CHUNK // width) * width
-        start, end = self.layout.rows_at, self.layout.fanout_at
-        mm = self._mm
-        for at in range(start, end, step):
-            blk = mm[at:min(at + step, end)]
-            page = at - at % mmap.PAGESIZE
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, page, at + len(blk) - page)
+        for blk in self.blocks(0, self.layout.rows):
             yield from (blk[i:i + width] for i in range(0, len(blk), width))
 
     def close(self) -> None:
-        """Unmap it (lookups afterwards raise ValueError)."""
-        with contextlib.suppress(BufferError):
-            self._mm.close()
+        """Close the file (once; lookups afterwards raise OSError)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 def merge_rows(sources: Sequence[Iterable[bytes]]) -> Iterator[bytes]:
@@ -136,6 +152,34 @@ def merge_rows(sources: Sequence[Iterable[bytes]]) -> Iterator[bytes]:
         if oid != prev:
             prev = oid
             yield row
+
+
+def merge_into(midx: MultiPackIndex, rows: Iterable[bytes]) -> Iterator[bytes]:
+    """``midx``'s rows with ``rows`` (sorted strictly by id) merged in, in id order.
+
+    Runs of old rows between two new ones are copied as blocks (at most 1 MiB at
+    a time), so adding a few packs to a large index costs a copy of its bytes and
+    a search per new row, not work per old row. An id the index already has keeps
+    its row. Rows of a damaged index come out of order, which the writer refuses.
+    """
+    fan, total = midx.fanout, midx.rows
+    done = 0
+    for row in rows:
+        oid = row[:16]
+        lo, hi = midx_bucket(fan, oid)
+        lo, hi = max(done, lo), max(done, hi)
+        while lo < hi:  # the first old row not below oid
+            mid = (lo + hi) // 2
+            if midx.key(mid) < oid:
+                lo = mid + 1
+            else:
+                hi = mid
+        yield from midx.blocks(done, lo)
+        done = lo
+        if done < total and midx.key(done) == oid:
+            continue
+        yield row
+    yield from midx.blocks(done, total)
 
 
 def write_midx(path: Path, tmp_dir: Path, packs: Sequence[tuple[str, int]],

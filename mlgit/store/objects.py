@@ -7,15 +7,17 @@ other processes only when their pack is committed (:meth:`ObjectStore.flush`).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from mlgit.errors import CorruptObjectError, FormatError
+from mlgit.errors import CorruptObjectError, FormatError, MlgitError
 from mlgit.format.compression import compress
 from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_object_id, raw_to_hex
 from mlgit.format.limits import MAX_PROMOTION_LEN
@@ -24,7 +26,15 @@ from mlgit.format.pack import OBJ_PROMOTION, OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
 from mlgit.format.promotion import Promotion, decode_promotion, encode_promotion
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from mlgit.format.tree import TreeEntry, decode_tree, encode_tree
-from mlgit.store.midx import MIDX_NAME, MIDX_PACK_THRESHOLD, MultiPackIndex, merge_rows, write_midx
+from mlgit.store.lock import lock_file
+from mlgit.store.midx import (
+    MIDX_NAME,
+    MIDX_PACK_THRESHOLD,
+    MultiPackIndex,
+    merge_into,
+    merge_rows,
+    write_midx,
+)
 from mlgit.store.midx import verify as midx_verify
 from mlgit.store.packs import PackReader, PackWriter, commit_into
 
@@ -56,6 +66,15 @@ class _MidxState(NamedTuple):
     problem: str | None
 
 
+_QUIET_NS = 2_000_000_000  # a directory unchanged this long is listed once, then stat'ed
+
+
+def _rows(packs: list[tuple[str, PackReader]], first: int) -> Iterator[bytes]:
+    """The multi-pack index rows of ``packs``, numbered from ``first``, merged by id."""
+    return merge_rows([map(row_bytes, repeat(first + j), r.index.records())
+                       for j, (_, r) in enumerate(packs)])
+
+
 class ObjectStore:
     """All packs in ``packs_dir`` (and ``also``); new ones go to ``packs_dir`` via ``tmp_dir``.
 
@@ -72,9 +91,11 @@ class ObjectStore:
     """
 
     def __init__(self, packs_dir: Path, tmp_dir: Path, pack_size: int,
-                 also: tuple[Path, ...] = ()) -> None:
+                 also: tuple[Path, ...] = (), gc_lock: Path | None = None) -> None:
         self.packs_dir = packs_dir
         self._dirs = (packs_dir, *also)
+        self._gc_lock = gc_lock  # taken shared to write the multi-pack index in passing
+        self._quiet: dict[Path, tuple[int, ...]] = {}  # listings of unchanged directories
         self.tmp_dir = tmp_dir
         self._lock = threading.RLock()
         self._readers: dict[str, PackReader] = {}
@@ -94,25 +115,42 @@ class ObjectStore:
                 self._scan()
             return self._view
 
-    def _scan(self) -> bool:
+    def _scan(self, *, force: bool = True) -> bool:
         """Open packs (and multi-pack indexes) that appeared since the last scan; True if any did.
 
         A pack whose index vanishes between the listing and the opening was
         removed by gc or consolidation, which commit the packs replacing it
-        first: the listing is taken again, so the replacement is seen.
+        first: the listing is taken again, so the replacement is seen. Without
+        ``force``, a directory whose status is what it was when it was last
+        listed, a listing taken after it had not changed for 2 seconds, is not
+        listed again: any change since would have given it a later modification
+        time, whatever the file system's clock granularity (as git's racy-index
+        rule). A lookup that misses scans so; reads that must not miss force it.
         """
         found = False
+        states = dict(self._midx)
         while True:
             vanished = False
             for d in self._dirs:
                 try:
-                    names = sorted(os.listdir(d))
+                    st = os.stat(d)
+                    stamp = (st.st_mtime_ns, st.st_ino, st.st_size, st.st_nlink)
+                    if not force and self._quiet.get(d) == stamp:
+                        continue
+                    now = time.time_ns()
+                    listed = os.listdir(d)
                 except FileNotFoundError:
                     continue
-                midx = self._refresh_midx(d, MIDX_NAME in names)
-                sizes = dict(zip(midx.stems, midx.sizes, strict=True)) if midx else {}
-                for name in names:
-                    if not name.endswith(".idx") or name[:-4] in self._readers:
+                if now - st.st_mtime_ns > _QUIET_NS:
+                    self._quiet[d] = stamp
+                else:
+                    self._quiet.pop(d, None)
+                midx = self._refresh_midx(d, MIDX_NAME in listed)
+                readers = self._readers
+                new = sorted(n for n in listed if n.endswith(".idx") and n[:-4] not in readers)
+                sizes = dict(zip(midx.stems, midx.sizes, strict=True)) if midx and new else {}
+                for name in new:
+                    if name[:-4] in self._readers:
                         continue
                     reader = self._open(d, name[:-4], sizes.get(name[:-4]))
                     if reader is None:
@@ -122,7 +160,8 @@ class ObjectStore:
                     found = True
             if not vanished:
                 break
-        self._rebuild_view()
+        if found or states != self._midx or self._view is None:
+            self._rebuild_view()
         return found
 
     def _open(self, d: Path, stem: str, size: int | None) -> PackReader | None:
@@ -214,6 +253,12 @@ class ObjectStore:
             if stem not in self._readers:
                 self._readers[stem] = PackReader(pack, idx)
                 self._rebuild_view()
+            outside = sum(1 for r in self._view.uncovered if r.path.parent == self.packs_dir)
+        if outside > MIDX_PACK_THRESHOLD and self._gc_lock is not None:
+            # A long write (a million files) keeps its own lookups cheap as it goes.
+            with contextlib.suppress(MlgitError, OSError), \
+                    lock_file(self._gc_lock, timeout=0, shared=True):
+                self.write_midx(force=False)
 
     def forget(self, stems: Iterable[str]) -> None:
         """Stop serving the packs named ``stems`` (deleted by gc or consolidation).
@@ -257,7 +302,7 @@ class ObjectStore:
         if hit is None:
             with self._lock:
                 self._load()
-                self._scan()
+                self._scan(force=False)
                 hit = self._lookup(oid)
         return hit
 
@@ -271,6 +316,10 @@ class ObjectStore:
         if hit is not None:
             return hit
         with self._lock:
+            self._scan()
+            hit = self._lookup(oid)
+            if hit is not None:
+                return hit
             readers = list(self._readers.values())
             view = self._view
         for r in readers:
@@ -379,8 +428,10 @@ class ObjectStore:
 
         Without ``force``, only when more than
         :data:`~mlgit.store.midx.MIDX_PACK_THRESHOLD` packs are outside the one in
-        use. Rows of the packs the current index covers come from it (checked as
-        they are read); the other packs' from their own indexes. With fewer than
+        use. Rows of the packs the current index covers are copied from it in
+        blocks (:func:`~mlgit.store.midx.merge_into`; the writer checks their
+        order, and a damaged one is rebuilt from the packs); the other packs' come
+        from their own indexes. With fewer than
         two packs to cover, the file is removed instead. Callers hold the store's
         ``gc`` lock (shared: another writer's index is as good; gc holds it
         exclusively). Returns True if it wrote or removed the file.
@@ -406,19 +457,18 @@ class ObjectStore:
                 return False
             os.unlink(path)
             return True
-        packs: list[tuple[str, int]] = []
-        sources: list[Iterable[bytes]] = []
-        if old is not None and current is not None and old_stems <= {s for s, _ in mine}:
-            packs = list(zip(current.stems, current.sizes, strict=True))
-            sources.append(current.iter_rows())
-        else:
-            outside = [s for s, _ in mine]
         readers = dict(mine)
-        for stem in outside:
-            j = len(packs)
-            packs.append((stem, readers[stem].size))
-            sources.append(map(row_bytes, repeat(j), readers[stem].index.records()))
-        write_midx(path, self.tmp_dir, packs, merge_rows(sources))
+        if old is not None and current is not None and old_stems <= readers.keys():
+            packs = list(zip(current.stems, current.sizes, strict=True))
+            added = [(stem, readers[stem]) for stem in outside]
+            try:  # the rows it has, copied in blocks; the newer packs' merged in
+                write_midx(path, self.tmp_dir, packs + [(s, r.size) for s, r in added],
+                           merge_into(current, _rows(added, len(packs))))
+            except FormatError as e:  # it was damaged after all: build it from the packs
+                self._distrust(self.packs_dir, str(e))
+                write_midx(path, self.tmp_dir, [(s, r.size) for s, r in mine], _rows(mine, 0))
+        else:
+            write_midx(path, self.tmp_dir, [(s, r.size) for s, r in mine], _rows(mine, 0))
         with self._lock:
             self._scan()
         return True
@@ -553,4 +603,5 @@ class ObjectStore:
             self._readers.clear()
             self._view = None
             self._midx.clear()
+            self._quiet.clear()
             self._chosen.clear()

@@ -19,7 +19,6 @@ hash of its bytes, with every entry inside the pack; the pack is a regular file
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import decompress
-from mlgit.format.ids import RawObjectID, digest_bytes, raw_to_hex
+from mlgit.format.ids import ID_LEN, RawObjectID, digest_bytes, raw_to_hex
 from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN, MAX_PACK_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
@@ -51,7 +50,7 @@ from mlgit.format.pack import (
 from mlgit.store.fsutil import DurableFile, atomic_write, open_regular, read_bounded
 
 __all__ = ["BuiltPack", "PackIndex", "PackReader", "PackWriter", "Publish", "commit_into",
-           "pack_is_full", "read_index_file"]
+           "pack_is_full", "read_index_file", "read_records", "search_records"]
 
 
 _CHUNK = 1 << 20  # bytes of an index read (or released) at a time
@@ -75,19 +74,61 @@ def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry
         raise type(e)(f"{path.name}: {e}") from None
 
 
+_WINDOW = 1024  # records one search reads at once; a longer range is narrowed by probes
+
+
+def search_records(fd: int, oid: RawObjectID, base: int, width: int, lo: int,
+                   hi: int) -> tuple[int, bytes] | None:
+    """(position, bytes) of the ``width``-byte record in [lo, hi) that starts with ``oid``.
+
+    The records (sorted by id) start at byte ``base`` of the file ``fd``. A range
+    of up to 1,024 records is read at once and searched in C; a longer one is
+    first narrowed by probes of 16 bytes, so no read is larger whatever the range
+    (a hostile fan-out cannot make a lookup read a whole file). None if absent.
+    """
+    while hi - lo > _WINDOW:
+        mid = (lo + hi) // 2
+        key = os.pread(fd, ID_LEN, base + mid * width)
+        if key == oid:
+            lo, hi = mid, mid + 1
+        elif len(key) == ID_LEN and key < oid:
+            lo = mid + 1
+        else:
+            hi = mid
+    data = os.pread(fd, (hi - lo) * width, base + lo * width)
+    i = find_record(data, oid, 0, width, 0, len(data) // width)
+    return None if i < 0 else (lo + i, data[i * width:(i + 1) * width])
+
+
+def read_records(fd: int, base: int, width: int, lo: int, hi: int) -> Iterator[bytes]:
+    """Records [lo, hi) of the file ``fd`` (from byte ``base``), in blocks of about 1 MiB.
+
+    FormatError if the file ends before them.
+    """
+    step = max(1, _CHUNK // width)
+    for at in range(lo, hi, step):
+        n = min(step, hi - at) * width
+        blk = os.pread(fd, n, base + at * width)
+        if len(blk) != n:
+            raise FormatError("index file is shorter than it was")
+        yield blk
+
+
 class PackIndex:
     """A pack's index file, checked in one streaming pass, then searched in place.
 
     Opening reads the file in 1 MiB pieces through :class:`~mlgit.format.pack.IndexScan`
-    (every check of docs/format.md, its name included) and keeps it memory-mapped,
-    with a fan-out of about one byte per entry; nothing is built per entry. A
-    lookup is a fan-out step and one C-level search of a few records; only the
-    entry found is decoded (and checked again: :func:`~mlgit.format.pack.check_entry`).
+    (every check of docs/format.md, its name included) and keeps its descriptor,
+    with a fan-out of about one byte per entry; nothing is built or kept per
+    entry, and no page of the file stays in memory. A lookup is a fan-out step
+    and one positioned read of a few entries, searched in C; only the entry found
+    is decoded (and checked again: :func:`~mlgit.format.pack.check_entry`).
     """
 
     def __init__(self, path: Path, pack_size: int | None = None) -> None:
         self.path = path
         self._limit = pack_size if pack_size is not None else MAX_PACK_LEN
+        self._fd = -1
         fd = open_regular(path, path.name)
         try:
             size = os.fstat(fd).st_size
@@ -106,24 +147,24 @@ class PackIndex:
             if stem != path.name[:-len(".idx")]:
                 raise FormatError("the index is not named by the hash of its bytes (a pack's "
                                   "name is pack- and the XXH3-128 of its index file)")
-            self.count = scan.count
-            self._bits = scan.bits
-            self._mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        except FormatError as e:
-            raise type(e)(f"{path.name}: {e}") from None
-        finally:
+        except BaseException as e:
             os.close(fd)
+            if isinstance(e, FormatError):
+                raise type(e)(f"{path.name}: {e}") from None
+            raise
+        self.count = scan.count
+        self._bits = scan.bits
+        self._fd = fd
 
     def find(self, oid: RawObjectID) -> IndexEntry | None:
         """The pack's entry for ``oid``, or None; FormatError if the file changed in place."""
         lo, hi = fanout_range(self._ends, self._bits, oid)
         if lo == hi:
             return None
-        i = find_record(self._mm, oid, INDEX_HEAD_LEN, INDEX_ENTRY.size, lo, hi)
-        if i < 0:
+        hit = search_records(self._fd, oid, INDEX_HEAD_LEN, INDEX_ENTRY.size, lo, hi)
+        if hit is None:
             return None
-        at = INDEX_HEAD_LEN + i * INDEX_ENTRY.size
-        e = IndexEntry._make(INDEX_ENTRY.unpack_from(self._mm, at))
+        e = IndexEntry._make(INDEX_ENTRY.unpack(hit[1]))
         try:
             return check_entry(e, self._limit)
         except FormatError as err:
@@ -133,14 +174,9 @@ class PackIndex:
         return self.count
 
     def records(self) -> Iterator[bytes]:
-        """Every entry's 34 bytes, in id order (read in pieces; the pages are released)."""
+        """Every entry's 34 bytes, in id order (read in 1 MiB pieces)."""
         width = INDEX_ENTRY.size
-        step = (_CHUNK // width) * width
-        end = INDEX_HEAD_LEN + self.count * width
-        mm = self._mm
-        for at in range(INDEX_HEAD_LEN, end, step):
-            blk = mm[at:min(at + step, end)]
-            _release(mm, at, len(blk))
+        for blk in read_records(self._fd, INDEX_HEAD_LEN, width, 0, self.count):
             yield from (blk[i:i + width] for i in range(0, len(blk), width))
 
     def __iter__(self) -> Iterator[IndexEntry]:
@@ -149,16 +185,15 @@ class PackIndex:
         return (IndexEntry._make(unpack(r)) for r in self.records())
 
     def close(self) -> None:
-        """Unmap the file (a later lookup raises ValueError)."""
-        with contextlib.suppress(BufferError):
-            self._mm.close()
+        """Close the file (once; a later lookup raises OSError)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-
-def _release(mm: mmap.mmap, at: int, n: int) -> None:
-    """Drop the mapped pages of [at, at + n) from this process's resident set (a hint)."""
-    start = at - at % mmap.PAGESIZE
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        mm.madvise(mmap.MADV_DONTNEED, start, at + n - start)
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 class PackReader:

@@ -49,7 +49,8 @@ class Store:
         """The shared store this clone keeps its objects in, or None."""
         objects = self.objects_root
         self.objects = ObjectStore(objects / "packs", objects / "tmp", config.pack_size,
-                                   also=(root / "packs",) if self.shared else ())
+                                   also=(root / "packs",) if self.shared else (),
+                                   gc_lock=objects / "gc")
         self.refs = RefStore(root / "refs")
 
     @property
