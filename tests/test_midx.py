@@ -301,8 +301,9 @@ def test_a_hostile_midx_is_never_trusted(tmp_path: Path, how: str) -> None:
     root, data = _store(tmp_path, objects=60)
     path = _write_midx(root)
     _damage(path, how)
+    assert "bad-midx" in _fsck_kinds(root)
     # Every object still reads, from a fresh store and the right bytes.
-    _assert_reads_all(root, data, exact_has=how not in MISSES).close()
+    _assert_reads_all(root, data, exact_has=how not in MISSES).objects.close()
     assert "bad-midx" in _fsck_kinds(root)
     s = Store.open(root)
     gc_mod.collect(s, lambda: [], prune_before=0.0)  # prunes nothing; rewrites it
@@ -311,6 +312,17 @@ def test_a_hostile_midx_is_never_trusted(tmp_path: Path, how: str) -> None:
     midx = MultiPackIndex(root / "packs" / MIDX_NAME)
     assert midx.rows == len(data)
     _assert_reads_all(root, data).close()
+
+
+@pytest.mark.parametrize("how", ["bad-checksum", "missing-pack", "pack-out-of-range"])
+def test_a_reader_that_could_not_use_it_rewrites_it(tmp_path: Path, how: str) -> None:
+    root, data = _store(tmp_path, objects=120)
+    assert len(_packs(root)) > MIDX_PACK_THRESHOLD
+    path = _write_midx(root)
+    _damage(path, how)
+    _assert_reads_all(root, data).close()  # searched many packs' own indexes: rewrites it
+    assert _fsck_kinds(root) == []
+    assert MultiPackIndex(path).rows == len(data)
 
 
 def test_a_midx_that_misses_an_object_is_dropped_by_the_read_that_finds_it(

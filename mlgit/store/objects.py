@@ -84,7 +84,7 @@ class ObjectStore:
 
     Nothing is held in memory per object: a lookup searches each directory's
     multi-pack index (:mod:`mlgit.store.midx`) for the packs it covers, then the
-    memory-mapped indexes of the packs it does not (:class:`~mlgit.store.packs.PackIndex`).
+    own indexes of the packs it does not, read in place (:class:`~mlgit.store.packs.PackIndex`).
     A missing, stale or corrupt multi-pack index is not used (the packs' own
     indexes answer), and a :meth:`get` that finds nothing asks every pack's own
     index before it calls the object missing.
@@ -253,8 +253,7 @@ class ObjectStore:
             if stem not in self._readers:
                 self._readers[stem] = PackReader(pack, idx)
                 self._rebuild_view()
-            outside = sum(1 for r in self._view.uncovered if r.path.parent == self.packs_dir)
-        if outside > MIDX_PACK_THRESHOLD and self._gc_lock is not None:
+        if self._gc_lock is not None and self.midx_due():
             # A long write (a million files) keeps its own lookups cheap as it goes.
             with contextlib.suppress(MlgitError, OSError), \
                     lock_file(self._gc_lock, timeout=0, shared=True):
@@ -422,6 +421,17 @@ class ObjectStore:
                 self._distrust(c.midx.path.parent, why)
                 bad.append((c.midx.path.parent, f"{MIDX_NAME}: {why}"))
         return bad
+
+    def midx_due(self) -> bool:
+        """True if lookups found more than the threshold of packs outside the index.
+
+        The multi-pack index of ``packs_dir``, that is; nothing is read to answer.
+        """
+        with self._lock:
+            view = self._view
+            return view is not None and sum(
+                1 for r in view.uncovered if r.path.parent == self.packs_dir
+            ) > MIDX_PACK_THRESHOLD
 
     def write_midx(self, *, leave_out: Iterable[str] = (), force: bool = True) -> bool:
         """Write ``packs_dir``'s multi-pack index over its packs (but ``leave_out``).

@@ -154,14 +154,15 @@ class Store:
     def close(self) -> None:
         """Write the multi-pack index if due; release file descriptors; drop uncommitted writes.
 
-        A store whose writer committed packs rewrites ``packs/multi-pack-index``
-        when more than :data:`~mlgit.store.midx.MIDX_PACK_THRESHOLD` packs lie
-        outside it (under the ``gc`` lock, shared; skipped if gc holds it). The
+        A store whose writer committed packs, or whose lookups found many packs
+        outside ``packs/multi-pack-index``, rewrites it when more than
+        :data:`~mlgit.store.midx.MIDX_PACK_THRESHOLD` packs lie outside it (under
+        the ``gc`` lock, shared; skipped if gc holds it). The
         index only speeds lookups up, so a failure to write it is not an error:
         readers use the packs' own indexes, and the next writer or gc writes it.
         """
         try:
-            if self.objects.packs_committed:
+            if self.objects.packs_committed or self.objects.midx_due():
                 with contextlib.suppress(MlgitError, OSError), \
                         lock_file(self.objects_root / "gc", timeout=0, shared=True):
                     self.objects.write_midx(force=False)
