@@ -45,6 +45,8 @@ _FANOUT_BITS = 16
 MIDX_FANOUT_LEN = 4 << _FANOUT_BITS
 _CHECKSUM_LEN = 16
 _PREFIX = struct.Struct(">H36x")  # a row's first two id bytes, as a number
+_ROW_ID = struct.Struct("16s22x")
+_ROW_PACK = struct.Struct("<16xI18x")
 MAX_MIDX_ROWS = (1 << 32) - 1  # the fan-out's counts are u32
 _TYPES = frozenset(OBJECT_TYPE_NAMES)
 
@@ -186,10 +188,10 @@ class MidxWriter:
             return blk
         if len(blk) % MIDX_ROW.size:
             raise FormatError("a multi-pack index row is 38 bytes")
-        oids, packs = zip(*((r[0], r[1]) for r in MIDX_ROW.iter_unpack(blk)), strict=True)
+        oids = list(map(itemgetter(0), _ROW_ID.iter_unpack(blk)))
         if not (self._prev < oids[0] and all(map(lt, oids, islice(oids, 1, None)))):
             raise FormatError("multi-pack index rows must be sorted strictly by id")
-        if max(packs) >= self._packs:
+        if max(map(itemgetter(0), _ROW_PACK.iter_unpack(blk))) >= self._packs:
             raise FormatError("multi-pack index row names a pack past its table")
         self._prev = oids[-1]
         self.rows += len(oids)

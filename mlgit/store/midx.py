@@ -186,7 +186,8 @@ def write_midx(path: Path, tmp_dir: Path, packs: Sequence[tuple[str, int]],
                rows: Iterable[bytes]) -> int:
     """Write the multi-pack index of ``packs`` ((stem, size) by pack number) to ``path``.
 
-    ``rows`` come sorted strictly by id (:func:`merge_rows`). Streamed through a
+    ``rows`` (rows, or blocks of whole rows) come sorted strictly by id
+    (:func:`merge_rows`, :func:`merge_into`). Streamed in about 1 MiB at a time through a
     :class:`~mlgit.store.fsutil.DurableFile` in ``tmp_dir`` (``path``'s
     filesystem), so memory stays small and the file appears whole and durable
     or not at all. Returns the number of rows.
@@ -197,11 +198,13 @@ def write_midx(path: Path, tmp_dir: Path, packs: Sequence[tuple[str, int]],
     with DurableFile(tmp_dir, MIDX_NAME) as f:
         f.write(w.head())
         batch: list[bytes] = []
-        for row in rows:
+        size = 0
+        for row in rows:  # a row, or a block of whole rows (merge_into)
             batch.append(row)
-            if len(batch) >= 1 << 15:
+            size += len(row)
+            if size >= _CHUNK:
                 f.write(w.add(batch))
-                batch = []
+                batch, size = [], 0
         f.write(w.add(batch))
         f.write(w.finish())
         f.commit(path)
