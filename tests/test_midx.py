@@ -507,3 +507,20 @@ def test_cli_add_writes_it_fsck_checks_it_gc_rewrites_it(tmp_path: Path) -> None
     run_gitml(root, "gc", "--prune", "now")
     fsck_ok(root)
     assert MultiPackIndex(midx).rows > 0
+
+
+def test_an_object_in_two_packs_has_one_row(tmp_path: Path) -> None:
+    root, data = _store(tmp_path, objects=40)
+    s = Store.open(root)
+    twice = sorted(data)[:5]
+    for oid in twice:  # a second copy of each, in a pack of its own (as a repair writes)
+        e, stored = s.objects.get_stored(oid)
+        s.objects.put_stored(oid, e.type, e.codec, e.raw_len, stored, force=True)
+        s.objects.flush()
+    s.objects.close()
+    midx = MultiPackIndex(_write_midx(root))
+    assert midx.rows == len(data)
+    assert verify(midx, [PackIndex(root / "packs" / f"{p}.idx").records()
+                         for p in midx.stems]) is None
+    _assert_reads_all(root, data).close()
+    assert _fsck_kinds(root) == []

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -21,7 +23,7 @@ from mlgit.errors import CorruptObjectError, FormatError, MlgitError
 from mlgit.format.compression import compress
 from mlgit.format.ids import ObjectID, RawObjectID, hex_to_raw, raw_object_id, raw_to_hex
 from mlgit.format.limits import MAX_PROMOTION_LEN
-from mlgit.format.midx import row_bytes
+from mlgit.format.midx import MIDX_ROW
 from mlgit.format.pack import OBJ_PROMOTION, OBJ_SNAPSHOT, OBJ_TREE, IndexEntry
 from mlgit.format.promotion import Promotion, decode_promotion, encode_promotion
 from mlgit.format.snapshot import Snapshot, decode_snapshot, encode_snapshot
@@ -36,7 +38,7 @@ from mlgit.store.midx import (
     write_midx,
 )
 from mlgit.store.midx import verify as midx_verify
-from mlgit.store.packs import PackReader, PackWriter, commit_into
+from mlgit.store.packs import PackIndex, PackReader, PackWriter, commit_into
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -69,10 +71,51 @@ class _MidxState(NamedTuple):
 _QUIET_NS = 2_000_000_000  # a directory unchanged this long is listed once, then stat'ed
 
 
+_SPLIT = struct.Struct("16s18s")  # a pack index entry: its id, the rest
+_ID = itemgetter(slice(0, 16))
+
+
+def _each_row(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The 38-byte rows of blocks of whole rows."""
+    width = MIDX_ROW.size
+    for blk in blocks:
+        yield from (blk[i:i + width] for i in range(0, len(blk), width))
+
+
+def _as_rows(blk: bytes, pack: bytes) -> list[bytes]:
+    """Pack index entries (a block of 34-byte records) as multi-pack index rows of ``pack``."""
+    oids, rests = zip(*_SPLIT.iter_unpack(blk), strict=True)
+    return list(map(b"".join, zip(oids, repeat(pack), rests, strict=False)))
+
+
 def _rows(packs: list[tuple[str, PackReader]], first: int) -> Iterator[bytes]:
-    """The multi-pack index rows of ``packs``, numbered from ``first``, merged by id."""
-    return merge_rows([map(row_bytes, repeat(first + j), r.index.records())
-                       for j, (_, r) in enumerate(packs)])
+    """The multi-pack index rows of ``packs``, numbered from ``first``, in id order, each once.
+
+    In 256 slices by the ids' first byte, each gathered from every pack (by its
+    fan-out) and sorted in C: memory holds one slice, about 1/256 of the rows.
+    """
+    small: dict[int, list[bytes]] = {}  # packs whose fan-out cannot split a byte
+    big: list[tuple[bytes, PackIndex]] = []
+    for j, (_, r) in enumerate(packs):
+        number = (first + j).to_bytes(4, "little")
+        if r.index.byte_range(0) is None:
+            for blk in r.index.blocks(0, len(r.index)):
+                for row in _as_rows(blk, number):
+                    small.setdefault(row[0], []).append(row)
+        else:
+            big.append((number, r.index))
+    for b in range(256):
+        rows = small.pop(b, [])
+        for number, idx in big:
+            lo, hi = idx.byte_range(b) or (0, 0)
+            for blk in idx.blocks(lo, hi):
+                rows += _as_rows(blk, number)
+        rows.sort()
+        if len(set(map(_ID, rows))) == len(rows):
+            if rows:
+                yield b"".join(rows)
+        else:
+            yield from merge_rows([rows])
 
 
 class ObjectStore:
@@ -473,7 +516,7 @@ class ObjectStore:
             added = [(stem, readers[stem]) for stem in outside]
             try:  # the rows it has, copied in blocks; the newer packs' merged in
                 write_midx(path, self.tmp_dir, packs + [(s, r.size) for s, r in added],
-                           merge_into(current, _rows(added, len(packs))))
+                           merge_into(current, _each_row(_rows(added, len(packs)))))
             except FormatError as e:  # it was damaged after all: build it from the packs
                 self._distrust(self.packs_dir, str(e))
                 write_midx(path, self.tmp_dir, [(s, r.size) for s, r in mine], _rows(mine, 0))

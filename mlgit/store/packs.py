@@ -173,6 +173,21 @@ class PackIndex:
     def __len__(self) -> int:
         return self.count
 
+    def byte_range(self, b: int) -> tuple[int, int] | None:
+        """[lo, hi) of the entries whose id starts with byte ``b``, from the fan-out alone.
+
+        None when the fan-out is too coarse to say (fewer than 8 bits: a small index).
+        """
+        shift = self._bits - 8
+        if shift < 0:
+            return None
+        ends = self._ends
+        return (ends[(b << shift) - 1] if b else 0), ends[((b + 1) << shift) - 1]
+
+    def blocks(self, lo: int, hi: int) -> Iterator[bytes]:
+        """Entries [lo, hi) as blocks of whole 34-byte entries (about 1 MiB each)."""
+        return read_records(self._fd, INDEX_HEAD_LEN, INDEX_ENTRY.size, lo, hi)
+
     def records(self) -> Iterator[bytes]:
         """Every entry's 34 bytes, in id order (read in 1 MiB pieces)."""
         width = INDEX_ENTRY.size
