@@ -524,3 +524,23 @@ def test_an_object_in_two_packs_has_one_row(tmp_path: Path) -> None:
                          for p in midx.stems]) is None
     _assert_reads_all(root, data).close()
     assert _fsck_kinds(root) == []
+
+
+def test_a_quiet_directory_is_not_listed_again_until_it_changes(tmp_path: Path) -> None:
+    """A miss lists packs/ again only if it changed since a listing taken while it was
+    quiet; a pack another process commits changes it, so it is seen at once."""
+    root, data = _store(tmp_path, objects=20)
+    packs = root / "packs"
+    old = os.stat(packs).st_mtime - 60
+    os.utime(packs, (old, old))  # quiet for a minute
+    reader = Store.open(root)
+    missing = RawObjectID(b"\x01" * 16)
+    assert not reader.objects.has(missing)  # listed once, now known quiet
+    writer = Store.open(root)
+    new = writer.objects.put(OBJ_BLOB, b"committed by another process")
+    writer.objects.flush()
+    writer.objects.close()
+    assert reader.objects.has(new)  # the commit changed the directory: listed again
+    for oid in data:
+        assert reader.objects.has(oid)
+    reader.close()
