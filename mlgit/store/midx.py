@@ -44,7 +44,7 @@ MIDX_PACK_THRESHOLD = 8
 """A writer that leaves more packs than this outside a ``packs/``'s multi-pack index
 rewrites it (:meth:`mlgit.store.objects.ObjectStore.write_midx`)."""
 
-_CHUNK = 1 << 20
+_CHUNK = 256 << 10  # bytes read at a time: the checksum pass, row blocks, write batches
 _CHECKSUM_LEN = 16
 
 

@@ -53,7 +53,7 @@ __all__ = ["BuiltPack", "PackIndex", "PackReader", "PackWriter", "Publish", "com
            "pack_is_full", "read_index_file", "read_records", "search_records"]
 
 
-_CHUNK = 1 << 20  # bytes of an index read (or released) at a time
+_CHUNK = 256 << 10  # bytes of an index read at a time (the memory a scan or copy holds)
 
 
 def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry]:
