@@ -23,6 +23,7 @@ __all__ = [
     "MAX_INDEX_LEN",
     "MAX_JSON_DEPTH",
     "MAX_LOGDIR_PAYLOAD",
+    "MAX_MIDX_PACKS",
     "MAX_NOTE_LEN",
     "MAX_PACK_LEN",
     "MAX_PATH_LEN",
@@ -65,6 +66,10 @@ MAX_INDEX_ENTRIES = 1 << 20
 
 MAX_INDEX_LEN = 16 + 34 * MAX_INDEX_ENTRIES + 16
 """A pack index file: header, ``MAX_INDEX_ENTRIES`` entries of 34 bytes, checksum."""
+
+MAX_MIDX_PACKS = 1 << 16
+"""Packs one multi-pack index covers (its pack table; its rows are bounded by the u32
+counts of its fan-out, and its size by both)."""
 
 MAX_PACK_LEN = 1 << 40
 """A pack file (1 TiB). Index offsets and lengths are checked against it when the

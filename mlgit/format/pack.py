@@ -19,25 +19,44 @@ Index file (``pack-<name>.idx``)::
 
 ``offset`` points at the entry header inside the pack. All integers
 little-endian. The decoders raise FormatError and nothing else.
+
+A store reads its own indexes in place (positioned reads) rather than decoding them:
+:class:`IndexScan` checks an index fed piece by piece, keeping nothing per entry
+but a small fan-out table, and :func:`find_record` finds an id among fixed-width
+records with one C-level search; :func:`decode_index` is for a remote's index.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from array import array
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import accumulate, compress, islice, repeat
+from operator import add, itemgetter, lt, ne, not_, rshift
 from typing import NamedTuple
 
 from mlgit.errors import FormatError, UnsupportedFormatError
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD, MAX_OBJECT_LEN
-from mlgit.format.ids import ID_LEN, RawObjectID, digest_bytes, digest_hex, raw_to_hex
-from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_PACK_LEN
+from mlgit.format.ids import (
+    ID_LEN,
+    FileHasher,
+    RawObjectID,
+    digest_bytes,
+    digest_hex,
+    digest_to_hex,
+    raw_to_hex,
+)
+from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN, MAX_PACK_LEN
 
 __all__ = [
     "is_pack_stem",
     "ENTRY_HEADER",
     "INDEX_ENTRY",
+    "INDEX_HEAD_LEN",
     "INDEX_MAGIC",
+    "IndexScan",
     "MAX_OBJECT_LEN",
     "OBJ_BLOB",
     "OBJ_CHUNK",
@@ -47,8 +66,13 @@ __all__ = [
     "OBJECT_TYPE_NAMES",
     "PACK_MAGIC",
     "IndexEntry",
+    "check_entry",
     "check_index_name",
     "check_pack_magic",
+    "fanout_bits",
+    "fanout_range",
+    "find_record",
+    "index_count",
     "decode_entry_header",
     "decode_index",
     "encode_entry_header",
@@ -70,7 +94,11 @@ OBJECT_TYPE_NAMES = {OBJ_CHUNK: "chunk", OBJ_TREE: "tree", OBJ_SNAPSHOT: "snapsh
 ENTRY_HEADER = struct.Struct("<16sBBII")
 INDEX_ENTRY = struct.Struct("<16sQIIBB")
 _INDEX_HEAD = struct.Struct("<8sII")
+INDEX_HEAD_LEN = _INDEX_HEAD.size
 _CHECKSUM_LEN = 16
+_PREFIX = struct.Struct(">I30x")  # an index entry's first 4 id bytes, as a number
+_TYPES = frozenset(OBJECT_TYPE_NAMES)
+_CODECS = frozenset((CODEC_RAW, CODEC_ZSTD))
 
 
 class IndexEntry(NamedTuple):
@@ -233,3 +261,165 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
         if off < header or off + ENTRY_HEADER.size + slen > limit:
             raise FormatError(f"pack index entry {raw_to_hex(oid)} points past its pack")
     return list(map(IndexEntry._make, rows))
+
+
+def check_entry(e: IndexEntry, limit: int) -> IndexEntry:
+    """``e`` if its fields are valid and it lies inside a pack of ``limit`` bytes; else FormatError.
+
+    For an entry read from a file that was checked when it was opened: a file
+    changed in place since is caught entry by entry.
+    """
+    _check_fields(e.type, e.codec, e.raw_len, e.stored_len)
+    if e.offset < len(PACK_MAGIC) or e.offset + ENTRY_HEADER.size + e.stored_len > limit:
+        raise FormatError(f"index entry {raw_to_hex(e.oid)} points past its pack")
+    return e
+
+
+def index_count(head: bytes, size: int) -> int:
+    """The entry count of an index of ``size`` bytes whose first 16 bytes are ``head``.
+
+    Checks the magic, the reserved field, the count's limit and that ``size`` is
+    exactly what the count needs; FormatError (or UnsupportedFormatError) else.
+    """
+    if size < _INDEX_HEAD.size + _CHECKSUM_LEN or len(head) < _INDEX_HEAD.size:
+        raise FormatError("truncated pack index")
+    if size > MAX_INDEX_LEN:
+        raise FormatError(f"pack index is {size} bytes, more than the {MAX_INDEX_LEN} allowed")
+    magic, count, reserved = _INDEX_HEAD.unpack_from(head, 0)
+    if magic != INDEX_MAGIC:
+        if magic[:7] == INDEX_MAGIC[:7]:
+            raise UnsupportedFormatError(f"pack index version {magic[7]} is not supported; "
+                                         "upgrade git-ml")
+        raise FormatError("not a pack index (bad magic)")
+    if reserved != 0:
+        raise FormatError("pack index reserved field is not zero")
+    if count > MAX_INDEX_ENTRIES:
+        raise FormatError(f"pack index claims {count} entries, more than the "
+                          f"{MAX_INDEX_ENTRIES} allowed")
+    expect = _INDEX_HEAD.size + count * INDEX_ENTRY.size + _CHECKSUM_LEN
+    if size != expect:
+        raise FormatError(f"pack index is {size} bytes, {count} entries need {expect}")
+    return int(count)
+
+
+def fanout_bits(count: int) -> int:
+    """Bits of id a reader's in-memory fan-out over ``count`` sorted ids uses (about 4 per bucket).
+
+    At most 16, so the table is at most 256 KiB; about one byte per entry below that.
+    """
+    return max(0, min(16, count.bit_length() - 2))
+
+
+def fanout_range(ends: array[int], bits: int, oid: bytes) -> tuple[int, int]:
+    """The [lo, hi) positions of the records whose id shares ``oid``'s first ``bits`` bits.
+
+    ``ends[b]`` is the number of records whose bucket is at most ``b``.
+    """
+    b = int.from_bytes(oid[:4], "big") >> (32 - bits) if bits else 0
+    return (ends[b - 1] if b else 0), ends[b]
+
+
+def find_record(buf: bytes, oid: bytes, base: int, width: int,
+                lo: int, hi: int) -> int:
+    """The position in [lo, hi) of the ``width``-byte record starting with ``oid``, or -1.
+
+    ``buf`` holds records from ``base``. One C-level search of
+    the range; a match that does not start a record is skipped, so the records
+    need not even be sorted for the answer to be right (only found in its range).
+    """
+    end = base + hi * width
+    find = buf.find
+    pos = find(oid, base + lo * width, end)
+    while pos >= 0:
+        q, r = divmod(pos - base, width)
+        if not r:
+            return q
+        pos = find(oid, pos + 1, end)
+    return -1
+
+
+class IndexScan:
+    """Checks a pack index fed in order, piece by piece, keeping nothing per entry.
+
+    Everything :func:`decode_index` checks (size, magic, count, checksum, strict
+    order, known types and codecs, lengths, every entry inside a pack of
+    ``pack_size`` bytes, or of at most ``MAX_PACK_LEN``), plus the index's name
+    (the XXH3-128 of all its bytes). :meth:`finish` raises the first problem,
+    the checksum's first, and returns the fan-out a reader searches with
+    (:func:`fanout_bits`, :func:`fanout_range`). The checks run in bulk, in C,
+    over each piece's entries; memory is bounded by the piece's size.
+    """
+
+    def __init__(self, size: int, pack_size: int | None = None) -> None:
+        self.size = size
+        self._limit = pack_size if pack_size is not None else MAX_PACK_LEN
+        self._fed = 0
+        self._carry = b""
+        self._sum = FileHasher()  # every byte before the checksum
+        self._all = FileHasher()  # every byte: the pack's name
+        self._tail = bytearray()
+        self.count = -1
+        self.bits = 0
+        self._prev = b""
+        self._counts: Counter[int] = Counter()
+        self._error: FormatError | None = None
+
+    def feed(self, data: bytes) -> None:
+        """The next ``len(data)`` bytes of the index."""
+        if self._fed + len(data) > self.size:
+            raise FormatError("pack index is longer than its size")
+        self._all.update(data)
+        start, self._fed = self._fed, self._fed + len(data)
+        n = max(0, min(self._fed, self.size - _CHECKSUM_LEN) - start)
+        body = data[:n]
+        self._sum.update(body)
+        self._tail += data[n:]
+        buf = self._carry + body if self._carry else body
+        if self.count < 0:
+            if len(buf) < _INDEX_HEAD.size:
+                self._carry = buf
+                return
+            self.count = index_count(buf[:_INDEX_HEAD.size], self.size)
+            self.bits = fanout_bits(self.count)
+            buf = buf[_INDEX_HEAD.size:]
+        k = len(buf) - len(buf) % INDEX_ENTRY.size
+        if k and self._error is None:
+            try:
+                self._check(buf[:k])
+            except FormatError as e:
+                self._error = e
+        self._carry = buf[k:]
+
+    def _check(self, blk: bytes) -> None:
+        oids, offs, slens, rlens, types, codecs = zip(*INDEX_ENTRY.iter_unpack(blk), strict=True)
+        if not (self._prev < oids[0] and all(map(lt, oids, islice(oids, 1, None)))):
+            raise FormatError("pack index entries not strictly sorted")
+        self._prev = oids[-1]
+        if (not _TYPES.issuperset(types) or not _CODECS.issuperset(codecs)
+                or max(slens) > MAX_OBJECT_LEN or max(rlens) > MAX_OBJECT_LEN):
+            for t, c, r, sl in zip(types, codecs, rlens, slens, strict=True):
+                _check_fields(t, c, r, sl)
+        if any(map(ne, compress(rlens, map(not_, codecs)), compress(slens, map(not_, codecs)))):
+            raise FormatError("raw object whose stored and raw lengths differ")
+        if (min(offs) < len(PACK_MAGIC)
+                or max(map(add, offs, slens)) + ENTRY_HEADER.size > self._limit):
+            for oid, off, sl in zip(oids, offs, slens, strict=True):
+                if off < len(PACK_MAGIC) or off + ENTRY_HEADER.size + sl > self._limit:
+                    raise FormatError(f"pack index entry {raw_to_hex(oid)} points past its pack")
+        if self.bits:
+            prefixes = map(itemgetter(0), _PREFIX.iter_unpack(blk))
+            self._counts.update(map(rshift, prefixes, repeat(32 - self.bits)))
+        else:
+            self._counts[0] += len(oids)
+
+    def finish(self) -> tuple[str, array[int]]:
+        """The pack's name (``pack-<h>``) and the fan-out; FormatError if anything was wrong."""
+        if self._fed != self.size or self.count < 0 or self._carry:
+            raise FormatError("truncated pack index")
+        if self._sum.digest() != bytes(self._tail):
+            raise FormatError("pack index checksum mismatch")
+        if self._error is not None:
+            raise self._error
+        counts = self._counts
+        ends = array("I", accumulate(counts.get(b, 0) for b in range(1 << self.bits)))
+        return "pack-" + digest_to_hex(self._all.digest()), ends

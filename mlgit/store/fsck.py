@@ -36,7 +36,7 @@ from mlgit.store import walk
 from mlgit.store.lock import reader_lock
 from mlgit.store.store import Store
 
-__all__ = ["FsckReport", "Located", "Problem", "Root", "check", "check_objects",
+__all__ = ["FsckReport", "Located", "Problem", "Root", "check", "check_midx", "check_objects",
            "check_reachable", "close"]
 
 
@@ -44,8 +44,8 @@ __all__ = ["FsckReport", "Located", "Problem", "Root", "check", "check_objects",
 class Problem:
     """One thing wrong, with its ``kind``.
 
-    ``corrupt``, ``missing``, ``wrong-type``, ``bad-index``, ``orphan-pack``,
-    ``bad-ref``, ``bad-pointer`` or ``bad-note``.
+    ``corrupt``, ``missing``, ``wrong-type``, ``bad-index``, ``bad-midx``,
+    ``orphan-pack``, ``bad-ref``, ``bad-pointer`` or ``bad-note``.
     """
 
     kind: str
@@ -101,6 +101,7 @@ def check_objects(store: Store, report: FsckReport,
     stems = _indexed(names)
     _report_orphans(names, stems, report)
     _check_packs(sorted(stems), good, report, progress)
+    check_midx(store, report)
     return good
 
 
@@ -133,6 +134,7 @@ def check(store: Store, roots: Callable[[], Iterable[Root]], report: FsckReport,
             known = promised()
             checked = _indexed(_pack_names(store))
             _check_packs(sorted(checked), good, report, progress)
+            check_midx(store, report)
             walk_report = _walk(store, good, named, report, known)
             if walk_report.missing:
                 new = _indexed(_pack_names(store)) - checked
@@ -221,6 +223,39 @@ def _check_packs(stems: list[_Name], good: Located, report: FsckReport,
     # An object with one good copy is fine even if another copy is damaged.
     report.corrupt -= good.keys()
     report.problems += [p for oid, p in bad_copies if oid not in good]
+
+
+def check_midx(store: Store, report: FsckReport) -> None:
+    """Report each ``packs/`` multi-pack index that is not exactly its packs' indexes.
+
+    One that readers would not use (corrupt, stale) or that says anything its
+    packs' own indexes do not is a ``bad-midx`` problem; gc rewrites it.
+    """
+    from mlgit.store.midx import MIDX_NAME, MultiPackIndex, verify
+    from mlgit.store.packs import PackIndex
+
+    for d in store.pack_dirs:
+        path = d / MIDX_NAME
+        if not os.path.lexists(path):
+            continue
+        try:
+            midx = MultiPackIndex(path)
+        except (FormatError, OSError) as err:
+            report.problems.append(Problem("bad-midx", f"{err} (readers use the packs' own "
+                                           "indexes; gc rewrites it)"))
+            continue
+        sources: list[Iterable[bytes] | None] = []
+        for stem, size in zip(midx.stems, midx.sizes, strict=True):
+            try:
+                if os.stat(d / f"{stem}.pack").st_size != size:
+                    raise FormatError("not that size")
+                sources.append(PackIndex(d / f"{stem}.idx", size).records())
+            except (FormatError, OSError):
+                sources.append(None)
+        why = verify(midx, sources)
+        if why is not None:
+            report.problems.append(Problem("bad-midx", f"{MIDX_NAME}: {why} (readers do not "
+                                           "trust it; gc rewrites it)"))
 
 
 def close(located: Located) -> None:

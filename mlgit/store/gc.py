@@ -26,6 +26,7 @@ from mlgit.format.ids import RawObjectID, hex_to_raw, raw_to_hex
 from mlgit.format.pack import ENTRY_HEADER, PACK_MAGIC
 from mlgit.store import checkouts, walk
 from mlgit.store.lock import lock_file
+from mlgit.store.midx import MIDX_NAME, MultiPackIndex
 from mlgit.store.packs import PackReader, PackWriter, commit_into, pack_is_full
 from mlgit.store.store import Store
 
@@ -146,6 +147,7 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
     with contextlib.ExitStack() as held:
         for lock in store.gc_locks:
             held.enter_context(lock_file(lock, timeout=lock_timeout))
+        store.objects.trust_midx()  # what exists is never taken from a lookup's word alone
         live = mark(store, roots())
         if store.shared is not None:
             need = others() if others is not None else "nothing says what other clones need"
@@ -190,7 +192,12 @@ def collect(store: Store, roots: Callable[[], Iterable[tuple[str, str]]], *, pru
         must_keep = {id(r) for r, oid in unreadable if oid not in copied}
         if not dry_run:
             writer.commit()  # the new packs are durable before any old one goes
-            report.removed_files += _remove_rewritten(rewrite, own, new_packs, must_keep)
+            doomed = _doomed(rewrite, own, new_packs, must_keep)
+            # The multi-pack index of what stays, before anything goes: readers never
+            # find it naming a deleted pack.
+            store.objects.write_midx(leave_out=[r.path.name[:-len(".pack")] for r in doomed])
+            report.removed_files += _remove(doomed)
+            store.objects.forget(r.path.name[:-len(".pack")] for r in doomed)
         written = counter.finish() if dry_run else len(new_packs)
         report.packs_after = report.packs_before - len(rewrite) + written + len(must_keep)
         if not dry_run:
@@ -248,23 +255,28 @@ def _copy_live(rewrite: list[PackReader], live: set[RawObjectID], copied: set[Ra
     return unreadable
 
 
-def _remove_rewritten(rewrite: list[PackReader], packs_dir: Path, new_packs: list[str],
-                      must_keep: set[int]) -> int:
-    """Delete the packs rewritten (and their indexes); return the number of files removed.
+def _doomed(rewrite: list[PackReader], packs_dir: Path, new_packs: list[str],
+            must_keep: set[int]) -> list[PackReader]:
+    """The packs rewritten that are to be deleted.
 
     A pack whose content was rewritten under its own name (in ``new_packs``) into
     ``packs_dir`` where it is, or that holds the last copy of a live object (its
     reader's id in ``must_keep``), stays.
     """
-    removed = 0
+    out = []
     for r in rewrite:
         same = r.path.parent == packs_dir and r.path.with_suffix(".idx").name[:-4] in new_packs
-        if same or id(r) in must_keep:
-            continue  # identical content rewritten under the same name, or kept
+        if not (same or id(r) in must_keep):
+            out.append(r)
+    return out
+
+
+def _remove(doomed: list[PackReader]) -> int:
+    """Delete the packs (index first, then pack); return the number of files removed."""
+    for r in doomed:
         r.path.with_suffix(".idx").unlink(missing_ok=True)
         r.path.unlink(missing_ok=True)
-        removed += 2
-    return removed
+    return 2 * len(doomed)
 
 
 def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> int:
@@ -279,7 +291,7 @@ def _sweep_files(store: Store, prune_before: float, live: set[RawObjectID]) -> i
             p = d / name
             if name.endswith(".lock"):
                 continue  # lock files are never deleted (see mlgit.store.lock)
-            if d.name == "packs" and (name.endswith(".idx") or (
+            if d.name == "packs" and (name.endswith(".idx") or name == MIDX_NAME or (
                     name.endswith(".pack") and (d / (name[:-5] + ".idx")).exists())):
                 continue
             try:
@@ -402,19 +414,26 @@ def consolidate(store: Store, limit: int, *, lock_timeout: float = 0.0) -> Conso
         for stem in new_packs:
             for ext in (".pack", ".idx"):
                 os.utime(store.packs_dir / (stem + ext), (newest, newest))
-        gone = []
-        for r in merge:
-            stem = r.path.name[:-len(".pack")]
-            if stem in new_packs:
-                continue  # the same content rewritten under the same name
-            r.path.with_suffix(".idx").unlink(missing_ok=True)
-            r.path.unlink(missing_ok=True)
-            gone.append(stem)
+        gone = [r.path.name[:-len(".pack")] for r in merge]
+        gone = [stem for stem in gone if stem not in new_packs]  # else: the same content
+        # The multi-pack index of what stays first: it never names a deleted pack.
+        store.objects.write_midx(leave_out=gone, force=_midx_covers_any(store, gone))
+        for stem in gone:
+            (store.packs_dir / (stem + ".idx")).unlink(missing_ok=True)
+            (store.packs_dir / (stem + ".pack")).unlink(missing_ok=True)
         store.objects.forget(gone)
         report.merged_packs = len(merge)
         report.packs_written = len(new_packs)
         report.objects = len(copied)
     return report
+
+
+def _midx_covers_any(store: Store, stems: list[str]) -> bool:
+    """True if ``packs_dir``'s multi-pack index (read as a reader would) names one of ``stems``."""
+    try:
+        return bool(set(MultiPackIndex(store.packs_dir / MIDX_NAME).stems) & set(stems))
+    except (FormatError, OSError):
+        return False
 
 
 def parse_prune(value: str, now: float | None = None) -> float:

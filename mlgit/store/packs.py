@@ -18,34 +18,42 @@ hash of its bytes, with every entry inside the pack; the pack is a regular file
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlgit.errors import CorruptObjectError, FormatError
 from mlgit.format.compression import decompress
-from mlgit.format.ids import RawObjectID, digest_bytes, raw_to_hex
-from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN
+from mlgit.format.ids import ID_LEN, RawObjectID, digest_bytes, raw_to_hex
+from mlgit.format.limits import MAX_INDEX_ENTRIES, MAX_INDEX_LEN, MAX_PACK_LEN
 from mlgit.format.pack import (
     ENTRY_HEADER,
+    INDEX_ENTRY,
+    INDEX_HEAD_LEN,
     PACK_MAGIC,
     IndexEntry,
+    IndexScan,
+    check_entry,
     check_index_name,
     check_pack_magic,
     decode_entry_header,
     decode_index,
     encode_entry_header,
     encode_index,
+    fanout_range,
+    find_record,
     pack_stem,
 )
 from mlgit.store.fsutil import DurableFile, atomic_write, open_regular, read_bounded
 
-__all__ = ["BuiltPack", "PackReader", "PackWriter", "Publish", "commit_into", "pack_is_full",
-           "read_index_file"]
+__all__ = ["BuiltPack", "PackIndex", "PackReader", "PackWriter", "Publish", "commit_into",
+           "pack_is_full", "read_index_file", "read_records", "search_records"]
+
+
+_CHUNK = 256 << 10  # bytes of an index read at a time (the memory a scan or copy holds)
 
 
 def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry]:
@@ -66,21 +74,168 @@ def read_index_file(path: Path, pack_size: int | None = None) -> list[IndexEntry
         raise type(e)(f"{path.name}: {e}") from None
 
 
-class PackReader:
-    """One pack file opened for random reads, with its decoded index.
+_WINDOW = 1024  # records one search reads at once; a longer range is narrowed by probes
 
-    Opening checks the pack (a regular file, not followed through a symlink,
-    starting with the pack magic) and its index (:func:`read_index_file`).
+
+def search_records(fd: int, oid: RawObjectID, base: int, width: int, lo: int,
+                   hi: int) -> tuple[int, bytes] | None:
+    """(position, bytes) of the ``width``-byte record in [lo, hi) that starts with ``oid``.
+
+    The records (sorted by id) start at byte ``base`` of the file ``fd``. A range
+    of up to 1,024 records is read at once and searched in C; a longer one is
+    first narrowed by probes of 16 bytes, so no read is larger whatever the range
+    (a hostile fan-out cannot make a lookup read a whole file). None if absent.
+    """
+    while hi - lo > _WINDOW:
+        mid = (lo + hi) // 2
+        key = os.pread(fd, ID_LEN, base + mid * width)
+        if key == oid:
+            lo, hi = mid, mid + 1
+        elif len(key) == ID_LEN and key < oid:
+            lo = mid + 1
+        else:
+            hi = mid
+    data = os.pread(fd, (hi - lo) * width, base + lo * width)
+    i = find_record(data, oid, 0, width, 0, len(data) // width)
+    return None if i < 0 else (lo + i, data[i * width:(i + 1) * width])
+
+
+def read_records(fd: int, base: int, width: int, lo: int, hi: int) -> Iterator[bytes]:
+    """Records [lo, hi) of the file ``fd`` (from byte ``base``), in blocks of about 1 MiB.
+
+    FormatError if the file ends before them.
+    """
+    step = max(1, _CHUNK // width)
+    for at in range(lo, hi, step):
+        n = min(step, hi - at) * width
+        blk = os.pread(fd, n, base + at * width)
+        if len(blk) != n:
+            raise FormatError("index file is shorter than it was")
+        yield blk
+
+
+class PackIndex:
+    """A pack's index file, checked in one streaming pass, then searched in place.
+
+    Opening reads the file in 1 MiB pieces through :class:`~mlgit.format.pack.IndexScan`
+    (every check of docs/format.md, its name included) and keeps its descriptor,
+    with a fan-out of about one byte per entry; nothing is built or kept per
+    entry, and no page of the file stays in memory. A lookup is a fan-out step
+    and one positioned read of a few entries, searched in C; only the entry found
+    is decoded (and checked again: :func:`~mlgit.format.pack.check_entry`).
     """
 
-    def __init__(self, pack_path: Path, idx_path: Path) -> None:
+    def __init__(self, path: Path, pack_size: int | None = None) -> None:
+        self.path = path
+        self._limit = pack_size if pack_size is not None else MAX_PACK_LEN
+        self._fd = -1
+        fd = open_regular(path, path.name)
+        try:
+            size = os.fstat(fd).st_size
+            if size > MAX_INDEX_LEN:
+                raise FormatError(f"pack index is {size} bytes, more than the "
+                                  f"{MAX_INDEX_LEN} allowed")
+            scan = IndexScan(size, pack_size)
+            pos = 0
+            while pos < size:
+                data = os.pread(fd, min(_CHUNK, size - pos), pos)
+                if not data:
+                    break  # shrank meanwhile: finish() says truncated
+                scan.feed(data)
+                pos += len(data)
+            stem, self._ends = scan.finish()
+            if stem != path.name[:-len(".idx")]:
+                raise FormatError("the index is not named by the hash of its bytes (a pack's "
+                                  "name is pack- and the XXH3-128 of its index file)")
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, FormatError):
+                raise type(e)(f"{path.name}: {e}") from None
+            raise
+        self.count = scan.count
+        self._bits = scan.bits
+        self._fd = fd
+
+    def find(self, oid: RawObjectID) -> IndexEntry | None:
+        """The pack's entry for ``oid``, or None; FormatError if the file changed in place."""
+        lo, hi = fanout_range(self._ends, self._bits, oid)
+        if lo == hi:
+            return None
+        hit = search_records(self._fd, oid, INDEX_HEAD_LEN, INDEX_ENTRY.size, lo, hi)
+        if hit is None:
+            return None
+        e = IndexEntry._make(INDEX_ENTRY.unpack(hit[1]))
+        try:
+            return check_entry(e, self._limit)
+        except FormatError as err:
+            raise FormatError(f"{self.path.name}: {err}") from None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def byte_range(self, b: int) -> tuple[int, int] | None:
+        """[lo, hi) of the entries whose id starts with byte ``b``, from the fan-out alone.
+
+        None when the fan-out is too coarse to say (fewer than 8 bits: a small index).
+        """
+        shift = self._bits - 8
+        if shift < 0:
+            return None
+        ends = self._ends
+        return (ends[(b << shift) - 1] if b else 0), ends[((b + 1) << shift) - 1]
+
+    def blocks(self, lo: int, hi: int) -> Iterator[bytes]:
+        """Entries [lo, hi) as blocks of whole 34-byte entries (about 1 MiB each)."""
+        return read_records(self._fd, INDEX_HEAD_LEN, INDEX_ENTRY.size, lo, hi)
+
+    def records(self) -> Iterator[bytes]:
+        """Every entry's 34 bytes, in id order (read in 1 MiB pieces)."""
+        width = INDEX_ENTRY.size
+        for blk in read_records(self._fd, INDEX_HEAD_LEN, width, 0, self.count):
+            yield from (blk[i:i + width] for i in range(0, len(blk), width))
+
+    def __iter__(self) -> Iterator[IndexEntry]:
+        """Every entry, in id order, decoded one at a time."""
+        unpack = INDEX_ENTRY.unpack
+        return (IndexEntry._make(unpack(r)) for r in self.records())
+
+    def close(self) -> None:
+        """Close the file (once; a later lookup raises OSError)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+
+class PackReader:
+    """One pack file opened for random reads, and its index (:class:`PackIndex`).
+
+    Opening checks the pack (a regular file, not followed through a symlink,
+    starting with the pack magic; of ``size`` bytes when that is given, as a
+    multi-pack index records it) and, with ``index`` (the default), its index.
+    Without, the index is opened on first use: a pack a multi-pack index covers
+    is read without ever opening its own index.
+    """
+
+    def __init__(self, pack_path: Path, idx_path: Path, *, size: int | None = None,
+                 index: bool = True) -> None:
         self.path = pack_path
-        self._oids: list[RawObjectID] | None = None
+        self.idx_path = idx_path
+        self._index: PackIndex | None = None
+        self._lock = threading.Lock()
         self.fd = open_regular(pack_path, pack_path.name)
         try:
-            size = os.fstat(self.fd).st_size
-            self.entries = read_index_file(idx_path, pack_size=size)
+            self.size = os.fstat(self.fd).st_size
+            if index:  # first: a truncated pack is an index pointing past it
+                self._index = PackIndex(idx_path, self.size)
             try:
+                if size is not None and size != self.size:
+                    raise FormatError(f"{self.size} bytes, not the {size} the multi-pack "
+                                      "index says")
                 check_pack_magic(os.pread(self.fd, len(PACK_MAGIC), 0))
             except FormatError as e:
                 raise type(e)(f"{pack_path.name}: {e}") from None
@@ -88,13 +243,30 @@ class PackReader:
             self.close()
             raise
 
+    @property
+    def index(self) -> PackIndex:
+        """The pack's index, opened (and checked) on first use."""
+        idx = self._index
+        if idx is None:
+            with self._lock:
+                if self._index is None:
+                    self._index = PackIndex(self.idx_path, self.size)
+                idx = self._index
+        return idx
+
+    @property
+    def indexed(self) -> bool:
+        """True once the pack's own index is open."""
+        return self._index is not None
+
+    @property
+    def entries(self) -> PackIndex:
+        """Every entry of the pack (iterable in id order, with a length), from its index."""
+        return self.index
+
     def find(self, oid: RawObjectID) -> IndexEntry | None:
-        """Return this pack's entry for ``oid`` (binary search of the sorted index), or None."""
-        oids = self._oids
-        if oids is None:
-            oids = self._oids = [e.oid for e in self.entries]
-        i = bisect.bisect_left(oids, oid)
-        return self.entries[i] if i < len(oids) and oids[i] == oid else None
+        """Return this pack's entry for ``oid`` (searched in its index), or None."""
+        return self.index.find(oid)
 
     def read(self, e: IndexEntry) -> bytes:
         """Return the verified, decompressed bytes of entry ``e``.
@@ -131,7 +303,10 @@ class PackReader:
         return buf
 
     def close(self) -> None:
-        """Close the pack's file descriptor (once: a second call does nothing)."""
+        """Close the pack's file descriptor and index (once: a second call does nothing)."""
+        idx, self._index = getattr(self, "_index", None), None
+        if idx is not None:
+            idx.close()
         fd, self.fd = self.fd, -1
         if fd >= 0:
             with contextlib.suppress(OSError):

@@ -50,7 +50,7 @@ _TILDE_RE = re.compile(r"^(.*?)((?:~\d*)*)\Z")
 
 def snapshot_ids_with_prefix(store: Store, prefix: str) -> list[ObjectID]:
     """Every snapshot id starting with ``prefix`` (lowercase hex)."""
-    raw_ids = store.objects.ids(OBJ_SNAPSHOT)
+    raw_ids = store.objects.iter_ids(OBJ_SNAPSHOT)
     return [h for h in (raw_to_hex(r) for r in raw_ids) if h.startswith(prefix)]
 
 

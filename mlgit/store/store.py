@@ -5,6 +5,7 @@ Layout (docs/format.md, "Directory tree")::
     .git/ml/config                  format version, hash, chunker, pack size (JSON)
     .git/ml/packs/pack-<h>.pack     objects
     .git/ml/packs/pack-<h>.idx      sorted index of that pack
+    .git/ml/packs/multi-pack-index  one sorted index of many packs (derived; may be absent)
     .git/ml/refs/datasets/<name>    newest snapshot id of a dataset
     .git/ml/refs/checkpoints/<run>  newest snapshot id of a checkpoint run
     .git/ml/refs/stages/<model>@<stage>  newest promotion (record) of a model's stage
@@ -24,7 +25,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from mlgit.errors import FormatError, NotInitializedError
+from mlgit.errors import FormatError, MlgitError, NotInitializedError
 from mlgit.format.config import StoreConfig, check_config, decode_config, encode_config
 from mlgit.format.limits import MAX_CONFIG_LEN
 from mlgit.store.fsutil import atomic_write, read_bounded
@@ -48,7 +49,8 @@ class Store:
         """The shared store this clone keeps its objects in, or None."""
         objects = self.objects_root
         self.objects = ObjectStore(objects / "packs", objects / "tmp", config.pack_size,
-                                   also=(root / "packs",) if self.shared else ())
+                                   also=(root / "packs",) if self.shared else (),
+                                   gc_lock=objects / "gc")
         self.refs = RefStore(root / "refs")
 
     @property
@@ -150,5 +152,19 @@ class Store:
         return REF_KINDS
 
     def close(self) -> None:
-        """Release file descriptors and drop uncommitted writes."""
-        self.objects.close()
+        """Write the multi-pack index if due; release file descriptors; drop uncommitted writes.
+
+        A store whose writer committed packs, or whose lookups found many packs
+        outside ``packs/multi-pack-index``, rewrites it when more than
+        :data:`~mlgit.store.midx.MIDX_PACK_THRESHOLD` packs lie outside it (under
+        the ``gc`` lock, shared; skipped if gc holds it). The
+        index only speeds lookups up, so a failure to write it is not an error:
+        readers use the packs' own indexes, and the next writer or gc writes it.
+        """
+        try:
+            if self.objects.packs_committed or self.objects.midx_due():
+                with contextlib.suppress(MlgitError, OSError), \
+                        lock_file(self.objects_root / "gc", timeout=0, shared=True):
+                    self.objects.write_midx(force=False)
+        finally:
+            self.objects.close()
