@@ -417,3 +417,24 @@ def test_a_model_stage_is_read_from_a_remote_with_no_clone(tmp_path: Path,
     with pytest.raises(FileNotFoundError, match="is empty"):
         _fs(**opts).cat_file("net@staging/w.bin")
     assert not (elsewhere / ".git").exists()
+
+
+def test_a_remote_stage_ref_naming_another_stages_record_is_refused(tmp_path: Path,
+                                                                     elsewhere: Path) -> None:
+    """A hostile remote whose ``stages/net@staging`` names production's record: EIO, named."""
+    root = tmp_path / "reg"
+    root.mkdir()
+    git(root, "init", "-q")
+    run_gitml(root, "init")
+    make_tree(tmp_path / "w", {"w.bin": b"w" * 1000})
+    run_gitml(root, "commit-ckpt", str(tmp_path / "w"), "--run", "net", "-q")
+    run_gitml(root, "promote", "net", "production", "--model", "net")
+    run_gitml(root, "promote", "net", "staging", "--model", "net")
+    refs = root / ".git/ml/refs/stages"
+    (refs / "net@staging").write_bytes((refs / "net@production").read_bytes())
+    fs = _fs(remote=str(root), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(OSError, match="a record of net@production") as e:
+        fs.cat_file("net@staging/w.bin")
+    assert e.value.errno == errno.EIO
+    assert fs.cat_file("net@production/w.bin") == b"w" * 1000
+    assert not (elsewhere / ".git").exists()

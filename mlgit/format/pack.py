@@ -229,22 +229,7 @@ def decode_index(data: bytes, pack_size: int | None = None) -> list[IndexEntry]:
     :data:`~mlgit.format.limits.MAX_INDEX_ENTRIES` entries, checked before
     anything is allocated for them.
     """
-    if len(data) < _INDEX_HEAD.size + _CHECKSUM_LEN:
-        raise FormatError("truncated pack index")
-    magic, count, reserved = _INDEX_HEAD.unpack_from(data, 0)
-    if magic != INDEX_MAGIC:
-        if magic[:7] == INDEX_MAGIC[:7]:
-            raise UnsupportedFormatError(f"pack index version {magic[7]} is not supported; "
-                                         "upgrade git-ml")
-        raise FormatError("not a pack index (bad magic)")
-    if reserved != 0:
-        raise FormatError("pack index reserved field is not zero")
-    if count > MAX_INDEX_ENTRIES:
-        raise FormatError(f"pack index claims {count} entries, more than the "
-                          f"{MAX_INDEX_ENTRIES} allowed")
-    expect = _INDEX_HEAD.size + count * INDEX_ENTRY.size + _CHECKSUM_LEN
-    if len(data) != expect:
-        raise FormatError(f"pack index is {len(data)} bytes, {count} entries need {expect}")
+    index_count(data[:_INDEX_HEAD.size], len(data))  # header, count and size
     if digest_bytes(data[:-_CHECKSUM_LEN]) != data[-_CHECKSUM_LEN:]:
         raise FormatError("pack index checksum mismatch")
     rows = list(INDEX_ENTRY.iter_unpack(memoryview(data)[_INDEX_HEAD.size:-_CHECKSUM_LEN]))
