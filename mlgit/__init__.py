@@ -22,13 +22,14 @@ TensorFlow support is ``mlgit.tf``, imported only when used (``import mlgit.tf``
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mlgit.errors import MlgitError, UsageError
 
+TYPE_CHECKING = False  # not typing's: `import mlgit` is on the start-up path of every command
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
+    from typing import Any, BinaryIO
 
     from mlgit.api.add import AddResult
     from mlgit.api.board import BoardResult
@@ -124,6 +125,8 @@ def release(path: str | os.PathLike[str]) -> bool:
 def add(path: str | os.PathLike[str], *, name: str | None = None, message: str = "",
         repo: RepoPath = None) -> AddResult:
     """Snapshot ``path`` as a dataset, as ``git ml add`` does; return the result."""
+    from pathlib import Path
+
     with _repo(repo if repo is not None else Path(path).absolute().parent) as r:
         return r.add([Path(path).absolute()], name=name, message=message)[0]
 
@@ -172,6 +175,7 @@ def commit_ckpt(path: str | os.PathLike[str], *, run: str, step: int | None = No
                                  config_files=config_files, message=message,
                                  datasets=datasets, parent=parent)
         import tempfile
+        from pathlib import Path
 
         from mlgit.api import checkpoints
         from mlgit.tf.samples import samples_for_path
@@ -222,6 +226,8 @@ def update(paths: list[str | os.PathLike[str]], *, rev: str | None = None,
 
     As ``git ml update``; ``rev`` pins another version of the same name.
     """
+    from pathlib import Path
+
     with _repo(repo) as r:
         return r.update([Path(p).absolute() for p in paths], rev=rev)
 

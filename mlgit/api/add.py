@@ -286,7 +286,7 @@ def _add_one(core: Core, store: Store, rel: str, is_file: bool, pointer_rel: str
     gitindex.stage(core.git, [pointer_rel, ignore_rel])
     built.cache.snapshot = oid
     if not (unchanged_cache and oid == parent):
-        statcache.save(cpath, built.cache, built.stat_time_ns)
+        statcache.save(cpath, built.cache, built.stat_time_ns, core.git_index_target(full))
     return AddResult(rel, pointer_rel, ds, oid, created, built.files, built.total_bytes,
                      built.hashed_files, built.hashed_bytes,
                      store.objects.bytes_written - written_before)

@@ -225,7 +225,7 @@ def checkout_worktree(core: Core, paths: list[str] | None = None, *, force: bool
         finally:
             ev.finish()
         cache.snapshot = p.id
-        statcache.save(cpath, cache, stat_time)
+        statcache.save(cpath, cache, stat_time, core.git_index_target(full))
         done.append((rel, p.id))
     if events is None:
         ev.raise_problems()

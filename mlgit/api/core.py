@@ -34,6 +34,7 @@ from mlgit.store.fsutil import read_bounded
 if TYPE_CHECKING:
     from mlgit.format.config import StoreConfig
     from mlgit.format.snapshot import Snapshot
+    from mlgit.snapshot.statcache import GitIndexTarget
     from mlgit.store.refs import RefStore
     from mlgit.store.store import Store
 
@@ -124,6 +125,32 @@ class Core:
         from mlgit.store.refs import RefStore
 
         return RefStore(self.git.ml_dir / "refs")
+
+    def git_index_target(self, full: Path) -> GitIndexTarget | None:
+        """Where the stat cache of the tracked path ``full`` writes its private git index.
+
+        None when ``full`` is not inside the work tree (git could not check it),
+        or the object format is not known. See :func:`mlgit.snapshot.statcache.save`.
+        """
+        from mlgit.snapshot.statcache import GitIndexTarget
+
+        work = self.git.workdir
+        if work is None:
+            return None
+        try:
+            rel = full.relative_to(work)
+        except ValueError:
+            return None
+        if not rel.parts:
+            return None
+        fmt = self.git.memo.get("object-format")
+        if fmt is None:
+            try:
+                fmt = self.git.run_git("rev-parse", "--show-object-format").decode().strip()
+            except (GitCommandError, UnicodeError):
+                return None
+            self.git.memo["object-format"] = fmt
+        return GitIndexTarget(os.fsencode(full), os.fsencode(rel.as_posix()), fmt)
 
     def has_store(self) -> bool:
         """Whether the store exists with a config that decodes, checked without opening it.

@@ -327,7 +327,7 @@ def _materialize(repo: Core, rel: str, oid: ObjectID, force: bool, ev: Events) -
     finally:
         ev.finish()
     cache.snapshot = oid
-    statcache.save(cpath, cache, stat_time)
+    statcache.save(cpath, cache, stat_time, repo.git_index_target(full))
     return snap
 
 

@@ -188,7 +188,8 @@ def _status_one(core: Core, pointer_rel: str, p: Pointer, ev: Events) -> StatusE
     if raw_to_hex(built.root) == snap_tree:
         if built.hashed_files:  # refresh the cache so the next status is instant
             built.cache.snapshot = p.id
-            statcache.save(cpath, built.cache, built.stat_time_ns)
+            statcache.save(cpath, built.cache, built.stat_time_ns,
+                           core.git_index_target(full))
         return entry
     entry.state = "modified"
 

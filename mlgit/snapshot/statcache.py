@@ -29,6 +29,7 @@ first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -38,12 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgit.errors import FormatError
+from mlgit.format.gitindex import MODE_EXECUTABLE, MODE_FILE, IndexEntry, encode_index
 from mlgit.format.ids import RawObjectID, digest_hex, hex_to_raw, raw_to_hex
 from mlgit.snapshot.scan import FileStat, is_skipped
 from mlgit.store.fsutil import replace_file
 
-__all__ = ["COARSE_RACY_NS", "RACY_NS", "DirCache", "StatCache", "cache_path", "dir_signature",
-           "load", "matches", "save"]
+__all__ = ["COARSE_RACY_NS", "RACY_NS", "DirCache", "GitIndexTarget", "StatCache", "cache_path",
+           "dir_signature", "git_index_path", "load", "matches", "save", "write_git_index"]
 
 RACY_NS = 30_000_000
 COARSE_RACY_NS = 2_000_000_000
@@ -212,6 +214,23 @@ def cache_path(cache_dir: Path, tracked: Path) -> Path:
     return cache_dir / "stat" / f"{key}.json"
 
 
+def git_index_path(path: Path) -> Path:
+    """The private git index kept beside the stat cache file ``path`` (see :func:`save`)."""
+    return path.with_suffix(".index")
+
+
+@dataclass(frozen=True)
+class GitIndexTarget:
+    """What :func:`save` needs to write a tracked path's private git index as well."""
+
+    full: bytes
+    """The tracked path, absolute."""
+    prefix: bytes
+    """The tracked path relative to the work tree, ``/``-separated: what git calls it."""
+    hash_name: str
+    """The repository's object format (``sha1``, ``sha256``)."""
+
+
 def load(path: Path) -> StatCache:
     """Read a cache; an empty one if it is missing or unreadable.
 
@@ -263,13 +282,23 @@ def _cacheable(s: FileStat, limit: int, coarse_limit: int) -> bool:
     return newest < limit and (not coarse or newest < coarse_limit)
 
 
-def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
+def save(path: Path, cache: StatCache, stat_time_ns: int,
+         git_index: GitIndexTarget | None = None) -> None:
     """Write a cache, leaving out entries that are racy relative to ``stat_time_ns``.
 
     ``stat_time_ns`` is the wall-clock time just before the stats were taken.
     Not durable (no fsync): the cache is derived data, a file that a crash left
     torn does not parse and only costs a rehash.
+
+    With ``git_index``, the same stats are written as a git index
+    (:mod:`mlgit.format.gitindex`) at :func:`git_index_path`, for
+    :mod:`mlgit.gitlink.statindex` to check with git itself (see
+    :func:`write_git_index`). The old index is removed before the cache is
+    written, so an index never outlives the cache it was written with.
     """
+    index_path = git_index_path(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(index_path)
     limit = stat_time_ns - RACY_NS
     coarse_limit = stat_time_ns - COARSE_RACY_NS
     dirs = {}
@@ -284,3 +313,58 @@ def save(path: Path, cache: StatCache, stat_time_ns: int) -> None:
            "files": cache.files, "bytes": cache.nbytes}
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_file(path, json.dumps(obj, separators=(",", ":")).encode())
+    if git_index is not None:
+        write_git_index(path, cache, stat_time_ns, git_index)
+
+
+def write_git_index(path: Path, cache: StatCache, stat_time_ns: int,
+                    target: GitIndexTarget) -> bool:
+    """Write the git index of ``cache`` beside the stat cache file ``path``; False if it cannot.
+
+    ``cache`` must hold what the files' ``lstat`` gave after ``stat_time_ns``
+    (a cache just built, or one :func:`matches` just vouched for). git compares
+    whole seconds: an entry whose mtime or ctime falls in the second of
+    ``stat_time_ns`` (less :data:`RACY_NS`) or later is smudged (git sees it
+    changed), and so is an entry :func:`save` would leave out. owner and device
+    are taken from the tracked path itself (a file owned otherwise only shows as
+    changed, which is safe).
+    """
+    data = _git_index(cache, target, stat_time_ns)
+    if data is None:
+        return False
+    replace_file(git_index_path(path), data)
+    return True
+
+
+def _git_index(cache: StatCache, target: GitIndexTarget, stat_time_ns: int) -> bytes | None:
+    """The git index of ``cache``'s files, or None if it cannot be written (nothing to check)."""
+    limit = stat_time_ns - RACY_NS
+    coarse_limit = stat_time_ns - COARSE_RACY_NS
+    second = limit - limit % _SECOND
+
+    def kept(s: FileStat) -> bool:
+        return _cacheable(s, limit, coarse_limit) and max(s.mtime_ns, s.ctime_ns) < second
+
+    try:
+        root = os.lstat(target.full)
+    except OSError:
+        return None
+    if stat.S_ISREG(root.st_mode):
+        named = [(target.prefix, s) for s in cache.dirs[""].files.values()] if (
+            len(cache.dirs) == 1 and "" in cache.dirs) else []
+        if len(named) != 1:
+            return None
+    elif stat.S_ISDIR(root.st_mode):
+        named = []
+        for rel, dc in cache.dirs.items():
+            base = target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix
+            named += [(base + b"/" + name, s) for name, s in dc.files.items()]
+    else:
+        return None
+    entries = [IndexEntry(p, s.ctime_ns, s.mtime_ns if kept(s) else 0,
+                          root.st_dev, s.ino, MODE_EXECUTABLE if s.executable else MODE_FILE,
+                          root.st_uid, root.st_gid, s.size) for p, s in named]
+    try:
+        return encode_index(entries, target.hash_name)
+    except FormatError:
+        return None

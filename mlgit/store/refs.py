@@ -67,7 +67,8 @@ class RefStore:
         self.root = root
         self.label = label  # prefixed to errors: names a remote's store
 
-    def _path(self, kind: str, name: str) -> Path:
+    def path(self, kind: str, name: str) -> Path:
+        """The file that holds ref ``kind/name`` (it may not exist); FormatError for a bad name."""
         if kind not in REF_KINDS:
             raise FormatError(f"unknown ref kind {kind!r}")
         if kind == STAGES:
@@ -79,7 +80,7 @@ class RefStore:
 
     def get(self, kind: str, name: str) -> ObjectID | None:
         """The id a ref holds, or None if it does not exist; FormatError if it is garbage."""
-        path = self._path(kind, name)
+        path = self.path(kind, name)
         what = f"{self.label}ref {kind}/{name} ({path})"
         try:
             data = read_bounded(path, MAX_REF_LEN, what)
@@ -121,7 +122,7 @@ class RefStore:
 
         The caller must have made ``new`` and everything it reaches durable first.
         """
-        path = self._path(kind, name)
+        path = self.path(kind, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with lock_file(path):
             current = self.get(kind, name)
@@ -137,7 +138,7 @@ class RefStore:
 
         A ref that is already gone is a ConflictError too: someone else removed it.
         """
-        path = self._path(kind, name)
+        path = self.path(kind, name)
         with lock_file(path):
             current = self.get(kind, name)
             if current != expect:

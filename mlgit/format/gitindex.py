@@ -1,0 +1,90 @@
+"""Encode a git index file (version 2) whose entries carry stat data only.
+
+git-ml keeps, beside each tracked path's stat cache, a private git index that
+lists the path's files with the stat data the cache recorded, so that the real
+``git diff-files`` and ``git ls-files --others`` (C, threaded, no Python per
+file) can answer "did anything change since?" (see
+:mod:`mlgit.gitlink.statindex`). The object id of every entry is a fixed
+placeholder that names no blob: such an index is never used to commit, and an
+entry git would compare by content (a "racy" one) compares unequal, so the
+answer errs on the side of "changed".
+
+The byte layout is git's ``gitformat-index(5)``, version 2: the ``DIRC``
+header, entries sorted by path bytes (each 62 bytes of stat data, object id and
+flags for SHA-1, 74 for SHA-256, then the path and 1 to 8 NUL bytes to a
+multiple of 8), and the trailing checksum of the whole file in the
+repository's hash.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from mlgit.errors import FormatError
+
+__all__ = ["MODE_EXECUTABLE", "MODE_FILE", "MODE_SYMLINK", "PLACEHOLDER_BYTE", "IndexEntry",
+           "encode_index"]
+
+MODE_FILE = 0o100644
+MODE_EXECUTABLE = 0o100755
+MODE_SYMLINK = 0o120000
+PLACEHOLDER_BYTE = b"\x5a"
+"""Every entry's object id is this byte repeated: no blob (a hash would have to equal it)."""
+
+_HEADER = struct.Struct(">4sII")
+_STAT = struct.Struct(">10I")
+_FLAGS = struct.Struct(">H")
+_NAME_MASK = 0xFFF
+_U32 = 0xFFFFFFFF
+_HASHES = {"sha1": 20, "sha256": 32}
+
+
+class IndexEntry(NamedTuple):
+    """One entry: the path (bytes, ``/``-separated, relative to the work tree) and its stat."""
+
+    path: bytes
+    ctime_ns: int
+    mtime_ns: int
+    dev: int
+    ino: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+
+
+def encode_index(entries: Iterable[IndexEntry], hash_name: str) -> bytes:
+    """The index file holding ``entries`` (any order; sorted here), for a ``hash_name`` repository.
+
+    ``hash_name`` is git's ``extensions.objectFormat`` (``sha1`` or
+    ``sha256``). Stat fields are truncated to 32 bits, as git stores them.
+    FormatError for an unknown hash, an empty, absolute or NUL-holding path, or
+    a path given twice.
+    """
+    oid_len = _HASHES.get(hash_name)
+    if oid_len is None:
+        raise FormatError(f"unknown git object format {hash_name!r}")
+    oid = PLACEHOLDER_BYTE * oid_len
+    fixed = _STAT.size + oid_len + _FLAGS.size
+    ordered = sorted(entries)
+    parts = [b""]
+    last = None
+    for e in ordered:
+        path = e.path
+        if not path or path.startswith(b"/") or b"\0" in path or path == last:
+            raise FormatError(f"git index entry {path!r} is not a relative path given once")
+        last = path
+        ctime_s, ctime_n = divmod(e.ctime_ns, 1_000_000_000)
+        mtime_s, mtime_n = divmod(e.mtime_ns, 1_000_000_000)
+        pad = 8 - (fixed + len(path)) % 8
+        parts += [
+            _STAT.pack(ctime_s & _U32, ctime_n, mtime_s & _U32, mtime_n, e.dev & _U32,
+                       e.ino & _U32, e.mode, e.uid & _U32, e.gid & _U32, e.size & _U32),
+            oid, _FLAGS.pack(min(len(path), _NAME_MASK)), path, b"\0" * pad]
+    parts[0] = _HEADER.pack(b"DIRC", 2, len(ordered))
+    body = b"".join(parts)
+    import hashlib  # start-up time (OpenSSL): only when an index is written
+
+    return body + hashlib.new(hash_name, body).digest()
