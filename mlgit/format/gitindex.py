@@ -69,21 +69,29 @@ def encode_index(entries: Iterable[IndexEntry], hash_name: str) -> bytes:
     oid = PLACEHOLDER_BYTE * oid_len
     fixed = _STAT.size + oid_len + _FLAGS.size
     ordered = sorted(entries)
-    parts = [b""]
-    last = None
-    for e in ordered:
-        path = e.path
-        if not path or path.startswith(b"/") or b"\0" in path or path == last:
-            raise FormatError(f"git index entry {path!r} is not a relative path given once")
-        last = path
-        ctime_s, ctime_n = divmod(e.ctime_ns, 1_000_000_000)
-        mtime_s, mtime_n = divmod(e.mtime_ns, 1_000_000_000)
-        pad = 8 - (fixed + len(path)) % 8
-        parts += [
-            _STAT.pack(ctime_s & _U32, ctime_n, mtime_s & _U32, mtime_n, e.dev & _U32,
-                       e.ino & _U32, e.mode, e.uid & _U32, e.gid & _U32, e.size & _U32),
-            oid, _FLAGS.pack(min(len(path), _NAME_MASK)), path, b"\0" * pad]
-    parts[0] = _HEADER.pack(b"DIRC", 2, len(ordered))
+    pack = _STAT.pack
+    # what follows the stat data of a path of each length: the id and flags, then the padding
+    tails = [oid + _FLAGS.pack(min(n, _NAME_MASK)) for n in range(_NAME_MASK + 1)]
+    pads = [b"\0" * (8 - (fixed + n) % 8) for n in range(8)]
+    parts = [_HEADER.pack(b"DIRC", 2, len(ordered))]
+    append = parts.append
+    last = b""
+    second = 1_000_000_000
+    try:
+        for path, ctime_ns, mtime_ns, dev, ino, mode, uid, gid, size in ordered:
+            if path <= last or path[:1] == b"/" or b"\0" in path:
+                raise FormatError(f"git index entry {path!r} is not a relative path given once")
+            last = path
+            n = len(path)
+            ctime_s, ctime_n = divmod(ctime_ns, second)
+            mtime_s, mtime_n = divmod(mtime_ns, second)
+            append(pack(ctime_s & _U32, ctime_n, mtime_s & _U32, mtime_n, dev & _U32,
+                        ino & _U32, mode, uid & _U32, gid & _U32, size & _U32))
+            append(tails[n if n < _NAME_MASK else _NAME_MASK])
+            append(path)
+            append(pads[n % 8])
+    except struct.error as e:
+        raise FormatError(f"git index entry out of range: {e}") from None
     body = b"".join(parts)
     import hashlib  # start-up time (OpenSSL): only when an index is written
 

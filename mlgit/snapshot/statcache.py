@@ -338,32 +338,36 @@ def write_git_index(path: Path, cache: StatCache, stat_time_ns: int,
 
 def _git_index(cache: StatCache, target: GitIndexTarget, stat_time_ns: int) -> bytes | None:
     """The git index of ``cache``'s files, or None if it cannot be written (nothing to check)."""
+    # Kept (not smudged): older than the save rules' limits and than the scan's second.
+    # (The coarse limit is at least a second older than the fine one's second.)
     limit = stat_time_ns - RACY_NS
+    limit -= limit % _SECOND
     coarse_limit = stat_time_ns - COARSE_RACY_NS
-    second = limit - limit % _SECOND
-
-    def kept(s: FileStat) -> bool:
-        return _cacheable(s, limit, coarse_limit) and max(s.mtime_ns, s.ctime_ns) < second
-
     try:
         root = os.lstat(target.full)
     except OSError:
         return None
     if stat.S_ISREG(root.st_mode):
-        named = [(target.prefix, s) for s in cache.dirs[""].files.values()] if (
-            len(cache.dirs) == 1 and "" in cache.dirs) else []
-        if len(named) != 1:
+        if len(cache.dirs) != 1 or "" not in cache.dirs or len(cache.dirs[""].files) != 1:
             return None
+        named = [(target.prefix, s) for s in cache.dirs[""].files.values()]
     elif stat.S_ISDIR(root.st_mode):
         named = []
         for rel, dc in cache.dirs.items():
-            base = target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix
-            named += [(base + b"/" + name, s) for name, s in dc.files.items()]
+            base = (target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix) + b"/"
+            named += [(base + name, s) for name, s in dc.files.items()]
     else:
         return None
-    entries = [IndexEntry(p, s.ctime_ns, s.mtime_ns if kept(s) else 0,
-                          root.st_dev, s.ino, MODE_EXECUTABLE if s.executable else MODE_FILE,
-                          root.st_uid, root.st_gid, s.size) for p, s in named]
+    dev, uid, gid = root.st_dev, root.st_uid, root.st_gid
+    entries = []
+    append = entries.append
+    for p, (size, mtime_ns, ctime_ns, ino, executable) in named:
+        newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
+        if newest >= limit or (newest >= coarse_limit and not (
+                mtime_ns % _SECOND or ctime_ns % _SECOND)):
+            mtime_ns = 0  # smudged
+        append(IndexEntry(p, ctime_ns, mtime_ns, dev, ino,
+                          MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size))
     try:
         return encode_index(entries, target.hash_name)
     except FormatError:
