@@ -317,3 +317,15 @@ def test_the_encoder_refuses_a_bad_entry(bad: bytes) -> None:
         encode_index(entries, "sha1")
     with pytest.raises(FormatError):
         encode_index([], "md5")
+
+
+def test_the_answer_right_after_a_commit_is_remembered(tracked: Path) -> None:
+    """git's index, just replaced by a commit, is no reason to work the answer out twice."""
+    (tracked / "data" / "top.txt").write_text("v2")
+    _settle(tracked / "data")
+    run_gitml(tracked, "add", "data")
+    git(tracked, "commit", "-qm", "v2")
+    first, heavy = _entry(tracked, "status")
+    assert "mlgit.api.core" in heavy  # worked out...
+    again, heavy = _entry(tracked, "status")
+    assert (again.stdout, heavy) == (first.stdout, set())  # ...and remembered at once

@@ -64,7 +64,7 @@ def _is_hot(args: list[str]) -> bool:
 class _Place:
     """Where a hot command runs: git's own view of the repository, and the answer's key."""
 
-    __slots__ = ("cache_dir", "common_dir", "git_dir", "key", "top")
+    __slots__ = ("cache_dir", "common_dir", "git_dir", "index", "key", "top")
 
     def __init__(self, top: str, git_dir: str, common_dir: str, args: list[str]) -> None:
         self.top = top
@@ -73,6 +73,9 @@ class _Place:
         self.cache_dir = os.path.join(common_dir, "ml", "cache")
         self.key = b"\0".join(os.fsencode(x) for x in (
             "v1", top, git_dir, common_dir, os.getcwd(), *args))
+        # git's index, before anything reads it: git replaces it (a new inode) and
+        # never writes it in place, so a later change shows whenever it happens
+        self.index = _lstat_all([os.path.join(git_dir, "index")])
 
 
 def _place(args: list[str]) -> _Place | None:
@@ -158,23 +161,34 @@ def _remember(core: Core, place: _Place, lines: list[str],
                 or str(core.cache_dir) != place.cache_dir):
             return
         found, checks = witnesses()
-        base = [(CONTENT, os.path.join(place.git_dir, "index")),
-                (CONTENT, os.path.join(place.common_dir, "ml", "config"))]
-        if not checks:
+        base = [(CONTENT, os.path.join(place.common_dir, "ml", "config"))]
+        if not checks or place.index is None:
             return
-        if not unchanged(checks, place.git_dir, place.top, dict(os.environ)):
-            # Entries that were too new to trust when the cache was written are old
-            # enough now: write the stat indexes again from the caches just vouched for.
+        checked = _lstat_all([index for index, _ in checks])
+        if checked is None or not unchanged(checks, place.git_dir, place.top,
+                                            dict(os.environ)):
+            # Entries too new to trust when the cache was written (or a cache written
+            # before stat indexes were) are fine now: write the stat indexes again from
+            # the caches just vouched for.
             _rewrite_stat_indexes(core, [rel for _, rel in checks], started)
-            if not unchanged(checks, place.git_dir, place.top, dict(os.environ)):
+            checked = _lstat_all([index for index, _ in checks])
+            if checked is None or not unchanged(checks, place.git_dir, place.top,
+                                                dict(os.environ)):
                 return
-            found, checks = witnesses()
         remember(place.cache_dir, place.key, base + found, checks,
-                 "".join(lines).encode("utf-8"), started)
+                 "".join(lines).encode("utf-8"), started, checked | place.index)
     except KeyboardInterrupt:
         raise
     except Exception:  # noqa: BLE001 - remembering is only a shortcut for the next run
         return
+
+
+def _lstat_all(paths: list[str]) -> dict[str, os.stat_result] | None:
+    """Each path's ``lstat``; None if one is missing."""
+    try:
+        return {p: os.lstat(p) for p in paths}
+    except OSError:
+        return None
 
 
 def _rewrite_stat_indexes(core: Core, rels: list[str], started: int) -> None:
@@ -241,8 +255,8 @@ def _tracked_witnesses(core: Core, pairs: list[tuple[str, str]]
     """Witnesses and checks of tracked paths and pointer files (``(path or "", pointer)``).
 
     Each pointer file's content and the directories on the way to it and to its
-    tracked path; each tracked path's stat cache, stat index, git check, and
-    every directory of it (whose mtime shows an entry added or removed).
+    tracked path; each tracked path's stat cache, its stat index's git check,
+    and every directory of it (whose mtime shows an entry added or removed).
     """
     from mlgit.gitlink.answers import CONTENT, PLACE
     from mlgit.snapshot import statcache
@@ -261,8 +275,8 @@ def _tracked_witnesses(core: Core, pairs: list[tuple[str, str]]
             full = work / rel
             cpath = statcache.cache_path(core.cache_dir, full)
             index = statcache.git_index_path(cpath)
-            witnesses += [(CONTENT, str(cpath)), (CONTENT, str(index))]
-            checks.append((str(index), rel))
+            witnesses.append((CONTENT, str(cpath)))
+            checks.append((str(index), rel))  # (a witness too: see answers.remember)
             if full.is_dir():
                 dirs = statcache.load(cpath).dirs
                 if "" not in dirs:

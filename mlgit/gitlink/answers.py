@@ -64,7 +64,8 @@ def _racy(st: os.stat_result, started_ns: int) -> bool:
 
 
 def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
-             checks: list[tuple[str, str]], output: bytes, started_ns: int) -> bool:
+             checks: list[tuple[str, str]], output: bytes, started_ns: int,
+             checked: dict[str, os.stat_result] | None = None) -> bool:
     """Keep ``output`` as the answer for ``key`` while ``witnesses`` and ``checks`` hold.
 
     ``witnesses`` are ``(CONTENT or PLACE, absolute path)``, ``checks`` the
@@ -72,7 +73,10 @@ def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
     after working out ``output`` from those files, with ``started_ns`` the
     wall-clock time before any of them was read. Records nothing (False) if a
     witness is missing or racy; an old record for ``key`` is removed first
-    either way.
+    either way. ``checked`` maps files to their ``lstat`` taken before they
+    were read (each stat index before git checked it, git's index before
+    anything read it): content witnesses too, with no racy rule, for files
+    whose writers replace them (a new inode) and never write them in place.
 
     :func:`recall` asks git only whether each listed file kept its stat
     (``others=False``): every directory of a tracked path must be a CONTENT
@@ -85,7 +89,8 @@ def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
         os.unlink(path)
     except FileNotFoundError:
         pass
-    fields = [_MAGIC, key, b"%d" % len(witnesses)]
+    checked = checked or {}
+    fields = [_MAGIC, key, b"%d" % (len(witnesses) + len(checked))]
     for kind, wpath in witnesses:
         try:
             st = os.lstat(wpath)
@@ -94,6 +99,8 @@ def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
         if kind == CONTENT and _racy(st, started_ns):
             return False
         fields += [kind, os.fsencode(wpath), _signature(kind, st)]
+    for wpath, st in checked.items():
+        fields += [CONTENT, os.fsencode(wpath), _signature(CONTENT, st)]
     fields.append(b"%d" % len(checks))
     for index_file, rel in checks:
         fields += [os.fsencode(index_file), os.fsencode(rel)]

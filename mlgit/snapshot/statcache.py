@@ -359,7 +359,7 @@ def _git_index(cache: StatCache, target: GitIndexTarget, stat_time_ns: int) -> b
     else:
         return None
     dev, uid, gid = root.st_dev, root.st_uid, root.st_gid
-    entries = []
+    entries: list[IndexEntry] = []
     append = entries.append
     for p, (size, mtime_ns, ctime_ns, ino, executable) in named:
         newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
