@@ -141,14 +141,6 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
     return TreeEntry(name, TYPE_FILE, total, before.executable, whole.digest(), tuple(chunks))
 
 
-def _dir_summary(entries: list[TreeEntry]) -> tuple[int, int]:
-    files = sum(1 for e in entries if e.type != TYPE_DIR) + sum(
-        e.files for e in entries if e.type == TYPE_DIR)
-    size = sum(e.size for e in entries if e.type == TYPE_FILE) + sum(
-        e.size for e in entries if e.type == TYPE_DIR)
-    return files, size
-
-
 def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry: bool = False,
                warn: Callable[[str], None] = lambda _m: None,
                progress: Progress | None = None,
@@ -203,16 +195,25 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     result = BuildResult(NO_SUBTREE, 0, 0, len(todo), sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
     # Bottom-up without recursion: in reversed pre-order every child comes before its parent.
+    # Each directory's totals (files and symlinks, bytes of files) come from the scan, as
+    # its tree holds them: no subtree is decoded again to count it.
     ids: dict[str, RawObjectID] = {}
+    totals: dict[str, tuple[int, int]] = {}
     for node in reversed(nodes):
         sub_ids = {name: ids.pop(child.rel) for name, child in node.dirs.items()}
-        ids[node.rel] = _build_node(store, node, sub_ids, old, sigs, hashed, result, dry)
+        sub_totals = {name: totals.pop(child.rel) for name, child in node.dirs.items()}
+        ids[node.rel] = _build_node(store, node, sub_ids, sub_totals, old, sigs, hashed, result,
+                                    dry)
+        nbytes = 0
+        for name, st in node.files.items():
+            e = hashed.get((node.rel, name))
+            nbytes += e.size if e is not None else st.size
+        totals[node.rel] = (
+            len(node.files) + len(node.links) + sum(f for f, _ in sub_totals.values()),
+            nbytes + sum(b for _, b in sub_totals.values()))
     result.root = ids[root_node.rel]
     root_hex = raw_to_hex(result.root)
-    if old.tree == root_hex:
-        result.files, result.total_bytes = old.files, old.nbytes
-    else:
-        result.files, result.total_bytes = _dir_summary(_get_tree(store, result.root, result))
+    result.files, result.total_bytes = totals[root_node.rel]
     result.cache.tree = root_hex
     result.cache.files, result.cache.nbytes = result.files, result.total_bytes
     return result
@@ -233,10 +234,14 @@ def _check_empty_dirs(nodes: list[DirNode], path: bytes) -> None:
                            f"git-ml stores at most {MAX_EMPTY_DIRS}")
 
 
-def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID], old: StatCache,
+def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID],
+                sub_totals: dict[bytes, tuple[int, int]], old: StatCache,
                 sigs: dict[str, str], hashed: dict[tuple[str, bytes], TreeEntry],
                 result: BuildResult, dry: bool) -> RawObjectID:
-    """Build (or reuse from the stat cache) one directory's tree, its subtrees' ids given."""
+    """Build (or reuse from the stat cache) one directory's tree.
+
+    Its subtrees' ids and totals (files, bytes) are given.
+    """
     dc = old.dirs.get(node.rel)
     new_dc = DirCache(NO_SUBTREE, sigs[node.rel], node.files)
     if (
@@ -262,7 +267,7 @@ def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID], 
     for name, target in node.links.items():
         entries.append(TreeEntry(name, TYPE_SYMLINK, len(target), target=target))
     for name in node.dirs:
-        nfiles, nbytes = _dir_summary(_get_tree(store, sub_ids[name], result))
+        nfiles, nbytes = sub_totals[name]
         entries.append(TreeEntry(name, TYPE_DIR, nbytes, subtree=sub_ids[name], files=nfiles))
     data = encode_tree(entries)
     tree_id = raw_object_id(data)
