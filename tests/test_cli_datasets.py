@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import git, make_tree, read_tree, run_gitml
+from conftest import fsck_ok, git, make_tree, read_tree, run_gitml
 
 
 def _init(root: Path) -> None:
@@ -302,3 +302,22 @@ def test_file_dataset_follows_a_renamed_pointer(repo_dir: Path) -> None:
     assert (repo_dir / "a.bin").read_bytes() == b"unrelated local file"
     st = json.loads(run_gitml(repo_dir, "status", "--json").stdout)
     assert {e["path"]: e["state"] for e in st} == {"b.bin": "clean"}
+
+
+def test_directory_totals_after_a_change_deep_down(repo_dir: Path) -> None:
+    """A snapshot's totals (files and symlinks, bytes) count from the data, at every level.
+
+    Unchanged directories are reused without decoding their trees; fsck checks every
+    directory entry's totals against its tree.
+    """
+    make_tree(repo_dir / "data", {"a/b/c/f1": "1", "a/b/c/f2": "22", "a/f3": "333",
+                                  "x/q": "q", "top": "t"})
+    (repo_dir / "data" / "a" / "l").symlink_to("f3")
+    (repo_dir / "data" / "x" / "e").mkdir()
+    out = run_gitml(repo_dir, "add", "data").stdout
+    assert "(6 files, 8 B; hashed 5," in out, out  # 5 files and a symlink
+    (repo_dir / "data" / "a" / "b" / "c" / "f2").write_text("2" * 20)
+    out = run_gitml(repo_dir, "add", "data").stdout
+    assert "(6 files, 26 B; hashed 1," in out, out
+    assert "files   6 (26 B)" in run_gitml(repo_dir, "show", "data").stdout
+    fsck_ok(repo_dir)
