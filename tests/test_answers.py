@@ -329,3 +329,25 @@ def test_the_answer_right_after_a_commit_is_remembered(tracked: Path) -> None:
     assert "mlgit.api.core" in heavy  # worked out...
     again, heavy = _entry(tracked, "status")
     assert (again.stdout, heavy) == (first.stdout, set())  # ...and remembered at once
+
+
+def test_a_file_dataset_and_a_nested_one(repo_dir: Path) -> None:
+    """One file tracked alone and a dataset in a subdirectory: remembered, and changes seen."""
+    make_tree(repo_dir, {"model.bin": os.urandom(300), "sub/data/x.csv": "a,b\n"})
+    _settle(repo_dir / "sub")
+    _settle(repo_dir / "model.bin")
+    run_gitml(repo_dir, "add", "model.bin", "sub/data")
+    git(repo_dir, "commit", "-qm", "two")
+    out = _remembered(repo_dir, "status")
+    assert "model.bin: clean" in out
+    assert "sub/data: clean" in out
+    assert _remembered(repo_dir / "sub", "add", "data") == _full_cli(
+        repo_dir / "sub", "add", "data").stdout
+    model = repo_dir / "model.bin"
+    st = model.stat()
+    model.write_bytes(os.urandom(300))
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    p = _same_as_full(repo_dir, "status")
+    assert "model.bin: modified" in p.stdout
+    (repo_dir / "sub" / "data" / "y.csv").write_text("new")
+    assert "sub/data: modified" in _same_as_full(repo_dir, "status").stdout
