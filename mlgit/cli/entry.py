@@ -41,12 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     if _is_hot(args):
         started = time.time_ns()
         place = _place(args)
-        if place is not None:
-            text = _recalled(place)
+        from mlgit.gitlink.answers import FilesChanged
+
+        try:
+            text = _recalled(place) if place is not None else None
             if text is not None:
                 _print([text])
                 return
-        lines = _quick(args, place, started)
+            lines = _quick(args, place, started)
+        except FilesChanged:  # the stat caches cannot vouch either: the whole work
+            lines = None
         if lines is not None:
             _print(lines)
             return

@@ -33,8 +33,8 @@ import zlib
 
 from mlgit.gitlink.statindex import unchanged
 
-__all__ = ["COARSE_RACY_NS", "CONTENT", "MAX_RECORD_LEN", "PLACE", "RACY_NS", "recall",
-           "record_path", "remember"]
+__all__ = ["COARSE_RACY_NS", "CONTENT", "MAX_RECORD_LEN", "PLACE", "RACY_NS", "FilesChanged",
+           "recall", "record_path", "remember"]
 
 CONTENT = b"c"
 PLACE = b"p"
@@ -43,6 +43,14 @@ COARSE_RACY_NS = 2_000_000_000
 MAX_RECORD_LEN = 16 << 20
 _MAGIC = b"mlgit-answer 2"
 _SECOND = 1_000_000_000
+
+
+class FilesChanged(Exception):
+    """:func:`recall`: every witness holds, but git finds a tracked path's files changed.
+
+    The remembered answer is void, and so would be any answer that vouches for
+    the files from their stat: the caller can go straight to the whole work.
+    """
 
 
 def record_path(cache_dir: str, key: bytes) -> str:
@@ -133,7 +141,8 @@ def recall(cache_dir: str, key: bytes, git_dir: str, work_tree: str,
     """The output remembered for ``key`` if every witness and git check still holds; else None.
 
     ``git_dir`` and ``work_tree`` are the repository's (this work tree's git
-    dir), ``env`` the environment git runs in.
+    dir), ``env`` the environment git runs in. FilesChanged when only the git
+    check fails (or git cannot run).
     """
     try:
         fd = os.open(record_path(cache_dir, key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -161,7 +170,7 @@ def recall(cache_dir: str, key: bytes, git_dir: str, work_tree: str,
     except (StopIteration, ValueError, OSError):
         return None
     if checks and not unchanged(checks, git_dir, work_tree, env, others=False):
-        return None
+        raise FilesChanged(key)
     return output
 
 
