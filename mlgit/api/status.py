@@ -133,11 +133,17 @@ def status_if_unchanged(core: Core) -> list[StatusEntry] | None:
     return out
 
 
-def _clean_entry(core: Core, pointer_rel: str, p: Pointer) -> StatusEntry | None:
-    """The clean entry of a tracked path its stat cache vouches for; else None (look closer)."""
+def _clean_entry(core: Core, pointer_rel: str, p: Pointer,
+                 loaded: list[statcache.StatCache] | None = None) -> StatusEntry | None:
+    """The clean entry of a tracked path its stat cache vouches for; else None (look closer).
+
+    The stat cache read is appended to ``loaded`` (for the closer look).
+    """
     rel = tracked_path_for(pointer_rel)
     full = core.git.require_workdir() / rel
     old = statcache.load(statcache.cache_path(core.cache_dir, full))
+    if loaded is not None:
+        loaded.append(old)
     if old.snapshot != p.id:
         return None
     is_file = full.is_file()
@@ -162,8 +168,9 @@ def _add_conflicts(core: Core, entry: StatusEntry, c: PointerConflict, ev: Event
 
 def _status_one(core: Core, pointer_rel: str, p: Pointer, ev: Events) -> StatusEntry:
     """One tracked path compared with its pinned snapshot."""
+    loaded: list[statcache.StatCache] = []
     if p.conflict is None:
-        clean = _clean_entry(core, pointer_rel, p)
+        clean = _clean_entry(core, pointer_rel, p, loaded)
         if clean is not None:
             return clean
     from mlgit.format.ids import hex_to_raw, raw_to_hex
@@ -178,7 +185,7 @@ def _status_one(core: Core, pointer_rel: str, p: Pointer, ev: Events) -> StatusE
         entry.state = "missing"
         return entry
     cpath = statcache.cache_path(store.cache_dir, full)
-    old = statcache.load(cpath)
+    old = loaded[0] if loaded else statcache.load(cpath)
     if old.snapshot != p.id:
         old = statcache.StatCache()
     snap_tree = old.tree if old.tree else core.snapshot(p.id).tree
