@@ -19,13 +19,13 @@ repository's hash.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from mlgit.errors import FormatError
 
-__all__ = ["MODE_EXECUTABLE", "MODE_FILE", "MODE_SYMLINK", "PLACEHOLDER_BYTE", "IndexEntry",
-           "encode_index"]
+__all__ = ["CHUNK", "MODE_EXECUTABLE", "MODE_FILE", "MODE_SYMLINK", "PLACEHOLDER_BYTE",
+           "IndexEntry", "encode_index", "index_chunks"]
 
 MODE_FILE = 0o100644
 MODE_EXECUTABLE = 0o100755
@@ -33,6 +33,8 @@ MODE_SYMLINK = 0o120000
 PLACEHOLDER_BYTE = b"\x5a"
 """Every entry's object id is this byte repeated: no blob (a hash would have to equal it)."""
 
+CHUNK = 1 << 20
+"""About how many bytes :func:`index_chunks` yields at a time."""
 _HEADER = struct.Struct(">4sII")
 _STAT = struct.Struct(">10I")
 _FLAGS = struct.Struct(">H")
@@ -63,36 +65,60 @@ def encode_index(entries: Iterable[IndexEntry], hash_name: str) -> bytes:
     FormatError for an unknown hash, an empty, absolute or NUL-holding path, or
     a path given twice.
     """
+    return b"".join(index_chunks(list(entries), hash_name))
+
+
+def index_chunks(entries: list[IndexEntry], hash_name: str) -> Iterator[bytes]:
+    """:func:`encode_index` in pieces of about :data:`CHUNK` bytes, for a large index.
+
+    Sorts ``entries`` in place first. The FormatError of a bad entry comes
+    before the piece that would hold it, so a caller writing the pieces out
+    must discard what it wrote.
+    """
     oid_len = _HASHES.get(hash_name)
     if oid_len is None:
         raise FormatError(f"unknown git object format {hash_name!r}")
+    import hashlib  # start-up time (OpenSSL): only when an index is written
+
+    digest = hashlib.new(hash_name)
     oid = PLACEHOLDER_BYTE * oid_len
     fixed = _STAT.size + oid_len + _FLAGS.size
-    ordered = sorted(entries)
+    entries.sort()
     pack = _STAT.pack
     # what follows the stat data of a path of each length: the id and flags, then the padding
-    tails = [oid + _FLAGS.pack(min(n, _NAME_MASK)) for n in range(_NAME_MASK + 1)]
+    tails: dict[int, bytes] = {}
     pads = [b"\0" * (8 - (fixed + n) % 8) for n in range(8)]
-    parts = [_HEADER.pack(b"DIRC", 2, len(ordered))]
+    parts = [_HEADER.pack(b"DIRC", 2, len(entries))]
     append = parts.append
+    size = 0
     last = b""
     second = 1_000_000_000
     try:
-        for path, ctime_ns, mtime_ns, dev, ino, mode, uid, gid, size in ordered:
+        for path, ctime_ns, mtime_ns, dev, ino, mode, uid, gid, fsize in entries:
             if path <= last or path[:1] == b"/" or b"\0" in path:
                 raise FormatError(f"git index entry {path!r} is not a relative path given once")
             last = path
             n = len(path)
+            tail = tails.get(n)
+            if tail is None:
+                tail = tails[n] = oid + _FLAGS.pack(min(n, _NAME_MASK))
             ctime_s, ctime_n = divmod(ctime_ns, second)
             mtime_s, mtime_n = divmod(mtime_ns, second)
             append(pack(ctime_s & _U32, ctime_n, mtime_s & _U32, mtime_n, dev & _U32,
-                        ino & _U32, mode, uid & _U32, gid & _U32, size & _U32))
-            append(tails[n if n < _NAME_MASK else _NAME_MASK])
+                        ino & _U32, mode, uid & _U32, gid & _U32, fsize & _U32))
+            append(tail)
             append(path)
             append(pads[n % 8])
+            size += fixed + n + 8
+            if size >= CHUNK:
+                piece = b"".join(parts)
+                digest.update(piece)
+                yield piece
+                parts.clear()
+                size = 0
     except struct.error as e:
         raise FormatError(f"git index entry out of range: {e}") from None
-    body = b"".join(parts)
-    import hashlib  # start-up time (OpenSSL): only when an index is written
-
-    return body + hashlib.new(hash_name, body).digest()
+    piece = b"".join(parts)
+    digest.update(piece)
+    yield piece
+    yield digest.digest()

@@ -116,23 +116,12 @@ def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
     data = b"".join(b"%d:%s," % (len(f), f) for f in fields)
     if len(data) > MAX_RECORD_LEN:
         return False
+    from pathlib import Path
+
+    from mlgit.store.fsutil import replace_file  # (not on the recall path's start-up)
+
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:  # noqa: SIM105 - contextlib costs start-up time
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(Path(path), data)
     return True
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlgit.errors import FormatError
-from mlgit.format.gitindex import MODE_EXECUTABLE, MODE_FILE, IndexEntry, encode_index
+from mlgit.format.gitindex import MODE_EXECUTABLE, MODE_FILE, IndexEntry, index_chunks
 from mlgit.format.ids import RawObjectID, digest_hex, hex_to_raw, raw_to_hex
 from mlgit.snapshot.scan import FileStat, is_skipped
 from mlgit.store.fsutil import replace_file
@@ -329,15 +329,19 @@ def write_git_index(path: Path, cache: StatCache, stat_time_ns: int,
     are taken from the tracked path itself (a file owned otherwise only shows as
     changed, which is safe).
     """
-    data = _git_index(cache, target, stat_time_ns)
-    if data is None:
+    entries = _git_index_entries(cache, target, stat_time_ns)
+    if entries is None:
         return False
-    replace_file(git_index_path(path), data)
+    try:
+        replace_file(git_index_path(path), index_chunks(entries, target.hash_name))
+    except FormatError:
+        return False
     return True
 
 
-def _git_index(cache: StatCache, target: GitIndexTarget, stat_time_ns: int) -> bytes | None:
-    """The git index of ``cache``'s files, or None if it cannot be written (nothing to check)."""
+def _git_index_entries(cache: StatCache, target: GitIndexTarget,
+                       stat_time_ns: int) -> list[IndexEntry] | None:
+    """The git index entries of ``cache``'s files; None if there is nothing to write."""
     # Kept (not smudged): older than the save rules' limits and than the scan's second.
     # (The coarse limit is at least a second older than the fine one's second.)
     limit = stat_time_ns - RACY_NS
@@ -350,25 +354,21 @@ def _git_index(cache: StatCache, target: GitIndexTarget, stat_time_ns: int) -> b
     if stat.S_ISREG(root.st_mode):
         if len(cache.dirs) != 1 or "" not in cache.dirs or len(cache.dirs[""].files) != 1:
             return None
-        named = [(target.prefix, s) for s in cache.dirs[""].files.values()]
+        where = [(target.prefix, cache.dirs[""].files, True)]
     elif stat.S_ISDIR(root.st_mode):
-        named = []
-        for rel, dc in cache.dirs.items():
-            base = (target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix) + b"/"
-            named += [(base + name, s) for name, s in dc.files.items()]
+        where = [((target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix) + b"/",
+                  dc.files, False) for rel, dc in cache.dirs.items()]
     else:
         return None
     dev, uid, gid = root.st_dev, root.st_uid, root.st_gid
     entries: list[IndexEntry] = []
     append = entries.append
-    for p, (size, mtime_ns, ctime_ns, ino, executable) in named:
-        newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
-        if newest >= limit or (newest >= coarse_limit and not (
-                mtime_ns % _SECOND or ctime_ns % _SECOND)):
-            mtime_ns = 0  # smudged
-        append(IndexEntry(p, ctime_ns, mtime_ns, dev, ino,
-                          MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size))
-    try:
-        return encode_index(entries, target.hash_name)
-    except FormatError:
-        return None
+    for base, files, alone in where:
+        for name, (size, mtime_ns, ctime_ns, ino, executable) in files.items():
+            newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
+            if newest >= limit or (newest >= coarse_limit and not (
+                    mtime_ns % _SECOND or ctime_ns % _SECOND)):
+                mtime_ns = 0  # smudged
+            append(IndexEntry(base if alone else base + name, ctime_ns, mtime_ns, dev, ino,
+                              MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size))
+    return entries

@@ -24,7 +24,10 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 from mlgit.errors import FormatError
 
@@ -356,21 +359,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *,
         f.commit(path)
 
 
-def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+def replace_file(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically but not durably: for derived data only.
 
-    Readers see the old file or the whole new one; after a crash the file may
-    be the old one, the new one, or empty or torn (so its reader must treat a
-    file that does not parse as absent). The temporary file is a hidden one
-    beside ``path``, removed if the write fails.
+    ``data`` is the bytes, or an iterable of pieces (a large file written as it
+    is made; an exception from it leaves ``path`` as it was). Readers see the
+    old file or the whole new one; after a crash the file may be the old one,
+    the new one, or empty or torn (so its reader must treat a file that does
+    not parse as absent). The temporary file is a hidden one beside ``path``,
+    removed if the write fails.
     """
     tmp = path.parent / unique_tmp_name("." + path.name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for piece in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.replace(tmp, path)
