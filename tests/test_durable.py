@@ -20,6 +20,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -241,6 +242,102 @@ def test_a_publisher_that_raises_leaves_no_temporary_file(tmp_path: Path) -> Non
     assert os.listdir(tmp_path) == []
     w.add(raw_object_id(b"y"), OBJ_CHUNK, CODEC_RAW, 1, b"y")
     w.abort()
+    assert os.listdir(tmp_path) == []
+
+
+def _fill(w: PackWriter, tag: bytes, n: int) -> None:
+    for i in range(n):
+        data = tag + b" %d " % i + b"." * 200
+        w.add(raw_object_id(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
+
+
+def test_a_full_pack_is_published_outside_the_lock_and_commit_waits_for_it(
+        tmp_path: Path) -> None:
+    """While the thread that filled a pack publishes it (fsyncs, renames), other threads
+    go on adding to the next pack, and ``commit`` returns only once both are published."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    release, publishing, second = threading.Event(), threading.Event(), threading.Event()
+    published: list[str] = []
+    into = commit_into(packs, lambda _p, idx: published.append(idx.name))
+
+    def publish(b: BuiltPack) -> None:
+        if not publishing.is_set():
+            publishing.set()
+            assert release.wait(60), "never released"
+        else:
+            second.set()
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish)
+    big = b"x" * 5000  # one object fills a pack of 4096 bytes
+    filler = threading.Thread(target=w.add, args=(raw_object_id(big), OBJ_CHUNK, CODEC_RAW,
+                                                  len(big), big))
+    filler.start()
+    try:
+        assert publishing.wait(60)
+        adder = threading.Thread(target=_fill, args=(w, b"second", 5))
+        adder.start()
+        adder.join(60)
+        assert not adder.is_alive(), "the writer's lock is held while a full pack is published"
+        seen: list[int] = []
+
+        def commit() -> None:
+            w.commit()
+            seen.append(len(published))
+
+        committer = threading.Thread(target=commit)
+        committer.start()
+        assert second.wait(60)  # commit published the second pack and now waits for the first
+    finally:
+        release.set()
+    committer.join(60)
+    filler.join(60)
+    assert seen == [2]
+    assert len(os.listdir(packs)) == 4
+    assert not w.pending
+
+
+def test_a_pack_that_failed_to_publish_in_another_thread_fails_the_next_commit(
+        tmp_path: Path) -> None:
+    """Objects of a pack whose publishing failed are not in the store: a later commit
+    (on another thread) says so instead of returning as if everything were durable;
+    an abort (the caller gives the write up) forgets it."""
+    calls: list[int] = []
+
+    def publish(_b: BuiltPack) -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionError("the disk went away")
+
+    w = PackWriter(tmp_path, 4096, publish, dedup=False)
+
+    def fill_failing() -> None:
+        errors: list[BaseException] = []
+
+        def fill() -> None:
+            try:
+                _fill(w, b"full", 40)
+            except ConnectionError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=fill)
+        t.start()
+        t.join(60)
+        assert len(errors) == 1
+
+    fill_failing()
+    assert not w.pending  # what failed is not claimed as written
+    with pytest.raises(ConnectionError):
+        w.commit()
+    w.commit()  # reported once
+    fill_failing()
+    w.abort()
+    w.commit()
+    _fill(w, b"then", 3)
+    w.commit()
+    assert len(calls) == 3
     assert os.listdir(tmp_path) == []
 
 

@@ -23,6 +23,7 @@ from mlgit.errors import (
     NotInitializedError,
     UnsupportedFormatError,
 )
+from mlgit.format.chunking import Chunker
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD
 from mlgit.format.config import StoreConfig, decode_config, encode_config
 from mlgit.format.ids import (
@@ -48,6 +49,8 @@ from mlgit.format.pack import (
 )
 from mlgit.format.snapshot import Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.snapshot.build import hash_file
+from mlgit.snapshot.scan import FileStat
 from mlgit.store.lock import lock_file
 from mlgit.store.refs import RefStore
 from mlgit.store.store import Store
@@ -567,6 +570,62 @@ def test_threads_never_write_an_object_twice(root: Path, store: Store) -> None:
     assert set(written) == set(used)
     dups = len(written) - len(set(written))
     assert dups == 0, f"{dups} objects were written to more than one pack"
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 8193, 131071, 131072, 131073, 300_000])
+@pytest.mark.parametrize("what", ["random", "text"])
+def test_hash_file_gives_the_chunkers_entry_and_stores_every_chunk(
+        tmp_path: Path, n: int, what: str) -> None:
+    """A file of one chunk (at most chunk_max / 2 bytes) skips the chunker and is hashed
+    once: its entry is the one the chunker's cuts give, and its chunk is stored."""
+    s, _ = Store.init(tmp_path / "ml")
+    rnd = random.Random(n)
+    data = rnd.randbytes(n) if what == "random" else b"".join(
+        b"%d,%f\n" % (i, rnd.random()) for i in range(n))[:n]
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    chunker = Chunker(s.config.chunk_min, s.config.chunk_avg, s.config.chunk_max)
+    entry = hash_file(os.fsencode(path), FileStat.of(os.lstat(path)), s, chunker)
+    cuts = list(chunker.chunks_of(data))
+    assert entry.chunks == tuple((raw_object_id(c), len(c)) for c in cuts)
+    assert entry.digest == file_digest(data)
+    assert (entry.name, entry.type, entry.size) == (b"f", TYPE_FILE, n)
+    s.objects.flush()
+    for cid, _ in entry.chunks:
+        assert s.objects.has_committed(cid)
+    assert b"".join(s.objects.get(cid) for cid, _ in entry.chunks) == data
+    s.close()
+
+
+def test_a_small_file_that_grew_since_its_scan_is_read_again(tmp_path: Path) -> None:
+    s, _ = Store.init(tmp_path / "ml")
+    path = tmp_path / "f"
+    path.write_bytes(b"small")
+    scanned = FileStat.of(os.lstat(path))
+    data = random.Random(1).randbytes(400_000)  # now more than one chunk
+    path.write_bytes(data)
+    chunker = Chunker(s.config.chunk_min, s.config.chunk_avg, s.config.chunk_max)
+    entry = hash_file(os.fsencode(path), scanned, s, chunker)
+    assert len(entry.chunks) > 1
+    assert entry.digest == file_digest(data)
+    assert b"".join(s.objects.get(cid) for cid, _ in entry.chunks) == data
+    s.close()
+
+
+def test_put_skips_objects_in_this_writers_own_and_other_packs(root: Path, store: Store) -> None:
+    mine = store.objects.put(OBJ_BLOB, b"mine")
+    store.objects.flush()
+    other = Store.open(root)
+    theirs = other.objects.put(OBJ_BLOB, b"theirs")
+    other.objects.flush()
+    other.close()
+    before = store.objects.bytes_written
+    store.objects.put(OBJ_BLOB, b"mine")  # in a pack this writer committed
+    store.objects.get(theirs)  # another process's pack, now in the view
+    store.objects.put(OBJ_BLOB, b"theirs")
+    store.objects.flush()
+    assert store.objects.bytes_written == before
+    assert sorted(e.oid for e in _all_index_entries(root)) == sorted([mine, theirs])
 
 
 # ---------------------------------------------------------------------------
