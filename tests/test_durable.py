@@ -13,6 +13,7 @@ object. And no module but fsutil renames files into place by hand.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import random
 import re
@@ -339,6 +340,68 @@ def test_a_pack_that_failed_to_publish_in_another_thread_fails_the_next_commit(
     w.commit()
     assert len(calls) == 3
     assert os.listdir(tmp_path) == []
+
+
+def test_a_background_writer_publishes_full_packs_on_other_threads(tmp_path: Path) -> None:
+    """With ``background`` no adding thread publishes a full pack (nor waits for its
+    fsyncs); commit publishes the last one itself and returns when all are in place,
+    and a failure is raised by commit (and by the adds after it)."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    by: list[str] = []
+    into = commit_into(packs, lambda _p, _i: None)
+
+    def publish(b: BuiltPack) -> None:
+        by.append(threading.current_thread().name)
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish, background=True)
+    _fill(w, b"many", 200)
+    w.commit()
+    assert len(by) > 5
+    assert by[:-1] == ["mlgit-publish"] * (len(by) - 1)
+    assert by[-1] == threading.current_thread().name
+    assert len(os.listdir(packs)) == 2 * len(by)
+    assert os.listdir(tmp) == []
+
+    def fail(_b: BuiltPack) -> None:
+        raise ConnectionError("the disk went away")
+
+    w = PackWriter(tmp, 4096, fail, background=True)
+    with contextlib.suppress(ConnectionError):  # raised by an add if the publish failed by then
+        _fill(w, b"full", 40)
+    with pytest.raises(ConnectionError):
+        w.commit()
+    assert not w.pending
+    w.commit()  # reported once
+    assert os.listdir(tmp) == []
+
+
+def test_threads_filling_a_background_writer_with_slow_publishing_lose_nothing(
+        tmp_path: Path) -> None:
+    """More threads fill packs than may be published at once: each waits for a slot,
+    none waits forever, and every object is in exactly one published pack."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    into = commit_into(packs, lambda _p, _i: None)
+
+    def publish(b: BuiltPack) -> None:
+        time.sleep(0.02)  # a slow disk: packs fill faster than they are published
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish, background=True)
+    threads = [threading.Thread(target=_fill, args=(w, b"t%d" % t, 150)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a thread waits forever for a slot"
+    w.commit()
+    ids = [e.oid for idx in packs.glob("*.idx") for e in read_index_file(idx)]
+    assert len(ids) == len(set(ids)) == 4 * 150
+    assert os.listdir(tmp) == []
 
 
 # -- kills ------------------------------------------------------------------------------

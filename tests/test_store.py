@@ -572,6 +572,39 @@ def test_threads_never_write_an_object_twice(root: Path, store: Store) -> None:
     assert dups == 0, f"{dups} objects were written to more than one pack"
 
 
+def test_threads_storing_known_objects_at_first_use_write_nothing(root: Path,
+                                                                  store: Store) -> None:
+    """The first lookups of a store opened just now, from several threads at once, all
+    search its packs (none sees an empty view while another thread loads it)."""
+    blobs = _blobs(300, seed=5)
+    for b in blobs:
+        store.objects.put(OBJ_BLOB, b)
+    store.objects.flush()
+    for trial in range(5):
+        s2 = Store.open(root)
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def work(t: int, s2: Store = s2, start: threading.Barrier = start,
+                 errors: list[BaseException] = errors) -> None:
+            try:
+                start.wait()
+                for b in blobs[t::2]:
+                    s2.objects.put(OBJ_BLOB, b)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        s2.objects.flush()
+        assert s2.objects.bytes_written == 0, f"trial {trial}"
+        s2.close()
+
+
 @pytest.mark.parametrize("n", [0, 1, 4095, 8193, 131071, 131072, 131073, 300_000])
 @pytest.mark.parametrize("what", ["random", "text"])
 def test_hash_file_gives_the_chunkers_entry_and_stores_every_chunk(

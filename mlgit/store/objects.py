@@ -150,7 +150,9 @@ class ObjectStore:
         self._view: _View | None = None
         self._midx: dict[Path, _MidxState] = {}
         self._chosen: dict[RawObjectID, tuple[PackReader, IndexEntry]] = {}  # good copies
-        self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit))
+        # Full packs are published on a thread of their own: no worker waits for fsyncs.
+        self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit),
+                                  background=True)
         self._tree_cache: dict[RawObjectID, list[TreeEntry]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.packs_committed = 0  # packs this store's writer committed (see Store.writing)
@@ -160,8 +162,11 @@ class ObjectStore:
     def _load(self) -> _View:
         with self._lock:
             if self._view is None:
-                self._view = _View((), (), ())
+                # The view appears only once the scan built it: a lookup on another
+                # thread must not search an empty one meanwhile (a write would take
+                # every object for new).
                 self._scan()
+            assert self._view is not None
             return self._view
 
     def _scan(self, *, force: bool = True) -> bool:
