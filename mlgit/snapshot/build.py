@@ -157,25 +157,24 @@ def _hash_small(fd: int, path: bytes, expect: FileStat, store: Store | None) -> 
 
     Such a file is one chunk (none if empty), whose id is the file's digest, so
     it is read in one call and hashed once: the same entry the chunker gives.
+    One ``fstat``, after the read: a file whose stat is still the scanned one
+    was not written to since the scan (and so not during the read either).
     """
     try:
-        before = FileStat.of(os.fstat(fd))
-        if before != expect:
-            return None
-        data = os.read(fd, before.size + 1)
+        data = os.read(fd, expect.size + 1)
         after = FileStat.of(os.fstat(fd))
     finally:
         os.close(fd)
-    if after != before or len(data) != before.size:
+    if after != expect or len(data) != expect.size:
         return None
     name = os.path.basename(path)
     if not data:
-        return TreeEntry(name, TYPE_FILE, 0, before.executable, file_digest(data), ())
+        return TreeEntry(name, TYPE_FILE, 0, expect.executable, file_digest(data), ())
     cid = raw_object_id(data)
     if store is not None:
         store.objects.put(OBJ_CHUNK, data, cid)
     # One chunk: the file's XXH3-128 is its chunk's id (the same bytes hashed).
-    return TreeEntry(name, TYPE_FILE, len(data), before.executable, FileDigest(cid),
+    return TreeEntry(name, TYPE_FILE, len(data), expect.executable, FileDigest(cid),
                      ((cid, len(data)),))
 
 
