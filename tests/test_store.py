@@ -51,6 +51,7 @@ from mlgit.format.snapshot import Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
 from mlgit.snapshot.build import hash_file
 from mlgit.snapshot.scan import FileStat
+from mlgit.store import objects as objects_mod
 from mlgit.store.lock import lock_file
 from mlgit.store.refs import RefStore
 from mlgit.store.store import Store
@@ -570,6 +571,24 @@ def test_threads_never_write_an_object_twice(root: Path, store: Store) -> None:
     assert set(written) == set(used)
     dups = len(written) - len(set(written))
     assert dups == 0, f"{dups} objects were written to more than one pack"
+
+
+def test_a_put_finds_what_another_process_committed_since_its_scan(
+        root: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A put that misses looks for new packs (at most once per PUT_RESCAN_NS): an object
+    another process committed after this store scanned is not written again."""
+    monkeypatch.setattr(objects_mod, "PUT_RESCAN_NS", 0)
+    store.objects.put(OBJ_BLOB, b"first")
+    store.objects.flush()  # the view is loaded
+    other = Store.open(root)
+    other.objects.put(OBJ_BLOB, b"theirs")
+    other.objects.flush()
+    other.close()
+    before = store.objects.bytes_written
+    store.objects.put(OBJ_BLOB, b"theirs")
+    store.objects.flush()
+    assert store.objects.bytes_written == before
+    assert len([e for e in _all_index_entries(root) if e.oid == raw_object_id(b"theirs")]) == 1
 
 
 def test_threads_storing_known_objects_at_first_use_write_nothing(root: Path,

@@ -43,7 +43,7 @@ from mlgit.store.packs import PackIndex, PackReader, PackWriter, commit_into
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["ObjectStore"]
+__all__ = ["PUT_RESCAN_NS", "ObjectStore"]
 
 
 class _Covered(NamedTuple):
@@ -74,6 +74,9 @@ class _MidxState(NamedTuple):
 
 
 _QUIET_NS = 2_000_000_000  # a directory unchanged this long is listed once, then stat'ed
+PUT_RESCAN_NS = 1_000_000_000
+"""A write whose object is not found looks for new packs at most this often (a listing
+of ``packs/`` per new object would cost more than the object's own work)."""
 
 
 _SPLIT = struct.Struct("16s18s")  # a pack index entry: its id, the rest
@@ -157,6 +160,7 @@ class ObjectStore:
         self._pool: ThreadPoolExecutor | None = None
         self.packs_committed = 0  # packs this store's writer committed (see Store.writing)
         self._own: set[str] = set()  # their names
+        self._put_scanned = -PUT_RESCAN_NS  # when a put last looked for new packs
 
     # -- index -----------------------------------------------------------
     def _load(self) -> _View:
@@ -607,16 +611,24 @@ class ObjectStore:
         lock, so several threads can store objects at once.
 
         "Present" is: written by this store's writer, or in a pack the store's
-        view holds (scanned when first needed, plus the writer's own packs). A
-        miss does not list ``packs/`` again (that would cost a directory listing
-        per new object while packs are being committed): an object another
-        process committed meanwhile is written again, a harmless duplicate that
-        lookups, ``gc`` and the multi-pack index resolve to one copy.
+        view holds (its own packs' ids are the writer's, so they are not searched).
+        A miss looks for packs other processes committed at most once every
+        :data:`PUT_RESCAN_NS` (a listing of ``packs/`` per new object would cost
+        more than the object): an object committed elsewhere within that time may
+        be written again, a harmless duplicate that lookups, ``gc`` and the
+        multi-pack index resolve to one copy.
         """
         if oid is None:
             oid = raw_object_id(data)
         if self._writer.wrote(oid) or self._lookup(oid, own=False) is not None:
             return oid
+        now = time.monotonic_ns()
+        if now - self._put_scanned >= PUT_RESCAN_NS:
+            with self._lock:
+                self._put_scanned = now
+                found = self._scan(force=False)
+            if found and self._lookup(oid, own=False) is not None:
+                return oid
         codec, stored = compress(data)
         self._writer.add(oid, type_, codec, len(data), stored)
         return oid
