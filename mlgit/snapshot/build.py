@@ -244,8 +244,11 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     if todo:
         def job(batch: list[tuple[DirNode, bytes, FileStat]]) -> list[TreeEntry]:
             join = os.path.join
-            return [hash_file(join(node.path, name), st, target_store, chunker, progress)
-                    for node, name, st in batch]
+            out = [hash_file(join(node.path, name), st, target_store, chunker)
+                   for node, name, st in batch]
+            if progress:  # once per job, not once per small file
+                progress(len(out), sum(e.size for e in out))
+            return out
 
         if len(todo) == 1:
             results = job(todo)
