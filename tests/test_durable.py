@@ -13,6 +13,7 @@ object. And no module but fsutil renames files into place by hand.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import random
 import re
@@ -20,6 +21,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -242,6 +244,164 @@ def test_a_publisher_that_raises_leaves_no_temporary_file(tmp_path: Path) -> Non
     w.add(raw_object_id(b"y"), OBJ_CHUNK, CODEC_RAW, 1, b"y")
     w.abort()
     assert os.listdir(tmp_path) == []
+
+
+def _fill(w: PackWriter, tag: bytes, n: int) -> None:
+    for i in range(n):
+        data = tag + b" %d " % i + b"." * 200
+        w.add(raw_object_id(data), OBJ_CHUNK, CODEC_RAW, len(data), data)
+
+
+def test_a_full_pack_is_published_outside_the_lock_and_commit_waits_for_it(
+        tmp_path: Path) -> None:
+    """While the thread that filled a pack publishes it (fsyncs, renames), other threads
+    go on adding to the next pack, and ``commit`` returns only once both are published."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    release, publishing, second = threading.Event(), threading.Event(), threading.Event()
+    published: list[str] = []
+    into = commit_into(packs, lambda _p, idx: published.append(idx.name))
+
+    def publish(b: BuiltPack) -> None:
+        if not publishing.is_set():
+            publishing.set()
+            assert release.wait(60), "never released"
+        else:
+            second.set()
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish)
+    big = b"x" * 5000  # one object fills a pack of 4096 bytes
+    filler = threading.Thread(target=w.add, args=(raw_object_id(big), OBJ_CHUNK, CODEC_RAW,
+                                                  len(big), big))
+    filler.start()
+    try:
+        assert publishing.wait(60)
+        adder = threading.Thread(target=_fill, args=(w, b"second", 5))
+        adder.start()
+        adder.join(60)
+        assert not adder.is_alive(), "the writer's lock is held while a full pack is published"
+        seen: list[int] = []
+
+        def commit() -> None:
+            w.commit()
+            seen.append(len(published))
+
+        committer = threading.Thread(target=commit)
+        committer.start()
+        assert second.wait(60)  # commit published the second pack and now waits for the first
+    finally:
+        release.set()
+    committer.join(60)
+    filler.join(60)
+    assert seen == [2]
+    assert len(os.listdir(packs)) == 4
+    assert not w.pending
+
+
+def test_a_pack_that_failed_to_publish_in_another_thread_fails_the_next_commit(
+        tmp_path: Path) -> None:
+    """Objects of a pack whose publishing failed are not in the store: a later commit
+    (on another thread) says so instead of returning as if everything were durable;
+    an abort (the caller gives the write up) forgets it."""
+    calls: list[int] = []
+
+    def publish(_b: BuiltPack) -> None:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionError("the disk went away")
+
+    w = PackWriter(tmp_path, 4096, publish, dedup=False)
+
+    def fill_failing() -> None:
+        errors: list[BaseException] = []
+
+        def fill() -> None:
+            try:
+                _fill(w, b"full", 40)
+            except ConnectionError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=fill)
+        t.start()
+        t.join(60)
+        assert len(errors) == 1
+
+    fill_failing()
+    assert not w.pending  # what failed is not claimed as written
+    with pytest.raises(ConnectionError):
+        w.commit()
+    w.commit()  # reported once
+    fill_failing()
+    w.abort()
+    w.commit()
+    _fill(w, b"then", 3)
+    w.commit()
+    assert len(calls) == 3
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_background_writer_publishes_full_packs_on_other_threads(tmp_path: Path) -> None:
+    """With ``background`` no adding thread publishes a full pack (nor waits for its
+    fsyncs); commit publishes the last one itself and returns when all are in place,
+    and a failure is raised by commit (and by the adds after it)."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    by: list[str] = []
+    into = commit_into(packs, lambda _p, _i: None)
+
+    def publish(b: BuiltPack) -> None:
+        by.append(threading.current_thread().name)
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish, background=True)
+    _fill(w, b"many", 200)
+    w.commit()
+    assert len(by) > 5
+    assert by[:-1] == ["mlgit-publish"] * (len(by) - 1)
+    assert by[-1] == threading.current_thread().name
+    assert len(os.listdir(packs)) == 2 * len(by)
+    assert os.listdir(tmp) == []
+
+    def fail(_b: BuiltPack) -> None:
+        raise ConnectionError("the disk went away")
+
+    w = PackWriter(tmp, 4096, fail, background=True)
+    with contextlib.suppress(ConnectionError):  # raised by an add if the publish failed by then
+        _fill(w, b"full", 40)
+    with pytest.raises(ConnectionError):
+        w.commit()
+    assert not w.pending
+    w.commit()  # reported once
+    assert os.listdir(tmp) == []
+
+
+def test_threads_filling_a_background_writer_with_slow_publishing_lose_nothing(
+        tmp_path: Path) -> None:
+    """More threads fill packs than may be published at once: each waits for a slot,
+    none waits forever, and every object is in exactly one published pack."""
+    tmp, packs = tmp_path / "tmp", tmp_path / "packs"
+    tmp.mkdir()
+    packs.mkdir()
+    into = commit_into(packs, lambda _p, _i: None)
+
+    def publish(b: BuiltPack) -> None:
+        time.sleep(0.02)  # a slow disk: packs fill faster than they are published
+        into(b)
+
+    w = PackWriter(tmp, 4096, publish, background=True)
+    threads = [threading.Thread(target=_fill, args=(w, b"t%d" % t, 150)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a thread waits forever for a slot"
+    w.commit()
+    ids = [e.oid for idx in packs.glob("*.idx") for e in read_index_file(idx)]
+    assert len(ids) == len(set(ids)) == 4 * 150
+    assert os.listdir(tmp) == []
 
 
 # -- kills ------------------------------------------------------------------------------

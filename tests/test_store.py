@@ -23,6 +23,7 @@ from mlgit.errors import (
     NotInitializedError,
     UnsupportedFormatError,
 )
+from mlgit.format.chunking import Chunker
 from mlgit.format.compression import CODEC_RAW, CODEC_ZSTD
 from mlgit.format.config import StoreConfig, decode_config, encode_config
 from mlgit.format.ids import (
@@ -48,6 +49,9 @@ from mlgit.format.pack import (
 )
 from mlgit.format.snapshot import Snapshot
 from mlgit.format.tree import TYPE_DIR, TYPE_FILE, TreeEntry
+from mlgit.snapshot.build import hash_file
+from mlgit.snapshot.scan import FileStat
+from mlgit.store import objects as objects_mod
 from mlgit.store.lock import lock_file
 from mlgit.store.refs import RefStore
 from mlgit.store.store import Store
@@ -567,6 +571,113 @@ def test_threads_never_write_an_object_twice(root: Path, store: Store) -> None:
     assert set(written) == set(used)
     dups = len(written) - len(set(written))
     assert dups == 0, f"{dups} objects were written to more than one pack"
+
+
+def test_a_put_finds_what_another_process_committed_since_its_scan(
+        root: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A put that misses looks for new packs (at most once per PUT_RESCAN_NS): an object
+    another process committed after this store scanned is not written again."""
+    monkeypatch.setattr(objects_mod, "PUT_RESCAN_NS", 0)
+    store.objects.put(OBJ_BLOB, b"first")
+    store.objects.flush()  # the view is loaded
+    other = Store.open(root)
+    other.objects.put(OBJ_BLOB, b"theirs")
+    other.objects.flush()
+    other.close()
+    before = store.objects.bytes_written
+    store.objects.put(OBJ_BLOB, b"theirs")
+    store.objects.flush()
+    assert store.objects.bytes_written == before
+    assert len([e for e in _all_index_entries(root) if e.oid == raw_object_id(b"theirs")]) == 1
+
+
+def test_threads_storing_known_objects_at_first_use_write_nothing(root: Path,
+                                                                  store: Store) -> None:
+    """The first lookups of a store opened just now, from several threads at once, all
+    search its packs (none sees an empty view while another thread loads it)."""
+    blobs = _blobs(300, seed=5)
+    for b in blobs:
+        store.objects.put(OBJ_BLOB, b)
+    store.objects.flush()
+    for trial in range(5):
+        s2 = Store.open(root)
+        start = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def work(t: int, s2: Store = s2, start: threading.Barrier = start,
+                 errors: list[BaseException] = errors) -> None:
+            try:
+                start.wait()
+                for b in blobs[t::2]:
+                    s2.objects.put(OBJ_BLOB, b)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        s2.objects.flush()
+        assert s2.objects.bytes_written == 0, f"trial {trial}"
+        s2.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 8193, 131071, 131072, 131073, 300_000])
+@pytest.mark.parametrize("what", ["random", "text"])
+def test_hash_file_gives_the_chunkers_entry_and_stores_every_chunk(
+        tmp_path: Path, n: int, what: str) -> None:
+    """A file of one chunk (at most chunk_max / 2 bytes) skips the chunker and is hashed
+    once: its entry is the one the chunker's cuts give, and its chunk is stored."""
+    s, _ = Store.init(tmp_path / "ml")
+    rnd = random.Random(n)
+    data = rnd.randbytes(n) if what == "random" else b"".join(
+        b"%d,%f\n" % (i, rnd.random()) for i in range(n))[:n]
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    chunker = Chunker(s.config.chunk_min, s.config.chunk_avg, s.config.chunk_max)
+    entry = hash_file(os.fsencode(path), FileStat.of(os.lstat(path)), s, chunker)
+    cuts = list(chunker.chunks_of(data))
+    assert entry.chunks == tuple((raw_object_id(c), len(c)) for c in cuts)
+    assert entry.digest == file_digest(data)
+    assert (entry.name, entry.type, entry.size) == (b"f", TYPE_FILE, n)
+    s.objects.flush()
+    for cid, _ in entry.chunks:
+        assert s.objects.has_committed(cid)
+    assert b"".join(s.objects.get(cid) for cid, _ in entry.chunks) == data
+    s.close()
+
+
+def test_a_small_file_that_grew_since_its_scan_is_read_again(tmp_path: Path) -> None:
+    s, _ = Store.init(tmp_path / "ml")
+    path = tmp_path / "f"
+    path.write_bytes(b"small")
+    scanned = FileStat.of(os.lstat(path))
+    data = random.Random(1).randbytes(400_000)  # now more than one chunk
+    path.write_bytes(data)
+    chunker = Chunker(s.config.chunk_min, s.config.chunk_avg, s.config.chunk_max)
+    entry = hash_file(os.fsencode(path), scanned, s, chunker)
+    assert len(entry.chunks) > 1
+    assert entry.digest == file_digest(data)
+    assert b"".join(s.objects.get(cid) for cid, _ in entry.chunks) == data
+    s.close()
+
+
+def test_put_skips_objects_in_this_writers_own_and_other_packs(root: Path, store: Store) -> None:
+    mine = store.objects.put(OBJ_BLOB, b"mine")
+    store.objects.flush()
+    other = Store.open(root)
+    theirs = other.objects.put(OBJ_BLOB, b"theirs")
+    other.objects.flush()
+    other.close()
+    before = store.objects.bytes_written
+    store.objects.put(OBJ_BLOB, b"mine")  # in a pack this writer committed
+    store.objects.get(theirs)  # another process's pack, now in the view
+    store.objects.put(OBJ_BLOB, b"theirs")
+    store.objects.flush()
+    assert store.objects.bytes_written == before
+    assert sorted(e.oid for e in _all_index_entries(root)) == sorted([mine, theirs])
 
 
 # ---------------------------------------------------------------------------

@@ -16,13 +16,20 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mlgit.errors import BadPathError, FileChangedError
 from mlgit.format.chunking import Chunker
-from mlgit.format.ids import FileHasher, RawObjectID, raw_object_id, raw_to_hex
+from mlgit.format.ids import (
+    FileDigest,
+    FileHasher,
+    RawObjectID,
+    file_digest,
+    raw_object_id,
+    raw_to_hex,
+)
 from mlgit.format.limits import MAX_EMPTY_DIRS
 from mlgit.format.pack import OBJ_CHUNK, OBJ_TREE
 from mlgit.format.tree import (
@@ -50,6 +57,8 @@ _RETRIES = 3
 _PIPELINE_MIN = 4 << 20
 _IN_FLIGHT = 16
 _WORKERS = min(4, (os.cpu_count() or 1) + 1)
+_BATCH_FILES = 32
+_BATCH_BYTES = 2 << 20
 
 
 @dataclass
@@ -102,6 +111,8 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         raise FileChangedError(f"{os.fsdecode(path)} vanished while being read") from None
     except OSError as e:
         raise BadPathError(f"cannot read {os.fsdecode(path)}: {e.strerror}") from None
+    if expect.size <= chunker.single_max:
+        return _hash_small(fd, path, expect, store)
     with os.fdopen(fd, "rb", buffering=0) as f:
         before = FileStat.of(os.fstat(fd))
         if before != expect:
@@ -109,7 +120,7 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         whole = FileHasher()
         chunks: list[ChunkRef] = []
         total = 0
-        if before.size <= chunker.single_max:
+        if before.size <= chunker.single_max:  # it grew since it was scanned: no fast path
             pieces = chunker.chunks_of(f.read(before.size + 1))
         else:
             pieces = chunker.chunks(f)
@@ -139,6 +150,56 @@ def _hash_once(path: bytes, expect: FileStat, store: Store | None,
         return None
     name = os.path.basename(path)
     return TreeEntry(name, TYPE_FILE, total, before.executable, whole.digest(), tuple(chunks))
+
+
+def _hash_small(fd: int, path: bytes, expect: FileStat, store: Store | None) -> TreeEntry | None:
+    """:func:`_hash_once` of a file scanned at most ``single_max`` bytes long; closes ``fd``.
+
+    Such a file is one chunk (none if empty), whose id is the file's digest, so
+    it is read in one call and hashed once: the same entry the chunker gives.
+    One ``fstat``, after the read: a file whose stat is still the scanned one
+    was not written to since the scan (and so not during the read either).
+    """
+    try:
+        data = os.read(fd, expect.size + 1)
+        while len(data) <= expect.size:  # a short read (network and FUSE filesystems)
+            more = os.read(fd, expect.size + 1 - len(data))
+            if not more:
+                break
+            data += more
+        after = FileStat.of(os.fstat(fd))
+    finally:
+        os.close(fd)
+    if after != expect or len(data) != expect.size:
+        return None
+    name = os.path.basename(path)
+    if not data:
+        return TreeEntry(name, TYPE_FILE, 0, expect.executable, file_digest(data), ())
+    cid = raw_object_id(data)
+    if store is not None:
+        store.objects.put(OBJ_CHUNK, data, cid)
+    # One chunk: the file's XXH3-128 is its chunk's id (the same bytes hashed).
+    return TreeEntry(name, TYPE_FILE, len(data), expect.executable, FileDigest(cid),
+                     ((cid, len(data)),))
+
+
+def _batches(todo: list[tuple[DirNode, bytes, FileStat]]
+             ) -> Iterator[list[tuple[DirNode, bytes, FileStat]]]:
+    """``todo`` in order, cut into jobs of at most :data:`_BATCH_FILES` files.
+
+    A job holds about :data:`_BATCH_BYTES` bytes at most (a larger file is a job of
+    its own): one task per small file would cost more than the file's own work.
+    """
+    batch: list[tuple[DirNode, bytes, FileStat]] = []
+    nbytes = 0
+    for item in todo:
+        if batch and (len(batch) >= _BATCH_FILES or nbytes + item[2].size > _BATCH_BYTES):
+            yield batch
+            batch, nbytes = [], 0
+        batch.append(item)
+        nbytes += item[2].size
+    if batch:
+        yield batch
 
 
 def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry: bool = False,
@@ -178,17 +239,21 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     hashed: dict[tuple[str, bytes], TreeEntry] = {}
     target_store = None if dry else store
     if todo:
-        def job(item: tuple[DirNode, bytes, FileStat]) -> TreeEntry:
-            node, name, st = item
-            return hash_file(os.path.join(node.path, name), st, target_store, chunker, progress)
+        def job(batch: list[tuple[DirNode, bytes, FileStat]]) -> list[TreeEntry]:
+            join = os.path.join
+            out = [hash_file(join(node.path, name), st, target_store, chunker)
+                   for node, name, st in batch]
+            if progress:  # once per job, not once per small file
+                progress(len(out), sum(e.size for e in out))
+            return out
 
         if len(todo) == 1:
-            results = [job(todo[0])]
+            results = job(todo)
         else:
             from concurrent.futures import ThreadPoolExecutor  # start-up time
 
             with ThreadPoolExecutor(_WORKERS) as pool:
-                results = list(pool.map(job, todo))
+                results = [e for part in pool.map(job, _batches(todo)) for e in part]
         for (node, name, _), entry in zip(todo, results, strict=True):
             hashed[(node.rel, name)] = entry
 

@@ -43,7 +43,7 @@ from mlgit.store.packs import PackIndex, PackReader, PackWriter, commit_into
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["ObjectStore"]
+__all__ = ["PUT_RESCAN_NS", "ObjectStore"]
 
 
 class _Covered(NamedTuple):
@@ -54,10 +54,15 @@ class _Covered(NamedTuple):
 
 
 class _View(NamedTuple):
-    """What lookups search: multi-pack indexes, then the packs none of them covers."""
+    """What lookups search: multi-pack indexes, then the packs none of them covers.
+
+    ``foreign`` is ``uncovered`` without the packs this store's own writer
+    committed (whose ids the writer remembers): what a write's dedup check searches.
+    """
 
     covered: tuple[_Covered, ...]
     uncovered: tuple[PackReader, ...]
+    foreign: tuple[PackReader, ...]
 
 
 class _MidxState(NamedTuple):
@@ -69,6 +74,9 @@ class _MidxState(NamedTuple):
 
 
 _QUIET_NS = 2_000_000_000  # a directory unchanged this long is listed once, then stat'ed
+PUT_RESCAN_NS = 1_000_000_000
+"""A write whose object is not found looks for new packs at most this often (a listing
+of ``packs/`` per new object would cost more than the object's own work)."""
 
 
 _SPLIT = struct.Struct("16s18s")  # a pack index entry: its id, the rest
@@ -145,17 +153,24 @@ class ObjectStore:
         self._view: _View | None = None
         self._midx: dict[Path, _MidxState] = {}
         self._chosen: dict[RawObjectID, tuple[PackReader, IndexEntry]] = {}  # good copies
-        self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit))
+        # Full packs are published on a thread of their own: no worker waits for fsyncs.
+        self._writer = PackWriter(tmp_dir, pack_size, commit_into(packs_dir, self._on_commit),
+                                  background=True)
         self._tree_cache: dict[RawObjectID, list[TreeEntry]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self.packs_committed = 0  # packs this store's writer committed (see Store.writing)
+        self._own: set[str] = set()  # their names
+        self._put_scanned = -PUT_RESCAN_NS  # when a put last looked for new packs
 
     # -- index -----------------------------------------------------------
     def _load(self) -> _View:
         with self._lock:
             if self._view is None:
-                self._view = _View((), ())
+                # The view appears only once the scan built it: a lookup on another
+                # thread must not search an empty one meanwhile (a write would take
+                # every object for new).
                 self._scan()
+            assert self._view is not None
             return self._view
 
     def _scan(self, *, force: bool = True) -> bool:
@@ -277,8 +292,9 @@ class ObjectStore:
                 continue
             covered.append(_Covered(midx, tuple(r for r in readers if r is not None)))
             stems.update(midx.stems)
-        self._view = _View(tuple(covered),
-                           tuple(r for s, r in self._readers.items() if s not in stems))
+        uncovered = [(s, r) for s, r in self._readers.items() if s not in stems]
+        self._view = _View(tuple(covered), tuple(r for _, r in uncovered),
+                           tuple(r for s, r in uncovered if s not in self._own))
 
     def midx_problems(self) -> list[tuple[Path, str]]:
         """(directory, why) of every multi-pack index present but not used."""
@@ -288,11 +304,12 @@ class ObjectStore:
             return [(d, st.problem) for d, st in self._midx.items() if st.problem]
 
     def _on_commit(self, pack: Path, idx: Path) -> None:
+        stem = idx.name[:-4]
         with self._lock:
             self.packs_committed += 1
+            self._own.add(stem)
             if self._view is None:
                 return  # nothing loaded yet: the next scan finds it
-            stem = idx.name[:-4]
             if stem not in self._readers:
                 self._readers[stem] = PackReader(pack, idx)
                 self._rebuild_view()
@@ -317,7 +334,9 @@ class ObjectStore:
                             self._readers.values()}
             self._scan()
 
-    def _lookup(self, oid: RawObjectID) -> tuple[PackReader, IndexEntry] | None:
+    def _lookup(self, oid: RawObjectID, *,
+                own: bool = True) -> tuple[PackReader, IndexEntry] | None:
+        """Search the view as last scanned; without ``own``, skip this writer's own packs."""
         hit = self._chosen.get(oid)
         if hit is not None:
             return hit
@@ -333,7 +352,7 @@ class ObjectStore:
                 view = self._view or self._load()
                 continue
             break
-        for r in view.uncovered:
+        for r in view.uncovered if own else view.foreign:
             found_e = r.find(oid)
             if found_e is not None:
                 return r, found_e
@@ -590,11 +609,26 @@ class ObjectStore:
         ``oid``, if given, must be ``raw_object_id(data)`` (callers that already
         hashed pass it to avoid hashing twice). Compression runs outside any
         lock, so several threads can store objects at once.
+
+        "Present" is: written by this store's writer, or in a pack the store's
+        view holds (its own packs' ids are the writer's, so they are not searched).
+        A miss looks for packs other processes committed at most once every
+        :data:`PUT_RESCAN_NS` (a listing of ``packs/`` per new object would cost
+        more than the object): an object committed elsewhere within that time may
+        be written again, a harmless duplicate that lookups, ``gc`` and the
+        multi-pack index resolve to one copy.
         """
         if oid is None:
             oid = raw_object_id(data)
-        if self.has(oid):
+        if self._writer.wrote(oid) or self._lookup(oid, own=False) is not None:
             return oid
+        now = time.monotonic_ns()
+        if now - self._put_scanned >= PUT_RESCAN_NS:
+            with self._lock:
+                self._put_scanned = now
+                found = self._scan(force=False)
+            if found and self._lookup(oid, own=False) is not None:
+                return oid
         codec, stored = compress(data)
         self._writer.add(oid, type_, codec, len(data), stored)
         return oid

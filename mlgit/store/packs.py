@@ -53,6 +53,8 @@ __all__ = ["BuiltPack", "PackIndex", "PackReader", "PackWriter", "Publish", "com
            "pack_is_full", "read_index_file", "read_records", "search_records"]
 
 
+_PUBLISHING = 2  # full packs a background writer publishes at once (more: add waits)
+_WRITE_BUFFER = 1 << 20  # a pack is written to disk in pieces of this size, not per object
 _CHUNK = 256 << 10  # bytes of an index read at a time (the memory a scan or copy holds)
 
 
@@ -374,22 +376,33 @@ class PackWriter:
     push uploads it. Its temporary file is removed once ``publish`` returns or
     raises (when ``publish`` raises, the objects of that pack are forgotten and
     the error propagates). Thread-safe: :meth:`add` may be called from several
-    threads. With ``dedup`` (the default) an object this writer already wrote is
-    skipped; without, callers that never repeat an id save the memory.
+    threads. A full pack is published outside the writer's lock, so the other
+    threads go on appending to the next pack meanwhile (its fsyncs do not stall
+    them): by the thread whose :meth:`add` filled it, or with ``background`` on a
+    thread of its own (at most :data:`_PUBLISHING` packs at a time), so that no
+    adding thread waits for an fsync. :meth:`commit` waits for every pack being
+    published and raises the error of one that failed; until then (or
+    :meth:`abort`) :meth:`add` raises it too. With ``dedup``
+    (the default) an object this writer already wrote is skipped; without,
+    callers that never repeat an id save the memory.
     """
 
     def __init__(self, tmp_dir: Path, pack_size: int, publish: Publish, *,
-                 dedup: bool = True) -> None:
+                 dedup: bool = True, background: bool = False) -> None:
         self.tmp_dir = tmp_dir
         self.pack_size = pack_size
         self._publish = publish
         self._dedup = dedup
+        self._background = background
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
+        self._publishing = 0  # full packs being published by the thread that filled them
+        self._failed: BaseException | None = None  # the first such publish that raised
         self._file: DurableFile | None = None
         self._entries: list[IndexEntry] = []
         self._pos = 0
-        # Ids in the pack being written (not yet committed). Committed ids are found
-        # through the committed indexes; aborted ones are forgotten.
+        # Ids in the packs being written or published (not yet committed). Committed
+        # ids are found through the committed indexes; aborted ones are forgotten.
         self.pending: set[RawObjectID] = set()
         self._committed: set[RawObjectID] = set()  # by this writer: exact dedup across threads
         self.bytes_written = 0
@@ -398,6 +411,8 @@ class PackWriter:
         """Append one object (already compressed) unless this writer already wrote it."""
         header = encode_entry_header(oid, type_, codec, raw_len, len(stored))
         with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if oid in self.pending or oid in self._committed:
                 return
             if self._file is None:
@@ -410,11 +425,38 @@ class PackWriter:
             self._pos += len(header) + len(stored)
             self.bytes_written += len(header) + len(stored)
             self.pending.add(oid)
-            if pack_is_full(self._pos, len(self._entries), self.pack_size):
-                self._commit_locked()
+            if not pack_is_full(self._pos, len(self._entries), self.pack_size):
+                return
+            full = self._detach_locked()
+        if not self._background:
+            self._finish_noting(*full, reraise=True)
+            return
+        try:
+            threading.Thread(target=self._finish_noting, args=full, name="mlgit-publish").start()
+        except BaseException:  # no thread to be had (or an interrupt): publish it here
+            self._finish_noting(*full, reraise=True)
+            raise
+        with self._lock:
+            while self._publishing > _PUBLISHING:  # bounds the packs waiting for fsyncs
+                self._published.wait()
+
+    def _finish_noting(self, f: DurableFile, entries: list[IndexEntry], *,
+                       reraise: bool = False) -> None:
+        """:meth:`_finish`; a failure is kept for :meth:`commit` and :meth:`add` to raise."""
+        try:
+            self._finish(f, entries)
+        except BaseException as e:
+            with self._lock:
+                self._failed = self._failed or e
+            if reraise:
+                raise
+
+    def wrote(self, oid: RawObjectID) -> bool:
+        """True if this writer wrote ``oid``: pending, or in a pack it committed (with dedup)."""
+        return oid in self.pending or oid in self._committed
 
     def _open(self) -> None:
-        f = DurableFile(self.tmp_dir, "pack")
+        f = DurableFile(self.tmp_dir, "pack", buffer=_WRITE_BUFFER)
         try:
             f.write(PACK_MAGIC)
         except BaseException:
@@ -425,31 +467,62 @@ class PackWriter:
         self._entries = []
 
     def commit(self) -> None:
-        """Finish the pack being written, if any, and publish it (see :func:`commit_into`)."""
-        with self._lock:
-            if self._file is not None:
-                self._commit_locked()
+        """Finish the pack being written, if any, and publish it (see :func:`commit_into`).
 
-    def _commit_locked(self) -> None:
+        Returns once every pack this writer finished is published: raises the
+        error of one whose publishing failed (its objects are not in the store).
+        """
+        with self._lock:
+            full = self._detach_locked() if self._file is not None else None
+        failed: BaseException | None = None
+        if full is not None:
+            try:
+                self._finish(*full)
+            except BaseException as e:  # noqa: BLE001 - raised below, after the wait
+                failed = e
+        with self._lock:
+            while self._publishing:
+                self._published.wait()
+            failed, self._failed = failed or self._failed, None
+        if failed is not None:
+            raise failed
+
+    def _detach_locked(self) -> tuple[DurableFile, list[IndexEntry]]:
+        """Take the pack being written out of the writer, to be published; the lock held."""
         f, entries = self._file, self._entries
         assert f is not None
         self._file, self._entries = None, []
+        self._publishing += 1
+        return f, entries
+
+    def _finish(self, f: DurableFile, entries: list[IndexEntry]) -> None:
+        """Publish a detached pack (no lock held); its ids move from pending to committed."""
         ids = [e.oid for e in entries]
+        done = False
         try:
             index = encode_index(entries)
             self._publish(BuiltPack(f, pack_stem(index), index, entries))
-        except BaseException:
-            self.pending.difference_update(ids)
-            raise
+            done = True
         finally:
             f.discard()  # nothing if the publisher moved it into place
-        if self._dedup:
-            self._committed.update(ids)
-        self.pending.difference_update(ids)
+            with self._lock:
+                if done and self._dedup:
+                    self._committed.update(ids)
+                self.pending.difference_update(ids)
+                self._publishing -= 1
+                self._published.notify_all()
 
     def abort(self) -> None:
-        """Drop the pack being written (objects in published packs stay)."""
+        """Drop the pack being written (objects in published packs stay).
+
+        Waits for the full packs being published; a failure to publish one that
+        :meth:`commit` has not reported yet is forgotten: the caller gives up
+        everything not committed.
+        """
         with self._lock:
+            while self._publishing:
+                self._published.wait()
+            self._failed = None
             if self._file is not None:
                 self._file.discard()
                 self._file = None
