@@ -351,3 +351,40 @@ def test_a_file_dataset_and_a_nested_one(repo_dir: Path) -> None:
     assert "model.bin: modified" in p.stdout
     (repo_dir / "sub" / "data" / "y.csv").write_text("new")
     assert "sub/data: modified" in _same_as_full(repo_dir, "status").stdout
+
+
+def test_the_stat_index_is_written_in_git_order_one_directory_at_a_time(tmp_path: Path) -> None:
+    """Files and subdirectories sorted together as git sorts paths ('a-b' < 'a/x' < 'a0')."""
+    from mlgit.format.tree import NO_SUBTREE
+    from mlgit.snapshot.scan import FileStat
+    from mlgit.snapshot.statcache import (
+        DirCache,
+        GitIndexTarget,
+        StatCache,
+        git_index_path,
+        write_git_index,
+    )
+
+    root = tmp_path / "data"
+    root.mkdir()
+    names = [b"a", b"a-b", b"a.b", b"a0", b"b", b"a_", b"A", b"\xff", b"a b", b"az"]
+    subdirs = {"": ["a", "a.b", "a0", "z"], "a": ["a/x"]}
+    cache = StatCache()
+    ino = 1
+    for rel in ["", "a", "a/x", "a.b", "a0", "z"]:
+        taken = {os.fsencode(s.rpartition("/")[2]) for s in subdirs.get(rel, [])}
+        files = {}
+        for n in names:
+            if n not in taken:
+                ino += 1
+                files[n] = FileStat(ino, 10**18 + ino, 10**18, ino, ino % 2 == 0)
+        cache.dirs[rel] = DirCache(NO_SUBTREE, "", files)
+    path = tmp_path / "c.json"
+    assert write_git_index(path, cache, 2 * 10**18, GitIndexTarget(os.fsencode(root), b"data",
+                                                                   "sha1"))
+    st = root.lstat()
+    expected = [IndexEntry(b"data/" + (os.fsencode(rel) + b"/" if rel else b"") + n, s.ctime_ns,
+                           s.mtime_ns, st.st_dev, s.ino, 0o100755 if s.executable else MODE_FILE,
+                           st.st_uid, st.st_gid, s.size)
+                for rel, dc in cache.dirs.items() for n, s in dc.files.items()]
+    assert git_index_path(path).read_bytes() == encode_index(expected, "sha1")

@@ -65,15 +65,18 @@ def encode_index(entries: Iterable[IndexEntry], hash_name: str) -> bytes:
     FormatError for an unknown hash, an empty, absolute or NUL-holding path, or
     a path given twice.
     """
-    return b"".join(index_chunks(list(entries), hash_name))
+    ordered = sorted(entries)
+    return b"".join(index_chunks(ordered, len(ordered), hash_name))
 
 
-def index_chunks(entries: list[IndexEntry], hash_name: str) -> Iterator[bytes]:
+def index_chunks(entries: Iterable[IndexEntry], count: int, hash_name: str) -> Iterator[bytes]:
     """:func:`encode_index` in pieces of about :data:`CHUNK` bytes, for a large index.
 
-    Sorts ``entries`` in place first. The FormatError of a bad entry comes
-    before the piece that would hold it, so a caller writing the pieces out
-    must discard what it wrote.
+    ``entries`` must come sorted by path (git's order: bytes), ``count`` of
+    them: a large index is then written without holding its entries. A
+    FormatError (an entry out of order, another count) comes before the piece
+    that would hold it, and always before the last piece (the checksum), so a
+    caller writing the pieces out must discard what it wrote.
     """
     oid_len = _HASHES.get(hash_name)
     if oid_len is None:
@@ -83,18 +86,19 @@ def index_chunks(entries: list[IndexEntry], hash_name: str) -> Iterator[bytes]:
     digest = hashlib.new(hash_name)
     oid = PLACEHOLDER_BYTE * oid_len
     fixed = _STAT.size + oid_len + _FLAGS.size
-    entries.sort()
     pack = _STAT.pack
     # what follows the stat data of a path of each length: the id and flags, then the padding
     tails: dict[int, bytes] = {}
     pads = [b"\0" * (8 - (fixed + n) % 8) for n in range(8)]
-    parts = [_HEADER.pack(b"DIRC", 2, len(entries))]
+    parts = [_HEADER.pack(b"DIRC", 2, count)]
     append = parts.append
     size = 0
     last = b""
     second = 1_000_000_000
+    seen = 0
     try:
         for path, ctime_ns, mtime_ns, dev, ino, mode, uid, gid, fsize in entries:
+            seen += 1
             if path <= last or path[:1] == b"/" or b"\0" in path:
                 raise FormatError(f"git index entry {path!r} is not a relative path given once")
             last = path
@@ -118,6 +122,8 @@ def index_chunks(entries: list[IndexEntry], hash_name: str) -> Iterator[bytes]:
                 size = 0
     except struct.error as e:
         raise FormatError(f"git index entry out of range: {e}") from None
+    if seen != count:
+        raise FormatError(f"git index of {count} entries given {seen}")
     piece = b"".join(parts)
     digest.update(piece)
     yield piece

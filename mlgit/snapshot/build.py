@@ -256,8 +256,11 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
                 results = [e for part in pool.map(job, _batches(todo)) for e in part]
         for (node, name, _), entry in zip(todo, results, strict=True):
             hashed[(node.rel, name)] = entry
+        del results
+    ntodo = len(todo)
+    del todo  # (a large add's peak memory: one tuple per file)
 
-    result = BuildResult(NO_SUBTREE, 0, 0, len(todo), sum(e.size for e in hashed.values()),
+    result = BuildResult(NO_SUBTREE, 0, 0, ntodo, sum(e.size for e in hashed.values()),
                          StatCache(), stat_time)
     # Bottom-up without recursion: in reversed pre-order every child comes before its parent.
     # Each directory's totals (files and symlinks, bytes of files) come from the scan, as

@@ -34,7 +34,7 @@ import json
 import os
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,22 +299,31 @@ def save(path: Path, cache: StatCache, stat_time_ns: int,
     index_path = git_index_path(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(index_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, _cache_pieces(cache, stat_time_ns))
+    if git_index is not None:
+        write_git_index(path, cache, stat_time_ns, git_index)
+
+
+def _cache_pieces(cache: StatCache, stat_time_ns: int) -> Iterator[bytes]:
+    """The cache file's JSON, one directory at a time (a large cache is never one string)."""
     limit = stat_time_ns - RACY_NS
     coarse_limit = stat_time_ns - COARSE_RACY_NS
-    dirs = {}
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    head = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree,
+            "files": cache.files, "bytes": cache.nbytes}
+    yield (dumps(head)[:-1] + ',"dirs":{').encode()
+    sep = ""
     for rel, dc in cache.dirs.items():
         kept = [(n, s) for n, s in dc.files.items() if _cacheable(s, limit, coarse_limit)]
         files = {os.fsdecode(n): [s.size, s.mtime_ns, s.ctime_ns, s.ino, int(s.executable)]
                  for n, s in kept}
         sig = dc.sig if len(files) == len(dc.files) else ""
         newest = max((max(s.mtime_ns, s.ctime_ns) for _, s in kept), default=0)
-        dirs[rel] = [raw_to_hex(dc.tree), sig, json.dumps(files, separators=(",", ":")), newest]
-    obj = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree, "dirs": dirs,
-           "files": cache.files, "bytes": cache.nbytes}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(path, json.dumps(obj, separators=(",", ":")).encode())
-    if git_index is not None:
-        write_git_index(path, cache, stat_time_ns, git_index)
+        entry = [raw_to_hex(dc.tree), sig, dumps(files), newest]
+        yield f"{sep}{dumps(rel)}:{dumps(entry)}".encode()
+        sep = ","
+    yield b"}}"
 
 
 def write_git_index(path: Path, cache: StatCache, stat_time_ns: int,
@@ -329,19 +338,37 @@ def write_git_index(path: Path, cache: StatCache, stat_time_ns: int,
     are taken from the tracked path itself (a file owned otherwise only shows as
     changed, which is safe).
     """
-    entries = _git_index_entries(cache, target, stat_time_ns)
-    if entries is None:
+    made = _git_index_entries(cache, target, stat_time_ns)
+    if made is None:
         return False
     try:
-        replace_file(git_index_path(path), index_chunks(entries, target.hash_name))
+        replace_file(git_index_path(path), index_chunks(made[1], made[0], target.hash_name))
     except FormatError:
         return False
     return True
 
 
-def _git_index_entries(cache: StatCache, target: GitIndexTarget,
-                       stat_time_ns: int) -> list[IndexEntry] | None:
-    """The git index entries of ``cache``'s files; None if there is nothing to write."""
+def _children(dirs: dict[str, DirCache]) -> dict[str, list[str]] | None:
+    """Each directory's subdirectories (their keys); None if a key has no parent."""
+    children: dict[str, list[str]] = {rel: [] for rel in dirs}
+    for rel in dirs:
+        if rel:
+            parent = children.get(rel.rpartition("/")[0])
+            if parent is None:
+                return None
+            parent.append(rel)
+    return children
+
+
+def _git_index_entries(cache: StatCache, target: GitIndexTarget, stat_time_ns: int
+                       ) -> tuple[int, Iterator[IndexEntry]] | None:
+    """How many git index entries ``cache``'s files make, and the entries in git's order.
+
+    None if there is nothing to write. The entries are made one directory at a
+    time (git's order is by path bytes: a directory's files and its
+    subdirectories' paths, ``name/...``, sorted together), so a large index
+    never has them all in memory.
+    """
     # Kept (not smudged): older than the save rules' limits and than the scan's second.
     # (The coarse limit is at least a second older than the fine one's second.)
     limit = stat_time_ns - RACY_NS
@@ -351,24 +378,49 @@ def _git_index_entries(cache: StatCache, target: GitIndexTarget,
         root = os.lstat(target.full)
     except OSError:
         return None
+    dirs = cache.dirs
     if stat.S_ISREG(root.st_mode):
-        if len(cache.dirs) != 1 or "" not in cache.dirs or len(cache.dirs[""].files) != 1:
+        if len(dirs) != 1 or "" not in dirs or len(dirs[""].files) != 1:
             return None
-        where = [(target.prefix, cache.dirs[""].files, True)]
-    elif stat.S_ISDIR(root.st_mode):
-        where = [((target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix) + b"/",
-                  dc.files, False) for rel, dc in cache.dirs.items()]
-    else:
+    elif not stat.S_ISDIR(root.st_mode) or "" not in dirs:
+        return None
+    children = _children(dirs)
+    if children is None:
         return None
     dev, uid, gid = root.st_dev, root.st_uid, root.st_gid
-    entries: list[IndexEntry] = []
-    append = entries.append
-    for base, files, alone in where:
-        for name, (size, mtime_ns, ctime_ns, ino, executable) in files.items():
-            newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
-            if newest >= limit or (newest >= coarse_limit and not (
-                    mtime_ns % _SECOND or ctime_ns % _SECOND)):
-                mtime_ns = 0  # smudged
-            append(IndexEntry(base if alone else base + name, ctime_ns, mtime_ns, dev, ino,
-                              MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size))
-    return entries
+    alone = stat.S_ISREG(root.st_mode)
+
+    def entry(path: bytes, s: FileStat) -> IndexEntry:
+        size, mtime_ns, ctime_ns, ino, executable = s
+        newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
+        if newest >= limit or (newest >= coarse_limit and not (
+                mtime_ns % _SECOND or ctime_ns % _SECOND)):
+            mtime_ns = 0  # smudged
+        return IndexEntry(path, ctime_ns, mtime_ns, dev, ino,
+                          MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size)
+
+    def listing(rel: str) -> Iterator[tuple[bytes, FileStat | None, str]]:
+        """A directory's files and subdirectories in git's order: (path, stat or None, rel)."""
+        base = (target.prefix + b"/" + os.fsencode(rel) if rel else target.prefix) + b"/"
+        items: list[tuple[bytes, FileStat | None, str]] = [
+            (base + name, s, rel) for name, s in dirs[rel].files.items()]
+        items += [(base + os.fsencode(sub.rpartition("/")[2]) + b"/", None, sub)
+                  for sub in children[rel]]
+        items.sort(key=lambda item: item[0])
+        return iter(items)
+
+    def walk() -> Iterator[IndexEntry]:
+        if alone:
+            yield entry(target.prefix, next(iter(dirs[""].files.values())))
+            return
+        stack = [listing("")]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+            elif item[1] is None:
+                stack.append(listing(item[2]))
+            else:
+                yield entry(item[0], item[1])
+
+    return sum(len(dc.files) for dc in dirs.values()), walk()
