@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -904,3 +905,41 @@ def test_cas_across_processes_loses_nothing(root: Path) -> None:
     for w in range(PROCS):  # each worker's snapshots appear in the order it made them
         mine = [int(m.split(":")[1]) for m in chain if m.startswith(f"{w}:")]
         assert mine == list(range(PER_PROC))
+
+
+def test_hashing_jobs_are_submitted_a_few_ahead_in_order_and_a_failure_stops_them() -> None:
+    """build's bounded map: results in order, never more than `ahead` jobs waiting,
+    and the jobs not started when one fails are cancelled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlgit.snapshot import build
+
+    taken: list[int] = []
+    most = 0
+    lock = threading.Lock()
+
+    def items() -> Iterator[int]:
+        for i in range(200):
+            with lock:
+                nonlocal most
+                most = max(most, i - len(taken))
+            yield i
+
+    with ThreadPoolExecutor(3) as pool:
+        for r in build.map_ahead(pool, lambda i: i * 2, items(), 6):
+            taken.append(r)
+    assert taken == [i * 2 for i in range(200)]
+    assert most <= 6
+
+    ran: list[int] = []
+
+    def job(i: int) -> int:
+        ran.append(i)
+        if i == 10:
+            raise ValueError("bad file")
+        time.sleep(0.001)
+        return i
+
+    with ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="bad file"):
+        list(build.map_ahead(pool, job, range(1000), 8))
+    assert len(ran) < 40  # the rest was never submitted or was cancelled

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mlgit.errors import BadPathError, FileChangedError
 from mlgit.format.chunking import Chunker
@@ -46,9 +46,12 @@ from mlgit.snapshot.statcache import DirCache, StatCache, dir_signature
 from mlgit.store.store import Store
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["BuildResult", "Progress", "build_tree", "hash_file"]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+__all__ = ["BuildResult", "Progress", "build_tree", "hash_file", "map_ahead"]
 
 Progress = Callable[[int, int], None]
 """Called with (files, bytes) hashed since the last call."""
@@ -57,6 +60,7 @@ _RETRIES = 3
 _PIPELINE_MIN = 4 << 20
 _IN_FLIGHT = 16
 _WORKERS = min(4, (os.cpu_count() or 1) + 1)
+_NONE: dict[bytes, TreeEntry] = {}  # no file of a directory hashed (never written to)
 _BATCH_FILES = 32
 _BATCH_BYTES = 2 << 20
 
@@ -202,6 +206,27 @@ def _batches(todo: list[tuple[DirNode, bytes, FileStat]]
         yield batch
 
 
+def map_ahead(pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Iterable[_T],
+               ahead: int) -> Iterator[_R]:
+    """``pool.map(fn, items)`` with at most ``ahead`` jobs submitted and not yet taken.
+
+    Results come in order. ``Executor.map`` submits every job at once: a
+    million-file add's jobs and futures alone are tens of megabytes. Jobs not
+    started when a result raises are cancelled.
+    """
+    waiting: deque[Future[_R]] = deque()
+    try:
+        for item in items:
+            waiting.append(pool.submit(fn, item))
+            if len(waiting) >= ahead:
+                yield waiting.popleft().result()
+        while waiting:
+            yield waiting.popleft().result()
+    finally:
+        for f in waiting:
+            f.cancel()
+
+
 def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry: bool = False,
                warn: Callable[[str], None] = lambda _m: None,
                progress: Progress | None = None,
@@ -236,7 +261,7 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
     if on_total:
         on_total(len(todo), sum(st.size for _, _, st in todo))
 
-    hashed: dict[tuple[str, bytes], TreeEntry] = {}
+    hashed: dict[str, dict[bytes, TreeEntry]] = {}  # by directory, then name
     target_store = None if dry else store
     if todo:
         def job(batch: list[tuple[DirNode, bytes, FileStat]]) -> list[TreeEntry]:
@@ -253,14 +278,16 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
             from concurrent.futures import ThreadPoolExecutor  # start-up time
 
             with ThreadPoolExecutor(_WORKERS) as pool:
-                results = [e for part in pool.map(job, _batches(todo)) for e in part]
+                results = [e for part in map_ahead(pool, job, _batches(todo), _WORKERS * 4)
+                           for e in part]
         for (node, name, _), entry in zip(todo, results, strict=True):
-            hashed[(node.rel, name)] = entry
+            hashed.setdefault(node.rel, {})[name] = entry
         del results
     ntodo = len(todo)
     del todo  # (a large add's peak memory: one tuple per file)
 
-    result = BuildResult(NO_SUBTREE, 0, 0, ntodo, sum(e.size for e in hashed.values()),
+    result = BuildResult(NO_SUBTREE, 0, 0, ntodo,
+                         sum(e.size for here in hashed.values() for e in here.values()),
                          StatCache(), stat_time)
     # Bottom-up without recursion: in reversed pre-order every child comes before its parent.
     # Each directory's totals (files and symlinks, bytes of files) come from the scan, as
@@ -274,7 +301,7 @@ def build_tree(store: Store, path: bytes, *, is_file: bool, old: StatCache, dry:
                                     dry)
         nbytes = 0
         for name, st in node.files.items():
-            e = hashed.get((node.rel, name))
+            e = hashed.get(node.rel, _NONE).get(name)
             nbytes += e.size if e is not None else st.size
         totals[node.rel] = (
             len(node.files) + len(node.links) + sum(f for f, _ in sub_totals.values()),
@@ -304,7 +331,7 @@ def _check_empty_dirs(nodes: list[DirNode], path: bytes) -> None:
 
 def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID],
                 sub_totals: dict[bytes, tuple[int, int]], old: StatCache,
-                sigs: dict[str, str], hashed: dict[tuple[str, bytes], TreeEntry],
+                sigs: dict[str, str], hashed: dict[str, dict[bytes, TreeEntry]],
                 result: BuildResult, dry: bool) -> RawObjectID:
     """Build (or reuse from the stat cache) one directory's tree.
 
@@ -322,11 +349,12 @@ def _build_node(store: Store, node: DirNode, sub_ids: dict[bytes, RawObjectID],
         result.cache.dirs[node.rel] = new_dc
         return dc.tree
     old_by_name: dict[bytes, TreeEntry] = {}
-    if dc is not None and any((node.rel, n) not in hashed for n in node.files):
+    here = hashed.get(node.rel, _NONE)
+    if dc is not None and any(n not in here for n in node.files):
         old_by_name = {e.name: e for e in _get_tree(store, dc.tree, result)}
     entries: list[TreeEntry] = []
     for name in node.files:
-        e = hashed.get((node.rel, name)) or old_by_name.get(name)
+        e = here.get(name) or old_by_name.get(name)
         if e is None or e.type != TYPE_FILE:
             raise FileChangedError(
                 f"stat cache out of step for {node.rel}/{os.fsdecode(name)}; "
