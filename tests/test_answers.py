@@ -313,9 +313,9 @@ def test_the_encoder_refuses_a_bad_entry(bad: bytes) -> None:
     entries = [IndexEntry(bad, 0, 0, 0, 0, MODE_FILE, 0, 0, 0)]
     if bad == b"twice":
         entries *= 2
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="is not a relative path given once"):
         encode_index(entries, "sha1")
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="unknown git object format 'md5'"):
         encode_index([], "md5")
 
 
@@ -388,3 +388,13 @@ def test_the_stat_index_is_written_in_git_order_one_directory_at_a_time(tmp_path
                            st.st_uid, st.st_gid, s.size)
                 for rel, dc in cache.dirs.items() for n, s in dc.files.items()]
     assert git_index_path(path).read_bytes() == encode_index(expected, "sha1")
+
+
+def test_the_index_refuses_a_count_it_was_not_given_and_out_of_range_stats() -> None:
+    from mlgit.format.gitindex import index_chunks
+
+    one = IndexEntry(b"a", 0, 0, 0, 0, MODE_FILE, 0, 0, 0)
+    with pytest.raises(FormatError, match="git index of 2 entries given 1"):
+        b"".join(index_chunks([one], 2, "sha1"))
+    with pytest.raises(FormatError, match="out of range"):
+        encode_index([one._replace(mode=1 << 33)], "sha1")

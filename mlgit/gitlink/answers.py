@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import zlib
 
+from mlgit.format.racy import COARSE_RACY_NS, RACY_NS, is_racy
 from mlgit.gitlink.statindex import unchanged
 
 __all__ = ["COARSE_RACY_NS", "CONTENT", "MAX_RECORD_LEN", "PLACE", "RACY_NS", "FilesChanged",
@@ -38,11 +39,8 @@ __all__ = ["COARSE_RACY_NS", "CONTENT", "MAX_RECORD_LEN", "PLACE", "RACY_NS", "F
 
 CONTENT = b"c"
 PLACE = b"p"
-RACY_NS = 30_000_000
-COARSE_RACY_NS = 2_000_000_000
 MAX_RECORD_LEN = 16 << 20
 _MAGIC = b"mlgit-answer 2"
-_SECOND = 1_000_000_000
 
 
 class FilesChanged(Exception):
@@ -63,12 +61,6 @@ def _signature(kind: bytes, st: os.stat_result) -> bytes:
         return b"%d %d %d" % (st.st_dev, st.st_ino, st.st_mode)
     return b"%d %d %d %d %d %d" % (st.st_dev, st.st_ino, st.st_mode, st.st_size,
                                    st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _racy(st: os.stat_result, started_ns: int) -> bool:
-    newest = max(st.st_mtime_ns, st.st_ctime_ns)
-    coarse = not (st.st_mtime_ns % _SECOND or st.st_ctime_ns % _SECOND)
-    return newest >= started_ns - (COARSE_RACY_NS if coarse else RACY_NS)
 
 
 def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
@@ -104,7 +96,7 @@ def remember(cache_dir: str, key: bytes, witnesses: list[tuple[bytes, str]],
             st = os.lstat(wpath)
         except OSError:
             return False
-        if kind == CONTENT and _racy(st, started_ns):
+        if kind == CONTENT and is_racy(st.st_mtime_ns, st.st_ctime_ns, started_ns):
             return False
         fields += [kind, os.fsencode(wpath), _signature(kind, st)]
     for wpath, st in checked.items():

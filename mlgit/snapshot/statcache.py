@@ -41,15 +41,13 @@ from pathlib import Path
 from mlgit.errors import FormatError
 from mlgit.format.gitindex import MODE_EXECUTABLE, MODE_FILE, IndexEntry, index_chunks
 from mlgit.format.ids import RawObjectID, digest_hex, hex_to_raw, raw_to_hex
+from mlgit.format.racy import COARSE_RACY_NS, RACY_NS, SECOND_NS, is_racy
 from mlgit.snapshot.scan import FileStat, is_skipped
 from mlgit.store.fsutil import replace_file
 
 __all__ = ["COARSE_RACY_NS", "RACY_NS", "DirCache", "GitIndexTarget", "StatCache", "cache_path",
            "dir_signature", "git_index_path", "load", "matches", "save", "write_git_index"]
 
-RACY_NS = 30_000_000
-COARSE_RACY_NS = 2_000_000_000
-_SECOND = 1_000_000_000
 _VERSION = 3
 _OLD_VERSIONS = (2,)  # read (no newest entry time per directory: worked out on load)
 _SIG = struct.Struct("<HqqqQ?")
@@ -275,13 +273,6 @@ def _parse(raw: str) -> list[FileStat]:
     return [FileStat._make(v) for v in json.loads(raw).values()] if raw else []
 
 
-def _cacheable(s: FileStat, limit: int, coarse_limit: int) -> bool:
-    """Whether ``s`` is old enough to be recorded (the save rules of the module docstring)."""
-    newest = max(s.mtime_ns, s.ctime_ns)
-    coarse = not (s.mtime_ns % _SECOND or s.ctime_ns % _SECOND)
-    return newest < limit and (not coarse or newest < coarse_limit)
-
-
 def save(path: Path, cache: StatCache, stat_time_ns: int,
          git_index: GitIndexTarget | None = None) -> None:
     """Write a cache, leaving out entries that are racy relative to ``stat_time_ns``.
@@ -307,15 +298,14 @@ def save(path: Path, cache: StatCache, stat_time_ns: int,
 
 def _cache_pieces(cache: StatCache, stat_time_ns: int) -> Iterator[bytes]:
     """The cache file's JSON, one directory at a time (a large cache is never one string)."""
-    limit = stat_time_ns - RACY_NS
-    coarse_limit = stat_time_ns - COARSE_RACY_NS
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     head = {"v": _VERSION, "snapshot": cache.snapshot, "tree": cache.tree,
             "files": cache.files, "bytes": cache.nbytes}
     yield (dumps(head)[:-1] + ',"dirs":{').encode()
     sep = ""
     for rel, dc in cache.dirs.items():
-        kept = [(n, s) for n, s in dc.files.items() if _cacheable(s, limit, coarse_limit)]
+        kept = [(n, s) for n, s in dc.files.items()
+                if not is_racy(s.mtime_ns, s.ctime_ns, stat_time_ns)]
         files = {os.fsdecode(n): [s.size, s.mtime_ns, s.ctime_ns, s.ino, int(s.executable)]
                  for n, s in kept}
         sig = dc.sig if len(files) == len(dc.files) else ""
@@ -369,11 +359,9 @@ def _git_index_entries(cache: StatCache, target: GitIndexTarget, stat_time_ns: i
     subdirectories' paths, ``name/...``, sorted together), so a large index
     never has them all in memory.
     """
-    # Kept (not smudged): older than the save rules' limits and than the scan's second.
-    # (The coarse limit is at least a second older than the fine one's second.)
-    limit = stat_time_ns - RACY_NS
-    limit -= limit % _SECOND
-    coarse_limit = stat_time_ns - COARSE_RACY_NS
+    # Kept (not smudged): not racy, and older than the second of the scan (less RACY_NS).
+    second = stat_time_ns - RACY_NS
+    second -= second % SECOND_NS
     try:
         root = os.lstat(target.full)
     except OSError:
@@ -392,9 +380,7 @@ def _git_index_entries(cache: StatCache, target: GitIndexTarget, stat_time_ns: i
 
     def entry(path: bytes, s: FileStat) -> IndexEntry:
         size, mtime_ns, ctime_ns, ino, executable = s
-        newest = mtime_ns if mtime_ns > ctime_ns else ctime_ns
-        if newest >= limit or (newest >= coarse_limit and not (
-                mtime_ns % _SECOND or ctime_ns % _SECOND)):
+        if max(mtime_ns, ctime_ns) >= second or is_racy(mtime_ns, ctime_ns, stat_time_ns):
             mtime_ns = 0  # smudged
         return IndexEntry(path, ctime_ns, mtime_ns, dev, ino,
                           MODE_EXECUTABLE if executable else MODE_FILE, uid, gid, size)
