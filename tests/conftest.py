@@ -67,6 +67,14 @@ def run_gitml(cwd: Path, *args: str, check: bool = True,
     return p
 
 
+def full_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``git-ml ARGS`` through the full CLI (click, every command): no quick or remembered
+    answer, for comparing the entry point's answers with."""
+    code = "import sys; from mlgit.cli.main import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
 def run_as(who: str, cwd: Path, *args: str,
            check: bool = True) -> subprocess.CompletedProcess[str]:
     """``git ml ARGS`` (or ``git ARGS`` when the first is ``git``) as ``who`` (``Name <email>``).

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_tree, run_gitml
+from conftest import full_cli, git, make_tree, run_gitml
 
 from mlgit.errors import FormatError
 from mlgit.format.gitindex import MODE_FILE, IndexEntry, encode_index
@@ -38,12 +38,6 @@ def _settle(top: Path) -> None:
     for f in [top, *top.rglob("*")]:
         os.utime(f, (when, when), follow_symlinks=False)
     time.sleep(1.05 - time.time() % 1)
-
-
-def _full_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from mlgit.cli.main import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                          text=True)
 
 
 def _entry(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
@@ -73,7 +67,7 @@ def _same_as_full(cwd: Path, *args: str, recalled: bool = False
                   ) -> subprocess.CompletedProcess[str]:
     """The entry point's answer, asserted equal to the full CLI's (and not remembered)."""
     p, heavy = _entry(cwd, *args)
-    full = _full_cli(cwd, *args)
+    full = full_cli(cwd, *args)
     assert (p.returncode, p.stdout) == (full.returncode, full.stdout), (p, full)
     if not recalled:
         assert "mlgit.api.core" in heavy  # worked out, not recalled
@@ -93,13 +87,13 @@ def tracked(repo_dir: Path) -> Path:
 
 def test_status_and_add_are_remembered_and_equal_the_full_answer(tracked: Path) -> None:
     out = _remembered(tracked, "status")
-    assert out == _full_cli(tracked, "status").stdout
+    assert out == full_cli(tracked, "status").stdout
     assert run_gitml(tracked, "status").stdout == out
     added = _remembered(tracked, "add", "data")
-    assert added == _full_cli(tracked, "add", "data").stdout
+    assert added == full_cli(tracked, "add", "data").stdout
     assert "(unchanged) -> data.mlgit" in added
     # another directory, another answer (the paths are the user's)
-    assert _remembered(tracked / "data", "add", ".") == _full_cli(
+    assert _remembered(tracked / "data", "add", ".") == full_cli(
         tracked / "data", "add", ".").stdout
     assert git(tracked, "status", "--porcelain").stdout == ""
 
@@ -213,7 +207,7 @@ def test_a_touched_file_costs_one_full_answer_then_is_remembered_again(tracked: 
     f = tracked / "data" / "top.txt"
     f.touch()
     _same_as_full(tracked, "status")  # clean (same content), worked out: the cache refreshed
-    assert _remembered(tracked, "status") == _full_cli(tracked, "status").stdout
+    assert _remembered(tracked, "status") == full_cli(tracked, "status").stdout
 
 
 def test_a_racy_witness_is_not_remembered(tracked: Path) -> None:
@@ -341,7 +335,7 @@ def test_a_file_dataset_and_a_nested_one(repo_dir: Path) -> None:
     out = _remembered(repo_dir, "status")
     assert "model.bin: clean" in out
     assert "sub/data: clean" in out
-    assert _remembered(repo_dir / "sub", "add", "data") == _full_cli(
+    assert _remembered(repo_dir / "sub", "add", "data") == full_cli(
         repo_dir / "sub", "add", "data").stdout
     model = repo_dir / "model.bin"
     st = model.stat()
@@ -398,3 +392,30 @@ def test_the_index_refuses_a_count_it_was_not_given_and_out_of_range_stats() -> 
         b"".join(index_chunks([one], 2, "sha1"))
     with pytest.raises(FormatError, match="out of range"):
         encode_index([one._replace(mode=1 << 33)], "sha1")
+
+
+def test_a_teammates_clone_and_a_linked_worktree_get_their_own_answers(tracked: Path,
+                                                                     tmp_path: Path) -> None:
+    """Bob's clone after push and pull, and a linked worktree of Alice's: each remembers
+    its own answer (their own stat caches and stat indexes), and sees its own changes."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(tracked, "remote", "add", "origin", str(origin))
+    git(tracked, "push", "-q", "-u", "origin", "main")
+    bob = tmp_path / "bob"
+    git(tmp_path, "clone", "-q", str(origin), str(bob))
+    run_gitml(bob, "pull")
+    _settle(bob / "data")
+    git(tracked, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt")
+    wt = tmp_path / "wt"
+    run_gitml(wt, "checkout")
+    _settle(wt / "data")
+    for where in (bob, wt, tracked):
+        out = _remembered(where, "status")
+        assert out == full_cli(where, "status").stdout
+        assert out.startswith("data: clean (data ")
+    (bob / "data" / "top.txt").write_text("bob's")
+    assert "data: modified" in _same_as_full(bob, "status").stdout
+    (wt / "data" / "d0" / "new.bin").write_bytes(b"wt")
+    assert "data: modified" in _same_as_full(wt, "status").stdout
+    assert _entry(tracked, "status")[1] == set()  # Alice's own answer still holds

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_tree, run_gitml
+from conftest import full_cli, git, make_tree, run_gitml
 
 from mlgit.api import add as api_add
 from mlgit.api import status as api_status
@@ -32,13 +32,6 @@ def _settle(top: Path) -> None:
     for f in top.rglob("*"):
         os.utime(f, (when, when), follow_symlinks=False)
     time.sleep(0.1)  # their ctimes, which utime just set, older than the racy window
-
-
-def _full_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``git-ml ARGS`` through the full CLI (click, every command), as before the quick path."""
-    code = "import sys; from mlgit.cli.main import main; sys.exit(main())"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                          text=True)
 
 
 def _loaded(cwd: Path, *args: str) -> tuple[str, set[str]]:
@@ -64,7 +57,7 @@ def tracked(repo_dir: Path) -> Path:
 
 def test_unchanged_status_is_answered_without_the_cli_or_the_store(tracked: Path) -> None:
     out = run_gitml(tracked, "status").stdout
-    assert out == _full_cli(tracked, "status").stdout
+    assert out == full_cli(tracked, "status").stdout
     assert out.startswith("data: clean (data ")
     stdout, heavy = _loaded(tracked, "status")
     assert stdout == out
@@ -72,7 +65,7 @@ def test_unchanged_status_is_answered_without_the_cli_or_the_store(tracked: Path
 
 
 def test_unchanged_add_is_answered_without_the_cli_or_the_store(tracked: Path) -> None:
-    full = _full_cli(tracked, "add", "data")
+    full = full_cli(tracked, "add", "data")
     assert full.returncode == 0, full.stderr
     out = run_gitml(tracked, "add", "data").stdout
     assert out == full.stdout
@@ -82,7 +75,7 @@ def test_unchanged_add_is_answered_without_the_cli_or_the_store(tracked: Path) -
     assert git(tracked, "status", "--porcelain").stdout == ""
     # From a subdirectory, the path as the user gives it.
     stdout, heavy = _loaded(tracked / "data", "add", ".")
-    assert stdout == _full_cli(tracked / "data", "add", ".").stdout
+    assert stdout == full_cli(tracked / "data", "add", ".").stdout
     assert heavy == set()
 
 
@@ -93,7 +86,7 @@ def test_a_file_changed_in_place_with_its_mtime_put_back_is_seen(tracked: Path) 
     f.write_bytes(bytes(st.st_size))
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     out = run_gitml(tracked, "status").stdout
-    assert out == _full_cli(tracked, "status").stdout
+    assert out == full_cli(tracked, "status").stdout
     assert "data: modified (1 changes" in out
     assert "modified  data/d1/f1.bin" in out
     _, heavy = _loaded(tracked, "status")
@@ -145,7 +138,7 @@ def test_any_change_or_doubt_goes_the_full_way(tracked: Path, change: str) -> No
         else:
             assert api_add.add_if_unchanged(core, [data]) is None
     status = run_gitml(tracked, "status", check=False)
-    full = _full_cli(tracked, "status")
+    full = full_cli(tracked, "status")
     assert (status.returncode, status.stdout, status.stderr) == (
         full.returncode, full.stdout, full.stderr)
     if change in ("git dir name", "fifo"):  # skipped: clean, with the scan's warning
@@ -166,7 +159,7 @@ def test_pointer_trouble_goes_the_full_way(tracked: Path) -> None:
     assert "already used by copy" in p.stderr
     # An unreadable pointer file: status reports it (and exits non-zero) as the full CLI does.
     (tracked / "copy.mlgit").write_text("not a pointer")
-    status, full = run_gitml(tracked, "status", check=False), _full_cli(tracked, "status")
+    status, full = run_gitml(tracked, "status", check=False), full_cli(tracked, "status")
     assert (status.returncode, status.stdout, status.stderr) == (
         full.returncode, full.stdout, full.stderr)
     assert status.returncode != 0
@@ -204,11 +197,11 @@ def test_a_file_dataset_and_two_paths(repo_dir: Path) -> None:
     time.sleep(0.1)
     run_gitml(repo_dir, "add", "model.bin", "data")
     out = run_gitml(repo_dir, "add", "model.bin", "data").stdout
-    assert out == _full_cli(repo_dir, "add", "model.bin", "data").stdout
+    assert out == full_cli(repo_dir, "add", "model.bin", "data").stdout
     assert out.count("(unchanged)") == 2
     stdout, heavy = _loaded(repo_dir, "status")
     assert heavy == set()
-    assert stdout == _full_cli(repo_dir, "status").stdout
+    assert stdout == full_cli(repo_dir, "status").stdout
     assert "model.bin: clean" in stdout
     assert "data: clean" in stdout
     with Repo(repo_dir) as r:
